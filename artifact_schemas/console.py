@@ -1,0 +1,53 @@
+"""Terminal output shared by the command-line tools."""
+
+from __future__ import annotations
+
+import logging
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+
+from artifact_schemas.version import version_option
+
+
+def stdout_console() -> Console:
+    """A console for results; wide when piped so tables are not truncated in logs."""
+    console = Console()
+    if not console.is_terminal:
+        console = Console(width=160)
+    return console
+
+
+def print_error(prefix: str, message: object) -> None:
+    """Print ``prefix message`` to stderr on one line, without rich markup in ``message``.
+
+    Error messages hold things like ``rt_ms[row 3]`` that rich would read as markup,
+    and grep-able one-line errors matter more than wrapping.
+    """
+    Console(stderr=True, soft_wrap=True).print(
+        f"[red]{prefix}[/] {escape(str(message))}", highlight=False
+    )
+
+
+def typer_app(name: str, help: str) -> typer.Typer:
+    """The shared shape of the command-line tools: --help, --version, --verbose."""
+    app = typer.Typer(
+        name=name,
+        help=f"{help} Run '{name} COMMAND --help' for details.",
+        no_args_is_help=True,
+        rich_markup_mode="markdown",
+        add_completion=False,
+    )
+
+    @app.callback()
+    def _root(
+        verbose: bool = typer.Option(False, "--verbose", "-v", help="Log debug messages."),
+        version: bool = version_option(),
+    ) -> None:
+        logging.basicConfig(
+            level=logging.DEBUG if verbose else logging.INFO,
+            format="%(levelname)s %(name)s: %(message)s",
+        )
+
+    return app

@@ -1,0 +1,186 @@
+"""Schemas of a study package: the public ``study.json`` and the secret ``key.json``.
+
+``study.json`` is sent (in parts) to participants' browsers, so by construction
+it holds only opaque ids, option texts and order. Everything that would reveal
+an answer (which option is correct, which clip is steered, feature, layer,
+labeler, CLAP score) lives in ``key.json``, which never leaves the server.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Final, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+SCHEMA_VERSION: Final = 1
+
+# Opaque ids: no dots or slashes (they become URL segments and file names, and
+# must never be joined into a filesystem path).
+OpaqueId = Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]{1,64}$")]
+Slug = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9-]{0,63}$")]
+
+TrialKind = Literal["label_choice", "label_rating", "steering", "attention", "screening"]
+Phase = Literal["screening", "practice", "main"]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Clip(_Strict):
+    """An audio file of the package, addressed by an opaque id."""
+
+    file: Annotated[str, Field(pattern=r"^audio/[A-Za-z0-9_-]+\.(flac|wav|mp3|ogg)$")]
+    sha256: Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
+    duration_s: Annotated[float, Field(gt=0)]
+
+
+class Option(_Strict):
+    """A response option shown to the participant (a label, or 'first'/'second' clip)."""
+
+    id: OpaqueId
+    text: Annotated[str, Field(min_length=1, max_length=500)]
+
+
+class RatingScale(_Strict):
+    min: int = 1
+    max: Annotated[int, Field(ge=2, le=11)] = 5
+    min_label: str = ""
+    max_label: str = ""
+
+    @model_validator(mode="after")
+    def _ordered(self) -> RatingScale:
+        if self.max <= self.min:
+            raise ValueError(f"max ({self.max}) must be greater than min ({self.min})")
+        return self
+
+
+class Trial(_Strict):
+    """One screen the participant answers."""
+
+    id: OpaqueId
+    kind: TrialKind
+    phase: Phase = "main"
+    question: Annotated[str, Field(min_length=1)]
+    # Clips heard first (a feature's examples); each must play through before answering.
+    references: list[OpaqueId] = Field(default_factory=list)
+    # Clips compared (steering: baseline/steered/random control in balanced order).
+    candidates: list[OpaqueId] = Field(default_factory=list)
+    options: list[Option] = Field(default_factory=list)
+    rating: RatingScale | None = None
+    # Practice trials tell the participant whether they were right.
+    feedback: bool = False
+
+    @model_validator(mode="after")
+    def _answerable(self) -> Trial:
+        if not self.options and self.rating is None:
+            raise ValueError("a trial needs 'options' or a 'rating' scale to be answerable")
+        ids = [o.id for o in self.options]
+        if len(ids) != len(set(ids)):
+            raise ValueError(f"option ids must be unique, got {ids}")
+        return self
+
+
+class TrialList(_Strict):
+    """A fixed set of trials; each participant is assigned one list."""
+
+    id: OpaqueId
+    trials: Annotated[list[OpaqueId], Field(min_length=1)]
+    target_participants: Annotated[int, Field(ge=1)] = 1
+
+
+class Texts(_Strict):
+    """Participant-facing texts (Markdown)."""
+
+    consent: str = ""
+    instructions: str = ""
+    debrief: str = ""
+
+
+class StudyManifest(_Strict):
+    """``study.json``: the public description of a study package."""
+
+    schema_version: Literal[1] = SCHEMA_VERSION
+    study_id: Slug
+    title: Annotated[str, Field(min_length=1)]
+    texts: Texts = Field(default_factory=Texts)
+    clips: dict[OpaqueId, Clip]
+    trials: Annotated[list[Trial], Field(min_length=1)]
+    lists: Annotated[list[TrialList], Field(min_length=1)]
+
+    @model_validator(mode="after")
+    def _references_resolve(self) -> StudyManifest:
+        trial_ids = [t.id for t in self.trials]
+        if len(trial_ids) != len(set(trial_ids)):
+            raise ValueError("trial ids must be unique")
+        known = set(trial_ids)
+        for lst in self.lists:
+            missing = [t for t in lst.trials if t not in known]
+            if missing:
+                raise ValueError(f"list '{lst.id}' names unknown trials {missing[:5]}")
+        for trial in self.trials:
+            missing = [c for c in (*trial.references, *trial.candidates) if c not in self.clips]
+            if missing:
+                raise ValueError(f"trial '{trial.id}' names unknown clips {missing[:5]}")
+        list_ids = [lst.id for lst in self.lists]
+        if len(list_ids) != len(set(list_ids)):
+            raise ValueError("list ids must be unique")
+        return self
+
+
+ClipRole = Literal[
+    "example", "baseline", "steered", "random_direction", "attention", "screening", "calibration"
+]
+
+
+class ClipKey(_Strict):
+    """Where a package clip came from (never sent to a browser)."""
+
+    role: ClipRole
+    source: str = ""
+    feature_id: int | None = None
+    layer: int | None = None
+
+
+class TrialKey(_Strict):
+    """The answer and metadata of one trial (never sent to a browser)."""
+
+    correct_option: OpaqueId | None = None
+    correct_clip: OpaqueId | None = None
+    feature_id: Annotated[int, Field(ge=0)] | None = None
+    layer: Annotated[int, Field(ge=0)] | None = None
+    labeler: str | None = None
+    label: str | None = None
+    clap_score: float | None = None
+    strength: float | None = None
+    prompt: str | None = None
+    seed: int | None = None
+
+
+class CompletionCodes(_Strict):
+    """Codes participants get at the end (Prolific completion codes)."""
+
+    complete: Annotated[str, Field(min_length=1)]
+    screened_out: Annotated[str, Field(min_length=1)]
+    declined: Annotated[str, Field(min_length=1)]
+
+
+class AnswerKey(_Strict):
+    """``key.json``: answers and stimulus metadata of a study package."""
+
+    schema_version: Literal[1] = SCHEMA_VERSION
+    study_id: Slug
+    manifest_sha256: Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
+    codes: CompletionCodes
+    trials: dict[OpaqueId, TrialKey]
+    clips: dict[OpaqueId, ClipKey] = Field(default_factory=dict)
+
+    def check_matches(self, manifest: StudyManifest) -> list[str]:
+        """Problems that make this key unusable with ``manifest`` (empty when consistent)."""
+        problems = []
+        if self.study_id != manifest.study_id:
+            problems.append(f"study_id '{self.study_id}' != manifest '{manifest.study_id}'")
+        missing = [t.id for t in manifest.trials if t.id not in self.trials]
+        if missing:
+            problems.append(f"no key for trials {missing[:5]}")
+        return problems

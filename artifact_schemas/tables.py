@@ -1,0 +1,384 @@
+"""Schemas of the tabular artifacts (Parquet and CSV) and their validated readers/writers.
+
+Validation is column-wise and vectorised: per-row pydantic models would take
+minutes on the million-row tables (activation indexes, response exports) these
+files hold, and pandera would add a heavy dependency to the web worker for
+what is a few dozen lines here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from artifact_schemas.atomic import atomic_path
+from artifact_schemas.errors import ArtifactError
+
+DType = Literal["int", "float", "str", "bool"]
+
+# Keys in the Parquet footer's key-value metadata.
+_META_ARTIFACT = b"artifact"
+_META_VERSION = b"schema_version"
+
+
+@dataclass(frozen=True)
+class Column:
+    """One column of a tabular artifact."""
+
+    name: str
+    dtype: DType
+    doc: str
+    nullable: bool = False
+    min: float | None = None
+    max: float | None = None
+    choices: tuple[str, ...] | None = None
+
+
+@dataclass(frozen=True)
+class TableSchema:
+    """A versioned table: required columns, their types and value ranges.
+
+    Extra columns are allowed and kept (stages may record more than the
+    contract requires); missing or ill-typed required columns are errors.
+    """
+
+    name: str
+    version: int
+    doc: str
+    columns: tuple[Column, ...]
+    unique: tuple[tuple[str, ...], ...] = field(default=())
+
+    @property
+    def column_names(self) -> list[str]:
+        return [c.name for c in self.columns]
+
+    def validate(self, df: pd.DataFrame, source: str | Path = "<DataFrame>") -> pd.DataFrame:
+        """Return ``df`` with canonical dtypes, or raise :class:`ArtifactError`."""
+        df = df.copy()
+        for col in self.columns:
+            if col.name not in df.columns:
+                raise ArtifactError(
+                    source,
+                    col.name,
+                    f"a column '{col.name}' ({col.dtype}: {col.doc})",
+                    has_value=False,
+                )
+            df[col.name] = _coerce_column(df[col.name], col, source)
+        for key in self.unique:
+            dup = df.duplicated(list(key), keep=False)
+            if dup.any():
+                first = df.loc[dup, list(key)].iloc[0].tolist()
+                raise ArtifactError(
+                    source,
+                    ",".join(key),
+                    f"each ({', '.join(key)}) to appear once",
+                    first,
+                )
+        return df
+
+
+def _bad_row(series: pd.Series, mask: np.ndarray | pd.Series) -> tuple[object, object]:
+    idx = series.index[np.asarray(mask, dtype=bool)][0]
+    value = series.loc[idx]
+    # numpy scalars print as np.float64(1.5); users should read 1.5.
+    return idx, value.item() if isinstance(value, np.generic) else value
+
+
+def _coerce_column(series: pd.Series, col: Column, source: str | Path) -> pd.Series:
+    nulls = series.isna().to_numpy()
+    if nulls.any() and not col.nullable:
+        row, _ = _bad_row(series, nulls)
+        raise ArtifactError(source, f"{col.name}[row {row}]", f"a {col.dtype} (not null)", None)
+    present = series[~nulls]
+    out: pd.Series
+    if col.dtype in ("int", "float"):
+        numeric = pd.to_numeric(present, errors="coerce")
+        bad = numeric.isna().to_numpy()
+        if bad.any():
+            row, value = _bad_row(present, bad)
+            raise ArtifactError(source, f"{col.name}[row {row}]", f"a number ({col.doc})", value)
+        if col.dtype == "int":
+            frac = (numeric % 1 != 0).to_numpy()
+            if frac.any():
+                row, value = _bad_row(present, frac)
+                raise ArtifactError(
+                    source, f"{col.name}[row {row}]", f"an integer ({col.doc})", value
+                )
+        if col.min is not None and (numeric < col.min).any():
+            row, value = _bad_row(present, (numeric < col.min).to_numpy())
+            raise ArtifactError(
+                source, f"{col.name}[row {row}]", f">= {col.min} ({col.doc})", value
+            )
+        if col.max is not None and (numeric > col.max).any():
+            row, value = _bad_row(present, (numeric > col.max).to_numpy())
+            raise ArtifactError(
+                source, f"{col.name}[row {row}]", f"<= {col.max} ({col.doc})", value
+            )
+        full = pd.to_numeric(series, errors="coerce")
+        if col.dtype == "int":
+            out = full.astype("Int64" if col.nullable else "int64")
+        else:
+            out = full.astype("float64")
+    elif col.dtype == "bool":
+        parsed = present.map(_parse_bool)
+        bad = parsed.isna().to_numpy()
+        if bad.any():
+            row, value = _bad_row(present, bad)
+            raise ArtifactError(source, f"{col.name}[row {row}]", "true or false", value)
+        converted = series.map(lambda v: pd.NA if pd.isna(v) else _parse_bool(v))
+        out = converted.astype("boolean" if col.nullable else "bool")
+    else:  # str
+        bad = ~present.map(lambda v: isinstance(v, str)).to_numpy(dtype=bool)
+        if bad.any():
+            row, value = _bad_row(present, bad)
+            raise ArtifactError(source, f"{col.name}[row {row}]", f"a string ({col.doc})", value)
+        if col.choices is not None:
+            outside = ~present.isin(col.choices).to_numpy()
+            if outside.any():
+                row, value = _bad_row(present, outside)
+                raise ArtifactError(
+                    source, f"{col.name}[row {row}]", f"one of {list(col.choices)}", value
+                )
+        out = series.astype(object).where(~nulls, None)
+    return out
+
+
+_BOOL_TEXT = {"true": True, "false": False, "1": True, "0": False}
+
+
+def _parse_bool(value: object) -> bool | None:
+    """True/False from a bool, 0/1 or 'true'/'false' (as CSV files spell them); else None."""
+    if isinstance(value, bool | np.bool_):
+        return bool(value)
+    if isinstance(value, int | np.integer) and value in (0, 1):
+        return bool(value)
+    if isinstance(value, str):
+        return _BOOL_TEXT.get(value.strip().lower())
+    return None
+
+
+# --------------------------------------------------------------------------- readers / writers
+
+
+def save_table(df: pd.DataFrame, path: str | Path, schema: TableSchema) -> Path:
+    """Validate ``df`` against ``schema`` and write it atomically (.parquet or .csv)."""
+    path = Path(path)
+    df = schema.validate(df, source=path)
+    suffix = path.suffix.lower()
+    with atomic_path(path) as tmp:
+        if suffix == ".parquet":
+            table = pa.Table.from_pandas(df, preserve_index=False)
+            meta = dict(table.schema.metadata or {})
+            meta[_META_ARTIFACT] = schema.name.encode()
+            meta[_META_VERSION] = str(schema.version).encode()
+            pq.write_table(table.replace_schema_metadata(meta), tmp)
+        elif suffix == ".csv":
+            df.to_csv(tmp, index=False)
+        else:
+            raise ArtifactError(path, None, "a file name ending in .parquet or .csv", path.name)
+    return path
+
+
+def load_table(path: str | Path, schema: TableSchema) -> pd.DataFrame:
+    """Read a .parquet or .csv artifact and validate it; raise :class:`ArtifactError`."""
+    path = Path(path)
+    if not path.is_file():
+        raise ArtifactError(path, None, f"an existing {schema.name} file", has_value=False)
+    suffix = path.suffix.lower()
+    try:
+        if suffix == ".parquet":
+            table = pq.read_table(path)
+            _check_parquet_meta(path, table.schema.metadata or {}, schema)
+            df = table.to_pandas()
+        elif suffix == ".csv":
+            df = pd.read_csv(path, keep_default_na=True)
+        else:
+            raise ArtifactError(path, None, "a file name ending in .parquet or .csv", path.name)
+    except ArtifactError:
+        raise
+    except (OSError, pa.ArrowException, pd.errors.ParserError, UnicodeDecodeError) as exc:
+        raise ArtifactError(
+            path, None, f"a readable {suffix} file ({exc})", has_value=False
+        ) from exc
+    return schema.validate(df, source=path)
+
+
+def _check_parquet_meta(path: Path, meta: dict[bytes, bytes], schema: TableSchema) -> None:
+    # Files written by hand (pandas.to_parquet) carry no version; they are read as
+    # the current version and validated column by column like any other.
+    artifact = meta.get(_META_ARTIFACT)
+    if artifact is not None and artifact.decode() != schema.name:
+        raise ArtifactError(path, "artifact", f"a '{schema.name}' table", artifact.decode())
+    version = meta.get(_META_VERSION)
+    if version is not None and int(version) > schema.version:
+        raise ArtifactError(
+            path,
+            "schema_version",
+            f"<= {schema.version} (written by a newer release; upgrade this package)",
+            int(version),
+        )
+
+
+def iter_schemas() -> Iterable[TableSchema]:
+    return TABLES.values()
+
+
+# --------------------------------------------------------------------------- the contracts
+
+CORPUS_METADATA = TableSchema(
+    name="corpus_metadata",
+    version=1,
+    doc="corpus/metadata.csv: one row per audio track of a corpus (optional for user corpora).",
+    columns=(
+        Column("track_id", "str", "unique id of the track"),
+        Column("path", "str", "audio file path relative to the corpus directory"),
+        Column("caption", "str", "free-text description, used as a text prompt", nullable=True),
+        Column("tags", "str", "';'-separated concept tags", nullable=True),
+    ),
+    unique=(("track_id",),),
+)
+
+CORPUS_CONCEPTS = TableSchema(
+    name="corpus_concepts",
+    version=1,
+    doc="corpus/concepts.csv: ground-truth concept values with the time span where each holds.",
+    columns=(
+        Column("track_id", "str", "track the concept belongs to"),
+        Column("concept", "str", "concept name, e.g. 'instrument'"),
+        Column("value", "str", "concept value, e.g. 'piano'"),
+        Column("start_s", "float", "span start in seconds", min=0),
+        Column("end_s", "float", "span end in seconds", min=0),
+    ),
+)
+
+ACTIVATION_INDEX = TableSchema(
+    name="activation_index",
+    version=1,
+    doc="acts/layer_<l>/index.parquet: which track/frame each activation row comes from.",
+    columns=(
+        Column("row", "int", "row number in the concatenated activation shards", min=0),
+        Column("track_id", "str", "source track"),
+        Column("frame", "int", "audio frame index within the track", min=0),
+        Column("time_s", "float", "frame start time in seconds", min=0),
+    ),
+    unique=(("row",),),
+)
+
+FEATURES = TableSchema(
+    name="features",
+    version=1,
+    doc="features/layer_<l>/features.parquet: one row per SAE latent with its statistics.",
+    columns=(
+        Column("feature_id", "int", "SAE latent index", min=0),
+        Column("layer", "int", "transformer layer the SAE was trained on", min=0),
+        Column("frequency", "float", "fraction of frames where the latent is active", min=0, max=1),
+        Column("max_activation", "float", "largest activation observed", min=0),
+        Column("n_tracks", "int", "distinct tracks among the top activations", min=0),
+        Column("kept", "bool", "whether the feature passed the filters"),
+        Column("filter_reason", "str", "why a feature was dropped (null if kept)", nullable=True),
+    ),
+    unique=(("layer", "feature_id"),),
+)
+
+EXAMPLES = TableSchema(
+    name="examples",
+    version=1,
+    doc="features/layer_<l>/examples.parquet: top-activating example clips per kept feature.",
+    columns=(
+        Column("feature_id", "int", "SAE latent index", min=0),
+        Column("layer", "int", "transformer layer", min=0),
+        Column("rank", "int", "1 = strongest example", min=1),
+        Column("track_id", "str", "source track"),
+        Column("start_s", "float", "clip start in the source track (s)", min=0),
+        Column("end_s", "float", "clip end in the source track (s)", min=0),
+        Column("peak_time_s", "float", "time of the peak activation in the source (s)", min=0),
+        Column("peak_activation", "float", "activation at the peak"),
+        Column("path", "str", "clip file, relative to the examples.parquet directory"),
+    ),
+    unique=(("layer", "feature_id", "rank"),),
+)
+
+LABELS = TableSchema(
+    name="labels",
+    version=1,
+    doc="labels.parquet: candidate labels per feature from each labeler, with CLAP scores.",
+    columns=(
+        Column("feature_id", "int", "SAE latent index", min=0),
+        Column("layer", "int", "transformer layer", min=0),
+        Column("labeler", "str", "which labeler proposed it, e.g. 'descriptors'"),
+        Column("label", "str", "the label text"),
+        Column(
+            "confidence", "float", "labeler's confidence in [0, 1]", nullable=True, min=0, max=1
+        ),
+        Column("clap_score", "float", "CLAP audio-text similarity", nullable=True, min=-1, max=1),
+    ),
+)
+
+STEERING = TableSchema(
+    name="steering",
+    version=1,
+    doc="steering/steering.parquet: steered generations and their unsteered baselines.",
+    columns=(
+        Column("feature_id", "int", "SAE latent steered along", min=0),
+        Column("layer", "int", "layer where the direction is added", min=0),
+        Column("prompt", "str", "text prompt shared by baseline and steered"),
+        Column("seed", "int", "sampling seed shared by baseline and steered", min=0),
+        Column("strength", "float", "alpha in h <- h + alpha * d_f"),
+        Column("path", "str", "steered audio, relative to the steering directory"),
+        Column("baseline_path", "str", "baseline audio, relative to the steering directory"),
+    ),
+)
+
+RESPONSES = TableSchema(
+    name="responses",
+    version=1,
+    doc="study_app export: one row per participant response (long format).",
+    columns=(
+        Column("schema_version", "int", "export format version", min=1),
+        Column("study_id", "str", "study identifier"),
+        Column("session_id", "str", "participant session identifier"),
+        Column("participant", "str", "salted hash of the participant id"),
+        Column("list_id", "str", "trial list the session was assigned"),
+        Column("trial_id", "str", "trial identifier from study.json"),
+        Column(
+            "trial_kind",
+            "str",
+            "kind of trial",
+            choices=("label_choice", "label_rating", "steering", "attention", "screening"),
+        ),
+        Column("phase", "str", "study phase", choices=("screening", "practice", "main")),
+        Column("position", "int", "0-based position of the trial in the session", min=0),
+        Column("answer", "str", "chosen option id or clip id (null for ratings)", nullable=True),
+        Column("rating", "float", "rating on the trial's scale", nullable=True),
+        Column("correct", "bool", "answer matches the key (null when no key)", nullable=True),
+        Column("rt_ms", "float", "reaction time from answer enabled to submit (ms)", min=0),
+        Column("server_ts", "str", "server receive time, ISO 8601 UTC"),
+        Column("feature_id", "int", "feature the trial is about", nullable=True, min=0),
+        Column("layer", "int", "layer of that feature", nullable=True, min=0),
+        Column("labeler", "str", "labeler of the rated/target label", nullable=True),
+        Column("clap_score", "float", "CLAP score of the target label", nullable=True),
+        Column("strength", "float", "steering strength", nullable=True),
+    ),
+    unique=(("session_id", "trial_id"),),
+)
+
+TABLES: dict[str, TableSchema] = {
+    s.name: s
+    for s in (
+        CORPUS_METADATA,
+        CORPUS_CONCEPTS,
+        ACTIVATION_INDEX,
+        FEATURES,
+        EXAMPLES,
+        LABELS,
+        STEERING,
+        RESPONSES,
+    )
+}

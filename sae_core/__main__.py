@@ -1,0 +1,3 @@
+from sae_core.cli import main
+
+main()

@@ -1,0 +1,3 @@
+from stimuli_builder.cli import main
+
+main()

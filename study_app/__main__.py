@@ -1,0 +1,3 @@
+from study_app.cli import main
+
+main()

@@ -1,0 +1,193 @@
+"""Shared fixtures: apps on SQLite and PostgreSQL, a live HTTP server, a real browser.
+
+Services are real. Where one is missing, its tests skip locally with the reason,
+and fail in CI (``CI=true``), where every Postgres and browser test must run.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import threading
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, NoReturn
+
+import pytest
+from flask import Flask
+from werkzeug.serving import make_server
+
+from study_app import create_app
+from study_app.db import db
+
+CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-component-update",
+    "--disable-sync",
+]
+DEFAULT_PG_ADMIN_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
+
+
+def in_ci() -> bool:
+    return os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+
+def require_service(reason: str) -> NoReturn:
+    """Skip locally, fail in CI: a CI run must never silently drop Postgres or browser tests."""
+    if in_ci():
+        pytest.fail(f"{reason} (CI=true: this test must run, not skip)", pytrace=False)
+    pytest.skip(reason)
+
+
+# Tests that use these fixtures get the matching marker automatically, so that
+# "-m 'not browser'" works and the summary below can count them.
+_SERVICE_MARKERS = {"postgres_url": "postgres", "browser": "browser"}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        fixtures = getattr(item, "fixturenames", ())
+        for fixture, marker in _SERVICE_MARKERS.items():
+            if fixture in fixtures:
+                item.add_marker(marker)
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    """Say how many Postgres and browser tests ran, so a skipped service cannot go unnoticed."""
+    counts: dict[str, dict[str, int]] = {}
+    for outcome in ("passed", "failed", "error", "skipped"):
+        for report in terminalreporter.stats.get(outcome, []):
+            if getattr(report, "when", "call") not in ("call", "setup"):
+                continue
+            if outcome == "passed" and report.when != "call":
+                continue
+            for marker in ("postgres", "browser"):
+                if marker in getattr(report, "keywords", {}):
+                    counts.setdefault(marker, {}).setdefault(outcome, 0)
+                    counts[marker][outcome] += 1
+    for marker in ("postgres", "browser"):
+        parts = ", ".join(f"{n} {o}" for o, n in sorted(counts.get(marker, {}).items())) or "none"
+        terminalreporter.write_line(f"{marker} tests: {parts}")
+
+
+# --------------------------------------------------------------------------- apps
+
+
+def _make_app(db_url: str, tmp_path: Path) -> Flask:
+    app = create_app(
+        {
+            "TESTING": True,
+            "SECRET_KEY": "test",
+            "SQLALCHEMY_DATABASE_URI": db_url,
+        }
+    )
+    app.instance_path = str(tmp_path / "instance")
+    return app
+
+
+@pytest.fixture
+def app(tmp_path: Path) -> Iterator[Flask]:
+    """The app on a fresh SQLite file, tables created."""
+    app = _make_app(f"sqlite:///{tmp_path / 'study.sqlite'}", tmp_path)
+    with app.app_context():
+        app.test_cli_runner().invoke(args=["init-db"], catch_exceptions=False)
+    yield app
+    with app.app_context():
+        db.engine.dispose()
+
+
+@pytest.fixture
+def client(app: Flask) -> Any:
+    return app.test_client()
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    """URL of a uniquely named PostgreSQL database, created for this test session and dropped.
+
+    The server is ``TEST_DATABASE_URL`` (any database on it; used only to create ours)
+    or 127.0.0.1:5432 as user postgres.
+    """
+    import psycopg
+    from sqlalchemy.engine import make_url
+
+    admin = make_url(os.environ.get("TEST_DATABASE_URL", DEFAULT_PG_ADMIN_URL))
+    admin = admin.set(drivername="postgresql+psycopg")
+    conninfo = admin.set(drivername="postgresql").render_as_string(hide_password=False)
+    try:
+        conn = psycopg.connect(conninfo, autocommit=True, connect_timeout=5)
+    except psycopg.OperationalError as exc:
+        require_service(f"PostgreSQL not reachable at {admin.host}:{admin.port} ({exc})")
+    name = f"mc_test_{uuid.uuid4().hex[:12]}"
+    with conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+        try:
+            yield admin.set(database=name).render_as_string(hide_password=False)
+        finally:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+def pg_app(postgres_url: str, tmp_path: Path) -> Iterator[Flask]:
+    """The app on the test session's PostgreSQL database, with empty tables."""
+    app = _make_app(postgres_url, tmp_path)
+    with app.app_context():
+        app.test_cli_runner().invoke(args=["init-db"], catch_exceptions=False)
+    yield app
+    with app.app_context():
+        db.drop_all()
+        db.engine.dispose()
+
+
+# --------------------------------------------------------------------------- live server + browser
+
+
+class LiveServer:
+    """A real threaded HTTP server on a free loopback port."""
+
+    def __init__(self, app: Flask) -> None:
+        self._server = make_server("127.0.0.1", 0, app, threaded=True)
+        self.url = f"http://127.0.0.1:{self._server.server_port}"
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+
+    def __enter__(self) -> LiveServer:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._server.shutdown()
+        self._thread.join(timeout=10)
+
+
+@pytest.fixture
+def live_server(app: Flask) -> Iterator[LiveServer]:
+    with LiveServer(app) as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def browser() -> Iterator[Any]:
+    """Debian's chromium, headless, driven by Playwright (no browser download)."""
+    if not (Path(CHROMIUM).exists() or shutil.which(CHROMIUM)):
+        require_service(f"{CHROMIUM} not found (bash tests/ensure_chromium.sh installs it)")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def page(browser: Any) -> Iterator[Any]:
+    context = browser.new_context()
+    page = context.new_page()
+    yield page
+    context.close()
