@@ -36,9 +36,7 @@ def summary(
     for col in table.columns:
         view.add_column(str(col))
     for row in table.itertuples(index=False):
-        view.add_row(
-            *("" if v is None else f"{v:.3f}" if isinstance(v, float) else str(v) for v in row)
-        )
+        view.add_row(*("" if v is None else f"{v:.3f}" if isinstance(v, float) else str(v) for v in row))
     stdout_console().print(view)
     if out is not None:
         from artifact_schemas import write_text_atomic

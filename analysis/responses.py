@@ -30,9 +30,7 @@ def response_summary(responses: pd.DataFrame) -> pd.DataFrame:
     (2, 3, 0.667)
     """
     correct = responses["correct"].astype("Float64")
-    grouped = responses.assign(_correct=correct).groupby(
-        ["study_id", "phase", "trial_kind"], sort=True
-    )
+    grouped = responses.assign(_correct=correct).groupby(["study_id", "phase", "trial_kind"], sort=True)
     out = grouped.agg(
         participants=("participant", "nunique"),
         sessions=("session_id", "nunique"),

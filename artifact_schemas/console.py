@@ -25,9 +25,7 @@ def print_error(prefix: str, message: object) -> None:
     Error messages hold things like ``rt_ms[row 3]`` that rich would read as markup,
     and grep-able one-line errors matter more than wrapping.
     """
-    Console(stderr=True, soft_wrap=True).print(
-        f"[red]{prefix}[/] {escape(str(message))}", highlight=False
-    )
+    Console(stderr=True, soft_wrap=True).print(f"[red]{prefix}[/] {escape(str(message))}", highlight=False)
 
 
 def typer_app(name: str, help: str) -> typer.Typer:

@@ -31,9 +31,7 @@ def _first_error(path: Path, exc: ValidationError) -> ArtifactError:
         expected = "no such field (check its spelling against docs/formats.md)"
     elif err["type"] == "missing":
         expected = "this required field to be present"
-    return ArtifactError(
-        path, _field_path(err["loc"]), expected, err.get("input"), has_value=has_value
-    )
+    return ArtifactError(path, _field_path(err["loc"]), expected, err.get("input"), has_value=has_value)
 
 
 def load_json_model(path: str | Path, model: type[M]) -> M:

@@ -79,9 +79,7 @@ def checksum_path(path: str | Path) -> InputFile:
         digest, size = _file_sha256(f)
         outer.update(f"{f.relative_to(path).as_posix()}\0{digest}\n".encode())
         total += size
-    return InputFile(
-        path=str(path), sha256=outer.hexdigest(), bytes=total, files=max(len(files), 1)
-    )
+    return InputFile(path=str(path), sha256=outer.hexdigest(), bytes=total, files=max(len(files), 1))
 
 
 def _file_sha256(path: Path) -> tuple[str, int]:

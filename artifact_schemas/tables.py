@@ -108,19 +108,13 @@ def _coerce_column(series: pd.Series, col: Column, source: str | Path) -> pd.Ser
             frac = (numeric % 1 != 0).to_numpy()
             if frac.any():
                 row, value = _bad_row(present, frac)
-                raise ArtifactError(
-                    source, f"{col.name}[row {row}]", f"an integer ({col.doc})", value
-                )
+                raise ArtifactError(source, f"{col.name}[row {row}]", f"an integer ({col.doc})", value)
         if col.min is not None and (numeric < col.min).any():
             row, value = _bad_row(present, (numeric < col.min).to_numpy())
-            raise ArtifactError(
-                source, f"{col.name}[row {row}]", f">= {col.min} ({col.doc})", value
-            )
+            raise ArtifactError(source, f"{col.name}[row {row}]", f">= {col.min} ({col.doc})", value)
         if col.max is not None and (numeric > col.max).any():
             row, value = _bad_row(present, (numeric > col.max).to_numpy())
-            raise ArtifactError(
-                source, f"{col.name}[row {row}]", f"<= {col.max} ({col.doc})", value
-            )
+            raise ArtifactError(source, f"{col.name}[row {row}]", f"<= {col.max} ({col.doc})", value)
         full = pd.to_numeric(series, errors="coerce")
         if col.dtype == "int":
             out = full.astype("Int64" if col.nullable else "int64")
@@ -143,9 +137,7 @@ def _coerce_column(series: pd.Series, col: Column, source: str | Path) -> pd.Ser
             outside = ~present.isin(col.choices).to_numpy()
             if outside.any():
                 row, value = _bad_row(present, outside)
-                raise ArtifactError(
-                    source, f"{col.name}[row {row}]", f"one of {list(col.choices)}", value
-                )
+                raise ArtifactError(source, f"{col.name}[row {row}]", f"one of {list(col.choices)}", value)
         out = series.astype(object).where(~nulls, None)
     return out
 
@@ -204,9 +196,7 @@ def load_table(path: str | Path, schema: TableSchema) -> pd.DataFrame:
     except ArtifactError:
         raise
     except (OSError, pa.ArrowException, pd.errors.ParserError, UnicodeDecodeError) as exc:
-        raise ArtifactError(
-            path, None, f"a readable {suffix} file ({exc})", has_value=False
-        ) from exc
+        raise ArtifactError(path, None, f"a readable {suffix} file ({exc})", has_value=False) from exc
     return schema.validate(df, source=path)
 
 
@@ -314,9 +304,7 @@ LABELS = TableSchema(
         Column("layer", "int", "transformer layer", min=0),
         Column("labeler", "str", "which labeler proposed it, e.g. 'descriptors'"),
         Column("label", "str", "the label text"),
-        Column(
-            "confidence", "float", "labeler's confidence in [0, 1]", nullable=True, min=0, max=1
-        ),
+        Column("confidence", "float", "labeler's confidence in [0, 1]", nullable=True, min=0, max=1),
         Column("clap_score", "float", "CLAP audio-text similarity", nullable=True, min=-1, max=1),
     ),
 )

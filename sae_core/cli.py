@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import os
 from collections import Counter
+from dataclasses import asdict
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import NoReturn
 
 import typer
 from rich.table import Table
 
-from artifact_schemas import recorded_run
-from artifact_schemas.console import stdout_console, typer_app
+from artifact_schemas import ArtifactError, new_run_record, recorded_run, save_run_record
+from artifact_schemas.console import print_error, stdout_console, typer_app
 from sae_core.synth import synth_corpus
 
 app = typer_app(
@@ -58,6 +62,216 @@ def synth_corpus_cmd(
     console = stdout_console()
     console.print(table)
     console.print(f"wrote {out / 'metadata.csv'}, {out / 'concepts.csv'}, {out / 'run.json'}")
+
+
+def _fail(message: str) -> NoReturn:
+    print_error("error", message)
+    raise typer.Exit(2)
+
+
+def _parse_layers(text: str) -> list[int]:
+    try:
+        layers = sorted({int(x) for x in text.split(",") if x.strip()})
+    except ValueError:
+        _fail(f"--layers: expected comma-separated layer numbers like 4,8, got {text!r}")
+    if not layers or min(layers) < 0:
+        _fail(f"--layers: expected non-negative layer numbers, got {text!r}")
+    return layers
+
+
+@app.command("tiny-model")
+def tiny_model_cmd(
+    out: Path = typer.Option(..., "--out", help="Directory to save the model into."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the random weights."),
+) -> None:
+    """Build a tiny random MusicGen (4 layers, d_model 64) and save it with save_pretrained.
+
+    For tests and the demo, where no real weights can be downloaded. Pass the directory to
+    any '--model' option: it loads through exactly the code path real checkpoints take.
+
+    Example: sae-core tiny-model --out models/tiny-musicgen
+    """
+    from sae_core.models import build_tiny_musicgen
+
+    build_tiny_musicgen(out, seed=seed)
+    stdout_console().print(f"saved a tiny random MusicGen to {out}")
+
+
+@app.command()
+def extract(
+    model: str = typer.Option(
+        ..., "--model", help="MusicGen directory or hub id (e.g. facebook/musicgen-small)."
+    ),
+    corpus: Path = typer.Option(..., "--corpus", help="Directory of audio files (+ optional metadata.csv)."),
+    layers: str = typer.Option(..., "--layers", help="Comma-separated decoder layers, e.g. 4,8 (0-based)."),
+    out: Path = typer.Option(..., "--out", help="Output directory, e.g. runs/R/acts."),
+    backend: str = typer.Option("transformers", "--backend", help="transformers or audiocraft."),
+    text_condition: str = typer.Option(
+        "empty", "--text-condition", help="empty, or caption (metadata.csv captions)."
+    ),
+    window_seconds: float = typer.Option(
+        10.0, "--window-seconds", min=0.1, help="Context window per forward pass."
+    ),
+    batch_seconds: float = typer.Option(
+        40.0, "--batch-seconds", min=0.1, help="Audio seconds per forward batch."
+    ),
+    tracks_per_shard: int = typer.Option(8, "--tracks-per-shard", min=1, help="Tracks per resumable shard."),
+    dtype: str = typer.Option("float16", "--dtype", help="Storage type: float16 or float32."),
+    device: str = typer.Option("cpu", "--device", help="cpu, cuda, cuda:1 ..."),
+    threads: int | None = typer.Option(
+        None, "--threads", min=1, help="CPU threads (same value = same bytes)."
+    ),
+) -> None:
+    """Record residual-stream activations of a corpus at chosen layers.
+
+    Writes layer_<l>/shard_*.safetensors, layer_<l>/index.parquet (track, frame, time of every
+    row), layer_<l>/meta.json and run.json. Interrupted runs resume: rerun the same command and
+    finished shards are kept. Unreadable audio files are skipped and listed at the end.
+    Under 'torchrun --nproc_per_node=N' each rank takes every N-th shard (gloo on CPU).
+
+    Example: sae-core extract --model models/tiny --corpus corpus --layers 1,3 --out runs/R/acts
+    """
+    from sae_core.extract import ExtractConfig
+    from sae_core.extract import extract as run_extract
+    from sae_core.models import BACKENDS, load_model
+
+    if text_condition not in ("empty", "caption"):
+        _fail(f"--text-condition must be empty or caption, got {text_condition!r}")
+    if dtype not in ("float16", "float32"):
+        _fail(f"--dtype must be float16 or float32, got {dtype!r}")
+    if backend not in BACKENDS:
+        _fail(f"--backend must be one of {BACKENDS}, got {backend!r}")
+    if not corpus.is_dir():
+        _fail(f"--corpus {corpus}: no such directory")
+    _init_distributed(device, threads)
+    cfg = ExtractConfig(
+        model=model,
+        layers=_parse_layers(layers),
+        backend=backend,
+        text_condition=text_condition,  # type: ignore[arg-type]  # checked above
+        window_seconds=window_seconds,
+        batch_seconds=batch_seconds,
+        tracks_per_shard=tracks_per_shard,
+        dtype=dtype,  # type: ignore[arg-type]  # checked above
+    )
+    try:
+        mg = load_model(model, backend=backend, device=device)
+        rank = _rank()
+        record = new_run_record("extract", config=asdict(cfg), inputs=[corpus]) if rank == 0 else None
+        result = run_extract(mg, cfg, corpus, out)
+    except (ValueError, ArtifactError) as exc:
+        _fail(str(exc))
+    except KeyboardInterrupt:
+        print_error("interrupted", f"finished shards are kept in {out}; rerun the same command to resume")
+        raise typer.Exit(130) from None
+    if record is None:
+        return
+    if not result.finished:
+        _fail(f"some shards are missing in {out}; rerun the same command to finish")
+    record.finished_at = datetime.now(UTC)
+    save_run_record(record, out / "run.json")
+    console = stdout_console()
+    console.print(
+        f"extracted {result.rows} frames x layers {cfg.layers} ({mg.d_model} dims) to {out}: "
+        f"{result.shards_computed} shards computed, {result.shards_reused} reused"
+    )
+    for item in result.skipped:
+        print_error("skipped", item["error"])
+
+
+def _rank() -> int:
+    return int(os.environ.get("RANK", 0))
+
+
+def _init_distributed(device: str, threads: int | None) -> None:
+    import torch
+
+    if threads is not None:
+        torch.set_num_threads(threads)
+    if int(os.environ.get("WORLD_SIZE", 1)) > 1 and not torch.distributed.is_initialized():
+        torch.distributed.init_process_group("nccl" if device.startswith("cuda") else "gloo")
+
+
+@app.command()
+def train(
+    acts: Path = typer.Option(..., "--acts", help="One layer's activations, e.g. runs/R/acts/layer_8."),
+    out: Path = typer.Option(..., "--out", help="Checkpoint directory, e.g. runs/R/sae/layer_8."),
+    k: int = typer.Option(32, "--k", min=1, help="Active latents per frame (topk, batchtopk)."),
+    expansion: int = typer.Option(8, "--expansion", min=1, help="Latents = expansion x d_model."),
+    num_latents: int | None = typer.Option(None, "--num-latents", min=1, help="Overrides --expansion."),
+    activation: str = typer.Option("topk", "--activation", help="topk, batchtopk or relu (L1)."),
+    l1_coefficient: float = typer.Option(5.0, "--l1-coefficient", help="L1 weight (relu only)."),
+    batch_size: int = typer.Option(4096, "--batch-size", min=1, help="Frames per step."),
+    lr: float | None = typer.Option(None, "--lr", help="Default: 2e-4 / sqrt(latents / 16384)."),
+    epochs: float = typer.Option(1.0, "--epochs", min=0.0, help="Passes over the training frames."),
+    max_tokens: int | None = typer.Option(None, "--max-tokens", min=1, help="Stop after this many frames."),
+    holdout: float = typer.Option(0.05, "--holdout", min=0.0, max=0.9, help="Share of tracks held out."),
+    seed: int = typer.Option(0, "--seed", min=0),
+    checkpoint_every: int = typer.Option(
+        1000, "--checkpoint-every", min=0, help="Steps between checkpoints."
+    ),
+    resume: bool = typer.Option(False, "--resume", help="Continue from the checkpoint in --out."),
+    device: str = typer.Option("cpu", "--device"),
+    threads: int | None = typer.Option(None, "--threads", min=1, help="CPU threads."),
+) -> None:
+    """Train a sparse autoencoder on one layer's activations.
+
+    TopK (Gao et al. 2024) by default, BatchTopK or ReLU+L1 as options; unit-norm decoder,
+    AuxK loss for dead latents, b_dec from the data's geometric median, warm-up and linear
+    decay. Writes cfg.json + sae.safetensors + metrics.json (FVU, held-out FVU, L0, dead
+    fraction) and run.json; --resume continues an interrupted run.
+
+    Example: sae-core train --acts runs/R/acts/layer_8 --out runs/R/sae/layer_8 --k 32 --expansion 8
+    """
+    from sae_core.sae import ACTIVATIONS, SaeConfig, ShardedActivations, TrainConfig, Trainer
+
+    if not acts.is_dir():
+        _fail(f"--acts {acts}: no such directory (expected one layer of 'sae-core extract' output)")
+    if activation not in ACTIVATIONS:
+        _fail(f"--activation must be one of {ACTIVATIONS}, got {activation!r}")
+    _init_distributed("cpu", threads)
+    train_cfg = TrainConfig(
+        batch_size=batch_size,
+        lr=lr,
+        epochs=epochs,
+        max_tokens=max_tokens,
+        holdout_fraction=holdout,
+        seed=seed,
+        checkpoint_every=checkpoint_every,
+    )
+    try:
+        source = ShardedActivations(acts, holdout_fraction=holdout, buffer_shards=train_cfg.buffer_shards)
+        sae_cfg = SaeConfig(
+            d_in=source.d_in,
+            num_latents=num_latents or expansion * source.d_in,
+            k=k,
+            activation=activation,
+            l1_coefficient=l1_coefficient,
+        )
+        record = new_run_record(
+            "train",
+            config={"sae": sae_cfg.to_dict(), "train": asdict(train_cfg)},
+            seeds={"seed": seed},
+            inputs=[acts],
+        )
+        metrics = Trainer(sae_cfg, train_cfg, source, out, device=device).fit(resume=resume)
+    except (ValueError, ArtifactError, FileNotFoundError) as exc:
+        _fail(str(exc))
+    record.finished_at = datetime.now(UTC)
+    save_run_record(record, out / "run.json")
+    table = Table(title=f"SAE {acts.name}: {sae_cfg.num_latents} latents, {activation} k={k}")
+    for col in ("steps", "frames", "FVU", "held-out FVU", "L0", "dead", "frames/s"):
+        table.add_column(col, justify="right")
+    table.add_row(
+        str(metrics.steps),
+        str(metrics.tokens),
+        f"{metrics.fvu:.3f}",
+        f"{metrics.holdout_fvu:.3f}",
+        f"{metrics.l0:.1f}",
+        f"{metrics.dead_fraction:.1%}",
+        f"{metrics.tokens_per_second:,.0f}",
+    )
+    stdout_console().print(table)
 
 
 def main() -> None:

@@ -129,8 +129,7 @@ def render_note(
     phase_mod = (
         0.0
         if recipe.vibrato_hz == 0
-        else recipe.vibrato_depth
-        * np.sin(2 * np.pi * recipe.vibrato_hz * t + rng.uniform(0, 2 * np.pi))
+        else recipe.vibrato_depth * np.sin(2 * np.pi * recipe.vibrato_hz * t + rng.uniform(0, 2 * np.pi))
     )
     detunes = (1.0,) if recipe.voices == 1 else tuple(np.linspace(0.997, 1.003, recipe.voices))
     for detune in detunes:

@@ -10,9 +10,21 @@ from pydantic import BaseModel
 from artifact_schemas import TABLES, provenance, study
 
 DOC = (Path(__file__).resolve().parents[2] / "docs" / "formats.md").read_text()
-MODELS = [study.StudyManifest, study.Texts, study.Clip, study.Option, study.RatingScale,
-          study.Trial, study.TrialList, study.AnswerKey, study.CompletionCodes, study.TrialKey,
-          study.ClipKey, provenance.RunRecord, provenance.InputFile]  # fmt: skip
+MODELS = [
+    study.StudyManifest,
+    study.Texts,
+    study.Clip,
+    study.Option,
+    study.RatingScale,
+    study.Trial,
+    study.TrialList,
+    study.AnswerKey,
+    study.CompletionCodes,
+    study.TrialKey,
+    study.ClipKey,
+    provenance.RunRecord,
+    provenance.InputFile,
+]
 
 
 @pytest.mark.parametrize("name", sorted(TABLES))

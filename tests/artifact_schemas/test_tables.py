@@ -84,9 +84,7 @@ def test_wrong_artifact_kind_is_rejected(tmp_path: Path) -> None:
 def test_newer_version_is_rejected(tmp_path: Path) -> None:
     path = tmp_path / "features.parquet"
     table = pa.Table.from_pandas(features_frame())
-    pq.write_table(
-        table.replace_schema_metadata({b"artifact": b"features", b"schema_version": b"7"}), path
-    )
+    pq.write_table(table.replace_schema_metadata({b"artifact": b"features", b"schema_version": b"7"}), path)
     with pytest.raises(ArtifactError, match="newer release"):
         load_table(path, FEATURES)
 

@@ -148,9 +148,7 @@ def _concepts(**kw: object) -> TrackConcepts:
 @pytest.mark.parametrize("mode", ["major", "minor"])
 @pytest.mark.parametrize("register", list(REGISTERS))
 def test_melody_stays_in_key_mode_and_register(key: str, mode: str, register: str) -> None:
-    notes = compose(
-        _concepts(key=key, mode=mode, register=register), 20.0, np.random.default_rng(0)
-    )
+    notes = compose(_concepts(key=key, mode=mode, register=register), 20.0, np.random.default_rng(0))
     melody = [n.midi for n in notes if n.voice == "melody"]
     scale = {(PITCH_CLASSES.index(key) + s) % 12 for s in MODES[mode]}
     assert melody and all(int(m) % 12 in scale for m in melody)

@@ -1,0 +1,288 @@
+"""Record residual-stream activations of a corpus, sharded, resumable, and splittable by rank.
+
+Output (``--out runs/R/acts``)::
+
+    extract.json                  settings + track list; a rerun must match them
+    progress/shard_00007.json     written last for each finished shard (resume marker)
+    progress/shard_00007.parquet  which track/frame each row of that shard is
+    layer_<l>/shard_00007.safetensors   "activations": [rows, d_model]
+    layer_<l>/index.parquet, layer_<l>/meta.json, run.json   (once every shard is done)
+
+A shard is a fixed group of tracks, so what a shard holds does not depend on how many
+processes share the work: under ``torchrun`` rank r computes shards r, r+W, r+2W, ...
+and the result is byte-identical to a single-process run with the same ``--threads``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import pandas as pd
+import torch
+from rich.progress import Progress
+from safetensors.torch import save_file
+
+from artifact_schemas import (
+    ACTIVATION_INDEX,
+    CORPUS_METADATA,
+    ArtifactError,
+    atomic_path,
+    load_table,
+    save_table,
+    write_text_atomic,
+)
+from sae_core.audio import AUDIO_SUFFIXES, AudioError, load_mono
+from sae_core.models import MusicModel
+from sae_core.sae.data import ACTS_KEY, LAYER_META
+
+log = logging.getLogger(__name__)
+TextCondition = Literal["empty", "caption"]
+
+
+@dataclass(frozen=True)
+class CorpusTrack:
+    track_id: str
+    path: str  # absolute
+    caption: str = ""
+
+
+@dataclass
+class ExtractConfig:
+    model: str
+    layers: list[int]
+    backend: str = "transformers"
+    text_condition: TextCondition = "empty"
+    window_seconds: float = 10.0
+    """Audio is cut into windows this long, each teacher-forced from a fresh context."""
+    batch_seconds: float = 40.0
+    """Audio seconds per forward pass (windows of equal length are batched)."""
+    tracks_per_shard: int = 8
+    dtype: Literal["float16", "float32"] = "float16"
+
+
+@dataclass
+class ExtractResult:
+    shards_total: int
+    shards_computed: int
+    shards_reused: int
+    rows: int
+    skipped: list[dict[str, str]] = field(default_factory=list)
+    finished: bool = True
+
+
+def list_tracks(corpus: str | Path) -> list[CorpusTrack]:
+    """Tracks of a corpus: from ``metadata.csv`` when present, else every audio file (sorted)."""
+    corpus = Path(corpus)
+    if not corpus.is_dir():
+        raise ArtifactError(corpus, None, "a corpus directory of audio files", has_value=False)
+    meta_path = corpus / "metadata.csv"
+    if meta_path.is_file():
+        meta = load_table(meta_path, CORPUS_METADATA)
+        return [
+            CorpusTrack(
+                str(r.track_id),
+                str((corpus / str(r.path)).resolve()),
+                str(r.caption) if isinstance(r.caption, str) else "",
+            )
+            for r in meta.itertuples()
+        ]
+    files = sorted(p for p in corpus.rglob("*") if p.suffix.lower() in AUDIO_SUFFIXES)
+    if not files:
+        raise ArtifactError(corpus, None, f"audio files ({', '.join(AUDIO_SUFFIXES)})", has_value=False)
+    return [CorpusTrack(str(p.relative_to(corpus).with_suffix("")), str(p.resolve())) for p in files]
+
+
+def _shard_name(i: int) -> str:
+    return f"shard_{i:05d}"
+
+
+def _dist_info() -> tuple[int, int]:
+    return int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
+
+
+def extract(
+    model: MusicModel,
+    cfg: ExtractConfig,
+    corpus: str | Path,
+    out: str | Path,
+    progress: bool = True,
+) -> ExtractResult:
+    """Extract activations of every track at ``cfg.layers`` into ``out`` (see module doc)."""
+    out = Path(out)
+    for layer in cfg.layers:
+        model._check_layer(layer)
+    tracks = list_tracks(corpus)
+    rank, world = _dist_info()
+    settings = {"config": asdict(cfg), "tracks": [asdict(t) for t in tracks]}
+    settings_path = out / "extract.json"
+    if rank == 0:
+        if settings_path.is_file() and json.loads(settings_path.read_text()) != settings:
+            raise ValueError(
+                f"{out} holds activations extracted with other settings or another corpus "
+                f"(see {settings_path}); use a new --out, or delete it to start over"
+            )
+        write_text_atomic(settings_path, json.dumps(settings, indent=2) + "\n")
+    _barrier(world)
+
+    per = max(1, cfg.tracks_per_shard)
+    shards = [tracks[i : i + per] for i in range(0, len(tracks), per)]
+    mine = [i for i in range(len(shards)) if i % world == rank]
+    done = {i for i in mine if (out / "progress" / f"{_shard_name(i)}.json").is_file()}
+    computed = 0
+    with Progress(disable=not progress or rank != 0, transient=True) as bar:
+        task = bar.add_task(f"extracting layers {cfg.layers}", total=len(mine), completed=len(done))
+        for i in mine:
+            if i in done:
+                continue
+            _extract_shard(model, cfg, shards[i], i, out)
+            computed += 1
+            bar.update(task, advance=1)
+    _barrier(world)
+    result = ExtractResult(len(shards), computed, len(done), 0)
+    if rank == 0:
+        result = _finalise(model, cfg, out, len(shards), result)
+    _barrier(world)
+    return result
+
+
+def _barrier(world: int) -> None:
+    if world > 1 and torch.distributed.is_initialized():
+        torch.distributed.barrier()
+
+
+def _windows(audio: np.ndarray, model: MusicModel, window_seconds: float) -> list[tuple[int, np.ndarray]]:
+    """(first frame, samples) of consecutive windows; each a whole number of codec frames."""
+    hop = round(model.sample_rate / model.frame_rate)
+    frames_per_window = max(1, round(window_seconds * model.frame_rate))
+    size = frames_per_window * hop
+    return [(start // hop, audio[start : start + size]) for start in range(0, len(audio), size)]
+
+
+def _extract_shard(
+    model: MusicModel, cfg: ExtractConfig, tracks: Sequence[CorpusTrack], shard: int, out: Path
+) -> None:
+    rows: dict[int, list[torch.Tensor]] = {layer: [] for layer in cfg.layers}
+    index: list[pd.DataFrame] = []
+    skipped: list[dict[str, str]] = []
+    windows: list[tuple[CorpusTrack, int, np.ndarray]] = []
+    for track in tracks:
+        try:
+            audio = load_mono(track.path, model.sample_rate)
+        except AudioError as exc:
+            log.warning("skipping %s", exc)
+            skipped.append({"track_id": track.track_id, "path": track.path, "error": str(exc)})
+            continue
+        windows += [(track, first, samples) for first, samples in _windows(audio, model, cfg.window_seconds)]
+    per_batch = max(1, int(cfg.batch_seconds // cfg.window_seconds))
+    # Batch consecutive windows of equal length; a track's short last window goes alone.
+    batches: list[list[tuple[CorpusTrack, int, np.ndarray]]] = []
+    for item in windows:
+        if batches and len(batches[-1]) < per_batch and len(batches[-1][0][2]) == len(item[2]):
+            batches[-1].append(item)
+        else:
+            batches.append([item])
+    for batch in batches:
+        stacked = torch.from_numpy(np.stack([samples for _, _, samples in batch]))
+        codes = model.encode_audio(stacked)
+        texts = [t.caption for t, _, _ in batch] if cfg.text_condition == "caption" else None
+        acts = model.residuals(codes, cfg.layers, texts)
+        n_frames = codes.shape[-1]
+        for layer in cfg.layers:
+            rows[layer].append(acts[layer].reshape(-1, model.d_model).to(getattr(torch, cfg.dtype)).cpu())
+        for track, first, _ in batch:
+            frames = np.arange(first, first + n_frames)
+            index.append(
+                pd.DataFrame(
+                    {
+                        "track_id": track.track_id,
+                        "frame": frames,
+                        "time_s": frames / model.frame_rate,
+                    }
+                )
+            )
+    name = _shard_name(shard)
+    for layer in cfg.layers:
+        data = (
+            torch.cat(rows[layer])
+            if rows[layer]
+            else torch.zeros(0, model.d_model, dtype=getattr(torch, cfg.dtype))
+        )
+        with atomic_path(out / f"layer_{layer}" / f"{name}.safetensors") as tmp:
+            save_file({ACTS_KEY: data.contiguous()}, str(tmp))
+    frame_index = (
+        pd.concat(index, ignore_index=True)
+        if index
+        else pd.DataFrame(
+            {
+                "track_id": pd.Series([], dtype=object),
+                "frame": pd.Series([], dtype="int64"),
+                "time_s": pd.Series([], dtype="float64"),
+            }
+        )
+    )
+    frame_index.insert(0, "row", np.arange(len(frame_index)))
+    save_table(frame_index, out / "progress" / f"{name}.parquet", ACTIVATION_INDEX)
+    # The marker goes last: a shard without it is recomputed on the next run.
+    marker = {
+        "shard": shard,
+        "rows": len(frame_index),
+        "tracks": [t.track_id for t in tracks],
+        "skipped": skipped,
+    }
+    write_text_atomic(out / "progress" / f"{name}.json", json.dumps(marker, indent=2) + "\n")
+
+
+def _finalise(
+    model: MusicModel, cfg: ExtractConfig, out: Path, n_shards: int, result: ExtractResult
+) -> ExtractResult:
+    markers = []
+    for i in range(n_shards):
+        path = out / "progress" / f"{_shard_name(i)}.json"
+        if not path.is_file():
+            result.finished = False
+            return result
+        markers.append(json.loads(path.read_text()))
+    parts = []
+    offset = 0
+    shards_meta = []
+    for marker in markers:
+        name = _shard_name(marker["shard"])
+        if marker["rows"] == 0:
+            continue
+        part = load_table(out / "progress" / f"{name}.parquet", ACTIVATION_INDEX)
+        part["row"] = part["row"] + offset
+        offset += len(part)
+        parts.append(part)
+        shards_meta.append({"file": f"{name}.safetensors", "rows": int(marker["rows"])})
+    if not parts:
+        raise ValueError(f"no audio could be read from the corpus; {len(markers)} shards hold no rows")
+    index = pd.concat(parts, ignore_index=True)
+    for layer in cfg.layers:
+        layer_dir = out / f"layer_{layer}"
+        save_table(index, layer_dir / "index.parquet", ACTIVATION_INDEX)
+        meta: dict[str, Any] = {
+            "schema_version": 1,
+            "layer": layer,
+            "d_model": model.d_model,
+            "dtype": cfg.dtype,
+            "rows": offset,
+            "shards": shards_meta,
+            "model": cfg.model,
+            "backend": cfg.backend,
+            "frame_rate": model.frame_rate,
+            "sample_rate": model.sample_rate,
+            "text_condition": cfg.text_condition,
+            "window_seconds": cfg.window_seconds,
+            "position": "post-block residual; row f = the position that reads frame f's first codebook",
+        }
+        write_text_atomic(layer_dir / LAYER_META, json.dumps(meta, indent=2) + "\n")
+    result.rows = offset
+    result.skipped = [s for m in markers for s in m["skipped"]]
+    return result

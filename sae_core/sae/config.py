@@ -1,0 +1,72 @@
+"""Configuration of a sparse autoencoder and of its training run."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, fields
+from typing import Any, Literal
+
+Activation = Literal["topk", "batchtopk", "relu"]
+ACTIVATIONS: tuple[Activation, ...] = ("topk", "batchtopk", "relu")
+
+
+@dataclass
+class SaeConfig:
+    """Shape and sparsity mechanism of one SAE (stored as ``cfg.json`` in a checkpoint)."""
+
+    d_in: int
+    num_latents: int
+    k: int = 32
+    """Active latents per input (topk), or on average per input (batchtopk)."""
+    activation: Activation = "topk"
+    l1_coefficient: float = 5.0
+    """Weight of the L1 penalty; used only by ``relu``."""
+    auxk_alpha: float = 1 / 32
+    """Weight of the AuxK loss on dead latents (Gao et al. 2024, appendix A.2)."""
+    dead_after_tokens: int = 10_000_000
+    """A latent that has not fired for this many tokens counts as dead (Gao et al.: 10M)."""
+
+    def __post_init__(self) -> None:
+        if self.activation not in ACTIVATIONS:
+            raise ValueError(f"activation must be one of {ACTIVATIONS}, got {self.activation!r}")
+        if self.d_in < 1 or self.num_latents < 1:
+            raise ValueError(f"d_in and num_latents must be >= 1, got {self.d_in}, {self.num_latents}")
+        if self.activation != "relu" and not 1 <= self.k <= self.num_latents:
+            raise ValueError(f"k must be in 1..num_latents ({self.num_latents}), got {self.k}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> SaeConfig:
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(f"unknown SAE config keys {unknown}; expected some of {sorted(known)}")
+        return cls(**data)
+
+
+@dataclass
+class TrainConfig:
+    """How to train: batch, schedule, budget, held-out data, checkpoints."""
+
+    batch_size: int = 4096
+    lr: float | None = None
+    """Adam learning rate; default 2e-4 / sqrt(num_latents / 2**14) (Gao et al. 2024, sec. 2.4)."""
+    epochs: float = 1.0
+    """Passes over the training rows (fractions allowed); ignored when ``max_tokens`` is set."""
+    max_tokens: int | None = None
+    warmup_fraction: float = 0.05
+    decay_fraction: float = 0.2
+    """The learning rate decays linearly to 0 over this final fraction of training."""
+    holdout_fraction: float = 0.05
+    """Share of *tracks* (or of rows, without an index) kept out of training for held-out FVU."""
+    seed: int = 0
+    checkpoint_every: int = 1000
+    """Steps between checkpoints (for resume); 0 = only at the end."""
+    log_every: int = 50
+    buffer_shards: int = 4
+    """Shards held in memory at once for shuffling; bounds memory for data larger than RAM."""
+
+    def learning_rate(self, num_latents: int) -> float:
+        return self.lr if self.lr is not None else 2e-4 / math.sqrt(num_latents / 2**14)

@@ -1,0 +1,41 @@
+"""Shared model-side fixtures: a tiny MusicGen saved to disk and a small corpus."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from artifact_schemas import recorded_run
+from sae_core.synth import synth_corpus
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tiny preset, built and saved with save_pretrained once per test session."""
+    from sae_core.models import build_tiny_musicgen
+
+    return build_tiny_musicgen(tmp_path_factory.mktemp("models") / "tiny-musicgen", seed=0)
+
+
+@pytest.fixture(scope="session")
+def small_corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("corpus")
+    with recorded_run(out, "synth-corpus", seeds={"seed": 2}):
+        synth_corpus(out, n_tracks=6, seconds=3, seed=2)
+    return out
+
+
+@pytest.fixture(scope="session")
+def extracted_small(
+    tiny_model_dir: Path, small_corpus: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Path:
+    """Activations of the small corpus at layers 1 and 3 (in-process, through the library)."""
+    from sae_core.extract import ExtractConfig, extract
+    from sae_core.models import load_model
+
+    out = tmp_path_factory.mktemp("run") / "acts"
+    cfg = ExtractConfig(model=str(tiny_model_dir), layers=[1, 3], tracks_per_shard=2)
+    result = extract(load_model(str(tiny_model_dir)), cfg, small_corpus, out, progress=False)
+    assert result.finished
+    return out

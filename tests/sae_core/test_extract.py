@@ -1,0 +1,208 @@
+"""sae-core extract: sharded, indexed by frame, resumable, identical under torchrun."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from safetensors.numpy import load_file
+
+from artifact_schemas import ACTIVATION_INDEX, load_run_record, load_table
+
+BIN = Path(sys.executable).parent
+
+
+def _extract(
+    model: Path,
+    corpus: Path,
+    out: Path,
+    *extra: str,
+    env: dict[str, str] | None = None,
+    launcher: list[str] | None = None,
+) -> subprocess.CompletedProcess[str]:
+    cmd = [
+        *(launcher or [str(BIN / "sae-core")]),
+        "extract",
+        "--model",
+        str(model),
+        "--corpus",
+        str(corpus),
+        "--layers",
+        "1,3",
+        "--out",
+        str(out),
+        "--tracks-per-shard",
+        "2",
+        "--threads",
+        "1",
+        *extra,
+    ]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=env, check=False)
+
+
+def _layer_files(out: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(out)): p.read_bytes() for p in sorted(out.glob("layer_*/*")) if p.is_file()}
+
+
+@pytest.fixture(scope="module")
+def extracted(tiny_model_dir: Path, small_corpus: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("run") / "acts"
+    result = _extract(tiny_model_dir, small_corpus, out, "--window-seconds", "2")
+    assert result.returncode == 0, result.stderr
+    return out
+
+
+def test_rows_are_indexed_by_track_frame_and_time(extracted: Path, small_corpus: Path) -> None:
+    meta = json.loads((extracted / "layer_3" / "meta.json").read_text())
+    assert meta["d_model"] == 64 and meta["rows"] == 6 * 150  # 6 tracks x 3 s x 50 frames/s
+    index = load_table(extracted / "layer_3" / "index.parquet", ACTIVATION_INDEX)
+    assert index["row"].tolist() == list(range(len(index)))
+    per_track = index.groupby("track_id")["frame"].apply(list)
+    # Windows of 2 s (100 frames) + 1 s: frames continue across the window boundary.
+    assert all(frames == list(range(150)) for frames in per_track)
+    assert np.allclose(index["time_s"], index["frame"] / 50)
+    rows = sum(
+        load_file(str(extracted / "layer_3" / s["file"]))["activations"].shape[0] for s in meta["shards"]
+    )
+    assert rows == len(index)
+    record = load_run_record(extracted / "run.json")
+    assert record.stage == "extract" and record.parents[0]["stage"] == "synth-corpus"
+
+
+def test_windows_match_a_direct_forward(extracted: Path, tiny_model_dir: Path, small_corpus: Path) -> None:
+    import soundfile as sf
+    import torch
+
+    from sae_core.models import load_model
+
+    model = load_model(str(tiny_model_dir))
+    # The extraction ran with --threads 1; another thread count may round differently,
+    # flip a near-tie in the codec's nearest-codebook search, and change every later row.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    audio = torch.from_numpy(sf.read(small_corpus / "track_0000.flac", dtype="float32")[0][None, :64000])
+    try:
+        direct = model.residuals(model.encode_audio(audio), [1])[1][0]  # the first 2 s window
+    finally:
+        torch.set_num_threads(threads)
+    stored = load_file(str(extracted / "layer_1" / "shard_00000.safetensors"))["activations"][:100]
+    np.testing.assert_allclose(stored.astype(np.float32), direct.numpy(), rtol=2e-3, atol=2e-3)
+
+
+def test_corrupt_audio_is_skipped_and_named(tiny_model_dir: Path, small_corpus: Path, tmp_path: Path) -> None:
+    corpus = tmp_path / "corpus"
+    shutil.copytree(small_corpus, corpus)
+    (corpus / "track_0003.flac").write_bytes(b"not audio at all")
+    out = tmp_path / "acts"
+    result = _extract(tiny_model_dir, corpus, out)
+    assert result.returncode == 0, result.stderr
+    assert "track_0003.flac" in result.stderr and "corrupt" in result.stderr
+    index = pd.read_parquet(out / "layer_1" / "index.parquet")
+    assert set(index["track_id"]) == {f"track_{i:04d}" for i in (0, 1, 2, 4, 5)}
+
+
+def test_bad_arguments_exit_with_one_clear_line(
+    tiny_model_dir: Path, small_corpus: Path, tmp_path: Path
+) -> None:
+    result = _extract(tiny_model_dir, small_corpus, tmp_path / "a", "--text-condition", "lyrics")
+    assert result.returncode == 2 and "--text-condition" in result.stderr
+    bad_layer = subprocess.run(
+        [
+            str(BIN / "sae-core"),
+            "extract",
+            "--model",
+            str(tiny_model_dir),
+            "--corpus",
+            str(small_corpus),
+            "--layers",
+            "7",
+            "--out",
+            str(tmp_path / "b"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert bad_layer.returncode == 2 and "layer 7 does not exist" in bad_layer.stderr
+
+
+def test_interrupted_extraction_resumes_without_recomputing(
+    tiny_model_dir: Path, small_corpus: Path, tmp_path: Path
+) -> None:
+    corpus = tmp_path / "corpus"
+    shutil.copytree(small_corpus, corpus)
+    for i in range(6, 18):  # more tracks, so that the run is still going when interrupted
+        shutil.copy(corpus / f"track_{i % 6:04d}.flac", corpus / f"track_{i:04d}.flac")
+    meta = pd.read_csv(corpus / "metadata.csv")
+    extra = meta.iloc[[i % 6 for i in range(6, 18)]].assign(
+        track_id=[f"track_{i:04d}" for i in range(6, 18)],
+        path=[f"track_{i:04d}.flac" for i in range(6, 18)],
+    )
+    pd.concat([meta, extra]).to_csv(corpus / "metadata.csv", index=False)
+    out = tmp_path / "acts"
+    cmd = [
+        str(BIN / "sae-core"),
+        "extract",
+        "--model",
+        str(tiny_model_dir),
+        "--corpus",
+        str(corpus),
+        "--layers",
+        "1,3",
+        "--out",
+        str(out),
+        "--tracks-per-shard",
+        "1",
+        "--threads",
+        "1",
+    ]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while not list((out / "progress").glob("*.json")) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    done_before = {p.name: p.stat().st_mtime_ns for p in (out / "progress").glob("*.json")}
+    assert proc.returncode == 130, err
+    assert "rerun the same command to resume" in err
+    assert 1 <= len(done_before) < 18, "the interruption must land mid-run"
+    assert not (out / "run.json").exists()
+    kept = {
+        name: (out / "layer_1" / name.replace(".json", ".safetensors")).stat().st_mtime_ns
+        for name in done_before
+    }
+
+    resumed = subprocess.run(cmd, capture_output=True, text=True, timeout=600, check=False)
+    assert resumed.returncode == 0, resumed.stderr
+    assert f"{18 - len(done_before)} shards computed, {len(done_before)} reused" in resumed.stdout
+    for name, mtime in kept.items():
+        assert (out / "layer_1" / name.replace(".json", ".safetensors")).stat().st_mtime_ns == mtime
+    assert len(pd.read_parquet(out / "layer_1" / "index.parquet")) == 18 * 150
+
+
+def test_resume_refuses_other_settings(extracted: Path, tiny_model_dir: Path, small_corpus: Path) -> None:
+    result = _extract(tiny_model_dir, small_corpus, extracted, "--window-seconds", "1")
+    assert result.returncode == 2
+    assert "other settings" in result.stderr
+
+
+@pytest.mark.slow
+def test_torchrun_two_ranks_gives_identical_files(
+    extracted: Path, tiny_model_dir: Path, small_corpus: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "acts"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    launcher = [str(BIN / "torchrun"), "--standalone", "--nproc_per_node=2", "-m", "sae_core"]
+    result = _extract(tiny_model_dir, small_corpus, out, "--window-seconds", "2", env=env, launcher=launcher)
+    assert result.returncode == 0, result.stderr
+    assert _layer_files(out) == _layer_files(extracted)
