@@ -5,8 +5,10 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DEMO := demo
+comma := ,
+space := $(empty) $(empty)
 
-.PHONY: install demo test lint format browser-deps clean
+.PHONY: install demo test lint format browser-deps clean bench bench-env
 
 install: $(STAMP)
 
@@ -35,11 +37,40 @@ format: $(STAMP)
 test: $(STAMP) browser-deps lint
 	$(BIN)/pytest
 
-# The whole pipeline on the embedded synthetic corpus; each stage appends here.
-demo: $(STAMP)
+# The whole pipeline on the embedded synthetic corpus; each stage appends here. File
+# targets make a rerun reuse the stages that already finished.
+RUN := $(DEMO)/runs/demo
+DEMO_LAYERS := 1 3
+
+$(DEMO)/corpus/run.json: | $(STAMP)
 	$(BIN)/sae-core synth-corpus --out $(DEMO)/corpus --tracks 24 --seconds 10 --seed 0
-	$(BIN)/stimuli-builder validate $(DEMO)
-	@echo "demo outputs in $(DEMO)/: corpus/ (24 tracks, metadata.csv, concepts.csv, run.json)"
+
+$(DEMO)/models/tiny-musicgen/config.json: | $(STAMP)
+	$(BIN)/sae-core tiny-model --out $(DEMO)/models/tiny-musicgen
+
+$(RUN)/acts/run.json: $(DEMO)/corpus/run.json $(DEMO)/models/tiny-musicgen/config.json
+	$(BIN)/sae-core extract --model $(DEMO)/models/tiny-musicgen --corpus $(DEMO)/corpus \
+		--layers $(subst $(space),$(comma),$(DEMO_LAYERS)) --out $(RUN)/acts
+
+$(RUN)/sae/layer_%/metrics.json: $(RUN)/acts/run.json
+	$(BIN)/sae-core train --acts $(RUN)/acts/layer_$* --out $(RUN)/sae/layer_$* \
+		--k 8 --expansion 4 --batch-size 512 --epochs 10 --lr 2e-3
+
+demo: $(STAMP) $(foreach l,$(DEMO_LAYERS),$(RUN)/sae/layer_$(l)/metrics.json)
+	$(BIN)/stimuli-builder validate $(DEMO)/corpus $(RUN)/acts/layer_1/index.parquet
+	$(BIN)/sae-core metrics $(RUN)/sae
+	@echo "demo outputs in $(DEMO)/: corpus/, models/tiny-musicgen/, runs/demo/{acts,sae}/"
+
+# Benchmarks against peers need the peer installed beside this project.
+bench-env: $(STAMP)
+	test -x .venv-bench/bin/python || $(PYTHON) -m venv .venv-bench
+	.venv-bench/bin/python -m pip install --quiet torch==2.13.0 || .venv-bench/bin/python -m pip install --quiet 'torch>=2.2'
+	.venv-bench/bin/python -m pip install --quiet sae-lens
+	.venv-bench/bin/python -m pip install --quiet -e .
+
+bench: bench-env
+	.venv-bench/bin/python benchmarks/bench_sae_train.py --quick
+	$(BIN)/python benchmarks/bench_hooks.py --quick
 
 clean:
 	rm -rf $(DEMO) instance .pytest_cache .mypy_cache .ruff_cache

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from collections import Counter
 from dataclasses import asdict
@@ -271,6 +272,30 @@ def train(
         f"{metrics.dead_fraction:.1%}",
         f"{metrics.tokens_per_second:,.0f}",
     )
+    stdout_console().print(table)
+
+
+@app.command()
+def metrics(
+    sae_dir: Path = typer.Argument(..., help="A run's sae/ directory (holding layer_<l>/ checkpoints)."),
+) -> None:
+    """Print the training metrics of every SAE checkpoint under a directory, one row per layer.
+
+    Example: sae-core metrics runs/R/sae
+    """
+    files = sorted(sae_dir.glob("*/metrics.json")) or sorted(sae_dir.glob("metrics.json"))
+    if not files:
+        _fail(f"{sae_dir}: no */metrics.json found (train SAEs with 'sae-core train' first)")
+    table = Table(title=f"SAEs in {sae_dir}")
+    for col in ("layer dir", "latents", "k", "steps", "FVU", "held-out FVU", "L0", "dead", "frames/s"):
+        table.add_column(col, justify="right")
+    for path in files:
+        m = json.loads(path.read_text())
+        table.add_row(
+            path.parent.name, str(m["sae"]["num_latents"]), str(m["sae"]["k"]), str(m["steps"]),
+            f"{m['fvu']:.3f}", f"{m['holdout_fvu']:.3f}", f"{m['l0']:.1f}", f"{m['dead_fraction']:.1%}",
+            f"{m['tokens_per_second']:,.0f}",
+        )  # fmt: skip
     stdout_console().print(table)
 
 

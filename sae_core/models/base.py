@@ -176,20 +176,29 @@ class MusicModel(ABC):
         return {layer: captured.stacked(layer)[:, keep].float() for layer in layers}
 
 
-def _make_hook(interventions: list[Intervention], store: list[torch.Tensor] | None):
+def _make_hook(interventions: list[Intervention], store: list[torch.Tensor] | None):  # type: ignore[no-untyped-def]
+    # strength * direction, computed once per dtype/device rather than at every step.
+    deltas: dict[tuple[torch.dtype, torch.device], list[tuple[torch.Tensor, ApplyTo]]] = {}
+
     def hook(module: nn.Module, args: object, output: object) -> object:
         # Decoder blocks return a tensor (transformers >= 5) or a tuple whose first item
         # is the hidden state (older transformers, audiocraft).
         hidden = output[0] if isinstance(output, tuple) else output
         assert isinstance(hidden, torch.Tensor)
-        for iv in interventions:
-            delta = (iv.strength * iv.direction).to(hidden.dtype).to(hidden.device)
-            if iv.apply_to == "both":
-                hidden = hidden + delta
-            else:
-                # Classifier-free guidance stacks [conditional; unconditional] on the batch axis.
-                half = hidden.shape[0] // 2
-                hidden = torch.cat([hidden[:half] + delta, hidden[half:]], dim=0)
+        if interventions:
+            key = (hidden.dtype, hidden.device)
+            if key not in deltas:
+                deltas[key] = [
+                    ((iv.strength * iv.direction).to(device=hidden.device, dtype=hidden.dtype), iv.apply_to)
+                    for iv in interventions
+                ]
+            for delta, apply_to in deltas[key]:
+                if apply_to == "both":
+                    hidden = hidden + delta
+                else:
+                    # Classifier-free guidance stacks [conditional; unconditional] on the batch axis.
+                    half = hidden.shape[0] // 2
+                    hidden = torch.cat([hidden[:half] + delta, hidden[half:]], dim=0)
         if store is not None:
             store.append(hidden.detach())
         if not interventions:

@@ -1,0 +1,82 @@
+"""Cost of our hooks: activation capture and steering, against the same work without them.
+
+On the tiny MusicGen (built and saved here, loaded like real weights), times
+(1) a teacher-forced forward over 4 x 10 s of codes, with capture hooks on two layers
+vs no hooks, and (2) sampling 2 s of audio tokens with a steering intervention vs
+without. Runs are interleaved (A, B, A, B ...) and the medians compared, so drifts in
+machine load hit both sides alike. Goal: <= 1.05 for each.
+
+Usage: python benchmarks/bench_hooks.py [--quick]
+The last line is ``capture_overhead=<x> steering_overhead=<y>``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+
+
+def interleaved(a: Callable[[], object], b: Callable[[], object], repeats: int) -> tuple[float, float]:
+    a()
+    b()  # warm-up: allocator, caches
+    times_a, times_b = [], []
+    for _ in range(repeats):
+        for fn, times in ((a, times_a), (b, times_b)):
+            start = time.perf_counter()
+            fn()
+            times.append(time.perf_counter() - start)
+    return statistics.median(times_a), statistics.median(times_b)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--threads", type=int, default=2)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+
+    from sae_core.models import Intervention, build_tiny_musicgen, load_model
+
+    with tempfile.TemporaryDirectory() as tmp:
+        model = load_model(str(build_tiny_musicgen(Path(tmp) / "tiny")))
+    gen = torch.Generator().manual_seed(0)
+    codes = torch.randint(0, 256, (4, model.num_codebooks, 500), generator=gen)
+    ids = model.delayed_input_ids(codes)  # type: ignore[attr-defined]
+    text = model._text_inputs(None, 4)  # type: ignore[attr-defined]
+
+    def forward() -> None:
+        with torch.inference_mode():
+            model.model(decoder_input_ids=ids, use_cache=False, **text)  # type: ignore[attr-defined]
+
+    def forward_captured() -> None:
+        with model.hooks(capture=[1, 3]):
+            forward()
+
+    repeats = 5 if args.quick else 21
+    plain, captured = interleaved(forward, forward_captured, repeats)
+    direction = torch.nn.functional.normalize(torch.randn(model.d_model, generator=gen), dim=0)
+    steer = [Intervention(2, direction, 4.0)]
+    seconds = 1.0 if args.quick else 2.0
+
+    def generate() -> None:
+        model.generate_codes(["a fast piano melody"], seconds, seed=0)  # type: ignore[attr-defined]
+
+    def generate_steered() -> None:
+        model.generate_codes(["a fast piano melody"], seconds, seed=0, interventions=steer)  # type: ignore[attr-defined]
+
+    base_gen, steered_gen = interleaved(generate, generate_steered, 3 if args.quick else 9)
+    print(f"teacher-forced forward: {plain * 1000:.1f} ms plain, {captured * 1000:.1f} ms with capture")
+    print(f"generation {seconds:g} s: {base_gen * 1000:.0f} ms plain, {steered_gen * 1000:.0f} ms steered")
+    print(f"capture_overhead={captured / plain:.3f} steering_overhead={steered_gen / base_gen:.3f}")
+
+
+if __name__ == "__main__":
+    main()
