@@ -5,7 +5,8 @@ Both train on the same in-memory batches, in the same order, with the same shape
 The peer runs through its own trainer (``sae_lens.training.sae_trainer.SAETrainer``
 with ``TopKTrainingSAE``), once with dense and once with sparse activations; the faster
 of the two is the peer's time (a mode that fails to train is reported and left out:
-with torch 2.13 on CPU its sparse mode fails in backward, "aten::view" on SparseCPU). Quality is judged on the same held-out rows for both:
+with torch 2.13 on CPU its sparse mode fails in backward, "aten::view" on SparseCPU).
+Quality is judged on the same held-out rows for both:
 FVU, and dead % = latents that never fire on them.
 
 Needs sae-lens next to this project: ``make bench-env`` builds ``.venv-bench`` with it,
@@ -147,9 +148,8 @@ def main() -> None:
             print(f"{name} failed and is left out: {str(exc).splitlines()[0][:160]}")
     rows = {"ours": ours, **peers}
     for name, r in rows.items():
-        print(
-            f"{name:24s} {steps * batch / r['seconds']:10,.0f} acts/s  fvu {r['fvu']:.4f}  dead {r['dead']:.2%}"
-        )
+        speed = steps * batch / r["seconds"]
+        print(f"{name:24s} {speed:10,.0f} acts/s  fvu {r['fvu']:.4f}  dead {r['dead']:.2%}")
     peer_name = min(peers, key=lambda name: peers[name]["seconds"])
     peer = peers[peer_name]
     ratio = peer["seconds"] / ours["seconds"]

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import contextlib
 from abc import ABC, abstractmethod
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -176,7 +176,9 @@ class MusicModel(ABC):
         return {layer: captured.stacked(layer)[:, keep].float() for layer in layers}
 
 
-def _make_hook(interventions: list[Intervention], store: list[torch.Tensor] | None):  # type: ignore[no-untyped-def]
+def _make_hook(
+    interventions: list[Intervention], store: list[torch.Tensor] | None
+) -> Callable[[nn.Module, object, object], object]:
     # strength * direction, computed once per dtype/device rather than at every step.
     deltas: dict[tuple[torch.dtype, torch.device], list[tuple[torch.Tensor, ApplyTo]]] = {}
 
