@@ -145,6 +145,8 @@ def extract(
     if not corpus.is_dir():
         _fail(f"--corpus {corpus}: no such directory")
     _init_distributed(device, threads)
+    if device == "cuda" and "LOCAL_RANK" in os.environ:
+        device = f"cuda:{os.environ['LOCAL_RANK']}"  # one GPU per torchrun rank
     cfg = ExtractConfig(
         model=model,
         layers=_parse_layers(layers),
