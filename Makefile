@@ -8,7 +8,7 @@ DEMO := demo
 comma := ,
 space := $(empty) $(empty)
 
-.PHONY: install demo test lint format browser-deps clean bench bench-env
+.PHONY: install demo test lint format browser-deps clean bench bench-env test-audiocraft
 
 install: $(STAMP)
 
@@ -67,6 +67,19 @@ bench-env: $(STAMP)
 	.venv-bench/bin/python -m pip install --quiet torch==2.13.0 || .venv-bench/bin/python -m pip install --quiet 'torch>=2.2'
 	.venv-bench/bin/python -m pip install --quiet sae-lens
 	.venv-bench/bin/python -m pip install --quiet -e .
+
+# The optional audiocraft backend needs torch 2.9.1 + torchaudio (docs/models.md).
+.venv-audiocraft/.installed: pyproject.toml
+	test -x .venv-audiocraft/bin/python || $(PYTHON) -m venv .venv-audiocraft
+	.venv-audiocraft/bin/python -m pip install --quiet torch==2.9.1 'torchaudio==2.9.*'
+	.venv-audiocraft/bin/python -m pip install --quiet -e '.[dev]'
+	.venv-audiocraft/bin/python -m pip install --quiet --no-deps audiocraft==1.3.0 xformers==0.0.33.post1
+	.venv-audiocraft/bin/python -m pip install --quiet einops julius omegaconf num2words flashy \
+		torchmetrics av spacy librosa
+	touch $@
+
+test-audiocraft: .venv-audiocraft/.installed
+	.venv-audiocraft/bin/python -m pytest tests/sae_core/test_audiocraft.py
 
 bench: bench-env
 	.venv-bench/bin/python benchmarks/bench_sae_train.py --quick

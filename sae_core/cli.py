@@ -84,18 +84,30 @@ def _parse_layers(text: str) -> list[int]:
 def tiny_model_cmd(
     out: Path = typer.Option(..., "--out", help="Directory to save the model into."),
     seed: int = typer.Option(0, "--seed", help="Seed of the random weights."),
+    backend: str = typer.Option("transformers", "--backend", help="transformers or audiocraft."),
 ) -> None:
-    """Build a tiny random MusicGen (4 layers, d_model 64) and save it with save_pretrained.
+    """Build a tiny random MusicGen (4 layers, d_model 64) and save it like real weights.
 
     For tests and the demo, where no real weights can be downloaded. Pass the directory to
-    any '--model' option: it loads through exactly the code path real checkpoints take.
+    any '--model' option (with the same --backend): it loads through exactly the code path
+    real checkpoints take (save_pretrained/from_pretrained, or audiocraft's checkpoint files).
 
     Example: sae-core tiny-model --out models/tiny-musicgen
     """
-    from sae_core.models import build_tiny_musicgen
+    if backend == "transformers":
+        from sae_core.models import build_tiny_musicgen
 
-    build_tiny_musicgen(out, seed=seed)
-    stdout_console().print(f"saved a tiny random MusicGen to {out}")
+        build_tiny_musicgen(out, seed=seed)
+    elif backend == "audiocraft":
+        try:
+            from sae_core.models.audiocraft_musicgen import build_tiny_audiocraft
+
+            build_tiny_audiocraft(out, seed=seed)
+        except ImportError as exc:
+            _fail(f"--backend audiocraft needs the audiocraft package ({exc}); see docs/models.md")
+    else:
+        _fail(f"--backend must be transformers or audiocraft, got {backend!r}")
+    stdout_console().print(f"saved a tiny random MusicGen ({backend}) to {out}")
 
 
 @app.command()
@@ -294,10 +306,16 @@ def metrics(
     for path in files:
         m = json.loads(path.read_text())
         table.add_row(
-            path.parent.name, str(m["sae"]["num_latents"]), str(m["sae"]["k"]), str(m["steps"]),
-            f"{m['fvu']:.3f}", f"{m['holdout_fvu']:.3f}", f"{m['l0']:.1f}", f"{m['dead_fraction']:.1%}",
+            path.parent.name,
+            str(m["sae"]["num_latents"]),
+            str(m["sae"]["k"]),
+            str(m["steps"]),
+            f"{m['fvu']:.3f}",
+            f"{m['holdout_fvu']:.3f}",
+            f"{m['l0']:.1f}",
+            f"{m['dead_fraction']:.1%}",
             f"{m['tokens_per_second']:,.0f}",
-        )  # fmt: skip
+        )
     stdout_console().print(table)
 
 

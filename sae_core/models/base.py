@@ -96,7 +96,7 @@ class MusicModel(ABC):
         """Run the decoder on ``codes`` [batch, K, frames] (hooks record the residuals)."""
 
     @abstractmethod
-    def _positions_for_frames(self, n_frames: int) -> slice:
+    def _positions_for_frames(self, n_frames: int) -> slice | torch.Tensor:
         """Which decoder positions of a teacher-forced pass correspond to frames 0..n-1."""
 
     @abstractmethod

@@ -18,11 +18,11 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from torch import nn
 
 from sae_core.models.base import Intervention, MusicModel
+from sae_core.models.calibration import calibration_audio
 
 log = logging.getLogger(__name__)
 
@@ -264,7 +264,7 @@ def _init_codebooks(codec: Any, seed: int) -> None:
     """
     gen = torch.Generator().manual_seed(seed)
     sr = int(codec.config.sampling_rate)
-    residual = codec.encoder(_calibration_audio(sr, seed)[None, None, :])[0].T  # [frames, dim]
+    residual = codec.encoder(calibration_audio(sr, seed)[None, None, :])[0].T  # [frames, dim]
     for layer in codec.quantizer.layers:
         book = layer.codebook
         entries = _kmeans(residual, book.embed.shape[0], gen)
@@ -286,31 +286,6 @@ def _kmeans(points: torch.Tensor, k: int, gen: torch.Generator, iters: int = 20)
         counts = torch.bincount(assign, minlength=k)[:, None]
         centres = torch.where(counts > 0, sums / counts.clamp_min(1), centres)
     return centres
-
-
-def _calibration_audio(sr: int, seed: int, seconds: float = 30.0) -> torch.Tensor:
-    from sae_core.synth.timbre import DRUMS, INSTRUMENTS, render_drum, render_note
-
-    rng = np.random.default_rng([seed, 11])
-    audio = np.zeros(int(seconds * sr) + sr)
-    t = 0.0
-    while t < seconds:
-        level = 10 ** (rng.uniform(-50, -5) / 20)
-        if rng.random() < 0.25:
-            hit = render_drum(str(rng.choice(DRUMS)), sr, level, rng)
-        else:
-            hit = render_note(
-                str(rng.choice(INSTRUMENTS)),
-                float(rng.integers(36, 96)),
-                float(rng.uniform(0.05, 0.4)),
-                sr,
-                level,
-                rng,
-            )
-        start = int(t * sr)
-        audio[start : start + len(hit)] += hit[: len(audio) - start]
-        t += float(rng.uniform(0.02, 0.2))
-    return torch.from_numpy(audio[: int(seconds * sr)].astype(np.float32))
 
 
 # Words of the synthetic corpus's captions and common music vocabulary; anything else
