@@ -56,10 +56,14 @@ $(RUN)/sae/layer_%/metrics.json: $(RUN)/acts/run.json
 	$(BIN)/sae-core train --acts $(RUN)/acts/layer_$* --out $(RUN)/sae/layer_$* \
 		--k 8 --expansion 4 --batch-size 512 --epochs 10 --lr 2e-3
 
-demo: $(STAMP) $(foreach l,$(DEMO_LAYERS),$(RUN)/sae/layer_$(l)/metrics.json)
-	$(BIN)/stimuli-builder validate $(DEMO)/corpus $(RUN)/acts/layer_1/index.parquet
+$(RUN)/features/layer_%/run.json: $(RUN)/sae/layer_%/metrics.json
+	$(BIN)/sae-core features --sae $(RUN)/sae/layer_$* --acts $(RUN)/acts/layer_$* \
+		--corpus $(DEMO)/corpus --out $(RUN)/features/layer_$* --top 5
+
+demo: $(STAMP) $(foreach l,$(DEMO_LAYERS),$(RUN)/features/layer_$(l)/run.json)
+	$(BIN)/stimuli-builder validate $(DEMO)/corpus $(RUN)/acts/layer_1/index.parquet $(RUN)/features
 	$(BIN)/sae-core metrics $(RUN)/sae
-	@echo "demo outputs in $(DEMO)/: corpus/, models/tiny-musicgen/, runs/demo/{acts,sae}/"
+	@echo "demo outputs in $(DEMO)/: corpus/, models/tiny-musicgen/, runs/demo/{acts,sae,features}/"
 
 # Benchmarks against peers need the peer installed beside this project.
 bench-env: $(STAMP)

@@ -290,6 +290,64 @@ def train(
 
 
 @app.command()
+def features(
+    sae: Path = typer.Option(..., "--sae", help="SAE checkpoint directory (sae-core train --out)."),
+    acts: Path = typer.Option(..., "--acts", help="The same layer's activations (sae-core extract)."),
+    corpus: Path = typer.Option(..., "--corpus", help="The corpus the activations came from."),
+    out: Path = typer.Option(..., "--out", help="Output directory, e.g. runs/R/features/layer_8."),
+    top: int = typer.Option(10, "--top", min=1, help="Example clips per kept feature."),
+    clip_seconds: float = typer.Option(4.0, "--clip-seconds", min=0.1, help="Example clip length."),
+    min_frequency: float = typer.Option(0.01, "--min-frequency", min=0.0, max=1.0, help="Drop rarer."),
+    max_frequency: float = typer.Option(0.25, "--max-frequency", min=0.0, max=1.0, help="Drop denser."),
+    min_tracks: int = typer.Option(2, "--min-tracks", min=1, help="Drop features seen in fewer tracks."),
+    min_max_activation: float = typer.Option(
+        0.05, "--min-max-activation", min=0.0, help="Drop features weaker than this x the median peak."
+    ),
+    lufs: float = typer.Option(-23.0, "--lufs", help="Loudness of the clips (LUFS)."),
+    audio_format: str = typer.Option("flac", "--format", help="flac or wav."),
+) -> None:
+    """Feature statistics, filters and top-activating example clips for one layer.
+
+    Writes features.parquet (frequency, mean/max activation, distinct tracks among the top
+    examples, activation histogram, kept + filter_reason), examples.parquet and clips/
+    (loudness-normalised windows around each kept feature's top activations, at most one
+    per track per window) and run.json.
+
+    Example: sae-core features --sae runs/R/sae/layer_8 --acts runs/R/acts/layer_8 --corpus corpus
+    --out runs/R/features/layer_8
+    """
+    from artifact_schemas import EXAMPLES, FEATURES, save_table
+    from sae_core.features import ExampleSelection, FeatureFilters, filters_doc, write_features
+
+    for path, name in ((sae, "--sae"), (acts, "--acts"), (corpus, "--corpus")):
+        if not path.is_dir():
+            _fail(f"{name} {path}: no such directory")
+    filters = FeatureFilters(min_frequency, max_frequency, min_tracks, min_max_activation)
+    selection = ExampleSelection(top=top, window_seconds=clip_seconds)
+    config = {
+        "filters": filters_doc(filters),
+        "selection": asdict(selection),
+        "lufs": lufs,
+        "format": audio_format,
+    }
+    try:
+        record = new_run_record("features", config=config, inputs=[sae, acts])
+        table, examples = write_features(sae, acts, corpus, out, filters, selection, lufs, audio_format)
+        save_table(table, out / "features.parquet", FEATURES)
+        save_table(examples, out / "examples.parquet", EXAMPLES)
+    except (ValueError, ArtifactError, FileNotFoundError) as exc:
+        _fail(str(exc))
+    record.finished_at = datetime.now(UTC)
+    save_run_record(record, out / "run.json")
+    reasons = table["filter_reason"].value_counts().to_dict()
+    dropped = ", ".join(f"{n} {r}" for r, n in sorted(reasons.items())) or "none"
+    stdout_console().print(
+        f"{int(table['kept'].sum())} of {len(table)} features kept (dropped: {dropped}); "
+        f"{len(examples)} example clips in {out / 'clips'}"
+    )
+
+
+@app.command()
 def metrics(
     sae_dir: Path = typer.Argument(..., help="A run's sae/ directory (holding layer_<l>/ checkpoints)."),
 ) -> None:

@@ -1,0 +1,178 @@
+"""sae-core features: statistics that match a brute-force count, filters, diverse example clips."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyloudnorm
+import pytest
+import soundfile as sf
+import torch
+
+from artifact_schemas import EXAMPLES, FEATURES, load_table, save_table
+from sae_core.features import ExampleSelection, FeatureFilters, apply_filters, write_features
+from sae_core.sae import SaeConfig, ShardedActivations, SparseCoder, TrainConfig, Trainer
+
+BIN = Path(sys.executable).parent
+
+
+@pytest.fixture(scope="module")
+def sae_dir(extracted_small: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("sae") / "layer_3"
+    source = ShardedActivations(extracted_small / "layer_3", holdout_fraction=0.0)
+    cfg = SaeConfig(d_in=64, num_latents=128, k=4)
+    Trainer(cfg, TrainConfig(batch_size=128, epochs=3, lr=2e-3), source, out, progress=False).fit()
+    return out
+
+
+@pytest.fixture(scope="module")
+def written(
+    sae_dir: Path, extracted_small: Path, small_corpus: Path, tmp_path_factory: pytest.TempPathFactory
+):  # type: ignore[no-untyped-def]
+    out = tmp_path_factory.mktemp("features")
+    selection = ExampleSelection(top=4, window_seconds=1.0)
+    filters = FeatureFilters(min_frequency=0.0, max_frequency=1.0, min_tracks=1, min_max_activation=0.0)
+    features, examples = write_features(
+        sae_dir,
+        extracted_small / "layer_3",
+        small_corpus,
+        out,
+        filters,
+        selection,
+        target_lufs=-20.0,
+        progress=False,
+    )
+    save_table(features, out / "features.parquet", FEATURES)
+    save_table(examples, out / "examples.parquet", EXAMPLES)
+    return out
+
+
+def _all_codes(sae_dir: Path, acts: Path) -> tuple[np.ndarray, pd.DataFrame]:
+    sae = SparseCoder.load_from_disk(sae_dir)
+    source = ShardedActivations(acts, holdout_fraction=0.0)
+    data = torch.cat([source._load_shard(i) for i in range(len(source.shards))])
+    code = sae.encode(data)
+    dense = torch.zeros(len(data), sae.cfg.num_latents).scatter(1, code.latent_indices, code.latent_acts)
+    return dense.numpy(), pd.read_parquet(acts / "index.parquet")
+
+
+def test_statistics_match_a_brute_force_count(written: Path, sae_dir: Path, extracted_small: Path) -> None:
+    features = load_table(written / "features.parquet", FEATURES)
+    dense, _ = _all_codes(sae_dir, extracted_small / "layer_3")
+    np.testing.assert_allclose(features["frequency"], (dense > 0).mean(axis=0))
+    np.testing.assert_allclose(features["max_activation"], dense.max(axis=0), rtol=1e-6)
+    fired = (dense > 0).sum(axis=0)
+    mean = np.divide(dense.sum(axis=0), fired, out=np.zeros(len(fired)), where=fired > 0)
+    np.testing.assert_allclose(features["mean_activation"], mean, rtol=1e-5)
+    assert [sum(h) for h in features["histogram"]] == fired.tolist()
+
+
+def test_examples_are_the_diverse_top_moments(written: Path, sae_dir: Path, extracted_small: Path) -> None:
+    examples = load_table(written / "examples.parquet", EXAMPLES)
+    features = pd.read_parquet(written / "features.parquet").set_index("feature_id")
+    dense, index = _all_codes(sae_dir, extracted_small / "layer_3")
+    assert len(examples) > 0
+    for feature, group in examples.groupby("feature_id"):
+        group = group.sort_values("rank")
+        assert group["rank"].tolist() == list(range(1, len(group) + 1)) and len(group) <= 4
+        assert group["peak_activation"].is_monotonic_decreasing
+        assert group["peak_activation"].iloc[0] == pytest.approx(features.loc[feature, "max_activation"])
+        for track, same in group.groupby("track_id"):  # at most one per track per 1 s window
+            times = np.sort(same["peak_time_s"].to_numpy())
+            assert np.all(np.diff(times) >= 1.0), (feature, track, times)
+        row = index[(index.track_id == group["track_id"].iloc[0]) & (index.frame == group["frame"].iloc[0])]
+        assert dense[row.index[0], feature] == pytest.approx(group["peak_activation"].iloc[0])
+        assert features.loc[feature, "n_tracks"] == group["track_id"].nunique()
+
+
+def test_clips_are_real_windows_at_the_target_loudness(written: Path, small_corpus: Path) -> None:
+    examples = load_table(written / "examples.parquet", EXAMPLES)
+    for row in examples.head(12).itertuples():
+        clip, sr = sf.read(written / row.path)
+        assert sr == 32000 and len(clip) == pytest.approx(32000 * (row.end_s - row.start_s), abs=2)
+        assert row.start_s <= row.peak_time_s <= row.end_s and row.end_s - row.start_s == pytest.approx(1.0)
+        assert np.max(np.abs(clip)) <= 10 ** (-1 / 20) + 1e-3
+        loudness = pyloudnorm.Meter(sr).integrated_loudness(clip)
+        assert loudness == pytest.approx(-20.0, abs=0.5) or np.max(np.abs(clip)) > 0.85
+        source, _ = sf.read(small_corpus / f"{row.track_id}.flac")
+        segment = source[round(row.start_s * sr) : round(row.end_s * sr)]
+        middle = slice(len(clip) // 4, 3 * len(clip) // 4)  # away from the fades
+        assert np.corrcoef(clip[middle], segment[middle])[0, 1] > 0.99
+
+
+def test_filters_name_the_first_reason() -> None:
+    table = pd.DataFrame(
+        {
+            "feature_id": range(6),
+            "layer": 1,
+            "frequency": [0.0, 0.5, 0.001, 0.05, 0.05, 0.05],
+            "max_activation": [0.0, 3.0, 3.0, 0.01, 3.0, 3.0],
+            "n_tracks": [0, 9, 9, 9, 1, 9],
+        }
+    )
+    out = apply_filters(table, FeatureFilters())
+    assert out["filter_reason"].tolist() == [
+        "dead",
+        "too_dense",
+        "too_rare",
+        "too_weak",
+        "single_track",
+        None,
+    ]
+    assert out["kept"].tolist() == [False] * 5 + [True]
+
+
+def test_cli_features_writes_valid_tables(
+    sae_dir: Path, extracted_small: Path, small_corpus: Path, tmp_path: Path
+) -> None:
+    cmd = [
+        str(BIN / "sae-core"),
+        "features",
+        "--sae",
+        str(sae_dir),
+        "--acts",
+        str(extracted_small / "layer_3"),
+        "--corpus",
+        str(small_corpus),
+        "--out",
+        str(tmp_path),
+        "--top",
+        "3",
+        "--clip-seconds",
+        "1",
+        "--min-tracks",
+        "1",
+        "--format",
+        "wav",
+    ]
+    result = subprocess.run(cmd, capture_output=True, text=True, timeout=600, check=False)
+    assert result.returncode == 0, result.stderr
+    assert "features kept" in result.stdout
+    features = load_table(tmp_path / "features.parquet", FEATURES)
+    examples = load_table(tmp_path / "examples.parquet", EXAMPLES)
+    assert set(examples["feature_id"]) <= set(features.loc[features["kept"], "feature_id"])
+    assert all((tmp_path / p).is_file() and p.endswith(".wav") for p in examples["path"])
+    assert (tmp_path / "run.json").is_file()
+    bad = subprocess.run(
+        [
+            str(BIN / "sae-core"),
+            "features",
+            "--sae",
+            "/nonexistent",
+            "--acts",
+            str(tmp_path),
+            "--corpus",
+            str(tmp_path),
+            "--out",
+            str(tmp_path / "x"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert bad.returncode == 2 and "--sae /nonexistent" in bad.stderr
