@@ -8,6 +8,9 @@ DEMO := demo
 comma := ,
 space := $(empty) $(empty)
 
+# Keep every intermediate file (stage outputs are reused by later runs, never deleted).
+.SECONDARY:
+
 .PHONY: install demo test lint format browser-deps clean bench bench-env test-audiocraft
 
 install: $(STAMP)
@@ -60,10 +63,17 @@ $(RUN)/features/layer_%/run.json: $(RUN)/sae/layer_%/metrics.json
 	$(BIN)/sae-core features --sae $(RUN)/sae/layer_$* --acts $(RUN)/acts/layer_$* \
 		--corpus $(DEMO)/corpus --out $(RUN)/features/layer_$* --top 5
 
-demo: $(STAMP) $(foreach l,$(DEMO_LAYERS),$(RUN)/features/layer_$(l)/run.json)
-	$(BIN)/stimuli-builder validate $(DEMO)/corpus $(RUN)/acts/layer_1/index.parquet $(RUN)/features
+$(RUN)/steering/run.json: $(RUN)/features/layer_3/run.json
+	printf 'Simple melody\n' > $(DEMO)/prompts.txt
+	$(BIN)/sae-core steer --model $(DEMO)/models/tiny-musicgen --sae $(RUN)/sae/layer_3 --features top:3 \
+		--features-table $(RUN)/features/layer_3/features.parquet --relative --strengths 1 \
+		--prompts $(DEMO)/prompts.txt --seeds 0,1 --duration 4 --out $(RUN)/steering
+
+demo: $(STAMP) $(foreach l,$(DEMO_LAYERS),$(RUN)/features/layer_$(l)/run.json) $(RUN)/steering/run.json
+	$(BIN)/stimuli-builder validate $(DEMO)/corpus $(RUN)/acts/layer_1/index.parquet $(RUN)/features \
+		$(RUN)/steering
 	$(BIN)/sae-core metrics $(RUN)/sae
-	@echo "demo outputs in $(DEMO)/: corpus/, models/tiny-musicgen/, runs/demo/{acts,sae,features}/"
+	@echo "demo outputs in $(DEMO)/: corpus/, models/tiny-musicgen/, runs/demo/{acts,sae,features,steering}/"
 
 # Benchmarks against peers need the peer installed beside this project.
 bench-env: $(STAMP)

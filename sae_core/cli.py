@@ -8,7 +8,7 @@ from collections import Counter
 from dataclasses import asdict
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import NoReturn
+from typing import Any, NoReturn
 
 import typer
 from rich.table import Table
@@ -262,6 +262,7 @@ def train(
             k=k,
             activation=activation,
             l1_coefficient=l1_coefficient,
+            layer=source.meta.get("layer"),
         )
         record = new_run_record(
             "train",
@@ -344,6 +345,122 @@ def features(
     stdout_console().print(
         f"{int(table['kept'].sum())} of {len(table)} features kept (dropped: {dropped}); "
         f"{len(examples)} example clips in {out / 'clips'}"
+    )
+
+
+def _parse_list(text: str, kind: type[Any], option: str) -> list[Any]:
+    try:
+        values = [kind(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        _fail(f"{option}: expected comma-separated {kind.__name__}s, got {text!r}")
+    if not values:
+        _fail(f"{option}: expected at least one value")
+    return values
+
+
+@app.command()
+def steer(
+    model: str = typer.Option(..., "--model", help="MusicGen directory or hub id."),
+    sae: Path = typer.Option(..., "--sae", help="SAE checkpoint directory (its layer is steered)."),
+    features_list: str = typer.Option(
+        ...,
+        "--features",
+        help="Comma-separated feature ids (12,40), or top:N = the N kept features "
+        "with the largest activations in --features-table.",
+    ),
+    prompts: Path = typer.Option(..., "--prompts", help="Text file, one prompt per line."),
+    out: Path = typer.Option(..., "--out", help="Output directory, e.g. runs/R/steering."),
+    seeds: str = typer.Option("0", "--seeds", help="Comma-separated sampling seeds."),
+    strengths: str = typer.Option("1", "--strengths", help="Comma-separated strengths (alpha)."),
+    relative: bool = typer.Option(False, "--relative", help="Strength x the feature's max activation."),
+    features_table: Path | None = typer.Option(
+        None, "--features-table", help="features.parquet (needed with --relative)."
+    ),
+    duration: float = typer.Option(8.0, "--duration", min=0.1, help="Seconds of audio per generation."),
+    guidance: float = typer.Option(3.0, "--guidance", help="Classifier-free guidance scale (1 = off)."),
+    apply_to: str = typer.Option("both", "--apply-to", help="both, or conditional (CFG half only)."),
+    random_control: bool = typer.Option(
+        True, "--random-control/--no-random-control", help="Also generate a same-norm random direction."
+    ),
+    layer: int | None = typer.Option(None, "--layer", help="Override the SAE's recorded layer."),
+    backend: str = typer.Option("transformers", "--backend", help="transformers or audiocraft."),
+    device: str = typer.Option("cpu", "--device"),
+    audio_format: str = typer.Option("flac", "--format", help="flac or wav."),
+) -> None:
+    """Generate baseline and steered audio with the same prompt, seed and sampling settings.
+
+    At the SAE's layer every generated position gets strength x the feature's unit decoder
+    direction (--relative: strength x the feature's max activation, in the model's units).
+    A random direction of the same norm is generated as a control. Writes the audio and
+    steering.parquet (feature, layer, prompt, seed, strength, path, baseline_path, random_path).
+
+    Example: sae-core steer --model M --sae runs/R/sae/layer_8 --features 12,40 --prompts prompts.txt
+    --seeds 0,1 --strengths 0.5,1 --relative --features-table runs/R/features/layer_8/features.parquet
+    --out runs/R/steering
+    """
+    from artifact_schemas import FEATURES, STEERING, load_table, save_table
+    from sae_core.models import load_model
+    from sae_core.sae import SparseCoder
+    from sae_core.steering import SteeringPlan, generate_pairs
+
+    if apply_to not in ("both", "conditional"):
+        _fail(f"--apply-to must be both or conditional, got {apply_to!r}")
+    if audio_format not in ("flac", "wav"):
+        _fail(f"--format must be flac or wav, got {audio_format!r}")
+    if not prompts.is_file():
+        _fail(f"--prompts {prompts}: no such file")
+    prompt_list = [line.strip() for line in prompts.read_text().splitlines() if line.strip()]
+    if not prompt_list:
+        _fail(f"--prompts {prompts}: no prompts (one per line)")
+    chosen: list[int]
+    if features_list.startswith("top:"):
+        if features_table is None:
+            _fail("--features top:N needs --features-table")
+        n_top = _parse_list(features_list[4:], int, "--features top:N")[0]
+        kept = load_table(features_table, FEATURES).query("kept")
+        chosen = kept.nlargest(n_top, "max_activation")["feature_id"].astype(int).tolist()
+        if not chosen:
+            _fail(f"--features-table {features_table}: no kept features")
+    else:
+        chosen = _parse_list(features_list, int, "--features")
+    plan = SteeringPlan(
+        features=chosen,
+        prompts=prompt_list,
+        seeds=_parse_list(seeds, int, "--seeds"),
+        strengths=_parse_list(strengths, float, "--strengths"),
+        relative=relative,
+        seconds=duration,
+        guidance_scale=guidance,
+        apply_to=apply_to,  # type: ignore[arg-type]
+        random_control=random_control,
+        audio_format=audio_format,
+    )
+    try:
+        coder = SparseCoder.load_from_disk(sae)
+        steer_layer = layer if layer is not None else coder.cfg.layer
+        if steer_layer is None:
+            _fail(f"--sae {sae}: the checkpoint does not record its layer; pass --layer")
+        betas = None
+        if relative:
+            if features_table is None:
+                _fail("--relative needs --features-table (features.parquet with max_activation)")
+            table = load_table(features_table, FEATURES).set_index("feature_id")
+            missing = [f for f in plan.features if f not in table.index]
+            if missing:
+                _fail(f"--features {missing}: not in {features_table}")
+            peaks = table["max_activation"].astype(float)
+            betas = {f: float(peaks.loc[f]) for f in plan.features}
+        record = new_run_record("steer", config=asdict(plan), seeds={"seeds": plan.seeds[0]}, inputs=[sae])
+        mg = load_model(model, backend=backend, device=device)
+        pairs = generate_pairs(mg, coder, steer_layer, plan, out, betas)
+        save_table(pairs, out / "steering.parquet", STEERING)
+    except (ValueError, ArtifactError, FileNotFoundError) as exc:
+        _fail(str(exc))
+    record.finished_at = datetime.now(UTC)
+    save_run_record(record, out / "run.json")
+    stdout_console().print(
+        f"{len(pairs)} steered generations (+ {len(plan.prompts) * len(plan.seeds)} baselines"
+        f"{' + random controls' if random_control else ''}) at layer {steer_layer} in {out}"
     )
 
 

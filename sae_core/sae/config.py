@@ -25,6 +25,8 @@ class SaeConfig:
     """Weight of the AuxK loss on dead latents (Gao et al. 2024, appendix A.2)."""
     dead_after_tokens: int = 10_000_000
     """A latent that has not fired for this many tokens counts as dead (Gao et al.: 10M)."""
+    layer: int | None = None
+    """The model layer whose residual stream the SAE reads (steering adds its directions there)."""
 
     def __post_init__(self) -> None:
         if self.activation not in ACTIVATIONS:
