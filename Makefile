@@ -69,11 +69,19 @@ $(RUN)/steering/run.json: $(RUN)/features/layer_3/run.json
 		--features-table $(RUN)/features/layer_3/features.parquet --relative --strengths 1 \
 		--prompts $(DEMO)/prompts.txt --seeds 0,1 --duration 4 --out $(RUN)/steering
 
-demo: $(STAMP) $(foreach l,$(DEMO_LAYERS),$(RUN)/features/layer_$(l)/run.json) $(RUN)/steering/run.json
+$(DEMO)/models/tiny-clap/config.json: | $(STAMP)
+	$(BIN)/sae-core tiny-clap --out $(DEMO)/models/tiny-clap
+
+$(RUN)/labels.parquet: $(RUN)/features/layer_3/run.json $(DEMO)/models/tiny-clap/config.json
+	$(BIN)/sae-core label --features $(RUN)/features/layer_3 --labelers descriptors,clap-vocab \
+		--corpus $(DEMO)/corpus --clap $(DEMO)/models/tiny-clap --max-features 12 --out $@
+
+demo: $(STAMP) $(foreach l,$(DEMO_LAYERS),$(RUN)/features/layer_$(l)/run.json) $(RUN)/steering/run.json \
+		$(RUN)/labels.parquet
 	$(BIN)/stimuli-builder validate $(DEMO)/corpus $(RUN)/acts/layer_1/index.parquet $(RUN)/features \
-		$(RUN)/steering
+		$(RUN)/steering $(RUN)/labels.parquet
 	$(BIN)/sae-core metrics $(RUN)/sae
-	@echo "demo outputs in $(DEMO)/: corpus/, models/tiny-musicgen/, runs/demo/{acts,sae,features,steering}/"
+	@echo "demo outputs in $(DEMO)/: corpus/, models/, runs/demo/{acts,sae,features,steering,labels.parquet}"
 
 # Benchmarks against peers need the peer installed beside this project.
 bench-env: $(STAMP)

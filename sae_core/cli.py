@@ -464,6 +464,143 @@ def steer(
     )
 
 
+@app.command("tiny-clap")
+def tiny_clap_cmd(
+    out: Path = typer.Option(..., "--out", help="Directory to save the model into."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the random weights."),
+) -> None:
+    """Build a tiny random CLAP (transformers ClapModel) and save it with save_pretrained.
+
+    For tests and the demo; pass the directory to '--clap', the path real checkpoints
+    (e.g. laion/clap-htsat-unfused) take.
+
+    Example: sae-core tiny-clap --out models/tiny-clap
+    """
+    from sae_core.clap import build_tiny_clap
+
+    build_tiny_clap(out, seed=seed)
+    stdout_console().print(f"saved a tiny random CLAP to {out}")
+
+
+@app.command()
+def label(
+    features_dirs: list[Path] = typer.Option(
+        ..., "--features", help="features/layer_<l> directories (repeat)."
+    ),
+    out: Path = typer.Option(..., "--out", help="labels.parquet to write, e.g. runs/R/labels.parquet."),
+    labelers: str = typer.Option(
+        "descriptors,clap-vocab", "--labelers", help="Comma-separated: descriptors, clap-vocab, manual."
+    ),
+    corpus: Path | None = typer.Option(None, "--corpus", help="The corpus (descriptors read source audio)."),
+    clap: str | None = typer.Option(None, "--clap", help="CLAP directory or hub id (scores every label)."),
+    vocabulary: Path | None = typer.Option(None, "--vocabulary", help="clap-vocab terms, one per line."),
+    top_n: int = typer.Option(3, "--top-n", min=1, help="clap-vocab labels per feature."),
+    manual: Path | None = typer.Option(None, "--manual", help="CSV: feature_id, layer, label[, confidence]."),
+    min_agreement: float = typer.Option(
+        0.6, "--min-agreement", min=0.0, max=1.0, help="descriptors: share of examples that must agree."
+    ),
+    max_features: int | None = typer.Option(
+        None,
+        "--max-features",
+        min=1,
+        help="Label only the N features with the largest activations per layer.",
+    ),
+) -> None:
+    """Label features automatically and score every label with CLAP.
+
+    descriptors: tempo, key/mode, brightness, percussiveness, register, density, loudness of
+    each example's source audio (librosa); a word is proposed when enough examples agree.
+    clap-vocab: the vocabulary terms CLAP finds closest to the examples. manual: a CSV.
+    With --clap, every label gets clap_score = mean cosine similarity with the feature's
+    clips (per-clip values in clap_examples.parquet beside --out).
+
+    Example: sae-core label --features runs/R/features/layer_8 --corpus corpus --clap models/clap
+    --out runs/R/labels.parquet
+    """
+    import pandas as pd
+
+    from artifact_schemas import LABELS, save_table
+    from sae_core.extract import list_tracks
+    from sae_core.labels import (
+        DEFAULT_VOCABULARY,
+        clap_vocabulary_labels,
+        descriptor_labels,
+        load_examples,
+        manual_labels,
+        score_labels,
+    )
+
+    chosen = [x.strip() for x in labelers.split(",") if x.strip()]
+    unknown = sorted(set(chosen) - {"descriptors", "clap-vocab", "manual"})
+    if unknown or not chosen:
+        _fail(f"--labelers: unknown {unknown or chosen}; expected descriptors, clap-vocab, manual")
+    if "descriptors" in chosen and corpus is None:
+        _fail("--labelers descriptors needs --corpus (it analyses the source audio)")
+    if "clap-vocab" in chosen and clap is None:
+        _fail("--labelers clap-vocab needs --clap")
+    if "manual" in chosen and manual is None:
+        _fail("--labelers manual needs --manual FILE.csv")
+    try:
+        from sae_core.clap import ClapScorer
+
+        scorer = ClapScorer.load(clap, cache_dir=out.parent / ".clap_cache") if clap else None
+        vocab = (
+            DEFAULT_VOCABULARY
+            if vocabulary is None
+            else [w.strip() for w in vocabulary.read_text().splitlines() if w.strip()]
+        )
+        record = new_run_record(
+            "label",
+            config={"labelers": chosen, "clap": clap, "top_n": top_n, "min_agreement": min_agreement},
+            inputs=features_dirs,
+        )
+        tables, per_clip = [], []
+        paths = {t.track_id: t.path for t in list_tracks(corpus)} if corpus else {}
+        for root, examples in load_examples(features_dirs):
+            if max_features is not None:
+                strongest = (
+                    examples.groupby("feature_id")["peak_activation"].max().nlargest(max_features).index
+                )
+                examples = examples[examples["feature_id"].isin(strongest)]
+            parts = []
+            if "descriptors" in chosen:
+                parts.append(descriptor_labels(examples, paths, min_agreement=min_agreement))
+            if "clap-vocab" in chosen:
+                parts.append(clap_vocabulary_labels(examples, root, scorer, vocab, top_n))
+            if "manual" in chosen and manual is not None:
+                table = manual_labels(manual)
+                parts.append(table[table["layer"].isin(set(examples["layer"]))])
+            part = (
+                pd.concat([p for p in parts if len(p)], ignore_index=True)
+                if any(len(p) for p in parts)
+                else None
+            )
+            if part is None:
+                continue
+            if scorer is not None:
+                part, clips = score_labels(part, examples, root, scorer)
+                per_clip.append(clips)
+            tables.append(part)
+        if not tables:
+            _fail("no labels were proposed (no kept features, or no agreement)")
+        labels_table = pd.concat(tables, ignore_index=True)
+        save_table(labels_table, out, LABELS)
+        if per_clip:
+            from artifact_schemas import write_bytes_atomic
+
+            buffer = pd.concat(per_clip, ignore_index=True).to_parquet(index=False)
+            write_bytes_atomic(out.with_name("clap_examples.parquet"), buffer)
+    except (ValueError, ArtifactError, FileNotFoundError) as exc:
+        _fail(str(exc))
+    record.finished_at = datetime.now(UTC)
+    save_run_record(record, out.with_name("labels.run.json"))
+    counts = labels_table.groupby("labeler").size().to_dict()
+    stdout_console().print(
+        f"{len(labels_table)} labels for {labels_table[['layer', 'feature_id']].drop_duplicates().shape[0]} "
+        f"features ({', '.join(f'{k}: {v}' for k, v in sorted(counts.items()))}) in {out}"
+    )
+
+
 @app.command()
 def metrics(
     sae_dir: Path = typer.Argument(..., help="A run's sae/ directory (holding layer_<l>/ checkpoints)."),

@@ -121,13 +121,18 @@ def render_track(concepts: TrackConcepts, seconds: float, sr: int, seed: int) ->
 
 
 def _normalise(audio: np.ndarray, sr: int, target_lufs: float) -> np.ndarray:
+    """Gain to ``target_lufs``; peaks above -1 dBFS are soft-limited (tanh), as loud masters are.
+
+    Plain scaling to stay under the ceiling would leave sparse, peaky tracks well below a
+    loud target; a soft limiter plus a few gain corrections gets them there.
+    """
     meter = pyloudnorm.Meter(sr)
-    loudness = meter.integrated_loudness(audio)
-    audio = audio * 10 ** ((target_lufs - loudness) / 20)
     ceiling = 10 ** (_PEAK_CEILING_DB / 20)
-    peak = float(np.max(np.abs(audio)))
-    if peak > ceiling:
-        audio *= ceiling / peak
+    for _ in range(4):
+        audio = audio * 10 ** ((target_lufs - meter.integrated_loudness(audio)) / 20)
+        if float(np.max(np.abs(audio))) <= ceiling:
+            break
+        audio = ceiling * np.tanh(audio / ceiling)
     return audio.astype(np.float32)
 
 

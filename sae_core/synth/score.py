@@ -8,9 +8,10 @@ import numpy as np
 
 PITCH_CLASSES = ("C", "C#", "D", "D#", "E", "F", "F#", "G", "G#", "A", "A#", "B")
 MODES = {"major": (0, 2, 4, 5, 7, 9, 11), "minor": (0, 2, 3, 5, 7, 8, 10)}
-# Diatonic triads as scale degrees (0-based): I-V-vi-IV and i-VI-III-VII, the two
-# most common four-chord loops in popular music, so the mode is unmistakable.
-PROGRESSIONS = {"major": (0, 4, 5, 3), "minor": (0, 5, 2, 6)}
+# Triads as scale degrees (0-based): I-IV-V-I and i-iv-V-i, the cadence that defines a
+# key. In minor the V chord is major (harmonic minor, raised leading tone): without it a
+# minor loop uses the same chords as its relative major and the mode is ambiguous.
+PROGRESSIONS = {"major": (0, 3, 4, 0), "minor": (0, 3, 4, 0)}
 
 TEMPI = {"slow": (60, 76), "medium": (96, 112), "fast": (136, 156)}
 # MIDI range of the melody per register.
@@ -87,7 +88,10 @@ def _scale_pitches(root_pc: int, mode: str, lo: int, hi: int) -> list[int]:
 def _triad(root_pc: int, mode: str, degree: int) -> tuple[int, int, int]:
     """Pitch classes of the diatonic triad on ``degree``."""
     steps = MODES[mode]
-    return tuple((root_pc + steps[(degree + k) % 7]) % 12 for k in (0, 2, 4))  # type: ignore[return-value]
+    pcs = [(root_pc + steps[(degree + k) % 7]) % 12 for k in (0, 2, 4)]
+    if mode == "minor" and degree == 4:
+        pcs[1] = (pcs[1] + 1) % 12  # the raised leading tone of harmonic minor
+    return pcs[0], pcs[1], pcs[2]
 
 
 def compose(concepts: TrackConcepts, seconds: float, rng: np.random.Generator) -> list[Note]:
@@ -132,7 +136,7 @@ def compose(concepts: TrackConcepts, seconds: float, rng: np.random.Generator) -
 
 
 def drum_pattern(concepts: TrackConcepts, seconds: float) -> list[tuple[float, str, float]]:
-    """(time, drum, velocity) hits: kick on 1 and 3, snare on 2 and 4, eighth-note hats."""
+    """(time, drum, velocity) hits: kick on 1 and 3, snare on 2 and 4, hats on eighths (quarters if slow)."""
     if concepts.drums == "no":
         return []
     beat = 60.0 / concepts.tempo_bpm
@@ -147,5 +151,8 @@ def drum_pattern(concepts: TrackConcepts, seconds: float) -> list[tuple[float, s
             hits.append((t, "kick", 1.0))
         if in_bar in (2, 6):
             hits.append((t, "snare", 0.8))
-        hits.append((t, "hat", 0.5 if in_bar % 2 == 0 else 0.35))
+        # Slow tracks get quarter-note hats: eighths at 60-76 BPM would pulse at 120-152
+        # and sound (and measure) like a fast tempo.
+        if concepts.tempo != "slow" or in_bar % 2 == 0:
+            hits.append((t, "hat", 0.5 if in_bar % 2 == 0 else 0.35))
     return hits

@@ -1,0 +1,184 @@
+"""CLAP audio-text similarity (transformers ``ClapModel``), with an embedding cache.
+
+Scores are cosine similarities of L2-normalised embeddings, in [-1, 1]. Audio embeddings
+are cached by file content (SHA-256), in memory and optionally on disk, so re-labelling a
+run or scoring a new vocabulary never re-encodes a clip.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from sae_core.audio import load_mono
+
+
+class ClapScorer:
+    """A CLAP model with its tokenizer and feature extractor."""
+
+    def __init__(
+        self, model: Any, tokenizer: Any, feature_extractor: Any, cache_dir: str | Path | None = None
+    ):
+        self.model = model.eval()
+        self.tokenizer = tokenizer
+        self.feature_extractor = feature_extractor
+        self.cache_dir = Path(cache_dir) if cache_dir is not None else None
+        self._audio: dict[str, np.ndarray] = {}
+        self._text: dict[str, np.ndarray] = {}
+
+    @classmethod
+    def load(cls, path_or_id: str, cache_dir: str | Path | None = None) -> ClapScorer:
+        """From a directory written by ``save_pretrained`` or a hub id in the local cache."""
+        from transformers import AutoTokenizer, ClapFeatureExtractor, ClapModel
+
+        try:
+            model = ClapModel.from_pretrained(path_or_id)
+            tokenizer = AutoTokenizer.from_pretrained(path_or_id)
+            features = ClapFeatureExtractor.from_pretrained(path_or_id)
+        except OSError as exc:
+            raise ValueError(
+                f"--clap {path_or_id!r}: cannot load a CLAP checkpoint from it ({exc}); give a directory "
+                "written by save_pretrained (e.g. 'sae-core tiny-clap --out DIR') or a cached hub id"
+            ) from exc
+        return cls(model, tokenizer, features, cache_dir)
+
+    @property
+    def sample_rate(self) -> int:
+        return int(self.feature_extractor.sampling_rate)
+
+    @torch.no_grad()
+    def embed_text(self, texts: Sequence[str]) -> np.ndarray:
+        """[n, dim] unit vectors."""
+        todo = [t for t in dict.fromkeys(texts) if t not in self._text]
+        if todo:
+            tok = self.tokenizer(todo, return_tensors="pt", padding=True)
+            out = self.model.get_text_features(
+                input_ids=tok["input_ids"], attention_mask=tok["attention_mask"]
+            )
+            emb = _features(out)
+            for text, vec in zip(todo, emb, strict=True):
+                self._text[text] = vec
+        return np.stack([self._text[t] for t in texts])
+
+    @torch.no_grad()
+    def embed_audio(self, paths: Sequence[str | Path], batch_size: int = 8) -> np.ndarray:
+        """[n, dim] unit vectors of audio files (any rate; resampled to CLAP's)."""
+        keys = [_file_key(p) for p in paths]
+        todo = [(k, p) for k, p in dict(zip(keys, paths, strict=True)).items() if k not in self._audio]
+        todo = [(k, p) for k, p in todo if not self._load_cached(k)]
+        for start in range(0, len(todo), batch_size):
+            chunk = todo[start : start + batch_size]
+            waves = [load_mono(p, self.sample_rate) for _, p in chunk]
+            inputs = self.feature_extractor(waves, sampling_rate=self.sample_rate, return_tensors="pt")
+            emb = _features(self.model.get_audio_features(input_features=inputs["input_features"]))
+            for (key, _), vec in zip(chunk, emb, strict=True):
+                self._audio[key] = vec
+                self._save_cached(key, vec)
+        return np.stack([self._audio[k] for k in keys])
+
+    def similarity(self, texts: Sequence[str], paths: Sequence[str | Path]) -> np.ndarray:
+        """[len(texts), len(paths)] cosine similarities."""
+        return self.embed_text(texts) @ self.embed_audio(paths).T
+
+    def _load_cached(self, key: str) -> bool:
+        if self.cache_dir is None or not (self.cache_dir / f"{key}.npy").is_file():
+            return False
+        self._audio[key] = np.load(self.cache_dir / f"{key}.npy")
+        return True
+
+    def _save_cached(self, key: str, vec: np.ndarray) -> None:
+        if self.cache_dir is not None:
+            from artifact_schemas import atomic_path
+
+            self.cache_dir.mkdir(parents=True, exist_ok=True)
+            with atomic_path(self.cache_dir / f"{key}.npy") as tmp, open(tmp, "wb") as fh:
+                np.save(fh, vec)
+
+
+def _features(out: Any) -> np.ndarray:
+    # transformers >= 5 returns an output object whose pooler_output is the normalised
+    # projection; older versions return the projected tensor itself.
+    emb = out if isinstance(out, torch.Tensor) else out.pooler_output
+    return torch.nn.functional.normalize(emb.float(), dim=-1).numpy()
+
+
+def _file_key(path: str | Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+# --------------------------------------------------------------------------- tiny preset
+
+_TINY_TEXT = (
+    "a an the of with and in slow medium fast tempo sparse dense low mid high register piano organ pluck "
+    "strings bell flute drums drum quiet loud major minor key melody bright dark percussive tonal rock jazz "
+    "pop electronic ambient classical happy sad calm energetic guitar bass synth voice beat"
+)
+_TINY_WORDS = sorted(set(_TINY_TEXT.split()))
+
+
+def build_tiny_clap(out: str | Path, seed: int = 0) -> Path:
+    """A ~0.1M-parameter random CLAP (HTSAT audio tower, text tower), saved with save_pretrained.
+
+    Real shape conventions (48 kHz, 64 mel bins, 10 s windows, 1001 frames); random weights.
+    """
+    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers
+    from transformers import (
+        ClapAudioConfig,
+        ClapConfig,
+        ClapFeatureExtractor,
+        ClapModel,
+        ClapTextConfig,
+        PreTrainedTokenizerFast,
+    )
+
+    out = Path(out)
+    vocab = ["<pad>", "<s>", "</s>", "<unk>", *_TINY_WORDS]
+    text = ClapTextConfig(
+        vocab_size=len(vocab),
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        intermediate_size=64,
+        projection_dim=32,
+        max_position_embeddings=64,
+        pad_token_id=0,
+    )
+    audio = ClapAudioConfig(
+        window_size=8,
+        num_mel_bins=64,
+        spec_size=256,
+        hidden_size=64,
+        projection_dim=32,
+        depths=[1, 1],
+        num_attention_heads=[2, 4],
+        patch_embeds_hidden_size=32,
+        num_hidden_layers=2,
+        patch_stride=[4, 4],
+        patch_size=4,
+    )
+    torch.manual_seed(seed)
+    model = ClapModel(ClapConfig(text_config=text.to_dict(), audio_config=audio.to_dict(), projection_dim=32))
+    core = Tokenizer(models.WordLevel({w: i for i, w in enumerate(vocab)}, unk_token="<unk>"))
+    core.normalizer = normalizers.Lowercase()
+    core.pre_tokenizer = pre_tokenizers.Whitespace()
+    tokenizer = PreTrainedTokenizerFast(
+        tokenizer_object=core, pad_token="<pad>", unk_token="<unk>", bos_token="<s>", eos_token="</s>"
+    )
+    # rand_trunc: clips of up to 10 s are repeat-padded, never randomly cropped -> deterministic.
+    features = ClapFeatureExtractor(
+        feature_size=64, sampling_rate=48000, max_length_s=10, truncation="rand_trunc"
+    )
+    out.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(out)
+    tokenizer.save_pretrained(out)
+    features.save_pretrained(out)
+    return out
