@@ -76,12 +76,15 @@ $(RUN)/labels.parquet: $(RUN)/features/layer_3/run.json $(DEMO)/models/tiny-clap
 	$(BIN)/sae-core label --features $(RUN)/features/layer_3 --labelers descriptors,clap-vocab \
 		--corpus $(DEMO)/corpus --clap $(DEMO)/models/tiny-clap --max-features 12 --out $@
 
+$(RUN)/summary/summary.md: $(RUN)/labels.parquet
+	$(BIN)/sae-core summarize $(RUN)
+
 demo: $(STAMP) $(foreach l,$(DEMO_LAYERS),$(RUN)/features/layer_$(l)/run.json) $(RUN)/steering/run.json \
-		$(RUN)/labels.parquet
+		$(RUN)/labels.parquet $(RUN)/summary/summary.md
 	$(BIN)/stimuli-builder validate $(DEMO)/corpus $(RUN)/acts/layer_1/index.parquet $(RUN)/features \
 		$(RUN)/steering $(RUN)/labels.parquet
 	$(BIN)/sae-core metrics $(RUN)/sae
-	@echo "demo outputs in $(DEMO)/: corpus/, models/, runs/demo/{acts,sae,features,steering,labels.parquet}"
+	@echo "demo outputs in $(DEMO)/: corpus/, models/, runs/demo/{acts,sae,features,steering,labels.parquet,summary}"
 
 # Benchmarks against peers need the peer installed beside this project.
 bench-env: $(STAMP)

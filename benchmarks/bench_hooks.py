@@ -57,12 +57,12 @@ def main() -> None:
         model = load_model(str(build_tiny_musicgen(Path(tmp) / "tiny")))
     gen = torch.Generator().manual_seed(0)
     codes = torch.randint(0, 256, (4, model.num_codebooks, 500), generator=gen)
-    ids = model.delayed_input_ids(codes)  # type: ignore[attr-defined]
-    text = model._text_inputs(None, 4)  # type: ignore[attr-defined]
+    ids = model.delayed_input_ids(codes)
+    text = model._text_inputs(None, 4)
 
     def forward() -> None:
         with torch.inference_mode():
-            model.model(decoder_input_ids=ids, use_cache=False, **text)  # type: ignore[attr-defined]
+            model.model(decoder_input_ids=ids, use_cache=False, **text)
 
     def forward_captured() -> None:
         with model.hooks(capture=[1, 3]):
@@ -75,10 +75,10 @@ def main() -> None:
     seconds = 1.0 if args.quick else 2.0
 
     def generate() -> None:
-        model.generate_codes(["a fast piano melody"], seconds, seed=0)  # type: ignore[attr-defined]
+        model.generate_codes(["a fast piano melody"], seconds, seed=0)
 
     def generate_steered() -> None:
-        model.generate_codes(["a fast piano melody"], seconds, seed=0, interventions=steer)  # type: ignore[attr-defined]
+        model.generate_codes(["a fast piano melody"], seconds, seed=0, interventions=steer)
 
     base_gen, steered_gen = interleaved(generate, generate_steered, 5 if args.quick else 25)
     print(f"teacher-forced forward: {plain * 1000:.1f} ms plain, {captured * 1000:.1f} ms with capture")

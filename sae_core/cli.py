@@ -602,6 +602,26 @@ def label(
 
 
 @app.command()
+def summarize(
+    run: Path = typer.Argument(..., help="A run directory (with features/ and optionally labels.parquet)."),
+    out: Path | None = typer.Option(None, "--out", help="Where to write; default RUN/summary."),
+) -> None:
+    """Figures and a table of a run: mean CLAP score by layer, per-feature best CLAP score with
+    the coverage-vs-threshold curve, feature-frequency histogram (PNG + SVG), summary.md.
+
+    Example: sae-core summarize runs/R
+    """
+    from sae_core.summary import summarize_run
+
+    try:
+        paths = summarize_run(run, out)
+    except (ArtifactError, ValueError) as exc:
+        _fail(str(exc))
+    stdout_console().print(f"wrote {len(paths)} files to {paths[0].parent}")
+    stdout_console().print(paths[-1].read_text())
+
+
+@app.command()
 def metrics(
     sae_dir: Path = typer.Argument(..., help="A run's sae/ directory (holding layer_<l>/ checkpoints)."),
 ) -> None:

@@ -129,18 +129,6 @@ class AudiocraftMusicGen(MusicModel):
             audio, codes = self.musicgen.generate(list(texts), return_tokens=True)
         return codes.cpu(), audio[:, 0].float().cpu()
 
-    def generate(
-        self,
-        texts: Sequence[str],
-        seconds: float,
-        seed: int,
-        interventions: Sequence[Intervention] = (),
-        guidance_scale: float = 3.0,
-        temperature: float = 1.0,
-        top_k: int = 250,
-    ) -> torch.Tensor:
-        return self.generate_codes(texts, seconds, seed, interventions, guidance_scale, temperature, top_k)[1]
-
 
 def _tiny_configs() -> tuple[dict[str, Any], dict[str, Any]]:
     """Hydra-style configs (as audiocraft checkpoints store them) of a tiny MusicGen."""

@@ -100,6 +100,23 @@ class MusicModel(ABC):
         """Which decoder positions of a teacher-forced pass correspond to frames 0..n-1."""
 
     @abstractmethod
+    def generate_codes(
+        self,
+        texts: Sequence[str],
+        seconds: float,
+        seed: int,
+        interventions: Sequence[Intervention] = (),
+        guidance_scale: float = 3.0,
+        temperature: float = 1.0,
+        top_k: int = 250,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Sampled tokens [batch, K, frames] and their audio [batch, samples] for ``texts``
+        (empty string = unconditional).
+
+        The same ``seed`` with and without interventions gives the same random draws, so
+        a steered generation differs from its baseline only by the intervention.
+        """
+
     def generate(
         self,
         texts: Sequence[str],
@@ -110,11 +127,8 @@ class MusicModel(ABC):
         temperature: float = 1.0,
         top_k: int = 250,
     ) -> torch.Tensor:
-        """Sample audio [batch, samples] for ``texts`` (empty string = unconditional).
-
-        The same ``seed`` with and without interventions gives the same random draws, so
-        a steered generation differs from its baseline only by the intervention.
-        """
+        """Sampled audio [batch, samples]; see :meth:`generate_codes`."""
+        return self.generate_codes(texts, seconds, seed, interventions, guidance_scale, temperature, top_k)[1]
 
     def _check_layer(self, layer: int) -> None:
         if not 0 <= layer < self.n_layers:

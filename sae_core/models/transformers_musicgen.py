@@ -180,18 +180,6 @@ class TransformersMusicGen(MusicModel):
             del codec.decode
         return seen[-1][0].cpu(), audio[:, 0].float().cpu()
 
-    def generate(
-        self,
-        texts: Sequence[str],
-        seconds: float,
-        seed: int,
-        interventions: Sequence[Intervention] = (),
-        guidance_scale: float = 3.0,
-        temperature: float = 1.0,
-        top_k: int = 250,
-    ) -> torch.Tensor:
-        return self.generate_codes(texts, seconds, seed, interventions, guidance_scale, temperature, top_k)[1]
-
 
 # --------------------------------------------------------------------------- tiny preset
 

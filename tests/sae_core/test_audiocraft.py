@@ -55,7 +55,7 @@ def test_rows_are_frames_and_causal(model: MusicModel, small_corpus: Path) -> No
 
 
 def test_generation_seeded_and_steerable(model: MusicModel) -> None:
-    gen = model.generate_codes  # type: ignore[attr-defined]
+    gen = model.generate_codes
     codes, audio = gen(["a fast piano melody"], 1.0, seed=3)
     assert codes.shape == (1, 4, 50) and audio.shape[-1] == 32000
     assert torch.equal(codes, gen(["a fast piano melody"], 1.0, seed=3)[0])

@@ -94,7 +94,7 @@ def test_bad_intervention_is_refused(model: MusicModel) -> None:
 
 
 def test_generation_is_seeded_and_steering_changes_only_with_strength(model: MusicModel) -> None:
-    gen = model.generate_codes  # type: ignore[attr-defined]
+    gen = model.generate_codes
     codes, audio = gen(["a fast piano melody"], 1.0, seed=3)
     assert codes.shape == (1, 4, 50)
     assert audio.shape == (1, 50 * 640) and torch.isfinite(audio).all()
