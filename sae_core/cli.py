@@ -505,12 +505,19 @@ def label(
         min=1,
         help="Label only the N features with the largest activations per layer.",
     ),
+    llm_model: str = typer.Option("gemini-2.5-flash", "--llm-model", help="llm: the model name."),
+    llm_url: str | None = typer.Option(None, "--llm-url", help="llm: API base URL (default: Gemini's)."),
+    llm_key_env: str = typer.Option(
+        "GEMINI_API_KEY", "--llm-key-env", help="llm: env variable with the API key."
+    ),
 ) -> None:
     """Label features automatically and score every label with CLAP.
 
     descriptors: tempo, key/mode, brightness, percussiveness, register, density, loudness of
     each example's source audio (librosa); a word is proposed when enough examples agree.
     clap-vocab: the vocabulary terms CLAP finds closest to the examples. manual: a CSV.
+    llm: a multimodal LM (Gemini generateContent protocol) hears the clips and names them;
+    needs an API key in $GEMINI_API_KEY (or --llm-key-env); answers are cached on disk.
     With --clap, every label gets clap_score = mean cosine similarity with the feature's
     clips (per-clip values in clap_examples.parquet beside --out).
 
@@ -531,9 +538,20 @@ def label(
     )
 
     chosen = [x.strip() for x in labelers.split(",") if x.strip()]
-    unknown = sorted(set(chosen) - {"descriptors", "clap-vocab", "manual"})
+    unknown = sorted(set(chosen) - {"descriptors", "clap-vocab", "manual", "llm"})
     if unknown or not chosen:
-        _fail(f"--labelers: unknown {unknown or chosen}; expected descriptors, clap-vocab, manual")
+        _fail(f"--labelers: unknown {unknown or chosen}; expected descriptors, clap-vocab, manual, llm")
+    llm = None
+    if "llm" in chosen:
+        key = os.environ.get(llm_key_env, "")
+        if not key:
+            _fail(f"--labelers llm needs an API key in the environment variable {llm_key_env}")
+        from sae_core.llm_labeler import LLMConfig, LLMLabeler
+
+        llm_cfg = LLMConfig(api_key=key, model=llm_model, cache_dir=out.parent / ".llm_cache")
+        if llm_url:
+            llm_cfg.base_url = llm_url
+        llm = LLMLabeler(llm_cfg)
     if "descriptors" in chosen and corpus is None:
         _fail("--labelers descriptors needs --corpus (it analyses the source audio)")
     if "clap-vocab" in chosen and clap is None:
@@ -567,6 +585,8 @@ def label(
                 parts.append(descriptor_labels(examples, paths, min_agreement=min_agreement))
             if "clap-vocab" in chosen:
                 parts.append(clap_vocabulary_labels(examples, root, scorer, vocab, top_n))
+            if llm is not None:
+                parts.append(llm.label_features(examples, root))
             if "manual" in chosen and manual is not None:
                 table = manual_labels(manual)
                 parts.append(table[table["layer"].isin(set(examples["layer"]))])
@@ -590,7 +610,7 @@ def label(
 
             buffer = pd.concat(per_clip, ignore_index=True).to_parquet(index=False)
             write_bytes_atomic(out.with_name("clap_examples.parquet"), buffer)
-    except (ValueError, ArtifactError, FileNotFoundError) as exc:
+    except (ValueError, ArtifactError, FileNotFoundError, RuntimeError) as exc:
         _fail(str(exc))
     record.finished_at = datetime.now(UTC)
     save_run_record(record, out.with_name("labels.run.json"))
