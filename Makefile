@@ -79,8 +79,11 @@ $(RUN)/labels.parquet: $(RUN)/features/layer_3/run.json $(DEMO)/models/tiny-clap
 $(RUN)/summary/summary.md: $(RUN)/labels.parquet
 	$(BIN)/sae-core summarize $(RUN)
 
+$(RUN)/steering/steering_eval.parquet: $(RUN)/steering/run.json $(RUN)/labels.parquet
+	$(BIN)/sae-core steering-eval $(RUN) --clap $(DEMO)/models/tiny-clap
+
 demo: $(STAMP) $(foreach l,$(DEMO_LAYERS),$(RUN)/features/layer_$(l)/run.json) $(RUN)/steering/run.json \
-		$(RUN)/labels.parquet $(RUN)/summary/summary.md
+		$(RUN)/labels.parquet $(RUN)/summary/summary.md $(RUN)/steering/steering_eval.parquet
 	$(BIN)/stimuli-builder validate $(DEMO)/corpus $(RUN)/acts/layer_1/index.parquet $(RUN)/features \
 		$(RUN)/steering $(RUN)/labels.parquet
 	$(BIN)/sae-core metrics $(RUN)/sae

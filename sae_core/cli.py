@@ -621,6 +621,38 @@ def label(
     )
 
 
+@app.command("steering-eval")
+def steering_eval(
+    run: Path = typer.Argument(..., help="A run directory with steering/, features/ (and labels.parquet)."),
+    clap: str = typer.Option(..., "--clap", help="CLAP directory or hub id."),
+) -> None:
+    """Judge steering without listeners: CLAP similarity of steered vs baseline audio to the
+    feature's example clips (audio-audio) and to its best label (text-audio).
+
+    Writes steering/steering_eval.parquet (one row per generation) and prints, per layer, the
+    share of features whose steered clips are closer than their baselines (and than the
+    random-direction controls).
+
+    Example: sae-core steering-eval runs/R --clap models/clap
+    """
+    from artifact_schemas import write_bytes_atomic
+    from sae_core.clap import ClapScorer
+    from sae_core.steering_eval import evaluate_steering
+
+    try:
+        scorer = ClapScorer.load(clap, cache_dir=run / ".clap_cache")
+        table, summary = evaluate_steering(run, scorer)
+    except (ValueError, ArtifactError, FileNotFoundError) as exc:
+        _fail(str(exc))
+    write_bytes_atomic(run / "steering" / "steering_eval.parquet", table.to_parquet(index=False))
+    view = Table(title=f"Steering success in {run} (share of features)")
+    for col in summary.columns:
+        view.add_column(str(col), justify="right")
+    for values in summary.itertuples(index=False):
+        view.add_row(*(f"{v:.2f}" if isinstance(v, float) else str(v) for v in values))
+    stdout_console().print(view)
+
+
 @app.command()
 def summarize(
     run: Path = typer.Argument(..., help="A run directory (with features/ and optionally labels.parquet)."),
