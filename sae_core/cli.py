@@ -505,6 +505,11 @@ def label(
         min=1,
         help="Label only the N features with the largest activations per layer.",
     ),
+    descriptor_backend: str = typer.Option(
+        "librosa",
+        "--descriptor-backend",
+        help="descriptors: librosa, or essentia (key/mode; optional extra).",
+    ),
     llm_model: str = typer.Option("gemini-2.5-flash", "--llm-model", help="llm: the model name."),
     llm_url: str | None = typer.Option(None, "--llm-url", help="llm: API base URL (default: Gemini's)."),
     llm_key_env: str = typer.Option(
@@ -541,6 +546,16 @@ def label(
     unknown = sorted(set(chosen) - {"descriptors", "clap-vocab", "manual", "llm"})
     if unknown or not chosen:
         _fail(f"--labelers: unknown {unknown or chosen}; expected descriptors, clap-vocab, manual, llm")
+    if descriptor_backend not in ("librosa", "essentia"):
+        _fail(f"--descriptor-backend must be librosa or essentia, got {descriptor_backend!r}")
+    if descriptor_backend == "essentia":
+        try:
+            import essentia  # noqa: F401
+        except ImportError:
+            _fail(
+                "--descriptor-backend essentia needs the essentia package "
+                "(pip install 'music-concepts[essentia]')"
+            )
     llm = None
     if "llm" in chosen:
         key = os.environ.get(llm_key_env, "")
@@ -569,7 +584,13 @@ def label(
         )
         record = new_run_record(
             "label",
-            config={"labelers": chosen, "clap": clap, "top_n": top_n, "min_agreement": min_agreement},
+            config={
+                "labelers": chosen,
+                "clap": clap,
+                "top_n": top_n,
+                "min_agreement": min_agreement,
+                "descriptor_backend": descriptor_backend,
+            },
             inputs=features_dirs,
         )
         tables, per_clip = [], []
@@ -582,7 +603,11 @@ def label(
                 examples = examples[examples["feature_id"].isin(strongest)]
             parts = []
             if "descriptors" in chosen:
-                parts.append(descriptor_labels(examples, paths, min_agreement=min_agreement))
+                parts.append(
+                    descriptor_labels(
+                        examples, paths, min_agreement=min_agreement, backend=descriptor_backend
+                    )
+                )
             if "clap-vocab" in chosen:
                 parts.append(clap_vocabulary_labels(examples, root, scorer, vocab, top_n))
             if llm is not None:

@@ -91,10 +91,27 @@ def _cut(value: float, low: float, high: float, words: tuple[str, str, str]) -> 
     return words[0] if value < low else words[2] if value >= high else words[1]
 
 
-def describe_segment(y: np.ndarray, sr: int, th: DescriptorThresholds | None = None) -> dict[str, str]:
+DESCRIPTOR_BACKENDS = ("librosa", "essentia")
+
+
+def _essentia_key(y: np.ndarray, sr: int) -> tuple[str, str]:
+    """Key and mode from essentia's KeyExtractor (HPCP + key profiles)."""
+    import essentia.standard as es
+
+    key, scale, _strength = es.KeyExtractor(sampleRate=float(sr))(y.astype(np.float32))
+    return str(key), str(scale)
+
+
+def describe_segment(
+    y: np.ndarray, sr: int, th: DescriptorThresholds | None = None, backend: str = "librosa"
+) -> dict[str, str]:
     """Words for one stretch of audio.
 
-    Tempo, key, mode, brightness, percussiveness, register, density and loudness.
+    Tempo, key, mode, brightness, percussiveness, register, density and loudness. With
+    ``backend="essentia"`` key and mode come from essentia's KeyExtractor instead of
+    Krumhansl-Kessler matching of librosa chroma (on the synthetic corpus it gets the mode of
+    every test feature, with higher agreement). Tempo stays librosa's: essentia's
+    RhythmExtractor2013 doubled the slow tempi there (4 of 6 tempo features right, vs 6 of 6).
     """
     import librosa
 
@@ -103,18 +120,25 @@ def describe_segment(y: np.ndarray, sr: int, th: DescriptorThresholds | None = N
     out: dict[str, str] = {}
     onset_env = librosa.onset.onset_strength(y=y, sr=sr)
     bpm = float(librosa.feature.tempo(onset_envelope=onset_env, sr=sr)[0])
+    if backend == "essentia":
+        key_name, mode = _essentia_key(y, sr)
+        key_name = {"Ab": "G#", "Bb": "A#", "Db": "C#", "Eb": "D#", "Gb": "F#"}.get(key_name, key_name)
+    elif backend == "librosa":
+        chroma = librosa.feature.chroma_cqt(y=y, sr=sr).mean(axis=1)
+        scores = [
+            (float(np.corrcoef(np.roll(profile, k), chroma)[0, 1]), k, m)
+            for profile, m in ((_MAJOR, "major"), (_MINOR, "minor"))
+            for k in range(12)
+        ]
+        _, tonic, mode = max(scores)
+        key_name = PITCH_CLASSES[tonic]
+    else:
+        raise ValueError(f"descriptor backend must be one of {DESCRIPTOR_BACKENDS}, got {backend!r}")
     out["tempo"] = _cut(
         bpm, th.slow_below_bpm, th.fast_from_bpm, ("slow tempo", "medium tempo", "fast tempo")
     )
-    chroma = librosa.feature.chroma_cqt(y=y, sr=sr).mean(axis=1)
-    scores = [
-        (float(np.corrcoef(np.roll(profile, k), chroma)[0, 1]), k, mode)
-        for profile, mode in ((_MAJOR, "major"), (_MINOR, "minor"))
-        for k in range(12)
-    ]
-    _, tonic, mode = max(scores)
     out["mode"] = f"{mode} key"
-    out["key"] = f"{PITCH_CLASSES[tonic]} {mode}"
+    out["key"] = f"{key_name} {mode}"
     centroid = float(np.median(librosa.feature.spectral_centroid(y=y, sr=sr)))
     out["brightness"] = _cut(centroid, th.dark_below_hz, th.bright_from_hz, ("dark", "", "bright"))
     # Median-filter HPSS (Fitzgerald 2010) on a coarse magnitude spectrogram: the full-size
@@ -142,7 +166,8 @@ def descriptor_labels(
     track_paths: dict[str, str],
     min_agreement: float = 0.6,
     context_seconds: float = 8.0,
-    describe: Callable[[np.ndarray, int], dict[str, str]] = describe_segment,
+    backend: str = "librosa",
+    describe: Callable[..., dict[str, str]] = describe_segment,
 ) -> pd.DataFrame:
     """Describe each example's stretch of the *source* audio (before loudness normalisation),
     and propose a word where at least ``min_agreement`` of a feature's examples agree.
@@ -174,7 +199,7 @@ def descriptor_labels(
                     dtype="float32",
                     always_2d=True,
                 )
-                seen[key] = describe(y.mean(axis=1), sr)
+                seen[key] = describe(y.mean(axis=1), sr, backend=backend)
             for descriptor, word in seen[key].items():
                 words.setdefault(descriptor, []).append(word)
         for descriptor, values in words.items():
