@@ -116,7 +116,12 @@ def extract(
         ..., "--model", help="MusicGen directory or hub id (e.g. facebook/musicgen-small)."
     ),
     corpus: Path = typer.Option(..., "--corpus", help="Directory of audio files (+ optional metadata.csv)."),
-    layers: str = typer.Option(..., "--layers", help="Comma-separated decoder layers, e.g. 4,8 (0-based)."),
+    layers: str = typer.Option(
+        ...,
+        "--layers",
+        help="Comma-separated decoder layers, e.g. 4,8 (0-based), or 'paper': "
+        "layer 2, 25%, 50%, 75% depth and the second-to-last layer (Singh et al.).",
+    ),
     out: Path = typer.Option(..., "--out", help="Output directory, e.g. runs/R/acts."),
     backend: str = typer.Option("transformers", "--backend", help="transformers or audiocraft."),
     text_condition: str = typer.Option(
@@ -161,7 +166,7 @@ def extract(
         device = f"cuda:{os.environ['LOCAL_RANK']}"  # one GPU per torchrun rank
     cfg = ExtractConfig(
         model=model,
-        layers=_parse_layers(layers),
+        layers=[] if layers == "paper" else _parse_layers(layers),
         backend=backend,
         text_condition=text_condition,  # type: ignore[arg-type]  # checked above
         window_seconds=window_seconds,
@@ -171,6 +176,8 @@ def extract(
     )
     try:
         mg = load_model(model, backend=backend, device=device)
+        if layers == "paper":
+            cfg.layers = paper_layers(mg.n_layers)
         rank = _rank()
         record = new_run_record("extract", config=asdict(cfg), inputs=[corpus]) if rank == 0 else None
         result = run_extract(mg, cfg, corpus, out)
@@ -192,6 +199,12 @@ def extract(
     )
     for item in result.skipped:
         print_error("skipped", item["error"])
+
+
+def paper_layers(n_layers: int) -> list[int]:
+    """Layer 2, 25%, 50% and 75% depth, and the second-to-last layer (Singh et al.)."""
+    picks = {2, n_layers // 4, n_layers // 2, (3 * n_layers) // 4, n_layers - 2}
+    return sorted(layer for layer in picks if 0 <= layer < n_layers)
 
 
 def _rank() -> int:

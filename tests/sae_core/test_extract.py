@@ -206,3 +206,25 @@ def test_torchrun_two_ranks_gives_identical_files(
     result = _extract(tiny_model_dir, small_corpus, out, "--window-seconds", "2", env=env, launcher=launcher)
     assert result.returncode == 0, result.stderr
     assert _layer_files(out) == _layer_files(extracted)
+
+
+def test_paper_layers_preset(tiny_model_dir: Path, small_corpus: Path, tmp_path: Path) -> None:
+    from sae_core.cli import paper_layers
+
+    assert paper_layers(24) == [2, 6, 12, 18, 22]  # musicgen-small
+    assert paper_layers(48) == [2, 12, 24, 36, 46]  # medium / large
+    cmd = [
+        str(BIN / "sae-core"),
+        "extract",
+        "--model",
+        str(tiny_model_dir),
+        "--corpus",
+        str(small_corpus),
+        "--layers",
+        "paper",
+        "--out",
+        str(tmp_path / "acts"),
+    ]
+    result = subprocess.run(cmd, capture_output=True, text=True, timeout=300, check=False)
+    assert result.returncode == 0, result.stderr
+    assert sorted(p.name for p in (tmp_path / "acts").glob("layer_*")) == ["layer_1", "layer_2", "layer_3"]
