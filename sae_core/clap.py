@@ -130,15 +130,9 @@ def build_tiny_clap(out: str | Path, seed: int = 0) -> Path:
 
     Real shape conventions (48 kHz, 64 mel bins, 10 s windows, 1001 frames); random weights.
     """
-    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers
-    from transformers import (
-        ClapAudioConfig,
-        ClapConfig,
-        ClapFeatureExtractor,
-        ClapModel,
-        ClapTextConfig,
-        PreTrainedTokenizerFast,
-    )
+    from transformers import ClapAudioConfig, ClapConfig, ClapFeatureExtractor, ClapModel, ClapTextConfig
+
+    from sae_core.models.tiny_presets import word_level_tokenizer
 
     out = Path(out)
     vocab = ["<pad>", "<s>", "</s>", "<unk>", *_TINY_WORDS]
@@ -167,12 +161,7 @@ def build_tiny_clap(out: str | Path, seed: int = 0) -> Path:
     )
     torch.manual_seed(seed)
     model = ClapModel(ClapConfig(text_config=text.to_dict(), audio_config=audio.to_dict(), projection_dim=32))
-    core = Tokenizer(models.WordLevel({w: i for i, w in enumerate(vocab)}, unk_token="<unk>"))
-    core.normalizer = normalizers.Lowercase()
-    core.pre_tokenizer = pre_tokenizers.Whitespace()
-    tokenizer = PreTrainedTokenizerFast(
-        tokenizer_object=core, pad_token="<pad>", unk_token="<unk>", bos_token="<s>", eos_token="</s>"
-    )
+    tokenizer = word_level_tokenizer(vocab, pad_token="<pad>", bos_token="<s>", eos_token="</s>")
     # rand_trunc: clips of up to 10 s are repeat-padded, never randomly cropped -> deterministic.
     features = ClapFeatureExtractor(
         feature_size=64, sampling_rate=48000, max_length_s=10, truncation="rand_trunc"

@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from sae_core.models.base import Intervention, MusicModel
-from sae_core.models.calibration import calibration_audio
+from sae_core.models.tiny_presets import calibration_audio
 
 
 class AudiocraftMusicGen(MusicModel):

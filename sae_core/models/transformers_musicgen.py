@@ -22,7 +22,7 @@ import torch
 from torch import nn
 
 from sae_core.models.base import Intervention, MusicModel
-from sae_core.models.calibration import calibration_audio
+from sae_core.models.tiny_presets import calibration_audio, word_level_tokenizer
 
 log = logging.getLogger(__name__)
 
@@ -358,12 +358,7 @@ def build_tiny_musicgen(out: str | Path, seed: int = 0) -> Path:
 
     The result loads with :meth:`TransformersMusicGen.load`, the same code path as real weights.
     """
-    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers
-    from transformers import (
-        GenerationConfig,
-        MusicgenForConditionalGeneration,
-        PreTrainedTokenizerFast,
-    )
+    from transformers import GenerationConfig, MusicgenForConditionalGeneration
     from transformers.utils import logging as hf_logging
 
     out = Path(out)
@@ -393,12 +388,7 @@ def build_tiny_musicgen(out: str | Path, seed: int = 0) -> Path:
         max_length=1500,
         top_k=250,
     )
-    core = Tokenizer(models.WordLevel({w: i for i, w in enumerate(_TINY_VOCAB)}, unk_token="<unk>"))
-    core.normalizer = normalizers.Lowercase()
-    core.pre_tokenizer = pre_tokenizers.Sequence([pre_tokenizers.Whitespace()])
-    tokenizer = PreTrainedTokenizerFast(
-        tokenizer_object=core, pad_token="<pad>", eos_token="</s>", unk_token="<unk>"
-    )
+    tokenizer = word_level_tokenizer(_TINY_VOCAB, pad_token="<pad>", eos_token="</s>")
     out.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(out)
     tokenizer.save_pretrained(out)

@@ -1,6 +1,9 @@
-"""A calibration signal for the codebooks of untrained codecs."""
+"""Pieces the tiny random presets share: a codec calibration signal and a word tokenizer."""
 
 from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -34,3 +37,18 @@ def calibration_audio(sr: int, seed: int, seconds: float = 30.0) -> torch.Tensor
         audio[start : start + len(hit)] += hit[: len(audio) - start]
         t += float(rng.uniform(0.02, 0.2))
     return torch.from_numpy(audio[: int(seconds * sr)].astype(np.float32))
+
+
+def word_level_tokenizer(vocab: Sequence[str], **special_tokens: str) -> Any:
+    """A lowercasing, whitespace-splitting word tokenizer over ``vocab`` (unknown words -> "<unk>").
+
+    Real checkpoints ship their own (sentencepiece or BPE) tokenizers; the tiny presets
+    need one that builds offline and saves with ``save_pretrained`` like those.
+    """
+    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    core = Tokenizer(models.WordLevel({w: i for i, w in enumerate(vocab)}, unk_token="<unk>"))
+    core.normalizer = normalizers.Lowercase()
+    core.pre_tokenizer = pre_tokenizers.Whitespace()
+    return PreTrainedTokenizerFast(tokenizer_object=core, unk_token="<unk>", **special_tokens)
