@@ -9,7 +9,11 @@ import numpy as np
 import soundfile as sf
 from scipy import signal
 
+from artifact_schemas import atomic_path
+
 AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".mp3", ".aiff", ".aif")
+# What the stages write: 16-bit PCM, FLAC by default.
+WRITE_FORMATS = {"flac": ("FLAC", "PCM_16"), "wav": ("WAV", "PCM_16")}
 
 
 class AudioError(ValueError):
@@ -35,3 +39,16 @@ def load_mono(path: str | Path, sample_rate: int) -> np.ndarray:
         g = gcd(sr, sample_rate)
         mono = signal.resample_poly(mono, sample_rate // g, sr // g).astype(np.float32)
     return mono
+
+
+def check_write_format(audio_format: str) -> None:
+    if audio_format not in WRITE_FORMATS:
+        raise ValueError(f"--format must be one of {sorted(WRITE_FORMATS)}, got {audio_format!r}")
+
+
+def write_audio(path: str | Path, audio: np.ndarray, sample_rate: int, audio_format: str = "flac") -> None:
+    """Write mono ``audio`` as 16-bit ``audio_format`` atomically (temp file + rename)."""
+    check_write_format(audio_format)
+    container, subtype = WRITE_FORMATS[audio_format]
+    with atomic_path(path) as tmp:
+        sf.write(tmp, audio, sample_rate, format=container, subtype=subtype)

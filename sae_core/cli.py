@@ -418,8 +418,10 @@ def steer(
 
     if apply_to not in ("both", "conditional"):
         _fail(f"--apply-to must be both or conditional, got {apply_to!r}")
-    if audio_format not in ("flac", "wav"):
-        _fail(f"--format must be flac or wav, got {audio_format!r}")
+    from sae_core.audio import WRITE_FORMATS
+
+    if audio_format not in WRITE_FORMATS:
+        _fail(f"--format must be one of {sorted(WRITE_FORMATS)}, got {audio_format!r}")
     if not prompts.is_file():
         _fail(f"--prompts {prompts}: no such file")
     prompt_list = [line.strip() for line in prompts.read_text().splitlines() if line.strip()]

@@ -9,10 +9,8 @@ import numpy as np
 import pyloudnorm
 import soundfile as sf
 
-from artifact_schemas import atomic_path
-from sae_core.audio import AudioError
+from sae_core.audio import AudioError, write_audio
 
-CLIP_FORMATS = {"flac": ("FLAC", "PCM_16"), "wav": ("WAV", "PCM_16")}
 _FADE_S = 0.02
 _PEAK_CEILING = 10 ** (-1.0 / 20)  # -1 dBFS
 
@@ -72,7 +70,5 @@ def cut_clip(
         mono[:fade] *= ramp
         mono[-fade:] *= ramp[::-1]
     mono, _ = loudness_normalise(mono, sr, target_lufs)
-    container, subtype = CLIP_FORMATS[audio_format]
-    with atomic_path(out) as tmp:
-        sf.write(tmp, mono.astype(np.float32), sr, format=container, subtype=subtype)
+    write_audio(out, mono.astype(np.float32), sr, audio_format)
     return start, end

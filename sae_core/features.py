@@ -218,11 +218,11 @@ def write_features(
     progress: bool = True,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The whole stage: statistics, filters, example clips; writes the two tables and clips/."""
-    from sae_core.clips import CLIP_FORMATS, cut_clip
+    from sae_core.audio import check_write_format
+    from sae_core.clips import cut_clip
     from sae_core.extract import list_tracks
 
-    if audio_format not in CLIP_FORMATS:
-        raise ValueError(f"--format must be one of {sorted(CLIP_FORMATS)}, got {audio_format!r}")
+    check_write_format(audio_format)
     filters = filters or FeatureFilters()
     selection = selection or ExampleSelection()
     out = Path(out)

@@ -18,11 +18,10 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import soundfile as sf
 import torch
 from rich.progress import Progress
 
-from artifact_schemas import atomic_path
+from sae_core.audio import write_audio
 from sae_core.models.base import ApplyTo, Intervention, MusicModel
 from sae_core.sae.sparse_coder import SparseCoder
 
@@ -63,12 +62,6 @@ def random_like(vector: torch.Tensor, seed: int) -> torch.Tensor:
     return random / random.norm() * vector.norm()
 
 
-def _write(audio: torch.Tensor, sr: int, path: Path, audio_format: str) -> None:
-    container = {"flac": "FLAC", "wav": "WAV"}[audio_format]
-    with atomic_path(path) as tmp:
-        sf.write(tmp, np.clip(audio.numpy(), -1, 1), sr, format=container, subtype="PCM_16")
-
-
 def generate_pairs(
     model: MusicModel,
     sae: SparseCoder,
@@ -93,7 +86,7 @@ def generate_pairs(
             audio = model.generate(
                 [prompt], plan.seconds, seed, interventions, guidance_scale=plan.guidance_scale
             )
-            _write(audio[0], model.sample_rate, out / name, plan.audio_format)
+            write_audio(out / name, np.clip(audio[0].numpy(), -1, 1), model.sample_rate, plan.audio_format)
             return name
 
         for p, prompt in enumerate(plan.prompts):

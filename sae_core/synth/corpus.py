@@ -16,9 +16,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pyloudnorm
-import soundfile as sf
 
-from artifact_schemas import CORPUS_CONCEPTS, CORPUS_METADATA, atomic_path, save_table
+from artifact_schemas import CORPUS_CONCEPTS, CORPUS_METADATA, save_table
+from sae_core.audio import check_write_format, write_audio
 from sae_core.synth.score import (
     DENSITIES,
     DRUMS,
@@ -40,7 +40,6 @@ log = logging.getLogger(__name__)
 # turned down below its loudness target to stay under it (the measured LUFS is recorded).
 _PEAK_CEILING_DB = -1.0
 _FADE_S = 0.01
-_FORMATS = {"flac": ("FLAC", "PCM_16"), "wav": ("WAV", "PCM_16")}
 
 
 @dataclass(frozen=True)
@@ -154,19 +153,16 @@ def synth_corpus(
         raise ValueError(f"--seconds must be >= 1 (loudness needs 400 ms blocks), got {seconds}")
     if sr < 8000:
         raise ValueError(f"--sample-rate must be >= 8000 Hz, got {sr}")
-    if audio_format not in _FORMATS:
-        raise ValueError(f"--format must be one of {sorted(_FORMATS)}, got {audio_format!r}")
+    check_write_format(audio_format)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    container, subtype = _FORMATS[audio_format]
     meter = pyloudnorm.Meter(sr)
     tracks = []
     for i, concepts in enumerate(draw_concepts(n_tracks, seconds, seed)):
         track_id = f"track_{i:04d}"
         rel = f"{track_id}.{audio_format}"
         audio = render_track(concepts, seconds, sr, seed * 100_003 + i)
-        with atomic_path(out / rel) as tmp:
-            sf.write(tmp, audio, sr, format=container, subtype=subtype)
+        write_audio(out / rel, audio, sr, audio_format)
         lufs = round(float(meter.integrated_loudness(audio.astype(np.float64))), 2)
         tracks.append(CorpusTrack(track_id, rel, concepts, lufs))
         log.debug("rendered %s (%s)", rel, concepts.caption())
