@@ -145,12 +145,18 @@ def new_run_record(
 
 
 @contextlib.contextmanager
-def recorded_run(out_dir: str | Path, stage: str, **kwargs: Any) -> Iterator[RunRecord]:
-    """Context manager writing ``out_dir/run.json`` when the stage finishes without error."""
+def recorded_run(
+    out_dir: str | Path, stage: str, run_file: str = RUN_FILE, **kwargs: Any
+) -> Iterator[RunRecord]:
+    """Context manager writing ``out_dir/run_file`` when the stage finishes without error.
+
+    ``run_file`` names the record when a stage writes a single file beside others
+    (``labels.run.json`` next to ``labels.parquet``) rather than a directory of its own.
+    """
     record = new_run_record(stage, **kwargs)
     yield record
     record.finished_at = datetime.now(UTC)
-    save_run_record(record, Path(out_dir) / RUN_FILE)
+    save_run_record(record, Path(out_dir) / run_file)
 
 
 def save_run_record(record: RunRecord, path: str | Path) -> Path:

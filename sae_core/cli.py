@@ -2,18 +2,18 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 from collections import Counter
 from dataclasses import asdict
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, NoReturn
 
 import typer
 from rich.table import Table
 
-from artifact_schemas import ArtifactError, new_run_record, recorded_run, save_run_record
+from artifact_schemas import ArtifactError, recorded_run
 from artifact_schemas.console import print_error, stdout_console, typer_app
 from sae_core.synth import synth_corpus
 
@@ -70,12 +70,19 @@ def _fail(message: str) -> NoReturn:
     raise typer.Exit(2)
 
 
-def _parse_layers(text: str) -> list[int]:
+def _parse_list(text: str, kind: type[Any], option: str, what: str = "") -> list[Any]:
     try:
-        layers = sorted({int(x) for x in text.split(",") if x.strip()})
+        values = [kind(x) for x in text.split(",") if x.strip()]
     except ValueError:
-        _fail(f"--layers: expected comma-separated layer numbers like 4,8, got {text!r}")
-    if not layers or min(layers) < 0:
+        _fail(f"{option}: expected comma-separated {what or kind.__name__ + 's'}, got {text!r}")
+    if not values:
+        _fail(f"{option}: expected at least one value")
+    return values
+
+
+def _parse_layers(text: str) -> list[int]:
+    layers = sorted(set(_parse_list(text, int, "--layers", "layer numbers like 4,8")))
+    if min(layers) < 0:
         _fail(f"--layers: expected non-negative layer numbers, got {text!r}")
     return layers
 
@@ -179,19 +186,23 @@ def extract(
         if layers == "paper":
             cfg.layers = paper_layers(mg.n_layers)
         rank = _rank()
-        record = new_run_record("extract", config=asdict(cfg), inputs=[corpus]) if rank == 0 else None
-        result = run_extract(mg, cfg, corpus, out)
+        # Only rank 0 records the run, and only once every shard is there.
+        recording = (
+            recorded_run(out, "extract", config=asdict(cfg), inputs=[corpus])
+            if rank == 0
+            else contextlib.nullcontext()
+        )
+        with recording:
+            result = run_extract(mg, cfg, corpus, out)
+            if rank == 0 and not result.finished:
+                _fail(f"some shards are missing in {out}; rerun the same command to finish")
     except (ValueError, ArtifactError) as exc:
         _fail(str(exc))
     except KeyboardInterrupt:
         print_error("interrupted", f"finished shards are kept in {out}; rerun the same command to resume")
         raise typer.Exit(130) from None
-    if record is None:
+    if rank != 0:
         return
-    if not result.finished:
-        _fail(f"some shards are missing in {out}; rerun the same command to finish")
-    record.finished_at = datetime.now(UTC)
-    save_run_record(record, out / "run.json")
     console = stdout_console()
     console.print(
         f"extracted {result.rows} frames x layers {cfg.layers} ({mg.d_model} dims) to {out}: "
@@ -211,11 +222,17 @@ def _rank() -> int:
     return int(os.environ.get("RANK", 0))
 
 
+def _set_threads(threads: int | None) -> None:
+    if threads is not None:
+        import torch
+
+        torch.set_num_threads(threads)
+
+
 def _init_distributed(device: str, threads: int | None) -> None:
     import torch
 
-    if threads is not None:
-        torch.set_num_threads(threads)
+    _set_threads(threads)
     if int(os.environ.get("WORLD_SIZE", 1)) > 1 and not torch.distributed.is_initialized():
         torch.distributed.init_process_group("nccl" if device.startswith("cuda") else "gloo")
 
@@ -257,7 +274,7 @@ def train(
         _fail(f"--acts {acts}: no such directory (expected one layer of 'sae-core extract' output)")
     if activation not in ACTIVATIONS:
         _fail(f"--activation must be one of {ACTIVATIONS}, got {activation!r}")
-    _init_distributed("cpu", threads)
+    _set_threads(threads)  # training runs in one process
     train_cfg = TrainConfig(
         batch_size=batch_size,
         lr=lr,
@@ -277,17 +294,11 @@ def train(
             l1_coefficient=l1_coefficient,
             layer=source.meta.get("layer"),
         )
-        record = new_run_record(
-            "train",
-            config={"sae": sae_cfg.to_dict(), "train": asdict(train_cfg)},
-            seeds={"seed": seed},
-            inputs=[acts],
-        )
-        metrics = Trainer(sae_cfg, train_cfg, source, out, device=device).fit(resume=resume)
+        config = {"sae": sae_cfg.to_dict(), "train": asdict(train_cfg)}
+        with recorded_run(out, "train", config=config, seeds={"seed": seed}, inputs=[acts]):
+            metrics = Trainer(sae_cfg, train_cfg, source, out, device=device).fit(resume=resume)
     except (ValueError, ArtifactError, FileNotFoundError) as exc:
         _fail(str(exc))
-    record.finished_at = datetime.now(UTC)
-    save_run_record(record, out / "run.json")
     table = Table(title=f"SAE {acts.name}: {sae_cfg.num_latents} latents, {activation} k={k}")
     for col in ("steps", "frames", "FVU", "held-out FVU", "L0", "dead", "frames/s"):
         table.add_column(col, justify="right")
@@ -331,7 +342,7 @@ def features(
     --out runs/R/features/layer_8
     """
     from artifact_schemas import EXAMPLES, FEATURES, save_table
-    from sae_core.features import ExampleSelection, FeatureFilters, filters_doc, write_features
+    from sae_core.features import ExampleSelection, FeatureFilters, write_features
 
     for path, name in ((sae, "--sae"), (acts, "--acts"), (corpus, "--corpus")):
         if not path.is_dir():
@@ -339,36 +350,24 @@ def features(
     filters = FeatureFilters(min_frequency, max_frequency, min_tracks, min_max_activation)
     selection = ExampleSelection(top=top, window_seconds=clip_seconds)
     config = {
-        "filters": filters_doc(filters),
+        "filters": asdict(filters),
         "selection": asdict(selection),
         "lufs": lufs,
         "format": audio_format,
     }
     try:
-        record = new_run_record("features", config=config, inputs=[sae, acts])
-        table, examples = write_features(sae, acts, corpus, out, filters, selection, lufs, audio_format)
-        save_table(table, out / "features.parquet", FEATURES)
-        save_table(examples, out / "examples.parquet", EXAMPLES)
+        with recorded_run(out, "features", config=config, inputs=[sae, acts]):
+            table, examples = write_features(sae, acts, corpus, out, filters, selection, lufs, audio_format)
+            save_table(table, out / "features.parquet", FEATURES)
+            save_table(examples, out / "examples.parquet", EXAMPLES)
     except (ValueError, ArtifactError, FileNotFoundError) as exc:
         _fail(str(exc))
-    record.finished_at = datetime.now(UTC)
-    save_run_record(record, out / "run.json")
     reasons = table["filter_reason"].value_counts().to_dict()
     dropped = ", ".join(f"{n} {r}" for r, n in sorted(reasons.items())) or "none"
     stdout_console().print(
         f"{int(table['kept'].sum())} of {len(table)} features kept (dropped: {dropped}); "
         f"{len(examples)} example clips in {out / 'clips'}"
     )
-
-
-def _parse_list(text: str, kind: type[Any], option: str) -> list[Any]:
-    try:
-        values = [kind(x) for x in text.split(",") if x.strip()]
-    except ValueError:
-        _fail(f"{option}: expected comma-separated {kind.__name__}s, got {text!r}")
-    if not values:
-        _fail(f"{option}: expected at least one value")
-    return values
 
 
 @app.command()
@@ -465,14 +464,13 @@ def steer(
                 _fail(f"--features {missing}: not in {features_table}")
             peaks = table["max_activation"].astype(float)
             betas = {f: float(peaks.loc[f]) for f in plan.features}
-        record = new_run_record("steer", config=asdict(plan), seeds={"seeds": plan.seeds[0]}, inputs=[sae])
-        mg = load_model(model, backend=backend, device=device)
-        pairs = generate_pairs(mg, coder, steer_layer, plan, out, betas)
-        save_table(pairs, out / "steering.parquet", STEERING)
+        seed_record = {f"sampling_{i}": s for i, s in enumerate(plan.seeds)}
+        with recorded_run(out, "steer", config=asdict(plan), seeds=seed_record, inputs=[sae]):
+            mg = load_model(model, backend=backend, device=device)
+            pairs = generate_pairs(mg, coder, steer_layer, plan, out, betas)
+            save_table(pairs, out / "steering.parquet", STEERING)
     except (ValueError, ArtifactError, FileNotFoundError) as exc:
         _fail(str(exc))
-    record.finished_at = datetime.now(UTC)
-    save_run_record(record, out / "run.json")
     stdout_console().print(
         f"{len(pairs)} steered generations (+ {len(plan.prompts) * len(plan.seeds)} baselines"
         f"{' + random controls' if random_control else ''}) at layer {steer_layer} in {out}"
@@ -597,8 +595,10 @@ def label(
             if vocabulary is None
             else [w.strip() for w in vocabulary.read_text().splitlines() if w.strip()]
         )
-        record = new_run_record(
+        with recorded_run(
+            out.parent,
             "label",
+            run_file="labels.run.json",
             config={
                 "labelers": chosen,
                 "clap": clap,
@@ -607,53 +607,51 @@ def label(
                 "descriptor_backend": descriptor_backend,
             },
             inputs=features_dirs,
-        )
-        tables, per_clip = [], []
-        paths = {t.track_id: t.path for t in list_tracks(corpus)} if corpus else {}
-        for root, examples in load_examples(features_dirs):
-            if max_features is not None:
-                strongest = (
-                    examples.groupby("feature_id")["peak_activation"].max().nlargest(max_features).index
-                )
-                examples = examples[examples["feature_id"].isin(strongest)]
-            parts = []
-            if "descriptors" in chosen:
-                parts.append(
-                    descriptor_labels(
-                        examples, paths, min_agreement=min_agreement, backend=descriptor_backend
+        ):
+            tables, per_clip = [], []
+            paths = {t.track_id: t.path for t in list_tracks(corpus)} if corpus else {}
+            for root, examples in load_examples(features_dirs):
+                if max_features is not None:
+                    strongest = (
+                        examples.groupby("feature_id")["peak_activation"].max().nlargest(max_features).index
                     )
+                    examples = examples[examples["feature_id"].isin(strongest)]
+                parts = []
+                if "descriptors" in chosen:
+                    parts.append(
+                        descriptor_labels(
+                            examples, paths, min_agreement=min_agreement, backend=descriptor_backend
+                        )
+                    )
+                if "clap-vocab" in chosen:
+                    parts.append(clap_vocabulary_labels(examples, root, scorer, vocab, top_n))
+                if llm is not None:
+                    parts.append(llm.label_features(examples, root))
+                if "manual" in chosen and manual is not None:
+                    table = manual_labels(manual)
+                    parts.append(table[table["layer"].isin(set(examples["layer"]))])
+                part = (
+                    pd.concat([p for p in parts if len(p)], ignore_index=True)
+                    if any(len(p) for p in parts)
+                    else None
                 )
-            if "clap-vocab" in chosen:
-                parts.append(clap_vocabulary_labels(examples, root, scorer, vocab, top_n))
-            if llm is not None:
-                parts.append(llm.label_features(examples, root))
-            if "manual" in chosen and manual is not None:
-                table = manual_labels(manual)
-                parts.append(table[table["layer"].isin(set(examples["layer"]))])
-            part = (
-                pd.concat([p for p in parts if len(p)], ignore_index=True)
-                if any(len(p) for p in parts)
-                else None
-            )
-            if part is None:
-                continue
-            if scorer is not None:
-                part, clips = score_labels(part, examples, root, scorer)
-                per_clip.append(clips)
-            tables.append(part)
-        if not tables:
-            _fail("no labels were proposed (no kept features, or no agreement)")
-        labels_table = pd.concat(tables, ignore_index=True)
-        save_table(labels_table, out, LABELS)
-        if per_clip:
-            from artifact_schemas import write_bytes_atomic
+                if part is None:
+                    continue
+                if scorer is not None:
+                    part, clips = score_labels(part, examples, root, scorer)
+                    per_clip.append(clips)
+                tables.append(part)
+            if not tables:
+                _fail("no labels were proposed (no kept features, or no agreement)")
+            labels_table = pd.concat(tables, ignore_index=True)
+            save_table(labels_table, out, LABELS)
+            if per_clip:
+                from artifact_schemas import write_bytes_atomic
 
-            buffer = pd.concat(per_clip, ignore_index=True).to_parquet(index=False)
-            write_bytes_atomic(out.with_name("clap_examples.parquet"), buffer)
+                buffer = pd.concat(per_clip, ignore_index=True).to_parquet(index=False)
+                write_bytes_atomic(out.with_name("clap_examples.parquet"), buffer)
     except (ValueError, ArtifactError, FileNotFoundError, RuntimeError) as exc:
         _fail(str(exc))
-    record.finished_at = datetime.now(UTC)
-    save_run_record(record, out.with_name("labels.run.json"))
     counts = labels_table.groupby("labeler").size().to_dict()
     stdout_console().print(
         f"{len(labels_table)} labels for {labels_table[['layer', 'feature_id']].drop_duplicates().shape[0]} "
