@@ -10,9 +10,8 @@ keeping the reason.
 
 from __future__ import annotations
 
-import json
 import logging
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -21,7 +20,7 @@ import torch
 from rich.progress import Progress
 
 from artifact_schemas import ACTIVATION_INDEX, ArtifactError, load_table
-from sae_core.sae.data import LAYER_META, ShardedActivations
+from sae_core.sae.data import ShardedActivations
 from sae_core.sae.sparse_coder import SparseCoder
 
 log = logging.getLogger(__name__)
@@ -64,13 +63,6 @@ class FeatureStats:
     """Top examples of every live feature: feature_id, rank, track_id, frame, peak_time_s, peak_activation."""
 
 
-def _read_layer(acts_dir: Path) -> tuple[dict[str, object], pd.DataFrame]:
-    meta_path = acts_dir / LAYER_META
-    if not meta_path.is_file():
-        raise ArtifactError(acts_dir, None, f"an activation directory with {LAYER_META}", has_value=False)
-    return json.loads(meta_path.read_text()), load_table(acts_dir / "index.parquet", ACTIVATION_INDEX)
-
-
 @torch.no_grad()
 def compute_feature_stats(
     sae: SparseCoder,
@@ -82,8 +74,9 @@ def compute_feature_stats(
     """Stream a layer's activations through ``sae`` and summarise every latent."""
     selection = selection or ExampleSelection()
     acts_dir = Path(acts_dir)
-    meta, index = _read_layer(acts_dir)
-    source = ShardedActivations(acts_dir, holdout_fraction=0.0)
+    index = load_table(acts_dir / "index.parquet", ACTIVATION_INDEX)
+    source = ShardedActivations(acts_dir, holdout_fraction=0.0, index=index)
+    meta = source.meta
     if source.d_in != sae.cfg.d_in:
         raise ValueError(f"SAE d_in {sae.cfg.d_in} != activations' d_model {source.d_in} in {acts_dir}")
     n_latents = sae.cfg.num_latents
@@ -98,7 +91,7 @@ def compute_feature_stats(
     with Progress(disable=not progress, transient=True) as bar:
         task = bar.add_task(f"encoding {acts_dir.name}", total=len(source.shards))
         for i in range(len(source.shards)):
-            data = source._load_shard(i)
+            data = source.load_shard(i)
             shard_feats, shard_vals, shard_rows = [pool_feat], [pool_val], [pool_row]
             for start in range(0, len(data), batch_size):
                 code = sae.encode(data[start : start + batch_size])
@@ -125,13 +118,13 @@ def compute_feature_stats(
             offset += len(data)
             bar.advance(task)
     frames = len(index)
-    frame_rate = float(meta["frame_rate"])  # type: ignore[arg-type]
+    frame_rate = float(meta["frame_rate"])
     examples = _diverse_top(pool_feat, pool_val, pool_row, index, frame_rate, selection)
     n_tracks = examples.groupby("feature_id")["track_id"].nunique().reindex(range(n_latents), fill_value=0)
     features = pd.DataFrame(
         {
             "feature_id": np.arange(n_latents),
-            "layer": int(meta["layer"]),  # type: ignore[call-overload]
+            "layer": int(meta["layer"]),
             "frequency": count / max(frames, 1),
             "mean_activation": np.divide(total, count, out=np.zeros(n_latents), where=count > 0),
             "max_activation": peak,
@@ -264,7 +257,3 @@ def write_features(
             bar.advance(task)
     examples["start_s"], examples["end_s"], examples["path"] = starts, ends, files
     return features, examples.reset_index(drop=True)
-
-
-def filters_doc(filters: FeatureFilters) -> dict[str, object]:
-    return asdict(filters)

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Literal, Protocol
 
 import numpy as np
+import pandas as pd
 import torch
 from safetensors import safe_open
 from torch import Tensor
@@ -81,7 +82,14 @@ class ShardedActivations:
     FVU measures generalisation to unseen music, not to unseen frames of seen music.
     """
 
-    def __init__(self, layer_dir: str | Path, holdout_fraction: float = 0.05, buffer_shards: int = 4):
+    def __init__(
+        self,
+        layer_dir: str | Path,
+        holdout_fraction: float = 0.05,
+        buffer_shards: int = 4,
+        index: pd.DataFrame | None = None,
+    ):
+        """``index``: the layer's ``index.parquet`` when the caller has already loaded it."""
         self.dir = Path(layer_dir)
         meta_path = self.dir / LAYER_META
         if not meta_path.is_file():
@@ -102,7 +110,8 @@ class ShardedActivations:
         if not self.shards:
             raise ArtifactError(meta_path, "shards", "at least one shard", [])
         self.buffer_shards = max(1, buffer_shards)
-        index = load_table(self.dir / "index.parquet", ACTIVATION_INDEX)
+        if index is None:
+            index = load_table(self.dir / "index.parquet", ACTIVATION_INDEX)
         tracks = index["track_id"].to_numpy()
         unique = np.unique(tracks)
         held = {t for t in unique if _stable_fraction(str(t)) < holdout_fraction}
@@ -125,7 +134,7 @@ class ShardedActivations:
         held = int(self._holdout.sum())
         return held if split == "holdout" else len(self._holdout) - held
 
-    def _load_shard(self, i: int) -> Tensor:
+    def load_shard(self, i: int) -> Tensor:
         path = self.dir / str(self.shards[i]["file"])
         try:
             with safe_open(str(path), framework="pt") as fh:
@@ -146,7 +155,7 @@ class ShardedActivations:
         carry = torch.empty(0, self.d_in)
         for start in range(0, len(order), self.buffer_shards):
             parts = [carry] + [
-                self._split_rows(i, self._load_shard(i), split)
+                self._split_rows(i, self.load_shard(i), split)
                 for i in order[start : start + self.buffer_shards]
             ]
             buffer = torch.cat(parts)
@@ -163,7 +172,7 @@ class ShardedActivations:
         rows: list[Tensor] = []
         have = 0
         for i in torch.randperm(len(self.shards), generator=gen).tolist():
-            part = self._split_rows(i, self._load_shard(i), "train")
+            part = self._split_rows(i, self.load_shard(i), "train")
             rows.append(part[torch.randperm(len(part), generator=gen)[: n - have]])
             have += len(rows[-1])
             if have >= n:

@@ -54,7 +54,7 @@ def written(
 def _all_codes(sae_dir: Path, acts: Path) -> tuple[np.ndarray, pd.DataFrame]:
     sae = SparseCoder.load_from_disk(sae_dir)
     source = ShardedActivations(acts, holdout_fraction=0.0)
-    data = torch.cat([source._load_shard(i) for i in range(len(source.shards))])
+    data = torch.cat([source.load_shard(i) for i in range(len(source.shards))])
     code = sae.encode(data)
     dense = torch.zeros(len(data), sae.cfg.num_latents).scatter(1, code.latent_indices, code.latent_acts)
     return dense.numpy(), pd.read_parquet(acts / "index.parquet")
