@@ -76,18 +76,23 @@ $(RUN)/labels.parquet: $(RUN)/features/layer_3/run.json $(DEMO)/models/tiny-clap
 	$(BIN)/sae-core label --features $(RUN)/features/layer_3 --labelers descriptors,clap-vocab \
 		--corpus $(DEMO)/corpus --clap $(DEMO)/models/tiny-clap --max-features 12 --out $@
 
-$(RUN)/summary/summary.md: $(RUN)/labels.parquet
+$(RUN)/summary/summary.md: $(RUN)/labels.parquet $(STUDY)
 	$(BIN)/sae-core summarize $(RUN)
 
-$(RUN)/steering/steering_eval.parquet: $(RUN)/steering/run.json $(RUN)/labels.parquet
+$(RUN)/steering/steering_eval.parquet: $(RUN)/steering/run.json $(RUN)/labels.parquet $(STUDY)
 	$(BIN)/sae-core steering-eval $(RUN) --clap $(DEMO)/models/tiny-clap
 
+STUDY := $(DEMO)/studies/demo
+$(STUDY)/checksums.txt: $(RUN)/labels.parquet $(RUN)/steering/run.json $(wildcard examples/demo-study/*)
+	$(BIN)/stimuli-builder build examples/demo-study/study.toml --bundle $(RUN) --out $(STUDY) --force
+
 demo: $(STAMP) $(foreach l,$(DEMO_LAYERS),$(RUN)/features/layer_$(l)/run.json) $(RUN)/steering/run.json \
-		$(RUN)/labels.parquet $(RUN)/summary/summary.md $(RUN)/steering/steering_eval.parquet
+		$(RUN)/labels.parquet $(RUN)/summary/summary.md $(RUN)/steering/steering_eval.parquet $(STUDY)/checksums.txt
 	$(BIN)/stimuli-builder validate $(DEMO)/corpus $(RUN)/acts/layer_1/index.parquet $(RUN)/features \
-		$(RUN)/steering $(RUN)/labels.parquet
+		$(RUN)/steering $(RUN)/labels.parquet $(STUDY)
 	$(BIN)/sae-core metrics $(RUN)/sae
-	@echo "demo outputs in $(DEMO)/: corpus/, models/, runs/demo/{acts,sae,features,steering,labels.parquet,summary}"
+	$(BIN)/stimuli-builder check $(STUDY)
+	@echo "demo outputs in $(DEMO)/: corpus/, models/, runs/demo/{acts,sae,features,steering,labels.parquet,summary}, studies/demo"
 
 # Benchmarks against peers need the peer installed beside this project.
 bench-env: $(STAMP)

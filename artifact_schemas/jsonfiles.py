@@ -23,12 +23,15 @@ def _field_path(loc: tuple[int | str, ...]) -> str:
     return out or "<root>"
 
 
-def _first_error(path: Path, exc: ValidationError) -> ArtifactError:
+def from_validation_error(
+    path: str | Path, exc: ValidationError, doc: str = "docs/formats.md"
+) -> ArtifactError:
+    """The first problem of a pydantic error as an :class:`ArtifactError` naming file and field."""
     err = exc.errors(include_url=False)[0]
     has_value = err["type"] != "missing"
     expected = err["msg"]
     if err["type"] == "extra_forbidden":
-        expected = "no such field (check its spelling against docs/formats.md)"
+        expected = f"no such field (check its spelling against {doc})"
     elif err["type"] == "missing":
         expected = "this required field to be present"
     return ArtifactError(path, _field_path(err["loc"]), expected, err.get("input"), has_value=has_value)
@@ -60,7 +63,7 @@ def load_json_model(path: str | Path, model: type[M]) -> M:
     try:
         return model.model_validate(data)
     except ValidationError as exc:
-        raise _first_error(path, exc) from exc
+        raise from_validation_error(path, exc) from exc
 
 
 def dump_json_model(obj: BaseModel) -> bytes:

@@ -19,7 +19,11 @@ SCHEMA_VERSION: Final = 1
 OpaqueId = Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]{1,64}$")]
 Slug = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9-]{0,63}$")]
 
-TrialKind = Literal["label_choice", "label_rating", "steering", "attention", "screening"]
+# The public kind is the trial's *layout* only: a steering-detection trial and an
+# identical-pair catch trial both look like "comparison", so study.json never says
+# which trials are catch trials or involve steering. TrialKey.trial_type says it.
+TrialKind = Literal["label_choice", "label_rating", "comparison", "screening"]
+TrialType = Literal["label_choice", "label_rating", "steering", "attention", "screening", "practice"]
 Phase = Literal["screening", "practice", "main"]
 
 
@@ -68,6 +72,8 @@ class Trial(_Strict):
     candidates: list[OpaqueId] = Field(default_factory=list)
     options: list[Option] = Field(default_factory=list)
     rating: RatingScale | None = None
+    # Optional "how sure are you?" rating asked with a choice (steering detection).
+    confidence: RatingScale | None = None
     # Practice trials tell the participant whether they were right.
     feedback: bool = False
 
@@ -97,6 +103,46 @@ class Texts(_Strict):
     debrief: str = ""
 
 
+class Screening(_Strict):
+    """Headphone screening: which test, how many of its trials must be right, retries."""
+
+    kind: Literal["huggins", "antiphase"]
+    pass_threshold: Annotated[int, Field(ge=1)]
+    max_attempts: Annotated[int, Field(ge=1)] = 1
+
+
+class OrderRules(_Strict):
+    """How the server orders a list's trials for each session (a seeded shuffle).
+
+    Phases run screening -> practice -> main. Within the main phase trials are
+    shuffled with the session's seed; attention trials are spread evenly, never
+    first and never adjacent; with ``separate_groups`` two trials about the same
+    feature (the grouping lives in ``key.json``) are never next to each other.
+    """
+
+    shuffle: bool = True
+    separate_groups: bool = True
+    attention_spacing: Literal["even"] = "even"
+
+
+class QuestionField(_Strict):
+    """One question of the end-of-study questionnaire."""
+
+    id: OpaqueId
+    label: Annotated[str, Field(min_length=1, max_length=500)]
+    type: Literal["text", "number", "choice"] = "text"
+    choices: list[Annotated[str, Field(min_length=1, max_length=200)]] = Field(default_factory=list)
+    required: bool = False
+
+    @model_validator(mode="after")
+    def _choices_match_type(self) -> QuestionField:
+        if self.type == "choice" and len(self.choices) < 2:
+            raise ValueError(f"question '{self.id}' of type 'choice' needs at least 2 choices")
+        if self.type != "choice" and self.choices:
+            raise ValueError(f"question '{self.id}' has choices but type '{self.type}'")
+        return self
+
+
 class StudyManifest(_Strict):
     """``study.json``: the public description of a study package."""
 
@@ -107,6 +153,11 @@ class StudyManifest(_Strict):
     clips: dict[OpaqueId, Clip]
     trials: Annotated[list[Trial], Field(min_length=1)]
     lists: Annotated[list[TrialList], Field(min_length=1)]
+    order: OrderRules = Field(default_factory=OrderRules)
+    screening: Screening | None = None
+    # Played on the volume set-up page (at the study's loudness target).
+    calibration_clip: OpaqueId | None = None
+    questionnaire: list[QuestionField] = Field(default_factory=list)
 
     @model_validator(mode="after")
     def _references_resolve(self) -> StudyManifest:
@@ -125,6 +176,12 @@ class StudyManifest(_Strict):
         list_ids = [lst.id for lst in self.lists]
         if len(list_ids) != len(set(list_ids)):
             raise ValueError("list ids must be unique")
+        if self.calibration_clip is not None and self.calibration_clip not in self.clips:
+            raise ValueError(f"calibration_clip '{self.calibration_clip}' is not among the clips")
+        if self.screening is not None:
+            n = sum(t.kind == "screening" for t in self.trials)
+            if self.screening.pass_threshold > n:
+                raise ValueError(f"screening.pass_threshold {self.screening.pass_threshold} > {n} trials")
         return self
 
 
@@ -155,6 +212,12 @@ class TrialKey(_Strict):
     strength: float | None = None
     prompt: str | None = None
     seed: int | None = None
+    # What the trial measures (the export's trial_kind); set by the builder.
+    trial_type: TrialType | None = None
+    # Trials with the same group are about the same feature (OrderRules.separate_groups).
+    group: str | None = None
+    # What the attention or screening trial checks (e.g. 'identical_pair', 'huggins').
+    check: str | None = None
 
 
 class CompletionCodes(_Strict):

@@ -321,6 +321,12 @@ STEERING = TableSchema(
         Column("strength", "float", "alpha in h <- h + alpha * d_f"),
         Column("path", "str", "steered audio, relative to the steering directory"),
         Column("baseline_path", "str", "baseline audio, relative to the steering directory"),
+        Column(
+            "random_path",
+            "str",
+            "random-direction control (same norm), relative to the steering directory",
+            nullable=True,
+        ),
     ),
 )
 

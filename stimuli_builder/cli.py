@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 from rich.markup import escape
 
 from artifact_schemas import KNOWN_FILES, ArtifactError, validate_artifact
 from artifact_schemas.console import print_error, stdout_console, typer_app
+
+if TYPE_CHECKING:
+    from stimuli_builder.check import CheckReport
 
 app = typer_app(
     "stimuli-builder",
@@ -49,6 +53,164 @@ def validate(
             print_error("invalid", exc)
     if failed:
         raise typer.Exit(1)
+
+
+@app.command()
+def build(
+    config: Path = typer.Argument(..., help="Study config (TOML); see docs/study-config.md."),
+    bundle: Path = typer.Option(..., "--bundle", help="Run directory written by sae-core (e.g. runs/R)."),
+    out: Path = typer.Option(..., "--out", help="Package directory to create (e.g. studies/S)."),
+    force: bool = typer.Option(False, "--force", help="Replace an existing package directory."),
+) -> None:
+    """Build a blinded, balanced study package from a run directory and a study config.
+
+    Writes OUT/study.json (public: opaque ids, texts, options), OUT/key.json
+    (answers and stimulus metadata; stays on the server), OUT/audio/ (loudness-
+    normalised clips under content-addressed names), OUT/checksums.txt and
+    OUT/run.json. The same config, run and seed give a byte-identical package.
+
+    Example: stimuli-builder build study.toml --bundle runs/demo --out studies/demo
+    """
+    from stimuli_builder.build import build_package
+
+    out_console = stdout_console()
+    try:
+        manifest, _ = build_package(config, bundle, out, force=force)
+    except (ArtifactError, ValueError, FileExistsError) as exc:
+        print_error("error", exc)
+        raise typer.Exit(1) from exc
+    n_clips = len(manifest.clips)
+    out_console.print(
+        f"built {escape(str(out))}: {len(manifest.lists)} lists, "
+        f"{len(manifest.trials)} trials, {n_clips} clips"
+    )
+    report = _print_check(out)
+    if not report.ok:
+        raise typer.Exit(1)
+
+
+@app.command()
+def check(
+    package: Path = typer.Argument(..., help="Study package directory (from 'stimuli-builder build')."),
+) -> None:
+    """Validate a study package and print a summary table per list.
+
+    Checks that every file is present and matches checksums.txt and study.json,
+    that clip durations agree, that features are balanced across lists (max - min
+    <= 1 per trial type), that candidate positions are balanced per feature
+    (steered first in 0.5 of presentations, +- one), that the server's shuffle can
+    honour the order rules, and that nothing in study.json or the audio file names
+    reveals the key. Exits 1 on any problem.
+
+    Example: stimuli-builder check studies/demo
+    """
+    try:
+        report = _print_check(package)
+    except ArtifactError as exc:
+        print_error("invalid", exc)
+        raise typer.Exit(1) from exc
+    if not report.ok:
+        raise typer.Exit(1)
+
+
+def _print_check(package: Path) -> CheckReport:
+    from rich.table import Table
+
+    from stimuli_builder.check import check_package
+
+    out = stdout_console()
+    report = check_package(package)
+    kinds = sorted({k for s in report.lists for k in s.counts})
+    table = Table(title=f"study {report.study_id}: trials per list (main phase)")
+    for col in ("list", *kinds, "features"):
+        table.add_column(col, justify="right")
+    for s in report.lists:
+        table.add_row(s.list_id, *(str(s.counts.get(k, 0)) for k in kinds), str(s.features))
+    out.print(table)
+    for kind, spread in sorted(report.balance_spread.items()):
+        out.print(f"balance {kind}: max-min presentations per feature across lists = {spread}")
+    if report.steered_first:
+        fr = list(report.steered_first.values())
+        tol = 1 / min(report.steering_presentations.values())
+        out.print(
+            f"steered clip first: {min(fr):.2f}-{max(fr):.2f} of presentations per feature (expected "
+            f"{1 / report.steering_candidates:.2f} +- one presentation = {tol:.2f}, "
+            f"{report.steering_candidates} candidates per trial)"
+        )
+    out.print(f"blinding leaks: {len(report.blinding_leaks)}")
+    for problem in report.problems:
+        print_error("problem", problem)
+    out.print("[green]package ok[/]" if report.ok else f"[red]{len(report.problems)} problem(s)[/]")
+    return report
+
+
+@app.command()
+def plan(
+    config: Path = typer.Argument(..., help="Study config (TOML)."),
+    effect: float = typer.Option(0.65, "--effect", help="Accuracy to detect in choice trials (vs chance)."),
+    bundle: Path | None = typer.Option(
+        None, "--bundle", help="Run directory: count the features it selects."
+    ),
+    features: int | None = typer.Option(None, "--features", help="Number of features (instead of --bundle)."),
+    alpha: float = typer.Option(0.05, "--alpha", help="Family-wise error rate (Holm over features)."),
+    power: float = typer.Option(0.8, "--power", help="Wanted power per feature."),
+    rating_d: float = typer.Option(0.5, "--rating-d", help="Effect size d for rating trials (vs midpoint)."),
+) -> None:
+    """Participants per list needed to detect EFFECT accuracy vs chance for every feature.
+
+    Exact one-sided binomial test per feature at alpha/m (Holm's first step, so
+    the power holds for every feature); ratings use a one-sample t test against
+    the scale midpoint. Give --bundle (features are selected as 'build' would)
+    or --features N.
+
+    Example: stimuli-builder plan study.toml --bundle runs/demo --effect 0.65
+    """
+    from rich.table import Table
+
+    from stimuli_builder.bundle import load_bundle, select_features
+    from stimuli_builder.config import load_config
+    from stimuli_builder.plan import plan_study
+
+    try:
+        cfg, _ = load_config(config)
+        if features is None:
+            if bundle is None:
+                raise ValueError("give --bundle RUN_DIR or --features N")
+            features = len(select_features(load_bundle(bundle), cfg, config))
+        rows = plan_study(cfg, features, effect, alpha=alpha, power=power, rating_d=rating_d)
+    except (ArtifactError, ValueError) as exc:
+        print_error("error", exc)
+        raise typer.Exit(1) from exc
+    table = Table(
+        title=f"power: {features} features, {cfg.lists.count} lists, alpha {alpha} (Holm), power {power}"
+    )
+    for col in (
+        "trial type",
+        "chance",
+        "effect",
+        "alpha/test",
+        "responses/feature",
+        "lists/feature",
+        "participants/list",
+        "participants total",
+        "power",
+    ):
+        table.add_column(col, justify="right")
+    for r in rows:
+        table.add_row(
+            r.kind,
+            "-" if r.chance is None else f"{r.chance:.3f}",
+            f"d={r.effect}" if r.chance is None else f"{r.effect:.2f}",
+            f"{r.alpha_per_test:.4f}",
+            str(r.responses_per_feature),
+            str(r.lists_per_feature),
+            str(r.participants_per_list),
+            str(r.participants_total),
+            f"{r.power:.3f}",
+        )
+    stdout_console().print(table)
+    needed = max(r.participants_per_list for r in rows)
+    stdout_console().print(f"participants per list needed: {needed} (total {needed * cfg.lists.count})")
 
 
 def main() -> None:

@@ -191,3 +191,180 @@ def page(browser: Any) -> Iterator[Any]:
     page = context.new_page()
     yield page
     context.close()
+
+
+# --- Study packages ------------------------------------------------------------------
+# A small run directory written through the artifact contract (the tables sae-core
+# writes, with real audio files), so the builder and the app are tested without
+# training anything. tests/sae_core covers producing these tables for real.
+
+LABEL_WORDS = [
+    "bright piano",
+    "dark strings",
+    "fast tempo",
+    "slow tempo",
+    "loud drums",
+    "quiet pad",
+    "major key",
+    "minor key",
+    "high register",
+    "low register",
+    "sparse texture",
+    "dense texture",
+    "plucked guitar",
+    "bowed cello",
+    "muted trumpet",
+    "warm synth",
+]
+
+
+def write_example_run(root: Path, *, layers: tuple[int, ...] = (1, 3), n_features: int = 6) -> Path:
+    """A run directory with features, example clips, two labelers' labels and steering pairs."""
+    import numpy as np
+    import pandas as pd
+    import soundfile as sf
+
+    from artifact_schemas import EXAMPLES, FEATURES, LABELS, STEERING, save_table
+
+    sr = 16000
+    t = np.arange(sr * 2) / sr
+
+    def tone(path: Path, freq: float, amp: float = 0.3) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        sf.write(path, amp * np.sin(2 * np.pi * freq * t) * (1 + 0.3 * np.sin(2 * np.pi * 3 * t)) / 1.3, sr)
+
+    label_rows, word = [], 0
+    for layer in layers:
+        d = root / "features" / f"layer_{layer}"
+        feats, exs = [], []
+        for f in range(n_features):
+            fid = 10 * f + layer
+            feats.append(
+                dict(
+                    feature_id=fid,
+                    layer=layer,
+                    frequency=0.1,
+                    max_activation=5.0 - f * 0.1,
+                    n_tracks=3,
+                    kept=True,
+                    filter_reason=None,
+                )
+            )
+            for rank in range(1, 4):
+                rel = f"clips/f{fid:05d}_{rank:02d}.flac"
+                tone(d / rel, 200 + 37 * fid + 11 * rank)
+                exs.append(
+                    dict(
+                        feature_id=fid,
+                        layer=layer,
+                        rank=rank,
+                        track_id=f"track_{rank}",
+                        start_s=0.0,
+                        end_s=2.0,
+                        peak_time_s=1.0,
+                        peak_activation=4.0,
+                        path=rel,
+                    )
+                )
+            for labeler in ("descriptors", "clap-vocab"):
+                label_rows.append(
+                    dict(
+                        feature_id=fid,
+                        layer=layer,
+                        labeler=labeler,
+                        label=LABEL_WORDS[word % len(LABEL_WORDS)],
+                        confidence=0.9,
+                        clap_score=0.3 + 0.01 * (word % 17),
+                    )
+                )
+                word += 1
+        save_table(pd.DataFrame(feats), d / "features.parquet", FEATURES)
+        save_table(pd.DataFrame(exs), d / "examples.parquet", EXAMPLES)
+    save_table(pd.DataFrame(label_rows), root / "labels.parquet", LABELS)
+    steer_rows = []
+    layer = layers[-1]
+    for f in range(3):
+        fid = 10 * f + layer
+        for strength in (1.0, 2.0):
+            names = {k: f"{k}_f{fid}_a{strength:g}.flac" for k in ("steered", "random")}
+            tone(root / "steering" / names["steered"], 500 + fid * strength)
+            tone(root / "steering" / names["random"], 510 + fid * strength)
+            steer_rows.append(
+                dict(
+                    feature_id=fid,
+                    layer=layer,
+                    prompt="Simple melody",
+                    seed=0,
+                    strength=strength,
+                    path=names["steered"],
+                    baseline_path="baseline_p0_s0.flac",
+                    random_path=names["random"],
+                )
+            )
+    tone(root / "steering" / "baseline_p0_s0.flac", 440)
+    save_table(pd.DataFrame(steer_rows), root / "steering" / "steering.parquet", STEERING)
+    return root
+
+
+EXAMPLE_CONFIG = """
+[study]
+id = "pilot"
+title = "Pilot study"
+consent = "consent.md"
+seed = 3
+
+[label_validation]
+formats = ["choice", "rating"]
+per_list = 4
+
+[steering]
+mode = "two_way"
+per_list = 3
+
+[lists]
+count = 4
+target_participants = 3
+
+[audio]
+sample_rate = 16000
+
+[[questionnaire.fields]]
+id = "device"
+label = "What did you listen with?"
+type = "choice"
+choices = ["Headphones", "Loudspeakers"]
+"""
+
+
+def write_example_config(directory: Path, extra: str = "", **replace: str) -> Path:
+    """The example study config (plus ``extra`` TOML) in ``directory``; returns its path."""
+    text = EXAMPLE_CONFIG
+    for old, new in replace.items():
+        text = text.replace(old, new)
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / "consent.md").write_text("# Consent\n\nYou agree to <b>listen</b>.\n")
+    path = directory / "study.toml"
+    path.write_text(text + extra)
+    return path
+
+
+@pytest.fixture(scope="session")
+def example_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return write_example_run(tmp_path_factory.mktemp("run"))
+
+
+@pytest.fixture(scope="session")
+def example_package(example_run: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A study package built from the example run (read-only: copy it before changing it)."""
+    from stimuli_builder.build import build_package
+
+    root = tmp_path_factory.mktemp("study")
+    out = root / "pilot"
+    build_package(write_example_config(root / "config"), example_run, out)
+    return out
+
+
+@pytest.fixture(scope="session")
+def write_config() -> Any:
+    """``write_config(directory, extra="", **replace)``: write the example study config."""
+    return write_example_config

@@ -10,20 +10,15 @@ from pydantic import BaseModel
 from artifact_schemas import TABLES, provenance, study
 
 DOC = (Path(__file__).resolve().parents[2] / "docs" / "formats.md").read_text()
+# Every pydantic model of the study package and the run record.
 MODELS = [
-    study.StudyManifest,
-    study.Texts,
-    study.Clip,
-    study.Option,
-    study.RatingScale,
-    study.Trial,
-    study.TrialList,
-    study.AnswerKey,
-    study.CompletionCodes,
-    study.TrialKey,
-    study.ClipKey,
-    provenance.RunRecord,
-    provenance.InputFile,
+    m
+    for module in (study, provenance)
+    for m in vars(module).values()
+    if isinstance(m, type)
+    and issubclass(m, BaseModel)
+    and m.__module__ == module.__name__
+    and not m.__name__.startswith("_")
 ]
 
 

@@ -1,0 +1,125 @@
+"""The per-session trial order: a seeded shuffle under the package's ``OrderRules``.
+
+The builder fixes *which* trials a list holds (that is what keeps lists balanced);
+the server fixes their *order* per session from a seed stored with the session, so
+order effects average out over participants. Both sides call :func:`session_order`:
+the server to serve a session, ``stimuli-builder check`` to prove the rules can be
+met for every list.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from artifact_schemas.study import AnswerKey, OrderRules, Phase, StudyManifest
+
+_PHASES: tuple[Phase, ...] = ("screening", "practice", "main")
+
+
+@dataclass(frozen=True)
+class OrderItem:
+    """What ordering needs to know about one trial of a list."""
+
+    trial_id: str
+    phase: Phase
+    group: str | None = None
+    attention: bool = False
+
+
+def session_order(items: Sequence[OrderItem], rules: OrderRules, seed: int) -> list[str]:
+    """Trial ids of one session in presentation order.
+
+    Screening and practice keep the package's order. Main trials are shuffled
+    with ``random.Random(seed)`` (reproducible: the server can rebuild a
+    session's order from its seed alone); attention trials go into evenly
+    spaced gaps, never first and never adjacent; with ``rules.separate_groups``
+    no two trials of one group follow each other when that is possible.
+    """
+    rng = random.Random(seed)
+    order = [it.trial_id for phase in _PHASES[:2] for it in items if it.phase == phase]
+    main = [it for it in items if it.phase == "main"]
+    regular = [it for it in main if not it.attention]
+    attention = [it for it in main if it.attention]
+    if not rules.shuffle:
+        return order + [it.trial_id for it in main]
+    if rules.separate_groups:
+        regular = _separate_groups(regular, rng)
+    else:
+        rng.shuffle(regular)
+    rng.shuffle(attention)
+    return order + _spread(regular, attention, rng)
+
+
+def attention_fits(n_regular: int, n_attention: int) -> bool:
+    """Whether ``n_attention`` catch trials can be spread (not first, not adjacent)."""
+    return n_attention == 0 or n_regular >= n_attention + 1
+
+
+def groups_separable(groups: Sequence[str | None]) -> bool:
+    """Whether trials with these groups can be ordered with no two of a group adjacent."""
+    counts: dict[str, int] = {}
+    for g in groups:
+        if g is not None:
+            counts[g] = counts.get(g, 0) + 1
+    return not counts or max(counts.values()) <= (len(groups) + 1) // 2
+
+
+def _separate_groups(items: list[OrderItem], rng: random.Random) -> list[OrderItem]:
+    # Randomised greedy: pick uniformly among the trials allowed next, unless one group
+    # holds so many of the remaining trials that it must be taken now for the rest to
+    # stay separable (the classic "reorganise string" bound: max count <= ceil(n/2)).
+    remaining: dict[str | None, list[OrderItem]] = {}
+    for it in items:
+        remaining.setdefault(it.group, []).append(it)
+    for bucket in remaining.values():
+        rng.shuffle(bucket)
+    out: list[OrderItem] = []
+    last: str | None = None
+    pick: str | None
+    while any(remaining.values()):
+        left = sum(len(b) for b in remaining.values())
+        grouped = [(len(b), g) for g, b in remaining.items() if g is not None and b]
+        biggest_n, biggest = max(grouped, key=lambda x: (x[0], str(x[1]))) if grouped else (0, None)
+        if biggest is not None and biggest != last and biggest_n > left // 2:
+            pick = biggest
+        else:
+            allowed = [g for g, b in remaining.items() if b and (g is None or g != last)]
+            if not allowed:  # not separable: the rule is best effort (check reports it)
+                allowed = [g for g, b in remaining.items() if b]
+            weights = [len(remaining[g]) for g in allowed]
+            pick = rng.choices(allowed, weights=weights)[0]
+        out.append(remaining[pick].pop())
+        last = pick
+    return out
+
+
+def _spread(regular: list[OrderItem], attention: list[OrderItem], rng: random.Random) -> list[str]:
+    if not attention:
+        return [it.trial_id for it in regular]
+    gaps = len(attention) + 1
+    if len(regular) < gaps:  # cannot honour the spacing; keep catch trials off the first slot
+        return [it.trial_id for it in regular[:1] + attention + regular[1:]]
+    # Chunks of regular trials between catch trials: sizes differ by at most one and the
+    # larger chunks fall in random places, so a catch trial's position is not predictable.
+    sizes = [len(regular) // gaps] * gaps
+    for i in rng.sample(range(gaps), len(regular) % gaps):
+        sizes[i] += 1
+    out: list[str] = []
+    pos = 0
+    for i, size in enumerate(sizes):
+        out += [it.trial_id for it in regular[pos : pos + size]]
+        pos += size
+        if i < len(attention):
+            out.append(attention[i].trial_id)
+    return out
+
+
+def list_items(trial_ids: Sequence[str], manifest: StudyManifest, key: AnswerKey) -> list[OrderItem]:
+    """The :class:`OrderItem` of each trial of a list, from the manifest and the key."""
+    phases = {t.id: t.phase for t in manifest.trials}
+    return [
+        OrderItem(t, phases[t], key.trials[t].group, key.trials[t].trial_type == "attention")
+        for t in trial_ids
+    ]

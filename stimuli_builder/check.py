@@ -1,0 +1,258 @@
+"""Validate a built study package: files, checksums, durations, balance, blinding, order rules."""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+import re
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import soundfile as sf
+
+from artifact_schemas import AnswerKey, ArtifactError, StudyManifest, load_key, load_study
+from artifact_schemas.order import attention_fits, groups_separable, list_items, session_order
+from stimuli_builder.package import CHECKSUMS, package_files
+
+# Words that would tell a participant (or a curious one reading the page source)
+# something the key holds. Option texts are labels and may say anything, so
+# they are checked against the key's own metadata rather than this list.
+LEAK_WORDS = (
+    "steer",
+    "baseline",
+    "random",
+    "control",
+    "feature",
+    "layer",
+    "target",
+    "foil",
+    "correct",
+    "labeler",
+)
+_COUNTED_TYPES = ("label_choice", "label_rating", "steering")
+
+
+@dataclass
+class ListSummary:
+    list_id: str
+    counts: dict[str, int]
+    features: int
+    attention: int
+
+
+@dataclass
+class CheckReport:
+    study_id: str
+    problems: list[str] = field(default_factory=list)
+    lists: list[ListSummary] = field(default_factory=list)
+    # kind -> (max - min) presentations of a feature across lists
+    balance_spread: dict[str, int] = field(default_factory=dict)
+    # feature -> fraction of its two-way steering presentations with the steered clip first
+    steered_first: dict[str, float] = field(default_factory=dict)
+    # feature -> its steering presentations, and the number of candidates per trial
+    steering_presentations: dict[str, int] = field(default_factory=dict)
+    steering_candidates: int = 0
+    blinding_leaks: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+
+def check_package(root: str | Path) -> CheckReport:
+    root = Path(root)
+    manifest = load_study(root / "study.json")
+    key = load_key(root / "key.json", manifest)
+    report = CheckReport(manifest.study_id)
+    _check_files(root, manifest, report)
+    _check_balance(manifest, key, report)
+    _check_order(manifest, key, report)
+    report.blinding_leaks = blinding_leaks(root, manifest, key)
+    report.problems += [f"blinding: {leak}" for leak in report.blinding_leaks]
+    return report
+
+
+def _check_files(root: Path, manifest: StudyManifest, report: CheckReport) -> None:
+    listed: dict[str, str] = {}
+    try:
+        for n, line in enumerate((root / CHECKSUMS).read_text().splitlines(), 1):
+            digest, _, rel = line.partition("  ")
+            if not re.fullmatch(r"[0-9a-f]{64}", digest) or not rel:
+                raise ArtifactError(root / CHECKSUMS, f"line {n}", "'<sha256>  <path>'", line)
+            listed[rel] = digest
+    except OSError:
+        report.problems.append(f"{root / CHECKSUMS}: missing")
+    actual = {p.relative_to(root).as_posix() for p in package_files(root)}
+    for rel in sorted(actual - set(listed)):
+        report.problems.append(f"{rel}: not in {CHECKSUMS}")
+    for rel, digest in sorted(listed.items()):
+        path = root / rel
+        if not path.is_file():
+            report.problems.append(f"{rel}: listed in {CHECKSUMS} but missing")
+        elif hashlib.sha256(path.read_bytes()).hexdigest() != digest:
+            report.problems.append(f"{rel}: checksum differs from {CHECKSUMS}")
+    for cid, clip in manifest.clips.items():
+        path = root / clip.file
+        if not path.is_file():
+            report.problems.append(f"clip {cid}: file {clip.file} missing")
+            continue
+        if hashlib.sha256(path.read_bytes()).hexdigest() != clip.sha256:
+            report.problems.append(f"clip {cid}: {clip.file} does not match its sha256 in study.json")
+        duration = sf.info(str(path)).duration
+        if abs(duration - clip.duration_s) > max(0.05, 0.01 * clip.duration_s):
+            report.problems.append(
+                f"clip {cid}: lasts {duration:.2f} s, study.json says {clip.duration_s:.2f} s"
+            )
+
+
+def _check_balance(manifest: StudyManifest, key: AnswerKey, report: CheckReport) -> None:
+    per_type: dict[str, Counter[str]] = defaultdict(Counter)
+    all_groups: dict[str, set[str]] = defaultdict(set)
+    for tk in key.trials.values():
+        if tk.trial_type in _COUNTED_TYPES and tk.group is not None:
+            all_groups[tk.trial_type].add(tk.group)
+    for lst in manifest.lists:
+        counts: Counter[str] = Counter()
+        in_list: dict[str, Counter[str]] = defaultdict(Counter)
+        for tid in lst.trials:
+            k = key.trials[tid]
+            if k.trial_type in ("screening", "practice") or k.trial_type is None:
+                continue
+            counts[k.trial_type] += 1
+            if k.trial_type in _COUNTED_TYPES and k.group is not None:
+                per_type[k.trial_type][k.group] += 1
+                in_list[k.trial_type][k.group] += 1
+        for ttype, in_type in sorted(in_list.items()):
+            twice = sorted(g for g, n in in_type.items() if n > 1)
+            if twice:
+                report.problems.append(f"list {lst.id}: features {twice} appear more than once as {ttype}")
+        features = {g for in_type in in_list.values() for g in in_type}
+        report.lists.append(ListSummary(lst.id, dict(counts), len(features), counts.get("attention", 0)))
+    for ttype, groups in sorted(all_groups.items()):
+        values = [per_type[ttype].get(g, 0) for g in groups]
+        spread = max(values) - min(values)
+        report.balance_spread[ttype] = spread
+        if spread > 1:
+            report.problems.append(
+                f"balance: {ttype} presentations per feature differ by {spread} across lists"
+            )
+    _check_candidate_positions(manifest, key, report)
+
+
+def _check_candidate_positions(manifest: StudyManifest, key: AnswerKey, report: CheckReport) -> None:
+    n_lists_with = Counter(t for lst in manifest.lists for t in lst.trials)
+    positions: dict[str, Counter[tuple[str, int]]] = defaultdict(Counter)
+    totals: Counter[str] = Counter()
+    for t in manifest.trials:
+        k = key.trials[t.id]
+        if k.trial_type != "steering" or k.group is None:
+            continue
+        weight = n_lists_with[t.id]
+        totals[k.group] += weight
+        for pos, cid in enumerate(t.candidates):
+            positions[k.group][(key.clips[cid].role, pos)] += weight
+    for group, n in sorted(totals.items()):
+        n_cands = 1 + max(p for _, p in positions[group])
+        expected = n / n_cands
+        for role in sorted({r for r, _ in positions[group]}):
+            for pos in range(n_cands):
+                count = positions[group][(role, pos)]
+                if abs(count - expected) > 1:
+                    report.problems.append(
+                        f"steering: feature {group} has its {role} clip in position {pos + 1} "
+                        f"{count} of {n} times (expected {expected:.1f} +- 1)"
+                    )
+        report.steered_first[group] = positions[group][("steered", 0)] / n
+        report.steering_presentations[group] = n
+        report.steering_candidates = n_cands
+
+
+def _check_order(manifest: StudyManifest, key: AnswerKey, report: CheckReport) -> None:
+    phases = {t.id: t.phase for t in manifest.trials}
+    groups = {tid: k.group for tid, k in key.trials.items()}
+    attention = {tid for tid, k in key.trials.items() if k.trial_type == "attention"}
+    for lst in manifest.lists:
+        main = [t for t in lst.trials if phases[t] == "main"]
+        regular = [t for t in main if t not in attention]
+        n_att = len(main) - len(regular)
+        if not attention_fits(len(regular), n_att):
+            report.problems.append(f"list {lst.id}: {n_att} attention trials cannot be spread")
+        if manifest.order.separate_groups and not groups_separable([groups[t] for t in regular]):
+            report.problems.append(f"list {lst.id}: trials of one feature cannot all be separated")
+        items = list_items(lst.trials, manifest, key)
+        for seed in range(20):  # the server's shuffle must honour the rules for any seed
+            order = [t for t in session_order(items, manifest.order, seed) if phases[t] == "main"]
+            att = [i for i, t in enumerate(order) if t in attention]
+            if att and (att[0] == 0 or any(b - a == 1 for a, b in itertools.pairwise(att))):
+                report.problems.append(
+                    f"list {lst.id}: session seed {seed} puts attention trials first/adjacent"
+                )
+                break
+            if manifest.order.separate_groups:
+                pairs = itertools.pairwise(order)
+                if any(groups[a] is not None and groups[a] == groups[b] for a, b in pairs):
+                    report.problems.append(
+                        f"list {lst.id}: session seed {seed} puts one feature twice in a row"
+                    )
+                    break
+
+
+def blinding_leaks(root: Path, manifest: StudyManifest, key: AnswerKey) -> list[str]:
+    """Places where ``study.json`` or an audio file name gives away what ``key.json`` holds."""
+    leaks: list[str] = []
+    secret_words = set(LEAK_WORDS)
+    for tk in key.trials.values():
+        if tk.labeler:
+            secret_words.add(tk.labeler.casefold())
+    for ck in key.clips.values():
+        if ck.source and not ck.source.startswith("generated:"):
+            secret_words.add(Path(ck.source).stem.casefold())
+    id_pattern = re.compile(r"\b(f|l|layer|feat|feature)_?\d+\b", re.IGNORECASE)
+
+    public: dict[str, Any] = json.loads((root / "study.json").read_text())
+    public.pop("texts", None)  # the researcher's own consent/instructions prose
+    public.pop("questionnaire", None)
+    for where, text in _strings(public):
+        if where.endswith(".text") and ".options[" in where:
+            continue  # label texts: the labels are what is being asked about
+        low = text.casefold()
+        for word in sorted(secret_words):
+            if word and word in low:
+                leaks.append(f"study.json {where} contains {word!r}")
+        if id_pattern.search(text):
+            leaks.append(f"study.json {where} looks like a feature/layer id: {text!r}")
+    for path in sorted((root / "audio").iterdir()) if (root / "audio").is_dir() else []:
+        low = path.name.casefold()
+        hits = [w for w in sorted(secret_words) if w and w in low]
+        if hits or id_pattern.search(path.stem):
+            leaks.append(f"audio file name {path.name} reveals {hits or 'an id'}")
+    # A correct option that always sits in one place is a leak too.
+    positions = Counter(
+        [o.id for o in t.options].index(key.trials[t.id].correct_option)  # type: ignore[arg-type]
+        for t in manifest.trials
+        if key.trials[t.id].trial_type in ("label_choice", "steering") and key.trials[t.id].correct_option
+    )
+    total = sum(positions.values())
+    if total >= 6 and max(positions.values()) / total > 0.75:
+        leaks.append(
+            f"the correct option sits in one position in {max(positions.values())} of {total} trials"
+        )
+    return leaks
+
+
+def _strings(obj: Any, where: str = "") -> list[tuple[str, str]]:
+    if isinstance(obj, str):
+        return [(where, obj)]
+    if isinstance(obj, dict):
+        out = []
+        for k, v in obj.items():
+            if where == "clips":  # clip ids are keys here; field names are the schema's own
+                out.append((f"clips.{k}", str(k)))
+            out += _strings(v, f"{where}.{k}" if where else str(k))
+        return out
+    if isinstance(obj, list):
+        return [s for i, v in enumerate(obj) for s in _strings(v, f"{where}[{i}]")]
+    return []

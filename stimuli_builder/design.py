@@ -1,0 +1,383 @@
+"""The study design: which trials each of the K lists holds, with counterbalancing.
+
+Balance rules (docs/study-config.md, "How lists are balanced"):
+
+* Per trial type, list k takes ``per_list`` consecutive features from one cyclic
+  sequence of the selected features, so every feature appears in
+  ``K * per_list / n`` lists, give or take one, and at most once per list.
+* The r-th presentation of a feature rotates through its variants (labelers,
+  steering conditions), the position of the correct label, and the order of the
+  steering candidates, so each is balanced across that feature's presentations:
+  with two candidates the steered clip comes first in half of them.
+* Trial *order* is not fixed here: the server shuffles each session's list under
+  the package's ``OrderRules`` (artifact_schemas.order).
+
+Nothing here touches audio: clips are :class:`ClipSource` descriptions that
+:mod:`stimuli_builder.package` renders, so the design can be tested on its own.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from itertools import cycle, islice
+from typing import Any, Literal
+
+import numpy as np
+
+from artifact_schemas.order import attention_fits
+from artifact_schemas.study import ClipRole, Phase, RatingScale, TrialKind
+from stimuli_builder import generated
+from stimuli_builder.bundle import SelectedFeature
+from stimuli_builder.config import StudyConfig
+from stimuli_builder.foils import FoilPicker
+
+# Candidate orders for three-way steering (S = steered, B = baseline, R = random
+# direction). Each half is a Latin square: three presentations taken from one half
+# put every candidate in every position once.
+_THREE_WAY: list[tuple[str, ...]] = [
+    ("S", "B", "R"),
+    ("B", "R", "S"),
+    ("R", "S", "B"),
+    ("S", "R", "B"),
+    ("R", "B", "S"),
+    ("B", "S", "R"),
+]
+_TWO_WAY: list[tuple[str, ...]] = [("S", "B"), ("B", "S")]
+_LETTERS = "ABC"
+
+
+@dataclass(frozen=True)
+class ClipSource:
+    """A clip before rendering: an audio file or a generated signal, and its role."""
+
+    role: ClipRole
+    source: str  # file path, or "generated:<name>" (see Design.generated)
+    # Comparison clips get one clip id per trial (``use`` = trial key), so a participant
+    # cannot spot the shared baseline by seeing the same id in several trials.
+    use: str = ""
+    feature: str | None = None  # "layer:feature_id"
+    normalise: bool = True
+
+
+@dataclass
+class TrialSpec:
+    key: str  # stable, unique; trial and option ids derive from it
+    kind: TrialKind
+    phase: Phase
+    question: str
+    references: list[ClipSource] = field(default_factory=list)
+    candidates: list[ClipSource] = field(default_factory=list)
+    options: list[str] = field(default_factory=list)
+    correct_option: int | None = None
+    correct_candidate: int | None = None
+    rating: RatingScale | None = None
+    confidence: RatingScale | None = None
+    feedback: bool = False
+    meta: dict[str, Any] = field(default_factory=dict)  # TrialKey fields
+
+
+@dataclass
+class Design:
+    trials: dict[str, TrialSpec]
+    lists: list[list[str]]  # trial keys per list
+    generated: dict[str, np.ndarray]  # "generated:<name>" -> audio at the study rate
+    calibration: ClipSource
+    screening_kind: Literal["huggins", "antiphase"] | None
+
+
+def _rng(*parts: object) -> np.random.Generator:
+    digest = hashlib.sha256("|".join(map(str, parts)).encode()).digest()
+    return np.random.default_rng(int.from_bytes(digest[:8], "little"))
+
+
+def _rotate(options: list[str], correct: str, position: int) -> list[str]:
+    others = [o for o in options if o != correct]
+    return [*others[:position], correct, *others[position:]]
+
+
+def build_design(features: list[SelectedFeature], config: StudyConfig, foils: FoilPicker) -> Design:
+    """The trials and lists for ``features`` under ``config`` (raises ValueError naming the key)."""
+    seed = config.study.seed
+    k_lists = config.lists.count
+    sr = config.audio.sample_rate
+    generated_audio: dict[str, np.ndarray] = {}
+    trials: dict[str, TrialSpec] = {}
+    lists: list[list[str]] = [[] for _ in range(k_lists)]
+
+    def gen(
+        name: str, audio: np.ndarray, role: ClipRole, normalise: bool = True, use: str = ""
+    ) -> ClipSource:
+        generated_audio[f"generated:{name}"] = audio
+        return ClipSource(role, f"generated:{name}", use=use, normalise=normalise)
+
+    shared: list[str] = []
+    sc_kind = config.screening.kind
+    screening_kind: Literal["huggins", "antiphase"] | None = None if sc_kind == "none" else sc_kind
+    if screening_kind is not None:
+        for spec in _screening_trials(config, gen):
+            trials[spec.key] = spec
+            shared.append(spec.key)
+    for spec in _practice_trials(config, gen):
+        trials[spec.key] = spec
+        shared.append(spec.key)
+    calibration = gen("calibration", generated.calibration_sound(sr), "calibration")
+    for lst in lists:
+        lst += shared
+
+    lv, st = config.label_validation, config.steering
+    by_type: list[tuple[str, list[SelectedFeature], int | None]] = []
+    if lv.enabled:
+        labelled = [f for f in features if f.labels]
+        for fmt in lv.formats:
+            by_type.append((f"label_{fmt}", labelled, lv.per_list))
+    if st.enabled:
+        by_type.append(("steering", [f for f in features if f.steering], st.per_list))
+
+    presentations: dict[tuple[str, str], int] = {}
+    for kind, feats, per_list in by_type:
+        section = "steering" if kind == "steering" else "label_validation"
+        if not feats:
+            raise ValueError(f"{section}: no selected feature has what {kind} trials need")
+        m = per_list if per_list is not None else len(feats)
+        if m > len(feats):
+            raise ValueError(f"{section}.per_list: at most {len(feats)} (the features available), got {m}")
+        # One shuffled cycle of features; list k takes its k-th window of m (at most once per list).
+        order = list(feats)
+        _rng(seed, "feature-cycle", kind).shuffle(order)
+        seq = list(islice(cycle(order), k_lists * m))
+        for k in range(k_lists):
+            for feat in seq[k * m : (k + 1) * m]:
+                r = presentations.get((kind, feat.key), 0)
+                presentations[(kind, feat.key)] = r + 1
+                offset = order.index(feat)
+                spec = _feature_trial(kind, feat, r, offset, k, config, foils)
+                trials[spec.key] = spec
+                lists[k].append(spec.key)
+
+    for k in range(k_lists):
+        n_regular = sum(trials[t].phase == "main" for t in lists[k])
+        n_att = 0 if config.attention.rate == 0 else max(1, round(config.attention.rate * n_regular))
+        if not attention_fits(n_regular, n_att):
+            raise ValueError(
+                f"attention.rate: {n_att} catch trial(s) cannot be spread among {n_regular} main trials "
+                "(never first, never adjacent); lower the rate or add trials"
+            )
+        for i in range(n_att):
+            kind_name = config.attention.kinds[(k + i) % len(config.attention.kinds)]
+            spec = _attention_trial(kind_name, k, i, features, foils, config)
+            trials[spec.key] = spec
+            lists[k].append(spec.key)
+    return Design(trials, lists, generated_audio, calibration, screening_kind)
+
+
+def _feature_trial(
+    kind: str,
+    feat: SelectedFeature,
+    r: int,
+    offset: int,
+    list_index: int,
+    config: StudyConfig,
+    foils: FoilPicker,
+) -> TrialSpec:
+    lv, st = config.label_validation, config.steering
+    key = f"{kind}|{feat.key}|list{list_index}"
+    group = feat.key
+    base_meta = {"feature_id": feat.feature_id, "layer": feat.layer, "group": group}
+    if kind in ("label_choice", "label_rating"):
+        target = feat.labels[(r + offset) % len(feat.labels)]
+        refs = [
+            ClipSource("example", str(p), feature=feat.key) for p in feat.examples[: lv.examples_per_trial]
+        ]
+        meta = {
+            **base_meta,
+            "labeler": target.labeler,
+            "label": target.label,
+            "clap_score": target.clap_score,
+        }
+        meta["trial_type"] = kind
+        if kind == "label_rating":
+            scale = RatingScale(
+                min=1, max=lv.rating_scale, min_label=lv.rating_min_label, max_label=lv.rating_max_label
+            )
+            question = lv.question_rating.replace("{label}", target.label)
+            return TrialSpec(key, "label_rating", "main", question, refs, rating=scale, meta=meta)
+        chosen = foils.pick(target.label, feat.all_labels, lv.n_foils, f"{config.study.seed}|{key}")
+        position = (r + offset) % (lv.n_foils + 1)
+        options = _rotate([target.label, *sorted(chosen)], target.label, position)
+        return TrialSpec(
+            key,
+            "label_choice",
+            "main",
+            lv.question_choice,
+            refs,
+            options=options,
+            correct_option=position,
+            meta=meta,
+        )
+    cond = feat.steering[(r + offset) % len(feat.steering)]
+    if st.mode == "three_way":
+        # Presentations 3b..3b+2 use block b's Latin square (the mirror squares alternate).
+        order = _THREE_WAY[(r // 3) % 2 * 3 + (r + offset) % 3]
+    else:
+        order = _TWO_WAY[(r + offset) % 2]
+    clip_of = {
+        "S": ClipSource("steered", str(cond.steered), use=key, feature=feat.key),
+        "B": ClipSource("baseline", str(cond.baseline), use=key, feature=feat.key),
+        "R": ClipSource("random_direction", str(cond.random), use=key, feature=feat.key),
+    }
+    refs = [ClipSource("example", str(p), feature=feat.key) for p in feat.examples[: st.references]]
+    confidence = (
+        RatingScale(min=1, max=5, min_label="Guessing", max_label="Certain") if st.confidence else None
+    )
+    meta = {
+        **base_meta,
+        "strength": cond.strength,
+        "prompt": cond.prompt,
+        "seed": cond.seed,
+        "trial_type": "steering",
+    }
+    return TrialSpec(
+        key,
+        "comparison",
+        "main",
+        st.question,
+        refs,
+        candidates=[clip_of[c] for c in order],
+        options=[f"Clip {_LETTERS[i]}" for i in range(len(order))],
+        correct_option=order.index("S"),
+        correct_candidate=order.index("S"),
+        confidence=confidence,
+        meta=meta,
+    )
+
+
+def _attention_trial(
+    kind: str,
+    list_index: int,
+    i: int,
+    features: list[SelectedFeature],
+    foils: FoilPicker,
+    config: StudyConfig,
+) -> TrialSpec:
+    key = f"attention|{kind}|list{list_index}|{i}"
+    rng = _rng(config.study.seed, key)
+    feat = features[int(rng.integers(len(features)))]
+    clip = str(feat.examples[0])
+    if kind == "identical_pair":
+        # Two copies of one clip under different ids: the only right answer is "same".
+        pair = [ClipSource("attention", clip, use=f"{key}|a"), ClipSource("attention", clip, use=f"{key}|b")]
+        options = ["They sound the same", "They sound different"]
+        return TrialSpec(
+            key,
+            "comparison",
+            "main",
+            "Do clip A and clip B sound the same?",
+            candidates=pair,
+            options=options,
+            correct_option=0,
+            meta={"check": kind, "trial_type": "attention"},
+        )
+    pool = list(foils.pool) or ["piano", "drums", "guitar", "voice"]
+    picks = [str(x) for x in rng.choice(pool, size=min(4, len(pool)), replace=False)]
+    answer = picks[0]
+    position = int(rng.integers(len(picks)))
+    return TrialSpec(
+        key,
+        "label_choice",
+        "main",
+        f"Attention check: whatever you hear, please choose “{answer}”.",
+        references=[ClipSource("attention", clip, use="")],
+        options=_rotate(picks, answer, position),
+        correct_option=position,
+        meta={"check": kind, "trial_type": "attention"},
+    )
+
+
+def _screening_trials(config: StudyConfig, gen: Any) -> list[TrialSpec]:
+    sc = config.screening
+    sr = config.audio.sample_rate
+    rng = _rng(config.study.seed, "screening")
+    targets = [i % 3 for i in range(sc.trials)]
+    rng.shuffle(targets)
+    question = {
+        "huggins": "Which of the three noises contained a faint tone? Listen through headphones.",
+        "antiphase": "Which of the three tones was the quietest? Listen through headphones.",
+    }[sc.kind]
+    specs = []
+    for i, target in enumerate(targets):
+        if sc.kind == "huggins":
+            audio = generated.huggins_trial(target, rng, sr)
+        else:
+            antiphase = int(rng.choice([j for j in range(3) if j != target]))
+            audio = generated.antiphase_trial(target, antiphase, sr)
+        clip = gen(f"screening{i}", audio, "screening", normalise=False)
+        specs.append(
+            TrialSpec(
+                f"screening|{i}",
+                "screening",
+                "screening",
+                question,
+                references=[clip],
+                options=["The first sound", "The second sound", "The third sound"],
+                correct_option=target,
+                meta={"check": sc.kind, "trial_type": "screening"},
+            )
+        )
+    return specs
+
+
+def _practice_trials(config: StudyConfig, gen: Any) -> list[TrialSpec]:
+    sr = config.audio.sample_rate
+    names = {"high": "High-pitched melody", "low": "Low-pitched melody", "drums": "Drum beat"}
+    specs = []
+    for i in range(config.practice.trials):
+        rng = _rng(config.study.seed, "practice", i)
+        kinds = ["high", "low", "drums"]
+        target = kinds[i % 3]
+
+        def clip(kind: str, j: int, i: int = i, rng: np.random.Generator = rng) -> ClipSource:
+            audio = (
+                generated.drum_pattern(rng, sr) if kind == "drums" else generated.tone_melody(kind, rng, sr)
+            )
+            return gen(f"practice{i}_{kind}{j}", audio, "example")
+
+        refs = [clip(target, 0), clip(target, 1)]
+        if i % 2 == 0:
+            position = int(rng.integers(3))
+            options = _rotate([names[k] for k in kinds], names[target], position)
+            specs.append(
+                TrialSpec(
+                    f"practice|{i}",
+                    "label_choice",
+                    "practice",
+                    config.label_validation.question_choice,
+                    refs,
+                    options=options,
+                    correct_option=position,
+                    feedback=True,
+                    meta={"trial_type": "practice"},
+                )
+            )
+        else:
+            other = kinds[(i + 1) % 3]
+            first = int(rng.integers(2))
+            cands = [clip(target, 2), clip(other, 3)]
+            if first == 1:
+                cands.reverse()
+            specs.append(
+                TrialSpec(
+                    f"practice|{i}",
+                    "comparison",
+                    "practice",
+                    config.steering.question,
+                    refs,
+                    candidates=cands,
+                    options=["Clip A", "Clip B"],
+                    correct_option=first,
+                    correct_candidate=first,
+                    feedback=True,
+                    meta={"trial_type": "practice"},
+                )
+            )
+    return specs

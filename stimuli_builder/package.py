@@ -1,0 +1,232 @@
+"""Write a study package: blinded audio, ``study.json``, ``key.json``, ``checksums.txt``.
+
+The package is built in a temporary sibling directory and renamed into place at
+the end, so an interrupted or failed build never leaves a half-written package.
+Everything except ``run.json`` (which records times) is byte-identical for the
+same config, run directory and seed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from artifact_schemas import (
+    AnswerKey,
+    Clip,
+    ClipKey,
+    CompletionCodes,
+    Option,
+    OrderRules,
+    Screening,
+    StudyManifest,
+    Texts,
+    Trial,
+    TrialKey,
+    TrialList,
+    manifest_sha256,
+    recorded_run,
+    save_key,
+    save_study,
+)
+from stimuli_builder.audio_prep import AudioSpec, PreparedClip, prepare, read_source
+from stimuli_builder.bundle import Bundle
+from stimuli_builder.config import StudyConfig
+from stimuli_builder.design import ClipSource, Design, TrialSpec
+
+CHECKSUMS = "checksums.txt"
+_CODE_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"  # no 0/O, 1/I: codes are typed by hand
+
+
+def _hid(prefix: str, *parts: object, n: int = 16) -> str:
+    return prefix + hashlib.sha256("|".join(map(str, parts)).encode()).hexdigest()[:n]
+
+
+def _code(seed: int, study_id: str, which: str) -> str:
+    digest = hashlib.sha256(f"{seed}|{study_id}|code|{which}".encode()).digest()
+    return "".join(_CODE_ALPHABET[b % len(_CODE_ALPHABET)] for b in digest[:8])
+
+
+@dataclass
+class _Rendered:
+    clip_id: str
+    clip: Clip
+    key: ClipKey
+    data: bytes
+
+
+class _Renderer:
+    """Prepares each distinct source once and names clips by content and use."""
+
+    def __init__(self, design: Design, spec: AudioSpec) -> None:
+        self.design = design
+        self.spec = spec
+        self._prepared: dict[tuple[str, bool], PreparedClip] = {}
+        self.clips: dict[str, _Rendered] = {}
+
+    def render(self, src: ClipSource) -> str:
+        cache = (src.source, src.normalise)
+        prepared = self._prepared.get(cache)
+        if prepared is None:
+            if src.source.startswith("generated:"):
+                audio = self.design.generated[src.source]
+            else:
+                audio = read_source(src.source, self.spec.sample_rate)
+            prepared = prepare(audio, self.spec, normalise=src.normalise, source=src.source)
+            self._prepared[cache] = prepared
+        content = hashlib.sha256(prepared.data).hexdigest()
+        # Content-addressed (a changed clip gets a new id, so immutable caching is safe),
+        # salted per use for comparison clips, and opaque: nothing about role or feature.
+        clip_id = _hid("c", content, src.use)
+        if clip_id not in self.clips:
+            layer, feature_id = (int(x) for x in src.feature.split(":")) if src.feature else (None, None)
+            self.clips[clip_id] = _Rendered(
+                clip_id,
+                Clip(
+                    file=f"audio/{clip_id}.{self.spec.format}",
+                    sha256=content,
+                    duration_s=prepared.duration_s,
+                ),
+                ClipKey(role=src.role, source=src.source, feature_id=feature_id, layer=layer),
+                prepared.data,
+            )
+        return clip_id
+
+
+def _trial(spec: TrialSpec, seed: int, renderer: _Renderer) -> tuple[Trial, TrialKey]:
+    tid = _hid("t", seed, spec.key, n=12)
+    refs = [renderer.render(c) for c in spec.references]
+    cands = [renderer.render(c) for c in spec.candidates]
+    options = [
+        Option(id=_hid("o", seed, spec.key, i, text, n=10), text=text) for i, text in enumerate(spec.options)
+    ]
+    trial = Trial(
+        id=tid,
+        kind=spec.kind,
+        phase=spec.phase,
+        question=spec.question,
+        references=refs,
+        candidates=cands,
+        options=options,
+        rating=spec.rating,
+        confidence=spec.confidence,
+        feedback=spec.feedback,
+    )
+    key = TrialKey(
+        correct_option=options[spec.correct_option].id if spec.correct_option is not None else None,
+        correct_clip=cands[spec.correct_candidate] if spec.correct_candidate is not None else None,
+        **spec.meta,
+    )
+    return trial, key
+
+
+def write_package(
+    design: Design,
+    config: StudyConfig,
+    texts: dict[str, str],
+    bundle: Bundle,
+    out: str | Path,
+    *,
+    config_path: Path,
+    force: bool = False,
+) -> tuple[StudyManifest, AnswerKey]:
+    """Render ``design`` into the package directory ``out``."""
+    out = Path(out)
+    if out.exists() and not force:
+        raise FileExistsError(f"{out} exists; pass --force to replace it")
+    seed = config.study.seed
+    a = config.audio
+    renderer = _Renderer(
+        design, AudioSpec(a.sample_rate, a.format, a.loudness_lufs, a.true_peak_dbtp, a.fade_ms)
+    )
+    trials: list[Trial] = []
+    keys: dict[str, TrialKey] = {}
+    for spec_key in sorted(design.trials):
+        trial, trial_key = _trial(design.trials[spec_key], seed, renderer)
+        trials.append(trial)
+        keys[trial.id] = trial_key
+    trial_id = {k: t.id for k, t in zip(sorted(design.trials), trials, strict=True)}
+    calibration = renderer.render(design.calibration)
+    lists = [
+        TrialList(
+            id=_hid("l", seed, i, n=8),
+            trials=[trial_id[k] for k in keys_],
+            target_participants=config.lists.target_participants,
+        )
+        for i, keys_ in enumerate(design.lists)
+    ]
+    sc = config.screening
+    manifest = StudyManifest(
+        study_id=config.study.id,
+        title=config.study.title,
+        texts=Texts(**texts),
+        clips={cid: r.clip for cid, r in sorted(renderer.clips.items())},
+        trials=trials,
+        lists=lists,
+        order=OrderRules(separate_groups=config.lists.separate_same_feature),
+        screening=None
+        if design.screening_kind is None
+        else Screening(
+            kind=design.screening_kind, pass_threshold=sc.pass_threshold, max_attempts=sc.max_attempts
+        ),
+        calibration_clip=calibration,
+        questionnaire=config.questionnaire.fields,
+    )
+    codes = config.codes
+    key = AnswerKey(
+        study_id=config.study.id,
+        manifest_sha256=manifest_sha256(manifest),
+        codes=CompletionCodes(
+            complete=codes.complete or _code(seed, config.study.id, "complete"),
+            screened_out=codes.screened_out or _code(seed, config.study.id, "screened_out"),
+            declined=codes.declined or _code(seed, config.study.id, "declined"),
+        ),
+        trials=keys,
+        clips={cid: r.key for cid, r in sorted(renderer.clips.items())},
+    )
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    try:
+        with recorded_run(
+            tmp,
+            "stimuli-build",
+            config=config.model_dump(mode="json"),
+            seeds={"study": seed},
+            inputs=[config_path, *bundle.inputs],
+        ) as record:
+            labels_run = bundle.root / "labels.run.json"
+            if labels_run.is_file():  # the labels stage writes a file, not a directory
+                record.parents.append(json.loads(labels_run.read_text()))
+            (tmp / "audio").mkdir()
+            for r in renderer.clips.values():
+                (tmp / r.clip.file).write_bytes(r.data)
+            save_study(manifest, tmp / "study.json")
+            save_key(key, tmp / "key.json")
+            shutil.copyfile(config_path, tmp / "config.toml")
+            write_checksums(tmp)
+        if out.exists():
+            shutil.rmtree(out)
+        tmp.rename(out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return manifest, key
+
+
+def package_files(root: Path) -> list[Path]:
+    """Files covered by ``checksums.txt`` (all but run.json and the checksum file itself)."""
+    skip = {CHECKSUMS, "run.json"}
+    return sorted(p for p in root.rglob("*") if p.is_file() and p.relative_to(root).as_posix() not in skip)
+
+
+def write_checksums(root: Path) -> None:
+    lines = [
+        f"{hashlib.sha256(p.read_bytes()).hexdigest()}  {p.relative_to(root).as_posix()}"
+        for p in package_files(root)
+    ]
+    (root / CHECKSUMS).write_text("\n".join(lines) + "\n")

@@ -1,0 +1,169 @@
+"""Building and checking packages: byte-identical rebuilds, blinding, audio levels, bad input."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyloudnorm
+import pytest
+import soundfile as sf
+from typer.testing import CliRunner
+
+from artifact_schemas import load_key, load_run_record, load_study
+from stimuli_builder.audio_prep import true_peak_dbtp
+from stimuli_builder.build import build_package
+from stimuli_builder.check import check_package
+from stimuli_builder.cli import app
+
+
+def test_same_seed_gives_identical_package(example_run: Path, tmp_path: Path, write_config: Any) -> None:
+    config = write_config(tmp_path / "cfg")
+    for name in ("a", "b"):
+        build_package(config, example_run, tmp_path / name)
+    for name in ("checksums.txt", "study.json", "key.json"):
+        assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes(), name
+    other = write_config(tmp_path / "cfg2", **{"seed = 3": "seed = 4"})
+    build_package(other, example_run, tmp_path / "c")
+    assert (tmp_path / "c" / "study.json").read_bytes() != (tmp_path / "a" / "study.json").read_bytes()
+
+
+def test_check_reports_balance_positions_and_no_leak(example_package: Path) -> None:
+    result = CliRunner().invoke(app, ["check", str(example_package)])
+    assert result.exit_code == 0, result.output
+    assert "package ok" in result.output
+    report = check_package(example_package)
+    assert report.balance_spread and max(report.balance_spread.values()) <= 1
+    manifest = load_study(example_package / "study.json")
+    key = load_key(example_package / "key.json")
+    trials = {t.id: t for t in manifest.trials}
+    firsts: Counter[str] = Counter()
+    totals: Counter[str] = Counter()
+    for lst in manifest.lists:
+        for tid in lst.trials:
+            k = key.trials[tid]
+            if k.trial_type == "steering" and k.group:
+                totals[k.group] += 1
+                firsts[k.group] += key.clips[trials[tid].candidates[0]].role == "steered"
+    assert len(totals) == 3
+    assert all(abs(firsts[g] - totals[g] / 2) <= 1 for g in totals), (firsts, totals)
+    assert report.steered_first == {g: firsts[g] / totals[g] for g in totals}
+    assert len(manifest.lists) == 4 and report.blinding_leaks == []
+
+
+def test_public_files_hold_no_key_information(example_package: Path) -> None:
+    """grep-level: study.json and audio file names carry no feature/layer id, role or labeler."""
+    key = load_key(example_package / "key.json")
+    public = (example_package / "study.json").read_text().casefold()
+    names = " ".join(p.name for p in (example_package / "audio").iterdir()).casefold()
+    labelers = {t.labeler for t in key.trials.values() if t.labeler}
+    assert labelers == {"descriptors", "clap-vocab"}
+    for word in ("steer", "baseline", "random", "layer", "feature", "correct", *labelers):
+        assert word not in public, word
+        assert word not in names, word
+    for t in key.trials.values():
+        if t.feature_id is not None:
+            assert not re.search(rf"\bf0*{t.feature_id}\b|\"{t.feature_id}\"", public)
+    sources = {Path(c.source).stem.casefold() for c in key.clips.values()}
+    assert not any(s in public or s in names for s in sources)
+    # The correct answer and its clip live only in key.json.
+    assert all(t.correct_option or t.trial_type == "label_rating" for t in key.trials.values())
+    assert "correct_option" not in public
+
+
+def test_check_finds_tampering_and_leaks(example_package: Path, tmp_path: Path) -> None:
+    pkg = tmp_path / "pkg"
+    shutil.copytree(example_package, pkg)
+    audio = sorted((pkg / "audio").iterdir())
+    audio[0].write_bytes(audio[0].read_bytes()[:-10])
+    data = json.loads((pkg / "study.json").read_text())
+    data["trials"][-1]["question"] = "Which clip is the steered one?"
+    (pkg / "study.json").write_text(json.dumps(data))
+    report = check_package(pkg)
+    text = "\n".join(report.problems)
+    assert f"{audio[0].relative_to(pkg)}: checksum differs" in text
+    assert "study.json: checksum differs" in text
+    assert any("steer" in leak for leak in report.blinding_leaks)
+    assert CliRunner().invoke(app, ["check", str(pkg)]).exit_code == 1
+
+
+def test_audio_is_normalised_limited_and_resampled(example_package: Path) -> None:
+    manifest = load_study(example_package / "study.json")
+    key = load_key(example_package / "key.json")
+    meter = pyloudnorm.Meter(16000)
+    for cid, clip in manifest.clips.items():
+        audio, sr = sf.read(example_package / clip.file)
+        assert sr == 16000
+        assert abs(len(audio) / sr - clip.duration_s) < 0.01
+        if key.clips[cid].role == "screening":
+            assert audio.ndim == 2  # dichotic stimuli stay stereo, at their calibrated level
+            continue
+        assert true_peak_dbtp(audio) <= -1.0 + 0.1
+        assert meter.integrated_loudness(audio) == pytest.approx(-23.0, abs=0.5)
+
+
+def test_run_record_includes_input_provenance(example_package: Path) -> None:
+    record = load_run_record(example_package / "run.json")
+    assert record.stage == "stimuli-build"
+    assert record.config["study"]["seed"] == 3
+    assert any(p.path.endswith("labels.parquet") for p in record.inputs)
+
+
+@pytest.mark.parametrize("problem", ["silent", "clipped"])
+def test_bad_source_audio_is_named_and_nothing_is_written(
+    example_run: Path, tmp_path: Path, write_config: Any, problem: str
+) -> None:
+    run = tmp_path / "run"
+    shutil.copytree(example_run, run)
+    victim = sorted((run / "features" / "layer_3" / "clips").iterdir())[0]
+    audio, sr = sf.read(victim)
+    sf.write(victim, np.zeros_like(audio) if problem == "silent" else np.clip(audio * 20, -1, 1), sr)
+    config = write_config(tmp_path / "cfg", **{"per_list = 4": "per_list = 6"})
+    result = CliRunner().invoke(
+        app, ["build", str(config), "--bundle", str(run), "--out", str(tmp_path / "s")]
+    )
+    assert result.exit_code == 1
+    assert victim.name in result.output and problem in result.output
+    assert not (tmp_path / "s").exists()
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".s")] == []
+
+
+def test_existing_package_is_kept_without_force(example_run: Path, tmp_path: Path, write_config: Any) -> None:
+    out = tmp_path / "s"
+    out.mkdir()
+    (out / "keep.txt").write_text("mine")
+    config = write_config(tmp_path / "cfg")
+    result = CliRunner().invoke(app, ["build", str(config), "--bundle", str(example_run), "--out", str(out)])
+    assert result.exit_code == 1 and "--force" in result.output
+    assert (out / "keep.txt").read_text() == "mine"
+
+
+def test_three_way_needs_random_controls(example_run: Path, tmp_path: Path, write_config: Any) -> None:
+    config = write_config(tmp_path / "cfg", **{'"two_way"': '"three_way"'})
+    manifest, key = build_package(config, example_run, tmp_path / "s")
+    roles = {
+        key.clips[c].role
+        for t in manifest.trials
+        if key.trials[t.id].trial_type == "steering"
+        for c in t.candidates
+    }
+    assert roles == {"steered", "baseline", "random_direction"}
+    assert all(len(t.candidates) == 3 for t in manifest.trials if key.trials[t.id].trial_type == "steering")
+
+
+def test_each_list_has_screening_practice_and_spread_catch_trials(example_package: Path) -> None:
+    manifest = load_study(example_package / "study.json")
+    key = load_key(example_package / "key.json")
+    assert manifest.screening is not None and manifest.screening.kind == "huggins"
+    for lst in manifest.lists:
+        types = [key.trials[t].trial_type for t in lst.trials]
+        assert types.count("screening") == 6 and types.count("practice") == 2
+        assert types.count("attention") >= 1
+    assert manifest.calibration_clip in manifest.clips
+    assert [q.id for q in manifest.questionnaire] == ["device"]
+    assert "<b>listen</b>" in manifest.texts.consent  # stored as written; the app escapes it

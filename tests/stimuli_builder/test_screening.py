@@ -1,0 +1,46 @@
+"""The generated headphone-screening stimuli do what their papers say."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from stimuli_builder.generated import GAP_S, INTERVAL_S, antiphase_trial, huggins_trial
+
+SR = 16000
+
+
+def _intervals(audio: np.ndarray) -> list[np.ndarray]:
+    n, gap = int(INTERVAL_S * SR), int(GAP_S * SR)
+    return [audio[gap + i * (n + gap) : gap + i * (n + gap) + n] for i in range(3)]
+
+
+@pytest.mark.parametrize("target", [0, 1, 2])
+def test_huggins_pitch_only_in_target_interval(target: int) -> None:
+    audio = huggins_trial(target, np.random.default_rng(0), SR)
+    assert audio.shape[1] == 2
+    for i, iv in enumerate(_intervals(audio)):
+        left, right = iv[:, 0], iv[:, 1]
+        if i != target:
+            np.testing.assert_allclose(left, right)  # diotic: nothing to hear but noise
+            continue
+        # Interaural phase is inverted in a narrow band near 600 Hz and nowhere else.
+        cross = np.fft.rfft(left) * np.conj(np.fft.rfft(right))
+        freqs = np.fft.rfftfreq(len(left), 1 / SR)
+        band = (freqs > 560) & (freqs < 620)
+        assert np.median(np.cos(np.angle(cross[band]))) < -0.9
+        outside = (freqs > 1000) & (freqs < 4000)
+        assert np.median(np.cos(np.angle(cross[outside]))) > 0.9
+
+
+def test_antiphase_quiet_tone_and_loudspeaker_cancellation() -> None:
+    audio = antiphase_trial(target=2, antiphase=0, sample_rate=SR)
+    ivs = _intervals(audio)
+    rms = [float(np.sqrt(np.mean(iv[:, 0] ** 2))) for iv in ivs]
+    assert 20 * np.log10(rms[2] / rms[1]) == pytest.approx(-6.0, abs=0.05)
+    np.testing.assert_allclose(ivs[0][:, 0], -ivs[0][:, 1])
+    # Summed as loudspeakers would, the antiphase tone vanishes and becomes the "quietest".
+    mono = [float(np.sqrt(np.mean(iv.sum(axis=1) ** 2))) for iv in ivs]
+    assert mono[0] < 1e-9 < mono[2] < mono[1]
+    with pytest.raises(ValueError):
+        antiphase_trial(1, 1, SR)
