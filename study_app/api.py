@@ -1,16 +1,49 @@
-"""JSON API for the participant pages and for monitoring."""
+"""JSON API for the trial runner (and health checks for load balancers).
+
+Errors are JSON with a message and a 4xx status; bad input never produces a 500.
+"""
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
-from flask import Blueprint
+from flask import Blueprint, jsonify, request, url_for
+from flask.typing import ResponseReturnValue
 from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
+from werkzeug.exceptions import HTTPException
 
+from study_app import sessions
 from study_app.db import db
+from study_app.participant import get_study, session_for
 
 bp = Blueprint("api", __name__, url_prefix="/api")
+
+EVENT_KINDS = frozenset(
+    {"visibility", "audio_error", "network_retry", "resync", "client_error", "page_hidden", "page_visible"}
+)
+_IDEM = re.compile(r"^[A-Za-z0-9_-]{8,64}$")
+
+
+class BadRequest(Exception):
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+
+
+@bp.errorhandler(HTTPException)
+def _http_error(exc: HTTPException) -> ResponseReturnValue:
+    return jsonify(error=exc.description or exc.name), exc.code or 500
+
+
+@bp.errorhandler(BadRequest)
+def _bad_request(exc: BadRequest) -> ResponseReturnValue:
+    return jsonify(error=str(exc)), 400
+
+
+@bp.errorhandler(sessions.AnswerError)
+def _answer_error(exc: sessions.AnswerError) -> ResponseReturnValue:
+    return jsonify(error=str(exc), **exc.extra), exc.status
 
 
 @bp.get("/health")
@@ -21,3 +54,108 @@ def health() -> tuple[dict[str, Any], int]:
     except SQLAlchemyError as exc:
         return {"status": "error", "database": type(exc).__name__}, 503
     return {"status": "ok", "database": db.engine.dialect.name}, 200
+
+
+def _session(slug: str) -> tuple[Any, Any]:
+    study = get_study(slug)
+    sess = session_for(study)
+    if sess is None:
+        raise sessions.AnswerError(
+            401, "no session for this study in this browser; open the study link again"
+        )
+    return study, sess
+
+
+def _clip(clip_id: str) -> dict[str, str]:
+    return {"id": clip_id, "url": url_for("media.clip", clip_id=clip_id)}
+
+
+@bp.get("/s/<slug>/trial")
+def trial(slug: str) -> ResponseReturnValue:
+    """The current trial (public fields only), or the page the session must go to."""
+    study, sess = _session(slug)
+    current = sessions.current_trial(sess, study)
+    if current is None:
+        return jsonify(stage=sess.stage, redirect=url_for("participant.go", slug=slug))
+    t = current.trial
+    body = {
+        "stage": sess.stage,
+        "position": current.position,
+        "total": current.total,
+        "trial": {
+            "id": t["id"],
+            "kind": t["kind"],
+            "phase": t["phase"],
+            "question": t["question"],
+            "references": [_clip(c) for c in t["references"]],
+            "candidates": [_clip(c) for c in t["candidates"]],
+            "options": t["options"],
+            "rating": t["rating"],
+            "confidence": t["confidence"],
+            "feedback": t["feedback"],
+        },
+        "preload": [_clip(c)["url"] for c in current.next_clips],
+    }
+    return jsonify(body)
+
+
+@bp.post("/s/<slug>/answer")
+def answer(slug: str) -> ResponseReturnValue:
+    """Record an answer. Repeating a request with the same idempotency_key returns the first result."""
+    study, sess = _session(slug)
+    payload = _answer_payload(request.get_json(silent=True))
+    return jsonify(sessions.submit_answer(sess, study, payload))
+
+
+def _answer_payload(data: Any) -> dict[str, Any]:
+    if not isinstance(data, dict):
+        raise BadRequest("expected a JSON object")
+    idem = data.get("idempotency_key")
+    if not isinstance(idem, str) or not _IDEM.match(idem):
+        raise BadRequest("idempotency_key must be 8-64 characters of A-Z a-z 0-9 _ -")
+    if not isinstance(data.get("trial_id"), str):
+        raise BadRequest("trial_id must be a string")
+    rt = data.get("rt_ms")
+    if isinstance(rt, bool) or not isinstance(rt, int | float) or not 0 <= rt < 86_400_000:
+        raise BadRequest("rt_ms must be a number of milliseconds >= 0")
+    plays = data.get("plays", {})
+    if (
+        not isinstance(plays, dict)
+        or len(plays) > 20
+        or not all(
+            isinstance(k, str) and isinstance(v, int) and not isinstance(v, bool) and 0 <= v < 1000
+            for k, v in plays.items()
+        )
+    ):
+        raise BadRequest("plays must map clip ids to play counts")
+    answer = data.get("answer")
+    if answer is not None and not isinstance(answer, str):
+        raise BadRequest("answer must be an option id")
+    client_ts = data.get("client_ts")
+    if client_ts is not None and (not isinstance(client_ts, str) or len(client_ts) > 40):
+        raise BadRequest("client_ts must be an ISO 8601 string")
+    return {
+        "idempotency_key": idem,
+        "trial_id": data["trial_id"],
+        "rt_ms": float(rt),
+        "plays": plays,
+        "answer": answer,
+        "rating": data.get("rating"),
+        "confidence": data.get("confidence"),
+        "client_ts": client_ts,
+    }
+
+
+@bp.post("/s/<slug>/event")
+def event(slug: str) -> ResponseReturnValue:
+    """Record a client-side event (tab hidden, audio failed, retries) for the researcher."""
+    study, sess = _session(slug)
+    data = request.get_json(silent=True)
+    if not isinstance(data, dict) or data.get("kind") not in EVENT_KINDS:
+        raise BadRequest(f"kind must be one of {sorted(EVENT_KINDS)}")
+    detail = data.get("data", {})
+    if not isinstance(detail, dict) or len(str(detail)) > 2000:
+        raise BadRequest("data must be a small JSON object")
+    client_ts = data.get("client_ts") if isinstance(data.get("client_ts"), str) else None
+    sessions.record_event(study, sess, data["kind"], detail, client_ts[:40] if client_ts else None)
+    return "", 204

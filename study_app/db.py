@@ -1,12 +1,21 @@
-"""The database handle and the ``init-db`` command."""
+"""The database handle, SQLite settings, Alembic migrations and the ``init-db`` command."""
 
 from __future__ import annotations
 
+import sqlite3
+from pathlib import Path
+from typing import Any
+
 import click
+from alembic import command
+from alembic.config import Config
 from flask import Flask
 from flask.cli import with_appcontext
 from flask_sqlalchemy import SQLAlchemy
+from sqlalchemy import Engine, event
 from sqlalchemy.orm import DeclarativeBase
+
+MIGRATIONS = Path(__file__).parent / "migrations"
 
 
 class Base(DeclarativeBase):
@@ -16,14 +25,47 @@ class Base(DeclarativeBase):
 db = SQLAlchemy(model_class=Base)
 
 
+@event.listens_for(Engine, "connect")
+def _sqlite_connect(dbapi_connection: Any, _record: Any) -> None:
+    if not isinstance(dbapi_connection, sqlite3.Connection):
+        return
+    # Let SQLAlchemy's "begin" hook below issue BEGIN itself (pysqlite's own
+    # transaction handling would defer it), and use WAL so readers never block the writer.
+    dbapi_connection.isolation_level = None
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.close()
+
+
+@event.listens_for(Engine, "begin")
+def _sqlite_begin(conn: Any) -> None:
+    # BEGIN IMMEDIATE takes the write lock at the start of every transaction, so two
+    # concurrent list assignments cannot both read the same counts (SQLite's stand-in
+    # for PostgreSQL's SELECT ... FOR UPDATE); waiting is bounded by busy_timeout.
+    if conn.dialect.name == "sqlite":
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def alembic_config(connection: Any = None) -> Config:
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS))
+    cfg.attributes["connection"] = connection
+    return cfg
+
+
+def upgrade(revision: str = "head") -> None:
+    """Bring the app's database to ``revision`` (inside an app context)."""
+    with db.engine.begin() as connection:
+        command.upgrade(alembic_config(connection), revision)
+
+
 @click.command("init-db")
 @with_appcontext
 def init_db_command() -> None:
-    """Create the database tables (safe to run again: existing tables are kept)."""
-    # Imported for their side effect of registering the tables on the metadata.
-    from study_app import models  # noqa: F401
-
-    db.create_all()
+    """Create or upgrade the database tables (Alembic 'upgrade head'; safe to run again)."""
+    upgrade()
     click.echo(f"initialised {db.engine.url.render_as_string(hide_password=True)}")
 
 

@@ -1,21 +1,50 @@
-"""Database tables. (Sessions, trials and responses arrive with the participant flow.)"""
+"""Database tables: studies and their lists and trials, participants, sessions, responses, events.
+
+Schema changes go through Alembic (``study_app/migrations``); a test checks that the
+migrations and these models agree.
+"""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import Any
 
-from sqlalchemy import DateTime, String, Text
-from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from study_app.db import db
 
+# Session statuses. "active" sessions hold their list slot until they finish or have
+# been inactive for SESSION_TIMEOUT_S; the others are final.
+ACTIVE, COMPLETED, SCREENED_OUT, DECLINED, ABANDONED = (
+    "active",
+    "completed",
+    "screened_out",
+    "declined",
+    "abandoned",
+)
+# Where an active session is; the server decides, the pages follow.
+STAGES = ("volume", "screening", "instructions", "trials", "questionnaire", "done")
 
-def _now() -> datetime:
+
+def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
 class Study(db.Model):  # type: ignore[name-defined]
-    """An imported study package."""
+    """An imported study package (``study.json`` + ``key.json`` + audio directory)."""
 
     __tablename__ = "study"
 
@@ -24,4 +53,128 @@ class Study(db.Model):  # type: ignore[name-defined]
     title: Mapped[str] = mapped_column(Text)
     manifest_sha256: Mapped[str] = mapped_column(String(64))
     status: Mapped[str] = mapped_column(String(16), default="draft")
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=_now)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    # Absolute path of the package directory; audio is served from its audio/ folder.
+    package_path: Mapped[str] = mapped_column(Text, default="")
+    manifest: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    key: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    # Per-study salt for hashing Prolific ids (a leaked export cannot be joined across studies).
+    pid_salt: Mapped[str] = mapped_column(String(64), default="")
+    store_raw_pid: Mapped[bool] = mapped_column(Boolean, default=False)
+
+    lists: Mapped[list[TrialList]] = relationship(back_populates="study", order_by="TrialList.position")
+
+
+class TrialList(db.Model):  # type: ignore[name-defined]
+    __tablename__ = "trial_list"
+    __table_args__ = (UniqueConstraint("study_id", "list_key"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    study_id: Mapped[int] = mapped_column(ForeignKey("study.id", ondelete="CASCADE"), index=True)
+    list_key: Mapped[str] = mapped_column(String(64))  # the id in study.json
+    position: Mapped[int] = mapped_column(Integer)
+    target: Mapped[int] = mapped_column(Integer)
+    trial_ids: Mapped[list[str]] = mapped_column(JSON)
+
+    study: Mapped[Study] = relationship(back_populates="lists")
+
+
+class Trial(db.Model):  # type: ignore[name-defined]
+    """One trial of ``study.json`` (public part) with its key (server-only part)."""
+
+    __tablename__ = "trial"
+    __table_args__ = (UniqueConstraint("study_id", "trial_key"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    study_id: Mapped[int] = mapped_column(ForeignKey("study.id", ondelete="CASCADE"), index=True)
+    trial_key: Mapped[str] = mapped_column(String(64))
+    kind: Mapped[str] = mapped_column(String(32))
+    phase: Mapped[str] = mapped_column(String(16))
+    public: Mapped[dict[str, Any]] = mapped_column(JSON)
+    answer_key: Mapped[dict[str, Any]] = mapped_column(JSON)
+
+
+class Participant(db.Model):  # type: ignore[name-defined]
+    """A pseudonymous participant: a salted hash of the Prolific id, or a random id."""
+
+    __tablename__ = "participant"
+    __table_args__ = (UniqueConstraint("study_id", "pid_hash"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    study_id: Mapped[int] = mapped_column(ForeignKey("study.id", ondelete="CASCADE"), index=True)
+    pid_hash: Mapped[str] = mapped_column(String(64))
+    raw_pid: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class StudySession(db.Model):  # type: ignore[name-defined]
+    """One participant's run through one list."""
+
+    __tablename__ = "study_session"
+    __table_args__ = (Index("ix_session_list_status", "list_id", "status"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    token: Mapped[str] = mapped_column(String(64), unique=True)  # what the cookie holds
+    study_id: Mapped[int] = mapped_column(ForeignKey("study.id", ondelete="CASCADE"), index=True)
+    list_id: Mapped[int] = mapped_column(ForeignKey("trial_list.id"))
+    participant_id: Mapped[int] = mapped_column(ForeignKey("participant.id"), index=True)
+    status: Mapped[str] = mapped_column(String(16), default=ACTIVE)
+    stage: Mapped[str] = mapped_column(String(16), default="volume")
+    shuffle_seed: Mapped[int] = mapped_column(BigInteger)
+    trial_order: Mapped[list[str]] = mapped_column(JSON)
+    position: Mapped[int] = mapped_column(Integer, default=0)
+    screening_attempt: Mapped[int] = mapped_column(Integer, default=0)
+    prolific_study_id: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    prolific_session_id: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    user_agent: Mapped[str] = mapped_column(Text, default="")
+    screen: Mapped[str] = mapped_column(String(32), default="")
+    ip_hash: Mapped[str] = mapped_column(String(64), default="", index=True)
+    questionnaire: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    preview: Mapped[bool] = mapped_column(Boolean, default=False)
+    started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    last_seen_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+
+    trial_list: Mapped[TrialList] = relationship()
+    participant: Mapped[Participant] = relationship()
+
+
+class Response(db.Model):  # type: ignore[name-defined]
+    """One answer. (session, trial, attempt) is unique: a retried submit can never add a row."""
+
+    __tablename__ = "response"
+    __table_args__ = (UniqueConstraint("session_id", "trial_id", "attempt"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    session_id: Mapped[int] = mapped_column(ForeignKey("study_session.id", ondelete="CASCADE"), index=True)
+    trial_id: Mapped[int] = mapped_column(ForeignKey("trial.id"))
+    # Screening can be retried (Screening.max_attempts); every other trial has attempt 0.
+    attempt: Mapped[int] = mapped_column(Integer, default=0)
+    position: Mapped[int] = mapped_column(Integer)
+    answer: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    rating: Mapped[float | None] = mapped_column(Float, nullable=True)
+    confidence: Mapped[float | None] = mapped_column(Float, nullable=True)
+    correct: Mapped[bool | None] = mapped_column(Boolean, nullable=True)
+    rt_ms: Mapped[float] = mapped_column(Float)
+    play_counts: Mapped[dict[str, int]] = mapped_column(JSON)
+    client_ts: Mapped[str | None] = mapped_column(String(40), nullable=True)
+    server_ts: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    idempotency_key: Mapped[str] = mapped_column(String(64), unique=True)
+    # What the server answered, replayed verbatim for a duplicate submit.
+    result: Mapped[dict[str, Any]] = mapped_column(JSON)
+
+
+class Event(db.Model):  # type: ignore[name-defined]
+    """Something that happened in a session: consent, screening result, tab hidden, audio error."""
+
+    __tablename__ = "event"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    session_id: Mapped[int | None] = mapped_column(
+        ForeignKey("study_session.id", ondelete="CASCADE"), index=True, nullable=True
+    )
+    study_id: Mapped[int] = mapped_column(ForeignKey("study.id", ondelete="CASCADE"), index=True)
+    kind: Mapped[str] = mapped_column(String(32))
+    data: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    client_ts: Mapped[str | None] = mapped_column(String(40), nullable=True)
+    server_ts: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)

@@ -142,7 +142,10 @@ def pg_app(postgres_url: str, tmp_path: Path) -> Iterator[Flask]:
         app.test_cli_runner().invoke(args=["init-db"], catch_exceptions=False)
     yield app
     with app.app_context():
+        db.session.remove()
         db.drop_all()
+        with db.engine.begin() as conn:
+            conn.exec_driver_sql("DROP TABLE IF EXISTS alembic_version")
         db.engine.dispose()
 
 

@@ -1,0 +1,19 @@
+"""Alembic environment: runs on the connection study_app.db.upgrade() hands in.
+
+From a shell, ``study-app init-db`` is the way to migrate (it sets the connection
+from the app's DATABASE_URL); this file never opens a connection of its own.
+"""
+
+from __future__ import annotations
+
+from alembic import context
+
+from study_app import models  # noqa: F401  (registers the tables on the metadata)
+from study_app.db import db
+
+connection = context.config.attributes.get("connection")
+if connection is None:
+    raise RuntimeError("run migrations through 'study-app init-db' (study_app.db.upgrade)")
+context.configure(connection=connection, target_metadata=db.metadata, render_as_batch=True)
+with context.begin_transaction():
+    context.run_migrations()

@@ -1,0 +1,131 @@
+"""Importing study packages into the database, and the per-process view of one."""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+from sqlalchemy import func, select
+
+from artifact_schemas import AnswerKey, StudyManifest, load_key, load_study, manifest_sha256
+from study_app.db import db
+from study_app.models import Response, Study, StudySession, Trial, TrialList
+
+
+class ImportRefused(Exception):
+    """The package cannot be imported as asked; the message says why and what to do."""
+
+
+def import_package(
+    package: str | Path, *, replace: bool = False, store_raw_pid: bool = False, status: str = "open"
+) -> tuple[Study, bool]:
+    """Import ``package`` (idempotent). Returns (study, changed).
+
+    The same package again changes nothing. A different package with the same
+    study id is refused unless ``replace`` is set and the study has no responses
+    yet (a study with data is never silently rewritten).
+    """
+    root = Path(package).resolve()
+    manifest = load_study(root / "study.json")
+    key = load_key(root / "key.json", manifest)
+    missing = [c.file for c in manifest.clips.values() if not (root / c.file).is_file()]
+    if missing:
+        raise ImportRefused(
+            f"{root}: audio files missing: {missing[:3]} (run 'stimuli-builder check {root}')"
+        )
+    sha = manifest_sha256(manifest)
+    existing = db.session.scalar(select(Study).where(Study.slug == manifest.study_id))
+    if existing is not None:
+        if existing.manifest_sha256 == sha:
+            if existing.package_path != str(root):
+                existing.package_path = str(root)  # the package moved; same content
+                db.session.commit()
+            return existing, False
+        n_responses = db.session.scalar(
+            select(func.count(Response.id))
+            .join(StudySession, Response.session_id == StudySession.id)
+            .where(StudySession.study_id == existing.id)
+        )
+        if not replace:
+            raise ImportRefused(
+                f"study '{manifest.study_id}' already exists with a different package; "
+                "pass --replace to swap it (only while it has no responses)"
+            )
+        if n_responses:
+            raise ImportRefused(
+                f"study '{manifest.study_id}' has {n_responses} responses; it cannot be replaced. "
+                "Give the new package another study id."
+            )
+        db.session.delete(existing)
+        db.session.flush()
+    study = Study(
+        slug=manifest.study_id,
+        title=manifest.title,
+        manifest_sha256=sha,
+        status=status,
+        package_path=str(root),
+        manifest=manifest.model_dump(mode="json"),
+        key=key.model_dump(mode="json"),
+        pid_salt=secrets.token_hex(16),
+        store_raw_pid=store_raw_pid,
+    )
+    db.session.add(study)
+    db.session.flush()
+    for t in manifest.trials:
+        db.session.add(
+            Trial(
+                study_id=study.id,
+                trial_key=t.id,
+                kind=t.kind,
+                phase=t.phase,
+                public=t.model_dump(mode="json"),
+                answer_key=key.trials[t.id].model_dump(mode="json"),
+            )
+        )
+    for i, lst in enumerate(manifest.lists):
+        db.session.add(
+            TrialList(
+                study_id=study.id,
+                list_key=lst.id,
+                position=i,
+                target=lst.target_participants,
+                trial_ids=list(lst.trials),
+            )
+        )
+    db.session.commit()
+    return study, True
+
+
+@dataclass(frozen=True)
+class PackageView:
+    """What serving a study needs from its package, parsed once per process."""
+
+    manifest: StudyManifest
+    key: AnswerKey
+    root: Path
+    # list key -> clip ids its sessions may fetch
+    list_clips: dict[str, frozenset[str]]
+
+
+@lru_cache(maxsize=64)
+def _view(study_id: int, sha: str, root: str) -> PackageView:
+    study = db.session.get(Study, study_id)
+    assert study is not None
+    manifest = StudyManifest.model_validate(study.manifest)
+    key = AnswerKey.model_validate(study.key)
+    trials = {t.id: t for t in manifest.trials}
+    common = {manifest.calibration_clip} if manifest.calibration_clip else set()
+    list_clips = {
+        lst.id: frozenset(
+            common | {c for tid in lst.trials for c in (*trials[tid].references, *trials[tid].candidates)}
+        )
+        for lst in manifest.lists
+    }
+    return PackageView(manifest, key, Path(root), list_clips)
+
+
+def package_view(study: Study) -> PackageView:
+    # Keyed by content hash: a replaced package gets a fresh view in every worker.
+    return _view(study.id, study.manifest_sha256, study.package_path)

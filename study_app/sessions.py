@@ -1,0 +1,387 @@
+"""Participant sessions: balanced list assignment, the trial sequence, idempotent answers.
+
+The server owns all session state. Pages and the JSON API only ever ask "where
+is this session?" and "record this answer"; a reload, the back button or a
+retried request therefore cannot skip, repeat or duplicate a trial.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+from flask import current_app
+from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
+
+from artifact_schemas.order import list_items, session_order
+from study_app.db import db
+from study_app.models import (
+    ACTIVE,
+    COMPLETED,
+    SCREENED_OUT,
+    Event,
+    Participant,
+    Response,
+    Study,
+    StudySession,
+    Trial,
+    TrialList,
+    utcnow,
+)
+from study_app.packages import package_view
+
+
+class StudyFull(Exception):
+    """Every list has reached its target."""
+
+
+class RateLimited(Exception):
+    """Too many new sessions from one address."""
+
+
+class AnswerError(Exception):
+    """A submit that cannot be accepted; ``status`` is the HTTP status to answer with."""
+
+    def __init__(self, status: int, message: str, **extra: Any) -> None:
+        super().__init__(message)
+        self.status = status
+        self.extra = extra
+
+
+def pid_hash(study: Study, pid: str) -> str:
+    return hashlib.sha256(f"{study.pid_salt}:{pid}".encode()).hexdigest()
+
+
+def find_session(study: Study, pid: str | None) -> StudySession | None:
+    """The existing session of the participant with Prolific id ``pid`` (to resume it)."""
+    if not pid:
+        return None
+    return db.session.scalar(
+        select(StudySession)
+        .join(Participant, StudySession.participant_id == Participant.id)
+        .where(Participant.study_id == study.id, Participant.pid_hash == pid_hash(study, pid))
+        .order_by(StudySession.id.desc())
+    )
+
+
+def _slot_holding(study: Study) -> Any:
+    """SQL condition: sessions that count towards their list's target."""
+    timeout = timedelta(seconds=current_app.config["SESSION_TIMEOUT_S"])
+    fresh = StudySession.last_seen_at >= utcnow() - timeout
+    return (StudySession.status == COMPLETED) | ((StudySession.status == ACTIVE) & fresh)
+
+
+def list_fill(study: Study) -> dict[int, int]:
+    """Sessions holding a slot, per list id (completed + recently active; previews excluded)."""
+    rows = db.session.execute(
+        select(StudySession.list_id, func.count(StudySession.id))
+        .where(StudySession.study_id == study.id, ~StudySession.preview, _slot_holding(study))
+        .group_by(StudySession.list_id)
+    ).all()
+    return {list_id: n for list_id, n in rows}
+
+
+def start_session(
+    study: Study,
+    *,
+    pid: str | None,
+    prolific_study_id: str | None,
+    prolific_session_id: str | None,
+    user_agent: str,
+    ip: str,
+) -> StudySession:
+    """Create a session on the least-filled list that is below its target, in one transaction.
+
+    Concurrency: on PostgreSQL the study's list rows are locked (SELECT ... FOR
+    UPDATE) before counting, so concurrent arrivals queue and each sees the
+    previous one's session; on SQLite every transaction starts with BEGIN
+    IMMEDIATE (study_app.db), which serialises writers the same way.
+    """
+    cfg = current_app.config
+    ip_digest = hashlib.sha256(f"{cfg['SECRET_KEY']}:{ip}".encode()).hexdigest()
+    lists = db.session.scalars(
+        select(TrialList).where(TrialList.study_id == study.id).order_by(TrialList.position).with_for_update()
+    ).all()
+    window = utcnow() - timedelta(seconds=60)
+    recent = db.session.scalar(
+        select(func.count(StudySession.id)).where(
+            StudySession.ip_hash == ip_digest, StudySession.started_at >= window
+        )
+    )
+    if (recent or 0) >= cfg["SESSIONS_PER_IP_PER_MINUTE"]:
+        db.session.rollback()
+        raise RateLimited()
+    fill = list_fill(study)
+    open_lists = [lst for lst in lists if fill.get(lst.id, 0) < lst.target]
+    if not open_lists:
+        db.session.rollback()
+        raise StudyFull()
+    chosen = min(open_lists, key=lambda lst: (fill.get(lst.id, 0), lst.position))
+
+    if pid:
+        digest = pid_hash(study, pid)
+        raw = pid if study.store_raw_pid else None
+    else:
+        digest, raw = hashlib.sha256(secrets.token_bytes(32)).hexdigest(), None
+    participant = db.session.scalar(
+        select(Participant).where(Participant.study_id == study.id, Participant.pid_hash == digest)
+    )
+    if participant is None:
+        participant = Participant(study_id=study.id, pid_hash=digest, raw_pid=raw)
+        db.session.add(participant)
+        db.session.flush()
+
+    view = package_view(study)
+    seed = secrets.randbits(62)
+    order = session_order(list_items(chosen.trial_ids, view.manifest, view.key), view.manifest.order, seed)
+    first_stage = "volume" if view.manifest.calibration_clip else _after_volume(study)
+    sess = StudySession(
+        token=secrets.token_urlsafe(24),
+        study_id=study.id,
+        list_id=chosen.id,
+        participant_id=participant.id,
+        shuffle_seed=seed,
+        trial_order=order,
+        stage=first_stage,
+        prolific_study_id=prolific_study_id,
+        prolific_session_id=prolific_session_id,
+        user_agent=user_agent[:500],
+        ip_hash=ip_digest,
+    )
+    db.session.add(sess)
+    db.session.flush()
+    db.session.add(Event(session_id=sess.id, study_id=study.id, kind="consent", data={}))
+    db.session.commit()
+    return sess
+
+
+def _after_volume(study: Study) -> str:
+    return "screening" if package_view(study).manifest.screening else "instructions"
+
+
+def record_event(
+    study: Study, sess: StudySession | None, kind: str, data: dict[str, Any], client_ts: str | None = None
+) -> None:
+    db.session.add(
+        Event(
+            study_id=study.id, session_id=sess.id if sess else None, kind=kind, data=data, client_ts=client_ts
+        )
+    )
+    db.session.commit()
+
+
+def touch(sess: StudySession) -> None:
+    sess.last_seen_at = utcnow()
+
+
+def advance_stage(sess: StudySession, study: Study, from_stage: str) -> None:
+    """Move past a page stage (volume, instructions) when the session is on it."""
+    if sess.stage != from_stage or sess.status != ACTIVE:
+        return
+    if from_stage == "volume":
+        sess.stage = _after_volume(study)
+    elif from_stage == "instructions":
+        sess.stage = "trials"
+        _skip_phase(sess, study, "screening")
+        if sess.position >= len(sess.trial_order):
+            sess.stage = _after_trials(study)
+    touch(sess)
+    db.session.commit()
+
+
+def _after_trials(study: Study) -> str:
+    return "questionnaire" if package_view(study).manifest.questionnaire else "done"
+
+
+def _phase_of(study: Study, trial_key: str) -> str:
+    return str(package_view(study).key.trials[trial_key].trial_type or "")
+
+
+def _skip_phase(sess: StudySession, study: Study, trial_type: str) -> None:
+    while (
+        sess.position < len(sess.trial_order)
+        and _phase_of(study, sess.trial_order[sess.position]) == trial_type
+    ):
+        sess.position += 1
+
+
+def finish_questionnaire(sess: StudySession, answers: dict[str, Any]) -> None:
+    if sess.stage != "questionnaire" or sess.status != ACTIVE:
+        return
+    sess.questionnaire = answers
+    _complete(sess)
+    db.session.commit()
+
+
+def _complete(sess: StudySession) -> None:
+    sess.status = COMPLETED
+    sess.stage = "done"
+    sess.finished_at = utcnow()
+    touch(sess)
+
+
+@dataclass(frozen=True)
+class TrialView:
+    """The public view of the current trial: what the browser is allowed to know."""
+
+    trial: dict[str, Any]
+    position: int
+    total: int
+    next_clips: list[str]
+
+
+def current_trial(sess: StudySession, study: Study) -> TrialView | None:
+    """The trial the session must answer now (None when the session is on a page stage)."""
+    if sess.status != ACTIVE or sess.stage not in ("screening", "trials"):
+        return None
+    view = package_view(study)
+    trials = {t.id: t for t in view.manifest.trials}
+    tid = sess.trial_order[sess.position]
+    trial = trials[tid].model_dump(mode="json")
+    nxt = sess.trial_order[sess.position + 1] if sess.position + 1 < len(sess.trial_order) else None
+    next_clips = [*trials[nxt].references, *trials[nxt].candidates] if nxt else []
+    main_total = len(sess.trial_order)
+    return TrialView(trial, sess.position, main_total, next_clips)
+
+
+def submit_answer(sess: StudySession, study: Study, payload: dict[str, Any]) -> dict[str, Any]:
+    """Record one answer and move the session on; replay the result for a repeated key.
+
+    Raises AnswerError (400 bad input, 409 not the current trial).
+    """
+    idem = payload["idempotency_key"]
+    previous = db.session.scalar(select(Response).where(Response.idempotency_key == idem))
+    if previous is not None:
+        if previous.session_id != sess.id:
+            raise AnswerError(409, "idempotency_key was already used by another session")
+        return {**previous.result, "duplicate": True}
+    current = current_trial(sess, study)
+    if current is None:
+        raise AnswerError(409, "this session has no trial to answer now", stage=sess.stage)
+    trial = current.trial
+    if payload["trial_id"] != trial["id"]:
+        raise AnswerError(409, "this is not the current trial", current_trial=trial["id"])
+    answer, rating, confidence = _validate(trial, payload)
+    view = package_view(study)
+    tkey = view.key.trials[trial["id"]]
+    correct = None if tkey.correct_option is None or answer is None else answer == tkey.correct_option
+    trial_row = db.session.scalar(
+        select(Trial.id).where(Trial.study_id == study.id, Trial.trial_key == trial["id"])
+    )
+    response = Response(
+        session_id=sess.id,
+        trial_id=trial_row,
+        attempt=sess.screening_attempt if trial["phase"] == "screening" else 0,
+        position=current.position,
+        answer=answer,
+        rating=rating,
+        confidence=confidence,
+        correct=correct,
+        rt_ms=float(payload["rt_ms"]),
+        play_counts=payload["plays"],
+        client_ts=payload.get("client_ts"),
+        idempotency_key=idem,
+        result={},
+    )
+    db.session.add(response)
+    try:
+        db.session.flush()  # the unique constraints decide here, before the session moves on
+        sess.position += 1
+        _after_answer(sess, study, trial["phase"])
+        result: dict[str, Any] = {"accepted": True, "stage": sess.stage, "position": sess.position}
+        if trial.get("feedback"):
+            result["feedback"] = {"correct": bool(correct)}
+        response.result = result
+        touch(sess)
+        db.session.commit()
+    except IntegrityError:
+        # A concurrent duplicate of this submit won the race: answer with its result.
+        db.session.rollback()
+        winner = db.session.scalar(select(Response).where(Response.idempotency_key == idem))
+        if winner is not None:
+            return {**winner.result, "duplicate": True}
+        raise AnswerError(409, "this trial was answered concurrently; reload to continue") from None
+    return result
+
+
+def _validate(
+    trial: dict[str, Any], payload: dict[str, Any]
+) -> tuple[str | None, float | None, float | None]:
+    required = {*trial["references"], *trial["candidates"]}
+    plays = payload["plays"]
+    unplayed = sorted(c for c in required if plays.get(c, 0) < 1)
+    if unplayed:
+        raise AnswerError(400, "every clip must be played to the end before answering", unplayed=unplayed)
+    answer = payload.get("answer")
+    rating = payload.get("rating")
+    confidence = payload.get("confidence")
+    if trial["options"]:
+        if answer not in {o["id"] for o in trial["options"]}:
+            raise AnswerError(400, "answer must be one of the trial's option ids")
+    elif answer is not None:
+        raise AnswerError(400, "this trial takes a rating, not an answer")
+    if trial["rating"]:
+        rating = _in_scale(rating, trial["rating"], "rating")
+    elif rating is not None:
+        raise AnswerError(400, "this trial takes no rating")
+    if trial.get("confidence"):
+        confidence = _in_scale(confidence, trial["confidence"], "confidence")
+    elif confidence is not None:
+        raise AnswerError(400, "this trial takes no confidence rating")
+    return answer, rating, confidence
+
+
+def _in_scale(value: Any, scale: dict[str, Any], name: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, int) or not scale["min"] <= value <= scale["max"]:
+        raise AnswerError(400, f"{name} must be an integer from {scale['min']} to {scale['max']}")
+    return float(value)
+
+
+def _after_answer(sess: StudySession, study: Study, phase: str) -> None:
+    order = sess.trial_order
+    if phase == "screening":
+        if sess.position < len(order) and _phase_of(study, order[sess.position]) == "screening":
+            return
+        _score_screening(sess, study)
+    elif sess.position >= len(order):
+        sess.stage = _after_trials(study)
+        if sess.stage == "done":
+            _complete(sess)
+
+
+def _score_screening(sess: StudySession, study: Study) -> None:
+    """After the last screening trial: pass, retry (when attempts remain) or screen out."""
+    spec = package_view(study).manifest.screening
+    assert spec is not None
+    n_correct = (
+        db.session.scalar(
+            select(func.count(Response.id)).where(
+                Response.session_id == sess.id,
+                Response.attempt == sess.screening_attempt,
+                Response.correct.is_(True),
+            )
+        )
+        or 0
+    )
+    passed = n_correct >= spec.pass_threshold
+    db.session.add(
+        Event(
+            session_id=sess.id,
+            study_id=study.id,
+            kind="screening_pass" if passed else "screening_fail",
+            data={"correct": n_correct, "threshold": spec.pass_threshold, "attempt": sess.screening_attempt},
+        )
+    )
+    if passed:
+        sess.stage = "instructions"
+    elif sess.screening_attempt + 1 < spec.max_attempts:
+        sess.screening_attempt += 1
+        sess.position = 0
+    else:
+        sess.status = SCREENED_OUT
+        sess.stage = "done"
+        sess.finished_at = utcnow()

@@ -1,0 +1,252 @@
+// The participant pages' only script (no inline script: the CSP forbids it).
+// The server owns the session; this file plays clips, collects one answer at a time
+// and submits it with an idempotency key, retrying until the server has it.
+"use strict";
+
+const csrfToken = () => document.querySelector('meta[name="csrf-token"]').content;
+
+function newKey() {
+  if (window.crypto && crypto.randomUUID) return crypto.randomUUID();
+  const bytes = new Uint8Array(16);
+  crypto.getRandomValues(bytes);
+  return Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
+}
+
+function el(tag, attrs = {}, text = "") {
+  const node = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs)) node.setAttribute(k, v);
+  if (text) node.textContent = text; // textContent, never innerHTML: labels stay inert text
+  return node;
+}
+
+// A clip player: play/pause, progress, "played through" tracking, and a retry path.
+function makePlayer(container, url, label, onEnded) {
+  const audio = new Audio();
+  audio.preload = "auto";
+  audio.src = url;
+  const button = el("button", { type: "button", class: "play" }, "▶ " + label);
+  const bar = el("progress", { value: "0", max: "1", "aria-label": label + " progress" });
+  const retry = el("button", { type: "button", class: "retry", hidden: "" }, "Audio failed to load — retry");
+  const box = el("div", { class: "clip" });
+  box.append(button, bar, retry);
+  container.append(box);
+  let plays = 0;
+  button.addEventListener("click", () => {
+    if (audio.paused) {
+      for (const other of players) if (other !== audio && !other.paused) other.pause();
+      audio.play().catch(() => showRetry());
+    } else {
+      audio.pause();
+    }
+  });
+  audio.addEventListener("play", () => { button.textContent = "❚❚ " + label; });
+  audio.addEventListener("pause", () => { button.textContent = "▶ " + label; });
+  audio.addEventListener("timeupdate", () => {
+    if (audio.duration) bar.value = audio.currentTime / audio.duration;
+  });
+  audio.addEventListener("ended", () => {
+    plays += 1;
+    bar.value = 1;
+    box.classList.add("played");
+    button.textContent = "↻ " + label;
+    onEnded(plays);
+  });
+  function showRetry() {
+    retry.hidden = false;
+    postEvent("audio_error", { clip: label });
+  }
+  audio.addEventListener("error", showRetry);
+  retry.addEventListener("click", () => {
+    retry.hidden = true;
+    audio.load();
+  });
+  players.push(audio);
+  return audio;
+}
+const players = [];
+
+let eventUrl = null;
+function postEvent(kind, data) {
+  if (!eventUrl) return;
+  fetch(eventUrl, {
+    method: "POST",
+    headers: { "Content-Type": "application/json", "X-CSRFToken": csrfToken() },
+    body: JSON.stringify({ kind, data, client_ts: new Date().toISOString() }),
+  }).catch(() => {});
+}
+
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+function runTrials(root) {
+  const trialUrl = root.dataset.trialUrl;
+  const answerUrl = root.dataset.answerUrl;
+  eventUrl = root.dataset.eventUrl;
+  const $ = (id) => document.getElementById(id);
+  const submitButton = $("submit");
+  const status = $("status");
+  let state = null;
+  const preloaded = [];
+
+  document.addEventListener("visibilitychange", () =>
+    postEvent(document.hidden ? "page_hidden" : "page_visible", {}));
+
+  async function load() {
+    status.textContent = "";
+    let data;
+    for (let attempt = 0; ; attempt++) {
+      try {
+        const r = await fetch(trialUrl, { headers: { Accept: "application/json" } });
+        if (r.status === 401) { location.reload(); return; }
+        if (!r.ok) throw new Error("HTTP " + r.status);
+        data = await r.json();
+        break;
+      } catch (e) {
+        status.textContent = "Connection problem — retrying…";
+        await sleep(Math.min(10000, 500 * 2 ** attempt));
+      }
+    }
+    if (data.redirect) { location.assign(data.redirect); return; }
+    render(data);
+  }
+
+  function render(data) {
+    for (const p of players.splice(0)) p.pause();
+    const t = data.trial;
+    state = { trial: t, plays: {}, required: new Set(), answer: null, rating: null, confidence: null,
+              enabledAt: null, key: newKey(), busy: false };
+    $("progress").max = data.total;
+    $("progress").value = data.position;
+    $("phase").textContent = t.phase === "practice" ? "Practice" : t.phase === "screening" ? "Headphone check" : "";
+    $("question").textContent = t.question;
+    $("feedback").textContent = "";
+    for (const id of ["references", "candidates", "options", "rating", "confidence"]) $(id).replaceChildren();
+    const clips = [
+      ...t.references.map((c, i) => [c, $("references"), t.references.length > 1 ? "Example " + (i + 1) : "Clip"]),
+      ...t.candidates.map((c, i) => [c, $("candidates"), "Clip " + "ABC"[i]]),
+    ];
+    for (const [clip, box, label] of clips) {
+      state.required.add(clip.id);
+      makePlayer(box, clip.url, label, (n) => {
+        state.plays[clip.id] = n;
+        update();
+      });
+    }
+    t.options.forEach((o, i) => {
+      const b = el("button", { type: "button", class: "option", "aria-pressed": "false", "data-key": String(i + 1) }, o.text);
+      b.addEventListener("click", () => { state.answer = o.id; select($("options"), b); update(); });
+      $("options").append(b);
+    });
+    if (t.rating) scale($("rating"), t.rating, "Your rating", (v) => { state.rating = v; });
+    if (t.confidence) scale($("confidence"), t.confidence, "How sure are you?", (v) => { state.confidence = v; });
+    for (const url of data.preload || []) {
+      const a = new Audio();
+      a.preload = "auto";
+      a.src = url;
+      preloaded.push(a);
+      if (preloaded.length > 12) preloaded.shift();
+    }
+    update();
+    $("question").focus();
+  }
+
+  function scale(box, spec, title, set) {
+    box.append(el("span", { class: "scale-title" }, title));
+    if (spec.min_label) box.append(el("span", { class: "scale-label" }, spec.min_label));
+    for (let v = spec.min; v <= spec.max; v++) {
+      const b = el("button", { type: "button", class: "option scale", "aria-pressed": "false" }, String(v));
+      b.addEventListener("click", () => { set(v); select(box, b); update(); });
+      box.append(b);
+    }
+    if (spec.max_label) box.append(el("span", { class: "scale-label" }, spec.max_label));
+  }
+
+  function select(box, chosen) {
+    for (const b of box.querySelectorAll("button")) b.setAttribute("aria-pressed", String(b === chosen));
+  }
+
+  function allPlayed() {
+    return [...state.required].every((id) => (state.plays[id] || 0) >= 1);
+  }
+
+  function update() {
+    const played = allPlayed();
+    if (played && state.enabledAt === null) state.enabledAt = performance.now();
+    for (const b of document.querySelectorAll("#options button, #rating button, #confidence button")) b.disabled = !played;
+    $("hint").textContent = played ? "" : "Listen to every clip to the end to answer.";
+    const t = state.trial;
+    const answered = (t.options.length === 0 || state.answer !== null) && (!t.rating || state.rating !== null) &&
+      (!t.confidence || state.confidence !== null);
+    submitButton.disabled = !(played && answered) || state.busy;
+  }
+
+  async function submit() {
+    if (submitButton.disabled || state.busy) return;
+    state.busy = true;
+    update();
+    const body = JSON.stringify({
+      idempotency_key: state.key,
+      trial_id: state.trial.id,
+      answer: state.answer,
+      rating: state.rating,
+      confidence: state.confidence,
+      rt_ms: Math.round(performance.now() - state.enabledAt),
+      plays: state.plays,
+      client_ts: new Date().toISOString(),
+    });
+    // Retry until the server answers: the same key makes a repeat harmless.
+    for (let attempt = 0; ; attempt++) {
+      let r;
+      try {
+        r = await fetch(answerUrl, {
+          method: "POST",
+          headers: { "Content-Type": "application/json", "X-CSRFToken": csrfToken() },
+          body,
+        });
+      } catch (e) {
+        r = null;
+      }
+      if (r && r.ok) {
+        const result = await r.json();
+        status.textContent = "";
+        if (result.feedback) {
+          $("feedback").textContent = result.feedback.correct ? "Correct!" : "Not quite — the right answer was another one.";
+          await sleep(1500);
+        }
+        await load();
+        return;
+      }
+      if (r && r.status === 409) { postEvent("resync", {}); await load(); return; }
+      if (r && r.status === 400) {
+        const err = await r.json().catch(() => ({}));
+        status.textContent = err.error || "That answer could not be saved.";
+        if (/CSRF/.test(err.error || "")) { location.reload(); return; }
+        state.busy = false;
+        update();
+        return;
+      }
+      status.textContent = "Connection problem — your answer is kept and will be sent…";
+      if (attempt === 0) postEvent("network_retry", {});
+      await sleep(Math.min(10000, 500 * 2 ** attempt));
+    }
+  }
+
+  submitButton.addEventListener("click", submit);
+  document.addEventListener("keydown", (e) => {
+    if (e.target.tagName === "TEXTAREA" || e.target.tagName === "INPUT") return;
+    const option = document.querySelector(`#options button[data-key="${e.key}"]`);
+    if (option && !option.disabled) option.click();
+    if (e.key === "Enter" && e.target === document.body) submit();
+  });
+  load();
+}
+
+document.addEventListener("DOMContentLoaded", () => {
+  for (const input of document.querySelectorAll("[data-screen-size]")) {
+    input.value = `${screen.width}x${screen.height}`;
+  }
+  for (const box of document.querySelectorAll(".player[data-clip-url]")) {
+    makePlayer(box, box.dataset.clipUrl, box.dataset.label || "Play", () => {});
+  }
+  const runner = document.getElementById("runner");
+  if (runner) runTrials(runner);
+});

@@ -1,0 +1,129 @@
+"""A participant that drives the study through the Flask test client, as the browser would."""
+
+from __future__ import annotations
+
+import re
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+
+from artifact_schemas import AnswerKey, load_key
+
+
+def csrf_of(html: str) -> str:
+    match = re.search(r'name="csrf-token" content="([^"]+)"', html)
+    assert match, "page has no CSRF token"
+    return match.group(1)
+
+
+class Participant:
+    """One browser: a test client with its own cookies."""
+
+    def __init__(self, app: Flask, slug: str, key: AnswerKey) -> None:
+        self.client: FlaskClient = app.test_client()
+        self.slug = slug
+        self.key = key
+        self.token = ""
+        self.sent: list[str] = []
+
+    def enter(self, pid: str | None = None, accept: bool = True) -> Any:
+        query = f"?PROLIFIC_PID={pid}&STUDY_ID=s1&SESSION_ID=x{pid}" if pid else ""
+        page = self.client.get(f"/s/{self.slug}{query}")
+        if page.status_code != 200:
+            return page
+        self.token = csrf_of(page.get_data(as_text=True))
+        form = {"csrf_token": self.token, "choice": "accept" if accept else "decline", "screen": "800x600"}
+        if pid:
+            form |= {"PROLIFIC_PID": pid, "STUDY_ID": "s1", "SESSION_ID": f"x{pid}"}
+        return self.client.post(f"/s/{self.slug}/consent", data=form)
+
+    def go(self) -> Any:
+        page = self.client.get(f"/s/{self.slug}/go")
+        if page.status_code == 200:
+            self.token = csrf_of(page.get_data(as_text=True))
+        return page
+
+    def post_stage(self, stage: str, **form: str) -> Any:
+        self.go()
+        return self.client.post(f"/s/{self.slug}/{stage}", data={"csrf_token": self.token, **form})
+
+    def trial(self) -> dict[str, Any]:
+        response = self.client.get(f"/api/s/{self.slug}/trial")
+        assert response.status_code == 200, response.get_data(as_text=True)
+        return response.get_json()
+
+    def answer(
+        self, trial: dict[str, Any], *, correct: bool = True, key: str | None = None, **override: Any
+    ) -> Any:
+        t = trial["trial"]
+        tk = self.key.trials[t["id"]]
+        body: dict[str, Any] = {
+            "idempotency_key": key or uuid.uuid4().hex,
+            "trial_id": t["id"],
+            "rt_ms": 1234.0,
+            "plays": {c["id"]: 1 for c in (*t["references"], *t["candidates"])},
+        }
+        if t["options"]:
+            ids = [o["id"] for o in t["options"]]
+            wrong = [i for i in ids if i != tk.correct_option]
+            body["answer"] = tk.correct_option if correct and tk.correct_option else wrong[0]
+        if t["rating"]:
+            body["rating"] = t["rating"]["max"]
+        if t["confidence"]:
+            body["confidence"] = 3
+        body |= override
+        self.go()
+        response = self.client.post(
+            f"/api/s/{self.slug}/answer", json=body, headers={"X-CSRFToken": self.token}
+        )
+        if response.status_code == 200:
+            self.sent.append(body["idempotency_key"])
+        return response
+
+    def complete(self, *, fail_screening: bool = False) -> str:
+        """Run the whole session; return the final page's HTML."""
+        for _ in range(500):
+            page = self.go()
+            html = page.get_data(as_text=True)
+            if 'id="runner"' in html:
+                data = self.trial()
+                if "trial" not in data:
+                    continue
+                screening = data["trial"]["phase"] == "screening"
+                assert self.answer(data, correct=not (screening and fail_screening)).status_code == 200
+            elif "Set your volume" in html:
+                self.post_stage("volume")
+            elif "stage=instructions" in html or "/instructions" in html:
+                self.post_stage("instructions")
+            elif "A few last questions" in html:
+                self.post_stage("questionnaire", device="Headphones")
+            else:
+                return html
+        raise AssertionError("session did not finish")
+
+
+@pytest.fixture
+def study_app(app: Flask, example_package: Path) -> Iterator[tuple[Flask, AnswerKey]]:
+    """The SQLite app with the example package imported."""
+    with app.app_context():
+        result = app.test_cli_runner().invoke(args=["import", str(example_package)])
+        assert result.exit_code == 0, result.output
+    yield app, load_key(example_package / "key.json")
+
+
+@pytest.fixture
+def participant(study_app: tuple[Flask, AnswerKey]) -> Participant:
+    app, key = study_app
+    return Participant(app, "pilot", key)
+
+
+@pytest.fixture
+def new_participant(study_app: tuple[Flask, AnswerKey]) -> Any:
+    """``new_participant()``: another browser (fresh cookies) on the same study."""
+    app, key = study_app
+    return lambda: Participant(app, "pilot", key)

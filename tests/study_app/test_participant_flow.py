@@ -1,0 +1,132 @@
+"""A participant's whole session through the HTTP interface: stages, codes, never lose or duplicate."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from flask import Flask
+from sqlalchemy import func, select
+
+from artifact_schemas import AnswerKey
+from study_app.db import db
+from study_app.models import Event, Participant as ParticipantRow, Response, StudySession
+
+
+def _count(app: Flask, model: Any) -> int:
+    with app.app_context():
+        return db.session.scalar(select(func.count()).select_from(model)) or 0
+
+
+def test_full_session_ends_with_completion_code(participant: Any, study_app: tuple[Flask, AnswerKey]) -> None:
+    app, key = study_app
+    assert participant.enter(pid="P1").status_code == 302
+    html = participant.complete()
+    assert key.codes.complete in html
+    assert f"https://app.prolific.com/submissions/complete?cc={key.codes.complete}" in html
+    with app.app_context():
+        sess = db.session.scalars(select(StudySession)).one()
+        assert (sess.status, sess.stage) == ("completed", "done")
+        assert sess.questionnaire == {"device": "Headphones"}
+        assert sess.screen == "800x600"
+        n = db.session.scalar(select(func.count()).select_from(Response))
+        assert n == len(sess.trial_order) == len(participant.sent)
+        # The Prolific id is stored only as a salted hash.
+        row = db.session.scalars(select(ParticipantRow)).one()
+        assert row.raw_pid is None and "P1" not in row.pid_hash and len(row.pid_hash) == 64
+    # Coming back later shows the same completion page, not a new session.
+    assert key.codes.complete in participant.go().get_data(as_text=True)
+
+
+def test_decline_ends_with_decline_code_and_no_session(
+    participant: Any, study_app: tuple[Flask, AnswerKey]
+) -> None:
+    app, key = study_app
+    page = participant.enter(pid="P2", accept=False)
+    assert key.codes.declined in page.get_data(as_text=True)
+    assert _count(app, StudySession) == 0
+    with app.app_context():
+        assert db.session.scalars(select(Event.kind)).all() == ["decline"]
+
+
+def test_failed_screening_ends_with_screen_out_code(
+    participant: Any, study_app: tuple[Flask, AnswerKey]
+) -> None:
+    app, key = study_app
+    participant.enter(pid="P3")
+    html = participant.complete(fail_screening=True)
+    assert key.codes.screened_out in html and key.codes.complete not in html
+    with app.app_context():
+        sess = db.session.scalars(select(StudySession)).one()
+        assert sess.status == "screened_out"
+        assert "screening_fail" in db.session.scalars(select(Event.kind)).all()
+
+
+def test_duplicate_submit_returns_original_and_stores_once(
+    participant: Any, study_app: tuple[Flask, AnswerKey]
+) -> None:
+    app, _ = study_app
+    participant.enter()
+    participant.post_stage("volume")
+    trial = participant.trial()
+    first = participant.answer(trial, key="same-key-0001")
+    again = participant.answer(trial, key="same-key-0001")
+    assert first.status_code == again.status_code == 200
+    assert again.get_json() == {**first.get_json(), "duplicate": True}
+    assert _count(app, Response) == 1
+    # The trial answered is no longer current: a stale submit with a new key is refused.
+    stale = participant.answer(trial, key="other-key-0002")
+    assert stale.status_code == 409
+    assert stale.get_json()["current_trial"] == participant.trial()["trial"]["id"]
+    assert _count(app, Response) == 1
+
+
+def test_reload_returns_to_the_current_trial(participant: Any) -> None:
+    participant.enter()
+    participant.post_stage("volume")
+    first = participant.trial()["trial"]["id"]
+    participant.go()
+    assert participant.trial()["trial"]["id"] == first
+    participant.answer(participant.trial())
+    second = participant.trial()["trial"]["id"]
+    assert second != first
+    participant.client.get(f"/s/{participant.slug}")  # the entry link again
+    assert participant.trial()["trial"]["id"] == second
+
+
+def test_prolific_pid_resumes_session_in_another_browser(
+    new_participant: Any, study_app: tuple[Flask, AnswerKey]
+) -> None:
+    app, _ = study_app
+    first = new_participant()
+    first.enter(pid="P9")
+    first.post_stage("volume")
+    first.answer(first.trial())
+    current = first.trial()["trial"]["id"]
+    other = new_participant()  # e.g. the participant switched from phone to laptop
+    assert other.client.get("/s/pilot?PROLIFIC_PID=P9").status_code == 302
+    assert other.trial()["trial"]["id"] == current
+    assert _count(app, StudySession) == 1
+
+
+def test_answers_need_every_clip_played(participant: Any, study_app: tuple[Flask, AnswerKey]) -> None:
+    app, _ = study_app
+    participant.enter()
+    participant.post_stage("volume")
+    trial = participant.trial()
+    response = participant.answer(trial, plays={})
+    assert response.status_code == 400 and "played" in response.get_json()["error"]
+    assert _count(app, Response) == 0
+
+
+def test_trial_json_reveals_nothing_from_the_key(participant: Any, example_package: Path) -> None:
+    key = json.loads((example_package / "key.json").read_text())
+    participant.enter()
+    participant.post_stage("volume")
+    body = participant.client.get(f"/api/s/{participant.slug}/trial").get_data(as_text=True)
+    for tk in key["trials"].values():
+        if tk["correct_option"]:
+            assert "correct" not in body
+    for word in ("steer", "baseline", "layer", "feature", "labeler", "descriptors", "clap-vocab", "correct"):
+        assert word not in body.casefold()
