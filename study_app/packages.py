@@ -7,11 +7,11 @@ from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
-from sqlalchemy import func, select
+from sqlalchemy import delete, func, select
 
 from artifact_schemas import AnswerKey, StudyManifest, load_key, load_study, manifest_sha256
 from study_app.db import db
-from study_app.models import Response, Study, StudySession, Trial, TrialList
+from study_app.models import Event, Participant, Response, Study, StudySession, Trial, TrialList
 
 
 class ImportRefused(Exception):
@@ -58,7 +58,10 @@ def import_package(
                 f"study '{manifest.study_id}' has {n_responses} responses; it cannot be replaced. "
                 "Give the new package another study id."
             )
-        db.session.delete(existing)
+        # Children first: SQLite enforces the foreign keys without ON DELETE support in ORM deletes.
+        for model in (Event, StudySession, Participant, Trial, TrialList):
+            db.session.execute(delete(model).where(model.study_id == existing.id))
+        db.session.execute(delete(Study).where(Study.id == existing.id))
         db.session.flush()
     study = Study(
         slug=manifest.study_id,

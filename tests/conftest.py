@@ -371,3 +371,22 @@ def example_package(example_run: Path, tmp_path_factory: pytest.TempPathFactory)
 def write_config() -> Any:
     """``write_config(directory, extra="", **replace)``: write the example study config."""
     return write_example_config
+
+
+@pytest.fixture(scope="session")
+def serve() -> Any:
+    """``with serve(app) as server:`` a real threaded HTTP server for any app (server.url)."""
+    return LiveServer
+
+
+DEMO_CONFIG = Path(__file__).resolve().parents[1] / "examples" / "demo-study" / "study.toml"
+
+
+@pytest.fixture(scope="session")
+def demo_package(example_run: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The demo study's config (examples/demo-study) built on the example run."""
+    from stimuli_builder.build import build_package
+
+    out = tmp_path_factory.mktemp("demo-study") / "demo"
+    build_package(DEMO_CONFIG, example_run, out)
+    return out

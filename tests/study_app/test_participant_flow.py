@@ -11,7 +11,8 @@ from sqlalchemy import func, select
 
 from artifact_schemas import AnswerKey
 from study_app.db import db
-from study_app.models import Event, Participant as ParticipantRow, Response, StudySession
+from study_app.models import Event, Response, StudySession
+from study_app.models import Participant as ParticipantRow
 
 
 def _count(app: Flask, model: Any) -> int:
@@ -130,3 +131,35 @@ def test_trial_json_reveals_nothing_from_the_key(participant: Any, example_packa
             assert "correct" not in body
     for word in ("steer", "baseline", "layer", "feature", "labeler", "descriptors", "clap-vocab", "correct"):
         assert word not in body.casefold()
+
+
+def test_screening_retry_policy(new_participant: Any, study_app: tuple[Flask, AnswerKey]) -> None:
+    """With max_attempts = 2 a participant who fails once may take the test again."""
+    app, key = study_app
+    with app.app_context():
+        from study_app.models import Study
+
+        study = db.session.scalars(select(Study)).one()
+        manifest = dict(study.manifest)
+        manifest["screening"] = {**manifest["screening"], "max_attempts": 2}
+        study.manifest = manifest
+        study.manifest_sha256 = "f" * 64  # a new view of the package in this process
+        db.session.commit()
+    p = new_participant()
+    p.enter()
+    p.post_stage("volume")
+    n_screening = sum(1 for t in key.trials.values() if t.trial_type == "screening")
+    for _ in range(n_screening):  # first attempt: all wrong
+        assert p.answer(p.trial(), correct=False).status_code == 200
+    retry = p.trial()
+    assert retry["stage"] == "screening" and retry["position"] == 0
+    for _ in range(n_screening):  # second attempt: all right
+        assert p.answer(p.trial()).status_code == 200
+    assert p.trial()["stage"] == "instructions"
+    with app.app_context():
+        assert db.session.scalars(select(Event.kind).order_by(Event.id)).all()[-2:] == [
+            "screening_fail",
+            "screening_pass",
+        ]
+        attempts = db.session.scalars(select(Response.attempt)).all()
+        assert sorted(set(attempts)) == [0, 1] and len(attempts) == 2 * n_screening

@@ -1,0 +1,168 @@
+"""Chromium completes a whole session of the demo study, with a reload and a dropped request.
+
+Every URL and response body of the session is captured and checked for key
+information; afterwards the database holds exactly the answers that were clicked.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+from flask import Flask
+from playwright.sync_api import expect
+from sqlalchemy import select
+
+from artifact_schemas import load_key, load_study
+from study_app.db import db
+from study_app.models import Response, StudySession, Trial
+
+# Clips play at 16x in the test (the app is unchanged; only the clock is faster).
+FAST_AUDIO = """
+const play = HTMLMediaElement.prototype.play;
+HTMLMediaElement.prototype.play = function () { this.playbackRate = 16; return play.call(this); };
+"""
+
+
+def _wait_until_answered(page: Any, url: str, tid: str) -> None:
+    for _ in range(200):
+        current = page.request.get(url).json()
+        if current.get("trial", {}).get("id") != tid:
+            return
+        page.wait_for_timeout(50)
+    raise AssertionError(f"trial {tid} was never recorded ({page.locator('#status').inner_text()!r})")
+
+
+def test_chromium_completes_demo_session(
+    app: Flask, demo_package: Path, serve: Any, browser: Any, tmp_path: Path
+) -> None:
+    with app.app_context():
+        assert app.test_cli_runner().invoke(args=["import", str(demo_package)]).exit_code == 0
+    key = load_key(demo_package / "key.json")
+    manifest = load_study(demo_package / "study.json")
+    options = {t.id: {o.id: o.text for o in t.options} for t in manifest.trials}
+    captured: list[tuple[str, str]] = []
+    clicked: dict[str, str | int] = {}
+
+    def capture(response: Any) -> None:
+        body = ""
+        if "audio" not in response.headers.get("content-type", ""):
+            try:
+                body = response.text()
+            except Exception:  # redirects and aborted requests have no body
+                body = ""
+        captured.append((response.url, body))
+
+    context = browser.new_context()
+    context.add_init_script(FAST_AUDIO)
+    page = context.new_page()
+    page.on("response", capture)
+    dropped = {"n": 0}
+
+    def drop_first_answer(route: Any) -> None:
+        if dropped["n"] == 0:
+            dropped["n"] += 1
+            route.abort("connectionreset")  # the client must retry with the same key
+        else:
+            route.continue_()
+
+    with serve(app) as server:
+        page.goto(f"{server.url}/s/demo?PROLIFIC_PID=browser1&STUDY_ID=s&SESSION_ID=x")
+        assert "Consent" in page.content()
+        page.get_by_role("button", name="I agree, start the study").click()
+        page.get_by_role("button", name="Test sound").click()
+        page.get_by_role("button", name="The volume is comfortable, continue").click()
+
+        for step in range(100):
+            # The server says where the session is; the page must follow it there.
+            trial = page.request.get(f"{server.url}/api/s/demo/trial").json()
+            if trial["stage"] == "instructions":
+                page.get_by_role("button", name="Begin").click()
+                continue
+            if "trial" not in trial:
+                break
+            tid = trial["trial"]["id"]
+            expect(page.locator("#question")).to_have_text(trial["trial"]["question"])
+            if step == 8:  # reload mid-trial: the same trial comes back
+                page.reload()
+                expect(page.locator("#question")).to_have_text(trial["trial"]["question"])
+                assert page.request.get(f"{server.url}/api/s/demo/trial").json()["trial"]["id"] == tid
+            if step == 10:
+                page.route("**/api/s/demo/answer", drop_first_answer)
+            plays = page.locator("#references button.play, #candidates button.play")
+            answer_buttons = page.locator("#options button, #rating button")
+            assert answer_buttons.count() and all(
+                b.is_disabled() for b in answer_buttons.all()
+            )  # not before listening
+            for i in range(plays.count()):
+                plays.nth(i).click()
+                expect(page.locator(".clip.played")).to_have_count(i + 1, timeout=20000)
+            tk = key.trials[tid]
+            if trial["trial"]["options"]:
+                answer = tk.correct_option or next(iter(options[tid]))
+                page.get_by_role("button", name=options[tid][answer], exact=True).first.click()
+                clicked[tid] = answer
+            if trial["trial"]["rating"]:
+                page.locator("#rating button", has_text="4").click()
+                clicked[tid] = 4
+            if trial["trial"]["confidence"]:
+                page.locator("#confidence button", has_text="5").click()
+            page.locator("#submit").click()
+            _wait_until_answered(page, f"{server.url}/api/s/demo/trial", tid)
+        page.get_by_label("Over-ear headphones").check()
+        page.get_by_role("button", name="Finish").click()
+        assert page.locator("#code").inner_text() == key.codes.complete
+        page.screenshot(path=str(tmp_path / "done.png"))
+    context.close()
+    assert dropped["n"] == 1
+
+    with app.app_context():
+        sess = db.session.scalars(select(StudySession)).one()
+        assert sess.status == "completed"
+        rows = db.session.execute(
+            select(Trial.trial_key, Response.answer, Response.rating).join(Response)
+        ).all()
+        assert len(rows) == len(sess.trial_order) == len(clicked)
+        stored = {t: (a if a is not None else int(r)) for t, a, r in rows}
+        assert stored == clicked
+
+    # Nothing the browser received or requested carries key information (whole words,
+    # so "player" in the script is not "layer").
+    words = [
+        "steer",
+        "baseline",
+        "layer",
+        "feature",
+        "labeler",
+        "descriptors",
+        "clap-vocab",
+        "correct_option",
+    ]
+    pattern = re.compile(r"\b(" + "|".join(map(re.escape, words)) + r")", re.IGNORECASE)
+    groups = {tk.group for tk in key.trials.values() if tk.group}
+    sources = {Path(c.source).name for c in key.clips.values() if c.source}
+    correct_ids = {tk.correct_option for tk in key.trials.values() if tk.correct_option}
+    for url, body in captured:
+        text = url + body
+        assert not pattern.search(text), (url, pattern.search(text))
+        assert not [g for g in groups if f'"{g}"' in text], url
+        assert not [s for s in sources if s in text], url
+        if "/api/" in url:
+            data = json.loads(body) if body.startswith("{") else {}
+            # Correct options appear only as one option among others, never singled out.
+            assert set(data) <= {
+                "stage",
+                "position",
+                "total",
+                "trial",
+                "preload",
+                "redirect",
+                "accepted",
+                "feedback",
+                "duplicate",
+            }, url
+            for value in (data.get("trial") or {}).values():
+                assert not (isinstance(value, str) and value in correct_ids), url
+    assert len(captured) > 50

@@ -1,0 +1,198 @@
+"""Media access and caching, import rules, and the app's defences: CSRF, CSP, escaping, limits."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+from pathlib import Path
+from typing import Any
+
+from flask import Flask
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from sqlalchemy import func, select
+
+from artifact_schemas import AnswerKey, load_study
+from study_app.db import db
+from study_app.models import Response, Study, StudySession
+
+
+def _started(participant: Any) -> dict[str, Any]:
+    participant.enter()
+    participant.post_stage("volume")
+    return participant.trial()
+
+
+def test_media_serves_own_list_with_range_etag_and_immutable_cache(
+    participant: Any, study_app: tuple[Flask, AnswerKey], example_package: Path
+) -> None:
+    trial = _started(participant)
+    clip = trial["trial"]["references"][0]
+    full = participant.client.get(clip["url"])
+    assert full.status_code == 200 and full.mimetype == "audio/flac"
+    cache = full.headers["Cache-Control"]
+    assert "immutable" in cache and "max-age=31536000" in cache and "private" in cache
+    manifest = load_study(example_package / "study.json")
+    assert full.data == (example_package / manifest.clips[clip["id"]].file).read_bytes()
+    # The ETag is the opaque id, never the content hash (equal hashes would reveal equal audio).
+    assert full.headers["ETag"].strip('"') == clip["id"]
+    again = participant.client.get(clip["url"], headers={"If-None-Match": full.headers["ETag"]})
+    assert again.status_code == 304
+    part = participant.client.get(clip["url"], headers={"Range": "bytes=10-99"})
+    assert part.status_code == 206 and part.data == full.data[10:100]
+    assert part.headers["Content-Range"] == f"bytes 10-99/{len(full.data)}"
+
+
+def test_media_refuses_other_lists_strangers_and_paths(
+    participant: Any, new_participant: Any, study_app: tuple[Flask, AnswerKey], example_package: Path
+) -> None:
+    app, _ = study_app
+    _started(participant)
+    manifest = load_study(example_package / "study.json")
+    with app.app_context():
+        sess = db.session.scalars(select(StudySession)).one()
+        mine = sess.trial_list.list_key
+    trials = {t.id: t for t in manifest.trials}
+    own = {c for t in next(lst for lst in manifest.lists if lst.id == mine).trials
+           for c in (*trials[t].references, *trials[t].candidates)}  # fmt: skip
+    other = next(c for c in manifest.clips if c not in own)
+    assert participant.client.get(f"/media/{other}").status_code == 404
+    assert new_participant().client.get(f"/media/{sorted(own)[0]}").status_code == 404  # no session
+    for path in ("../key.json", "..%2Fkey.json", "audio", "%2e%2e%2fstudy.json"):
+        response = participant.client.get(f"/media/{path}")
+        assert response.status_code == 404 and b"codes" not in response.data
+
+
+def test_x_accel_redirect_when_configured(participant: Any, study_app: tuple[Flask, AnswerKey]) -> None:
+    app, _ = study_app
+    app.config["MEDIA_X_ACCEL_PREFIX"] = "/_audio"
+    clip = _started(participant)["trial"]["references"][0]
+    response = participant.client.get(clip["url"])
+    assert response.headers["X-Accel-Redirect"] == f"/_audio/pilot/audio/{clip['id']}.flac"
+    assert response.data == b""
+
+
+def test_import_is_idempotent_and_refuses_a_different_package(
+    participant: Any, study_app: tuple[Flask, AnswerKey], example_package: Path, tmp_path: Path
+) -> None:
+    app, _ = study_app
+    runner = app.test_cli_runner()
+    again = runner.invoke(args=["import", str(example_package)])
+    assert again.exit_code == 0 and "unchanged" in again.output
+    changed = tmp_path / "pilot"
+    shutil.copytree(example_package, changed)
+    data = json.loads((changed / "study.json").read_text())
+    data["title"] = "Pilot study, second version"
+    (changed / "study.json").write_text(json.dumps(data))
+    key = json.loads((changed / "key.json").read_text())
+    from artifact_schemas import StudyManifest, manifest_sha256
+
+    key["manifest_sha256"] = manifest_sha256(StudyManifest.model_validate(data))
+    (changed / "key.json").write_text(json.dumps(key))
+    refused = runner.invoke(args=["import", str(changed)])
+    assert refused.exit_code != 0 and "--replace" in refused.output
+    # With responses stored, even --replace is refused: data is never silently rewritten.
+    participant.answer(_started(participant))
+    refused = runner.invoke(args=["import", str(changed), "--replace"])
+    assert refused.exit_code != 0 and "1 responses" in refused.output
+    with app.app_context():
+        assert db.session.scalar(select(Study.title)) == "Pilot study"
+        db.session.query(Response).delete()
+        db.session.query(StudySession).delete()
+        db.session.commit()
+    replaced = runner.invoke(args=["import", str(changed), "--replace"])
+    assert replaced.exit_code == 0, replaced.output
+    with app.app_context():
+        assert db.session.scalar(select(Study.title)) == "Pilot study, second version"
+
+
+def test_posts_without_csrf_token_are_refused(participant: Any) -> None:
+    trial = _started(participant)
+    response = participant.client.post("/api/s/pilot/answer", json={"trial_id": trial["trial"]["id"]})
+    assert response.status_code == 400 and "CSRF" in response.get_json()["error"]
+    form = participant.client.post("/s/pilot/consent", data={"choice": "accept"})
+    assert form.status_code == 400
+
+
+def test_strict_csp_and_escaped_study_texts(
+    app: Flask, example_run: Path, tmp_path: Path, write_config: Any
+) -> None:
+    from stimuli_builder.build import build_package
+
+    config = write_config(
+        tmp_path / "cfg", **{'title = "Pilot study"': 'title = "<script>alert(1)</script>"'}
+    )
+    build_package(config, example_run, tmp_path / "pilot")
+    with app.app_context():
+        assert app.test_cli_runner().invoke(args=["import", str(tmp_path / "pilot")]).exit_code == 0
+    page = app.test_client().get("/s/pilot")
+    html = page.get_data(as_text=True)
+    csp = page.headers["Content-Security-Policy"]
+    assert "script-src 'self'" in csp and "unsafe-inline" not in csp
+    assert "<script>alert" not in html and "&lt;script&gt;alert(1)&lt;/script&gt;" in html
+    assert "<b>listen</b>" not in html and "&lt;b&gt;listen&lt;/b&gt;" in html  # raw HTML in Markdown is text
+    assert re.findall(r"<script[^>]*>", html) == ['<script src="/static/study.js" defer>']
+    assert page.headers["X-Content-Type-Options"] == "nosniff"
+    cookie = page.headers.get("Set-Cookie", "")
+    assert "HttpOnly" in cookie and "SameSite=Lax" in cookie
+
+
+def test_oversized_request_and_rate_limit(new_participant: Any, study_app: tuple[Flask, AnswerKey]) -> None:
+    app, _ = study_app
+    p = new_participant()
+    p.enter()
+    p.go()
+    big = p.client.post("/api/s/pilot/event", data=b"x" * 100_000, headers={"X-CSRFToken": p.token,
+                        "Content-Type": "application/json"})  # fmt: skip
+    assert big.status_code == 413 and big.is_json
+    app.config["SESSIONS_PER_IP_PER_MINUTE"] = 3
+    codes = [new_participant().enter().status_code for _ in range(4)]
+    assert codes == [302, 302, 429, 429]  # 1 session before + 2 = 3 in the last minute
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    body=st.recursive(
+        st.none() | st.booleans() | st.integers() | st.floats(allow_nan=True) | st.text(max_size=30),
+        lambda children: (
+            st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=12), children, max_size=6)
+        ),
+        max_leaves=12,
+    ),
+    keys=st.fixed_dictionaries(
+        {},
+        optional={
+            "idempotency_key": st.text(max_size=70) | st.just("abcdefgh1234"),
+            "trial_id": st.text(max_size=20),
+            "rt_ms": st.integers(-5, 10**9) | st.floats(allow_nan=True),
+            "plays": st.dictionaries(
+                st.text(max_size=20), st.integers(-2, 2000) | st.text(max_size=3), max_size=3
+            ),
+            "answer": st.text(max_size=20) | st.integers(),
+            "rating": st.integers(-3, 12) | st.floats() | st.text(max_size=3),
+            "confidence": st.integers(-3, 12) | st.none(),
+        },
+    ),
+    endpoint=st.sampled_from(["answer", "event"]),
+)
+def test_fuzzed_api_never_errors_500(
+    participant: Any, body: Any, keys: dict[str, Any], endpoint: str
+) -> None:
+    if not participant.token:
+        _started(participant)
+    payload = {**body, **keys} if isinstance(body, dict) else (keys or body)
+    response = participant.client.post(
+        f"/api/s/pilot/{endpoint}", json=payload, headers={"X-CSRFToken": participant.token}
+    )
+    assert response.status_code < 500, (payload, response.get_data(as_text=True))
+    if response.status_code != 204:
+        assert response.is_json
+
+
+def test_fuzzing_left_the_session_consistent(participant: Any, study_app: tuple[Flask, AnswerKey]) -> None:
+    app, _ = study_app
+    trial = _started(participant)
+    assert participant.answer(trial).status_code == 200
+    with app.app_context():
+        assert db.session.scalar(select(func.count()).select_from(Response)) == 1
