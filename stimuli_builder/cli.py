@@ -213,5 +213,23 @@ def plan(
     stdout_console().print(f"participants per list needed: {needed} (total {needed * cfg.lists.count})")
 
 
+@app.command("example-run")
+def example_run(
+    out: Path = typer.Argument(..., help="Directory to write the example run into."),
+) -> None:
+    """Write a small synthetic run directory (tones, not model features) to try the tools on.
+
+    It has the files sae-core stages write: features/layer_{1,3}/ with example
+    clips, labels.parquet (two labelers) and steering/ (pairs with random
+    controls). Use a real run for a real study.
+
+    Example: stimuli-builder example-run /tmp/run && stimuli-builder build study.toml --bundle /tmp/run --out /tmp/s
+    """
+    from stimuli_builder.example import write_example_run
+
+    write_example_run(out)
+    stdout_console().print(f"wrote an example run to {escape(str(out))}")
+
+
 def main() -> None:
     app()

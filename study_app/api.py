@@ -16,7 +16,8 @@ from werkzeug.exceptions import HTTPException
 
 from study_app import sessions
 from study_app.db import db
-from study_app.participant import get_study, session_for
+from study_app.models import Study, StudySession
+from study_app.participant import study_and_session
 
 bp = Blueprint("api", __name__, url_prefix="/api")
 
@@ -56,9 +57,10 @@ def health() -> tuple[dict[str, Any], int]:
     return {"status": "ok", "database": db.engine.dialect.name}, 200
 
 
-def _session(slug: str) -> tuple[Any, Any]:
-    study = get_study(slug)
-    sess = session_for(study)
+def _session(slug: str) -> tuple[Study, StudySession]:
+    study, sess = study_and_session(slug)
+    if study is None:
+        raise sessions.AnswerError(404, f"no study '{slug}'")
     if sess is None:
         raise sessions.AnswerError(
             401, "no session for this study in this browser; open the study link again"

@@ -56,8 +56,9 @@ class Study(db.Model):  # type: ignore[name-defined]
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     # Absolute path of the package directory; audio is served from its audio/ folder.
     package_path: Mapped[str] = mapped_column(Text, default="")
-    manifest: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
-    key: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    # Deferred: parsed once per process into a PackageView, not on every request.
+    manifest: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict, deferred=True)
+    key: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict, deferred=True)
     # Per-study salt for hashing Prolific ids (a leaked export cannot be joined across studies).
     pid_salt: Mapped[str] = mapped_column(String(64), default="")
     store_raw_pid: Mapped[bool] = mapped_column(Boolean, default=False)

@@ -6,6 +6,7 @@ import secrets
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy import delete, func, select
 
@@ -110,6 +111,10 @@ class PackageView:
     root: Path
     # list key -> clip ids its sessions may fetch
     list_clips: dict[str, frozenset[str]]
+    # trial id -> its public JSON (what the API sends), its key, and its database row id
+    public: dict[str, dict[str, Any]]
+    trial_types: dict[str, str]
+    trial_rows: dict[str, int]
 
 
 @lru_cache(maxsize=64)
@@ -126,7 +131,17 @@ def _view(study_id: int, sha: str, root: str) -> PackageView:
         )
         for lst in manifest.lists
     }
-    return PackageView(manifest, key, Path(root), list_clips)
+    query = select(Trial.trial_key, Trial.id).where(Trial.study_id == study_id)
+    rows = {trial_key: row_id for trial_key, row_id in db.session.execute(query)}
+    return PackageView(
+        manifest,
+        key,
+        Path(root),
+        list_clips,
+        public={t.id: t.model_dump(mode="json") for t in manifest.trials},
+        trial_types={tid: str(k.trial_type or "") for tid, k in key.trials.items()},
+        trial_rows=rows,
+    )
 
 
 def package_view(study: Study) -> PackageView:

@@ -46,6 +46,20 @@ def session_for(study: Study) -> StudySession | None:
     )
 
 
+def study_and_session(slug: str) -> tuple[Study | None, StudySession | None]:
+    """The study and this browser's session in it, in one query (the API's hot path)."""
+    token = session.get("studies", {}).get(slug)
+    if token:
+        row = db.session.execute(
+            select(Study, StudySession)
+            .join(StudySession, StudySession.study_id == Study.id)
+            .where(Study.slug == slug, StudySession.token == token)
+        ).first()
+        if row is not None:
+            return row[0], row[1]
+    return db.session.scalar(select(Study).where(Study.slug == slug)), None
+
+
 def _remember(study: Study, sess: StudySession) -> None:
     studies = dict(session.get("studies", {}))
     studies[study.slug] = sess.token

@@ -198,7 +198,7 @@ def _after_trials(study: Study) -> str:
 
 
 def _phase_of(study: Study, trial_key: str) -> str:
-    return str(package_view(study).key.trials[trial_key].trial_type or "")
+    return package_view(study).trial_types[trial_key]
 
 
 def _skip_phase(sess: StudySession, study: Study, trial_type: str) -> None:
@@ -238,12 +238,10 @@ def current_trial(sess: StudySession, study: Study) -> TrialView | None:
     """The trial the session must answer now (None when the session is on a page stage)."""
     if sess.status != ACTIVE or sess.stage not in ("screening", "trials"):
         return None
-    view = package_view(study)
-    trials = {t.id: t for t in view.manifest.trials}
-    tid = sess.trial_order[sess.position]
-    trial = trials[tid].model_dump(mode="json")
+    public = package_view(study).public
+    trial = public[sess.trial_order[sess.position]]
     nxt = sess.trial_order[sess.position + 1] if sess.position + 1 < len(sess.trial_order) else None
-    next_clips = [*trials[nxt].references, *trials[nxt].candidates] if nxt else []
+    next_clips = [*public[nxt]["references"], *public[nxt]["candidates"]] if nxt else []
     main_total = len(sess.trial_order)
     return TrialView(trial, sess.position, main_total, next_clips)
 
@@ -254,17 +252,19 @@ def submit_answer(sess: StudySession, study: Study, payload: dict[str, Any]) -> 
     Raises AnswerError (400 bad input, 409 not the current trial).
     """
     idem = payload["idempotency_key"]
-    previous = db.session.scalar(select(Response).where(Response.idempotency_key == idem))
-    if previous is not None:
-        if previous.session_id != sess.id:
-            raise AnswerError(409, "idempotency_key was already used by another session")
-        return {**previous.result, "duplicate": True}
     current = current_trial(sess, study)
-    if current is None:
-        raise AnswerError(409, "this session has no trial to answer now", stage=sess.stage)
+    if current is None or payload["trial_id"] != current.trial["id"]:
+        # Most often a retry of a submit that was stored but whose reply got lost: the
+        # session has moved on, so replay the stored result. Anything else is stale.
+        previous = db.session.scalar(select(Response).where(Response.idempotency_key == idem))
+        if previous is not None and previous.session_id == sess.id:
+            return {**previous.result, "duplicate": True}
+        if previous is not None:
+            raise AnswerError(409, "idempotency_key was already used by another session")
+        if current is None:
+            raise AnswerError(409, "this session has no trial to answer now", stage=sess.stage)
+        raise AnswerError(409, "this is not the current trial", current_trial=current.trial["id"])
     trial = current.trial
-    if payload["trial_id"] != trial["id"]:
-        raise AnswerError(409, "this is not the current trial", current_trial=trial["id"])
     answer, rating, confidence = _validate(trial, payload)
     view = package_view(study)
     tkey = view.key.trials[trial["id"]]

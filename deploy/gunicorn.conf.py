@@ -1,0 +1,31 @@
+"""gunicorn settings for study_app (used by the benchmark and the production stack).
+
+    gunicorn -c deploy/gunicorn.conf.py 'study_app:create_app()'
+
+Every value can be overridden from the environment (GUNICORN_*), so one file
+serves a laptop, the benchmark and a production host.
+"""
+
+import multiprocessing
+import os
+
+bind = os.environ.get("GUNICORN_BIND", "127.0.0.1:8000")
+# Requests spend most of their time waiting on PostgreSQL, so threads per worker
+# (gthread) multiply concurrency cheaply; workers scale with the cores.
+workers = int(os.environ.get("GUNICORN_WORKERS", multiprocessing.cpu_count() * 2 + 1))
+worker_class = os.environ.get("GUNICORN_WORKER_CLASS", "gthread")
+threads = int(os.environ.get("GUNICORN_THREADS", 8))
+# Answers are small and fast; a request running 30 s is stuck, not busy.
+timeout = int(os.environ.get("GUNICORN_TIMEOUT", 30))
+graceful_timeout = 30
+keepalive = 5
+# Recycle workers now and then so a slow leak can never take the study down.
+max_requests = 5000
+max_requests_jitter = 500
+# preload_app stays off: each worker builds its own app and database pool after
+# the fork (sharing a pool across fork breaks connections), and `kill -HUP`
+# reloads new code without dropping requests.
+preload_app = False
+accesslog = os.environ.get("GUNICORN_ACCESSLOG", "-")
+access_log_format = '%(h)s %({x-request-id}i)s "%(r)s" %(s)s %(b)s %(L)ss'
+errorlog = "-"

@@ -1,0 +1,120 @@
+"""A small example run directory, written through the artifact contract.
+
+``write_example_run(out)`` writes what ``sae-core`` stages would (features,
+example clips, two labelers' labels, steering pairs with random controls) with
+plain synthetic tones, in a second. It lets a researcher try ``stimuli-builder``
+and ``study-app`` without a model, and it is what the tests and the app
+benchmark build study packages from. The audio is real (FLAC files), the
+"features" are not: use a run from ``sae-core`` for anything but trying the tools.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import soundfile as sf
+
+from artifact_schemas import EXAMPLES, FEATURES, LABELS, STEERING, save_table
+
+LABEL_WORDS = [
+    "bright piano",
+    "dark strings",
+    "fast tempo",
+    "slow tempo",
+    "loud drums",
+    "quiet pad",
+    "major key",
+    "minor key",
+    "high register",
+    "low register",
+    "sparse texture",
+    "dense texture",
+    "plucked guitar",
+    "bowed cello",
+    "muted trumpet",
+    "warm synth",
+]
+
+
+def write_example_run(root: Path, *, layers: tuple[int, ...] = (1, 3), n_features: int = 6) -> Path:
+    """A run directory with features, example clips, two labelers' labels and steering pairs."""
+    sr = 16000
+    t = np.arange(sr * 2) / sr
+
+    def tone(path: Path, freq: float, amp: float = 0.3) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        sf.write(path, amp * np.sin(2 * np.pi * freq * t) * (1 + 0.3 * np.sin(2 * np.pi * 3 * t)) / 1.3, sr)
+
+    label_rows, word = [], 0
+    for layer in layers:
+        d = root / "features" / f"layer_{layer}"
+        feats, exs = [], []
+        for f in range(n_features):
+            fid = 10 * f + layer
+            feats.append(
+                dict(
+                    feature_id=fid,
+                    layer=layer,
+                    frequency=0.1,
+                    max_activation=5.0 - f * 0.1,
+                    n_tracks=3,
+                    kept=True,
+                    filter_reason=None,
+                )
+            )
+            for rank in range(1, 4):
+                rel = f"clips/f{fid:05d}_{rank:02d}.flac"
+                tone(d / rel, 200 + 37 * fid + 11 * rank)
+                exs.append(
+                    dict(
+                        feature_id=fid,
+                        layer=layer,
+                        rank=rank,
+                        track_id=f"track_{rank}",
+                        start_s=0.0,
+                        end_s=2.0,
+                        peak_time_s=1.0,
+                        peak_activation=4.0,
+                        path=rel,
+                    )
+                )
+            for labeler in ("descriptors", "clap-vocab"):
+                label_rows.append(
+                    dict(
+                        feature_id=fid,
+                        layer=layer,
+                        labeler=labeler,
+                        label=LABEL_WORDS[word % len(LABEL_WORDS)],
+                        confidence=0.9,
+                        clap_score=0.3 + 0.01 * (word % 17),
+                    )
+                )
+                word += 1
+        save_table(pd.DataFrame(feats), d / "features.parquet", FEATURES)
+        save_table(pd.DataFrame(exs), d / "examples.parquet", EXAMPLES)
+    save_table(pd.DataFrame(label_rows), root / "labels.parquet", LABELS)
+    steer_rows = []
+    layer = layers[-1]
+    for f in range(3):
+        fid = 10 * f + layer
+        for strength in (1.0, 2.0):
+            names = {k: f"{k}_f{fid}_a{strength:g}.flac" for k in ("steered", "random")}
+            tone(root / "steering" / names["steered"], 500 + fid * strength)
+            tone(root / "steering" / names["random"], 510 + fid * strength)
+            steer_rows.append(
+                dict(
+                    feature_id=fid,
+                    layer=layer,
+                    prompt="Simple melody",
+                    seed=0,
+                    strength=strength,
+                    path=names["steered"],
+                    baseline_path="baseline_p0_s0.flac",
+                    random_path=names["random"],
+                )
+            )
+    tone(root / "steering" / "baseline_p0_s0.flac", 440)
+    save_table(pd.DataFrame(steer_rows), root / "steering" / "steering.parquet", STEERING)
+    return root
