@@ -223,7 +223,8 @@ def example_run(
     clips, labels.parquet (two labelers) and steering/ (pairs with random
     controls). Use a real run for a real study.
 
-    Example: stimuli-builder example-run /tmp/run && stimuli-builder build study.toml --bundle /tmp/run --out /tmp/s
+    Example: stimuli-builder example-run /tmp/run, then
+    stimuli-builder build study.toml --bundle /tmp/run --out /tmp/s
     """
     from stimuli_builder.example import write_example_run
 
