@@ -83,6 +83,8 @@ $(RUN)/steering/steering_eval.parquet: $(RUN)/steering/run.json $(RUN)/labels.pa
 	$(BIN)/sae-core steering-eval $(RUN) --clap $(DEMO)/models/tiny-clap
 
 STUDY := $(DEMO)/studies/demo
+DEMO_DB := sqlite:///$(abspath $(DEMO))/study.sqlite
+DEMO_PORT ?= 5000
 $(STUDY)/checksums.txt: $(RUN)/labels.parquet $(RUN)/steering/run.json $(wildcard examples/demo-study/*)
 	$(BIN)/stimuli-builder build examples/demo-study/study.toml --bundle $(RUN) --out $(STUDY) --force
 
@@ -93,6 +95,9 @@ demo: $(STAMP) $(foreach l,$(DEMO_LAYERS),$(RUN)/features/layer_$(l)/run.json) $
 	$(BIN)/sae-core metrics $(RUN)/sae
 	$(BIN)/stimuli-builder check $(STUDY)
 	@echo "demo outputs in $(DEMO)/: corpus/, models/, runs/demo/{acts,sae,features,steering,labels.parquet,summary}, studies/demo"
+	DATABASE_URL=$(DEMO_DB) $(BIN)/study-app init-db
+	DATABASE_URL=$(DEMO_DB) $(BIN)/study-app import $(STUDY)
+	DATABASE_URL=$(DEMO_DB) SECRET_KEY=demo-only $(BIN)/study-app serve --port $(DEMO_PORT)
 
 # Benchmarks against peers need the peer installed beside this project.
 bench-env: $(STAMP)

@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import click
-from flask import Flask, current_app
-from flask.cli import FlaskGroup, with_appcontext
+from flask import Flask
+from flask.cli import FlaskGroup, ScriptInfo, with_appcontext
 
 from artifact_schemas import ArtifactError
 from artifact_schemas.version import package_version
@@ -60,22 +60,28 @@ def import_command(package: Path, replace: bool, store_prolific_ids: bool, draft
 @click.command("serve")
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=5000, show_default=True, type=int)
-@with_appcontext
-def serve_command(host: str, port: int) -> None:
+@click.pass_context
+def serve_command(ctx: click.Context, host: str, port: int) -> None:
     """Serve the app on HOST:PORT with a threaded server (for the demo and pilots).
 
     Production runs gunicorn behind nginx (docs/deploy.md).
     """
     from sqlalchemy import select
+    from werkzeug.serving import run_simple
 
     from study_app.db import db
     from study_app.models import Study
 
-    app = current_app._get_current_object()  # type: ignore[attr-defined]
+    app = ctx.ensure_object(ScriptInfo).load_app()
     base = f"http://{host}:{port}"
-    for study in db.session.scalars(select(Study).order_by(Study.slug)):
-        click.echo(f"participant entry ({study.slug}): {base}/s/{study.slug}")
-    app.run(host=host, port=port, threaded=True, use_reloader=False)
+    # The app context is closed before serving: request threads open their own.
+    with app.app_context():
+        slugs = db.session.scalars(select(Study.slug).order_by(Study.slug)).all()
+    for slug in slugs:
+        click.echo(f"participant entry ({slug}): {base}/s/{slug}")
+    click.echo("press Ctrl-C to stop")
+    # run_simple, not app.run(): Flask refuses app.run() inside its own CLI.
+    run_simple(host, port, app, threaded=True, use_reloader=False)
 
 
 def register_commands(app: Flask) -> None:

@@ -166,3 +166,36 @@ def test_chromium_completes_demo_session(
             for value in (data.get("trial") or {}).values():
                 assert not (isinstance(value, str) and value in correct_ids), url
     assert len(captured) > 50
+
+
+def test_phone_sized_screen_and_keyboard_only(
+    app: Flask, example_package: Path, serve: Any, browser: Any
+) -> None:
+    with app.app_context():
+        assert app.test_cli_runner().invoke(args=["import", str(example_package)]).exit_code == 0
+    context = browser.new_context(viewport={"width": 375, "height": 740}, is_mobile=True, has_touch=True)
+    context.add_init_script(FAST_AUDIO)
+    page = context.new_page()
+    with serve(app) as server:
+        page.goto(f"{server.url}/s/pilot")
+        for name in ("I agree, start the study", "The volume is comfortable, continue"):
+            page.get_by_role("button", name=name).focus()
+            page.keyboard.press("Enter")
+        expect(page.locator("#question")).not_to_be_empty()
+        first = page.request.get(f"{server.url}/api/s/pilot/trial").json()["trial"]
+        expect(page.locator("#question")).to_have_text(first["question"])
+        # Nothing wider than the phone: no sideways scrolling.
+        assert page.evaluate("document.documentElement.scrollWidth") <= 375
+        play = page.locator("button.play").first
+        play.focus()
+        page.keyboard.press("Enter")
+        expect(page.locator(".clip.played")).to_have_count(1, timeout=20000)
+        page.keyboard.press("2")  # number keys pick options
+        expect(page.locator("#options button").nth(1)).to_have_attribute("aria-pressed", "true")
+        page.locator("#submit").focus()
+        page.keyboard.press("Enter")
+        _wait_until_answered(page, f"{server.url}/api/s/pilot/trial", first["id"])
+    context.close()
+    with app.app_context():
+        answer = db.session.scalars(select(Response.answer)).one()
+        assert answer == first["options"][1]["id"]
