@@ -57,6 +57,7 @@ from artifact_schemas.tables import (
     TableSchema,
     load_table,
     save_table,
+    write_table_batches,
 )
 
 __all__ = [
@@ -108,5 +109,6 @@ __all__ = [
     "save_table",
     "validate_artifact",
     "write_bytes_atomic",
+    "write_table_batches",
     "write_text_atomic",
 ]

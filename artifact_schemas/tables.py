@@ -178,6 +178,47 @@ def save_table(df: pd.DataFrame, path: str | Path, schema: TableSchema) -> Path:
     return path
 
 
+_ARROW = {"int": pa.int64(), "float": pa.float64(), "str": pa.string(), "bool": pa.bool_()}
+
+
+def write_table_batches(
+    path: str | Path, schema: TableSchema, batches: Iterable[list[dict[str, object]]]
+) -> int:
+    """Write row batches to a .parquet or .csv artifact, validating each; return the row count.
+
+    For tables too big to hold at once (a response export of a million rows): only
+    one batch is in memory. The file appears under its name only when complete.
+    """
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix not in (".parquet", ".csv"):
+        raise ArtifactError(path, None, "a file name ending in .parquet or .csv", path.name)
+    names = schema.column_names
+    arrow_schema = pa.schema([pa.field(c.name, _ARROW[c.dtype], nullable=c.nullable) for c in schema.columns])
+    arrow_schema = arrow_schema.with_metadata(
+        {_META_ARTIFACT: schema.name.encode(), _META_VERSION: str(schema.version).encode()}
+    )
+    n = 0
+    with atomic_path(path) as tmp:
+        writer = pq.ParquetWriter(tmp, arrow_schema) if suffix == ".parquet" else None
+        try:
+            first = True
+            for batch in batches:
+                df = schema.validate(pd.DataFrame(batch, columns=names), source=path)[names]
+                if writer is not None:
+                    writer.write_table(pa.Table.from_pandas(df, schema=arrow_schema, preserve_index=False))
+                else:
+                    df.to_csv(tmp, mode="w" if first else "a", header=first, index=False)
+                first = False
+                n += len(df)
+            if first and writer is None:
+                pd.DataFrame(columns=names).to_csv(tmp, index=False)
+        finally:
+            if writer is not None:
+                writer.close()
+    return n
+
+
 def load_table(path: str | Path, schema: TableSchema) -> pd.DataFrame:
     """Read a .parquet or .csv artifact and validate it; raise :class:`ArtifactError`."""
     path = Path(path)
@@ -333,34 +374,93 @@ STEERING = TableSchema(
 RESPONSES = TableSchema(
     name="responses",
     version=1,
-    doc="study_app export: one row per participant response (long format).",
+    doc="study_app export: one row per participant response (long format), joined with key.json "
+    "and the session. docs/export.md is the data dictionary.",
     columns=(
         Column("schema_version", "int", "export format version", min=1),
         Column("study_id", "str", "study identifier"),
-        Column("session_id", "str", "participant session identifier"),
-        Column("participant", "str", "salted hash of the participant id"),
+        Column("session_id", "str", "participant session identifier (not the browser's cookie)"),
+        Column("participant", "str", "salted SHA-256 of the Prolific id (or of a random id when anonymous)"),
+        Column(
+            "prolific_pid",
+            "str",
+            "raw Prolific id; null unless exported with --include-prolific-ids",
+            nullable=True,
+        ),
         Column("list_id", "str", "trial list the session was assigned"),
         Column("trial_id", "str", "trial identifier from study.json"),
         Column(
             "trial_kind",
             "str",
-            "kind of trial",
-            choices=("label_choice", "label_rating", "steering", "attention", "screening"),
+            "what the trial measures (TrialKey.trial_type)",
+            choices=("label_choice", "label_rating", "steering", "attention", "screening", "practice"),
         ),
         Column("phase", "str", "study phase", choices=("screening", "practice", "main")),
         Column("position", "int", "0-based position of the trial in the session", min=0),
-        Column("answer", "str", "chosen option id or clip id (null for ratings)", nullable=True),
+        Column("attempt", "int", "screening attempt (0 = first; other trials always 0)", min=0),
+        Column("answer", "str", "chosen option id (null for ratings)", nullable=True),
+        Column("answer_text", "str", "text of the chosen option (a label, 'Clip A', ...)", nullable=True),
+        Column(
+            "answer_role",
+            "str",
+            "comparison trials: role of the chosen clip (steered, baseline, random_direction, ...)",
+            nullable=True,
+        ),
         Column("rating", "float", "rating on the trial's scale", nullable=True),
-        Column("correct", "bool", "answer matches the key (null when no key)", nullable=True),
+        Column("confidence", "float", "confidence rating given with a choice", nullable=True),
+        Column(
+            "correct",
+            "bool",
+            "answer matches the key (null when the trial has no right answer)",
+            nullable=True,
+        ),
+        Column("correct_option", "str", "option id the key marks correct", nullable=True),
+        Column("correct_text", "str", "text of the correct option (the target label)", nullable=True),
         Column("rt_ms", "float", "reaction time from answer enabled to submit (ms)", min=0),
+        Column("play_counts", "str", "JSON object: clip id -> times played to the end"),
+        Column("client_ts", "str", "browser time of the submit, ISO 8601", nullable=True),
         Column("server_ts", "str", "server receive time, ISO 8601 UTC"),
         Column("feature_id", "int", "feature the trial is about", nullable=True, min=0),
         Column("layer", "int", "layer of that feature", nullable=True, min=0),
         Column("labeler", "str", "labeler of the rated/target label", nullable=True),
+        Column("label", "str", "the target (choice) or rated (rating) label", nullable=True),
         Column("clap_score", "float", "CLAP score of the target label", nullable=True),
         Column("strength", "float", "steering strength", nullable=True),
+        Column("prompt", "str", "steering prompt", nullable=True),
+        Column("seed", "int", "steering sampling seed", nullable=True, min=0),
+        Column(
+            "check",
+            "str",
+            "attention/screening check kind (instructed, identical_pair, huggins, antiphase)",
+            nullable=True,
+        ),
+        Column(
+            "session_status",
+            "str",
+            "final or current session status",
+            choices=("active", "completed", "screened_out", "declined", "abandoned"),
+        ),
+        Column(
+            "screening_passed",
+            "bool",
+            "the session's headphone screening result (null if none)",
+            nullable=True,
+        ),
+        Column(
+            "attention_correct",
+            "float",
+            "fraction of the session's attention trials answered correctly (null if none answered)",
+            nullable=True,
+            min=0,
+            max=1,
+        ),
+        Column("session_started", "str", "session start, ISO 8601 UTC"),
+        Column("session_finished", "str", "session end, ISO 8601 UTC (null while active)", nullable=True),
+        Column("duration_s", "float", "session_finished - session_started in seconds", nullable=True, min=0),
+        Column("user_agent", "str", "browser user agent"),
+        Column("screen", "str", "screen size reported by the browser, e.g. 1920x1080"),
     ),
-    unique=(("session_id", "trial_id"),),
+    unique=(("session_id", "trial_id", "attempt"),),
 )
 
 TABLES: dict[str, TableSchema] = {

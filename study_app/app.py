@@ -61,7 +61,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
         app.config.from_mapping(test_config)
     app.config["SQLALCHEMY_DATABASE_URI"] = _normalise_db_url(app.config["SQLALCHEMY_DATABASE_URI"])
 
-    from study_app import api, media, participant
+    from study_app import admin, api, media, participant
     from study_app.cli import register_commands
     from study_app.db import init_app as init_db
 
@@ -71,6 +71,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     app.register_blueprint(participant.bp)
     app.register_blueprint(api.bp)
     app.register_blueprint(media.bp)
+    app.register_blueprint(admin.bp)
     app.jinja_env.filters["markdown"] = lambda text: Markup(_markdown.render(text or ""))
     app.after_request(_security_headers)
     app.register_error_handler(CSRFError, _csrf_error)

@@ -44,6 +44,8 @@ def _sqlite_begin(conn: Any) -> None:
     # BEGIN IMMEDIATE takes the write lock at the start of every transaction, so two
     # concurrent list assignments cannot both read the same counts (SQLite's stand-in
     # for PostgreSQL's SELECT ... FOR UPDATE); waiting is bounded by busy_timeout.
+    # The price: a process must never keep a transaction open while it waits on
+    # something else (a long CLI command ends its transaction before waiting).
     if conn.dialect.name == "sqlite":
         conn.exec_driver_sql("BEGIN IMMEDIATE")
 

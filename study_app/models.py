@@ -179,3 +179,16 @@ class Event(db.Model):  # type: ignore[name-defined]
     data: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     client_ts: Mapped[str | None] = mapped_column(String(40), nullable=True)
     server_ts: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class Admin(db.Model):  # type: ignore[name-defined]
+    """A researcher who may use /admin. Passwords are stored as scrypt hashes (werkzeug)."""
+
+    __tablename__ = "admin"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    username: Mapped[str] = mapped_column(String(64), unique=True)
+    password_hash: Mapped[str] = mapped_column(String(256))
+    failed_logins: Mapped[int] = mapped_column(Integer, default=0)
+    locked_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)

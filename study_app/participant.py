@@ -60,7 +60,7 @@ def study_and_session(slug: str) -> tuple[Study | None, StudySession | None]:
     return db.session.scalar(select(Study).where(Study.slug == slug)), None
 
 
-def _remember(study: Study, sess: StudySession) -> None:
+def remember(study: Study, sess: StudySession) -> None:
     studies = dict(session.get("studies", {}))
     studies[study.slug] = sess.token
     session["studies"] = studies
@@ -85,7 +85,7 @@ def entry(slug: str) -> Any:
     params = {k: request.args.get(k, "")[:128] for k in _PARAMS}
     existing = sessions.find_session(study, params["PROLIFIC_PID"] or None)
     if existing is not None:
-        _remember(study, existing)
+        remember(study, existing)
         return redirect(url_for(".go", slug=slug))
     if study.status != "open":
         return _closed_page(study)
@@ -130,7 +130,7 @@ def consent(slug: str) -> Any:
         ), 429
     sess.screen = request.form.get("screen", "")[:32]
     db.session.commit()
-    _remember(study, sess)
+    remember(study, sess)
     return redirect(url_for(".go", slug=slug))
 
 

@@ -93,6 +93,7 @@ def start_session(
     prolific_session_id: str | None,
     user_agent: str,
     ip: str,
+    preview_list: TrialList | None = None,
 ) -> StudySession:
     """Create a session on the least-filled list that is below its target, in one transaction.
 
@@ -103,24 +104,8 @@ def start_session(
     """
     cfg = current_app.config
     ip_digest = hashlib.sha256(f"{cfg['SECRET_KEY']}:{ip}".encode()).hexdigest()
-    lists = db.session.scalars(
-        select(TrialList).where(TrialList.study_id == study.id).order_by(TrialList.position).with_for_update()
-    ).all()
-    window = utcnow() - timedelta(seconds=60)
-    recent = db.session.scalar(
-        select(func.count(StudySession.id)).where(
-            StudySession.ip_hash == ip_digest, StudySession.started_at >= window
-        )
-    )
-    if (recent or 0) >= cfg["SESSIONS_PER_IP_PER_MINUTE"]:
-        db.session.rollback()
-        raise RateLimited()
-    fill = list_fill(study)
-    open_lists = [lst for lst in lists if fill.get(lst.id, 0) < lst.target]
-    if not open_lists:
-        db.session.rollback()
-        raise StudyFull()
-    chosen = min(open_lists, key=lambda lst: (fill.get(lst.id, 0), lst.position))
+    # A researcher's preview walks through a chosen list, and nothing counts it.
+    chosen = preview_list if preview_list is not None else _assign_list(study, ip_digest)
 
     if pid:
         digest = pid_hash(study, pid)
@@ -151,12 +136,34 @@ def start_session(
         prolific_session_id=prolific_session_id,
         user_agent=user_agent[:500],
         ip_hash=ip_digest,
+        preview=preview_list is not None,
     )
     db.session.add(sess)
     db.session.flush()
     db.session.add(Event(session_id=sess.id, study_id=study.id, kind="consent", data={}))
     db.session.commit()
     return sess
+
+
+def _assign_list(study: Study, ip_digest: str) -> TrialList:
+    lists = db.session.scalars(
+        select(TrialList).where(TrialList.study_id == study.id).order_by(TrialList.position).with_for_update()
+    ).all()
+    window = utcnow() - timedelta(seconds=60)
+    recent = db.session.scalar(
+        select(func.count(StudySession.id)).where(
+            StudySession.ip_hash == ip_digest, StudySession.started_at >= window
+        )
+    )
+    if (recent or 0) >= current_app.config["SESSIONS_PER_IP_PER_MINUTE"]:
+        db.session.rollback()
+        raise RateLimited()
+    fill = list_fill(study)
+    open_lists = [lst for lst in lists if fill.get(lst.id, 0) < lst.target]
+    if not open_lists:
+        db.session.rollback()
+        raise StudyFull()
+    return min(open_lists, key=lambda lst: (fill.get(lst.id, 0), lst.position))
 
 
 def _after_volume(study: Study) -> str:

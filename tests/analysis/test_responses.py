@@ -46,6 +46,28 @@ def export_frame() -> pd.DataFrame:
                     "labeler": "descriptors",
                     "clap_score": 0.3,
                     "strength": None,
+                    # session columns of the export, the same for every row here
+                    "prolific_pid": None,
+                    "attempt": 0,
+                    "answer_text": None if correct is None else "bright",
+                    "answer_role": None,
+                    "confidence": None,
+                    "correct_option": None if correct is None else "o1",
+                    "correct_text": None if correct is None else "bright",
+                    "play_counts": "{}",
+                    "client_ts": None,
+                    "label": "bright",
+                    "prompt": None,
+                    "seed": None,
+                    "check": None,
+                    "session_status": "completed",
+                    "screening_passed": True,
+                    "attention_correct": 1.0,
+                    "session_started": "2026-11-24T09:50:00Z",
+                    "session_finished": "2026-11-24T10:05:00Z",
+                    "duration_s": 900.0,
+                    "user_agent": "test",
+                    "screen": "800x600",
                 }
             )
     return pd.DataFrame(rows)

@@ -127,3 +127,23 @@ def new_participant(study_app: tuple[Flask, AnswerKey]) -> Any:
     """``new_participant()``: another browser (fresh cookies) on the same study."""
     app, key = study_app
     return lambda: Participant(app, "pilot", key)
+
+
+ADMIN_PASSWORD = "correct horse battery"
+
+
+@pytest.fixture
+def admin_client(study_app: tuple[Flask, AnswerKey]) -> FlaskClient:
+    """A test client logged in as a researcher (created with study-app create-admin)."""
+    app, _ = study_app
+    result = app.test_cli_runner().invoke(
+        args=["create-admin", "alice", "--password-stdin"], input=ADMIN_PASSWORD + "\n"
+    )
+    assert result.exit_code == 0, result.output
+    client = app.test_client()
+    token = csrf_of(client.get("/admin/login").get_data(as_text=True))
+    response = client.post(
+        "/admin/login", data={"csrf_token": token, "username": "alice", "password": ADMIN_PASSWORD}
+    )
+    assert response.status_code == 302
+    return client

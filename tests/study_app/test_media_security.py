@@ -54,8 +54,11 @@ def test_media_refuses_other_lists_strangers_and_paths(
         sess = db.session.scalars(select(StudySession)).one()
         mine = sess.trial_list.list_key
     trials = {t.id: t for t in manifest.trials}
-    own = {c for t in next(lst for lst in manifest.lists if lst.id == mine).trials
-           for c in (*trials[t].references, *trials[t].candidates)}  # fmt: skip
+    own = {
+        c
+        for t in next(lst for lst in manifest.lists if lst.id == mine).trials
+        for c in (*trials[t].references, *trials[t].candidates)
+    }
     other = next(c for c in manifest.clips if c not in own)
     assert participant.client.get(f"/media/{other}").status_code == 404
     assert new_participant().client.get(f"/media/{sorted(own)[0]}").status_code == 404  # no session
@@ -143,8 +146,11 @@ def test_oversized_request_and_rate_limit(new_participant: Any, study_app: tuple
     p = new_participant()
     p.enter()
     p.go()
-    big = p.client.post("/api/s/pilot/event", data=b"x" * 100_000, headers={"X-CSRFToken": p.token,
-                        "Content-Type": "application/json"})  # fmt: skip
+    big = p.client.post(
+        "/api/s/pilot/event",
+        data=b"x" * 100_000,
+        headers={"X-CSRFToken": p.token, "Content-Type": "application/json"},
+    )
     assert big.status_code == 413 and big.is_json
     app.config["SESSIONS_PER_IP_PER_MINUTE"] = 3
     codes = [new_participant().enter().status_code for _ in range(4)]

@@ -1,0 +1,186 @@
+"""The researcher's side: login, dashboard, live numbers, preview, export download, study status.
+
+Every route here requires a logged-in admin: pages redirect to the login form,
+``/admin/api/...`` answers 401 JSON. A test walks ``app.url_map`` to check that.
+"""
+
+from __future__ import annotations
+
+import functools
+import secrets
+from collections.abc import Callable
+from datetime import timedelta
+from typing import Any, TypeVar
+
+from flask import (
+    Blueprint,
+    Response,
+    abort,
+    jsonify,
+    redirect,
+    render_template,
+    request,
+    session,
+    stream_with_context,
+    url_for,
+)
+from sqlalchemy import select
+from werkzeug.security import check_password_hash, generate_password_hash
+
+from study_app.db import db
+from study_app.models import Admin, Study, TrialList, utcnow
+from study_app.participant import get_study
+
+bp = Blueprint("admin", __name__, url_prefix="/admin")
+
+F = TypeVar("F", bound=Callable[..., Any])
+STATUSES = ("draft", "open", "paused", "closed")
+# Lockout: after this many failures in a row, each further failure doubles the wait.
+FREE_ATTEMPTS = 5
+BASE_LOCK_S = 30
+# Compared against when the username is unknown, so both cases take the same time.
+_DUMMY_HASH = generate_password_hash(secrets.token_hex(16))
+
+
+def hash_password(password: str) -> str:
+    """scrypt (werkzeug's default KDF) with a random salt."""
+    return generate_password_hash(password)
+
+
+def login_required(view: F) -> F:
+    @functools.wraps(view)
+    def wrapped(*args: Any, **kwargs: Any) -> Any:
+        if session.get("admin_id") is None:
+            if request.path.startswith("/admin/api/"):
+                return jsonify(error="login required"), 401
+            return redirect(url_for("admin.login", next=request.path))
+        return view(*args, **kwargs)
+
+    return wrapped  # type: ignore[return-value]
+
+
+def _locked_for(admin: Admin) -> float:
+    if admin.locked_until is None:
+        return 0.0
+    until = (
+        admin.locked_until
+        if admin.locked_until.tzinfo
+        else admin.locked_until.replace(tzinfo=utcnow().tzinfo)
+    )
+    return max(0.0, (until - utcnow()).total_seconds())
+
+
+@bp.route("/login", methods=["GET", "POST"])
+def login() -> Any:
+    error = None
+    if request.method == "POST":
+        username = request.form.get("username", "")[:64]
+        password = request.form.get("password", "")[:1024]
+        admin = db.session.scalar(select(Admin).where(Admin.username == username))
+        if admin is None:
+            check_password_hash(_DUMMY_HASH, password)
+            error = "Wrong username or password."
+        elif (wait := _locked_for(admin)) > 0:
+            error = f"Too many failed attempts. Try again in {int(wait) + 1} seconds."
+        elif check_password_hash(admin.password_hash, password):
+            admin.failed_logins = 0
+            admin.locked_until = None
+            db.session.commit()
+            # A fresh session on login: nothing set before (by anyone) survives into it.
+            session.clear()
+            session["admin_id"] = admin.id
+            session["admin_nonce"] = secrets.token_hex(8)
+            target = request.args.get("next", "")
+            if not target.startswith("/admin") or target.startswith("//"):
+                target = url_for("admin.dashboard")
+            return redirect(target)
+        else:
+            admin.failed_logins += 1
+            if admin.failed_logins >= FREE_ATTEMPTS:
+                lock = BASE_LOCK_S * 2 ** (admin.failed_logins - FREE_ATTEMPTS)
+                admin.locked_until = utcnow() + timedelta(seconds=min(lock, 24 * 3600))
+            db.session.commit()
+            error = "Wrong username or password."
+        return render_template("admin/login.html", error=error), 401
+    return render_template("admin/login.html", error=error)
+
+
+@bp.post("/logout")
+@login_required
+def logout() -> Any:
+    session.clear()
+    return redirect(url_for("admin.login"))
+
+
+@bp.get("/")
+@login_required
+def dashboard() -> str:
+    studies = db.session.scalars(select(Study).order_by(Study.slug)).all()
+    return render_template("admin/index.html", studies=studies)
+
+
+@bp.get("/s/<slug>")
+@login_required
+def study_page(slug: str) -> str:
+    from study_app.monitor import study_stats
+
+    study = get_study(slug)
+    return render_template("admin/study.html", study=study, stats=study_stats(study), statuses=STATUSES)
+
+
+@bp.get("/api/s/<slug>/stats")
+@login_required
+def stats(slug: str) -> Any:
+    from study_app.monitor import study_stats
+
+    return jsonify(study_stats(get_study(slug)))
+
+
+@bp.post("/s/<slug>/status")
+@login_required
+def set_status(slug: str) -> Any:
+    study = get_study(slug)
+    status = request.form.get("status", "")
+    if status not in STATUSES:
+        abort(400)
+    study.status = status
+    db.session.commit()
+    return redirect(url_for("admin.study_page", slug=slug))
+
+
+@bp.get("/s/<slug>/export.csv")
+@login_required
+def export_csv(slug: str) -> Response:
+    from study_app.export import csv_stream
+
+    study = get_study(slug)
+    response = Response(stream_with_context(csv_stream(study)), mimetype="text/csv")
+    response.headers["Content-Disposition"] = f'attachment; filename="{study.slug}-responses.csv"'
+    return response
+
+
+@bp.post("/s/<slug>/preview")
+@login_required
+def preview(slug: str) -> Any:
+    """Walk through one list as a participant would, in a session flagged as preview."""
+    from study_app.participant import remember
+    from study_app.sessions import start_session
+
+    study = get_study(slug)
+    list_key = request.form.get("list", "")
+    lst = db.session.scalar(
+        select(TrialList).where(TrialList.study_id == study.id, TrialList.list_key == list_key)
+    )
+    if lst is None:
+        abort(404)
+    sess = start_session(
+        study,
+        pid=None,
+        prolific_study_id=None,
+        prolific_session_id=None,
+        user_agent=request.headers.get("User-Agent", ""),
+        ip="preview",
+        preview_list=lst,
+    )
+    remember(study, sess)
+    return redirect(url_for("participant.go", slug=slug))

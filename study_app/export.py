@@ -1,0 +1,183 @@
+"""The response export: one row per stored response, joined with the key and the session.
+
+Rows are read from the database in chunks (``yield_per``) and written in batches,
+so an export of a million responses holds one batch in memory. Preview sessions
+are never exported. ``docs/export.md`` documents every column
+(``artifact_schemas.RESPONSES`` is the schema).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import case, func, select
+
+from artifact_schemas import RESPONSES, write_table_batches
+from study_app.db import db
+from study_app.models import Event, Participant, Response, Study, StudySession, Trial, TrialList
+from study_app.packages import package_view
+
+BATCH = 5000
+
+
+def _iso(ts: datetime | None) -> str | None:
+    if ts is None:
+        return None
+    return ts.isoformat().replace("+00:00", "Z") if ts.tzinfo else ts.isoformat() + "Z"
+
+
+def _session_facts(study: Study, attention_rows: list[int]) -> dict[int, dict[str, Any]]:
+    """Per-session columns (one query per fact, not per response)."""
+    facts: dict[int, dict[str, Any]] = {}
+    rows = db.session.execute(
+        select(StudySession, TrialList.list_key, Participant.pid_hash, Participant.raw_pid)
+        .join(TrialList, StudySession.list_id == TrialList.id)
+        .join(Participant, StudySession.participant_id == Participant.id)
+        .where(StudySession.study_id == study.id, ~StudySession.preview)
+    )
+    for sess, list_key, pid_hash, raw_pid in rows:
+        started, finished = sess.started_at, sess.finished_at
+        facts[sess.id] = {
+            "session_id": f"s{sess.id}",
+            "participant": pid_hash,
+            "raw_pid": raw_pid,
+            "list_id": list_key,
+            "session_status": sess.status,
+            "screening_passed": None,
+            "attention_correct": None,
+            "session_started": _iso(started),
+            "session_finished": _iso(finished),
+            "duration_s": (finished - started).total_seconds() if finished else None,
+            "user_agent": sess.user_agent,
+            "screen": sess.screen,
+        }
+    screening = db.session.execute(
+        select(Event.session_id, Event.kind)
+        .where(Event.study_id == study.id, Event.kind.in_(("screening_pass", "screening_fail")))
+        .order_by(Event.id)
+    )
+    for session_id, kind in screening:  # the last attempt decides
+        if session_id in facts:
+            facts[session_id]["screening_passed"] = kind == "screening_pass"
+    if attention_rows:
+        attention = db.session.execute(
+            select(Response.session_id, func.avg(case((Response.correct.is_(True), 1.0), else_=0.0)))
+            .where(Response.trial_id.in_(attention_rows))
+            .group_by(Response.session_id)
+        )
+        for session_id, mean in attention:
+            if session_id in facts and mean is not None:
+                facts[session_id]["attention_correct"] = float(mean)
+    return facts
+
+
+def iter_export_batches(
+    study: Study, *, include_prolific_ids: bool = False
+) -> Iterator[list[dict[str, Any]]]:
+    """The export's rows in batches, ordered by session and position."""
+    view = package_view(study)
+    key = view.key
+    attention_rows = [view.trial_rows[t] for t, k in key.trials.items() if k.trial_type == "attention"]
+    facts = _session_facts(study, attention_rows)
+    options = {t.id: {o.id: (i, o.text) for i, o in enumerate(t.options)} for t in view.manifest.trials}
+    candidates = {t.id: t.candidates for t in view.manifest.trials}
+    query = (
+        select(Response, Trial.trial_key, Trial.phase)
+        .join(Trial, Response.trial_id == Trial.id)
+        .join(StudySession, Response.session_id == StudySession.id)
+        .where(StudySession.study_id == study.id, ~StudySession.preview)
+        .order_by(Response.session_id, Response.attempt, Response.position)
+        .execution_options(yield_per=BATCH)
+    )
+    batch: list[dict[str, Any]] = []
+    for response, trial_key, phase in db.session.execute(query):
+        s = facts[response.session_id]
+        tk = key.trials[trial_key]
+        chosen = options[trial_key].get(response.answer or "")
+        role = None
+        if chosen is not None and candidates[trial_key] and chosen[0] < len(candidates[trial_key]):
+            role = key.clips[candidates[trial_key][chosen[0]]].role
+        correct = options[trial_key].get(tk.correct_option or "")
+        batch.append(
+            {
+                "schema_version": RESPONSES.version,
+                "study_id": study.slug,
+                "session_id": s["session_id"],
+                "participant": s["participant"],
+                "prolific_pid": s["raw_pid"] if include_prolific_ids else None,
+                "list_id": s["list_id"],
+                "trial_id": trial_key,
+                "trial_kind": tk.trial_type,
+                "phase": phase,
+                "position": response.position,
+                "attempt": response.attempt,
+                "answer": response.answer,
+                "answer_text": chosen[1] if chosen else None,
+                "answer_role": role,
+                "rating": response.rating,
+                "confidence": response.confidence,
+                "correct": response.correct,
+                "correct_option": tk.correct_option,
+                "correct_text": correct[1] if correct else None,
+                "rt_ms": response.rt_ms,
+                "play_counts": json.dumps(response.play_counts, sort_keys=True),
+                "client_ts": response.client_ts,
+                "server_ts": _iso(response.server_ts),
+                "feature_id": tk.feature_id,
+                "layer": tk.layer,
+                "labeler": tk.labeler,
+                "label": tk.label,
+                "clap_score": tk.clap_score,
+                "strength": tk.strength,
+                "prompt": tk.prompt,
+                "seed": tk.seed,
+                "check": tk.check,
+                **{k: s[k] for k in _SESSION_COLUMNS},
+            }
+        )
+        if len(batch) >= BATCH:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+_SESSION_COLUMNS = (
+    "session_status",
+    "screening_passed",
+    "attention_correct",
+    "session_started",
+    "session_finished",
+    "duration_s",
+    "user_agent",
+    "screen",
+)
+
+
+def export_responses(study: Study, out: str | Path, *, include_prolific_ids: bool = False) -> int:
+    """Write the export to ``out`` (.csv or .parquet, atomically); return the number of rows."""
+    return write_table_batches(
+        out, RESPONSES, iter_export_batches(study, include_prolific_ids=include_prolific_ids)
+    )
+
+
+def csv_stream(study: Study) -> Iterator[str]:
+    """The CSV export as text chunks, for a streamed HTTP download."""
+    import csv
+    import io
+
+    names = RESPONSES.column_names
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=names, extrasaction="ignore")
+    writer.writeheader()
+    yield buf.getvalue()
+    for batch in iter_export_batches(study):
+        buf.seek(0)
+        buf.truncate()
+        for row in batch:
+            writer.writerow({k: ("" if v is None else v) for k, v in row.items()})
+        yield buf.getvalue()

@@ -1,0 +1,189 @@
+"""Live numbers of a study for the dashboard, its JSON endpoint and ``study-app status``.
+
+Everything is computed with aggregate queries (counts per list and status, one
+pass over responses per feature), so the dashboard stays cheap to refresh while a
+study runs. Preview sessions are left out everywhere.
+"""
+
+from __future__ import annotations
+
+import statistics
+from datetime import datetime, timedelta
+from typing import Any
+
+from flask import current_app
+from sqlalchemy import case, func, select
+
+from study_app.db import db
+from study_app.models import (
+    ABANDONED,
+    ACTIVE,
+    COMPLETED,
+    Event,
+    Response,
+    Study,
+    StudySession,
+    TrialList,
+    utcnow,
+)
+from study_app.packages import package_view
+
+STATUSES = ("active", "completed", "abandoned", "screened_out")
+
+
+def stale_before() -> datetime:
+    return utcnow() - timedelta(seconds=current_app.config["SESSION_TIMEOUT_S"])
+
+
+def study_stats(study: Study, recent: int = 15) -> dict[str, Any]:
+    """Counts per list, rates, durations, responses over time, per-feature counts, recent sessions."""
+    stale = stale_before()
+    # Active sessions idle past the timeout are shown as abandoned (their slot is free).
+    shown_status = case(
+        ((StudySession.status == ACTIVE) & (StudySession.last_seen_at < stale), ABANDONED),
+        else_=StudySession.status,
+    )
+    per_list: dict[str, dict[str, int]] = {}
+    for lst in study.lists:
+        per_list[lst.list_key] = {s: 0 for s in STATUSES} | {"target": lst.target}
+    rows = db.session.execute(
+        select(TrialList.list_key, shown_status, func.count(StudySession.id))
+        .join(TrialList, StudySession.list_id == TrialList.id)
+        .where(StudySession.study_id == study.id, ~StudySession.preview)
+        .group_by(TrialList.list_key, shown_status)
+    )
+    for list_key, status, n in rows:
+        per_list[list_key][status] = per_list[list_key].get(status, 0) + n
+    totals = {s: sum(v[s] for v in per_list.values()) for s in STATUSES}
+    declined = db.session.scalar(
+        select(func.count(Event.id)).where(Event.study_id == study.id, Event.kind == "decline")
+    )
+    started = sum(totals.values())
+
+    durations = [
+        (f - s).total_seconds()
+        for s, f in db.session.execute(
+            select(StudySession.started_at, StudySession.finished_at).where(
+                StudySession.study_id == study.id, StudySession.status == COMPLETED, ~StudySession.preview
+            )
+        )
+        if f is not None
+    ]
+    screening = dict(
+        db.session.execute(
+            select(Event.kind, func.count(Event.id))
+            .where(Event.study_id == study.id, Event.kind.in_(("screening_pass", "screening_fail")))
+            .group_by(Event.kind)
+        ).all()
+    )
+    view = package_view(study)
+    row_to_trial = {row: tid for tid, row in view.trial_rows.items()}
+    per_trial = db.session.execute(
+        select(
+            Response.trial_id,
+            func.count(Response.id),
+            func.sum(case((Response.correct.is_(True), 1), else_=0)),
+        )
+        .join(StudySession, Response.session_id == StudySession.id)
+        .where(StudySession.study_id == study.id, ~StudySession.preview)
+        .group_by(Response.trial_id)
+    ).all()
+    per_feature: dict[str, dict[str, int]] = {}
+    attention_n = attention_wrong = 0
+    n_responses = 0
+    for trial_row, n, n_correct in per_trial:
+        n_responses += n
+        tk = view.key.trials[row_to_trial[trial_row]]
+        if tk.trial_type == "attention":
+            attention_n += n
+            attention_wrong += n - int(n_correct or 0)
+        if tk.group and tk.trial_type:
+            entry = per_feature.setdefault(tk.group, {})
+            entry[tk.trial_type] = entry.get(tk.trial_type, 0) + n
+    screening_n = sum(screening.values())
+    return {
+        "study": study.slug,
+        "title": study.title,
+        "status": study.status,
+        "lists": per_list,
+        "totals": totals | {"declined": declined or 0, "started": started, "responses": n_responses},
+        "completion_rate": totals[COMPLETED] / started if started else None,
+        "median_duration_s": statistics.median(durations) if durations else None,
+        "screening_failure_rate": screening.get("screening_fail", 0) / screening_n if screening_n else None,
+        "attention_failure_rate": attention_wrong / attention_n if attention_n else None,
+        "per_feature": dict(sorted(per_feature.items())),
+        "timeline": _timeline(study),
+        "recent_sessions": _recent_sessions(study, recent, stale),
+    }
+
+
+def _timeline(study: Study, bins: int = 24) -> list[dict[str, Any]]:
+    """Responses per time bin since the first one (for the dashboard's SVG chart)."""
+    stamps = db.session.scalars(
+        select(Response.server_ts)
+        .join(StudySession, Response.session_id == StudySession.id)
+        .where(StudySession.study_id == study.id, ~StudySession.preview)
+        .order_by(Response.server_ts)
+    ).all()
+    if not stamps:
+        return []
+    first, last = stamps[0], max(stamps[-1], stamps[0] + timedelta(minutes=1))
+    width = (last - first) / bins
+    counts = [0] * bins
+    for ts in stamps:
+        counts[min(bins - 1, int((ts - first) / width))] += 1
+    return [{"start": (first + i * width).isoformat(), "responses": c} for i, c in enumerate(counts)]
+
+
+def _recent_sessions(study: Study, n: int, stale: datetime) -> list[dict[str, Any]]:
+    sessions = db.session.scalars(
+        select(StudySession)
+        .where(StudySession.study_id == study.id, ~StudySession.preview)
+        .order_by(StudySession.last_seen_at.desc())
+        .limit(n)
+    ).all()
+    events: dict[int | None, list[str]] = {}
+    if sessions:
+        for session_id, kind in db.session.execute(
+            select(Event.session_id, Event.kind)
+            .where(Event.session_id.in_([s.id for s in sessions]))
+            .order_by(Event.id)
+        ):
+            events.setdefault(session_id, []).append(kind)
+    out = []
+    for s in sessions:
+        status = (
+            ABANDONED
+            if s.status == ACTIVE and s.last_seen_at.replace(tzinfo=stale.tzinfo) < stale
+            else s.status
+        )
+        out.append(
+            {
+                "session": f"s{s.id}",
+                "list": s.trial_list.list_key,
+                "status": status,
+                "progress": f"{s.position}/{len(s.trial_order)}",
+                "stage": s.stage,
+                "started": s.started_at.isoformat(timespec="seconds"),
+                "last_seen": s.last_seen_at.isoformat(timespec="seconds"),
+                "events": events.get(s.id, [])[-6:],
+            }
+        )
+    return out
+
+
+def release_abandoned(study: Study) -> list[StudySession]:
+    """Mark active sessions idle past the timeout as abandoned (their list slots are freed)."""
+    stale = stale_before()
+    sessions = db.session.scalars(
+        select(StudySession).where(
+            StudySession.study_id == study.id,
+            StudySession.status == ACTIVE,
+            StudySession.last_seen_at < stale,
+        )
+    ).all()
+    for s in sessions:
+        s.status = ABANDONED
+        db.session.add(Event(session_id=s.id, study_id=study.id, kind="abandoned", data={}))
+    db.session.commit()
+    return list(sessions)

@@ -1,0 +1,187 @@
+"""The researcher's side: every admin route needs a login; login, lockout, lifecycle, preview."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+from sqlalchemy import func, select
+
+from artifact_schemas import AnswerKey
+from study_app.db import db
+from study_app.models import Response, StudySession
+
+
+def _csrf(client: FlaskClient, path: str = "/admin/login") -> str:
+    html = client.get(path).get_data(as_text=True)
+    return re.search(r'name="csrf-token" content="([^"]+)"', html).group(1)  # type: ignore[union-attr]
+
+
+def test_every_admin_route_refuses_logged_out_requests(study_app: tuple[Flask, AnswerKey]) -> None:
+    app, _ = study_app
+    client = app.test_client()
+    token = _csrf(client)
+    checked = 0
+    for rule in app.url_map.iter_rules():
+        if not rule.rule.startswith("/admin") or rule.endpoint == "admin.login":
+            continue
+        url = rule.rule
+        for arg in rule.arguments:
+            url = url.replace(f"<{arg}>", "pilot")
+        for method in rule.methods - {"HEAD", "OPTIONS"}:  # type: ignore[operator]
+            response = client.open(
+                url, method=method, headers={"X-CSRFToken": token}, data={"csrf_token": token}
+            )
+            if url.startswith("/admin/api/"):
+                assert response.status_code == 401 and response.is_json, (method, url)
+            else:
+                assert response.status_code == 302, (method, url, response.status_code)
+                assert response.headers["Location"].startswith("/admin/login"), (method, url)
+            checked += 1
+    assert checked >= 7  # dashboard, study page, stats, status, export, preview, logout
+
+
+def test_login_rotates_session_and_logout_ends_it(admin_client: FlaskClient) -> None:
+    assert admin_client.get("/admin/").status_code == 200
+    page = admin_client.get("/admin/s/pilot").get_data(as_text=True)
+    assert "Sessions per list" in page and "PROLIFIC_PID={{%PROLIFIC_PID%}}" in page
+    token = _csrf(admin_client, "/admin/")
+    assert admin_client.post("/admin/logout", data={"csrf_token": token}).status_code == 302
+    assert admin_client.get("/admin/").status_code == 302
+
+
+def test_session_fixation_values_do_not_survive_login(
+    study_app: tuple[Flask, AnswerKey], admin_client: FlaskClient
+) -> None:
+    app, _ = study_app
+    client = app.test_client()
+    with client.session_transaction() as sess:
+        sess["planted"] = "by an attacker"
+        sess["studies"] = {"pilot": "someone-elses-token"}
+    before = client.get_cookie("session")
+    assert before is not None
+    token = _csrf(client)
+    login = client.post(
+        "/admin/login", data={"csrf_token": token, "username": "alice", "password": "correct horse battery"}
+    )
+    assert login.status_code == 302
+    with client.session_transaction() as sess:
+        assert "planted" not in sess and "studies" not in sess
+        assert sess["admin_id"] and sess["admin_nonce"]
+    after = client.get_cookie("session")
+    assert after is not None and after.value != before.value
+
+
+def test_lockout_after_repeated_failures(
+    study_app: tuple[Flask, AnswerKey], admin_client: FlaskClient
+) -> None:
+    app, _ = study_app
+    client = app.test_client()
+    token = _csrf(client)
+    for _ in range(5):
+        wrong = client.post(
+            "/admin/login", data={"csrf_token": token, "username": "alice", "password": "nope"}
+        )
+        assert wrong.status_code == 401 and b"Wrong username or password" in wrong.data
+    locked = client.post(
+        "/admin/login", data={"csrf_token": token, "username": "alice", "password": "correct horse battery"}
+    )
+    assert locked.status_code == 401 and b"Too many failed attempts" in locked.data
+    unknown = client.post("/admin/login", data={"csrf_token": token, "username": "mallory", "password": "x"})
+    assert unknown.status_code == 401 and b"Wrong username or password" in unknown.data
+    no_csrf = client.post("/admin/login", data={"username": "alice", "password": "x"})
+    assert no_csrf.status_code == 400
+
+
+def test_paused_study_turns_new_participants_away(
+    study_app: tuple[Flask, AnswerKey], new_participant: Any, admin_client: FlaskClient
+) -> None:
+    app, _ = study_app
+    runner = app.test_cli_runner()
+    assert "pilot: paused" in runner.invoke(args=["pause", "pilot"]).output
+    page = new_participant().client.get("/s/pilot")
+    assert page.status_code == 403 and b"not open" in page.data
+    assert "pilot: closed" in runner.invoke(args=["close", "pilot"]).output
+    assert "pilot: open" in runner.invoke(args=["open", "pilot"]).output
+    assert new_participant().enter().status_code == 302
+    status = runner.invoke(args=["status", "pilot"]).output
+    assert "pilot: open" in status
+    active = [int(line.split()[2]) for line in status.splitlines()[2:] if line.startswith("l")]
+    assert sorted(active) == [0, 0, 0, 1]  # the one participant who entered
+    token = _csrf(admin_client, "/admin/s/pilot")
+    admin_client.post("/admin/s/pilot/status", data={"csrf_token": token, "status": "closed"})
+    assert new_participant().client.get("/s/pilot").status_code == 403
+
+
+def test_preview_is_a_walk_through_that_counts_nowhere(
+    study_app: tuple[Flask, AnswerKey], admin_client: FlaskClient, tmp_path: Any
+) -> None:
+    app, _ = study_app
+    token = _csrf(admin_client, "/admin/s/pilot")
+    stats = admin_client.get("/admin/api/s/pilot/stats").get_json()
+    first_list = next(iter(stats["lists"]))
+    assert (
+        admin_client.post(
+            "/admin/s/pilot/preview", data={"csrf_token": token, "list": first_list}
+        ).status_code
+        == 302
+    )
+    page = admin_client.get("/s/pilot/go")
+    assert b"Set your volume" in page.data
+    token = _csrf(admin_client, "/s/pilot/go")
+    admin_client.post("/s/pilot/volume", data={"csrf_token": token})
+    trial = admin_client.get("/api/s/pilot/trial").get_json()["trial"]
+    body = {
+        "idempotency_key": "preview-0001",
+        "trial_id": trial["id"],
+        "rt_ms": 5,
+        "plays": {c["id"]: 1 for c in (*trial["references"], *trial["candidates"])},
+        "answer": trial["options"][0]["id"],
+    }
+    assert (
+        admin_client.post("/api/s/pilot/answer", json=body, headers={"X-CSRFToken": token}).status_code == 200
+    )
+    with app.app_context():
+        sess = db.session.scalars(select(StudySession)).one()
+        assert sess.preview and sess.trial_list.list_key == first_list
+    stats = admin_client.get("/admin/api/s/pilot/stats").get_json()
+    assert stats["totals"]["started"] == 0 and stats["totals"]["responses"] == 0
+    out = tmp_path / "export.csv"
+    result = app.test_cli_runner().invoke(args=["export", "pilot", "--out", str(out)])
+    assert "wrote 0 responses" in result.output
+
+
+def test_create_admin_rejects_short_passwords(study_app: tuple[Flask, AnswerKey]) -> None:
+    app, _ = study_app
+    result = app.test_cli_runner().invoke(args=["create-admin", "bob", "--password-stdin"], input="short\n")
+    assert result.exit_code != 0 and "at least 10" in result.output
+
+
+def test_sessions_abandoned_release(study_app: tuple[Flask, AnswerKey], new_participant: Any) -> None:
+    from datetime import timedelta
+
+    from study_app.models import utcnow
+
+    app, _ = study_app
+    new_participant().enter()
+    runner = app.test_cli_runner()
+    assert "0 abandoned sessions" in runner.invoke(args=["sessions", "pilot", "--abandoned"]).output
+    with app.app_context():
+        sess = db.session.scalars(select(StudySession)).one()
+        sess.last_seen_at = utcnow() - timedelta(hours=2)
+        db.session.commit()
+    assert "1 abandoned sessions" in runner.invoke(args=["sessions", "pilot", "--abandoned"]).output
+    assert "released 1" in runner.invoke(args=["sessions", "pilot", "--abandoned", "--release"]).output
+    with app.app_context():
+        assert db.session.scalars(select(StudySession.status)).one() == "abandoned"
+        assert db.session.scalar(select(func.count()).select_from(Response)) == 0
+
+
+@pytest.mark.parametrize("bad", ["nope", ""])
+def test_unknown_study_is_named(study_app: tuple[Flask, AnswerKey], bad: str) -> None:
+    app, _ = study_app
+    result = app.test_cli_runner().invoke(args=["status", bad or "x-y"])
+    assert result.exit_code != 0 and "imported studies: pilot" in result.output

@@ -1,0 +1,48 @@
+"""A researcher in Chromium: logs in, watches a bot finish on the live dashboard, downloads the export."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+from flask import Flask
+from playwright.sync_api import expect
+
+from artifact_schemas import AnswerKey, load_study
+from study_app.simulate import BotConfig, run_bots
+
+
+def test_dashboard_updates_live_and_export_downloads(
+    study_app: tuple[Flask, AnswerKey], example_package: Path, serve: Any, browser: Any, tmp_path: Path
+) -> None:
+    app, key = study_app
+    result = app.test_cli_runner().invoke(
+        args=["create-admin", "alice", "--password-stdin"], input="a long password\n"
+    )
+    assert result.exit_code == 0
+    context = browser.new_context(accept_downloads=True)
+    page = context.new_page()
+    with serve(app) as server:
+        page.goto(f"{server.url}/admin/s/pilot")
+        assert "/admin/login" in page.url  # not logged in yet
+        page.get_by_label("Username").fill("alice")
+        page.get_by_label("Password").fill("a long password")
+        page.get_by_role("button", name="Log in").click()
+        expect(page.get_by_role("heading", name="Sessions per list")).to_be_visible()
+        completed = page.locator('[data-stat="totals.completed"]')
+        expect(completed).to_have_text("0")
+        manifest = load_study(example_package / "study.json")
+        bots = run_bots(server.url, "pilot", manifest, key, BotConfig(participants=1, accuracy=1.0))
+        assert bots[0].status == "completed"
+        # The page is not reloaded: the numbers arrive through the 5-second refresh.
+        expect(completed).to_have_text("1", timeout=15000)
+        expect(page.locator("#recent tbody tr")).to_have_count(1)
+        assert page.url.endswith("/admin/s/pilot")
+        with page.expect_download() as download:
+            page.get_by_role("link", name="Download responses (CSV)").click()
+        path = tmp_path / "export.csv"
+        download.value.save_as(path)
+    context.close()
+    frame = pd.read_csv(path)
+    assert len(frame) == len(bots[0].acked) and frame["session_status"].eq("completed").all()
