@@ -85,18 +85,36 @@ $(RUN)/steering/steering_eval.parquet: $(RUN)/steering/run.json $(RUN)/labels.pa
 STUDY := $(DEMO)/studies/demo
 DEMO_DB := sqlite:///$(abspath $(DEMO))/study.sqlite
 DEMO_PORT ?= 5000
+DEMO_SIM_PORT ?= 5099
 $(STUDY)/checksums.txt: $(RUN)/labels.parquet $(RUN)/steering/run.json $(wildcard examples/demo-study/*)
 	$(BIN)/stimuli-builder build examples/demo-study/study.toml --bundle $(RUN) --out $(STUDY) --force
 
+# A fresh database with the study imported, 16 bot participants through a real server,
+# their export: the data the report and the dashboard show.
+EXPORT := $(DEMO)/exports/demo.parquet
+REPORT := $(DEMO)/reports/demo
+$(EXPORT): $(STUDY)/checksums.txt
+	rm -f $(DEMO)/study.sqlite*
+	DATABASE_URL=$(DEMO_DB) $(BIN)/study-app init-db
+	DATABASE_URL=$(DEMO_DB) $(BIN)/study-app import $(STUDY)
+	DATABASE_URL=$(DEMO_DB) SECRET_KEY=demo-only $(BIN)/study-app serve --port $(DEMO_SIM_PORT) > $(DEMO)/sim-server.log 2>&1 & \
+		server=$$!; trap "kill $$server" EXIT; sleep 2; \
+		DATABASE_URL=$(DEMO_DB) $(BIN)/study-app simulate demo --url http://127.0.0.1:$(DEMO_SIM_PORT) \
+			--participants 16 --concurrency 4 --accuracy 0.75 --steer-accuracy 0.6 --fail-screening 0.1 --chaos
+	DATABASE_URL=$(DEMO_DB) $(BIN)/study-app export demo --format parquet --out $@
+
+$(REPORT)/report.html: $(EXPORT)
+	$(BIN)/study-analysis report --export $< --study $(STUDY) --out $(REPORT)
+
 demo: $(STAMP) $(foreach l,$(DEMO_LAYERS),$(RUN)/features/layer_$(l)/run.json) $(RUN)/steering/run.json \
-		$(RUN)/labels.parquet $(RUN)/summary/summary.md $(RUN)/steering/steering_eval.parquet $(STUDY)/checksums.txt
+		$(RUN)/labels.parquet $(RUN)/summary/summary.md $(RUN)/steering/steering_eval.parquet $(STUDY)/checksums.txt \
+		$(REPORT)/report.html
 	$(BIN)/stimuli-builder validate $(DEMO)/corpus $(RUN)/acts/layer_1/index.parquet $(RUN)/features \
 		$(RUN)/steering $(RUN)/labels.parquet $(STUDY)
 	$(BIN)/sae-core metrics $(RUN)/sae
 	$(BIN)/stimuli-builder check $(STUDY)
 	@echo "demo outputs in $(DEMO)/: corpus/, models/, runs/demo/{acts,sae,features,steering,labels.parquet,summary}, studies/demo"
-	DATABASE_URL=$(DEMO_DB) $(BIN)/study-app init-db
-	DATABASE_URL=$(DEMO_DB) $(BIN)/study-app import $(STUDY)
+	@echo "report: $(abspath $(REPORT))/report.html"
 	DATABASE_URL=$(DEMO_DB) SECRET_KEY=demo-only $(BIN)/study-app serve --port $(DEMO_PORT)
 
 # Benchmarks against peers need the peer installed beside this project.

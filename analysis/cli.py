@@ -46,3 +46,53 @@ def summary(
 
 def main() -> None:
     app()
+
+
+@app.command()
+def report(
+    export: Path = typer.Option(..., "--export", help="responses.csv or .parquet from 'study-app export'."),
+    out: Path = typer.Option(..., "--out", help="Directory for tables/, figures/, report.html, report.json."),
+    study: Path | None = typer.Option(
+        None, "--study", help="Study package (for the title and option count)."
+    ),
+    n_options: int | None = typer.Option(
+        None, "--n-options", help="Options per label-choice trial (chance = 1/N)."
+    ),
+    min_attention: float = typer.Option(
+        0.5, "--min-attention", help="Exclude below this attention accuracy."
+    ),
+    min_median_rt: float = typer.Option(500.0, "--min-median-rt", help="Exclude median RT below this (ms)."),
+    keep_incomplete: bool = typer.Option(
+        False, "--keep-incomplete", help="Keep sessions that did not finish."
+    ),
+    bayes: bool = typer.Option(True, "--bayes/--no-bayes", help="Fit the Bayesian mixed model (slower)."),
+) -> None:
+    """Write the full report: tables (CSV, Markdown, LaTeX), figures (PNG, SVG), report.html, report.json.
+
+    Example: study-analysis report --export exports/demo.parquet --study studies/demo --out reports/demo
+    """
+    from analysis.exclusions import ExclusionRules
+    from analysis.report import build_report, write_report
+    from artifact_schemas import load_study
+
+    try:
+        responses = load_responses(export)
+        title = f"Report: {export.name}"
+        options = n_options or 4
+        if study is not None:
+            manifest = load_study(study / "study.json")
+            title = f"Report: {manifest.title}"
+            counts = [
+                len(t.options) for t in manifest.trials if t.kind == "label_choice" and t.phase == "main"
+            ]
+            if counts and n_options is None:
+                options = max(set(counts), key=counts.count)
+    except ArtifactError as exc:
+        print_error("invalid input", exc)
+        raise typer.Exit(1) from exc
+    rules = ExclusionRules(
+        min_attention_correct=min_attention, min_median_rt_ms=min_median_rt, incomplete=not keep_incomplete
+    )
+    built = build_report(responses, title=title, n_options=options, rules=rules, bayes=bayes)
+    path = write_report(built, out)
+    stdout_console().print(f"report: {path} ({len(built.tables)} tables, {len(built.figures)} figures)")

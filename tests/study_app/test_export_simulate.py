@@ -110,3 +110,31 @@ def test_dashboard_download_streams_the_same_rows(
     assert stats["totals"]["responses"] == len(frame)
     assert 0 < stats["screening_failure_rate"] < 1 and stats["completion_rate"] < 1
     assert stats["per_feature"] and stats["timeline"]
+
+
+def test_analysis_report_on_a_bot_export(simulated: tuple[Flask, list[Any]], tmp_path: Path) -> None:
+    """The export of a simulated study goes straight into study-analysis report."""
+    import json
+    import subprocess
+    import sys
+
+    app, _ = simulated
+    export = tmp_path / "pilot.parquet"
+    assert (
+        app.test_cli_runner()
+        .invoke(args=["export", "pilot", "--format", "parquet", "--out", str(export)])
+        .exit_code
+        == 0
+    )
+    cli = Path(sys.executable).parent / "study-analysis"
+    done = subprocess.run(
+        [cli, "report", "--export", str(export), "--out", str(tmp_path / "report"), "--no-bayes"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    data = json.loads((tmp_path / "report" / "report.json").read_text())
+    choice = data["tables"]["label_accuracy_by_layer"]
+    assert choice and all(row["estimate"] == 1.0 for row in choice)  # the bots had --accuracy 1.0
+    assert data["tables"]["steering_choices"][0]["n_steered"] == 0  # and --steer-accuracy 0

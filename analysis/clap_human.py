@@ -1,0 +1,72 @@
+"""CLAP scores against human judgements, per feature."""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import pandas as pd
+
+from analysis.stats import correlation, wilson_ci
+
+
+def per_feature(df: pd.DataFrame) -> pd.DataFrame:
+    """One row per (layer, feature, labeler): CLAP score, human accuracy (choices), mean rating."""
+    rows = df[df["trial_kind"].isin(["label_choice", "label_rating"]) & df["clap_score"].notna()]
+    keys = ["layer", "feature_id", "labeler"]
+    choice = (
+        rows[rows["trial_kind"] == "label_choice"]
+        .groupby(keys)
+        .agg(accuracy=("correct", lambda s: s.astype(float).mean()), n_choice=("correct", "size"))
+    )
+    rating = (
+        rows[rows["trial_kind"] == "label_rating"]
+        .groupby(keys)
+        .agg(mean_rating=("rating", "mean"), n_rating=("rating", "size"))
+    )
+    clap = rows.groupby(keys)["clap_score"].first().rename("clap_score")
+    return pd.concat([clap, choice, rating], axis=1).reset_index()
+
+
+def clap_vs_human(df: pd.DataFrame, n_perm: int = 2000) -> pd.DataFrame:
+    """Spearman and Kendall correlations of CLAP score with accuracy and rating, overall and per layer."""
+    table = per_feature(df)
+    out = []
+    for scope, part in [("all", table), *((f"layer {k}", g) for k, g in table.groupby("layer"))]:
+        for human in ("accuracy", "mean_rating"):
+            if human not in part:
+                continue
+            for method in ("spearman", "kendall"):
+                r = correlation(part["clap_score"], part[human], method=method, n_perm=n_perm)
+                out.append({"scope": scope, "human": human, **r.iloc[0].to_dict()})
+    return pd.DataFrame(out)
+
+
+def calibration(df: pd.DataFrame, bins: int = 4) -> pd.DataFrame:
+    """Human accuracy by CLAP-score bin (quantiles), with each threshold's coverage of features.
+
+    Read it to choose a CLAP threshold: the bin's accuracy says how well labels
+    above that score hold up, ``coverage`` what share of features it keeps.
+    """
+    table = per_feature(df).dropna(subset=["accuracy"])
+    if table.empty:
+        return pd.DataFrame()
+    edges = np.unique(np.quantile(table["clap_score"], np.linspace(0, 1, bins + 1)))
+    rows = df[(df["trial_kind"] == "label_choice") & df["clap_score"].notna()]
+    out = []
+    for low, high in itertools.pairwise(edges):
+        in_bin = rows[(rows["clap_score"] >= low) & ((rows["clap_score"] < high) | (high == edges[-1]))]
+        k, n = int(in_bin["correct"].astype(bool).sum()), len(in_bin)
+        lo, hi = wilson_ci(k, n)
+        out.append(
+            {
+                "clap_low": float(low),
+                "clap_high": float(high),
+                "n": n,
+                "accuracy": k / n if n else np.nan,
+                "ci_low": lo,
+                "ci_high": hi,
+                "coverage": float((table["clap_score"] >= low).mean()),
+            }
+        )
+    return pd.DataFrame(out)

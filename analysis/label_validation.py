@@ -1,0 +1,167 @@
+"""Label validation: do listeners agree with the automatic labels?"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+from analysis.agreement import Judgements, agreement_with_ci, cohen_kappa
+from analysis.stats import adjust_pvalues, bootstrap_ci, proportion_vs_chance
+
+
+def _choice_rows(df: pd.DataFrame) -> pd.DataFrame:
+    rows = df[(df["trial_kind"] == "label_choice") & df["correct"].notna()].copy()
+    # Chance = 1 / number of options shown; the options of a trial are not in the export,
+    # but the number is the same for every choice trial of a study (n_foils + 1).
+    return rows
+
+
+def choice_accuracy(
+    df: pd.DataFrame, by: Sequence[str] = ("layer", "feature_id"), n_options: int = 4
+) -> pd.DataFrame:
+    """Accuracy (target label chosen) per group: Wilson CI, exact binomial test vs 1/n_options, Holm/BH."""
+    rows = _choice_rows(df).assign(chance=1 / n_options)
+    return proportion_vs_chance(rows, "correct", list(by), "chance")
+
+
+def rating_summary(
+    df: pd.DataFrame, by: Sequence[str] = ("labeler",), midpoint: float | None = None
+) -> pd.DataFrame:
+    """Mean rating per group with a bootstrap CI and a one-sample t test against the scale midpoint."""
+    rows = df[(df["trial_kind"] == "label_rating") & df["rating"].notna()]
+    mid = midpoint if midpoint is not None else 3.0
+    out = []
+    for key, g in rows.groupby(list(by), sort=True):
+        r = g["rating"].to_numpy(dtype=float)
+        low, high = bootstrap_ci(r, np.mean)
+        t = stats.ttest_1samp(r, mid) if len(r) > 1 else None
+        keys = key if isinstance(key, tuple) else (key,)
+        out.append(
+            {
+                **dict(zip(by, keys, strict=True)),
+                "n": len(r),
+                "mean": float(r.mean()),
+                "ci_low": low,
+                "ci_high": high,
+                "midpoint": mid,
+                "t": float(t.statistic) if t else np.nan,
+                "p": float(t.pvalue) if t else np.nan,
+            }
+        )
+    table = pd.DataFrame(out)
+    if not table.empty:
+        table["p_holm"] = adjust_pvalues(table["p"], "holm")
+        table["p_bh"] = adjust_pvalues(table["p"], "fdr_bh")
+    return table
+
+
+def labeler_comparison(df: pd.DataFrame) -> pd.DataFrame:
+    """Ratings of the same features under different labelers' labels (the paper's comparison).
+
+    Per feature the mean rating under each labeler; for every pair of labelers a
+    Wilcoxon signed-rank test over the features both labelled, the mean difference
+    with a bootstrap CI and the paired effect size d_z (mean difference / SD).
+    """
+    rows = df[(df["trial_kind"] == "label_rating") & df["rating"].notna()]
+    wide = rows.pivot_table(index=["layer", "feature_id"], columns="labeler", values="rating", aggfunc="mean")
+    labelers = sorted(wide.columns)
+    out = []
+    for i, a in enumerate(labelers):
+        for b in labelers[i + 1 :]:
+            pair = wide[[a, b]].dropna()
+            diff = (pair[a] - pair[b]).to_numpy()
+            if len(diff) < 2:
+                continue
+            low, high = bootstrap_ci(diff, np.mean)
+            nonzero = diff[diff != 0]
+            p = float(stats.wilcoxon(nonzero).pvalue) if len(nonzero) >= 1 else 1.0
+            sd = diff.std(ddof=1)
+            out.append(
+                {
+                    "labeler_a": a,
+                    "labeler_b": b,
+                    "n_features": len(diff),
+                    "mean_a": float(pair[a].mean()),
+                    "mean_b": float(pair[b].mean()),
+                    "difference": float(diff.mean()),
+                    "ci_low": low,
+                    "ci_high": high,
+                    "d_z": float(diff.mean() / sd) if sd > 0 else np.nan,
+                    "p_wilcoxon": p,
+                }
+            )
+    return pd.DataFrame(out)
+
+
+def human_vs_automatic(df: pd.DataFrame) -> pd.DataFrame:
+    """Fraction of features whose majority human choice is the automatic label, and Cohen's kappa."""
+    rows = _choice_rows(df).dropna(subset=["answer_text", "correct_text"])
+    if rows.empty:
+        return pd.DataFrame([{"n_features": 0, "agreement": np.nan, "kappa": np.nan}])
+    per = rows.groupby(["layer", "feature_id", "labeler"]).agg(
+        human=("answer_text", lambda s: s.mode().sort_values().iloc[0]), automatic=("correct_text", "first")
+    )
+    agree = (per["human"] == per["automatic"]).to_numpy()
+    return pd.DataFrame(
+        [
+            {
+                "n_features": len(per),
+                "agreement": float(agree.mean()),
+                "kappa": cohen_kappa(per["human"], per["automatic"]),
+            }
+        ]
+    )
+
+
+def inter_rater(df: pd.DataFrame, n_boot: int = 200) -> pd.DataFrame:
+    """Agreement between participants, each with a CI from resampling participants.
+
+    Choices: Fleiss' kappa and Krippendorff's alpha (nominal), items = features.
+    Ratings: Krippendorff's alpha (ordinal, interval) and ICC(1,1), items =
+    (feature, labeler): the label being rated.
+    """
+    out = []
+    choices = _choice_rows(df).dropna(subset=["answer_text"])
+    if not choices.empty:
+        choices = choices.assign(item=choices["layer"].astype(str) + ":" + choices["feature_id"].astype(str))
+        j = Judgements.from_frame(choices, "item", "participant", "answer_text", categorical=True)
+        for name, stat in (("Fleiss kappa", "fleiss"), ("Krippendorff alpha (nominal)", "nominal")):
+            est, low, high = agreement_with_ci(j, stat, n_boot=n_boot)
+            out.append(
+                {
+                    "measure": name,
+                    "responses": "label choices",
+                    "estimate": est,
+                    "ci_low": low,
+                    "ci_high": high,
+                    "n": len(choices),
+                }
+            )
+    ratings = df[(df["trial_kind"] == "label_rating") & df["rating"].notna()]
+    if not ratings.empty:
+        item = (
+            ratings["layer"].astype(str) + ":" + ratings["feature_id"].astype(str) + ":" + ratings["labeler"]
+        )
+        j = Judgements.from_frame(
+            ratings.assign(item=item), "item", "participant", "rating", categorical=False
+        )
+        for name, stat in (
+            ("Krippendorff alpha (ordinal)", "ordinal"),
+            ("Krippendorff alpha (interval)", "interval"),
+            ("ICC(1,1)", "icc1"),
+        ):
+            est, low, high = agreement_with_ci(j, stat, n_boot=n_boot)
+            out.append(
+                {
+                    "measure": name,
+                    "responses": "label ratings",
+                    "estimate": est,
+                    "ci_low": low,
+                    "ci_high": high,
+                    "n": len(ratings),
+                }
+            )
+    return pd.DataFrame(out)

@@ -1,0 +1,95 @@
+"""Known truths are recovered; exclusions are counted; the report is complete and self-contained."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from analysis.exclusions import ExclusionRules, apply_exclusions
+from analysis.label_validation import choice_accuracy, labeler_comparison
+from analysis.simulate import simulate_export
+from analysis.steering import detection
+from artifact_schemas import RESPONSES, save_table
+
+CLI = str(Path(sys.executable).parent / "study-analysis")
+
+
+def test_true_accuracies_recovered_within_cis_at_the_nominal_rate() -> None:
+    truth = np.linspace(0.3, 0.9, 60)
+    steer = np.linspace(0.35, 0.8, 60)
+    df = simulate_export(120, 60, accuracy=truth, steer_rate=steer, seed=11)
+    acc = choice_accuracy(df, ["feature_id"]).set_index("feature_id")
+    inside = (acc["ci_low"] <= truth) & (truth <= acc["ci_high"])
+    assert 0.88 <= inside.mean() <= 1.0  # 95% intervals: about 57 of 60
+    det = detection(df, ["feature_id"]).set_index("feature_id")
+    assert 0.88 <= ((det["ci_low"] <= steer) & (steer <= det["ci_high"])).mean() <= 1.0
+    # Features far above chance are significant after Holm, those at chance are not.
+    assert (acc.loc[truth > 0.6, "p_holm"] < 0.05).all() and (acc.loc[truth < 0.3, "p_holm"] > 0.05).all()
+
+
+def test_labeler_comparison_finds_the_planted_difference() -> None:
+    df = simulate_export(60, 20, seed=2)  # clap-vocab ratings are planted 0.5 lower
+    row = labeler_comparison(df).iloc[0]
+    assert (row["labeler_a"], row["labeler_b"]) == ("clap-vocab", "descriptors")
+    assert row["ci_low"] < row["difference"] < row["ci_high"] < 0
+    assert row["p_wilcoxon"] < 0.01 and row["d_z"] < -0.5
+
+
+def test_exclusion_table_counts_each_rule() -> None:
+    df = simulate_export(10, 3, seed=3)
+    sessions = df["session_id"].unique()
+    df.loc[df["session_id"] == sessions[0], "screening_passed"] = False
+    df.loc[df["session_id"] == sessions[1], "attention_correct"] = 0.0
+    df.loc[df["session_id"] == sessions[2], "rt_ms"] = 100.0
+    df.loc[df["session_id"] == sessions[3], "session_status"] = "abandoned"
+    kept, table = apply_exclusions(df, ExclusionRules())
+    per_rule = table.set_index("rule")["participants_removed"]
+    assert per_rule["failed headphone screening"] == 1
+    assert per_rule["attention checks < 50% correct"] == 1
+    assert per_rule["median RT < 500 ms"] == 1
+    assert per_rule["incomplete session"] == 1
+    assert kept["session_id"].nunique() == 6 and table["responses_left"].iloc[-1] == len(kept)
+
+
+def test_report_command_writes_everything(tmp_path: Path) -> None:
+    export = save_table(simulate_export(30, 8, seed=4), tmp_path / "responses.parquet", RESPONSES)
+    out = tmp_path / "report"
+    done = subprocess.run(
+        [CLI, "report", "--export", str(export), "--out", str(out)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    page = (out / "report.html").read_text()
+    assert not re.search(r"""(src|href)=["']?https?:""", page)  # self-contained
+    assert page.count("<svg") == 4 and "<table>" in page
+    data = json.loads((out / "report.json").read_text())
+    assert data["meta"]["responses_analysed"] == 30 * 8 * 4
+    assert {
+        "label_accuracy_by_layer",
+        "steering_choices",
+        "inter_rater",
+        "clap_vs_human",
+        "exclusions",
+        "labeler_comparison",
+        "correctness_gee",
+    } <= set(data["tables"])
+    tex = (out / "tables" / "label_accuracy_by_layer.tex").read_text()
+    assert (
+        "\\toprule" in tex
+        and "\\bottomrule" in tex
+        and "***" in tex
+        and " n " in f" {tex} ".replace("&", " ")
+    )
+    for name in ("accuracy_by_layer", "steering_by_strength", "clap_vs_human", "forest_features"):
+        assert (out / "figures" / f"{name}.png").read_bytes()[:4] == b"\x89PNG"
+        assert (out / "figures" / f"{name}.svg").read_text().startswith("<svg")
+    csv = pd.read_csv(out / "tables" / "steering_choices.csv")
+    assert {"chi2", "p", "n_steered"} <= set(csv.columns)
