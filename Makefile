@@ -26,7 +26,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 browser-deps:
-	bash tests/ensure_chromium.sh
+	bash tests/ensure_services.sh
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

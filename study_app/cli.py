@@ -333,6 +333,47 @@ def _count_stored(keys: set[str]) -> tuple[int, int]:
     return stored, duplicates
 
 
+@click.command("forget")
+@click.argument("study")
+@click.option(
+    "--prolific-pid", help="The participant's Prolific id (hashed with the study's salt to find them)."
+)
+@click.option("--participant", "pid_hash", help="The participant column of an export (the salted hash).")
+@with_appcontext
+def forget_command(study: str, prolific_pid: str | None, pid_hash: str | None) -> None:
+    """Delete everything stored about one participant of STUDY (a data-deletion request).
+
+    Removes their responses, events, sessions and participant record, in one transaction.
+
+    Example: study-app forget demo --prolific-pid 5f1c0e8a9b
+    """
+    from sqlalchemy import delete, func, select
+
+    from study_app.db import db
+    from study_app.models import Event, Participant, Response, StudySession
+    from study_app.sessions import pid_hash as hash_pid
+
+    row = _get_study(study)
+    if (prolific_pid is None) == (pid_hash is None):
+        raise click.UsageError("give exactly one of --prolific-pid and --participant")
+    digest = hash_pid(row, prolific_pid) if prolific_pid is not None else pid_hash
+    participant = db.session.scalar(
+        select(Participant).where(Participant.study_id == row.id, Participant.pid_hash == digest)
+    )
+    if participant is None:
+        raise click.ClickException(f"no such participant in study '{row.slug}'")
+    sessions = select(StudySession.id).where(StudySession.participant_id == participant.id)
+    n_responses = db.session.scalar(select(func.count(Response.id)).where(Response.session_id.in_(sessions)))
+    db.session.execute(delete(Response).where(Response.session_id.in_(sessions)))
+    db.session.execute(delete(Event).where(Event.session_id.in_(sessions)))
+    db.session.execute(delete(StudySession).where(StudySession.participant_id == participant.id))
+    db.session.delete(participant)
+    db.session.commit()
+    click.echo(
+        f"deleted participant {participant.pid_hash[:12]}... and {n_responses} responses from '{row.slug}'"
+    )
+
+
 def register_commands(app: Flask) -> None:
     for command in (
         import_command,
@@ -342,6 +383,7 @@ def register_commands(app: Flask) -> None:
         status_command,
         sessions_command,
         simulate_command,
+        forget_command,
         *(_lifecycle(n, s) for n, s in (("open", "open"), ("pause", "paused"), ("close", "closed"))),
     ):
         app.cli.add_command(command)

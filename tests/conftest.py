@@ -48,7 +48,7 @@ def require_service(reason: str) -> NoReturn:
 
 # Tests that use these fixtures get the matching marker automatically, so that
 # "-m 'not browser'" works and the summary below can count them.
-_SERVICE_MARKERS = {"postgres_url": "postgres", "browser": "browser"}
+_SERVICE_MARKERS = {"postgres_url": "postgres", "private_postgres": "postgres", "browser": "browser"}
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -141,12 +141,23 @@ def pg_app(postgres_url: str, tmp_path: Path) -> Iterator[Flask]:
     with app.app_context():
         app.test_cli_runner().invoke(args=["init-db"], catch_exceptions=False)
     yield app
+    drop_all_tables(app)
+
+
+def drop_all_tables(app: Flask) -> None:
+    """Drop the app's tables and Alembic's version table, so the next init-db starts from scratch."""
     with app.app_context():
         db.session.remove()
         db.drop_all()
         with db.engine.begin() as conn:
             conn.exec_driver_sql("DROP TABLE IF EXISTS alembic_version")
         db.engine.dispose()
+
+
+@pytest.fixture(scope="session")
+def drop_tables() -> Any:
+    """``drop_tables(app)``: drop the app's tables (PostgreSQL tests share one database)."""
+    return drop_all_tables
 
 
 # --------------------------------------------------------------------------- live server + browser
@@ -179,7 +190,7 @@ def live_server(app: Flask) -> Iterator[LiveServer]:
 def browser() -> Iterator[Any]:
     """Debian's chromium, headless, driven by Playwright (no browser download)."""
     if not (Path(CHROMIUM).exists() or shutil.which(CHROMIUM)):
-        require_service(f"{CHROMIUM} not found (bash tests/ensure_chromium.sh installs it)")
+        require_service(f"{CHROMIUM} not found (bash tests/ensure_services.sh installs it)")
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as pw:
@@ -284,3 +295,9 @@ def demo_package(example_run: Path, tmp_path_factory: pytest.TempPathFactory) ->
     out = tmp_path_factory.mktemp("demo-study") / "demo"
     build_package(DEMO_CONFIG, example_run, out)
     return out
+
+
+@pytest.fixture(scope="session")
+def need_service() -> Any:
+    """``need_service(reason)``: skip locally, fail in CI (for fixtures in sub-directories)."""
+    return require_service

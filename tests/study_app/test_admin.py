@@ -185,3 +185,21 @@ def test_unknown_study_is_named(study_app: tuple[Flask, AnswerKey], bad: str) ->
     app, _ = study_app
     result = app.test_cli_runner().invoke(args=["status", bad or "x-y"])
     assert result.exit_code != 0 and "imported studies: pilot" in result.output
+
+
+def test_forget_deletes_one_participant_everywhere(
+    study_app: tuple[Flask, AnswerKey], new_participant: Any
+) -> None:
+    app, _ = study_app
+    keep, gone = new_participant(), new_participant()
+    for p, pid in ((keep, "KEEP1"), (gone, "GONE1")):
+        p.enter(pid=pid)
+        p.post_stage("volume")
+        assert p.answer(p.trial()).status_code == 200
+    runner = app.test_cli_runner()
+    result = runner.invoke(args=["forget", "pilot", "--prolific-pid", "GONE1"])
+    assert result.exit_code == 0 and "1 responses" in result.output, result.output
+    with app.app_context():
+        assert db.session.scalar(select(func.count()).select_from(Response)) == 1
+        assert db.session.scalar(select(func.count()).select_from(StudySession)) == 1
+    assert runner.invoke(args=["forget", "pilot", "--prolific-pid", "GONE1"]).exit_code != 0

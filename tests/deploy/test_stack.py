@@ -1,0 +1,137 @@
+"""The production stack on this machine: PostgreSQL + gunicorn (deploy config) + nginx (deploy config).
+
+Bot participants with --chaos go through nginx while one gunicorn worker is
+SIGKILLed and PostgreSQL is restarted. Afterwards every answer a bot sent is
+stored exactly once, every session finished, and audio comes from nginx with
+Range support.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import psycopg
+import pytest
+
+from artifact_schemas import load_key, load_study
+from study_app.simulate import BotConfig, run_bots
+
+ROOT = Path(__file__).resolve().parents[2]
+BIN = Path(sys.executable).parent
+NGINX = "nginx"
+
+
+def _wait(url: str) -> None:
+    for _ in range(150):
+        try:
+            httpx.get(url, timeout=2)
+            return
+        except httpx.TransportError:
+            time.sleep(0.1)
+    raise AssertionError(f"{url} never answered")
+
+
+def _workers(master: int) -> list[int]:
+    out = subprocess.run(["pgrep", "-P", str(master)], capture_output=True, text=True, check=False).stdout
+    return [int(x) for x in out.split()]
+
+
+@pytest.mark.slow
+def test_stack_survives_worker_kill_and_postgres_restart(
+    private_postgres: Any, nginx_conf: Any, port: Any, demo_package: Path, tmp_path: Path
+) -> None:
+    env = {
+        **os.environ,
+        "DATABASE_URL": private_postgres.url,
+        "SECRET_KEY": "stack",
+        "MEDIA_X_ACCEL_PREFIX": "/_audio",
+        "SESSIONS_PER_IP_PER_MINUTE": "100000",
+        "GUNICORN_WORKERS": "3",
+        "GUNICORN_ACCESSLOG": "/dev/null",
+    }
+    for args in (["init-db"], ["import", str(demo_package)]):
+        subprocess.run([BIN / "study-app", *args], env=env, check=True, capture_output=True)
+    app_port, web_port = port(), port()
+    studies = tmp_path / "studies"
+    studies.mkdir()
+    (studies / "demo").symlink_to(demo_package)
+    os.chmod(tmp_path, 0o755)  # nginx workers (user www-data) read the audio through the symlink
+    conf = nginx_conf(tmp_path / "nginx", f"127.0.0.1:{app_port}", studies, web_port)
+    check = subprocess.run([NGINX, "-t", "-c", str(conf)], capture_output=True, text=True, check=False)
+    assert check.returncode == 0 and "test is successful" in check.stderr, check.stderr
+
+    gunicorn = subprocess.Popen(
+        [BIN / "gunicorn", "-c", ROOT / "deploy" / "gunicorn.conf.py", "study_app:create_app()"],
+        env={**env, "GUNICORN_BIND": f"127.0.0.1:{app_port}"},
+        cwd=ROOT,
+        stderr=subprocess.DEVNULL,
+    )
+    nginx = subprocess.Popen([NGINX, "-c", str(conf)], stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{web_port}"
+    try:
+        _wait(url + "/api/health")
+        manifest, key = load_study(demo_package / "study.json"), load_key(demo_package / "key.json")
+        cfg = BotConfig(
+            participants=24,
+            concurrency=8,
+            accuracy=0.8,
+            steer_accuracy=0.6,
+            fail_screening=0.1,
+            chaos=True,
+            seed=9,
+            pace=0.03,
+        )
+        results: list[Any] = []
+        bots = threading.Thread(target=lambda: results.extend(run_bots(url, "demo", manifest, key, cfg)))
+        bots.start()
+        time.sleep(2.0)
+        workers = _workers(gunicorn.pid)
+        assert len(workers) == 3
+        os.kill(workers[0], signal.SIGKILL)  # gunicorn replaces it; in-flight requests are retried
+        time.sleep(1.5)
+        private_postgres.restart()  # every pooled connection dies at once
+        bots.join(timeout=240)
+        assert not bots.is_alive(), "bots did not finish"
+        assert workers[0] not in _workers(gunicorn.pid) and len(_workers(gunicorn.pid)) == 3
+
+        # Audio through nginx: the app checks access, nginx sends the bytes, Range works.
+        client = httpx.Client(base_url=url)
+        page = client.get("/s/demo?PROLIFIC_PID=listener")
+        token = re.search(r'csrf-token" content="([^"]+)"', page.text).group(1)  # type: ignore[union-attr]
+        client.post("/s/demo/consent", data={"csrf_token": token, "choice": "accept"})
+        client.post("/s/demo/volume", data={"csrf_token": token})
+        trial = client.get("/api/s/demo/trial").json()["trial"]
+        clip = trial["references"][0]
+        part = client.get(clip["url"], headers={"Range": "bytes=0-99"})
+        assert part.status_code == 206 and part.headers["Content-Range"].startswith("bytes 0-99/")
+        assert part.content == (demo_package / manifest.clips[clip["id"]].file).read_bytes()[:100]
+        assert "immutable" in part.headers["Cache-Control"] and part.headers["Server"].startswith("nginx")
+        assert (
+            client.get(f"/_audio/demo/{manifest.clips[clip['id']].file}").status_code == 404
+        )  # internal only
+    finally:
+        nginx.terminate()
+        gunicorn.terminate()
+        gunicorn.wait(timeout=30)
+        nginx.wait(timeout=10)
+
+    sent = set().union(*(r.sent for r in results))
+    with psycopg.connect(private_postgres.url) as conn:
+        stored = {row[0] for row in conn.execute("SELECT idempotency_key FROM response")}
+        n_rows = conn.execute("SELECT count(*) FROM response").fetchone()[0]  # type: ignore[index]
+        statuses = dict(conn.execute("SELECT status, count(*) FROM study_session GROUP BY status").fetchall())
+    print(f"sent={len(sent)} stored={len(stored & sent)} duplicates={n_rows - len(stored)}")
+    assert stored == sent and n_rows == len(sent) > 300
+    assert sorted(r.status for r in results) == sorted(
+        ["completed"] * statuses.get("completed", 0) + ["screened_out"] * statuses.get("screened_out", 0)
+    )
+    assert statuses.get("active", 0) == 1  # only the listener above, who can resume
