@@ -114,6 +114,7 @@ function runTrials(root) {
     const t = data.trial;
     state = { trial: t, plays: {}, required: new Set(), answer: null, rating: null, confidence: null,
               enabledAt: null, key: newKey(), busy: false };
+    root.dataset.trial = t.id; // which trial the page shows (tests and support staff read it)
     $("progress").max = data.total;
     $("progress").value = data.position;
     $("phase").textContent = t.phase === "practice" ? "Practice" : t.phase === "screening" ? "Headphone check" : "";

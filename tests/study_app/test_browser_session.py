@@ -84,9 +84,11 @@ def test_chromium_completes_demo_session(
             if "trial" not in trial:
                 break
             tid = trial["trial"]["id"]
+            expect(page.locator("#runner")).to_have_attribute("data-trial", tid)  # the new trial is on screen
             expect(page.locator("#question")).to_have_text(trial["trial"]["question"])
             if step == 8:  # reload mid-trial: the same trial comes back
                 page.reload()
+                expect(page.locator("#runner")).to_have_attribute("data-trial", tid)
                 expect(page.locator("#question")).to_have_text(trial["trial"]["question"])
                 assert page.request.get(f"{server.url}/api/s/demo/trial").json()["trial"]["id"] == tid
             if step == 10:
