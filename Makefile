@@ -140,6 +140,8 @@ test-audiocraft: .venv-audiocraft/.installed
 bench: bench-env
 	.venv-bench/bin/python benchmarks/bench_sae_train.py --quick
 	$(BIN)/python benchmarks/bench_hooks.py --quick
+	$(BIN)/python benchmarks/bench_app.py --quick
+	$(BIN)/python benchmarks/bench_analysis.py --quick
 
 clean:
 	rm -rf $(DEMO) instance .pytest_cache .mypy_cache .ruff_cache

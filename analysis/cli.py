@@ -50,8 +50,14 @@ def main() -> None:
 
 @app.command()
 def report(
-    export: Path = typer.Option(..., "--export", help="responses.csv or .parquet from 'study-app export'."),
     out: Path = typer.Option(..., "--out", help="Directory for tables/, figures/, report.html, report.json."),
+    export: Path | None = typer.Option(
+        None, "--export", help="responses.csv or .parquet from 'study-app export'."
+    ),
+    database_url: str | None = typer.Option(
+        None, "--database-url", help="Read the study app's database instead of an export (needs --study-id)."
+    ),
+    study_id: str | None = typer.Option(None, "--study-id", help="Study to read with --database-url."),
     study: Path | None = typer.Option(
         None, "--study", help="Study package (for the title and option count)."
     ),
@@ -76,8 +82,18 @@ def report(
     from artifact_schemas import load_study
 
     try:
-        responses = load_responses(export)
-        title = f"Report: {export.name}"
+        if export is not None:
+            responses = load_responses(export)
+            title = f"Report: {export.name}"
+        elif database_url and study_id:
+            from analysis.responses import load_from_database
+
+            responses = load_from_database(database_url, study_id)
+            title = f"Report: {study_id}"
+        else:
+            raise ArtifactError(
+                "<command line>", "--export", "--export FILE, or --database-url URL --study-id ID"
+            )
         options = n_options or 4
         if study is not None:
             manifest = load_study(study / "study.json")

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from artifact_schemas import RESPONSES, load_table
+from artifact_schemas import RESPONSES, ArtifactError, load_table
 
 
 def load_responses(path: str | Path) -> pd.DataFrame:
@@ -15,6 +15,29 @@ def load_responses(path: str | Path) -> pd.DataFrame:
     Raises :class:`artifact_schemas.ArtifactError` naming the file and column on bad input.
     """
     return load_table(path, RESPONSES)
+
+
+def load_from_database(database_url: str, study: str) -> pd.DataFrame:
+    """The export of ``study`` read straight from the study app's database (no file in between).
+
+    Same rows and columns as ``study-app export`` (docs/export.md). Imports the app
+    (Flask, SQLAlchemy), not torch.
+    """
+    from study_app import create_app
+    from study_app.db import db
+    from study_app.export import iter_export_batches
+    from study_app.models import Study
+
+    app = create_app({"SQLALCHEMY_DATABASE_URI": database_url})
+    with app.app_context():
+        row = db.session.scalar(db.select(Study).where(Study.slug == study))
+        if row is None:
+            raise ArtifactError(database_url, "study", "an imported study id", study)
+        rows = [r for batch in iter_export_batches(row) for r in batch]
+        db.engine.dispose()
+    return RESPONSES.validate(
+        pd.DataFrame(rows, columns=RESPONSES.column_names), source=f"{study} in {database_url}"
+    )
 
 
 def response_summary(responses: pd.DataFrame) -> pd.DataFrame:

@@ -47,7 +47,7 @@ def _workers(master: int) -> list[int]:
 
 @pytest.mark.slow
 def test_stack_survives_worker_kill_and_postgres_restart(
-    private_postgres: Any, nginx_conf: Any, port: Any, demo_package: Path, tmp_path: Path
+    private_postgres: Any, nginx_conf: Any, port: Any, demo_package: Path, tmp_path: Path, capsys: Any
 ) -> None:
     env = {
         **os.environ,
@@ -129,7 +129,8 @@ def test_stack_survives_worker_kill_and_postgres_restart(
         stored = {row[0] for row in conn.execute("SELECT idempotency_key FROM response")}
         n_rows = conn.execute("SELECT count(*) FROM response").fetchone()[0]  # type: ignore[index]
         statuses = dict(conn.execute("SELECT status, count(*) FROM study_session GROUP BY status").fetchall())
-    print(f"sent={len(sent)} stored={len(stored & sent)} duplicates={n_rows - len(stored)}")
+    with capsys.disabled():  # shown in the CI log, not only on failure
+        print(f"\nstack test: sent={len(sent)} stored={len(stored & sent)} duplicates={n_rows - len(stored)}")
     assert stored == sent and n_rows == len(sent) > 300
     assert sorted(r.status for r in results) == sorted(
         ["completed"] * statuses.get("completed", 0) + ["screened_out"] * statuses.get("screened_out", 0)

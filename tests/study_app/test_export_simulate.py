@@ -138,3 +138,20 @@ def test_analysis_report_on_a_bot_export(simulated: tuple[Flask, list[Any]], tmp
     choice = data["tables"]["label_accuracy_by_layer"]
     assert choice and all(row["estimate"] == 1.0 for row in choice)  # the bots had --accuracy 1.0
     assert data["tables"]["steering_choices"][0]["n_steered"] == 0  # and --steer-accuracy 0
+
+
+def test_analysis_reads_the_database_directly(simulated: tuple[Flask, list[Any]], tmp_path: Path) -> None:
+    from analysis.responses import load_from_database
+
+    app, _ = simulated
+    export = tmp_path / "pilot.parquet"
+    assert (
+        app.test_cli_runner()
+        .invoke(args=["export", "pilot", "--format", "parquet", "--out", str(export)])
+        .exit_code
+        == 0
+    )
+    direct = load_from_database(app.config["SQLALCHEMY_DATABASE_URI"], "pilot")
+    pd.testing.assert_frame_equal(
+        direct.reset_index(drop=True), load_table(export, RESPONSES).reset_index(drop=True), check_dtype=False
+    )
