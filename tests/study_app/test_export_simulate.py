@@ -112,6 +112,15 @@ def test_dashboard_download_streams_the_same_rows(
     assert stats["per_feature"] and stats["timeline"]
 
 
+def _export_parquet(app: Flask, tmp_path: Path) -> Path:
+    export = tmp_path / "pilot.parquet"
+    result = app.test_cli_runner().invoke(
+        args=["export", "pilot", "--format", "parquet", "--out", str(export)]
+    )
+    assert result.exit_code == 0, result.output
+    return export
+
+
 def test_analysis_report_on_a_bot_export(simulated: tuple[Flask, list[Any]], tmp_path: Path) -> None:
     """The export of a simulated study goes straight into study-analysis report."""
     import json
@@ -119,13 +128,7 @@ def test_analysis_report_on_a_bot_export(simulated: tuple[Flask, list[Any]], tmp
     import sys
 
     app, _ = simulated
-    export = tmp_path / "pilot.parquet"
-    assert (
-        app.test_cli_runner()
-        .invoke(args=["export", "pilot", "--format", "parquet", "--out", str(export)])
-        .exit_code
-        == 0
-    )
+    export = _export_parquet(app, tmp_path)
     cli = Path(sys.executable).parent / "study-analysis"
     done = subprocess.run(
         [cli, "report", "--export", str(export), "--out", str(tmp_path / "report"), "--no-bayes"],
@@ -144,13 +147,7 @@ def test_analysis_reads_the_database_directly(simulated: tuple[Flask, list[Any]]
     from analysis.responses import load_from_database
 
     app, _ = simulated
-    export = tmp_path / "pilot.parquet"
-    assert (
-        app.test_cli_runner()
-        .invoke(args=["export", "pilot", "--format", "parquet", "--out", str(export)])
-        .exit_code
-        == 0
-    )
+    export = _export_parquet(app, tmp_path)
     direct = load_from_database(app.config["SQLALCHEMY_DATABASE_URI"], "pilot")
     pd.testing.assert_frame_equal(
         direct.reset_index(drop=True), load_table(export, RESPONSES).reset_index(drop=True), check_dtype=False
