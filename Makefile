@@ -114,7 +114,11 @@ demo: $(STAMP) $(foreach l,$(DEMO_LAYERS),$(RUN)/features/layer_$(l)/run.json) $
 	$(BIN)/sae-core metrics $(RUN)/sae
 	$(BIN)/stimuli-builder check $(STUDY)
 	@echo "demo outputs in $(DEMO)/: corpus/, models/, runs/demo/{acts,sae,features,steering,labels.parquet,summary}, studies/demo"
-	@echo "report: $(abspath $(REPORT))/report.html"
+	@pw=$$($(BIN)/python -c 'import secrets; print(secrets.token_urlsafe(12))'); \
+		echo "$$pw" | DATABASE_URL=$(DEMO_DB) $(BIN)/study-app create-admin admin --password-stdin >/dev/null; \
+		echo; echo "participant entry: http://127.0.0.1:$(DEMO_PORT)/s/demo"; \
+		echo "admin dashboard:   http://127.0.0.1:$(DEMO_PORT)/admin  (user admin, password $$pw; shown once)"; \
+		echo "report:            file://$(abspath $(REPORT))/report.html"; echo
 	DATABASE_URL=$(DEMO_DB) SECRET_KEY=demo-only $(BIN)/study-app serve --port $(DEMO_PORT)
 
 # Benchmarks against peers need the peer installed beside this project.

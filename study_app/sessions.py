@@ -101,11 +101,23 @@ def start_session(
     UPDATE) before counting, so concurrent arrivals queue and each sees the
     previous one's session; on SQLite every transaction starts with BEGIN
     IMMEDIATE (study_app.db), which serialises writers the same way.
+
+    Idempotent for a Prolific id: when the reply to a consent POST is lost and the
+    browser sends it again, the participant's existing session is returned (checked
+    under the same lock, so two concurrent repeats cannot both create one).
     """
     cfg = current_app.config
     ip_digest = hashlib.sha256(f"{cfg['SECRET_KEY']}:{ip}".encode()).hexdigest()
-    # A researcher's preview walks through a chosen list, and nothing counts it.
-    chosen = preview_list if preview_list is not None else _assign_list(study, ip_digest)
+    if preview_list is None:
+        lists = _lock_lists(study)
+        existing = find_session(study, pid)
+        if existing is not None:
+            db.session.commit()
+            return existing
+        chosen = _assign_list(study, lists, ip_digest)
+    else:
+        # A researcher's preview walks through a chosen list, and nothing counts it.
+        chosen = preview_list
 
     if pid:
         digest = pid_hash(study, pid)
@@ -145,10 +157,18 @@ def start_session(
     return sess
 
 
-def _assign_list(study: Study, ip_digest: str) -> TrialList:
-    lists = db.session.scalars(
-        select(TrialList).where(TrialList.study_id == study.id).order_by(TrialList.position).with_for_update()
-    ).all()
+def _lock_lists(study: Study) -> list[TrialList]:
+    return list(
+        db.session.scalars(
+            select(TrialList)
+            .where(TrialList.study_id == study.id)
+            .order_by(TrialList.position)
+            .with_for_update()
+        )
+    )
+
+
+def _assign_list(study: Study, lists: list[TrialList], ip_digest: str) -> TrialList:
     window = utcnow() - timedelta(seconds=60)
     recent = db.session.scalar(
         select(func.count(StudySession.id)).where(

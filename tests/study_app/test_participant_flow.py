@@ -163,3 +163,19 @@ def test_screening_retry_policy(new_participant: Any, study_app: tuple[Flask, An
         ]
         attempts = db.session.scalars(select(Response.attempt)).all()
         assert sorted(set(attempts)) == [0, 1] and len(attempts) == 2 * n_screening
+
+
+def test_repeated_consent_with_a_prolific_id_returns_the_same_session(
+    new_participant: Any, study_app: tuple[Flask, AnswerKey]
+) -> None:
+    """The reply to "I agree" was lost and the browser (without the cookie) sends it again."""
+    import re
+
+    app, _ = study_app
+    for _ in range(3):  # a fresh browser each time: no cookie came back
+        client = new_participant().client
+        page = client.get("/s/pilot").get_data(as_text=True)  # the consent page, Prolific id in the form
+        token = re.search(r'name="csrf-token" content="([^"]+)"', page).group(1)  # type: ignore[union-attr]
+        form = {"csrf_token": token, "choice": "accept", "PROLIFIC_PID": "RETRY1"}
+        assert client.post("/s/pilot/consent", data=form).status_code == 302
+    assert _count(app, StudySession) == 1
