@@ -34,3 +34,16 @@ class ArtifactError(ValueError):
 def _short_repr(value: Any, limit: int = 80) -> str:
     text = repr(value)
     return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+class AudioError(ValueError):
+    """An audio file that cannot be used; the message names the file and the reason.
+
+    Shared by the stages that read audio (sae_core for the models, stimuli_builder
+    for study stimuli), so each raises the same error without importing the other.
+    """
+
+    def __init__(self, path: str | Path, reason: str) -> None:
+        self.path = str(path)
+        self.reason = reason
+        super().__init__(f"{path}: {reason}")

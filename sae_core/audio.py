@@ -10,18 +10,13 @@ import soundfile as sf
 from scipy import signal
 
 from artifact_schemas import atomic_path
+from artifact_schemas.errors import AudioError
+
+__all__ = ["AUDIO_SUFFIXES", "WRITE_FORMATS", "AudioError", "check_write_format", "load_mono", "write_audio"]
 
 AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".mp3", ".aiff", ".aif")
 # What the stages write: 16-bit PCM, FLAC by default.
 WRITE_FORMATS = {"flac": ("FLAC", "PCM_16"), "wav": ("WAV", "PCM_16")}
-
-
-class AudioError(ValueError):
-    """An audio file that cannot be used; the message names the file and the reason."""
-
-    def __init__(self, path: str | Path, reason: str) -> None:
-        self.path = str(path)
-        super().__init__(f"{path}: {reason}")
 
 
 def load_mono(path: str | Path, sample_rate: int) -> np.ndarray:

@@ -19,7 +19,7 @@ import pyloudnorm
 import soundfile as sf
 from scipy import signal
 
-from sae_core.audio import AudioError
+from artifact_schemas.errors import AudioError
 
 # libsndfile containers and subtypes per study format. 16-bit PCM is transparent at
 # listening-test levels and keeps FLAC files small; MP3 uses libsndfile's LAME encoder.
