@@ -146,6 +146,7 @@ bench: bench-env
 	$(BIN)/python benchmarks/bench_hooks.py --quick
 	$(BIN)/python benchmarks/bench_app.py --quick
 	$(BIN)/python benchmarks/bench_analysis.py --quick
+	$(BIN)/python benchmarks/bench_export.py --quick
 
 clean:
 	rm -rf $(DEMO) instance .pytest_cache .mypy_cache .ruff_cache
