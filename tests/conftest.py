@@ -301,3 +301,22 @@ def demo_package(example_run: Path, tmp_path_factory: pytest.TempPathFactory) ->
 def need_service() -> Any:
     """``need_service(reason)``: skip locally, fail in CI (for fixtures in sub-directories)."""
     return require_service
+
+
+@pytest.fixture
+def screenshot(tmp_path: Path) -> Any:
+    """``screenshot(page, name)``: a full-page PNG; into docs/img/ when UPDATE_SCREENSHOTS=1.
+
+    The user guide's pictures come from the browser tests, so they show what the
+    tests saw: ``UPDATE_SCREENSHOTS=1 .venv/bin/pytest -m browser`` refreshes them.
+    """
+    folder = Path(__file__).resolve().parents[1] / "docs" / "img"
+    target = folder if os.environ.get("UPDATE_SCREENSHOTS") == "1" else tmp_path / "img"
+    target.mkdir(parents=True, exist_ok=True)
+
+    def take(page: Any, name: str) -> Path:
+        path = target / f"{name}.png"
+        page.screenshot(path=str(path), full_page=True)
+        return path
+
+    return take

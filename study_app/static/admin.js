@@ -40,6 +40,11 @@ function redraw(stats) {
       cell(s.events.join(", ")));
     return tr;
   }));
+  document.querySelector("#per-feature tbody").replaceChildren(...Object.entries(stats.per_feature).map(([f, counts]) => {
+    const tr = document.createElement("tr");
+    tr.append(cell(f), cell(Object.entries(counts).map(([t, n]) => `${t}: ${n}`).join(", ")));
+    return tr;
+  }));
   document.getElementById("updated").textContent = "Last update " + new Date().toLocaleTimeString();
 }
 

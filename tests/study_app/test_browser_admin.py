@@ -14,7 +14,12 @@ from study_app.simulate import BotConfig, run_bots
 
 
 def test_dashboard_updates_live_and_export_downloads(
-    study_app: tuple[Flask, AnswerKey], example_package: Path, serve: Any, browser: Any, tmp_path: Path
+    study_app: tuple[Flask, AnswerKey],
+    example_package: Path,
+    serve: Any,
+    browser: Any,
+    tmp_path: Path,
+    screenshot: Any,
 ) -> None:
     app, key = study_app
     result = app.test_cli_runner().invoke(
@@ -38,6 +43,8 @@ def test_dashboard_updates_live_and_export_downloads(
         # The page is not reloaded: the numbers arrive through the 5-second refresh.
         expect(completed).to_have_text("1", timeout=15000)
         expect(page.locator("#recent tbody tr")).to_have_count(1)
+        expect(page.locator("#per-feature tbody tr").first).to_be_visible()  # refreshed in place too
+        screenshot(page, "admin-dashboard")
         assert page.url.endswith("/admin/s/pilot")
         with page.expect_download() as download:
             page.get_by_role("link", name="Download responses (CSV)").click()

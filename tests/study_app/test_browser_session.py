@@ -36,7 +36,7 @@ def _wait_until_answered(page: Any, url: str, tid: str) -> None:
 
 
 def test_chromium_completes_demo_session(
-    app: Flask, demo_package: Path, serve: Any, browser: Any, tmp_path: Path
+    app: Flask, demo_package: Path, serve: Any, browser: Any, tmp_path: Path, screenshot: Any
 ) -> None:
     with app.app_context():
         assert app.test_cli_runner().invoke(args=["import", str(demo_package)]).exit_code == 0
@@ -71,14 +71,18 @@ def test_chromium_completes_demo_session(
     with serve(app) as server:
         page.goto(f"{server.url}/s/demo?PROLIFIC_PID=browser1&STUDY_ID=s&SESSION_ID=x")
         assert "Consent" in page.content()
+        screenshot(page, "participant-1-consent")
         page.get_by_role("button", name="I agree, start the study").click()
         page.get_by_role("button", name="Test sound").click()
+        screenshot(page, "participant-2-volume")
         page.get_by_role("button", name="The volume is comfortable, continue").click()
+        shot_kinds: set[str] = set()
 
         for step in range(100):
             # The server says where the session is; the page must follow it there.
             trial = page.request.get(f"{server.url}/api/s/demo/trial").json()
             if trial["stage"] == "instructions":
+                screenshot(page, "participant-4-instructions")
                 page.get_by_role("button", name="Begin").click()
                 continue
             if "trial" not in trial:
@@ -94,6 +98,7 @@ def test_chromium_completes_demo_session(
             if step == 10:
                 page.route("**/api/s/demo/answer", drop_first_answer)
             plays = page.locator("#references button.play, #candidates button.play")
+            assert not page.locator("button.retry").first.is_visible()  # audio loaded: no "failed" message
             answer_buttons = page.locator("#options button, #rating button")
             assert answer_buttons.count() and all(
                 b.is_disabled() for b in answer_buttons.all()
@@ -111,12 +116,18 @@ def test_chromium_completes_demo_session(
                 clicked[tid] = 4
             if trial["trial"]["confidence"]:
                 page.locator("#confidence button", has_text="5").click()
+            kind = f"{trial['trial']['phase']}-{trial['trial']['kind']}"
+            if kind not in shot_kinds:  # one picture per page layout, answered, before "Next"
+                shot_kinds.add(kind)
+                number = {"screening": 3, "practice": 5}.get(trial["trial"]["phase"], 6)
+                screenshot(page, f"participant-{number}-{kind}")
             page.locator("#submit").click()
             _wait_until_answered(page, f"{server.url}/api/s/demo/trial", tid)
         page.get_by_label("Over-ear headphones").check()
+        screenshot(page, "participant-7-questionnaire")
         page.get_by_role("button", name="Finish").click()
         assert page.locator("#code").inner_text() == key.codes.complete
-        page.screenshot(path=str(tmp_path / "done.png"))
+        screenshot(page, "participant-8-done")
     context.close()
     assert dropped["n"] == 1
 
