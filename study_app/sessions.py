@@ -212,8 +212,8 @@ def advance_stage(sess: StudySession, study: Study, from_stage: str) -> None:
     if from_stage == "volume":
         sess.stage = _after_volume(study)
     elif from_stage == "instructions":
+        # The position is already past screening: it ends on the last screening answer.
         sess.stage = "trials"
-        _skip_phase(sess, study, "screening")
         if sess.position >= len(sess.trial_order):
             sess.stage = _after_trials(study)
     touch(sess)
@@ -226,14 +226,6 @@ def _after_trials(study: Study) -> str:
 
 def _phase_of(study: Study, trial_key: str) -> str:
     return package_view(study).trial_types[trial_key]
-
-
-def _skip_phase(sess: StudySession, study: Study, trial_type: str) -> None:
-    while (
-        sess.position < len(sess.trial_order)
-        and _phase_of(study, sess.trial_order[sess.position]) == trial_type
-    ):
-        sess.position += 1
 
 
 def finish_questionnaire(sess: StudySession, answers: dict[str, Any]) -> None:

@@ -320,3 +320,38 @@ def screenshot(tmp_path: Path) -> Any:
         return path
 
     return take
+
+
+def free_port() -> int:
+    """A free loopback TCP port (for servers the tests start as subprocesses)."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_http(url: str, tries: int = 150) -> Any:
+    """GET ``url`` until the server answers (any status); return that response."""
+    import time
+
+    import httpx
+
+    for _ in range(tries):
+        try:
+            return httpx.get(url, timeout=5)
+        except httpx.TransportError:
+            time.sleep(0.1)
+    raise AssertionError(f"{url} never answered")
+
+
+@pytest.fixture(scope="session")
+def port() -> Any:
+    """``port()``: a free loopback TCP port."""
+    return free_port
+
+
+@pytest.fixture(scope="session")
+def wait_for() -> Any:
+    """``wait_for(url)``: the first response from a server that is starting."""
+    return wait_http

@@ -5,7 +5,6 @@ from __future__ import annotations
 import glob
 import os
 import shutil
-import socket
 import subprocess
 import tempfile
 import time
@@ -15,12 +14,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @dataclass
@@ -56,7 +49,7 @@ class PrivatePostgres:
 
 @pytest.fixture
 def private_postgres(
-    tmp_path_factory: pytest.TempPathFactory, need_service: Any
+    tmp_path_factory: pytest.TempPathFactory, need_service: Any, port: Any
 ) -> Iterator[PrivatePostgres]:
     bins = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
     if not bins or shutil.which("runuser") is None or os.geteuid() != 0:
@@ -86,7 +79,7 @@ def private_postgres(
         check=True,
         capture_output=True,
     )
-    pg = PrivatePostgres(data, free_port(), bin_dir)
+    pg = PrivatePostgres(data, port(), bin_dir)
     pg.start()
     for _ in range(50):
         if (
@@ -149,9 +142,3 @@ http {{
 }}
 """)
     return conf
-
-
-@pytest.fixture(scope="session")
-def port() -> Any:
-    """``port()``: a free loopback TCP port."""
-    return free_port

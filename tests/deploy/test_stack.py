@@ -30,16 +30,6 @@ BIN = Path(sys.executable).parent
 NGINX = "nginx"
 
 
-def _wait(url: str) -> None:
-    for _ in range(150):
-        try:
-            httpx.get(url, timeout=2)
-            return
-        except httpx.TransportError:
-            time.sleep(0.1)
-    raise AssertionError(f"{url} never answered")
-
-
 def _workers(master: int) -> list[int]:
     out = subprocess.run(["pgrep", "-P", str(master)], capture_output=True, text=True, check=False).stdout
     return [int(x) for x in out.split()]
@@ -47,7 +37,13 @@ def _workers(master: int) -> list[int]:
 
 @pytest.mark.slow
 def test_stack_survives_worker_kill_and_postgres_restart(
-    private_postgres: Any, nginx_conf: Any, port: Any, demo_package: Path, tmp_path: Path, capsys: Any
+    private_postgres: Any,
+    nginx_conf: Any,
+    port: Any,
+    wait_for: Any,
+    demo_package: Path,
+    tmp_path: Path,
+    capsys: Any,
 ) -> None:
     env = {
         **os.environ,
@@ -78,7 +74,7 @@ def test_stack_survives_worker_kill_and_postgres_restart(
     nginx = subprocess.Popen([NGINX, "-c", str(conf)], stderr=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{web_port}"
     try:
-        _wait(url + "/api/health")
+        wait_for(url + "/api/health")
         manifest, key = load_study(demo_package / "study.json"), load_key(demo_package / "key.json")
         cfg = BotConfig(
             participants=24,

@@ -3,18 +3,17 @@
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
-
-import httpx
+from typing import Any
 
 BIN = Path(sys.executable).parent
 
 
-def test_import_then_serve_answers_participants(example_package: Path, tmp_path: Path) -> None:
+def test_import_then_serve_answers_participants(
+    example_package: Path, tmp_path: Path, port: Any, wait_for: Any
+) -> None:
     env = {**os.environ, "DATABASE_URL": f"sqlite:///{tmp_path / 'study.sqlite'}", "SECRET_KEY": "t"}
     for args in (["init-db"], ["import", str(example_package)]):
         done = subprocess.run(
@@ -22,23 +21,17 @@ def test_import_then_serve_answers_participants(example_package: Path, tmp_path:
         )
         assert done.returncode == 0, done.stderr
     assert "PROLIFIC_PID={{%PROLIFIC_PID%}}" in done.stdout  # the link to paste into Prolific
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    server_port = port()
     server = subprocess.Popen(
-        [BIN / "study-app", "serve", "--port", str(port)], env=env, stdout=subprocess.PIPE, text=True
+        [BIN / "study-app", "serve", "--port", str(server_port)], env=env, stdout=subprocess.PIPE, text=True
     )
     try:
         assert server.stdout is not None
         assert (
-            server.stdout.readline().strip() == f"participant entry (pilot): http://127.0.0.1:{port}/s/pilot"
+            server.stdout.readline().strip()
+            == f"participant entry (pilot): http://127.0.0.1:{server_port}/s/pilot"
         )
-        for _ in range(100):
-            try:
-                page = httpx.get(f"http://127.0.0.1:{port}/s/pilot", timeout=5)
-                break
-            except httpx.TransportError:
-                time.sleep(0.1)
+        page = wait_for(f"http://127.0.0.1:{server_port}/s/pilot")
         assert page.status_code == 200 and "I agree, start the study" in page.text
     finally:
         server.terminate()

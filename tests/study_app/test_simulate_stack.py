@@ -4,13 +4,11 @@ from __future__ import annotations
 
 import os
 import re
-import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
+from typing import Any
 
-import httpx
 import pytest
 from flask import Flask
 
@@ -20,19 +18,17 @@ BIN = Path(sys.executable).parent
 
 @pytest.mark.slow
 def test_chaos_bots_through_gunicorn_on_postgres(
-    pg_app: Flask, postgres_url: str, demo_package: Path
+    pg_app: Flask, postgres_url: str, demo_package: Path, port: Any, wait_for: Any
 ) -> None:
     with pg_app.app_context():
         assert pg_app.test_cli_runner().invoke(args=["import", str(demo_package)]).exit_code == 0
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    server_port = port()
     env = {
         **os.environ,
         "DATABASE_URL": postgres_url,
         "SECRET_KEY": "stack-test",
         "SESSIONS_PER_IP_PER_MINUTE": "100000",
-        "GUNICORN_BIND": f"127.0.0.1:{port}",
+        "GUNICORN_BIND": f"127.0.0.1:{server_port}",
         "GUNICORN_WORKERS": "3",
         "GUNICORN_ACCESSLOG": "/dev/null",
     }
@@ -43,13 +39,8 @@ def test_chaos_bots_through_gunicorn_on_postgres(
         stderr=subprocess.DEVNULL,
     )
     try:
-        url = f"http://127.0.0.1:{port}"
-        for _ in range(100):
-            try:
-                assert httpx.get(url + "/api/health").json()["database"] == "postgresql"
-                break
-            except httpx.TransportError:
-                time.sleep(0.1)
+        url = f"http://127.0.0.1:{server_port}"
+        assert wait_for(url + "/api/health").json()["database"] == "postgresql"
         done = subprocess.run(
             [
                 BIN / "study-app",
