@@ -178,6 +178,46 @@ def status_command(study: str) -> None:
     click.echo(f"declined {t['declined']}, responses {t['responses']}")
 
 
+@click.command("prolific")
+@click.argument("study")
+@click.option(
+    "--base-url", required=True, help="Where participants reach the app, e.g. https://study.example.org"
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the values as JSON.")
+@with_appcontext
+def prolific_command(study: str, base_url: str, as_json: bool) -> None:
+    """Print what to paste into Prolific's study form: URL, completion codes, places, time.
+
+    Example: study-app prolific demo --base-url https://study.example.org
+    """
+    import json
+
+    from study_app.prolific import prolific_setup
+
+    try:
+        setup = prolific_setup(_get_study(study), base_url)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--base-url") from exc
+    if as_json:
+        click.echo(json.dumps(setup.as_dict(), indent=2))
+        return
+    urls = setup.as_dict()["completion_urls"]
+    click.echo("Study URL (Prolific: 'What is the URL of your study?'; keep the three placeholders):")
+    click.echo(f"  {setup.study_url}")
+    click.echo("Completion codes (Prolific: 'How to confirm participants have completed your study?'):")
+    for name, meaning in (
+        ("completed", "completed the study        -> approve"),
+        ("screened_out", "failed the headphone check -> 'screened out' (fixed payment)"),
+        ("declined", "did not consent            -> ask them to return the study"),
+    ):
+        click.echo(f"  {setup.codes[name]:<10} {meaning}")
+    click.echo(f"  participants are redirected to {urls['completed'].split('?')[0]}?cc=CODE")
+    click.echo(f"Places: {setup.places} (lists x target participants)")
+    click.echo(f"Estimated time: {setup.minutes} min (longest list; run a pilot and adjust)")
+    for warning in setup.warnings:
+        click.echo(f"warning: {warning}", err=True)
+
+
 def _lifecycle(name: str, status: str) -> click.Command:
     @click.command(name, help=f"Set STUDY's status to '{status}' (participants can start only open studies).")
     @click.argument("study")
@@ -381,6 +421,7 @@ def register_commands(app: Flask) -> None:
         create_admin_command,
         export_command,
         status_command,
+        prolific_command,
         sessions_command,
         simulate_command,
         forget_command,

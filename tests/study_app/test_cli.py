@@ -36,3 +36,56 @@ def test_import_then_serve_answers_participants(
     finally:
         server.terminate()
         server.wait(timeout=10)
+
+
+def test_prolific_prints_the_form_values_and_the_url_reaches_consent(
+    example_package: Path, tmp_path: Path, port: Any, wait_for: Any
+) -> None:
+    import json
+
+    env = {**os.environ, "DATABASE_URL": f"sqlite:///{tmp_path / 'study.sqlite'}", "SECRET_KEY": "t"}
+
+    def study_app(*args: str) -> subprocess.CompletedProcess[str]:
+        command = [BIN / "study-app", *args]
+        return subprocess.run(command, env=env, capture_output=True, text=True, check=False)
+
+    for args in (["init-db"], ["import", str(example_package), "--draft"]):
+        assert study_app(*args).returncode == 0
+    server_port = port()
+    base = f"http://127.0.0.1:{server_port}"
+    done = study_app("prolific", "pilot", "--base-url", base, "--json")
+    assert done.returncode == 0, done.stderr
+    values = json.loads(done.stdout)
+    key = json.loads((example_package / "key.json").read_text())
+    assert values["codes"] == {
+        "completed": key["codes"]["complete"],
+        "screened_out": key["codes"]["screened_out"],
+        "declined": key["codes"]["declined"],
+    }
+    manifest = json.loads((example_package / "study.json").read_text())
+    assert values["places"] == sum(lst["target_participants"] for lst in manifest["lists"])
+    assert values["estimated_minutes"] >= 2
+    # Not yet open, and plain http: both are said, on stderr, before anyone publishes.
+    warnings = values["warnings"]
+    assert any("open pilot" in w for w in warnings) and any("https" in w for w in warnings)
+
+    # Prolific fills the placeholders; the filled URL starts a participant's consent page.
+    url = values["study_url"]
+    assert url.startswith(f"{base}/s/pilot?")
+    filled = url.replace("{{%PROLIFIC_PID%}}", "p123").replace("{{%STUDY_ID%}}", "s1")
+    filled = filled.replace("{{%SESSION_ID%}}", "x9")
+    assert study_app("open", "pilot").returncode == 0
+    server = subprocess.Popen([BIN / "study-app", "serve", "--port", str(server_port)], env=env)
+    try:
+        page = wait_for(filled)
+        assert page.status_code == 200 and "I agree, start the study" in page.text
+        assert 'value="p123"' in page.text  # the id travels with the consent form
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
+
+    text = study_app("prolific", "pilot", "--base-url", "https://study.example.org")
+    assert text.returncode == 0 and "warning" not in text.stderr
+    assert "https://study.example.org/s/pilot?PROLIFIC_PID={{%PROLIFIC_PID%}}" in text.stdout
+    bad = study_app("prolific", "pilot", "--base-url", "study.example.org")
+    assert bad.returncode == 2 and "--base-url" in bad.stderr
