@@ -34,7 +34,12 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     The database is ``DATABASE_URL`` when set (PostgreSQL in production), else a
     SQLite file in the instance folder.
     """
-    app = Flask(__name__, instance_relative_config=True)
+    # STUDY_APP_INSTANCE puts the instance folder (default SQLite file, config.py)
+    # outside the code, e.g. /srv/study-app/instance; Flask's default is beside the package.
+    instance = os.environ.get("STUDY_APP_INSTANCE")
+    app = Flask(
+        __name__, instance_relative_config=True, instance_path=os.path.abspath(instance) if instance else None
+    )
     Path(app.instance_path).mkdir(parents=True, exist_ok=True)
     default_db = "sqlite:///" + str(Path(app.instance_path) / "study_app.sqlite")
     app.config.from_mapping(

@@ -22,7 +22,7 @@ from study_app.app import create_app
     "(e.g. postgresql://user@host/db) or, by default, a SQLite file in the instance folder.\n\n"
     "First time: 'study-app init-db', 'study-app import studies/S', then 'study-app serve'.",
 )
-@click.version_option(package_version(), prog_name="music-concepts")
+@click.version_option(package_version(), prog_name="music-concepts", message="%(prog)s %(version)s")
 def cli() -> None:
     pass
 

@@ -11,6 +11,7 @@ import shutil
 import threading
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -48,7 +49,12 @@ def require_service(reason: str) -> NoReturn:
 
 # Tests that use these fixtures get the matching marker automatically, so that
 # "-m 'not browser'" works and the summary below can count them.
-_SERVICE_MARKERS = {"postgres_url": "postgres", "private_postgres": "postgres", "browser": "browser"}
+_SERVICE_MARKERS = {
+    "postgres_url": "postgres",
+    "postgres_database": "postgres",
+    "private_postgres": "postgres",
+    "browser": "browser",
+}
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -108,9 +114,9 @@ def client(app: Flask) -> Any:
     return app.test_client()
 
 
-@pytest.fixture(scope="session")
-def postgres_url() -> Iterator[str]:
-    """URL of a uniquely named PostgreSQL database, created for this test session and dropped.
+@contextmanager
+def _new_database() -> Iterator[str]:
+    """A uniquely named PostgreSQL database, dropped afterwards; its URL.
 
     The server is ``TEST_DATABASE_URL`` (any database on it; used only to create ours)
     or 127.0.0.1:5432 as user postgres.
@@ -132,6 +138,20 @@ def postgres_url() -> Iterator[str]:
             yield admin.set(database=name).render_as_string(hide_password=False)
         finally:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    """URL of a PostgreSQL database for this test session (tests drop their tables)."""
+    with _new_database() as url:
+        yield url
+
+
+@pytest.fixture
+def postgres_database() -> Iterator[str]:
+    """URL of a PostgreSQL database of this test's own (for commands that leave tables)."""
+    with _new_database() as url:
+        yield url
 
 
 @pytest.fixture

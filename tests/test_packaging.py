@@ -31,11 +31,16 @@ def test_console_script_help_lists_its_commands(script: str) -> None:
 
 
 @pytest.mark.parametrize("script", sorted(SCRIPTS))
-def test_console_script_version(script: str) -> None:
+def test_console_script_version_is_the_changelogs(script: str) -> None:
+    import re
+    from importlib.metadata import version
+
+    changelog = (Path(__file__).resolve().parents[1] / "CHANGELOG.md").read_text()
+    newest = re.search(r"^## (\S+)", changelog, re.M)
+    assert newest and newest[1] == version("music-concepts")
     result = _run(str(BIN / script), "--version")
     assert result.returncode == 0, result.stderr
-    assert "music-concepts" in result.stdout
-    assert "0." in result.stdout
+    assert result.stdout.strip() == f"music-concepts {newest[1]}"
 
 
 def test_light_packages_never_import_torch_or_transformers() -> None:

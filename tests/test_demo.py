@@ -1,0 +1,97 @@
+"""`make demo`, the README's first command, as a newcomer runs it.
+
+It runs the whole chain from nothing (into a scratch ``DEMO`` directory, so the
+checkout stays clean): corpus, tiny models, SAEs, features, labels, steering, the
+study package, bots through a real server, the export and the report. Then it
+serves the study and prints three addresses. The test follows them: the
+participant entry answers with the consent page, the admin password it printed
+logs in, and the report exists. The time to the printed addresses is shown in the
+CI log; the 10-minute limit is the test's deadline.
+"""
+
+from __future__ import annotations
+
+import os
+import queue
+import re
+import signal
+import subprocess
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+
+ROOT = Path(__file__).resolve().parents[1]
+LIMIT_S = 600  # the promise in the README: under 10 minutes on 2 cores after the install
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(LIMIT_S + 120)
+def test_make_demo_serves_the_study_and_prints_its_addresses(
+    tmp_path: Path, port: Any, wait_for: Any, capsys: Any
+) -> None:
+    demo, serve_port, sim_port = tmp_path / "demo", port(), port()
+    start = time.monotonic()
+    settings = [f"DEMO={demo}", f"DEMO_PORT={serve_port}", f"DEMO_SIM_PORT={sim_port}"]
+    make = subprocess.Popen(
+        ["make", "--no-print-directory", "demo", *settings],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,  # its server is killed with it, as a group
+    )
+    lines: queue.Queue[str | None] = queue.Queue()
+
+    def pump() -> None:
+        assert make.stdout is not None
+        for line in make.stdout:
+            lines.put(line)
+        lines.put(None)
+
+    threading.Thread(target=pump, daemon=True).start()
+    log: list[str] = []
+    try:
+        # The last of the three addresses ('report:' alone is also the analysis's own line).
+        while not any(line.startswith("report:") and "file://" in line for line in log):
+            line = lines.get(timeout=max(1.0, LIMIT_S - (time.monotonic() - start)))
+            assert line is not None, "make demo stopped before printing its addresses:\n" + "".join(log[-80:])
+            log.append(line)
+        elapsed = time.monotonic() - start
+        text = "".join(log)
+        entry = re.search(r"^participant entry: (\S+)", text, re.M)
+        admin = re.search(r"^admin dashboard: +(\S+) +\(user (\S+), password (\S+); shown once\)", text, re.M)
+        report = re.search(r"^report: +file://(\S+)", text, re.M)
+        assert entry and admin and report, text[-3000:]
+        assert entry[1] == f"http://127.0.0.1:{serve_port}/s/demo"
+
+        page = wait_for(entry[1])
+        assert page.status_code == 200 and "I agree, start the study" in page.text
+        assert "What does the music model hear?" in page.text  # the demo study's title
+
+        with requests.Session() as browser:
+            form = browser.get(f"{admin[1]}/login", timeout=10).text
+            token = re.search(r'name="csrf-token" content="([^"]+)"', form)
+            assert token
+            dashboard = browser.post(
+                f"{admin[1]}/login",
+                data={"csrf_token": token[1], "username": admin[2], "password": admin[3]},
+                timeout=10,
+            )
+            assert dashboard.status_code == 200 and "demo" in dashboard.text
+            # The 16 bots that ran before serving are on the dashboard.
+            stats = browser.get(f"{admin[1]}/api/s/demo/stats", timeout=10).json()
+            assert sum(c["completed"] for c in stats["lists"].values()) > 0
+
+        html = Path(report[1]).read_text()
+        assert "<title>Report: What does the music model hear?</title>" in html
+        # Every stage said how far it got, and the bots lost nothing.
+        assert re.search(r"sent=(\d+) stored=\1 duplicates=0", text), text[-3000:]
+        with capsys.disabled():  # shown in the CI log
+            print(f"\nmake demo: addresses printed after {elapsed:.0f} s (limit {LIMIT_S} s)")
+    finally:
+        os.killpg(make.pid, signal.SIGTERM)
+        make.wait(timeout=30)
