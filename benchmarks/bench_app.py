@@ -36,7 +36,6 @@ from __future__ import annotations
 import argparse
 import os
 import random
-import re
 import signal
 import socket
 import subprocess
@@ -51,6 +50,8 @@ from typing import Any
 
 import httpx
 import psycopg
+
+from study_app.simulate import csrf_token
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -133,7 +134,9 @@ class Walker(threading.Thread):
             self.client.close()
         self.client = httpx.Client(base_url=self.url, timeout=30)
         page = self.client.get("/s/bench")
-        self.token = re.search(r'csrf-token" content="([^"]+)"', page.text).group(1)  # type: ignore[union-attr]
+        token = csrf_token(page.text)
+        assert token, "the consent page has no CSRF token"
+        self.token = token
         self.client.post("/s/bench/consent", data={"csrf_token": self.token, "choice": "accept"})
 
     def _page(self, stage: str) -> None:

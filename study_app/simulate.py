@@ -31,6 +31,17 @@ import httpx
 from artifact_schemas import AnswerKey, StudyManifest
 
 _CSRF = re.compile(r'name="csrf-token" content="([^"]+)"')
+
+
+def csrf_token(html: str) -> str | None:
+    """The CSRF token every app page carries in ``<meta name="csrf-token">`` (None if absent).
+
+    Bots, the tests and the benchmarks post forms the way a browser does, with this token.
+    """
+    match = _CSRF.search(html)
+    return match.group(1) if match else None
+
+
 # Attentive people pass catch trials; only --accuracy and --steer-accuracy model uncertainty.
 ATTENTION_ACCURACY = 0.95
 
@@ -85,9 +96,9 @@ class Bot:
 
     def _page(self, path: str) -> httpx.Response:
         page = self._request("GET", path)
-        match = _CSRF.search(page.text)
-        if match:
-            self.token = match.group(1)
+        token = csrf_token(page.text)
+        if token:
+            self.token = token
         return page
 
     # ------------------------------------------------------------------ the session

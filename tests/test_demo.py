@@ -24,6 +24,8 @@ from typing import Any
 import pytest
 import requests
 
+from study_app.simulate import csrf_token
+
 ROOT = Path(__file__).resolve().parents[1]
 LIMIT_S = 600  # the promise in the README: under 10 minutes on 2 cores after the install
 
@@ -74,11 +76,11 @@ def test_make_demo_serves_the_study_and_prints_its_addresses(
 
         with requests.Session() as browser:
             form = browser.get(f"{admin[1]}/login", timeout=10).text
-            token = re.search(r'name="csrf-token" content="([^"]+)"', form)
+            token = csrf_token(form)
             assert token
             dashboard = browser.post(
                 f"{admin[1]}/login",
-                data={"csrf_token": token[1], "username": admin[2], "password": admin[3]},
+                data={"csrf_token": token, "username": admin[2], "password": admin[3]},
                 timeout=10,
             )
             assert dashboard.status_code == 200 and "demo" in dashboard.text

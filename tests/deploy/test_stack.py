@@ -9,7 +9,6 @@ Range support.
 from __future__ import annotations
 
 import os
-import re
 import signal
 import subprocess
 import sys
@@ -23,7 +22,7 @@ import psycopg
 import pytest
 
 from artifact_schemas import load_key, load_study
-from study_app.simulate import BotConfig, run_bots
+from study_app.simulate import BotConfig, csrf_token, run_bots
 
 ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
@@ -102,7 +101,8 @@ def test_stack_survives_worker_kill_and_postgres_restart(
         # Audio through nginx: the app checks access, nginx sends the bytes, Range works.
         client = httpx.Client(base_url=url)
         page = client.get("/s/demo?PROLIFIC_PID=listener")
-        token = re.search(r'csrf-token" content="([^"]+)"', page.text).group(1)  # type: ignore[union-attr]
+        token = csrf_token(page.text)
+        assert token
         client.post("/s/demo/consent", data={"csrf_token": token, "choice": "accept"})
         client.post("/s/demo/volume", data={"csrf_token": token})
         trial = client.get("/api/s/demo/trial").json()["trial"]

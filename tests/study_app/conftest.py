@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,12 +12,13 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from artifact_schemas import AnswerKey, load_key
+from study_app.simulate import csrf_token
 
 
 def csrf_of(html: str) -> str:
-    match = re.search(r'name="csrf-token" content="([^"]+)"', html)
-    assert match, "page has no CSRF token"
-    return match.group(1)
+    token = csrf_token(html)
+    assert token, "page has no CSRF token"
+    return token
 
 
 class Participant:

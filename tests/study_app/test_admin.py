@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 import pytest
@@ -13,11 +12,14 @@ from sqlalchemy import func, select
 from artifact_schemas import AnswerKey
 from study_app.db import db
 from study_app.models import Response, StudySession
+from study_app.simulate import csrf_token
 
 
 def _csrf(client: FlaskClient, path: str = "/admin/login") -> str:
     html = client.get(path).get_data(as_text=True)
-    return re.search(r'name="csrf-token" content="([^"]+)"', html).group(1)  # type: ignore[union-attr]
+    token = csrf_token(html)
+    assert token, f"{path} has no CSRF token"
+    return token
 
 
 def test_every_admin_route_refuses_logged_out_requests(study_app: tuple[Flask, AnswerKey]) -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -15,6 +14,7 @@ from sqlalchemy import select, update
 
 from study_app.db import db
 from study_app.models import StudySession, TrialList
+from study_app.simulate import csrf_token
 
 ARRIVALS = 60
 
@@ -22,7 +22,8 @@ ARRIVALS = 60
 def _arrive(base: str, i: int) -> int:
     with httpx.Client(base_url=base, timeout=60) as client:
         page = client.get(f"/s/pilot?PROLIFIC_PID=bot{i}")
-        token = re.search(r'name="csrf-token" content="([^"]+)"', page.text).group(1)  # type: ignore[union-attr]
+        token = csrf_token(page.text)
+        assert token
         form = {"csrf_token": token, "choice": "accept", "PROLIFIC_PID": f"bot{i}"}
         return client.post("/s/pilot/consent", data=form).status_code
 

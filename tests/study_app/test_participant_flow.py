@@ -13,6 +13,7 @@ from artifact_schemas import AnswerKey
 from study_app.db import db
 from study_app.models import Event, Response, StudySession
 from study_app.models import Participant as ParticipantRow
+from study_app.simulate import csrf_token
 
 
 def _count(app: Flask, model: Any) -> int:
@@ -169,13 +170,13 @@ def test_repeated_consent_with_a_prolific_id_returns_the_same_session(
     new_participant: Any, study_app: tuple[Flask, AnswerKey]
 ) -> None:
     """The reply to "I agree" was lost and the browser (without the cookie) sends it again."""
-    import re
 
     app, _ = study_app
     for _ in range(3):  # a fresh browser each time: no cookie came back
         client = new_participant().client
         page = client.get("/s/pilot").get_data(as_text=True)  # the consent page, Prolific id in the form
-        token = re.search(r'name="csrf-token" content="([^"]+)"', page).group(1)  # type: ignore[union-attr]
+        token = csrf_token(page)
+        assert token
         form = {"csrf_token": token, "choice": "accept", "PROLIFIC_PID": "RETRY1"}
         assert client.post("/s/pilot/consent", data=form).status_code == 302
     assert _count(app, StudySession) == 1
