@@ -6,7 +6,7 @@ The first block (``make demo`` / ``make test``) is proven elsewhere: ``make test
 what CI runs (``.ci/run``), ``make demo`` is run by ``tests/test_demo.py``. Blocks
 whose first line is ``# needs real weights`` are not run (no weights or GPU here);
 instead every option they use is checked against the tool's ``--help``, so they
-cannot drift from the code.
+cannot drift from the code. The command blocks of ``docs/*.md`` get the same check.
 
 What the test changes, and nothing more: the ports and the PostgreSQL address are
 swapped for free ones and a database of its own (each swap must occur in the
@@ -195,3 +195,48 @@ def test_real_weight_commands_use_options_that_exist() -> None:
                     assert re.search(rf"{re.escape(opt)}\b", help_text), f"'{' '.join(tool)}' has no {opt}"
                     checked += 1
     assert checked > 20
+
+
+TOOLS = ("sae-core", "stimuli-builder", "study-app", "study-analysis")
+
+
+def _doc_calls(text: str) -> list[tuple[str, str, list[str]]]:
+    """(tool, command, --options) of every tool call in the fenced code blocks of a page."""
+    calls = []
+    for block in re.findall(r"^```[a-z]*\n(.*?)^```", text, flags=re.S | re.M):
+        for line in map(without_comment, re.sub(r"\\\n\s*", "", block).splitlines()):
+            for segment in re.split(r"\|\||&&|[|;]", line):
+                words = segment.replace("[", " ").replace("]", " ").split()
+                # A call: the tool by path (.venv/bin/study-app), or as the first word after
+                # VAR=value settings; not a unit or user of the same name (systemctl ... study-app).
+                first = next((i for i, w in enumerate(words) if not re.match(r"^[A-Z_]+=", w)), 0)
+                found = [i for i, w in enumerate(words) if Path(w).name in TOOLS]
+                at = next((i for i in found if i == first or Path(words[i]).parent.name == "bin"), None)
+                if at is None or at + 1 >= len(words) or words[at + 1].startswith("-"):
+                    continue
+                options = [w.split("=")[0] for w in words[at + 2 :] if w.startswith("--")]
+                calls.append((Path(words[at]).name, words[at + 1], options))
+    return calls
+
+
+@pytest.mark.slow
+def test_tool_calls_in_the_docs_name_commands_and_options_that_exist() -> None:
+    """The command blocks of docs/*.md cannot drift from the tools either."""
+    calls = {}
+    for page in sorted((ROOT / "docs").glob("*.md")):
+        for tool, command, options in _doc_calls(page.read_text()):
+            calls.setdefault((tool, command), set()).update(options)
+            calls[(tool, command)].add(page.name)  # kept apart below: names end in .md
+    wrong = []
+    for (tool, command), seen in sorted(calls.items()):
+        pages = sorted(x for x in seen if x.endswith(".md"))
+        listing = _help([str(BIN / tool), "--help"])
+        if not re.search(rf"^\W*{re.escape(command)}\s", listing, flags=re.M):
+            wrong.append(f"{', '.join(pages)}: '{tool} {command}' is not a command")
+            continue
+        usage = _help([str(BIN / tool), command, "--help"])
+        for option in sorted(x for x in seen if x.startswith("--")):
+            if not re.search(rf"{re.escape(option)}\b", usage):
+                wrong.append(f"{', '.join(pages)}: '{tool} {command}' has no {option}")
+    assert not wrong, "\n".join(wrong)
+    assert len(calls) > 15
