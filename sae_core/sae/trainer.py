@@ -194,19 +194,30 @@ class Trainer:
     def evaluate(self) -> TrainMetrics:
         """Held-out FVU and L0 with the inference-time encoder; training summaries."""
         self.sae.eval()
-        err = total = active = 0.0
+        # Streamed batch by batch, so a held-out split of millions of frames never sits in
+        # memory at once. The FVU denominator, sum ||x - mean||^2 over all rows, is built
+        # with Chan et al.'s pairwise update of (count, mean, M2) in float64: the same value
+        # as the two-pass formula, without cancellation when the mean is large.
+        err = active = m2 = 0.0
         rows = 0
-        batches = list(self.source.batches(self.cfg.batch_size, self.cfg.seed, 0, "holdout"))
-        if batches:
-            data = torch.cat(batches).to(self.device)
-            mean = data.mean(dim=0)
-            for x in data.split(self.cfg.batch_size):
-                code = self.sae.encode(x)
-                recon = self.sae.decode(code.latent_acts, code.latent_indices)
-                err += float((recon - x).pow(2).sum())
-                total += float((x - mean).pow(2).sum())
-                active += float((code.latent_acts > 0).sum())
-                rows += x.shape[0]
+        mean: torch.Tensor | None = None
+        for batch in self.source.batches(self.cfg.batch_size, self.cfg.seed, 0, "holdout"):
+            x = batch.to(self.device)
+            code = self.sae.encode(x)
+            recon = self.sae.decode(code.latent_acts, code.latent_indices)
+            err += float((recon - x).double().pow(2).sum())
+            active += float((code.latent_acts > 0).sum())
+            xd = x.double()
+            n_b, mean_b = xd.shape[0], xd.mean(dim=0)
+            m2_b = float((xd - mean_b).pow(2).sum())
+            if mean is None:
+                mean, m2 = mean_b, m2_b
+            else:
+                delta = mean_b - mean
+                m2 += m2_b + float(delta.pow(2).sum()) * rows * n_b / (rows + n_b)
+                mean = mean + delta * (n_b / (rows + n_b))
+            rows += n_b
+        total = m2
         self.sae.train()
         tail = self.fvu_history[-max(1, len(self.fvu_history) // 10) :] or [math.nan]
         tokens = self.step * self.cfg.batch_size

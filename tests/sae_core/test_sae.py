@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -189,3 +190,42 @@ def test_cli_train_bad_input_is_one_clear_line(tmp_path: Path) -> None:
     assert result.returncode != 0
     lines = [line for line in result.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and "/nonexistent" in lines[0]
+
+
+def test_holdout_metrics_are_streamed_and_match_the_two_pass_formula(monkeypatch: pytest.MonkeyPatch) -> None:
+    data, _ = planted(20_000, d=32, atoms=64, active=3)
+    data = data + 40.0  # a large mean: a naive one-pass sum of squares would cancel here
+    cfg = SaeConfig(d_in=32, num_latents=128, k=4)
+    trainer = Trainer(
+        cfg, TrainConfig(batch_size=256, epochs=1, seed=0), InMemoryActivations(data), progress=False
+    )
+    trainer.fit()
+    held = torch.cat(list(trainer.source.batches(256, 0, 0, "holdout"))).double()
+    assert len(held) > 3 * 256  # several batches, so streaming is exercised
+    with torch.no_grad():
+        trainer.sae.eval()
+        code = trainer.sae.encode(held.float())
+        recon = trainer.sae.decode(code.latent_acts, code.latent_indices).double()
+        trainer.sae.train()
+    expected = float(((recon - held) ** 2).sum() / ((held - held.mean(dim=0)) ** 2).sum())
+
+    # Each held-out batch is evaluated before the next is read: the split is never
+    # gathered in memory (a real run holds out millions of frames).
+    evaluated: list[int] = []
+    read = trainer.source.batches
+    encode = trainer.sae.encode
+
+    def batches(*args: object) -> Iterator[torch.Tensor]:
+        for i, batch in enumerate(read(*args)):  # type: ignore[arg-type]
+            assert len(evaluated) == i, "evaluate read ahead of what it had evaluated"
+            yield batch
+
+    def counting_encode(x: torch.Tensor) -> object:
+        evaluated.append(len(x))
+        return encode(x)
+
+    monkeypatch.setattr(trainer.source, "batches", batches)
+    monkeypatch.setattr(trainer.sae, "encode", counting_encode)
+    metrics = trainer.evaluate()
+    assert sum(evaluated) == len(held)
+    assert metrics.holdout_fvu == pytest.approx(expected, rel=1e-6)
