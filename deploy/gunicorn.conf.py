@@ -29,3 +29,18 @@ preload_app = False
 accesslog = os.environ.get("GUNICORN_ACCESSLOG", "-")
 access_log_format = '%(h)s %({x-request-id}i)s "%(r)s" %(s)s %(b)s %(L)ss'
 errorlog = "-"
+
+
+def on_starting(server: object) -> None:
+    """Refuse to serve without a real SECRET_KEY.
+
+    The app falls back to the key "dev" so that tests and the demo need no setup; in
+    production that would let anyone forge a researcher's login cookie. gunicorn is
+    the production server, so it is the place to insist.
+    """
+    key = os.environ.get("SECRET_KEY", "")
+    if key in ("", "dev"):
+        raise SystemExit(
+            "SECRET_KEY is not set: export a long random value, the same on every host, e.g. "
+            "SECRET_KEY=$(python3 -c 'import secrets; print(secrets.token_hex(32))') (docs/deploy.md)"
+        )

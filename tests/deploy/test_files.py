@@ -71,3 +71,23 @@ def test_shell_scripts_have_valid_syntax_and_usage() -> None:
         [DEPLOY / "backup.sh", "mysql://x", "/tmp/x"], capture_output=True, text=True, check=False
     )
     assert bad.returncode == 2 and "postgresql://" in bad.stderr
+
+
+def test_gunicorn_refuses_to_start_without_a_secret_key(tmp_path: Path, port: Any) -> None:
+    import os
+    import sys
+
+    gunicorn = Path(sys.executable).parent / "gunicorn"
+    env = {k: v for k, v in os.environ.items() if k != "SECRET_KEY"}
+    env |= {"GUNICORN_BIND": f"127.0.0.1:{port()}", "DATABASE_URL": f"sqlite:///{tmp_path / 'db.sqlite'}"}
+    for key in (None, "dev"):
+        run_env = env if key is None else {**env, "SECRET_KEY": key}
+        done = subprocess.run(
+            [gunicorn, "-c", DEPLOY / "gunicorn.conf.py", "study_app:create_app()"],
+            env=run_env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert done.returncode != 0 and "SECRET_KEY is not set" in done.stderr, done.stderr[-2000:]
