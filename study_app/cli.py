@@ -43,6 +43,7 @@ def import_command(package: Path, replace: bool, store_prolific_ids: bool, draft
     Example: study-app import studies/demo
     """
     from study_app.packages import ImportRefused, import_package
+    from study_app.participant import PROLIFIC_PLACEHOLDERS
 
     try:
         study, changed = import_package(
@@ -52,10 +53,7 @@ def import_command(package: Path, replace: bool, store_prolific_ids: bool, draft
         raise click.ClickException(str(exc)) from exc
     verb = "imported" if changed else "already imported (unchanged)"
     click.echo(f"{verb} study '{study.slug}' ({len(study.lists)} lists, status {study.status})")
-    click.echo(
-        f"participant link: /s/{study.slug}?PROLIFIC_PID={{{{%PROLIFIC_PID%}}}}"
-        "&STUDY_ID={{%STUDY_ID%}}&SESSION_ID={{%SESSION_ID%}}"
-    )
+    click.echo(f"participant link: /s/{study.slug}?{PROLIFIC_PLACEHOLDERS}")
 
 
 @click.command("serve")
@@ -192,6 +190,7 @@ def prolific_command(study: str, base_url: str, as_json: bool) -> None:
     """
     import json
 
+    from study_app.participant import PROLIFIC_COMPLETE
     from study_app.prolific import prolific_setup
 
     try:
@@ -201,7 +200,6 @@ def prolific_command(study: str, base_url: str, as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps(setup.as_dict(), indent=2))
         return
-    urls = setup.as_dict()["completion_urls"]
     click.echo("Study URL (Prolific: 'What is the URL of your study?'; keep the three placeholders):")
     click.echo(f"  {setup.study_url}")
     click.echo("Completion codes (Prolific: 'How to confirm participants have completed your study?'):")
@@ -211,7 +209,7 @@ def prolific_command(study: str, base_url: str, as_json: bool) -> None:
         ("declined", "did not consent            -> ask them to return the study"),
     ):
         click.echo(f"  {setup.codes[name]:<10} {meaning}")
-    click.echo(f"  participants are redirected to {urls['completed'].split('?')[0]}?cc=CODE")
+    click.echo(f"  participants are redirected to {PROLIFIC_COMPLETE.format(code='CODE')}")
     click.echo(f"Places: {setup.places} (lists x target participants)")
     click.echo(f"Estimated time: {setup.minutes} min (longest list; run a pilot and adjust)")
     for warning in setup.warnings:

@@ -20,6 +20,8 @@ bp = Blueprint("participant", __name__)
 
 PROLIFIC_COMPLETE = "https://app.prolific.com/submissions/complete?cc={code}"
 _PARAMS = ("PROLIFIC_PID", "STUDY_ID", "SESSION_ID")
+# The query string of the study URL given to Prolific, which fills in each {{%NAME%}}.
+PROLIFIC_PLACEHOLDERS = "&".join(f"{p}={{{{%{p}%}}}}" for p in _PARAMS)
 
 
 @bp.get("/")

@@ -16,9 +16,8 @@ from urllib.parse import urlsplit
 
 from study_app.models import Study
 from study_app.packages import package_view
-from study_app.participant import PROLIFIC_COMPLETE
+from study_app.participant import PROLIFIC_COMPLETE, PROLIFIC_PLACEHOLDERS
 
-PLACEHOLDERS = "PROLIFIC_PID={{%PROLIFIC_PID%}}&STUDY_ID={{%STUDY_ID%}}&SESSION_ID={{%SESSION_ID%}}"
 # A rough per-screen cost beyond listening: reading, deciding, clicking. Pilots replace it.
 SECONDS_PER_ANSWER = 6.0
 # Consent, volume set-up, instructions and the questionnaire together.
@@ -64,7 +63,7 @@ def prolific_setup(study: Study, base_url: str) -> ProlificSetup:
         longest = max(longest, listening + SECONDS_PER_ANSWER * len(lst.trials))
     codes = view.key.codes
     return ProlificSetup(
-        study_url=f"{base_url.rstrip('/')}/s/{study.slug}?{PLACEHOLDERS}",
+        study_url=f"{base_url.rstrip('/')}/s/{study.slug}?{PROLIFIC_PLACEHOLDERS}",
         codes={"completed": codes.complete, "screened_out": codes.screened_out, "declined": codes.declined},
         places=sum(lst.target for lst in study.lists),
         minutes=math.ceil((longest + FIXED_SECONDS) / 60),

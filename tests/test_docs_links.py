@@ -10,10 +10,14 @@ ROOT = Path(__file__).resolve().parents[1]
 PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 
 
+def prose(page: Path) -> str:
+    """The page without its fenced code blocks (a '# comment' there is no heading)."""
+    return re.sub(r"^```.*?^```", "", page.read_text(), flags=re.S | re.M)
+
+
 def anchors(page: Path) -> set[str]:
-    text = re.sub(r"^```.*?^```", "", page.read_text(), flags=re.S | re.M)
     slugs = set()
-    for heading in re.findall(r"^#+ (.+)$", text, flags=re.M):
+    for heading in re.findall(r"^#+ (.+)$", prose(page), flags=re.M):
         plain = re.sub(r"[`*_]|\[|\]\([^)]*\)", "", heading).strip().lower()
         slugs.add(re.sub(r"[^\w\- ]", "", plain).replace(" ", "-"))
     return slugs
@@ -22,8 +26,7 @@ def anchors(page: Path) -> set[str]:
 def test_relative_links_and_anchors_resolve() -> None:
     broken, checked = [], 0
     for page in PAGES:
-        text = re.sub(r"^```.*?^```", "", page.read_text(), flags=re.S | re.M)
-        for target in re.findall(r"\]\(([^)\s]+)\)", text):
+        for target in re.findall(r"\]\(([^)\s]+)\)", prose(page)):
             if re.match(r"^[a-z]+:", target):
                 continue  # http(s), mailto: not followed (no network here)
             path, _, anchor = target.partition("#")

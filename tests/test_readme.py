@@ -69,6 +69,7 @@ def _script(blocks: list[str], swaps: dict[str, str]) -> str:
         "servers=()",
         'trap \'for p in "${servers[@]}"; do kill "$p" 2>/dev/null || true; done; wait\' EXIT',
     ]
+    servers = 0
     for block in blocks:
         for command in map(without_comment, commands(block)):
             for old, new in swaps.items():
@@ -77,7 +78,7 @@ def _script(blocks: list[str], swaps: dict[str, str]) -> str:
             if _is_server(command):
                 port = re.search(r"(?:--port |127\.0\.0\.1:)(\d+)", command)
                 assert port, f"server command without a port: {command}"
-                n = len([x for x in lines if "servers+=" in x])
+                n, servers = servers, servers + 1
                 lines += [
                     f"{command} > server-{n}.log 2>&1 &",
                     "servers+=($!)",
@@ -204,7 +205,7 @@ def _doc_calls(text: str) -> list[tuple[str, str, list[str]]]:
     """(tool, command, --options) of every tool call in the fenced code blocks of a page."""
     calls = []
     for block in re.findall(r"^```[a-z]*\n(.*?)^```", text, flags=re.S | re.M):
-        for line in map(without_comment, re.sub(r"\\\n\s*", "", block).splitlines()):
+        for line in map(without_comment, commands(block)):
             for segment in re.split(r"\|\||&&|[|;]", line):
                 words = segment.replace("[", " ").replace("]", " ").split()
                 # A call: the tool by path (.venv/bin/study-app), or as the first word after
@@ -222,21 +223,22 @@ def _doc_calls(text: str) -> list[tuple[str, str, list[str]]]:
 @pytest.mark.slow
 def test_tool_calls_in_the_docs_name_commands_and_options_that_exist() -> None:
     """The command blocks of docs/*.md cannot drift from the tools either."""
-    calls = {}
+    options: dict[tuple[str, str], set[str]] = {}
+    pages: dict[tuple[str, str], set[str]] = {}
     for page in sorted((ROOT / "docs").glob("*.md")):
-        for tool, command, options in _doc_calls(page.read_text()):
-            calls.setdefault((tool, command), set()).update(options)
-            calls[(tool, command)].add(page.name)  # kept apart below: names end in .md
+        for tool, command, used in _doc_calls(page.read_text()):
+            options.setdefault((tool, command), set()).update(used)
+            pages.setdefault((tool, command), set()).add(page.name)
+    listings = {tool: _help([str(BIN / tool), "--help"]) for tool, _ in options}
     wrong = []
-    for (tool, command), seen in sorted(calls.items()):
-        pages = sorted(x for x in seen if x.endswith(".md"))
-        listing = _help([str(BIN / tool), "--help"])
-        if not re.search(rf"^\W*{re.escape(command)}\s", listing, flags=re.M):
-            wrong.append(f"{', '.join(pages)}: '{tool} {command}' is not a command")
+    for (tool, command), used in sorted(options.items()):
+        where = ", ".join(sorted(pages[(tool, command)]))
+        if not re.search(rf"^\W*{re.escape(command)}\s", listings[tool], flags=re.M):
+            wrong.append(f"{where}: '{tool} {command}' is not a command")
             continue
         usage = _help([str(BIN / tool), command, "--help"])
-        for option in sorted(x for x in seen if x.startswith("--")):
+        for option in sorted(used):
             if not re.search(rf"{re.escape(option)}\b", usage):
-                wrong.append(f"{', '.join(pages)}: '{tool} {command}' has no {option}")
+                wrong.append(f"{where}: '{tool} {command}' has no {option}")
     assert not wrong, "\n".join(wrong)
-    assert len(calls) > 15
+    assert len(options) > 15

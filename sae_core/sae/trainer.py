@@ -217,7 +217,6 @@ class Trainer:
                 m2 += m2_b + float(delta.pow(2).sum()) * rows * n_b / (rows + n_b)
                 mean = mean + delta * (n_b / (rows + n_b))
             rows += n_b
-        total = m2
         self.sae.train()
         tail = self.fvu_history[-max(1, len(self.fvu_history) // 10) :] or [math.nan]
         tokens = self.step * self.cfg.batch_size
@@ -225,7 +224,7 @@ class Trainer:
             steps=self.step,
             tokens=tokens,
             fvu=sum(tail) / len(tail),
-            holdout_fvu=err / total if total else math.nan,
+            holdout_fvu=err / m2 if m2 else math.nan,
             l0=active / rows if rows else math.nan,
             dead_fraction=self._dead_fraction(),
             dead_window_tokens=self.dead_window,
