@@ -62,6 +62,8 @@ class RunRecord(BaseModel):
     # run.json of the stages whose outputs this one read, so a study package
     # carries the history of the run it was built from.
     parents: list[dict[str, Any]] = Field(default_factory=list)
+    # What the stage left out of its output, and why (e.g. a label with too few foils).
+    warnings: list[str] = Field(default_factory=list)
     started_at: datetime
     finished_at: datetime | None = None
 

@@ -221,11 +221,15 @@ class TrialKey(_Strict):
 
 
 class CompletionCodes(_Strict):
-    """Codes participants get at the end (Prolific completion codes)."""
+    """Codes participants get at the end (Prolific completion codes) that the researcher chose.
 
-    complete: Annotated[str, Field(min_length=1)]
-    screened_out: Annotated[str, Field(min_length=1)]
-    declined: Annotated[str, Field(min_length=1)]
+    A code left out (null) is drawn at random by ``study-app import`` and lives only in
+    the study database: a code must never follow from anything a participant can see.
+    """
+
+    complete: Annotated[str, Field(min_length=1)] | None = None
+    screened_out: Annotated[str, Field(min_length=1)] | None = None
+    declined: Annotated[str, Field(min_length=1)] | None = None
 
 
 class AnswerKey(_Strict):
@@ -234,7 +238,7 @@ class AnswerKey(_Strict):
     schema_version: Literal[1] = SCHEMA_VERSION
     study_id: Slug
     manifest_sha256: Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
-    codes: CompletionCodes
+    codes: CompletionCodes = Field(default_factory=CompletionCodes)
     trials: dict[OpaqueId, TrialKey]
     clips: dict[OpaqueId, ClipKey] = Field(default_factory=dict)
 

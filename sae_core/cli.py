@@ -15,6 +15,7 @@ from rich.table import Table
 
 from artifact_schemas import ArtifactError, recorded_run
 from artifact_schemas.console import print_error, stdout_console, typer_app
+from sae_core.numerics import pin_cpu_numerics
 from sae_core.synth import synth_corpus
 
 app = typer_app(
@@ -742,4 +743,6 @@ def metrics(
 
 
 def main() -> None:
+    # Before any command imports torch: the same bytes on every x86-64 machine (see numerics).
+    pin_cpu_numerics()
     app()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 from artifact_schemas import AnswerKey, ArtifactError, StudyManifest
@@ -10,6 +11,8 @@ from stimuli_builder.config import load_config
 from stimuli_builder.design import build_design
 from stimuli_builder.foils import FoilPicker
 from stimuli_builder.package import write_package
+
+log = logging.getLogger(__name__)
 
 
 def build_package(
@@ -28,4 +31,6 @@ def build_package(
     except ValueError as exc:
         field, _, message = str(exc).partition(": ")
         raise ArtifactError(config_path, field, message, has_value=False) from exc
+    for warning in design.warnings:
+        log.warning(warning)
     return write_package(design, config, texts, bundle, out, config_path=config_path, force=force)

@@ -33,7 +33,7 @@ class StudySection(_Section):
 
 
 class CodesSection(_Section):
-    """Prolific completion codes; generated from the seed when left out."""
+    """Prolific completion codes; ``study-app import`` draws random ones for those left out."""
 
     complete: Annotated[str, Field(min_length=1)] | None = None
     screened_out: Annotated[str, Field(min_length=1)] | None = None

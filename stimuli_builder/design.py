@@ -19,7 +19,7 @@ Nothing here touches audio: clips are :class:`ClipSource` descriptions that
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from itertools import cycle, islice
 from typing import Any, Literal
 
@@ -84,6 +84,8 @@ class Design:
     generated: dict[str, np.ndarray]  # "generated:<name>" -> audio at the study rate
     calibration: ClipSource
     screening_kind: Literal["huggins", "antiphase"] | None
+    # What the builder left out and why (also logged): e.g. a label with too few foils.
+    warnings: list[str] = field(default_factory=list)
 
 
 def _rng(*parts: object) -> np.random.Generator:
@@ -126,11 +128,26 @@ def build_design(features: list[SelectedFeature], config: StudyConfig, foils: Fo
         lst += shared
 
     lv, st = config.label_validation, config.steering
+    warnings: list[str] = []
     by_type: list[tuple[str, list[SelectedFeature], int | None]] = []
     if lv.enabled:
         labelled = [f for f in features if f.labels]
         for fmt in lv.formats:
-            by_type.append((f"label_{fmt}", labelled, lv.per_list))
+            feats, per_list = labelled, lv.per_list
+            if fmt == "choice":
+                feats = _with_enough_foils(labelled, foils, lv.n_foils, warnings)
+                if not feats:
+                    raise ValueError(
+                        f"label_validation.n_foils: no selected feature has a label with {lv.n_foils} "
+                        "foils among the run's other labels; lower n_foils or select more features"
+                    )
+                if per_list is not None and len(feats) < min(per_list, len(labelled)):
+                    warnings.append(
+                        f"label_validation.per_list: label choice asks {len(feats)} features per list, "
+                        f"not {per_list} (the others have too few foils)"
+                    )
+                    per_list = len(feats)
+            by_type.append((f"label_{fmt}", feats, per_list))
     if st.enabled:
         by_type.append(("steering", [f for f in features if f.steering], st.per_list))
 
@@ -168,7 +185,37 @@ def build_design(features: list[SelectedFeature], config: StudyConfig, foils: Fo
             spec = _attention_trial(kind_name, k, i, features, foils, config)
             trials[spec.key] = spec
             lists[k].append(spec.key)
-    return Design(trials, lists, generated_audio, calibration, screening_kind)
+    return Design(trials, lists, generated_audio, calibration, screening_kind, warnings)
+
+
+def _with_enough_foils(
+    features: list[SelectedFeature], foils: FoilPicker, n_foils: int, warnings: list[str]
+) -> list[SelectedFeature]:
+    """The features as label-choice trials may show them: only labels with ``n_foils`` foils.
+
+    A label whose feature's own labels use up the pool (a labeler that gives many features
+    the same few words) cannot be asked with ``n_foils`` wrong answers. Failing the whole
+    build for it would throw away every other feature, and padding with foils from
+    outside the run's labels would offer words nobody checked against this feature's clips.
+    So that label is left out of label choice (rating still asks it), and a feature with no
+    such label is left out of label choice altogether; ``build_package`` logs each and
+    records it in the package's run.json (``warnings``).
+    """
+    kept = []
+    for feat in features:
+        usable = [t for t in feat.labels if foils.available(t.label, feat.all_labels) >= n_foils]
+        for t in feat.labels:
+            if t not in usable:
+                n = foils.available(t.label, feat.all_labels)
+                warnings.append(
+                    f"feature {feat.key}: label {t.label!r} ({t.labeler}) left out of label choice, "
+                    f"only {n} foil(s) for label_validation.n_foils = {n_foils}"
+                )
+        if usable:
+            kept.append(replace(feat, labels=usable))
+        else:
+            warnings.append(f"feature {feat.key}: left out of label choice (no label has enough foils)")
+    return kept
 
 
 def _feature_trial(

@@ -58,6 +58,11 @@ class FoilPicker:
         banned = self._excluded(target, own)
         return [x for x in self.pool if normalise(x) not in banned]
 
+    def available(self, target: str, own: Iterable[str]) -> int:
+        """How many foils :meth:`pick` can draw for ``target`` (under this strategy)."""
+        allowed = self.candidates(target, own)
+        return len(self._nearest(target, allowed) if self.strategy == "hard" else allowed)
+
     def pick(self, target: str, own: Iterable[str], n: int, draw_key: str) -> list[str]:
         """``n`` foils for ``target``; the same ``draw_key`` gives the same foils."""
         allowed = self.candidates(target, own)

@@ -39,16 +39,10 @@ from stimuli_builder.config import StudyConfig
 from stimuli_builder.design import ClipSource, Design, TrialSpec
 
 CHECKSUMS = "checksums.txt"
-_CODE_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"  # no 0/O, 1/I: codes are typed by hand
 
 
 def _hid(prefix: str, *parts: object, n: int = 16) -> str:
     return prefix + hashlib.sha256("|".join(map(str, parts)).encode()).hexdigest()[:n]
-
-
-def _code(seed: int, study_id: str, which: str) -> str:
-    digest = hashlib.sha256(f"{seed}|{study_id}|code|{which}".encode()).digest()
-    return "".join(_CODE_ALPHABET[b % len(_CODE_ALPHABET)] for b in digest[:8])
 
 
 @dataclass
@@ -180,10 +174,12 @@ def write_package(
     key = AnswerKey(
         study_id=config.study.id,
         manifest_sha256=manifest_sha256(manifest),
+        # Only codes the researcher chose: the package is reproducible from its seed, and
+        # a code derived from the seed could be computed by anyone who learns it (issue 16).
+        # ``study-app import`` draws the missing ones with ``secrets`` and keeps them in
+        # the database.
         codes=CompletionCodes(
-            complete=codes.complete or _code(seed, config.study.id, "complete"),
-            screened_out=codes.screened_out or _code(seed, config.study.id, "screened_out"),
-            declined=codes.declined or _code(seed, config.study.id, "declined"),
+            complete=codes.complete, screened_out=codes.screened_out, declined=codes.declined
         ),
         trials=keys,
         clips={cid: r.key for cid, r in sorted(renderer.clips.items())},
@@ -199,6 +195,7 @@ def write_package(
             seeds={"study": seed},
             inputs=[config_path, *bundle.inputs],
         ) as record:
+            record.warnings = list(design.warnings)
             labels_run = bundle.root / "labels.run.json"
             if labels_run.is_file():  # the labels stage writes a file, not a directory
                 record.parents.append(json.loads(labels_run.read_text()))

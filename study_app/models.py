@@ -62,6 +62,9 @@ class Study(db.Model):  # type: ignore[name-defined]
     # Per-study salt for hashing Prolific ids (a leaked export cannot be joined across studies).
     pid_salt: Mapped[str] = mapped_column(String(64), default="")
     store_raw_pid: Mapped[bool] = mapped_column(Boolean, default=False)
+    # {"complete", "screened_out", "declined"} -> code: the researcher's from key.json, the
+    # rest drawn with ``secrets`` at import. Never derived from anything public.
+    completion_codes: Mapped[dict[str, str]] = mapped_column(JSON, default=dict)
 
     lists: Mapped[list[TrialList]] = relationship(back_populates="study", order_by="TrialList.position")
 

@@ -59,11 +59,14 @@ def import_package(
                 f"study '{manifest.study_id}' has {n_responses} responses; it cannot be replaced. "
                 "Give the new package another study id."
             )
+        kept_codes = dict(existing.completion_codes or {})
         # Children first: SQLite enforces the foreign keys without ON DELETE support in ORM deletes.
         for model in (Event, StudySession, Participant, Trial, TrialList):
             db.session.execute(delete(model).where(model.study_id == existing.id))
         db.session.execute(delete(Study).where(Study.id == existing.id))
         db.session.flush()
+    else:
+        kept_codes = {}
     study = Study(
         slug=manifest.study_id,
         title=manifest.title,
@@ -74,6 +77,7 @@ def import_package(
         key=key.model_dump(mode="json"),
         pid_salt=secrets.token_hex(16),
         store_raw_pid=store_raw_pid,
+        completion_codes=completion_codes(key, kept_codes),
     )
     db.session.add(study)
     db.session.flush()
@@ -100,6 +104,25 @@ def import_package(
         )
     db.session.commit()
     return study, True
+
+
+# Codes are typed by hand: no 0/O or 1/I. 10 characters of 32 are 50 bits.
+CODE_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"
+CODE_LENGTH = 10
+CODE_NAMES = ("complete", "screened_out", "declined")
+
+
+def completion_codes(key: AnswerKey, kept: dict[str, str]) -> dict[str, str]:
+    """The study's codes: the researcher's (key.json), else ``kept`` (a replaced package's,
+    perhaps pasted into Prolific already), else drawn with ``secrets``, all distinct."""
+    chosen = key.codes.model_dump()
+    codes: dict[str, str] = {}
+    for name in CODE_NAMES:
+        code = chosen.get(name) or kept.get(name)
+        while not code or code in codes.values():
+            code = "".join(secrets.choice(CODE_ALPHABET) for _ in range(CODE_LENGTH))
+        codes[name] = code
+    return codes
 
 
 @dataclass(frozen=True)

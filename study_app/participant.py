@@ -202,11 +202,10 @@ def questionnaire(slug: str) -> Any:
 
 def _done_page(study: Study, status: str) -> str:
     view = package_view(study)
-    code = {
-        COMPLETED: view.key.codes.complete,
-        SCREENED_OUT: view.key.codes.screened_out,
-        DECLINED: view.key.codes.declined,
-    }.get(status)
+    # Each end state shows its own code only, and no code says anything about another.
+    code = study.completion_codes.get(
+        {COMPLETED: "complete", SCREENED_OUT: "screened_out", DECLINED: "declined"}.get(status, "")
+    )
     url = PROLIFIC_COMPLETE.format(code=code) if code and current_app.config["PROLIFIC_REDIRECT"] else None
     return render_template(
         "done.html", study=study, status=status, code=code, url=url, debrief=view.manifest.texts.debrief

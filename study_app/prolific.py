@@ -61,10 +61,14 @@ def prolific_setup(study: Study, base_url: str) -> ProlificSetup:
         heard = [c for tid in lst.trials for c in (*trials[tid].references, *trials[tid].candidates)]
         listening = sum(clips[c].duration_s for c in heard)
         longest = max(longest, listening + SECONDS_PER_ANSWER * len(lst.trials))
-    codes = view.key.codes
+    codes = study.completion_codes
     return ProlificSetup(
         study_url=f"{base_url.rstrip('/')}/s/{study.slug}?{PROLIFIC_PLACEHOLDERS}",
-        codes={"completed": codes.complete, "screened_out": codes.screened_out, "declined": codes.declined},
+        codes={
+            "completed": codes["complete"],
+            "screened_out": codes["screened_out"],
+            "declined": codes["declined"],
+        },
         places=sum(lst.target for lst in study.lists),
         minutes=math.ceil((longest + FIXED_SECONDS) / 60),
         warnings=warnings,

@@ -133,11 +133,9 @@ class Bot:
                 self._request("POST", f"/s/{self.slug}/questionnaire", data=self._questionnaire())
             else:
                 page = self._page(f"/s/{self.slug}/go")
-                r.status = (
-                    "completed"
-                    if self.key.codes.complete in page.text
-                    else ("screened_out" if self.key.codes.screened_out in page.text else "ended")
-                )
+                end = re.search(r'id="end" data-status="([a-z_]+)"', page.text)
+                status = end.group(1) if end else ""
+                r.status = status if status in ("completed", "screened_out") else "ended"
                 return
         r.status = "stuck"
 

@@ -19,8 +19,13 @@ import pytest
 from flask import Flask
 from werkzeug.serving import make_server
 
+from sae_core.numerics import pin_cpu_numerics
 from study_app import create_app
 from study_app.db import db
+
+# In-process tests compute with the same CPU kernels as the commands they compare with
+# (sae-core pins them before importing torch); nothing has imported torch yet here.
+pin_cpu_numerics()
 
 CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = [

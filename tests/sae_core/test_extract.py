@@ -228,3 +228,22 @@ def test_paper_layers_preset(tiny_model_dir: Path, small_corpus: Path, tmp_path:
     result = subprocess.run(cmd, capture_output=True, text=True, timeout=300, check=False)
     assert result.returncode == 0, result.stderr
     assert sorted(p.name for p in (tmp_path / "acts").glob("layer_*")) == ["layer_1", "layer_2", "layer_3"]
+
+
+def test_a_machine_without_avx512_writes_the_same_activations(
+    extracted: Path, tiny_model_dir: Path, small_corpus: Path, tmp_path: Path
+) -> None:
+    """sae_core.numerics pins the CPU kernels to AVX2, so SAEs, labels and studies built from
+    these files agree across machines. The run below sees what a processor without AVX-512
+    offers (ATen, MKL and oneDNN limited to AVX2); on an AVX-512 machine without the pin
+    (``SAE_CORE_NATIVE_CPU=1``) the default run wrote other bytes than this one."""
+    env = {
+        **os.environ,
+        "ATEN_CPU_CAPABILITY": "avx2",
+        "MKL_ENABLE_INSTRUCTIONS": "AVX2",
+        "ONEDNN_MAX_CPU_ISA": "AVX2",
+    }
+    out = tmp_path / "acts"
+    result = _extract(tiny_model_dir, small_corpus, out, "--window-seconds", "2", env=env)
+    assert result.returncode == 0, result.stderr
+    assert _layer_files(out) == _layer_files(extracted)

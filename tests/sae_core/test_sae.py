@@ -96,21 +96,22 @@ def test_sparse_decode_costs_only_active_rows() -> None:
 
 
 @pytest.mark.slow
-def test_planted_dictionary_is_recovered() -> None:
-    data, dictionary = planted(200_000)
-    cfg = SaeConfig(d_in=256, num_latents=2048, k=12)
-    train = TrainConfig(batch_size=1024, epochs=6, lr=2e-3, seed=0)
+def _assert_recovers(n: int, d: int, atoms: int, active: int, k: int, epochs: int, batch: int) -> None:
+    """Train on planted data; the SAE must find the atoms and reach the oracle's FVU."""
+    data, dictionary = planted(n, d=d, atoms=atoms, active=active)
+    cfg = SaeConfig(d_in=d, num_latents=atoms, k=k)
+    train = TrainConfig(batch_size=batch, epochs=epochs, lr=2e-3, seed=0)
     trainer = Trainer(cfg, train, InMemoryActivations(data), progress=False)
     metrics = trainer.fit()
     best_cos = (dictionary @ trainer.sae.W_dec.detach().T).max(dim=1).values
     assert best_cos.mean() >= 0.9, best_cos.mean()
     assert metrics.dead_fraction < 0.05, metrics
     # The FVU floor of a TopK SAE on this data: the same SAE started *at* the true
-    # dictionary. A linear encoder cannot separate 10 superposed atoms in 256 dims exactly,
-    # so that floor is ~0.14, not 0 (see docs/sae.md); training from scratch must reach it.
+    # dictionary. A linear encoder cannot separate superposed atoms exactly, so that floor
+    # is ~0.13-0.14, not 0 (see docs/sae.md); training from scratch must reach it.
     oracle = Trainer(
         cfg,
-        TrainConfig(batch_size=1024, epochs=2, lr=1e-3, seed=0),
+        TrainConfig(batch_size=batch, epochs=2, lr=1e-3, seed=0),
         InMemoryActivations(data),
         progress=False,
     )
@@ -121,6 +122,20 @@ def test_planted_dictionary_is_recovered() -> None:
     oracle.sae.init_from_data = lambda sample: None  # type: ignore[method-assign]
     floor = oracle.fit()
     assert metrics.holdout_fvu <= floor.holdout_fvu + 0.03, (metrics, floor)
+
+
+def test_planted_dictionary_is_recovered() -> None:
+    # 50k rows, 512 atoms in 128 dims, 6 active: a few seconds of CPU (about 4 s on two
+    # quiet cores), with margins measured at cos 0.96 (>= 0.9), dead 0.2 % (< 5 %) and FVU
+    # 0.012 above the oracle (<= 0.03), the same with one thread or another training seed.
+    _assert_recovers(50_000, d=128, atoms=512, active=6, k=8, epochs=8, batch=512)
+
+
+@pytest.mark.long
+@pytest.mark.timeout(3600)
+def test_planted_dictionary_is_recovered_at_scale() -> None:
+    """The same at 200k rows and 2048 latents: minutes of CPU, so only with ``pytest -m long``."""
+    _assert_recovers(200_000, d=256, atoms=2048, active=10, k=12, epochs=6, batch=1024)
 
 
 def test_checkpoint_round_trip_and_resume_continue_training(tmp_path: Path) -> None:

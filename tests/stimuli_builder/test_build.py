@@ -167,3 +167,52 @@ def test_each_list_has_screening_practice_and_spread_catch_trials(example_packag
     assert manifest.calibration_clip in manifest.clips
     assert [q.id for q in manifest.questionnaire] == ["device"]
     assert "<b>listen</b>" in manifest.texts.consent  # stored as written; the app escapes it
+
+
+def test_labels_with_too_few_foils_leave_label_choice_not_the_build(
+    example_run: Path, tmp_path: Path, write_config: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A labeler that gives every feature the same words (an untrained CLAP) used to fail the
+    whole build with 'only 2 labels can serve as foils'; now only those labels sit out."""
+    import pandas as pd
+
+    from artifact_schemas import LABELS, save_table
+
+    run = tmp_path / "run"
+    shutil.copytree(example_run, run)
+    labels = pd.read_parquet(run / "labels.parquet")
+    # Every feature: the same three clap-vocab words; four features one descriptor word each.
+    # Feature 3:3 also has two of those words, so its own labels leave 2 foils (3 needed).
+    features = labels[["layer", "feature_id"]].drop_duplicates().to_records(index=False)
+    words = ["bright piano", "dark strings", "fast tempo", "slow tempo"]
+    rows = []
+    for i, (layer, fid) in enumerate(features):
+        for w in ("energetic", "string ensemble", "plucked strings"):
+            rows.append(dict(feature_id=fid, layer=layer, labeler="clap-vocab", label=w, confidence=0.3))
+        if i < len(words):
+            rows.append(
+                dict(feature_id=fid, layer=layer, labeler="descriptors", label=words[i], confidence=1.0)
+            )
+    for w in words[:2]:
+        rows.append(dict(feature_id=3, layer=3, labeler="descriptors", label=w, confidence=0.9))
+    table = pd.DataFrame(rows)
+    table["clap_score"] = 0.2
+    save_table(table, run / "labels.parquet", LABELS)
+
+    config = write_config(tmp_path / "cfg")
+    result = CliRunner().invoke(
+        app, ["build", str(config), "--bundle", str(run), "--out", str(tmp_path / "s")]
+    )
+    assert result.exit_code == 0, result.output
+    warned = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert any(m.startswith("feature 3:3: left out of label choice") for m in warned), warned
+    key = load_key(tmp_path / "s" / "key.json")
+    choice = [k for k in key.trials.values() if k.trial_type == "label_choice"]
+    assert choice and "3:3" not in {k.group for k in choice}
+    # Features whose labels do have 3 foils still get label-choice trials...
+    assert {k.group for k in choice} == {f"{layer}:{fid}" for layer, fid in features} - {"3:3"}
+    # ... and 3:3 keeps its rating trials: only the choice format lacks foils.
+    assert "3:3" in {k.group for k in key.trials.values() if k.trial_type == "label_rating"}
+    record = load_run_record(tmp_path / "s" / "run.json")
+    assert any("3:3" in w and "label choice" in w for w in record.warnings), record.warnings
+    assert check_package(tmp_path / "s").ok

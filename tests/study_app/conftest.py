@@ -116,6 +116,22 @@ def study_app(app: Flask, example_package: Path) -> Iterator[tuple[Flask, Answer
     yield app, load_key(example_package / "key.json")
 
 
+def codes_of(app: Flask, slug: str = "pilot") -> dict[str, str]:
+    """The completion codes the app drew for ``slug`` at import (they are in no file)."""
+    from sqlalchemy import select
+
+    from study_app.db import db
+    from study_app.models import Study
+
+    with app.app_context():
+        return dict(db.session.scalars(select(Study.completion_codes).where(Study.slug == slug)).one())
+
+
+@pytest.fixture
+def study_codes(study_app: tuple[Flask, AnswerKey]) -> dict[str, str]:
+    return codes_of(study_app[0])
+
+
 @pytest.fixture
 def participant(study_app: tuple[Flask, AnswerKey]) -> Participant:
     app, key = study_app

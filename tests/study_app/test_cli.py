@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
@@ -56,12 +57,18 @@ def test_prolific_prints_the_form_values_and_the_url_reaches_consent(
     done = study_app("prolific", "pilot", "--base-url", base, "--json")
     assert done.returncode == 0, done.stderr
     values = json.loads(done.stdout)
-    key = json.loads((example_package / "key.json").read_text())
+    import sqlite3
+
+    with contextlib.closing(sqlite3.connect(tmp_path / "study.sqlite")) as con:
+        stored = json.loads(con.execute("SELECT completion_codes FROM study").fetchone()[0])
     assert values["codes"] == {
-        "completed": key["codes"]["complete"],
-        "screened_out": key["codes"]["screened_out"],
-        "declined": key["codes"]["declined"],
+        "completed": stored["complete"],
+        "screened_out": stored["screened_out"],
+        "declined": stored["declined"],
     }
+    # Drawn at import, in no file of the package: nobody can compute them.
+    package_text = "".join(p.read_text(errors="replace") for p in example_package.glob("*.json"))
+    assert not any(code in package_text for code in stored.values())
     manifest = json.loads((example_package / "study.json").read_text())
     assert values["places"] == sum(lst["target_participants"] for lst in manifest["lists"])
     assert values["estimated_minutes"] >= 2

@@ -21,12 +21,14 @@ def _count(app: Flask, model: Any) -> int:
         return db.session.scalar(select(func.count()).select_from(model)) or 0
 
 
-def test_full_session_ends_with_completion_code(participant: Any, study_app: tuple[Flask, AnswerKey]) -> None:
-    app, key = study_app
+def test_full_session_ends_with_completion_code(
+    participant: Any, study_app: tuple[Flask, AnswerKey], study_codes: dict[str, str]
+) -> None:
+    app, _ = study_app
     assert participant.enter(pid="P1").status_code == 302
     html = participant.complete()
-    assert key.codes.complete in html
-    assert f"https://app.prolific.com/submissions/complete?cc={key.codes.complete}" in html
+    assert study_codes["complete"] in html
+    assert f"https://app.prolific.com/submissions/complete?cc={study_codes['complete']}" in html
     with app.app_context():
         sess = db.session.scalars(select(StudySession)).one()
         assert (sess.status, sess.stage) == ("completed", "done")
@@ -38,27 +40,29 @@ def test_full_session_ends_with_completion_code(participant: Any, study_app: tup
         row = db.session.scalars(select(ParticipantRow)).one()
         assert row.raw_pid is None and "P1" not in row.pid_hash and len(row.pid_hash) == 64
     # Coming back later shows the same completion page, not a new session.
-    assert key.codes.complete in participant.go().get_data(as_text=True)
+    assert study_codes["complete"] in participant.go().get_data(as_text=True)
 
 
 def test_decline_ends_with_decline_code_and_no_session(
-    participant: Any, study_app: tuple[Flask, AnswerKey]
+    participant: Any, study_app: tuple[Flask, AnswerKey], study_codes: dict[str, str]
 ) -> None:
-    app, key = study_app
+    app, _ = study_app
     page = participant.enter(pid="P2", accept=False)
-    assert key.codes.declined in page.get_data(as_text=True)
+    html = page.get_data(as_text=True)
+    assert study_codes["declined"] in html
+    assert study_codes["complete"] not in html and study_codes["screened_out"] not in html
     assert _count(app, StudySession) == 0
     with app.app_context():
         assert db.session.scalars(select(Event.kind)).all() == ["decline"]
 
 
 def test_failed_screening_ends_with_screen_out_code(
-    participant: Any, study_app: tuple[Flask, AnswerKey]
+    participant: Any, study_app: tuple[Flask, AnswerKey], study_codes: dict[str, str]
 ) -> None:
-    app, key = study_app
+    app, _ = study_app
     participant.enter(pid="P3")
     html = participant.complete(fail_screening=True)
-    assert key.codes.screened_out in html and key.codes.complete not in html
+    assert study_codes["screened_out"] in html and study_codes["complete"] not in html
     with app.app_context():
         sess = db.session.scalars(select(StudySession)).one()
         assert sess.status == "screened_out"
@@ -180,3 +184,28 @@ def test_repeated_consent_with_a_prolific_id_returns_the_same_session(
         form = {"csrf_token": token, "choice": "accept", "PROLIFIC_PID": "RETRY1"}
         assert client.post("/s/pilot/consent", data=form).status_code == 302
     assert _count(app, StudySession) == 1
+
+
+def test_completion_codes_cannot_be_computed_from_the_package(
+    study_app: tuple[Flask, AnswerKey], study_codes: dict[str, str], example_package: Path
+) -> None:
+    """Issue 16.1: codes were sha256(seed|study|code|which), and the declined one was shown
+    to anyone who declined, so the seed and then the completed code fell out."""
+    import hashlib
+
+    from study_app.packages import CODE_ALPHABET, completion_codes
+
+    key = study_app[1]
+    assert key.codes.complete is None  # the builder writes none the researcher did not choose
+    package_text = "".join(p.read_text() for p in example_package.glob("*.json"))
+    for which, code in study_codes.items():
+        assert len(code) == 10 and set(code) <= set(CODE_ALPHABET)
+        assert code not in package_text
+        for seed in range(100):  # the old derivation, over every small seed
+            digest = hashlib.sha256(f"{seed}|pilot|code|{which}".encode()).digest()
+            assert code != "".join(CODE_ALPHABET[b % 32] for b in digest[:8])
+    assert len(set(study_codes.values())) == 3
+    # Another import of the same package draws other codes; a researcher's own are kept.
+    assert completion_codes(key, {}) != study_codes
+    chosen = key.model_copy(update={"codes": key.codes.model_copy(update={"complete": "MYCODE42"})})
+    assert completion_codes(chosen, {})["complete"] == "MYCODE42"
