@@ -39,6 +39,8 @@ class Column:
     min: float | None = None
     max: float | None = None
     choices: tuple[str, ...] | None = None
+    # Added after files of this version were written: a file without it reads as all null.
+    optional: bool = False
 
 
 @dataclass(frozen=True)
@@ -63,6 +65,8 @@ class TableSchema:
         """Return ``df`` with canonical dtypes, or raise :class:`ArtifactError`."""
         df = df.copy()
         for col in self.columns:
+            if col.name not in df.columns and col.optional:
+                df[col.name] = None
             if col.name not in df.columns:
                 raise ArtifactError(
                     source,
@@ -158,6 +162,39 @@ def _parse_bool(value: object) -> bool | None:
 
 # --------------------------------------------------------------------------- readers / writers
 
+# A CSV cell a spreadsheet would run as a formula (OWASP, "CSV Injection"): a participant's
+# User-Agent of "=HYPERLINK(...)" must reach the researcher as text. Such a cell gets a
+# leading "'", which spreadsheets show as text, and so does one that already starts with
+# "'" before such a character, so that reading back (load_table) is exact.
+_FORMULA_START = frozenset("=+-@\t\r")
+
+
+def _needs_quote(text: str) -> bool:
+    i = 0
+    while i < len(text) and text[i] == "'":
+        i += 1
+    return i < len(text) and text[i] in _FORMULA_START
+
+
+def csv_safe(value: object) -> object:
+    """``value`` as it may go into a CSV cell (strings only; numbers stay numbers)."""
+    return "'" + value if isinstance(value, str) and _needs_quote(value) else value
+
+
+def _csv_unquote(value: object) -> object:
+    if isinstance(value, str) and value.startswith("'") and _needs_quote(value[1:]):
+        return value[1:]
+    return value
+
+
+def _is_text(series: pd.Series) -> bool:
+    return series.dtype == object or pd.api.types.is_string_dtype(series)
+
+
+def _csv_frame(df: pd.DataFrame) -> pd.DataFrame:
+    text = [c for c in df.columns if _is_text(df[c])]
+    return df.assign(**{c: df[c].map(csv_safe) for c in text}) if text else df
+
 
 def save_table(df: pd.DataFrame, path: str | Path, schema: TableSchema) -> Path:
     """Validate ``df`` against ``schema`` and write it atomically (.parquet or .csv)."""
@@ -172,7 +209,7 @@ def save_table(df: pd.DataFrame, path: str | Path, schema: TableSchema) -> Path:
             meta[_META_VERSION] = str(schema.version).encode()
             pq.write_table(table.replace_schema_metadata(meta), tmp)
         elif suffix == ".csv":
-            df.to_csv(tmp, index=False)
+            _csv_frame(df).to_csv(tmp, index=False)
         else:
             raise ArtifactError(path, None, "a file name ending in .parquet or .csv", path.name)
     return path
@@ -208,7 +245,7 @@ def write_table_batches(
                 if writer is not None:
                     writer.write_table(pa.Table.from_pandas(df, schema=arrow_schema, preserve_index=False))
                 else:
-                    df.to_csv(tmp, mode="w" if first else "a", header=first, index=False)
+                    _csv_frame(df).to_csv(tmp, mode="w" if first else "a", header=first, index=False)
                 first = False
                 n += len(df)
             if first and writer is None:
@@ -232,6 +269,8 @@ def load_table(path: str | Path, schema: TableSchema) -> pd.DataFrame:
             df = table.to_pandas()
         elif suffix == ".csv":
             df = pd.read_csv(path, keep_default_na=True)
+            text = [c for c in df.columns if _is_text(df[c])]
+            df = df.assign(**{c: df[c].map(_csv_unquote) for c in text}) if text else df
         else:
             raise ArtifactError(path, None, "a file name ending in .parquet or .csv", path.name)
     except ArtifactError:
@@ -459,6 +498,13 @@ RESPONSES = TableSchema(
         Column("duration_s", "float", "session_finished - session_started in seconds", nullable=True, min=0),
         Column("user_agent", "str", "browser user agent"),
         Column("screen", "str", "screen size reported by the browser, e.g. 1920x1080"),
+        Column(
+            "questionnaire",
+            "str",
+            "the session's questionnaire answers as a JSON object, field id -> answer (null until answered)",
+            nullable=True,
+            optional=True,
+        ),
     ),
     unique=(("session_id", "trial_id", "attempt"),),
 )

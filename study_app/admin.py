@@ -91,7 +91,8 @@ def login() -> Any:
             session["admin_id"] = admin.id
             session["admin_nonce"] = secrets.token_hex(8)
             target = request.args.get("next", "")
-            if not target.startswith("/admin") or target.startswith("//"):
+            # Only a path of this site: CR/LF would split the Location header (was a 500).
+            if not target.startswith("/admin") or target.startswith("//") or not target.isprintable():
                 target = url_for("admin.dashboard")
             return redirect(target)
         else:

@@ -5,6 +5,8 @@ Errors are JSON with a message and a 4xx status; bad input never produces a 500.
 
 from __future__ import annotations
 
+import json
+import math
 import re
 from typing import Any
 
@@ -24,7 +26,10 @@ bp = Blueprint("api", __name__, url_prefix="/api")
 EVENT_KINDS = frozenset(
     {"visibility", "audio_error", "network_retry", "resync", "client_error", "page_hidden", "page_visible"}
 )
-_IDEM = re.compile(r"^[A-Za-z0-9_-]{8,64}$")
+# fullmatch, not match with "$": "$" also matches before a trailing newline.
+_IDEM = re.compile(r"[A-Za-z0-9_-]{8,64}")
+# Deeper than any body the runner sends; walking it stays far from the recursion limit.
+_MAX_DEPTH = 16
 
 
 class BadRequest(Exception):
@@ -55,6 +60,46 @@ def health() -> tuple[dict[str, Any], int]:
     except SQLAlchemyError as exc:
         return {"status": "error", "database": type(exc).__name__}, 503
     return {"status": "ok", "database": db.engine.dialect.name}, 200
+
+
+def _not_json(value: str) -> Any:
+    raise ValueError(f"{value} is not JSON")
+
+
+def _finite(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):  # 1e999
+        raise ValueError("a number out of range")
+    return value
+
+
+def _check_values(value: Any, depth: int = 0) -> None:
+    if depth > _MAX_DEPTH:
+        raise BadRequest(f"the JSON body is nested more than {_MAX_DEPTH} levels")
+    if isinstance(value, str) and "\x00" in value:
+        raise BadRequest("text must not contain NUL characters")
+    if isinstance(value, dict):
+        for k, v in value.items():
+            _check_values(k, depth + 1)
+            _check_values(v, depth + 1)
+    elif isinstance(value, list):
+        for v in value:
+            _check_values(v, depth + 1)
+
+
+def json_body() -> Any:
+    """The request's JSON body, or BadRequest (400) for anything the database cannot store.
+
+    NaN, Infinity and numbers like 1e999 are not JSON (RFC 8259) and PostgreSQL's json type
+    refuses them; nesting deep enough to exhaust Python's parser raised RecursionError; a
+    NUL character cannot be stored in PostgreSQL text. Each used to be an HTTP 500.
+    """
+    try:
+        data = json.loads(request.get_data(cache=True), parse_constant=_not_json, parse_float=_finite)
+    except (ValueError, RecursionError) as exc:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+        raise BadRequest(f"expected a JSON object ({type(exc).__name__}: {str(exc)[:80]})") from None
+    _check_values(data)
+    return data
 
 
 def _session(slug: str) -> tuple[Study, StudySession]:
@@ -105,7 +150,7 @@ def trial(slug: str) -> ResponseReturnValue:
 def answer(slug: str) -> ResponseReturnValue:
     """Record an answer. Repeating a request with the same idempotency_key returns the first result."""
     study, sess = _session(slug)
-    payload = _answer_payload(request.get_json(silent=True))
+    payload = _answer_payload(json_body())
     return jsonify(sessions.submit_answer(sess, study, payload))
 
 
@@ -113,7 +158,7 @@ def _answer_payload(data: Any) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise BadRequest("expected a JSON object")
     idem = data.get("idempotency_key")
-    if not isinstance(idem, str) or not _IDEM.match(idem):
+    if not isinstance(idem, str) or not _IDEM.fullmatch(idem):
         raise BadRequest("idempotency_key must be 8-64 characters of A-Z a-z 0-9 _ -")
     if not isinstance(data.get("trial_id"), str):
         raise BadRequest("trial_id must be a string")
@@ -152,8 +197,8 @@ def _answer_payload(data: Any) -> dict[str, Any]:
 def event(slug: str) -> ResponseReturnValue:
     """Record a client-side event (tab hidden, audio failed, retries) for the researcher."""
     study, sess = _session(slug)
-    data = request.get_json(silent=True)
-    if not isinstance(data, dict) or data.get("kind") not in EVENT_KINDS:
+    data = json_body()
+    if not isinstance(data, dict) or not isinstance(data.get("kind"), str) or data["kind"] not in EVENT_KINDS:
         raise BadRequest(f"kind must be one of {sorted(EVENT_KINDS)}")
     detail = data.get("data", {})
     if not isinstance(detail, dict) or len(str(detail)) > 2000:

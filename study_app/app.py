@@ -7,11 +7,13 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-from flask import Flask, jsonify, render_template, request
+from flask import Flask, current_app, jsonify, render_template, request
 from flask.typing import ResponseReturnValue
 from flask_wtf.csrf import CSRFError, CSRFProtect
 from markdown_it import MarkdownIt
 from markupsafe import Markup
+from sqlalchemy.exc import InterfaceError, OperationalError
+from werkzeug.middleware.proxy_fix import ProxyFix
 from werkzeug.wrappers import Response
 
 csrf = CSRFProtect()
@@ -49,6 +51,9 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
         # An active session inactive this long gives its list slot back.
         SESSION_TIMEOUT_S=int(os.environ.get("SESSION_TIMEOUT_S", 3600)),
         SESSIONS_PER_IP_PER_MINUTE=int(os.environ.get("SESSIONS_PER_IP_PER_MINUTE", 20)),
+        # Proxies in front of the app (nginx: 1) whose X-Forwarded-For/-Proto to believe.
+        # 0 believes none: a header the client sets itself must not dodge the limits.
+        TRUSTED_PROXIES=int(os.environ.get("TRUSTED_PROXIES", 0)),
         PROLIFIC_REDIRECT=True,
         MEDIA_X_ACCEL_PREFIX=os.environ.get("MEDIA_X_ACCEL_PREFIX", ""),
         MAX_CONTENT_LENGTH=64 * 1024,
@@ -71,6 +76,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     from study_app.db import init_app as init_db
 
     init_db(app)
+    app.wsgi_app = _TrustedProxies(app)  # type: ignore[method-assign]
     csrf.init_app(app)
     register_commands(app)
     app.register_blueprint(participant.bp)
@@ -78,11 +84,36 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     app.register_blueprint(media.bp)
     app.register_blueprint(admin.bp)
     app.jinja_env.filters["markdown"] = lambda text: Markup(_markdown.render(text or ""))
+    app.before_request(_refuse_control_characters)
     app.after_request(_security_headers)
     app.register_error_handler(CSRFError, _csrf_error)
+    app.register_error_handler(OperationalError, _database_unavailable)
+    app.register_error_handler(InterfaceError, _database_unavailable)
     app.register_error_handler(404, _not_found)
     app.register_error_handler(413, _too_large)
     return app
+
+
+class _TrustedProxies:
+    """werkzeug's ProxyFix for ``TRUSTED_PROXIES`` hops, read per request so tests can set it.
+
+    Behind nginx every request comes from 127.0.0.1; without this the per-address session
+    limit counted all participants as one (issue 16.4). nginx appends the client's address
+    to X-Forwarded-For, so trusting exactly one hop takes that one, never a forged value.
+    """
+
+    def __init__(self, app: Flask) -> None:
+        self._app, self._inner = app, app.wsgi_app
+        self._fixed: dict[int, ProxyFix] = {}
+
+    def __call__(self, environ: dict[str, Any], start_response: Any) -> Any:
+        hops = int(self._app.config["TRUSTED_PROXIES"])
+        if hops <= 0:
+            return self._inner(environ, start_response)
+        fix = self._fixed.get(hops)
+        if fix is None:
+            fix = self._fixed[hops] = ProxyFix(self._inner, x_for=hops, x_proto=hops)
+        return fix(environ, start_response)
 
 
 def _security_headers(response: Response) -> Response:
@@ -98,6 +129,58 @@ def _security_headers(response: Response) -> Response:
 
 def _wants_json() -> bool:
     return request.path.startswith("/api/")
+
+
+def _bad_input(message: str) -> ResponseReturnValue:
+    if _wants_json():
+        return jsonify(error=message), 400
+    return render_template("message.html", heading="This address is not valid", text=message), 400
+
+
+def _refuse_control_characters() -> ResponseReturnValue | None:
+    """400 for a NUL (or, in URL values, any control character) anywhere a request puts text.
+
+    PostgreSQL text cannot hold NUL: a ``%00`` in the path, STUDY_ID or a form field was an
+    HTTP 500 there (issue 16.10). JSON bodies are checked where they are parsed (api.json_body).
+    """
+    if any(ord(ch) < 32 for ch in request.path):
+        return _bad_input("The address contains control characters.")
+    values = [v for vs in request.args.listvalues() for v in vs]
+    values.append(request.headers.get("User-Agent", ""))
+    if request.mimetype in ("application/x-www-form-urlencoded", "multipart/form-data"):
+        values += [v for vs in request.form.listvalues() for v in vs]
+    if any("\x00" in v for v in values):
+        return _bad_input("A value in this request contains a NUL character.")
+    return None
+
+
+def _database_unavailable(exc: Exception) -> ResponseReturnValue:
+    """A friendly 503 when the database is down or its disk is full (never a bare 500).
+
+    Nothing is lost: an answer's transaction either committed or rolled back, and the
+    trial runner retries a 503 with the same idempotency key until it is stored.
+    """
+    from study_app.db import db
+
+    db.session.rollback()
+    current_app.logger.error("database unavailable: %s", exc)
+    if _wants_json():
+        response = jsonify(error="the study server cannot reach its database; retrying is safe")
+        response.status_code = 503
+    else:
+        response = current_app.make_response(
+            (
+                render_template(
+                    "message.html",
+                    heading="Please try again in a minute",
+                    text="The study server has a problem right now. Your answers so far are saved. "
+                    "Reload this page in a minute to continue where you were.",
+                ),
+                503,
+            )
+        )
+    response.headers["Retry-After"] = "30"
+    return response
 
 
 def _csrf_error(exc: CSRFError) -> ResponseReturnValue:

@@ -17,6 +17,7 @@ from typing import Any
 from sqlalchemy import case, func, select
 
 from artifact_schemas import RESPONSES, write_table_batches
+from artifact_schemas.tables import csv_safe
 from study_app.db import db
 from study_app.models import Event, Participant, Response, Study, StudySession, Trial, TrialList
 from study_app.packages import package_view
@@ -54,6 +55,9 @@ def _session_facts(study: Study, attention_rows: list[int]) -> dict[int, dict[st
             "duration_s": (finished - started).total_seconds() if finished else None,
             "user_agent": sess.user_agent,
             "screen": sess.screen,
+            "questionnaire": None
+            if sess.questionnaire is None
+            else json.dumps(sess.questionnaire, sort_keys=True, ensure_ascii=False),
         }
     screening = db.session.execute(
         select(Event.session_id, Event.kind)
@@ -155,6 +159,7 @@ _SESSION_COLUMNS = (
     "duration_s",
     "user_agent",
     "screen",
+    "questionnaire",
 )
 
 
@@ -179,5 +184,5 @@ def csv_stream(study: Study) -> Iterator[str]:
         buf.seek(0)
         buf.truncate()
         for row in batch:
-            writer.writerow({k: ("" if v is None else v) for k, v in row.items()})
+            writer.writerow({k: ("" if v is None else csv_safe(v)) for k, v in row.items()})
         yield buf.getvalue()

@@ -167,6 +167,8 @@ def _recent_sessions(study: Study, n: int, stale: datetime) -> list[dict[str, An
                 "started": s.started_at.isoformat(timespec="seconds"),
                 "last_seen": s.last_seen_at.isoformat(timespec="seconds"),
                 "events": events.get(s.id, [])[-6:],
+                # "field: answer" pairs in the config's order; free text is cut for the table.
+                "questionnaire": "; ".join(f"{k}: {str(v)[:80]}" for k, v in (s.questionnaire or {}).items()),
             }
         )
     return out

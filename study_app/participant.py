@@ -5,6 +5,7 @@ decides which page ``/s/<slug>/go`` shows, so reload and back always land right.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from flask import Blueprint, abort, current_app, redirect, render_template, request, session, url_for
@@ -69,6 +70,16 @@ def remember(study: Study, sess: StudySession) -> None:
     session.permanent = True
 
 
+def _already_taking_part(study: Study) -> tuple[str, int]:
+    return render_template(
+        "message.html",
+        study=study,
+        heading="You have already started this study",
+        text="Please continue in the browser where you started, or open the study again "
+        "from your Prolific account (its link carries your session).",
+    ), 409
+
+
 def _closed_page(study: Study) -> tuple[str, int]:
     return render_template(
         "message.html",
@@ -85,7 +96,12 @@ def entry(slug: str) -> Any:
     if session_for(study) is not None:
         return redirect(url_for(".go", slug=slug))
     params = {k: request.args.get(k, "")[:128] for k in _PARAMS}
-    existing = sessions.find_session(study, params["PROLIFIC_PID"] or None)
+    try:
+        existing = sessions.resumable_session(
+            study, params["PROLIFIC_PID"] or None, params["SESSION_ID"] or None
+        )
+    except sessions.AlreadyTakingPart:
+        return _already_taking_part(study)
     if existing is not None:
         remember(study, existing)
         return redirect(url_for(".go", slug=slug))
@@ -123,6 +139,8 @@ def consent(slug: str) -> Any:
             heading="This study is full",
             text="Thank you for your interest. All places are taken; please return the study on Prolific.",
         ), 503
+    except sessions.AlreadyTakingPart:
+        return _already_taking_part(study)
     except sessions.RateLimited:
         return render_template(
             "message.html",
@@ -187,8 +205,12 @@ def questionnaire(slug: str) -> Any:
             continue
         if f.type == "number":
             try:
-                answers[f.id] = float(value)
+                number = float(value)
             except ValueError:
+                number = math.nan
+            if math.isfinite(number):  # "nan", "inf" and "1e999" parse, and cannot be stored as JSON
+                answers[f.id] = number
+            else:
                 errors[f.id] = "Please enter a number."
         elif f.type == "choice" and value not in f.choices:
             errors[f.id] = "Please choose one of the options."

@@ -39,6 +39,10 @@ class StudyFull(Exception):
     """Every list has reached its target."""
 
 
+class AlreadyTakingPart(Exception):
+    """The Prolific id has a session here, and this request cannot prove it is theirs."""
+
+
 class RateLimited(Exception):
     """Too many new sessions from one address."""
 
@@ -57,7 +61,8 @@ def pid_hash(study: Study, pid: str) -> str:
 
 
 def find_session(study: Study, pid: str | None) -> StudySession | None:
-    """The existing session of the participant with Prolific id ``pid`` (to resume it)."""
+    """The latest session of the participant with Prolific id ``pid`` (resumed only by
+    :func:`resumable_session`: a Prolific id is no secret)."""
     if not pid:
         return None
     return db.session.scalar(
@@ -66,6 +71,22 @@ def find_session(study: Study, pid: str | None) -> StudySession | None:
         .where(Participant.study_id == study.id, Participant.pid_hash == pid_hash(study, pid))
         .order_by(StudySession.id.desc())
     )
+
+
+def resumable_session(study: Study, pid: str | None, prolific_session_id: str | None) -> StudySession | None:
+    """The participant's session, when the request carries its Prolific SESSION_ID too.
+
+    A Prolific id travels in URLs, screenshots and shared links; Prolific's SESSION_ID is
+    made per submission and reaches only the participant (their study link). Resuming on
+    the id alone let anyone who knew it answer in a stranger's session (issue 16.6).
+    Raises AlreadyTakingPart when the id has a session that this request cannot claim.
+    """
+    existing = find_session(study, pid)
+    if existing is None:
+        return None
+    if prolific_session_id and existing.prolific_session_id == prolific_session_id:
+        return existing
+    raise AlreadyTakingPart()
 
 
 def _slot_holding(study: Study) -> Any:
@@ -104,13 +125,18 @@ def start_session(
 
     Idempotent for a Prolific id: when the reply to a consent POST is lost and the
     browser sends it again, the participant's existing session is returned (checked
-    under the same lock, so two concurrent repeats cannot both create one).
+    under the same lock, so two concurrent repeats cannot both create one) if the POST
+    carries the session's Prolific SESSION_ID; otherwise AlreadyTakingPart.
     """
     cfg = current_app.config
     ip_digest = hashlib.sha256(f"{cfg['SECRET_KEY']}:{ip}".encode()).hexdigest()
     if preview_list is None:
         lists = _lock_lists(study)
-        existing = find_session(study, pid)
+        try:
+            existing = resumable_session(study, pid, prolific_session_id)
+        except AlreadyTakingPart:
+            db.session.rollback()
+            raise
         if existing is not None:
             db.session.commit()
             return existing

@@ -37,7 +37,7 @@ function redraw(stats) {
   body.replaceChildren(...stats.recent_sessions.map((s) => {
     const tr = document.createElement("tr");
     tr.append(cell(s.session), cell(s.list), cell(s.status), cell(s.stage), cell(s.progress), cell(s.last_seen),
-      cell(s.events.join(", ")));
+      cell(s.events.join(", ")), cell(s.questionnaire));
     return tr;
   }));
   document.querySelector("#per-feature tbody").replaceChildren(...Object.entries(stats.per_feature).map(([f, counts]) => {

@@ -50,6 +50,7 @@ def test_stack_survives_worker_kill_and_postgres_restart(
         "SECRET_KEY": "stack",
         "MEDIA_X_ACCEL_PREFIX": "/_audio",
         "SESSIONS_PER_IP_PER_MINUTE": "100000",
+        "TRUSTED_PROXIES": "1",
         "GUNICORN_WORKERS": "3",
         "GUNICORN_ACCESSLOG": "/dev/null",
     }

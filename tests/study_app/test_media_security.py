@@ -16,6 +16,7 @@ from sqlalchemy import func, select
 from artifact_schemas import AnswerKey, load_study
 from study_app.db import db
 from study_app.models import Response, Study, StudySession
+from study_app.simulate import csrf_token
 
 
 def _started(participant: Any) -> dict[str, Any]:
@@ -157,6 +158,30 @@ def test_oversized_request_and_rate_limit(new_participant: Any, study_app: tuple
     assert codes == [302, 302, 429, 429]  # 1 session before + 2 = 3 in the last minute
 
 
+def test_limits_apply_per_participant_behind_a_trusted_proxy(
+    new_participant: Any, study_app: tuple[Flask, AnswerKey]
+) -> None:
+    """Issue 16.4: behind nginx every participant had nginx's address, so the per-address
+    limit was global (25 participants from 25 addresses: 5 refused)."""
+    app, _ = study_app
+    app.config["SESSIONS_PER_IP_PER_MINUTE"] = 2
+
+    def arrive(forwarded: str) -> int:
+        p = new_participant()
+        page = p.client.get("/s/pilot", headers={"X-Forwarded-For": forwarded})
+        form = {"csrf_token": csrf_token(page.get_data(as_text=True)), "choice": "accept"}
+        return p.client.post(
+            "/s/pilot/consent", data=form, headers={"X-Forwarded-For": forwarded}
+        ).status_code
+
+    # No proxy trusted: the header is the client's own and changes nothing.
+    assert [arrive(f"10.0.0.{i}") for i in range(3)] == [302, 302, 429]
+    app.config["TRUSTED_PROXIES"] = 1  # nginx, as deploy/ configures it
+    assert [arrive(f"10.0.1.{i}") for i in range(6)] == [302] * 6
+    # nginx appends the real address, so a forged first entry does not help a repeat visitor.
+    assert [arrive(f"6.6.6.{i}, 10.0.2.1") for i in range(3)] == [302, 302, 429]
+
+
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(
     body=st.recursive(
@@ -183,8 +208,9 @@ def test_oversized_request_and_rate_limit(new_participant: Any, study_app: tuple
     endpoint=st.sampled_from(["answer", "event"]),
 )
 def test_fuzzed_api_never_errors_500(
-    participant: Any, body: Any, keys: dict[str, Any], endpoint: str
+    any_db_participant: Any, body: Any, keys: dict[str, Any], endpoint: str
 ) -> None:
+    participant = any_db_participant
     if not participant.token:
         _started(participant)
     payload = {**body, **keys} if isinstance(body, dict) else (keys or body)
@@ -196,9 +222,94 @@ def test_fuzzed_api_never_errors_500(
         assert response.is_json
 
 
+def test_bad_input_gets_400_never_500(any_db_participant: Any) -> None:
+    """Issue 16.10: each of these was an HTTP 500 (several only on PostgreSQL)."""
+    p = any_db_participant
+    trial = _started(p)
+    headers = {"X-CSRFToken": p.token, "Content-Type": "application/json"}
+    answer = {"idempotency_key": "abcdefgh1234", "trial_id": trial["trial"]["id"], "rt_ms": 1}
+    bodies = {
+        "event": [
+            "[" * 100_00 + "]" * 100_00,  # deep nesting: RecursionError in the parser
+            json.dumps({"kind": ["visibility"]}),  # a non-string kind: unhashable
+            json.dumps({"kind": {"a": 1}}),
+            '{"kind": "visibility", "data": {"x": NaN}}',
+            '{"kind": "visibility", "data": {"x": -Infinity}}',
+            '{"kind": "visibility", "data": {"x": 1e999}}',
+            json.dumps({"kind": "visibility", "data": {"x": "a\x00b"}}),
+            json.dumps({"kind": "visibility", "client_ts": "2026\x00"}),
+        ],
+        "answer": [
+            json.dumps({**answer, "idempotency_key": "abcdefgh1234\n"}),  # "$" matched before \n
+            json.dumps({**answer, "client_ts": "2026-12-01T00:00:00\x00"}),
+            json.dumps({**answer, "answer": "o\x00"}),
+            json.dumps(answer).replace('"rt_ms": 1', '"rt_ms": NaN'),
+        ],
+    }
+    for endpoint, items in bodies.items():
+        for body in items:
+            r = p.client.post(f"/api/s/pilot/{endpoint}", data=body, headers=headers)
+            assert r.status_code == 400 and r.is_json and r.get_json()["error"], (body[:80], r.status_code)
+    # NUL in the path, Prolific's parameters, the consent form; CR/LF in the login's next.
+    for url in ("/s/pil%00ot", "/s/pilot?STUDY_ID=a%00b", "/media/ab%00cd"):
+        assert p.client.get(url).status_code in (400, 404), url
+    fresh = type(p)(p.client.application, "pilot", p.key)
+    page = fresh.client.get("/s/pilot").get_data(as_text=True)
+    form = {"csrf_token": csrf_token(page), "choice": "accept", "screen": "1x1\x00", "STUDY_ID": "a\x00"}
+    assert fresh.client.post("/s/pilot/consent", data=form).status_code == 400
+    login = p.client.get("/admin/login?next=/admin%0d%0aX-Evil:%201")
+    form = {"csrf_token": csrf_token(login.get_data(as_text=True)), "username": "x", "password": "y"}
+    assert p.client.post("/admin/login?next=/admin%0d%0aX-Evil:%201", data=form).status_code == 401
+
+
+def test_questionnaire_refuses_numbers_that_are_not_finite(
+    app: Flask, example_run: Path, write_config: Any, tmp_path: Path, new_participant: Any
+) -> None:
+    """Issue 16.10: 'nan', 'inf' or '1e999' in a number field stopped the participant with a 500."""
+    from stimuli_builder.build import build_package
+
+    extra = '[[questionnaire.fields]]\nid = "age"\nlabel = "Your age"\ntype = "number"\n'
+    config = write_config(tmp_path / "cfg", extra, **{'id = "pilot"': 'id = "ages"'})
+    build_package(config, example_run, tmp_path / "ages")
+    with app.app_context():
+        assert app.test_cli_runner().invoke(args=["import", str(tmp_path / "ages")]).exit_code == 0
+    p = new_participant()
+    p.slug = "ages"
+    p.enter()
+    assert "A few last questions" in p.complete(stop_at_questionnaire=True)
+    for bad in ("nan", "inf", "-Infinity", "1e999"):
+        page = p.post_stage("questionnaire", device="Headphones", age=bad)
+        assert page.status_code == 400 and "Please enter a number" in page.get_data(as_text=True), bad
+    assert p.post_stage("questionnaire", device="Headphones", age="34").status_code == 302
+    with app.app_context():
+        stored = db.session.scalars(select(StudySession.questionnaire)).one()
+    assert stored == {"device": "Headphones", "age": 34.0}
+
+
 def test_fuzzing_left_the_session_consistent(participant: Any, study_app: tuple[Flask, AnswerKey]) -> None:
     app, _ = study_app
     trial = _started(participant)
     assert participant.answer(trial).status_code == 200
     with app.app_context():
         assert db.session.scalar(select(func.count()).select_from(Response)) == 1
+
+
+def test_database_down_gives_a_friendly_503(tmp_path: Path, port: Any) -> None:
+    """Issue 16.10: with the database down the participant saw a bare '500 Internal Server Error'."""
+    from study_app import create_app
+
+    closed = port()  # nothing listens there
+    app = create_app(
+        {
+            "TESTING": True,
+            "SECRET_KEY": "t",
+            "SQLALCHEMY_DATABASE_URI": f"postgresql+psycopg://nobody@127.0.0.1:{closed}/none",
+            "SQLALCHEMY_ENGINE_OPTIONS": {"connect_args": {"connect_timeout": 2}},
+        }
+    )
+    client = app.test_client()
+    page = client.get("/s/pilot")
+    assert page.status_code == 503 and page.headers["Retry-After"] == "30"
+    assert "Your answers so far are saved" in page.get_data(as_text=True)
+    api = client.get("/api/s/pilot/trial")
+    assert api.status_code == 503 and "retrying is safe" in api.get_json()["error"]

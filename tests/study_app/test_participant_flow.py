@@ -111,8 +111,31 @@ def test_prolific_pid_resumes_session_in_another_browser(
     first.answer(first.trial())
     current = first.trial()["trial"]["id"]
     other = new_participant()  # e.g. the participant switched from phone to laptop
-    assert other.client.get("/s/pilot?PROLIFIC_PID=P9").status_code == 302
+    # Prolific's link carries the submission's SESSION_ID (the fixture's is "xP9").
+    assert other.client.get("/s/pilot?PROLIFIC_PID=P9&STUDY_ID=s1&SESSION_ID=xP9").status_code == 302
     assert other.trial()["trial"]["id"] == current
+    assert _count(app, StudySession) == 1
+
+
+def test_a_known_prolific_id_alone_does_not_open_its_session(
+    new_participant: Any, study_app: tuple[Flask, AnswerKey]
+) -> None:
+    """Issue 16.6: /s/demo?PROLIFIC_PID=<victim> without the cookie landed on the victim's
+    current trial, and the answer was accepted."""
+    app, _ = study_app
+    victim = new_participant()
+    victim.enter(pid="P10")
+    victim.post_stage("volume")
+    attacker = new_participant()
+    for query in ("?PROLIFIC_PID=P10", "?PROLIFIC_PID=P10&STUDY_ID=s1&SESSION_ID=guess"):
+        page = attacker.client.get(f"/s/pilot{query}")
+        assert page.status_code == 409 and "already started" in page.get_data(as_text=True)
+        assert attacker.client.get("/api/s/pilot/trial").status_code == 401
+    # Nor does a consent POST with the victim's id (the lost-reply retry path).
+    form = {"csrf_token": csrf_token(attacker.client.get("/s/pilot").get_data(as_text=True))}
+    form |= {"choice": "accept", "PROLIFIC_PID": "P10", "STUDY_ID": "s1", "SESSION_ID": "other"}
+    assert attacker.client.post("/s/pilot/consent", data=form).status_code == 409
+    assert attacker.client.get("/api/s/pilot/trial").status_code == 401
     assert _count(app, StudySession) == 1
 
 
@@ -181,7 +204,7 @@ def test_repeated_consent_with_a_prolific_id_returns_the_same_session(
         page = client.get("/s/pilot").get_data(as_text=True)  # the consent page, Prolific id in the form
         token = csrf_token(page)
         assert token
-        form = {"csrf_token": token, "choice": "accept", "PROLIFIC_PID": "RETRY1"}
+        form = {"csrf_token": token, "choice": "accept", "PROLIFIC_PID": "RETRY1", "SESSION_ID": "S1"}
         assert client.post("/s/pilot/consent", data=form).status_code == 302
     assert _count(app, StudySession) == 1
 
