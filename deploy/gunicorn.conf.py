@@ -34,9 +34,10 @@ errorlog = "-"
 def on_starting(server: object) -> None:
     """Refuse to serve without a real SECRET_KEY.
 
-    The app falls back to the key "dev" so that tests and the demo need no setup; in
-    production that would let anyone forge a researcher's login cookie. gunicorn is
-    the production server, so it is the place to insist.
+    Without one the app makes a random key in its instance folder, which is fine for one
+    process but differs between hosts behind a load balancer, and "dev" (the old default)
+    would let anyone forge a researcher's login cookie. gunicorn is the production
+    server, so it is the place to insist.
     """
     key = os.environ.get("SECRET_KEY", "")
     if key in ("", "dev"):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import secrets
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -45,7 +46,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     Path(app.instance_path).mkdir(parents=True, exist_ok=True)
     default_db = "sqlite:///" + str(Path(app.instance_path) / "study_app.sqlite")
     app.config.from_mapping(
-        SECRET_KEY=os.environ.get("SECRET_KEY", "dev"),
+        SECRET_KEY=os.environ.get("SECRET_KEY") or None,
         SQLALCHEMY_DATABASE_URI=_normalise_db_url(os.environ.get("DATABASE_URL", default_db)),
         SQLALCHEMY_ENGINE_OPTIONS={"pool_pre_ping": True},
         # An active session inactive this long gives its list slot back.
@@ -70,6 +71,8 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     else:
         app.config.from_mapping(test_config)
     app.config["SQLALCHEMY_DATABASE_URI"] = _normalise_db_url(app.config["SQLALCHEMY_DATABASE_URI"])
+    if not app.config["SECRET_KEY"]:
+        app.config["SECRET_KEY"] = _instance_secret(Path(app.instance_path))
 
     from study_app import admin, api, media, participant
     from study_app.cli import register_commands
@@ -201,6 +204,28 @@ def _not_found(exc: Exception) -> ResponseReturnValue:
 
 def _too_large(exc: Exception) -> ResponseReturnValue:
     return jsonify(error="request too large"), 413
+
+
+def _instance_secret(instance: Path) -> str:
+    """A random key kept in ``instance/secret_key`` (made once, mode 600) when SECRET_KEY is unset.
+
+    The old fallback was the string "dev": anyone could forge a researcher's login cookie and
+    reverse the IP hashes (issue 16.7). The file keeps logins valid across restarts of
+    ``study-app serve``; several hosts must still share one SECRET_KEY (gunicorn insists).
+    """
+    path = instance / "secret_key"
+    if not path.is_file():
+        tmp = instance / f".secret_key.{os.getpid()}.{secrets.token_hex(4)}"
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(secrets.token_hex(32))
+        try:
+            os.link(tmp, path)  # atomic and exclusive: two workers starting at once agree
+        except FileExistsError:
+            pass
+        finally:
+            tmp.unlink()
+    return path.read_text().strip()
 
 
 def _normalise_db_url(url: str) -> str:

@@ -72,6 +72,12 @@ def serve_command(ctx: click.Context, host: str, port: int) -> None:
     from study_app.models import Study
 
     app = ctx.ensure_object(ScriptInfo).load_app()
+    if app.config["SECRET_KEY"] == "dev":
+        raise click.UsageError(
+            "SECRET_KEY=dev is the well-known development key: anyone could forge a login cookie "
+            "with it. Unset SECRET_KEY (a random key is then kept in the instance folder) or set "
+            "a long random value."
+        )
     base = f"http://{host}:{port}"
     # The app context is closed before serving: request threads open their own.
     with app.app_context():
@@ -125,6 +131,7 @@ def create_admin_command(username: str, password_stdin: bool) -> None:
         verb = "created"
     else:
         admin.password_hash, admin.failed_logins, admin.locked_until = hash_password(password), 0, None
+        admin.session_version += 1  # a new password logs out every old cookie
         verb = "updated"
     db.session.commit()
     click.echo(f"{verb} admin '{username}'")

@@ -194,4 +194,6 @@ class Admin(db.Model):  # type: ignore[name-defined]
     password_hash: Mapped[str] = mapped_column(String(256))
     failed_logins: Mapped[int] = mapped_column(Integer, default=0)
     locked_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    # In every login cookie; logout and a password change bump it, and older cookies stop working.
+    session_version: Mapped[int] = mapped_column(Integer, default=0)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)

@@ -27,8 +27,9 @@ PROLIFIC_PLACEHOLDERS = "&".join(f"{p}={{{{%{p}%}}}}" for p in _PARAMS)
 
 @bp.get("/")
 def index() -> str:
-    """Landing page: which studies this server hosts (participants normally arrive via a link)."""
-    studies = db.session.scalars(select(Study).order_by(Study.slug)).all()
+    """Landing page: the open studies (participants normally arrive via a link). Drafts and
+    paused studies stay unlisted: their titles are the researcher's business (issue 16.11)."""
+    studies = db.session.scalars(select(Study).where(Study.status == "open").order_by(Study.slug)).all()
     return render_template("index.html", studies=studies)
 
 

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -13,6 +17,8 @@ from artifact_schemas import AnswerKey
 from study_app.db import db
 from study_app.models import Response, StudySession
 from study_app.simulate import csrf_token
+
+BIN = Path(sys.executable).parent
 
 
 def _csrf(client: FlaskClient, path: str = "/admin/login") -> str:
@@ -205,3 +211,99 @@ def test_forget_deletes_one_participant_everywhere(
         assert db.session.scalar(select(func.count()).select_from(Response)) == 1
         assert db.session.scalar(select(func.count()).select_from(StudySession)) == 1
     assert runner.invoke(args=["forget", "pilot", "--prolific-pid", "GONE1"]).exit_code != 0
+
+
+def _login(app: Flask, password: str = "correct horse battery") -> FlaskClient:
+    client = app.test_client()
+    form = {"csrf_token": _csrf(client), "username": "alice", "password": password}
+    assert client.post("/admin/login", data=form).status_code == 302
+    return client
+
+
+def _copy_cookies(source: FlaskClient, app: Flask) -> FlaskClient:
+    copy = app.test_client()
+    for cookie in source._cookies.values():
+        copy.set_cookie(cookie.key, cookie.value, domain=cookie.domain, path=cookie.path)
+    return copy
+
+
+def test_logout_and_a_new_password_end_every_old_cookie(
+    study_app: tuple[Flask, AnswerKey], admin_client: FlaskClient
+) -> None:
+    """Issue 16.7: an old admin cookie worked after logout and after a password reset."""
+    app, _ = study_app
+    stolen = _copy_cookies(admin_client, app)
+    assert stolen.get("/admin/").status_code == 200
+    admin_client.post("/admin/logout", data={"csrf_token": _csrf(admin_client, "/admin/")})
+    assert stolen.get("/admin/").status_code == 302  # to the login form
+    assert stolen.get("/admin/api/s/pilot/stats").status_code == 401
+
+    fresh = _login(app)
+    stolen = _copy_cookies(fresh, app)
+    result = app.test_cli_runner().invoke(
+        args=["create-admin", "alice", "--password-stdin"], input="another long password\n"
+    )
+    assert result.exit_code == 0, result.output
+    assert fresh.get("/admin/").status_code == 302 and stolen.get("/admin/").status_code == 302
+    assert _login(app, "another long password").get("/admin/").status_code == 200
+
+
+def test_no_well_known_secret_key(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Issue 16.7: serve ran with SECRET_KEY=dev silently, and a cookie forged with "dev" worked."""
+    from study_app import create_app
+
+    monkeypatch.delenv("SECRET_KEY", raising=False)
+    monkeypatch.setenv("STUDY_APP_INSTANCE", str(tmp_path / "instance"))
+    first = create_app()
+    key = first.config["SECRET_KEY"]
+    assert key != "dev" and len(key) == 64
+    assert (tmp_path / "instance" / "secret_key").stat().st_mode & 0o077 == 0
+    assert create_app().config["SECRET_KEY"] == key  # kept: logins survive a restart
+    monkeypatch.setenv("SECRET_KEY", "dev")
+    env = {**os.environ, "DATABASE_URL": f"sqlite:///{tmp_path / 'db.sqlite'}"}
+    served = subprocess.run(
+        [BIN / "study-app", "serve", "--port", "1"], env=env, capture_output=True, text=True, check=False
+    )
+    assert served.returncode == 2 and "SECRET_KEY=dev" in served.stderr
+
+
+def test_concurrent_wrong_guesses_cannot_outrun_the_lockout(
+    pg_app: Flask, example_package: Path, serve: Any
+) -> None:
+    """Issue 16.7: 40 logins at 20-way concurrency on PostgreSQL passed 39 wrong guesses
+    (failed_logins lost updates); the row lock makes each see the ones before it."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    import httpx
+
+    from study_app.admin import FREE_ATTEMPTS
+    from study_app.models import Admin
+
+    runner = pg_app.test_cli_runner()
+    result = runner.invoke(
+        args=["create-admin", "alice", "--password-stdin"], input="correct horse battery\n"
+    )
+    assert result.exit_code == 0, result.output
+
+    def guess(i: int) -> str:
+        with httpx.Client(base_url=server.url) as client:
+            token = csrf_token(client.get("/admin/login").text)
+            form = {"csrf_token": token, "username": "alice", "password": f"wrong {i}"}
+            return client.post("/admin/login", data=form).text
+
+    with serve(pg_app) as server, ThreadPoolExecutor(20) as pool:
+        pages = list(pool.map(guess, range(40)))
+    wrong = sum("Wrong username or password" in p for p in pages)
+    locked = sum("Too many failed attempts" in p for p in pages)
+    assert wrong + locked == 40 and wrong <= FREE_ATTEMPTS, (wrong, locked)
+    with pg_app.app_context():
+        assert db.session.scalars(select(Admin.failed_logins)).one() == wrong
+
+
+def test_landing_page_lists_only_open_studies(study_app: tuple[Flask, AnswerKey]) -> None:
+    """Issue 16.11: '/' listed paused studies' titles."""
+    app, _ = study_app
+    client = app.test_client()
+    assert "Pilot study" in client.get("/").get_data(as_text=True)
+    assert app.test_cli_runner().invoke(args=["pause", "pilot"]).exit_code == 0
+    assert "Pilot study" not in client.get("/").get_data(as_text=True)

@@ -12,7 +12,7 @@ from study_app.models import Study
 
 def test_chromium_loads_the_served_index_page(app: Flask, live_server: Any, page: Any) -> None:
     with app.app_context():
-        db.session.add(Study(slug="demo", title="Timbre study", manifest_sha256="0" * 64))
+        db.session.add(Study(slug="demo", title="Timbre study", manifest_sha256="0" * 64, status="open"))
         db.session.commit()
     response = page.goto(live_server.url + "/")
     assert response.status == 200
