@@ -402,11 +402,25 @@ def forget_command(study: str, prolific_pid: str | None, pid_hash: str | None) -
     if (prolific_pid is None) == (pid_hash is None):
         raise click.UsageError("give exactly one of --prolific-pid and --participant")
     digest = hash_pid(row, prolific_pid) if prolific_pid is not None else pid_hash
+    assert digest is not None  # exactly one of the two was given
     participant = db.session.scalar(
         select(Participant).where(Participant.study_id == row.id, Participant.pid_hash == digest)
     )
+    # Someone who only declined has no participant row, just a 'decline' event naming them.
+    declined = (
+        Event.study_id == row.id,
+        Event.session_id.is_(None),
+        Event.kind == "decline",
+        Event.data["participant"].as_string() == digest,
+    )
+    n_declines = db.session.scalar(select(func.count(Event.id)).where(*declined)) or 0
+    db.session.execute(delete(Event).where(*declined))
     if participant is None:
-        raise click.ClickException(f"no such participant in study '{row.slug}'")
+        if not n_declines:
+            raise click.ClickException(f"no such participant in study '{row.slug}'")
+        db.session.commit()
+        click.echo(f"deleted {n_declines} decline record(s) of {digest[:12]}... from '{row.slug}'")
+        return
     sessions = select(StudySession.id).where(StudySession.participant_id == participant.id)
     n_responses = db.session.scalar(select(func.count(Response.id)).where(Response.session_id.in_(sessions)))
     db.session.execute(delete(Response).where(Response.session_id.in_(sessions)))

@@ -307,3 +307,21 @@ def test_landing_page_lists_only_open_studies(study_app: tuple[Flask, AnswerKey]
     assert "Pilot study" in client.get("/").get_data(as_text=True)
     assert app.test_cli_runner().invoke(args=["pause", "pilot"]).exit_code == 0
     assert "Pilot study" not in client.get("/").get_data(as_text=True)
+
+
+def test_forget_covers_someone_who_only_declined(
+    study_app: tuple[Flask, AnswerKey], new_participant: Any
+) -> None:
+    """Issue 16.11: forget said 'no such participant' to someone who had only declined,
+    and their decline record (naming their hashed id) stayed."""
+    from study_app.models import Event
+
+    app, _ = study_app
+    new_participant().enter(pid="NOPE1", accept=False)
+    new_participant().enter(pid="NOPE2", accept=False)
+    runner = app.test_cli_runner()
+    result = runner.invoke(args=["forget", "pilot", "--prolific-pid", "NOPE1"])
+    assert result.exit_code == 0 and "1 decline record" in result.output, result.output
+    with app.app_context():
+        assert db.session.scalar(select(func.count()).select_from(Event)) == 1  # NOPE2's stays
+    assert runner.invoke(args=["forget", "pilot", "--prolific-pid", "NOPE1"]).exit_code != 0
