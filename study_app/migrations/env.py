@@ -14,6 +14,11 @@ from study_app.db import db
 connection = context.config.attributes.get("connection")
 if connection is None:
     raise RuntimeError("run migrations through 'study-app init-db' (study_app.db.upgrade)")
+# Autogenerate writes batch operations (SQLite cannot ALTER most things), but a batch
+# operation that rebuilds a table drops the old one, and with foreign keys on, SQLite
+# cascades that drop to the children: never rebuild study, study_session or trial this
+# way. Add and drop columns in place (op.add_column / op.drop_column), as 0003 does;
+# tests/deploy/test_backup_migrations.py downgrades and upgrades a filled database.
 context.configure(connection=connection, target_metadata=db.metadata, render_as_batch=True)
 with context.begin_transaction():
     context.run_migrations()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import subprocess
 import uuid
 from pathlib import Path
@@ -91,24 +92,34 @@ def test_postgres_backup_restores_every_response(
 def test_upgrade_from_previous_revision_keeps_every_response(
     backend: str, request: Any, example_package: Path, serve: Any, tmp_path: Path
 ) -> None:
-    """A database created at revision 0001 (before admin accounts), with data, upgrades to head."""
+    """A database at revision 0001 (before admin accounts and the stored completion codes),
+    with data, upgrades to head keeping every response and giving the study its codes.
+
+    The data is made by today's code, then the schema is taken down to 0001 with the
+    migrations' own downgrades (today's models cannot write a 0001 schema directly)."""
     url = (
         f"sqlite:///{tmp_path / 'old.sqlite'}"
         if backend == "sqlite"
         else request.getfixturevalue("postgres_url")
     )
     app = create_app({"TESTING": True, "SECRET_KEY": "t", "SQLALCHEMY_DATABASE_URI": url})
-    with app.app_context(), db.engine.begin() as conn:
-        command.upgrade(alembic_config(conn), "0001")
     with app.app_context():
-        assert "admin" not in inspect(db.engine).get_table_names()
+        assert app.test_cli_runner().invoke(args=["init-db"]).exit_code == 0
     try:
         _fill(app, example_package, serve)
         before = _fingerprint(url)
         with app.app_context():
+            with db.engine.begin() as conn:
+                command.downgrade(alembic_config(conn), "0001")
+            db.engine.dispose()
+            columns = {c["name"] for c in inspect(db.engine).get_columns("study")}
+            assert "admin" not in inspect(db.engine).get_table_names() and "completion_codes" not in columns
             assert app.test_cli_runner().invoke(args=["init-db"]).exit_code == 0  # upgrade to head
             assert "admin" in inspect(db.engine).get_table_names()
+            codes = db.session.execute(text("SELECT completion_codes FROM study")).scalar_one()
         assert _fingerprint(url) == before and before[0] > 50
+        codes = json.loads(codes) if isinstance(codes, str) else codes
+        assert set(codes) == {"complete", "screened_out", "declined"} and len(set(codes.values())) == 3
     finally:
         if backend == "postgres":
             request.getfixturevalue("drop_tables")(app)

@@ -17,10 +17,9 @@ depends_on = None
 
 
 def upgrade() -> None:
-    with op.batch_alter_table("admin") as batch:
-        batch.add_column(sa.Column("session_version", sa.Integer(), nullable=False, server_default="0"))
+    # In place, not batch mode (which rebuilds the table on SQLite; see 0003).
+    op.add_column("admin", sa.Column("session_version", sa.Integer(), nullable=False, server_default="0"))
 
 
 def downgrade() -> None:
-    with op.batch_alter_table("admin") as batch:
-        batch.drop_column("session_version")
+    op.drop_column("admin", "session_version")
