@@ -97,7 +97,8 @@ $(EXPORT): $(STUDY)/checksums.txt
 	rm -f $(DEMO)/study.sqlite*
 	DATABASE_URL=$(DEMO_DB) $(BIN)/study-app init-db
 	DATABASE_URL=$(DEMO_DB) $(BIN)/study-app import $(STUDY)
-	DATABASE_URL=$(DEMO_DB) SECRET_KEY=demo-only $(BIN)/study-app serve --port $(DEMO_SIM_PORT) > $(DEMO)/sim-server.log 2>&1 & \
+	# The bots' server answers them at once (LISTEN_FACTOR=0); the participants' server below checks.
+	DATABASE_URL=$(DEMO_DB) LISTEN_FACTOR=0 $(BIN)/study-app serve --port $(DEMO_SIM_PORT) > $(DEMO)/sim-server.log 2>&1 & \
 		server=$$!; trap "kill $$server" EXIT; sleep 2; \
 		DATABASE_URL=$(DEMO_DB) $(BIN)/study-app simulate demo --url http://127.0.0.1:$(DEMO_SIM_PORT) \
 			--participants 16 --concurrency 4 --accuracy 0.75 --steer-accuracy 0.6 --fail-screening 0.1 --chaos
@@ -119,7 +120,7 @@ demo: $(STAMP) $(foreach l,$(DEMO_LAYERS),$(RUN)/features/layer_$(l)/run.json) $
 		echo; echo "participant entry: http://127.0.0.1:$(DEMO_PORT)/s/demo"; \
 		echo "admin dashboard:   http://127.0.0.1:$(DEMO_PORT)/admin  (user admin, password $$pw; shown once)"; \
 		echo "report:            file://$(abspath $(REPORT))/report.html"; echo
-	DATABASE_URL=$(DEMO_DB) SECRET_KEY=demo-only $(BIN)/study-app serve --port $(DEMO_PORT)
+	DATABASE_URL=$(DEMO_DB) $(BIN)/study-app serve --port $(DEMO_PORT)
 
 # Benchmarks against peers need the peer installed beside this project.
 bench-env: $(STAMP)

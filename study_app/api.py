@@ -124,6 +124,7 @@ def trial(slug: str) -> ResponseReturnValue:
     current = sessions.current_trial(sess, study)
     if current is None:
         return jsonify(stage=sess.stage, redirect=url_for("participant.go", slug=slug))
+    sessions.mark_served(sess)
     t = current.trial
     body = {
         "stage": sess.stage,

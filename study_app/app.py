@@ -52,6 +52,9 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
         # An active session inactive this long gives its list slot back.
         SESSION_TIMEOUT_S=int(os.environ.get("SESSION_TIMEOUT_S", 3600)),
         SESSIONS_PER_IP_PER_MINUTE=int(os.environ.get("SESSIONS_PER_IP_PER_MINUTE", 20)),
+        # An answer sooner than LISTEN_FACTOR x the trial's audio duration after the trial was
+        # served is refused (425). 0 turns the check off (bots in a pilot; the tests).
+        LISTEN_FACTOR=float(os.environ.get("LISTEN_FACTOR", 0.9)),
         # Proxies in front of the app (nginx: 1) whose X-Forwarded-For/-Proto to believe.
         # 0 believes none: a header the client sets itself must not dodge the limits.
         TRUSTED_PROXIES=int(os.environ.get("TRUSTED_PROXIES", 0)),

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +29,14 @@ def _iso(ts: datetime | None) -> str | None:
     if ts is None:
         return None
     return ts.isoformat().replace("+00:00", "Z") if ts.tzinfo else ts.isoformat() + "Z"
+
+
+def _seconds(start: datetime | None, end: datetime | None) -> float | None:
+    if start is None or end is None:
+        return None
+    # SQLite hands back naive datetimes; every stored time is UTC.
+    start, end = (t if t.tzinfo else t.replace(tzinfo=UTC) for t in (start, end))
+    return max(0.0, (end - start).total_seconds())
 
 
 def _session_facts(study: Study, attention_rows: list[int]) -> dict[int, dict[str, Any]]:
@@ -89,6 +97,11 @@ def iter_export_batches(
     facts = _session_facts(study, attention_rows)
     options = {t.id: {o.id: (i, o.text) for i, o in enumerate(t.options)} for t in view.manifest.trials}
     candidates = {t.id: t.candidates for t in view.manifest.trials}
+    clips = view.manifest.clips
+    audio_s = {
+        t.id: round(sum(clips[c].duration_s for c in {*t.references, *t.candidates}), 3)
+        for t in view.manifest.trials
+    }
     query = (
         select(Response, Trial.trial_key, Trial.phase)
         .join(Trial, Response.trial_id == Trial.id)
@@ -131,6 +144,10 @@ def iter_export_batches(
                 "play_counts": json.dumps(response.play_counts, sort_keys=True),
                 "client_ts": response.client_ts,
                 "server_ts": _iso(response.server_ts),
+                "served_ts": _iso(response.served_at),
+                "answer_after_s": _seconds(response.served_at, response.server_ts),
+                "audio_s": audio_s[trial_key],
+                "clips_unfetched": response.clips_unfetched,
                 "feature_id": tk.feature_id,
                 "layer": tk.layer,
                 "labeler": tk.labeler,

@@ -15,6 +15,7 @@ from sqlalchemy import select
 from study_app.db import db
 from study_app.models import Study, StudySession, TrialList
 from study_app.packages import package_view
+from study_app.sessions import record_clip_request
 
 bp = Blueprint("media", __name__, url_prefix="/media")
 
@@ -38,6 +39,11 @@ def clip(clip_id: str) -> Response:
         if clip_id not in view.list_clips.get(list_key, frozenset()):
             continue
         entry = view.manifest.clips[clip_id]
+        sess = db.session.scalar(
+            select(StudySession).where(StudySession.token.in_(tokens[:20]), StudySession.study_id == study.id)
+        )
+        if sess is not None:
+            record_clip_request(sess, clip_id)  # listening evidence (sessions._listening_evidence)
         mime = _MIME[entry.file.rsplit(".", 1)[1]]
         prefix = current_app.config.get("MEDIA_X_ACCEL_PREFIX")
         if prefix:

@@ -134,6 +134,10 @@ class StudySession(db.Model):  # type: ignore[name-defined]
     screen: Mapped[str] = mapped_column(String(32), default="")
     ip_hash: Mapped[str] = mapped_column(String(64), default="", index=True)
     questionnaire: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    # When the current trial was first sent to the browser ("attempt:position"): answers
+    # sooner than its audio lasts are refused (sessions.listening_floor_s).
+    served_trial: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    served_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
     preview: Mapped[bool] = mapped_column(Boolean, default=False)
     started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     last_seen_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
@@ -164,8 +168,24 @@ class Response(db.Model):  # type: ignore[name-defined]
     client_ts: Mapped[str | None] = mapped_column(String(40), nullable=True)
     server_ts: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     idempotency_key: Mapped[str] = mapped_column(String(64), unique=True)
+    # Listening evidence the server saw: when the trial was served, and how many of its
+    # clips this session had never fetched by the time it answered.
+    served_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    clips_unfetched: Mapped[int | None] = mapped_column(Integer, nullable=True)
     # What the server answered, replayed verbatim for a duplicate submit.
     result: Mapped[dict[str, Any]] = mapped_column(JSON)
+
+
+class ClipRequest(db.Model):  # type: ignore[name-defined]
+    """The first time a session fetched a clip (media endpoint; nginx sends the bytes)."""
+
+    __tablename__ = "clip_request"
+    __table_args__ = (UniqueConstraint("session_id", "clip_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    session_id: Mapped[int] = mapped_column(ForeignKey("study_session.id", ondelete="CASCADE"), index=True)
+    clip_id: Mapped[str] = mapped_column(String(64))
+    first_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
 
 class Event(db.Model):  # type: ignore[name-defined]

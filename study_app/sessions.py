@@ -23,6 +23,7 @@ from study_app.models import (
     ACTIVE,
     COMPLETED,
     SCREENED_OUT,
+    ClipRequest,
     Event,
     Participant,
     Response,
@@ -291,10 +292,75 @@ def current_trial(sess: StudySession, study: Study) -> TrialView | None:
     return TrialView(trial, sess.position, main_total, next_clips)
 
 
+def _served_key(sess: StudySession) -> str:
+    return f"{sess.screening_attempt}:{sess.position}"
+
+
+def mark_served(sess: StudySession) -> None:
+    """Note when the current trial first went to the browser (a reload keeps the first time)."""
+    if sess.served_trial != _served_key(sess):
+        sess.served_trial, sess.served_at = _served_key(sess), utcnow()
+        db.session.commit()
+
+
+def record_clip_request(sess: StudySession, clip_id: str) -> None:
+    """Remember the first time ``sess`` fetched ``clip_id`` (later fetches change nothing)."""
+    exists = db.session.scalar(
+        select(ClipRequest.id).where(ClipRequest.session_id == sess.id, ClipRequest.clip_id == clip_id)
+    )
+    if exists is not None:
+        return
+    db.session.add(ClipRequest(session_id=sess.id, clip_id=clip_id))
+    try:
+        db.session.commit()
+    except IntegrityError:  # a parallel Range request of the same clip won
+        db.session.rollback()
+
+
+def listening_floor_s(study: Study, trial: dict[str, Any]) -> float:
+    """The least time in which the trial's required clips can be heard, times LISTEN_FACTOR."""
+    clips = package_view(study).manifest.clips
+    required = {*trial["references"], *trial["candidates"]}
+    return float(current_app.config["LISTEN_FACTOR"]) * sum(clips[c].duration_s for c in required)
+
+
+def _listening_evidence(sess: StudySession, study: Study, trial: dict[str, Any]) -> tuple[Any, int]:
+    """(served_at, clips never fetched) for an answer now; AnswerError when it comes too soon.
+
+    The browser's play counts are its own word: a bot sent plays = 1 for every clip and
+    finished 156 s of audio in 1.3 s (issue 16.2). The server knows when it sent the trial,
+    so it refuses an answer sooner than the clips last; which clips the session never
+    fetched is recorded, not refused (a clip can come from the browser's cache).
+    """
+    served_at = sess.served_at if sess.served_trial == _served_key(sess) else None
+    floor = listening_floor_s(study, trial)
+    if floor > 0:
+        if served_at is None:
+            raise AnswerError(409, "this trial was not loaded yet; reload to continue")
+        start = served_at if served_at.tzinfo else served_at.replace(tzinfo=utcnow().tzinfo)
+        elapsed = (utcnow() - start).total_seconds()
+        if elapsed < floor:
+            raise AnswerError(
+                425,
+                "Please listen to every clip to the end before answering.",
+                wait_s=round(floor - elapsed, 1),
+            )
+    required = {*trial["references"], *trial["candidates"]}
+    fetched = set(
+        db.session.scalars(
+            select(ClipRequest.clip_id).where(
+                ClipRequest.session_id == sess.id, ClipRequest.clip_id.in_(required)
+            )
+        )
+    )
+    return served_at, len(required - fetched)
+
+
 def submit_answer(sess: StudySession, study: Study, payload: dict[str, Any]) -> dict[str, Any]:
     """Record one answer and move the session on; replay the result for a repeated key.
 
-    Raises AnswerError (400 bad input, 409 not the current trial).
+    Raises AnswerError (400 bad input, 409 not the current trial, 425 sooner than its
+    audio could have been heard).
     """
     idem = payload["idempotency_key"]
     current = current_trial(sess, study)
@@ -311,6 +377,7 @@ def submit_answer(sess: StudySession, study: Study, payload: dict[str, Any]) -> 
         raise AnswerError(409, "this is not the current trial", current_trial=current.trial["id"])
     trial = current.trial
     answer, rating, confidence = _validate(trial, payload)
+    served_at, unfetched = _listening_evidence(sess, study, trial)
     view = package_view(study)
     tkey = view.key.trials[trial["id"]]
     correct = None if tkey.correct_option is None or answer is None else answer == tkey.correct_option
@@ -330,6 +397,8 @@ def submit_answer(sess: StudySession, study: Study, payload: dict[str, Any]) -> 
         play_counts=payload["plays"],
         client_ts=payload.get("client_ts"),
         idempotency_key=idem,
+        served_at=served_at,
+        clips_unfetched=unfetched,
         result={},
     )
     db.session.add(response)

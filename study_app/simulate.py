@@ -112,7 +112,14 @@ class Bot:
     def _run(self) -> None:
         r = self.result
         self._page(f"/s/{self.slug}?PROLIFIC_PID={r.pid}&STUDY_ID=simulated&SESSION_ID={r.pid}")
-        form = {"csrf_token": self.token, "choice": "accept", "PROLIFIC_PID": r.pid, "screen": "1920x1080"}
+        form = {
+            "csrf_token": self.token,
+            "choice": "accept",
+            "PROLIFIC_PID": r.pid,
+            "STUDY_ID": "simulated",
+            "SESSION_ID": r.pid,
+            "screen": "1920x1080",
+        }
         entered = self._request("POST", f"/s/{self.slug}/consent", data=form)
         if entered.status_code != 302:
             r.status = "full" if entered.status_code == 503 else f"refused {entered.status_code}"
@@ -202,6 +209,9 @@ class Bot:
             with contextlib.suppress(httpx.TransportError):
                 self.client.post(url, json=body, headers=headers, timeout=httpx.Timeout(5.0, read=0.001))
         response = self._request("POST", url, json=body, headers=headers)
+        while response.status_code == 425:  # the server's listening check: wait, then resend
+            time.sleep(float(response.json().get("wait_s", 1.0)) + 0.05)
+            response = self._request("POST", url, json=body, headers=headers)
         if response.status_code == 200:
             r.acked.add(body["idempotency_key"])
             if self.cfg.chaos and self.rng.random() < 0.1:

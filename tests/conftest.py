@@ -23,6 +23,11 @@ from sae_core.numerics import pin_cpu_numerics
 from study_app import create_app
 from study_app.db import db
 
+# Bots and test clients answer as fast as they can; the server's listening check (issue 16)
+# would refuse them. Off for every app the tests start, in process or as a command, except
+# where a test sets LISTEN_FACTOR itself (tests/study_app/test_listening.py).
+os.environ.setdefault("LISTEN_FACTOR", "0")
+
 # In-process tests compute with the same CPU kernels as the commands they compare with
 # (sae-core pins them before importing torch); nothing has imported torch yet here.
 pin_cpu_numerics()

@@ -217,7 +217,9 @@ function runTrials(root) {
         return;
       }
       if (r && r.status === 409) { postEvent("resync", {}); await load(); return; }
-      if (r && r.status === 400) {
+      // 400: the answer is not valid; 425: sooner than the clips could have been heard
+      // (the server's check). Either way the message says what to do, and nothing is stored.
+      if (r && (r.status === 400 || r.status === 425)) {
         const err = await r.json().catch(() => ({}));
         status.textContent = err.error || "That answer could not be saved.";
         if (/CSRF/.test(err.error || "")) { location.reload(); return; }
