@@ -240,6 +240,52 @@ def blinding_leaks(root: Path, manifest: StudyManifest, key: AnswerKey) -> list[
         leaks.append(
             f"the correct option sits in one position in {max(positions.values())} of {total} trials"
         )
+    return leaks + _byte_leaks(root, manifest) + _design_leaks(manifest, key)
+
+
+def _byte_leaks(root: Path, manifest: StudyManifest) -> list[str]:
+    """What a participant could learn from the files alone, without listening (issue 16.3):
+    the clips a trial compares must match in byte size and duration, and no compared clip's
+    bytes may recur anywhere else (the shared baseline of a list gave itself away so)."""
+    leaks: list[str] = []
+    uses: dict[str, set[str]] = {}
+    for t in manifest.trials:
+        for c in (*t.references, *t.candidates):
+            uses.setdefault(manifest.clips[c].sha256, set()).add(t.id)
+    for t in manifest.trials:
+        if len(t.candidates) < 2:
+            continue
+        files = [root / manifest.clips[c].file for c in t.candidates]
+        sizes = sorted({f.stat().st_size for f in files if f.is_file()})
+        if len(sizes) > 1:
+            leaks.append(f"trial {t.id}: the clips it compares differ in byte size {sizes}")
+        durations = sorted({manifest.clips[c].duration_s for c in t.candidates})
+        if len(durations) > 1:
+            leaks.append(f"trial {t.id}: the clips it compares differ in duration {durations}")
+        for c in t.candidates:
+            digest = manifest.clips[c].sha256
+            others = uses[digest] - {t.id}
+            if others or sum(manifest.clips[x].sha256 == digest for x in t.candidates) > 1:
+                leaks.append(f"trial {t.id}: clip {c} has the same bytes as a clip elsewhere")
+    return leaks
+
+
+def _design_leaks(manifest: StudyManifest, key: AnswerKey) -> list[str]:
+    """A list that rates feature f's label L with f's clips and also asks f's label choice
+    with answer L hands the participant that answer."""
+    leaks = []
+    for lst in manifest.lists:
+        answers = {
+            key.trials[t].group: key.trials[t].label
+            for t in lst.trials
+            if key.trials[t].trial_type == "label_choice" and key.trials[t].group
+        }
+        for t in lst.trials:
+            k = key.trials[t]
+            if k.trial_type == "label_rating" and k.group in answers and answers[k.group] == k.label:
+                leaks.append(
+                    f"list {lst.id}: rating {k.label!r} for feature {k.group} gives away its label choice"
+                )
     return leaks
 
 

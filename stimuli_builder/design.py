@@ -152,6 +152,11 @@ def build_design(features: list[SelectedFeature], config: StudyConfig, foils: Fo
         by_type.append(("steering", [f for f in features if f.steering], st.per_list))
 
     presentations: dict[tuple[str, str], int] = {}
+    # (list, feature) -> the label its choice trial in that list asks for; a rating trial of
+    # the same feature in that list rates another of its labels (see _feature_trial).
+    chosen_targets: dict[tuple[int, str], str] = {}
+    # Choice first, so that rating trials know which labels to keep clear of.
+    by_type.sort(key=lambda item: item[0] != "label_choice")
     for kind, feats, per_list in by_type:
         section = "steering" if kind == "steering" else "label_validation"
         if not feats:
@@ -168,7 +173,15 @@ def build_design(features: list[SelectedFeature], config: StudyConfig, foils: Fo
                 r = presentations.get((kind, feat.key), 0)
                 presentations[(kind, feat.key)] = r + 1
                 offset = order.index(feat)
-                spec = _feature_trial(kind, feat, r, offset, k, config, foils)
+                avoid = chosen_targets.get((k, feat.key))
+                spec = _feature_trial(kind, feat, r, offset, k, config, foils, avoid)
+                if kind == "label_choice":
+                    chosen_targets[(k, feat.key)] = spec.meta["label"]
+                elif kind == "label_rating" and spec.meta["label"] == avoid:
+                    warnings.append(
+                        f"feature {feat.key}: list {k} rates {avoid!r}, the answer of its label choice "
+                        "(the feature has no other label); stimuli-builder check reports it"
+                    )
                 trials[spec.key] = spec
                 lists[k].append(spec.key)
 
@@ -226,6 +239,7 @@ def _feature_trial(
     list_index: int,
     config: StudyConfig,
     foils: FoilPicker,
+    avoid: str | None = None,
 ) -> TrialSpec:
     lv, st = config.label_validation, config.steering
     key = f"{kind}|{feat.key}|list{list_index}"
@@ -233,6 +247,10 @@ def _feature_trial(
     base_meta = {"feature_id": feat.feature_id, "layer": feat.layer, "group": group}
     if kind in ("label_choice", "label_rating"):
         target = feat.labels[(r + offset) % len(feat.labels)]
+        if kind == "label_rating" and target.label == avoid and len(feat.labels) > 1:
+            # Rating the label that is the right answer of this list's choice trial, with the
+            # same clips, would give that choice away (issue 16.3): rate the next label.
+            target = feat.labels[(r + offset + 1) % len(feat.labels)]
         refs = [
             ClipSource("example", str(p), feature=feat.key) for p in feat.examples[: lv.examples_per_trial]
         ]

@@ -8,12 +8,16 @@ same config, run directory and seed.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
+import os
 import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+
+import numpy as np
 
 from artifact_schemas import (
     AnswerKey,
@@ -33,12 +37,13 @@ from artifact_schemas import (
     save_key,
     save_study,
 )
-from stimuli_builder.audio_prep import AudioSpec, PreparedClip, prepare, read_source
+from stimuli_builder.audio_prep import PAD_HEADER, AudioSpec, PreparedClip, finish, level, pad_to, read_source
 from stimuli_builder.bundle import Bundle
 from stimuli_builder.config import StudyConfig
 from stimuli_builder.design import ClipSource, Design, TrialSpec
 
 CHECKSUMS = "checksums.txt"
+AUDIO_MTIME = 946684800  # 2000-01-01T00:00:00Z
 
 
 def _hid(prefix: str, *parts: object, n: int = 16) -> str:
@@ -56,22 +61,51 @@ class _Rendered:
 class _Renderer:
     """Prepares each distinct source once and names clips by content and use."""
 
-    def __init__(self, design: Design, spec: AudioSpec) -> None:
+    def __init__(self, design: Design, spec: AudioSpec, seed: int) -> None:
         self.design = design
         self.spec = spec
+        self.seed = seed
+        self._levelled: dict[tuple[str, bool], np.ndarray] = {}
         self._prepared: dict[tuple[str, bool], PreparedClip] = {}
         self.clips: dict[str, _Rendered] = {}
 
-    def render(self, src: ClipSource) -> str:
+    def _level(self, src: ClipSource) -> np.ndarray:
         cache = (src.source, src.normalise)
-        prepared = self._prepared.get(cache)
-        if prepared is None:
+        if cache not in self._levelled:
             if src.source.startswith("generated:"):
                 audio = self.design.generated[src.source]
             else:
                 audio = read_source(src.source, self.spec.sample_rate)
-            prepared = prepare(audio, self.spec, normalise=src.normalise, source=src.source)
-            self._prepared[cache] = prepared
+            self._levelled[cache] = level(audio, self.spec, normalise=src.normalise, source=src.source)
+        return self._levelled[cache]
+
+    def render(self, src: ClipSource) -> str:
+        """A clip that may recur (a feature's example): rendered once, one id per content."""
+        cache = (src.source, src.normalise)
+        if cache not in self._prepared:
+            self._prepared[cache] = finish(self._level(src), self.spec)
+        return self._add(src, self._prepared[cache])
+
+    def render_candidates(self, srcs: list[ClipSource], trial_key: str) -> list[str]:
+        """The clips a trial asks to compare, indistinguishable but by ear (issue 16.3).
+
+        All get the shortest one's length and the largest one's byte size (padding that
+        decoders skip), and each its own dither, so no candidate's bytes recur anywhere.
+        """
+        if not srcs:
+            return []
+        audios = [self._level(s) for s in srcs]
+        n = min(a.shape[0] for a in audios)
+        prepared = [
+            finish(a[:n], self.spec, dither=_rng_for(self.seed, trial_key, i)) for i, a in enumerate(audios)
+        ]
+        size = max(len(p.data) for p in prepared) + PAD_HEADER[self.spec.format]
+        return [
+            self._add(s, dataclasses.replace(p, data=pad_to(p.data, size, self.spec.format)))
+            for s, p in zip(srcs, prepared, strict=True)
+        ]
+
+    def _add(self, src: ClipSource, prepared: PreparedClip) -> str:
         content = hashlib.sha256(prepared.data).hexdigest()
         # Content-addressed (a changed clip gets a new id, so immutable caching is safe),
         # salted per use for comparison clips, and opaque: nothing about role or feature.
@@ -91,10 +125,15 @@ class _Renderer:
         return clip_id
 
 
+def _rng_for(*parts: object) -> np.random.Generator:
+    digest = hashlib.sha256("|".join(map(str, parts)).encode()).digest()
+    return np.random.default_rng(int.from_bytes(digest[:8], "little"))
+
+
 def _trial(spec: TrialSpec, seed: int, renderer: _Renderer) -> tuple[Trial, TrialKey]:
     tid = _hid("t", seed, spec.key, n=12)
     refs = [renderer.render(c) for c in spec.references]
-    cands = [renderer.render(c) for c in spec.candidates]
+    cands = renderer.render_candidates(spec.candidates, spec.key)
     options = [
         Option(id=_hid("o", seed, spec.key, i, text, n=10), text=text) for i, text in enumerate(spec.options)
     ]
@@ -135,7 +174,7 @@ def write_package(
     seed = config.study.seed
     a = config.audio
     renderer = _Renderer(
-        design, AudioSpec(a.sample_rate, a.format, a.loudness_lufs, a.true_peak_dbtp, a.fade_ms)
+        design, AudioSpec(a.sample_rate, a.format, a.loudness_lufs, a.true_peak_dbtp, a.fade_ms), seed
     )
     trials: list[Trial] = []
     keys: dict[str, TrialKey] = {}
@@ -202,6 +241,9 @@ def write_package(
             (tmp / "audio").mkdir()
             for r in renderer.clips.values():
                 (tmp / r.clip.file).write_bytes(r.data)
+                # One modification time for every clip: nginx's Last-Modified (and a default
+                # ETag of mtime-size) then says nothing about the order clips were written in.
+                os.utime(tmp / r.clip.file, (AUDIO_MTIME, AUDIO_MTIME))
             save_study(manifest, tmp / "study.json")
             save_key(key, tmp / "key.json")
             shutil.copyfile(config_path, tmp / "config.toml")

@@ -49,6 +49,9 @@ def clip(clip_id: str) -> Response:
         if prefix:
             resp = Response(status=200, mimetype=mime)
             resp.headers["X-Accel-Redirect"] = f"{prefix.rstrip('/')}/{study.slug}/{entry.file}"
+            # nginx's own ETag would be mtime-size (the same for the two clips of an identical
+            # pair, issue 16.3); the site turns it off and passes this opaque one on.
+            resp.set_etag(clip_id)
         else:
             # The ETag is the opaque clip id, not the content hash: equal ETags would tell
             # a participant that two "different" clips are the same audio.

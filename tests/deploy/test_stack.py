@@ -112,6 +112,10 @@ def test_stack_survives_worker_kill_and_postgres_restart(
         assert part.status_code == 206 and part.headers["Content-Range"].startswith("bytes 0-99/")
         assert part.content == (demo_package / manifest.clips[clip["id"]].file).read_bytes()[:100]
         assert "immutable" in part.headers["Cache-Control"] and part.headers["Server"].startswith("nginx")
+        # ETags are the opaque clip ids, not nginx's mtime-size (equal for equal sizes).
+        for url_ in [clip["url"], *client.get("/api/s/demo/trial").json()["preload"]]:
+            clip_id = url_.rsplit("/", 1)[1]
+            assert client.get(url_).headers.get("ETag") == f'"{clip_id}"', url_
         assert (
             client.get(f"/_audio/demo/{manifest.clips[clip['id']].file}").status_code == 404
         )  # internal only

@@ -216,3 +216,62 @@ def test_labels_with_too_few_foils_leave_label_choice_not_the_build(
     record = load_run_record(tmp_path / "s" / "run.json")
     assert any("3:3" in w and "label choice" in w for w in record.warnings), record.warnings
     assert check_package(tmp_path / "s").ok
+
+
+def test_compared_clips_cannot_be_told_apart_without_listening(demo_package: Path, tmp_path: Path) -> None:
+    """Issue 16.3: the steered clip was the smallest file in 10 of 12 steering trials, and the
+    baseline had the same bytes in every trial of a list. Now each trial's compared clips
+    have one size and one length, and none of their bytes recur anywhere in the package."""
+    import hashlib
+
+    manifest = load_study(demo_package / "study.json")
+    key = load_key(demo_package / "key.json")
+    digests = Counter(hashlib.sha256(p.read_bytes()).hexdigest() for p in (demo_package / "audio").iterdir())
+    compared = [t for t in manifest.trials if len(t.candidates) >= 2]
+    assert sum(key.trials[t.id].trial_type == "steering" for t in compared) >= 12
+    for t in compared:
+        files = [demo_package / manifest.clips[c].file for c in t.candidates]
+        assert len({f.stat().st_size for f in files}) == 1, t.id
+        decoded = [sf.read(f, dtype="int16")[0] for f in files]  # the padding is skipped
+        assert len({len(d) for d in decoded}) == 1, t.id
+        for f in files:
+            assert digests[hashlib.sha256(f.read_bytes()).hexdigest()] == 1, f.name
+    # The identical pair of the attention check is still one sound: dither only (a step or two).
+    pair = next(t for t in compared if key.trials[t.id].check == "identical_pair")
+    a, b = (sf.read(demo_package / manifest.clips[c].file, dtype="int16")[0] for c in pair.candidates)
+    assert not np.array_equal(a, b) and np.abs(a.astype(int) - b.astype(int)).max() <= 2
+    # One modification time for all: nginx's Last-Modified and default ETag say nothing.
+    assert {p.stat().st_mtime for p in (demo_package / "audio").iterdir()} == {946684800}
+
+    result = CliRunner().invoke(app, ["check", str(demo_package)])
+    assert result.exit_code == 0 and "blinding leaks: 0" in result.output, result.output
+    # The new detectors: a trial whose clips differ in size, a rating that answers a choice.
+    pkg = tmp_path / "pkg"
+    shutil.copytree(demo_package, pkg)
+    steering = next(t for t in compared if key.trials[t.id].trial_type == "steering")
+    first = pkg / manifest.clips[steering.candidates[0]].file
+    first.write_bytes(first.read_bytes()[:-100])
+    data = json.loads((pkg / "key.json").read_text())
+    lst = manifest.lists[0]
+    choice = next(t for t in lst.trials if key.trials[t].trial_type == "label_choice")
+    rating = next(t for t in lst.trials if key.trials[t].trial_type == "label_rating" and key.trials[t].group)
+    data["trials"][rating]["group"] = key.trials[choice].group
+    data["trials"][rating]["label"] = key.trials[choice].label
+    (pkg / "key.json").write_text(json.dumps(data))
+    leaks = "\n".join(check_package(pkg).blinding_leaks)
+    assert f"trial {steering.id}: the clips it compares differ in byte size" in leaks
+    assert "gives away its label choice" in leaks and lst.id in leaks
+
+
+def test_no_list_rates_the_answer_of_its_own_label_choice(demo_package: Path) -> None:
+    manifest = load_study(demo_package / "study.json")
+    key = load_key(demo_package / "key.json")
+    both = 0
+    for lst in manifest.lists:
+        keys = [key.trials[t] for t in lst.trials]
+        answers = {k.group: k.label for k in keys if k.trial_type == "label_choice"}
+        for k in keys:
+            if k.trial_type == "label_rating" and k.group in answers:
+                both += 1
+                assert k.label != answers[k.group], (lst.id, k.group)
+    assert both > 0  # the demo's lists do ask some features both ways
