@@ -476,8 +476,8 @@ RESPONSES = TableSchema(
         Column(
             "session_status",
             "str",
-            "final or current session status",
-            choices=("active", "completed", "screened_out", "declined", "abandoned"),
+            "final or current session status (`full`: the list filled while the session was setting up)",
+            choices=("active", "completed", "screened_out", "declined", "abandoned", "full"),
         ),
         Column(
             "screening_passed",

@@ -51,6 +51,9 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
         SQLALCHEMY_ENGINE_OPTIONS={"pool_pre_ping": True},
         # An active session inactive this long gives its list slot back.
         SESSION_TIMEOUT_S=int(os.environ.get("SESSION_TIMEOUT_S", 3600)),
+        # A session before its first trial (consent, volume, screening, instructions) counts
+        # against its list only while it moves at least this often; it holds no place.
+        SETUP_TIMEOUT_S=int(os.environ.get("SETUP_TIMEOUT_S", 600)),
         SESSIONS_PER_IP_PER_MINUTE=int(os.environ.get("SESSIONS_PER_IP_PER_MINUTE", 20)),
         # An answer sooner than LISTEN_FACTOR x the trial's audio duration after the trial was
         # served is refused (425). 0 turns the check off (bots in a pilot; the tests).

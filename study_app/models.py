@@ -26,14 +26,16 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from study_app.db import db
 
-# Session statuses. "active" sessions hold their list slot until they finish or have
-# been inactive for SESSION_TIMEOUT_S; the others are final.
-ACTIVE, COMPLETED, SCREENED_OUT, DECLINED, ABANDONED = (
+# Session statuses. "active" sessions in their trials hold a place of their list until
+# they finish or have been inactive for SESSION_TIMEOUT_S (sessions.places_held); the
+# others are final. "full": the list filled while the session was setting up.
+ACTIVE, COMPLETED, SCREENED_OUT, DECLINED, ABANDONED, FULL = (
     "active",
     "completed",
     "screened_out",
     "declined",
     "abandoned",
+    "full",
 )
 # Where an active session is; the server decides, the pages follow.
 STAGES = ("volume", "screening", "instructions", "trials", "questionnaire", "done")

@@ -28,7 +28,7 @@ from study_app.models import (
 )
 from study_app.packages import package_view
 
-STATUSES = ("active", "completed", "abandoned", "screened_out")
+STATUSES = ("active", "completed", "abandoned", "screened_out", "full")
 
 
 def stale_before() -> datetime:

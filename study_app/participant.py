@@ -10,7 +10,6 @@ from typing import Any
 
 from flask import Blueprint, abort, current_app, redirect, render_template, request, session, url_for
 from sqlalchemy import select
-from werkzeug.wrappers import Response as WerkzeugResponse
 
 from study_app import sessions
 from study_app.db import db
@@ -69,6 +68,15 @@ def remember(study: Study, sess: StudySession) -> None:
     studies[study.slug] = sess.token
     session["studies"] = studies
     session.permanent = True
+
+
+def _full_page(study: Study) -> tuple[str, int]:
+    return render_template(
+        "message.html",
+        study=study,
+        heading="This study is full",
+        text="Thank you for your interest. All places are taken; please return the study on Prolific.",
+    ), 503
 
 
 def _already_taking_part(study: Study) -> tuple[str, int]:
@@ -134,12 +142,7 @@ def consent(slug: str) -> Any:
             ip=request.remote_addr or "",
         )
     except sessions.StudyFull:
-        return render_template(
-            "message.html",
-            study=study,
-            heading="This study is full",
-            text="Thank you for your interest. All places are taken; please return the study on Prolific.",
-        ), 503
+        return _full_page(study)
     except sessions.AlreadyTakingPart:
         return _already_taking_part(study)
     except sessions.RateLimited:
@@ -181,11 +184,14 @@ def go(slug: str) -> Any:
 
 
 @bp.post("/s/<slug>/<any(volume, instructions):stage>")
-def next_stage(slug: str, stage: str) -> WerkzeugResponse:
+def next_stage(slug: str, stage: str) -> Any:
     study = get_study(slug)
     sess = session_for(study)
     if sess is not None:
-        sessions.advance_stage(sess, study, stage)
+        try:
+            sessions.advance_stage(sess, study, stage)
+        except sessions.ListFull:
+            return _full_page(study)
     return redirect(url_for(".go", slug=slug))
 
 

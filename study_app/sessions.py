@@ -22,6 +22,7 @@ from study_app.db import db
 from study_app.models import (
     ACTIVE,
     COMPLETED,
+    FULL,
     SCREENED_OUT,
     ClipRequest,
     Event,
@@ -42,6 +43,10 @@ class StudyFull(Exception):
 
 class AlreadyTakingPart(Exception):
     """The Prolific id has a session here, and this request cannot prove it is theirs."""
+
+
+class ListFull(Exception):
+    """The session's list filled up while it was setting up (before its first trial)."""
 
 
 class RateLimited(Exception):
@@ -90,21 +95,45 @@ def resumable_session(study: Study, pid: str | None, prolific_session_id: str | 
     raise AlreadyTakingPart()
 
 
-def _slot_holding(study: Study) -> Any:
-    """SQL condition: sessions that count towards their list's target."""
-    timeout = timedelta(seconds=current_app.config["SESSION_TIMEOUT_S"])
-    fresh = StudySession.last_seen_at >= utcnow() - timeout
-    return (StudySession.status == COMPLETED) | ((StudySession.status == ACTIVE) & fresh)
+# Stages before the first trial: a session there has not started the study's real work.
+SETUP_STAGES = ("volume", "screening", "instructions")
 
 
-def list_fill(study: Study) -> dict[int, int]:
-    """Sessions holding a slot, per list id (completed + recently active; previews excluded)."""
+def _holding_place(study: Study) -> Any:
+    """SQL condition: sessions that hold a place of their list (completed, or in the trials
+    and seen within SESSION_TIMEOUT_S). A place is held from the first trial on: before,
+    eight consent-only sessions filled an eight-place study for an hour (issue 16.5)."""
+    fresh = StudySession.last_seen_at >= utcnow() - timedelta(seconds=current_app.config["SESSION_TIMEOUT_S"])
+    working = (StudySession.status == ACTIVE) & fresh & StudySession.stage.not_in(SETUP_STAGES)
+    return (StudySession.status == COMPLETED) | working
+
+
+def _setting_up(study: Study) -> Any:
+    """SQL condition: sessions before their first trial that moved within SETUP_TIMEOUT_S.
+    They are counted when a list is chosen (so concurrent arrivals spread and do not
+    overfill) but only for that short while: one that stops moving stops counting."""
+    fresh = StudySession.last_seen_at >= utcnow() - timedelta(seconds=current_app.config["SETUP_TIMEOUT_S"])
+    return (StudySession.status == ACTIVE) & fresh & StudySession.stage.in_(SETUP_STAGES)
+
+
+def _count_by_list(study: Study, condition: Any) -> dict[int, int]:
     rows = db.session.execute(
         select(StudySession.list_id, func.count(StudySession.id))
-        .where(StudySession.study_id == study.id, ~StudySession.preview, _slot_holding(study))
+        .where(StudySession.study_id == study.id, ~StudySession.preview, condition)
         .group_by(StudySession.list_id)
     ).all()
     return {list_id: n for list_id, n in rows}
+
+
+def list_fill(study: Study) -> dict[int, int]:
+    """Sessions counted against each list's target when a newcomer is assigned: those
+    holding a place plus those setting up (previews excluded)."""
+    return _count_by_list(study, _holding_place(study) | _setting_up(study))
+
+
+def places_held(study: Study) -> dict[int, int]:
+    """Places held per list id: completed sessions and sessions in their trials."""
+    return _count_by_list(study, _holding_place(study))
 
 
 def start_session(
@@ -239,12 +268,27 @@ def advance_stage(sess: StudySession, study: Study, from_stage: str) -> None:
     if from_stage == "volume":
         sess.stage = _after_volume(study)
     elif from_stage == "instructions":
+        if not sess.preview:
+            _claim_place(sess, study)
         # The position is already past screening: it ends on the last screening answer.
         sess.stage = "trials"
         if sess.position >= len(sess.trial_order):
             sess.stage = _after_trials(study)
     touch(sess)
     db.session.commit()
+
+
+def _claim_place(sess: StudySession, study: Study) -> None:
+    """Take a place of the session's list for the trials; ListFull when none is left.
+
+    Under the same list lock as assignment, so two sessions cannot take the last place.
+    """
+    lists = {lst.id: lst for lst in _lock_lists(study)}
+    if places_held(study).get(sess.list_id, 0) >= lists[sess.list_id].target:
+        sess.status, sess.stage, sess.finished_at = FULL, "done", utcnow()
+        db.session.add(Event(session_id=sess.id, study_id=study.id, kind="list_full", data={}))
+        db.session.commit()
+        raise ListFull()
 
 
 def _after_trials(study: Study) -> str:

@@ -10,7 +10,7 @@ from typing import Any
 import httpx
 import pytest
 from flask import Flask
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 
 from study_app.db import db
 from study_app.models import StudySession, TrialList
@@ -84,3 +84,69 @@ def test_inactive_sessions_release_their_slot(new_participant: Any, study_app: t
     with app.app_context():
         newest = db.session.scalars(select(StudySession).order_by(StudySession.id.desc())).first()
         assert newest is not None and newest.list_id == freed_list
+
+
+def _to_instructions(p: Any) -> None:
+    p.post_stage("volume")
+    while "trial" in (data := p.trial()):
+        assert p.answer(data).status_code == 200
+    assert data["stage"] == "instructions"
+
+
+def _idle(app: Flask, seconds: float) -> None:
+    """As if every session had last been seen ``seconds`` ago (no test waits on the clock)."""
+    from datetime import timedelta
+
+    with app.app_context():
+        for sess in db.session.scalars(select(StudySession)):
+            sess.last_seen_at = sess.last_seen_at - timedelta(seconds=seconds)
+        db.session.commit()
+
+
+def test_sessions_that_only_consented_do_not_hold_places(
+    study_app: tuple[Flask, Any], new_participant: Any
+) -> None:
+    """Issue 16.5: 8 consents filled an 8-place study, and a real participant got 'This study
+    is full' for an hour. Places are held from the first trial; before it, a session counts
+    only while it keeps moving (SETUP_TIMEOUT_S)."""
+    app, _ = study_app
+    app.config["SESSIONS_PER_IP_PER_MINUTE"] = 10_000
+    with app.app_context():
+        db.session.execute(update(TrialList).values(target=2))
+        db.session.commit()
+    squatters = [new_participant() for _ in range(8)]
+    assert [p.enter().status_code for p in squatters] == [302] * 8
+    assert new_participant().enter().status_code == 503  # counted while they might go on...
+    _idle(app, app.config["SETUP_TIMEOUT_S"] + 1)  # ... but they never moved again
+    real = new_participant()
+    assert real.enter(pid="REAL1").status_code == 302
+    _to_instructions(real)
+    real.post_stage("instructions")
+    assert real.trial()["stage"] == "trials"
+
+
+def test_the_last_place_goes_to_whoever_reaches_the_trials_first(
+    study_app: tuple[Flask, Any], new_participant: Any
+) -> None:
+    app, _ = study_app
+    with app.app_context():
+        lists = db.session.scalars(select(TrialList).order_by(TrialList.position)).all()
+        for i, lst in enumerate(lists):
+            lst.target = 1 if i == 0 else 0
+        db.session.commit()
+    slow, fast = new_participant(), new_participant()
+    assert slow.enter(pid="SLOW").status_code == 302
+    _to_instructions(slow)
+    _idle(app, app.config["SETUP_TIMEOUT_S"] + 1)  # slow stops at the instructions a while
+    assert fast.enter(pid="FAST").status_code == 302  # the same list: slow no longer counts
+    _to_instructions(fast)
+    fast.post_stage("instructions")
+    assert fast.trial()["stage"] == "trials"
+    page = slow.post_stage("instructions")  # slow comes back: the place is taken
+    assert page.status_code == 503 and "This study is full" in page.get_data(as_text=True)
+    assert "All places were taken" in slow.go().get_data(as_text=True)
+    with app.app_context():
+        statuses = dict(
+            db.session.execute(select(StudySession.status, func.count()).group_by(StudySession.status)).all()
+        )
+    assert statuses == {"active": 1, "full": 1}
