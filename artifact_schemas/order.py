@@ -31,19 +31,25 @@ class OrderItem:
 def session_order(items: Sequence[OrderItem], rules: OrderRules, seed: int) -> list[str]:
     """Trial ids of one session in presentation order.
 
-    Screening and practice keep the package's order. Main trials are shuffled
+    Screening trials come first, in an order of their own per session (a random stream
+    of the seed apart from the main one): with one order for everyone, the answers were
+    2 3 1 2 1 3 for every participant, to be learned once and typed (issue 16.2).
+    Practice keeps the package's order. Main trials are shuffled
     with ``random.Random(seed)`` (reproducible: the server can rebuild a
     session's order from its seed alone); attention trials go into evenly
     spaced gaps, never first and never adjacent; with ``rules.separate_groups``
     no two trials of one group follow each other when that is possible.
     """
     rng = random.Random(seed)
-    order = [it.trial_id for phase in _PHASES[:2] for it in items if it.phase == phase]
+    screening = [it.trial_id for it in items if it.phase == _PHASES[0]]
+    order = [it.trial_id for it in items if it.phase == _PHASES[1]]
     main = [it for it in items if it.phase == "main"]
     regular = [it for it in main if not it.attention]
     attention = [it for it in main if it.attention]
     if not rules.shuffle:
-        return order + [it.trial_id for it in main]
+        return screening + order + [it.trial_id for it in main]
+    random.Random(f"{seed}|screening").shuffle(screening)
+    order = screening + order
     if rules.separate_groups:
         regular = _separate_groups(regular, rng)
     else:

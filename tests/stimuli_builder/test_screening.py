@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -44,3 +46,24 @@ def test_antiphase_quiet_tone_and_loudspeaker_cancellation() -> None:
     assert mono[0] < 1e-9 < mono[2] < mono[1]
     with pytest.raises(ValueError):
         antiphase_trial(1, 1, SR)
+
+
+def test_screening_order_is_the_sessions_own(example_package: Path) -> None:
+    """Issue 16.2: the screening answers were 2 3 1 2 1 3 for everyone, to be learned once."""
+    from artifact_schemas import load_key, load_study
+    from artifact_schemas.order import list_items, session_order
+
+    manifest = load_study(example_package / "study.json")
+    key = load_key(example_package / "key.json")
+    trials = {t.id: t for t in manifest.trials}
+    items = list_items(manifest.lists[0].trials, manifest, key)
+    patterns = set()
+    for seed in range(20):
+        order = session_order(items, manifest.order, seed)
+        screening = [t for t in order if trials[t].phase == "screening"]
+        assert order[: len(screening)] == screening  # still first
+        assert order == session_order(items, manifest.order, seed)  # rebuilt from the seed
+        patterns.add(
+            tuple([o.id for o in trials[t].options].index(key.trials[t].correct_option) for t in screening)
+        )
+    assert len(patterns) >= 10, patterns
