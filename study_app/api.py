@@ -10,7 +10,7 @@ import math
 import re
 from typing import Any
 
-from flask import Blueprint, jsonify, request, url_for
+from flask import Blueprint, current_app, jsonify, request, url_for
 from flask.typing import ResponseReturnValue
 from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
@@ -205,5 +205,10 @@ def event(slug: str) -> ResponseReturnValue:
     if not isinstance(detail, dict) or len(str(detail)) > 2000:
         raise BadRequest("data must be a small JSON object")
     client_ts = data.get("client_ts") if isinstance(data.get("client_ts"), str) else None
+    if (
+        sessions.recent_events(sess, EVENT_KINDS, seconds=60)
+        >= current_app.config["EVENTS_PER_SESSION_PER_MINUTE"]
+    ):
+        return jsonify(error="too many events; they are not needed for the study to go on"), 429
     sessions.record_event(study, sess, data["kind"], detail, client_ts[:40] if client_ts else None)
     return "", 204

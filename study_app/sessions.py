@@ -257,6 +257,15 @@ def record_event(
     db.session.commit()
 
 
+def recent_events(sess: StudySession, kinds: frozenset[str], seconds: float) -> int:
+    """Events of ``kinds`` that ``sess`` recorded in the last ``seconds`` (the event rate limit)."""
+    since = utcnow() - timedelta(seconds=seconds)
+    query = select(func.count(Event.id)).where(
+        Event.session_id == sess.id, Event.kind.in_(kinds), Event.server_ts >= since
+    )
+    return db.session.scalar(query) or 0
+
+
 def touch(sess: StudySession) -> None:
     sess.last_seen_at = utcnow()
 

@@ -116,6 +116,7 @@ def render_nginx(tmp: Path, app: str, studies: Path, port: int) -> Path:
         .replace("@STUDIES@", str(studies))
         .replace("@TLS_CERT@", "")
         .replace("@TLS_KEY@", "")
+        .replace("@HSTS@", "")
     )
     for d in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"):
         (tmp / d).mkdir(parents=True, exist_ok=True)

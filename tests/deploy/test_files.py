@@ -37,6 +37,17 @@ def test_render_script_fills_every_placeholder(tmp_path: Path) -> None:
     )
     assert "@" not in re.sub(r"#.*", "", done.stdout)
     assert "ssl_certificate /etc/cert.pem;" in done.stdout and "alias /srv/studies/;" in done.stdout
+    # Issue 16.11: HSTS under TLS, on nginx's own answers (audio included) as well.
+    hsts = 'add_header Strict-Transport-Security "max-age=31536000" always;'
+    assert re.sub(r"#.*", "", done.stdout).count(hsts) == 2
+    plain = subprocess.run(
+        [DEPLOY / "render-nginx.sh", "study.example.org", "80", "127.0.0.1:8000", "/srv/studies"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    config = re.sub(r"#.*", "", plain.stdout)
+    assert "Strict-Transport-Security" not in config and "@" not in config
 
 
 def test_compose_and_dockerfile_are_consistent() -> None:

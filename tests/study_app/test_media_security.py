@@ -158,6 +158,27 @@ def test_oversized_request_and_rate_limit(new_participant: Any, study_app: tuple
     assert codes == [302, 302, 429, 429]  # 1 session before + 2 = 3 in the last minute
 
 
+def test_event_floods_are_cut_off(participant: Any, study_app: tuple[Flask, AnswerKey]) -> None:
+    """Issue 16.11: one session stored 3000 events of 2 KB in 23 s."""
+    app, _ = study_app
+    app.config["EVENTS_PER_SESSION_PER_MINUTE"] = 5
+    _started(participant)
+    headers = {"X-CSRFToken": participant.token}
+    body = {"kind": "visibility", "data": {"x": "y" * 1500}}
+    codes = [
+        participant.client.post("/api/s/pilot/event", json=body, headers=headers).status_code
+        for _ in range(8)
+    ]
+    assert codes == [204] * 5 + [429] * 3
+    with app.app_context():
+        from study_app.models import Event
+
+        assert (
+            db.session.scalar(select(func.count()).select_from(Event).where(Event.kind == "visibility")) == 5
+        )
+    assert participant.answer(participant.trial()).status_code == 200  # the study goes on
+
+
 def test_limits_apply_per_participant_behind_a_trusted_proxy(
     new_participant: Any, study_app: tuple[Flask, AnswerKey]
 ) -> None:
