@@ -334,3 +334,25 @@ def test_database_down_gives_a_friendly_503(tmp_path: Path, port: Any) -> None:
     assert "Your answers so far are saved" in page.get_data(as_text=True)
     api = client.get("/api/s/pilot/trial")
     assert api.status_code == 503 and "retrying is safe" in api.get_json()["error"]
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    fields=st.dictionaries(
+        st.sampled_from(["PROLIFIC_PID", "STUDY_ID", "SESSION_ID", "screen", "choice", "device", "x"]),
+        st.text(max_size=300),
+        max_size=6,
+    ),
+    query=st.text(max_size=40),
+)
+def test_fuzzed_forms_never_error_500(any_db_participant: Any, fields: dict[str, str], query: str) -> None:
+    """Consent, questionnaire and entry with any text (NUL and control characters included)."""
+    from urllib.parse import quote
+
+    p = type(any_db_participant)(any_db_participant.client.application, "pilot", any_db_participant.key)
+    entry = p.client.get(f"/s/pilot?PROLIFIC_PID={quote(query)}&SESSION_ID={quote(query)}")
+    assert entry.status_code < 500
+    token = csrf_token(p.client.get("/s/pilot").get_data(as_text=True))
+    for path in ("/s/pilot/consent", "/s/pilot/questionnaire", "/s/pilot/instructions"):
+        response = p.client.post(path, data={"csrf_token": token, **fields})
+        assert response.status_code < 500, (path, fields, response.get_data(as_text=True)[:200])
