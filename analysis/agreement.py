@@ -2,7 +2,7 @@
 
 Tidy input: one row per judgement, with columns naming the item (what was judged,
 e.g. a feature), the rater (participant) and the response. The statistics run on
-integer codes (numpy) so that a bootstrap over participants, which recomputes them
+integer codes (numpy) so that a bootstrap over items, which recomputes them
 hundreds of times, takes seconds on a 100k-response export.
 """
 
@@ -158,21 +158,108 @@ STATISTICS: dict[str, Callable[[Judgements], float]] = {
 def agreement_with_ci(
     j: Judgements, statistic: str, n_boot: int = 200, alpha: float = 0.05, seed: int = 0
 ) -> tuple[float, float, float]:
-    """(estimate, ci_low, ci_high): a percentile CI from resampling whole raters with replacement."""
+    """(estimate, ci_low, ci_high) at level 1 - ``alpha``.
+
+    ICC(1): the exact F interval of the one-way model (Shrout & Fleiss 1979; McGraw & Wong
+    1996, with the ANOVA average k for unequal numbers of ratings). Kappa and alpha: a
+    BCa bootstrap (Efron 1987) over *items*: the units judged (features, labels) are drawn
+    with replacement, each with all of its judgements and a new id, as Krippendorff
+    (2004, section 11.4) and Zapf et al. (2016, BMC Med Res Methodol 16:93) resample.
+    Drawing raters instead biased every interval upwards: a rater drawn twice rates each
+    of its items twice, identically, and Fleiss' kappa counts that as agreement; on the
+    demo export intervals excluded their own estimates (kappa 0.079 with [0.089, 0.477]).
+    Percentile intervals over items still undercovered with 40 items (92 %); BCa corrects
+    the estimator's bias and skew. A slow test checks 93-97 % coverage by simulation.
+
+    With very few items the bootstrap distribution can miss the estimate itself; the
+    interval is then widened to reach it, so it always contains it (conservative).
+    """
     fn = STATISTICS[statistic]
     estimate = fn(j)
-    if j.n_raters < 2 or n_boot == 0:
+    if j.n_items < 3 or not np.isfinite(estimate) or (n_boot == 0 and statistic != "icc1"):
         return estimate, float("nan"), float("nan")
-    rows_of = np.split(np.argsort(j.rater, kind="stable"), np.cumsum(np.bincount(j.rater))[:-1])
+    if statistic == "icc1":
+        low, high = _icc_f_interval(j, alpha)
+    else:
+        low, high = _bca(j, fn, estimate, n_boot, alpha, seed)
+    if not (np.isfinite(low) and np.isfinite(high)):
+        return estimate, float("nan"), float("nan")
+    return estimate, min(low, estimate), max(high, estimate)
+
+
+def _rows_by_item(j: Judgements) -> tuple[list[np.ndarray], np.ndarray]:
+    sizes = np.bincount(j.item, minlength=j.n_items)
+    return np.split(np.argsort(j.item, kind="stable"), np.cumsum(sizes)[:-1]), sizes
+
+
+def _bca(
+    j: Judgements, fn: Callable[[Judgements], float], estimate: float, n_boot: int, alpha: float, seed: int
+) -> tuple[float, float]:
+    from scipy.stats import norm
+
+    rows_of, sizes = _rows_by_item(j)
     rng = np.random.default_rng(seed)
-    values = []
+    boot = []
     for _ in range(n_boot):
-        pick = rng.integers(0, j.n_raters, j.n_raters)
+        pick = rng.integers(0, j.n_items, j.n_items)
         idx = np.concatenate([rows_of[p] for p in pick])
-        new_rater = np.repeat(np.arange(j.n_raters), [len(rows_of[p]) for p in pick])
-        v = fn(Judgements(new_rater, j.item[idx], j.value[idx], j.n_raters, j.n_items))
+        v = fn(
+            Judgements(
+                j.rater[idx],
+                np.repeat(np.arange(j.n_items), sizes[pick]),
+                j.value[idx],
+                j.n_raters,
+                j.n_items,
+            )
+        )
         if np.isfinite(v):
-            values.append(v)
-    if not values:
-        return estimate, float("nan"), float("nan")
-    return estimate, float(np.quantile(values, alpha / 2)), float(np.quantile(values, 1 - alpha / 2))
+            boot.append(v)
+    if len(boot) < max(20, n_boot // 2):
+        return float("nan"), float("nan")
+    values = np.asarray(boot)
+    # Bias correction: where the estimate sits in its own bootstrap distribution.
+    share = (np.sum(values < estimate) + 0.5 * np.sum(values == estimate)) / values.size
+    z0 = float(norm.ppf(np.clip(share, 1 / (2 * values.size), 1 - 1 / (2 * values.size))))
+    # Acceleration from the jackknife over items (leave one item out).
+    jack = []
+    for left_out in range(j.n_items):
+        keep = j.item != left_out
+        item = j.item[keep]
+        jack.append(
+            fn(Judgements(j.rater[keep], item - (item > left_out), j.value[keep], j.n_raters, j.n_items - 1))
+        )
+    jk = np.asarray(jack)
+    jk = jk[np.isfinite(jk)]
+    d = jk.mean() - jk
+    denom = 6 * np.sum(d**2) ** 1.5
+    a = float(np.sum(d**3) / denom) if denom > 0 else 0.0
+    out = []
+    for q in (alpha / 2, 1 - alpha / 2):
+        z = z0 + norm.ppf(q)
+        out.append(float(np.quantile(values, norm.cdf(z0 + z / (1 - a * z)))))
+    return out[0], out[1]
+
+
+def _icc_f_interval(j: Judgements, alpha: float) -> tuple[float, float]:
+    from scipy.stats import f as f_dist
+
+    sizes = np.bincount(j.item, minlength=j.n_items).astype(float)
+    keep = sizes >= 2
+    n = int(keep.sum())
+    if n < 3:
+        return float("nan"), float("nan")
+    sums = np.bincount(j.item, weights=j.value, minlength=j.n_items)[keep]
+    sq = np.bincount(j.item, weights=j.value**2, minlength=j.n_items)[keep]
+    sizes = sizes[keep]
+    means = sums / sizes
+    grand = sums.sum() / sizes.sum()
+    df_b, df_w = n - 1, sizes.sum() - n
+    ms_b = float(np.sum(sizes * (means - grand) ** 2) / df_b)
+    ms_w = float(np.sum(sq - sizes * means**2) / df_w)
+    k0 = float((sizes.sum() - (sizes**2).sum() / sizes.sum()) / (n - 1))
+    if ms_w <= 0:
+        return float("nan"), float("nan")
+    ratio = ms_b / ms_w
+    f_low = ratio / f_dist.ppf(1 - alpha / 2, df_b, df_w)
+    f_high = ratio * f_dist.ppf(1 - alpha / 2, df_w, df_b)
+    return (f_low - 1) / (f_low + k0 - 1), (f_high - 1) / (f_high + k0 - 1)

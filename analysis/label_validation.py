@@ -117,7 +117,7 @@ def human_vs_automatic(df: pd.DataFrame) -> pd.DataFrame:
 
 
 def inter_rater(df: pd.DataFrame, n_boot: int = 200) -> pd.DataFrame:
-    """Agreement between participants, each with a CI from resampling participants.
+    """Agreement between participants, each with a CI from resampling items (agreement_with_ci).
 
     Choices: Fleiss' kappa and Krippendorff's alpha (nominal), items = features.
     Ratings: Krippendorff's alpha (ordinal, interval) and ICC(1,1), items =

@@ -92,7 +92,7 @@ def build_report(
     add(
         "inter_rater",
         label_validation.inter_rater(kept, n_boot=n_boot),
-        "Agreement between participants (CIs from resampling participants).",
+        "Agreement between participants (95% CIs from resampling items).",
     )
     add(
         "steering_by_feature",

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pytest
 
 from analysis.exclusions import ExclusionRules, apply_exclusions
 from analysis.label_validation import choice_accuracy, labeler_comparison
@@ -93,3 +94,14 @@ def test_report_command_writes_everything(tmp_path: Path) -> None:
         assert (out / "figures" / f"{name}.svg").read_text().startswith("<svg")
     csv = pd.read_csv(out / "tables" / "steering_choices.csv")
     assert {"chi2", "p", "n_steered"} <= set(csv.columns)
+
+
+@pytest.mark.parametrize("seed", [4, 5, 6])
+def test_every_agreement_interval_contains_its_estimate(seed: int) -> None:
+    """Issue 19.1: on the demo export, kappa 0.079 came with [0.089, 0.477]."""
+    from analysis.label_validation import inter_rater
+
+    table = inter_rater(simulate_export(30, 8, seed=seed), n_boot=200)
+    assert len(table) == 5
+    finite = table.dropna(subset=["estimate"])
+    assert (finite["ci_low"] <= finite["estimate"]).all() and (finite["estimate"] <= finite["ci_high"]).all()
