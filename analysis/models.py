@@ -1,63 +1,214 @@
-"""Mixed-effects models of correctness: Bayesian binomial GLMM with GEE as the frequentist companion."""
+"""Models of correctness, one per question, identified by construction.
+
+Two questions, two models (issue 19.2). One model over label-choice and steering trials
+was not identified on a real export: ``labeler`` was "none" for every steering row, so
+``C(trial_kind)[T.steering]`` and ``C(labeler)[T.none]`` were the same column (the GEE
+table came out blank, the GLMM printed two equal coefficients), and the two trial types
+have different chance levels under one intercept.
+
+* label validation: ``correct ~ labeler + layer`` over label-choice trials (chance
+  1/options);
+* steering detection: ``chose_steered ~ log(strength) + layer`` over steering trials
+  (chance 1/candidates).
+
+A term enters only if it varies and adds to the design's rank (terms are tried in order;
+an aliased one is dropped and the table says so). Each is fitted by GEE clustered by
+participant, and as a binomial GLMM with participant and feature random intercepts
+(variational Bayes). Every table row carries the question, formula, rows used, n and a
+note; a model that cannot be fitted is one row saying why, never a blank table.
+"""
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+
 import numpy as np
 import pandas as pd
+import patsy
 import statsmodels.api as sm
 import statsmodels.formula.api as smf
 from statsmodels.genmod.bayes_mixed_glm import BinomialBayesMixedGLM
 
 from analysis.stats import coefficient_table
 
+COLUMNS = [
+    "model",
+    "question",
+    "term",
+    "coef",
+    "ci_low",
+    "ci_high",
+    "odds_ratio",
+    "p",
+    "n",
+    "formula",
+    "rows",
+    "note",
+]
 
-def _design(df: pd.DataFrame) -> tuple[pd.DataFrame, str]:
-    rows = df[df["trial_kind"].isin(["label_choice", "steering"]) & df["correct"].notna()].copy()
-    rows["y"] = rows["correct"].astype(float)
-    rows["layer"] = rows["layer"].astype(float)
-    rows["feature"] = rows["layer"].astype(str) + ":" + rows["feature_id"].astype(str)
-    terms = [
-        t
-        for t, col in (("C(trial_kind)", "trial_kind"), ("C(layer)", "layer"), ("C(labeler)", "labeler"))
-        if rows[col].nunique() > 1
-    ]
-    rows["labeler"] = rows["labeler"].fillna("none")
-    if rows["y"].nunique() < 2 or rows["participant"].nunique() < 2:  # nothing to model
-        rows = rows.iloc[0:0]
-    return rows, "y ~ " + (" + ".join(terms) if terms else "1")
+
+@dataclass
+class ModelDesign:
+    """One question's rows and formula, with what was left out and why."""
+
+    question: str
+    rows: pd.DataFrame
+    formula: str
+    described: str  # which rows, in words
+    chance: float | None
+    notes: list[str] = field(default_factory=list)
+    reason: str | None = None  # why nothing can be fitted
+
+
+def _identified_formula(
+    rows: pd.DataFrame, response: str, terms: list[tuple[str, str]]
+) -> tuple[str, list[str]]:
+    """The formula of the terms that vary and keep the design at full rank, and notes."""
+    kept: list[str] = []
+    notes: list[str] = []
+    for term, column in terms:
+        if rows[column].nunique() < 2:
+            notes.append(f"{column}: one value only, not in the model")
+            continue
+        matrix = patsy.dmatrix(" + ".join(["1", *kept, term]), rows, return_type="dataframe")
+        if np.linalg.matrix_rank(matrix.to_numpy()) < matrix.shape[1]:
+            notes.append(f"{term} dropped: aliased with {' + '.join(kept) or 'the intercept'}")
+            continue
+        kept.append(term)
+    return f"{response} ~ " + (" + ".join(kept) if kept else "1"), notes
+
+
+def _common(rows: pd.DataFrame) -> pd.DataFrame:
+    return rows.assign(
+        layer=rows["layer"].astype(float),
+        feature=rows["layer"].astype(str) + ":" + rows["feature_id"].astype(str),
+    )
+
+
+def designs(df: pd.DataFrame, n_options: int = 4) -> list[ModelDesign]:
+    """The label-validation and steering-detection designs of an export."""
+    from analysis.steering import _rows as steering_rows
+
+    choice = df[(df["trial_kind"] == "label_choice") & df["correct"].notna()]
+    choice = _common(choice).assign(correct=lambda d: d["correct"].astype(float))
+    formula, notes = _identified_formula(
+        choice, "correct", [("C(labeler)", "labeler"), ("C(layer)", "layer")]
+    )
+    label = ModelDesign(
+        "label validation",
+        choice,
+        formula,
+        f"{len(choice)} label-choice responses",
+        1 / n_options,
+        notes,
+        _why_not(choice, "correct"),
+    )
+    steer = _common(steering_rows(df).dropna(subset=["strength"]))
+    steer = steer[steer["strength"].astype(float) > 0].assign(
+        chose_steered=lambda d: d["chose_steered"].astype(float),
+        log_strength=lambda d: np.log(d["strength"].astype(float)),
+    )
+    formula, notes = _identified_formula(
+        steer, "chose_steered", [("log_strength", "log_strength"), ("C(layer)", "layer")]
+    )
+    steering = ModelDesign(
+        "steering detection",
+        steer,
+        formula,
+        f"{len(steer)} steering responses",
+        float(steer["chance"].iloc[0]) if len(steer) else None,
+        notes,
+        _why_not(steer, "chose_steered"),
+    )
+    return [label, steering]
+
+
+def _why_not(rows: pd.DataFrame, response: str) -> str | None:
+    if rows.empty:
+        return "no responses of this kind"
+    if rows[response].nunique() < 2:
+        return f"every response has {response} = {rows[response].iloc[0]:g}: nothing to model"
+    if rows["participant"].nunique() < 2:
+        return "one participant only"
+    return None
+
+
+def _table(
+    design: ModelDesign, model: str, fitted: pd.DataFrame | None, failure: str | None = None
+) -> pd.DataFrame:
+    notes = list(design.notes)
+    if design.chance is not None:
+        notes.append(f"chance {design.chance:.3g}")
+    reason = design.reason or failure
+    if reason is not None or fitted is None:
+        row: dict[str, object] = dict.fromkeys(COLUMNS, np.nan)
+        row |= {
+            "model": model,
+            "question": design.question,
+            "term": "(not fitted)",
+            "n": len(design.rows),
+            "formula": design.formula,
+            "rows": design.described,
+            "note": f"not fitted: {reason}",
+        }
+        return pd.DataFrame([row], columns=COLUMNS)
+    return fitted.assign(
+        model=model,
+        question=design.question,
+        formula=design.formula,
+        rows=design.described,
+        note="; ".join(notes),
+    )[COLUMNS]
 
 
 def gee(df: pd.DataFrame) -> pd.DataFrame:
-    """GEE logistic model clustered by participant (exchangeable): coefficients, odds ratios, CIs."""
-    rows, formula = _design(df)
-    if rows.empty:
-        return pd.DataFrame()
-    fit = smf.gee(
-        formula, "participant", rows, family=sm.families.Binomial(), cov_struct=sm.cov_struct.Exchangeable()
-    ).fit()
-    return coefficient_table(fit).assign(model="GEE")
+    """GEE logistic models (exchangeable, clustered by participant), one per question."""
+    tables = []
+    for d in designs(df):
+        fitted, failure = None, None
+        if d.reason is None:
+            try:
+                fit = smf.gee(
+                    d.formula,
+                    "participant",
+                    d.rows,
+                    family=sm.families.Binomial(),
+                    cov_struct=sm.cov_struct.Exchangeable(),
+                ).fit()
+                fitted = coefficient_table(fit)
+                if not np.all(np.isfinite(fitted["coef"])):
+                    fitted, failure = None, "the fit did not converge (non-finite coefficients)"
+            except (ValueError, np.linalg.LinAlgError) as exc:
+                failure = f"{type(exc).__name__}: {exc}"
+        tables.append(_table(d, "GEE", fitted, failure))
+    return pd.concat(tables, ignore_index=True)
 
 
 def bayes_mixed(df: pd.DataFrame) -> pd.DataFrame:
-    """Binomial GLMM with random intercepts for participant and feature (variational Bayes)."""
-    rows, formula = _design(df)
-    if rows.empty:
-        return pd.DataFrame()
-    model = BinomialBayesMixedGLM.from_formula(
-        formula, {"participant": "0 + C(participant)", "feature": "0 + C(feature)"}, rows
-    )
-    fit = model.fit_vb()
-    k = len(model.exog_names)
-    mean, sd = fit.fe_mean[:k], fit.fe_sd[:k]
-    return pd.DataFrame(
-        {
-            "model": "Bayes GLMM",
-            "term": model.exog_names,
-            "coef": mean,
-            "ci_low": mean - 1.96 * sd,
-            "ci_high": mean + 1.96 * sd,
-            "odds_ratio": np.exp(mean),
-            "p": np.nan,
-            "n": len(rows),
-        }
-    )
+    """Binomial GLMMs with participant and feature random intercepts (variational Bayes)."""
+    tables = []
+    for d in designs(df):
+        fitted, failure = None, None
+        if d.reason is None:
+            try:
+                model = BinomialBayesMixedGLM.from_formula(
+                    d.formula, {"participant": "0 + C(participant)", "feature": "0 + C(feature)"}, d.rows
+                )
+                fit = model.fit_vb()
+                k = len(model.exog_names)
+                mean, sd = fit.fe_mean[:k], fit.fe_sd[:k]
+                fitted = pd.DataFrame(
+                    {
+                        "term": model.exog_names,
+                        "coef": mean,
+                        "ci_low": mean - 1.96 * sd,
+                        "ci_high": mean + 1.96 * sd,
+                        "odds_ratio": np.exp(mean),
+                        "p": np.nan,
+                        "n": len(d.rows),
+                    }
+                )
+            except (ValueError, np.linalg.LinAlgError) as exc:
+                failure = f"{type(exc).__name__}: {exc}"
+        tables.append(_table(d, "Bayes GLMM", fitted, failure))
+    return pd.concat(tables, ignore_index=True)

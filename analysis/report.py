@@ -113,14 +113,16 @@ def build_report(
     add(
         "correctness_gee",
         models.gee(kept),
-        "Correctness ~ trial type/layer/labeler, GEE clustered by participant.",
+        "One model per question, GEE clustered by participant: label validation "
+        "(correct ~ labeler + layer) and steering detection (chose_steered ~ log strength + layer); "
+        "each row names its formula, rows and n, and the note says what was left out and the chance level.",
     )
     if bayes:
         add(
             "correctness_bayes_glmm",
             models.bayes_mixed(kept),
-            "Correctness, binomial GLMM with random intercepts for participant and feature "
-            "(variational Bayes).",
+            "The same two models as binomial GLMMs with random intercepts for participant and feature "
+            "(variational Bayes: posterior mean +- 1.96 sd).",
         )
     add(
         "clap_vs_human",

@@ -105,3 +105,32 @@ def test_every_agreement_interval_contains_its_estimate(seed: int) -> None:
     assert len(table) == 5
     finite = table.dropna(subset=["estimate"])
     assert (finite["ci_low"] <= finite["estimate"]).all() and (finite["estimate"] <= finite["ci_high"]).all()
+
+
+def test_models_are_identified_per_question_and_say_what_they_left_out() -> None:
+    """Issue 19.2: one model over both trial types aliased C(trial_kind) with C(labeler)[none];
+    the GEE table came out blank and the GLMM printed two equal coefficients."""
+    from analysis.models import bayes_mixed, gee
+
+    df = simulate_export(30, 8, seed=4)
+    for table in (gee(df), bayes_mixed(df)):
+        assert set(table["question"]) == {"label validation", "steering detection"}
+        assert table["coef"].notna().all() and table["formula"].notna().all() and (table["n"] > 0).all()
+        for _, rows in table.groupby("question"):
+            assert rows["coef"].round(6).is_unique  # no aliased twins
+    # Labeler and layer perfectly confounded: the second term is dropped, and said so.
+    choice = df["trial_kind"] == "label_choice"
+    confounded = df.assign(labeler=np.where(df["layer"] == df["layer"].min(), "descriptors", "clap-vocab"))
+    confounded.loc[~choice, "labeler"] = None
+    table = gee(confounded)
+    label = table[table["question"] == "label validation"]
+    assert (
+        label["formula"].iloc[0] == "correct ~ C(labeler)"
+        and "C(layer) dropped: aliased" in label["note"].iloc[0]
+    )
+    # Nothing to model: one line that says why, not an empty table.
+    flat = df.assign(correct=np.where(choice, True, df["correct"]))
+    row = gee(flat).query("question == 'label validation'")
+    assert (
+        len(row) == 1 and row["term"].iloc[0] == "(not fitted)" and "nothing to model" in row["note"].iloc[0]
+    )
