@@ -71,7 +71,11 @@ def report(
     keep_incomplete: bool = typer.Option(
         False, "--keep-incomplete", help="Keep sessions that did not finish."
     ),
-    bayes: bool = typer.Option(True, "--bayes/--no-bayes", help="Fit the Bayesian mixed model (slower)."),
+    bayes: bool = typer.Option(
+        True,
+        "--bayes/--no-bayes",
+        help="Fit the mixed models: ML (lme4, where R is installed) and variational Bayes (slower).",
+    ),
 ) -> None:
     """Write the full report: tables (CSV, Markdown, LaTeX), figures (PNG, SVG), report.html, report.json.
 

@@ -186,29 +186,69 @@ def gee(df: pd.DataFrame) -> pd.DataFrame:
 
 def bayes_mixed(df: pd.DataFrame) -> pd.DataFrame:
     """Binomial GLMMs with participant and feature random intercepts (variational Bayes)."""
+    return pd.concat([bayes_mixed_one(d) for d in designs(df)], ignore_index=True)
+
+
+def bayes_mixed_one(d: ModelDesign) -> pd.DataFrame:
+    """One design's variational-Bayes GLMM table."""
+    fitted, failure = None, None
+    if d.reason is None:
+        try:
+            model = BinomialBayesMixedGLM.from_formula(
+                d.formula, {"participant": "0 + C(participant)", "feature": "0 + C(feature)"}, d.rows
+            )
+            fit = model.fit_vb()
+            k = len(model.exog_names)
+            mean, sd = fit.fe_mean[:k], fit.fe_sd[:k]
+            fitted = pd.DataFrame(
+                {
+                    "term": model.exog_names,
+                    "coef": mean,
+                    "ci_low": mean - 1.96 * sd,
+                    "ci_high": mean + 1.96 * sd,
+                    "odds_ratio": np.exp(mean),
+                    "p": np.nan,
+                    "n": len(d.rows),
+                }
+            )
+        except (ValueError, np.linalg.LinAlgError) as exc:
+            failure = f"{type(exc).__name__}: {exc}"
+    return _table(d, "Bayes GLMM", fitted, failure)
+
+
+def ml_glmm(df: pd.DataFrame) -> pd.DataFrame:
+    """Maximum-likelihood binomial GLMMs (lme4's glmer, Laplace), one per question.
+
+    Random intercepts for participant and feature; Wald CIs and p values. Where R with
+    lme4 is not installed, the variational-Bayes fit stands in, and the note says so.
+    """
+    from analysis.lme4 import fit_glmer
+
     tables = []
     for d in designs(df):
-        fitted, failure = None, None
+        fitted, failure, model = None, None, "ML GLMM (lme4)"
         if d.reason is None:
             try:
-                model = BinomialBayesMixedGLM.from_formula(
-                    d.formula, {"participant": "0 + C(participant)", "feature": "0 + C(feature)"}, d.rows
-                )
-                fit = model.fit_vb()
-                k = len(model.exog_names)
-                mean, sd = fit.fe_mean[:k], fit.fe_sd[:k]
+                coefs = fit_glmer(d.rows, d.formula)
+            except RuntimeError as exc:
+                coefs, failure = None, str(exc)
+            if coefs is None and failure is None:
+                model = "Bayes GLMM (fallback: no R/lme4)"
+                tables.append(bayes_mixed_one(d).assign(model=model))
+                continue
+            if coefs is not None:
                 fitted = pd.DataFrame(
                     {
-                        "term": model.exog_names,
-                        "coef": mean,
-                        "ci_low": mean - 1.96 * sd,
-                        "ci_high": mean + 1.96 * sd,
-                        "odds_ratio": np.exp(mean),
-                        "p": np.nan,
+                        "term": coefs["term"],
+                        "coef": coefs["coef"],
+                        "ci_low": coefs["coef"] - 1.959964 * coefs["se"],
+                        "ci_high": coefs["coef"] + 1.959964 * coefs["se"],
+                        "odds_ratio": np.exp(coefs["coef"]),
+                        "p": coefs["p"],
                         "n": len(d.rows),
                     }
                 )
-            except (ValueError, np.linalg.LinAlgError) as exc:
-                failure = f"{type(exc).__name__}: {exc}"
-        tables.append(_table(d, "Bayes GLMM", fitted, failure))
+                if coefs["message"].iloc[0]:
+                    d.notes.append(f"lme4: {coefs['message'].iloc[0]}")
+        tables.append(_table(d, model, fitted, failure))
     return pd.concat(tables, ignore_index=True)

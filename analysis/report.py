@@ -31,6 +31,8 @@ class Report:
     figures: dict[str, str] = field(default_factory=dict)  # name -> SVG text
     pngs: dict[str, bytes] = field(default_factory=dict)  # name -> PNG bytes (same figure)
     meta: dict[str, Any] = field(default_factory=dict)
+    # question -> (formula, the rows the models used): written for analysis.R
+    model_data: dict[str, tuple[str, pd.DataFrame]] = field(default_factory=dict)
 
 
 def stars(p: float | None) -> str:
@@ -117,7 +119,16 @@ def build_report(
         "(correct ~ labeler + layer) and steering detection (chose_steered ~ log strength + layer); "
         "each row names its formula, rows and n, and the note says what was left out and the chance level.",
     )
+    for d in models.designs(kept, n_options=n_options):
+        if d.reason is None:
+            r.model_data[d.question] = (d.formula, d.rows[_MODEL_COLUMNS.intersection(d.rows.columns)])
     if bayes:
+        add(
+            "correctness_ml_glmm",
+            models.ml_glmm(kept),
+            "The two models by maximum likelihood: binomial GLMMs with random intercepts for participant "
+            "and feature (lme4 glmer, Laplace; Wald CIs). analysis.R refits them from model_data/.",
+        )
         add(
             "correctness_bayes_glmm",
             models.bayes_mixed(kept),
@@ -144,6 +155,30 @@ def build_report(
     }
     _figures(r, kept)
     return r
+
+
+_MODEL_COLUMNS = pd.Index(
+    ["participant", "feature", "correct", "chose_steered", "labeler", "layer", "log_strength"]
+)
+
+# Rerun outside this tool: R with lme4, in the report directory (Rscript analysis.R).
+ANALYSIS_R = """# Refits the report's mixed models from model_data/ (written by study-analysis report).
+# Rscript analysis.R   (needs R with lme4: install.packages("lme4"))
+suppressPackageStartupMessages(library(lme4))
+models <- read.csv("model_data/models.csv", stringsAsFactors = FALSE)
+for (i in seq_len(nrow(models))) {
+  d <- read.csv(file.path("model_data", models$file[i]), stringsAsFactors = FALSE)
+  factors <- intersect(c("participant", "feature", "labeler", "layer"), names(d))
+  for (col in factors) d[[col]] <- factor(d[[col]])
+  formula <- as.formula(paste(models$formula[i], "+ (1 | participant) + (1 | feature)"))
+  fit <- glmer(formula, data = d, family = binomial, control = glmerControl(optimizer = "bobyqa"))
+  cat("\n==", models$question[i], "==\n")
+  print(summary(fit))
+  s <- coef(summary(fit))
+  out <- file.path("model_data", sub(".csv", "_coef.csv", models$file[i], fixed = TRUE))
+  write.csv(data.frame(term = rownames(s), coef = s[, 1], se = s[, 2], p = s[, 4]), out, row.names = FALSE)
+}
+"""
 
 
 def _keep(r: Report, name: str, fig: Any) -> None:
@@ -297,6 +332,18 @@ def write_report(report: Report, out: str | Path) -> Path:
         "captions": report.captions,
     }
     write_text_atomic(out / "report.json", json.dumps(data, indent=2, allow_nan=False, default=str))
+    if report.model_data:
+        (out / "model_data").mkdir(exist_ok=True)
+        index = []
+        for question, (formula, rows) in report.model_data.items():
+            name = question.replace(" ", "_") + ".csv"
+            # R's formula: factors are factor() columns in the script, not C() terms.
+            index.append(
+                {"question": question, "formula": formula.replace("C(", "").replace(")", ""), "file": name}
+            )
+            write_text_atomic(out / "model_data" / name, rows.to_csv(index=False))
+        write_text_atomic(out / "model_data" / "models.csv", pd.DataFrame(index).to_csv(index=False))
+        write_text_atomic(out / "analysis.R", ANALYSIS_R)
     write_text_atomic(out / "report.html", _html(report))
     return out / "report.html"
 

@@ -43,6 +43,7 @@ CHROMIUM_ARGS = [
     "--disable-component-update",
     "--disable-sync",
 ]
+BROWSER_TIMEOUT_MS = 180_000
 DEFAULT_PG_ADMIN_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
 
 
@@ -221,10 +222,22 @@ def browser() -> Iterator[Any]:
     """Debian's chromium, headless, driven by Playwright (no browser download)."""
     if not (Path(CHROMIUM).exists() or shutil.which(CHROMIUM)):
         require_service(f"{CHROMIUM} not found (bash tests/ensure_services.sh installs it)")
-    from playwright.sync_api import sync_playwright
+    from playwright.sync_api import expect, sync_playwright
 
+    # Generous waits: CI runs on busy two-core machines, where a full-page screenshot took
+    # longer than Playwright's 30 s default once. They are deadlines, never assertions.
+    expect.set_options(timeout=BROWSER_TIMEOUT_MS // 2)
     with sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        new_context = browser.new_context
+
+        def patient_context(*args: Any, **kwargs: Any) -> Any:
+            context = new_context(*args, **kwargs)
+            context.set_default_timeout(BROWSER_TIMEOUT_MS)
+            context.set_default_navigation_timeout(BROWSER_TIMEOUT_MS)
+            return context
+
+        browser.new_context = patient_context
         yield browser
         browser.close()
 

@@ -41,7 +41,7 @@ def test_dashboard_updates_live_and_export_downloads(
         bots = run_bots(server.url, "pilot", manifest, key, BotConfig(participants=1, accuracy=1.0))
         assert bots[0].status == "completed"
         # The page is not reloaded: the numbers arrive through the 5-second refresh.
-        expect(completed).to_have_text("1", timeout=15000)
+        expect(completed).to_have_text("1")
         expect(page.locator("#recent tbody tr")).to_have_count(1)
         expect(page.locator("#per-feature tbody tr").first).to_be_visible()  # refreshed in place too
         screenshot(page, "admin-dashboard")

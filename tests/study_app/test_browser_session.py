@@ -105,7 +105,7 @@ def test_chromium_completes_demo_session(
             )  # not before listening
             for i in range(plays.count()):
                 plays.nth(i).click()
-                expect(page.locator(".clip.played")).to_have_count(i + 1, timeout=20000)
+                expect(page.locator(".clip.played")).to_have_count(i + 1)
             tk = key.trials[tid]
             if trial["trial"]["options"]:
                 answer = tk.correct_option or next(iter(options[tid]))
@@ -204,7 +204,7 @@ def test_phone_sized_screen_and_keyboard_only(
         play = page.locator("button.play").first
         play.focus()
         page.keyboard.press("Enter")
-        expect(page.locator(".clip.played")).to_have_count(1, timeout=20000)
+        expect(page.locator(".clip.played")).to_have_count(1)
         page.keyboard.press("2")  # number keys pick options
         expect(page.locator("#options button").nth(1)).to_have_attribute("aria-pressed", "true")
         page.locator("#submit").focus()

@@ -174,7 +174,7 @@ def _screening_in_chromium(page: Any, url: str, trials: int) -> list[str]:
         plays = page.locator("#references button.play, #candidates button.play")
         for i in range(plays.count()):
             plays.nth(i).click()
-            expect(page.locator(".clip.played")).to_have_count(i + 1, timeout=30000)
+            expect(page.locator(".clip.played")).to_have_count(i + 1)
         page.locator("#options button").first.click()
         page.locator("#submit").click()
         for _ in range(100):  # until the server moved on, or said no

@@ -1,0 +1,106 @@
+"""Maximum-likelihood binomial GLMMs through R's lme4 (``glmer``, Laplace), over files.
+
+The model analysts publish is lme4's; Python has no maintained equivalent (statsmodels'
+mixed GLM is variational Bayes only). So when ``Rscript`` and lme4 are installed
+(Debian: ``r-cran-lme4``), the rows go to R as CSV, ``glmer`` fits them, and the
+coefficients come back as CSV: no Python-R bridge to install (rpy2 and pymer4 need R's
+headers and a matching build), and the same script is what ``analysis.R`` in a report
+reruns. Without R, :func:`fit_glmer` returns None and the caller falls back, saying so.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+
+import pandas as pd
+import patsy
+
+# Wald CIs from the Laplace fit's standard errors, as summary(glmer) reports them.
+GLMER_SCRIPT = r"""
+args <- commandArgs(trailingOnly = TRUE)
+suppressPackageStartupMessages(library(lme4))
+d <- read.csv(args[1], stringsAsFactors = FALSE)
+for (col in intersect(c("participant", "feature", "labeler", "layer"), names(d))) {
+  d[[col]] <- factor(d[[col]])
+}
+fit <- glmer(as.formula(args[2]), data = d, family = binomial,
+             control = glmerControl(optimizer = "bobyqa"), nAGQ = 1)
+s <- coef(summary(fit))
+msg <- paste(fit@optinfo$conv$lme4$messages, collapse = "; ")
+out <- data.frame(term = rownames(s), coef = s[, 1], se = s[, 2], z = s[, 3], p = s[, 4], message = msg)
+write.csv(out, args[3], row.names = FALSE)
+"""
+
+
+def rscript() -> str | None:
+    """The Rscript executable when R with lme4 is installed, else None."""
+    exe = shutil.which("Rscript")
+    if exe is None:
+        return None
+    probe = subprocess.run(
+        [exe, "-e", "quit(status = !requireNamespace('lme4', quietly = TRUE))"],
+        capture_output=True,
+        check=False,
+        timeout=120,
+    )
+    return exe if probe.returncode == 0 else None
+
+
+def fit_glmer(rows: pd.DataFrame, formula: str, timeout: float = 600) -> pd.DataFrame | None:
+    """``glmer(formula + (1|participant) + (1|feature), binomial)``; None without R.
+
+    ``formula`` is the patsy form used elsewhere; factors are the columns wrapped in C().
+    Returns one row per fixed effect, in the design's (patsy's) order and names: term, coef,
+    se, z, p, and ``message`` (lme4's convergence or singular-fit messages, "" when none).
+    """
+    exe = rscript()
+    if exe is None:
+        return None
+    fixed = formula.replace("C(", "").replace(")", "")
+    columns = ["participant", "feature", *{c.strip() for c in fixed.replace("~", "+").split("+")}]
+    with tempfile.TemporaryDirectory(prefix="glmer-") as tmp:
+        data, script, out = Path(tmp) / "rows.csv", Path(tmp) / "glmer.R", Path(tmp) / "coef.csv"
+        rows[[c for c in dict.fromkeys(columns) if c in rows.columns]].to_csv(data, index=False)
+        script.write_text(GLMER_SCRIPT)
+        full = f"{fixed} + (1 | participant) + (1 | feature)"
+        done = subprocess.run(
+            [exe, str(script), str(data), full, str(out)],
+            capture_output=True,
+            text=True,
+            check=False,
+            timeout=timeout,
+        )
+        if done.returncode != 0:
+            last = done.stderr.strip().splitlines()[-1] if done.stderr.strip() else f"exit {done.returncode}"
+            raise RuntimeError(f"glmer failed: {last}")
+        coefs = pd.read_csv(out, keep_default_na=False)
+    return _patsy_order(coefs, rows, formula)
+
+
+def _r_name(patsy_name: str) -> str:
+    """lme4's name of a patsy column: Intercept, C(layer)[T.6.0] -> layer6, x -> x."""
+    if patsy_name == "Intercept":
+        return "(Intercept)"
+    factor = re.fullmatch(r"C\((\w+)\)\[T\.(.+)\]", patsy_name)
+    if factor is None:
+        return patsy_name
+    level = factor.group(2)
+    with contextlib.suppress(ValueError):
+        if float(level).is_integer():  # read.csv turns 6.0 into 6, and factor() into "6"
+            level = str(int(float(level)))
+    return factor.group(1) + level
+
+
+def _patsy_order(coefs: pd.DataFrame, rows: pd.DataFrame, formula: str) -> pd.DataFrame:
+    # patsy puts factor terms before numeric ones; R keeps the formula's order.
+    names = patsy.dmatrix(formula.split("~", 1)[1], rows).design_info.column_names
+    by_r = coefs.set_index("term")
+    missing = [n for n in names if _r_name(n) not in by_r.index]
+    if missing or len(names) != len(coefs):
+        raise RuntimeError(f"glmer's terms {list(coefs['term'])} do not match the design's {names}")
+    return by_r.loc[[_r_name(n) for n in names]].reset_index(drop=True).assign(term=names)

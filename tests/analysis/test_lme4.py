@@ -1,0 +1,116 @@
+"""The maximum-likelihood GLMM through R's lme4, against lme4 itself and the fallback (issue 19.3).
+
+R with lme4 (Debian's r-cran-lme4) is installed by tests/ensure_services.sh; without it
+these tests skip locally and fail in CI, like the PostgreSQL and browser tests.
+"""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from analysis import lme4, models
+
+
+@pytest.fixture
+def rscript(need_service: Any) -> str:
+    exe = lme4.rscript()
+    if exe is None:
+        need_service("R with lme4 is not installed (bash tests/ensure_services.sh installs r-cran-lme4)")
+    assert exe is not None
+    return exe
+
+
+def _label_choices(seed: int = 3) -> tuple[pd.DataFrame, dict[str, float]]:
+    """Label-choice answers with participant and feature random intercepts, as lme4 assumes."""
+    rng = np.random.default_rng(seed)
+    truth = {"Intercept": 0.4, "C(labeler)[T.descriptors]": 0.8, "C(layer)[T.6.0]": -0.5}
+    n_p, n_f = 80, 24
+    u, v = rng.normal(0, 0.6, n_p), rng.normal(0, 0.8, n_f)
+    rows = []
+    for p in range(n_p):
+        for f in range(n_f):
+            labeler = "descriptors" if (p + f) % 2 else "clap-vocab"
+            layer = 3 if f < n_f // 2 else 6
+            eta = truth["Intercept"] + truth["C(labeler)[T.descriptors]"] * (labeler == "descriptors")
+            eta += truth["C(layer)[T.6.0]"] * (layer == 6) + u[p] + v[f]
+            rows.append(
+                {
+                    "trial_kind": "label_choice",
+                    "participant": f"p{p}",
+                    "feature_id": f,
+                    "layer": layer,
+                    "labeler": labeler,
+                    "correct": bool(rng.random() < 1 / (1 + np.exp(-eta))),
+                    "answer_role": None,
+                    "strength": None,
+                }
+            )
+    return pd.DataFrame(rows), truth
+
+
+def test_ml_glmm_is_lme4s_fit(rscript: str, tmp_path: Path) -> None:
+    df, truth = _label_choices()
+    table = models.ml_glmm(df)
+    label = table[table["question"] == "label validation"].set_index("term")
+    assert (label["model"] == "ML GLMM (lme4)").all()
+    # lme4 called directly, with its own formula, on the same rows: the same numbers.
+    data = tmp_path / "rows.csv"
+    df.assign(feature=df["layer"].astype(str) + ":" + df["feature_id"].astype(str)).to_csv(data, index=False)
+    script = (
+        "suppressPackageStartupMessages(library(lme4)); d <- read.csv(commandArgs(TRUE)[1]);"
+        "d$layer <- factor(d$layer); d$correct <- as.numeric(d$correct == 'True');"
+        "f <- glmer(correct ~ labeler + layer + (1 | participant) + (1 | feature), d, binomial,"
+        " control = glmerControl(optimizer = 'bobyqa'));"
+        "write.csv(data.frame(term = names(fixef(f)), coef = fixef(f)), commandArgs(TRUE)[2],"
+        " row.names = FALSE)"
+    )
+    out = tmp_path / "direct.csv"
+    subprocess.run([rscript, "-e", script, str(data), str(out)], check=True, capture_output=True, timeout=300)
+    direct = pd.read_csv(out).set_index("term")["coef"]
+    for term, r_term in (
+        ("Intercept", "(Intercept)"),
+        ("C(labeler)[T.descriptors]", "labelerdescriptors"),
+        ("C(layer)[T.6.0]", "layer6"),
+    ):
+        assert abs(label.loc[term, "coef"] - direct[r_term]) < 1e-3, term
+        assert label.loc[term, "ci_low"] < label.loc[term, "coef"] < label.loc[term, "ci_high"]
+        assert abs(label.loc[term, "coef"] - truth[term]) < 0.5, term  # and near the truth
+    assert label.loc["C(labeler)[T.descriptors]", "p"] < 0.001
+    # The variational-Bayes fallback lands within 0.15 log-odds of the ML fit.
+    bayes = models.bayes_mixed(df).query("question == 'label validation'").set_index("term")["coef"]
+    assert (bayes - label["coef"]).abs().max() < 0.15, pd.concat([bayes, label["coef"]], axis=1)
+    # No steering trials here: that model says so in one row.
+    steering = table[table["question"] == "steering detection"]
+    assert len(steering) == 1 and "no responses" in steering["note"].iloc[0]
+
+
+def test_without_r_the_fallback_says_what_it_is(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(lme4, "rscript", lambda: None)
+    df, _ = _label_choices()
+    label = models.ml_glmm(df).query("question == 'label validation'")
+    assert set(label["model"]) == {"Bayes GLMM (fallback: no R/lme4)"} and label["coef"].notna().all()
+
+
+def test_analysis_r_refits_the_reports_models(rscript: str, tmp_path: Path) -> None:
+    """Issue 19.4: a reviewer reruns the tables outside this tool, from the report folder."""
+    from analysis.report import build_report, write_report
+    from analysis.simulate import simulate_export
+
+    report = build_report(simulate_export(30, 8, seed=4), n_boot=20)
+    write_report(report, tmp_path / "report")
+    done = subprocess.run(
+        [rscript, "analysis.R"], cwd=tmp_path / "report", capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 0, done.stderr
+    assert "== label validation ==" in done.stdout and "== steering detection ==" in done.stdout
+    ml = report.tables["correctness_ml_glmm"]
+    for question in ("label validation", "steering detection"):
+        refit = pd.read_csv(tmp_path / "report" / "model_data" / f"{question.replace(' ', '_')}_coef.csv")
+        ours = ml[ml["question"] == question]
+        assert np.allclose(sorted(refit["coef"]), sorted(ours["coef"]), atol=1e-3), question
