@@ -11,6 +11,7 @@ reruns. Without R, :func:`fit_glmer` returns None and the caller falls back, say
 from __future__ import annotations
 
 import contextlib
+import functools
 import re
 import shutil
 import subprocess
@@ -37,8 +38,9 @@ write.csv(out, args[3], row.names = FALSE)
 """
 
 
+@functools.cache
 def rscript() -> str | None:
-    """The Rscript executable when R with lme4 is installed, else None."""
+    """The Rscript executable when R with lme4 is installed, else None (probed once)."""
     exe = shutil.which("Rscript")
     if exe is None:
         return None
@@ -51,6 +53,11 @@ def rscript() -> str | None:
     return exe if probe.returncode == 0 else None
 
 
+def r_formula(formula: str) -> str:
+    """The patsy formula (``y ~ C(a) + b``) as R's fixed part: the scripts make a a factor."""
+    return formula.replace("C(", "").replace(")", "")
+
+
 def fit_glmer(rows: pd.DataFrame, formula: str, timeout: float = 600) -> pd.DataFrame | None:
     """``glmer(formula + (1|participant) + (1|feature), binomial)``; None without R.
 
@@ -61,7 +68,7 @@ def fit_glmer(rows: pd.DataFrame, formula: str, timeout: float = 600) -> pd.Data
     exe = rscript()
     if exe is None:
         return None
-    fixed = formula.replace("C(", "").replace(")", "")
+    fixed = r_formula(formula)
     columns = ["participant", "feature", *{c.strip() for c in fixed.replace("~", "+").split("+")}]
     with tempfile.TemporaryDirectory(prefix="glmer-") as tmp:
         data, script, out = Path(tmp) / "rows.csv", Path(tmp) / "glmer.R", Path(tmp) / "coef.csv"

@@ -20,6 +20,7 @@ import pandas as pd
 
 from analysis import clap_human, label_validation, models, steering
 from analysis.exclusions import ExclusionRules, apply_exclusions
+from analysis.lme4 import r_formula
 from artifact_schemas import write_text_atomic
 
 
@@ -337,10 +338,7 @@ def write_report(report: Report, out: str | Path) -> Path:
         index = []
         for question, (formula, rows) in report.model_data.items():
             name = question.replace(" ", "_") + ".csv"
-            # R's formula: factors are factor() columns in the script, not C() terms.
-            index.append(
-                {"question": question, "formula": formula.replace("C(", "").replace(")", ""), "file": name}
-            )
+            index.append({"question": question, "formula": r_formula(formula), "file": name})
             write_text_atomic(out / "model_data" / name, rows.to_csv(index=False))
         write_text_atomic(out / "model_data" / "models.csv", pd.DataFrame(index).to_csv(index=False))
         write_text_atomic(out / "analysis.R", ANALYSIS_R)

@@ -29,21 +29,17 @@ def clip(clip_id: str) -> Response:
     if not tokens or len(clip_id) > 64:
         abort(404)
     rows = db.session.execute(
-        select(Study, TrialList.list_key)
+        select(Study, TrialList.list_key, StudySession)
         .join(StudySession, StudySession.study_id == Study.id)
         .join(TrialList, StudySession.list_id == TrialList.id)
         .where(StudySession.token.in_(tokens[:20]))
     ).all()
-    for study, list_key in rows:
+    for study, list_key, sess in rows:
         view = package_view(study)
         if clip_id not in view.list_clips.get(list_key, frozenset()):
             continue
         entry = view.manifest.clips[clip_id]
-        sess = db.session.scalar(
-            select(StudySession).where(StudySession.token.in_(tokens[:20]), StudySession.study_id == study.id)
-        )
-        if sess is not None:
-            record_clip_request(sess, clip_id)  # listening evidence (sessions._listening_evidence)
+        record_clip_request(sess, clip_id)  # listening evidence (sessions._listening_evidence)
         mime = _MIME[entry.file.rsplit(".", 1)[1]]
         prefix = current_app.config.get("MEDIA_X_ACCEL_PREFIX")
         if prefix:
