@@ -359,7 +359,9 @@ def screenshot(tmp_path: Path) -> Any:
 
     def take(page: Any, name: str) -> Path:
         path = target / f"{name}.png"
-        page.screenshot(path=str(path), full_page=True)
+        # Only a settled page: a capture that overlaps a navigation can wait forever.
+        page.wait_for_load_state("load")
+        page.screenshot(path=str(path), full_page=True, animations="disabled", caret="hide")
         return path
 
     return take

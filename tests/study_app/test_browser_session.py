@@ -82,6 +82,10 @@ def test_chromium_completes_demo_session(
             # The server says where the session is; the page must follow it there.
             trial = page.request.get(f"{server.url}/api/s/demo/trial").json()
             if trial["stage"] == "instructions":
+                # The server is there before the page is: the last screening answer is
+                # still navigating to the instructions. A full-page screenshot taken
+                # mid-navigation hung for 180 s once in CI, so wait for the page first.
+                expect(page.get_by_role("button", name="Begin")).to_be_visible()
                 screenshot(page, "participant-4-instructions")
                 page.get_by_role("button", name="Begin").click()
                 continue
