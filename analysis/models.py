@@ -9,13 +9,18 @@ have different chance levels under one intercept.
 * label validation: ``correct ~ labeler + layer`` over label-choice trials (chance
   1/options);
 * steering detection: ``chose_steered ~ log(strength) + layer`` over steering trials
-  (chance 1/candidates).
+  (chance 1/candidates);
+* label ratings: ``rating ~ labeler + layer`` over label-rating trials, a linear mixed
+  model (the 1-5 scale read as interval, as most rating studies report it; a
+  cumulative-link mixed model would need R's ordinal package and is left to analysis.R's
+  users).
 
 A term enters only if it varies and adds to the design's rank (terms are tried in order;
 an aliased one is dropped and the table says so). Each is fitted by GEE clustered by
 participant, and as a binomial GLMM with participant and feature random intercepts
-(variational Bayes). Every table row carries the question, formula, rows used, n and a
-note; a model that cannot be fitted is one row saying why, never a blank table.
+(variational Bayes); the ratings by a linear mixed model with the same random intercepts
+(lme4's lmer, or statsmodels' MixedLM without R). Every table row carries the question,
+formula, rows used, n and a note; a model that cannot be fitted is one row saying why, never a blank table.
 """
 
 from __future__ import annotations
@@ -58,6 +63,11 @@ class ModelDesign:
     chance: float | None
     notes: list[str] = field(default_factory=list)
     reason: str | None = None  # why nothing can be fitted
+    family: str = "binomial"  # "gaussian" for ratings
+
+    @property
+    def response(self) -> str:
+        return self.formula.split("~", 1)[0].strip()
 
 
 def _identified_formula(
@@ -121,6 +131,24 @@ def designs(df: pd.DataFrame, n_options: int = 4) -> list[ModelDesign]:
         _why_not(steer, "chose_steered"),
     )
     return [label, steering]
+
+
+def rating_design(df: pd.DataFrame) -> ModelDesign:
+    """The label-ratings design: ``rating ~ labeler + layer`` over label-rating trials."""
+    rows = df[(df["trial_kind"] == "label_rating") & df["rating"].notna()]
+    rows = _common(rows).assign(rating=lambda d: d["rating"].astype(float))
+    formula, notes = _identified_formula(rows, "rating", [("C(labeler)", "labeler"), ("C(layer)", "layer")])
+    notes.append("ratings as interval scale")
+    return ModelDesign(
+        "label ratings",
+        rows,
+        formula,
+        f"{len(rows)} label-rating responses",
+        None,
+        notes,
+        _why_not(rows, "rating"),
+        family="gaussian",
+    )
 
 
 def _why_not(rows: pd.DataFrame, response: str) -> str | None:
@@ -222,14 +250,14 @@ def ml_glmm(df: pd.DataFrame) -> pd.DataFrame:
     Random intercepts for participant and feature; Wald CIs and p values. Where R with
     lme4 is not installed, the variational-Bayes fit stands in, and the note says so.
     """
-    from analysis.lme4 import fit_glmer
+    from analysis.lme4 import fit_lme4
 
     tables = []
     for d in designs(df):
         fitted, failure, model = None, None, "ML GLMM (lme4)"
         if d.reason is None:
             try:
-                coefs = fit_glmer(d.rows, d.formula)
+                coefs = fit_lme4(d.rows, d.formula)
             except RuntimeError as exc:
                 coefs, failure = None, str(exc)
             if coefs is None and failure is None:
@@ -252,3 +280,73 @@ def ml_glmm(df: pd.DataFrame) -> pd.DataFrame:
                     d.notes.append(f"lme4: {coefs['message'].iloc[0]}")
         tables.append(_table(d, model, fitted, failure))
     return pd.concat(tables, ignore_index=True)
+
+
+def ratings_lmm(df: pd.DataFrame) -> pd.DataFrame:
+    """The label-ratings linear mixed model, participant and feature random intercepts.
+
+    lme4's ``lmer`` (REML; Wald CIs, normal-approximation p) where R is installed, else
+    statsmodels' ``MixedLM`` with the two intercepts as crossed variance components (the
+    same REML fit, slower: it builds one group of every row).
+    """
+    from analysis.lme4 import fit_lme4
+
+    d = rating_design(df)
+    fitted, failure, model = None, None, "LMM (lme4 lmer)"
+    coefs: pd.DataFrame | None = None
+    if d.reason is None:
+        try:
+            coefs = fit_lme4(d.rows, d.formula, family="gaussian")
+            if coefs is None:
+                model = "LMM (statsmodels MixedLM: no R/lme4)"
+                coefs = _mixedlm(d)
+        except (RuntimeError, ValueError, np.linalg.LinAlgError) as exc:
+            failure = f"{type(exc).__name__}: {exc}" if not isinstance(exc, RuntimeError) else str(exc)
+        if coefs is not None:
+            fitted = pd.DataFrame(
+                {
+                    "term": coefs["term"],
+                    "coef": coefs["coef"],
+                    "ci_low": coefs["coef"] - 1.959964 * coefs["se"],
+                    "ci_high": coefs["coef"] + 1.959964 * coefs["se"],
+                    "odds_ratio": np.nan,  # a difference in rating points, not odds
+                    "p": coefs["p"],
+                    "n": len(d.rows),
+                }
+            )
+            if coefs["message"].iloc[0]:
+                engine = "lme4" if "lme4" in model else "MixedLM"
+                d.notes.append(f"{engine}: {coefs['message'].iloc[0]}")
+    return _table(d, model, fitted, failure)
+
+
+def _mixedlm(d: ModelDesign) -> pd.DataFrame:
+    import warnings
+
+    from statsmodels.tools.sm_exceptions import ConvergenceWarning
+
+    rows = d.rows.assign(_all=1)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", ConvergenceWarning)
+        fit = smf.mixedlm(
+            d.formula,
+            rows,
+            groups="_all",
+            re_formula="0",
+            vc_formula={"participant": "0 + C(participant)", "feature": "0 + C(feature)"},
+            use_sparse=True,
+        ).fit(reml=True)
+    # MixedLM tries several optimizers and warns for each one that fails; only the
+    # outcome matters: did the last converge, and is a variance on its boundary (zero)?
+    messages = [] if fit.converged else ["did not converge"]
+    messages += sorted({str(w.message) for w in caught if "boundary" in str(w.message)})
+    names = list(fit.fe_params.index)
+    return pd.DataFrame(
+        {
+            "term": names,
+            "coef": fit.fe_params.to_numpy(),
+            "se": fit.bse_fe.to_numpy(),
+            "p": fit.pvalues[names].to_numpy(),
+            "message": "; ".join(messages),
+        }
+    )

@@ -20,7 +20,7 @@ import pandas as pd
 
 from analysis import clap_human, label_validation, models, steering
 from analysis.exclusions import ExclusionRules, apply_exclusions
-from analysis.lme4 import r_formula
+from analysis.lme4 import R_FIT, r_formula
 from artifact_schemas import write_text_atomic
 
 
@@ -33,7 +33,7 @@ class Report:
     pngs: dict[str, bytes] = field(default_factory=dict)  # name -> PNG bytes (same figure)
     meta: dict[str, Any] = field(default_factory=dict)
     # question -> (formula, the rows the models used): written for analysis.R
-    model_data: dict[str, tuple[str, pd.DataFrame]] = field(default_factory=dict)
+    model_data: dict[str, tuple[str, str, pd.DataFrame]] = field(default_factory=dict)
 
 
 def stars(p: float | None) -> str:
@@ -120,15 +120,26 @@ def build_report(
         "(correct ~ labeler + layer) and steering detection (chose_steered ~ log strength + layer); "
         "each row names its formula, rows and n, and the note says what was left out and the chance level.",
     )
-    for d in models.designs(kept, n_options=n_options):
+    for d in [*models.designs(kept, n_options=n_options), models.rating_design(kept)]:
         if d.reason is None:
-            r.model_data[d.question] = (d.formula, d.rows[_MODEL_COLUMNS.intersection(d.rows.columns)])
+            r.model_data[d.question] = (
+                d.formula,
+                d.family,
+                d.rows[_MODEL_COLUMNS.intersection(d.rows.columns)],
+            )
     if bayes:
         add(
             "correctness_ml_glmm",
             models.ml_glmm(kept),
             "The two models by maximum likelihood: binomial GLMMs with random intercepts for participant "
             "and feature (lme4 glmer, Laplace; Wald CIs). analysis.R refits them from model_data/.",
+        )
+        add(
+            "ratings_lmm",
+            models.ratings_lmm(kept),
+            "Label ratings: rating ~ labeler + layer, a linear mixed model with random intercepts for "
+            "participant and feature (lme4 lmer, REML; Wald CIs, normal-approximation p). Coefficients "
+            "are differences in rating points. analysis.R refits it from model_data/.",
         )
         add(
             "correctness_bayes_glmm",
@@ -159,27 +170,28 @@ def build_report(
 
 
 _MODEL_COLUMNS = pd.Index(
-    ["participant", "feature", "correct", "chose_steered", "labeler", "layer", "log_strength"]
+    ["participant", "feature", "correct", "chose_steered", "rating", "labeler", "layer", "log_strength"]
 )
 
 # Rerun outside this tool: R with lme4, in the report directory (Rscript analysis.R).
-ANALYSIS_R = """# Refits the report's mixed models from model_data/ (written by study-analysis report).
+ANALYSIS_R = (
+    """# Refits the report's mixed models from model_data/ (written by study-analysis report).
 # Rscript analysis.R   (needs R with lme4: install.packages("lme4"))
-suppressPackageStartupMessages(library(lme4))
+"""
+    + R_FIT
+    + """
 models <- read.csv("model_data/models.csv", stringsAsFactors = FALSE)
 for (i in seq_len(nrow(models))) {
   d <- read.csv(file.path("model_data", models$file[i]), stringsAsFactors = FALSE)
-  factors <- intersect(c("participant", "feature", "labeler", "layer"), names(d))
-  for (col in factors) d[[col]] <- factor(d[[col]])
   formula <- as.formula(paste(models$formula[i], "+ (1 | participant) + (1 | feature)"))
-  fit <- glmer(formula, data = d, family = binomial, control = glmerControl(optimizer = "bobyqa"))
+  fit <- fit_model(d, formula, models$family[i])
   cat("\n==", models$question[i], "==\n")
   print(summary(fit))
-  s <- coef(summary(fit))
   out <- file.path("model_data", sub(".csv", "_coef.csv", models$file[i], fixed = TRUE))
-  write.csv(data.frame(term = rownames(s), coef = s[, 1], se = s[, 2], p = s[, 4]), out, row.names = FALSE)
+  write.csv(coef_table(fit), out, row.names = FALSE)
 }
 """
+)
 
 
 def _keep(r: Report, name: str, fig: Any) -> None:
@@ -336,9 +348,11 @@ def write_report(report: Report, out: str | Path) -> Path:
     if report.model_data:
         (out / "model_data").mkdir(exist_ok=True)
         index = []
-        for question, (formula, rows) in report.model_data.items():
+        for question, (formula, family, rows) in report.model_data.items():
             name = question.replace(" ", "_") + ".csv"
-            index.append({"question": question, "formula": r_formula(formula), "file": name})
+            index.append(
+                {"question": question, "formula": r_formula(formula), "family": family, "file": name}
+            )
             write_text_atomic(out / "model_data" / name, rows.to_csv(index=False))
         write_text_atomic(out / "model_data" / "models.csv", pd.DataFrame(index).to_csv(index=False))
         write_text_atomic(out / "analysis.R", ANALYSIS_R)

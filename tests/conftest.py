@@ -400,3 +400,54 @@ def port() -> Any:
 def wait_for() -> Any:
     """``wait_for(url)``: the first response from a server that is starting."""
     return wait_http
+
+
+# --- What a reviewer would reject in a report ---------------------------------------------
+
+MODEL_TABLES = ("correctness_gee", "correctness_ml_glmm", "correctness_bayes_glmm", "ratings_lmm")
+
+
+def report_problems(tables: dict[str, list[dict[str, Any]]]) -> list[str]:
+    """Intervals that exclude their estimate, blank or twin coefficients (issue 19)."""
+    import math
+
+    problems = []
+    for row in tables.get("inter_rater", []):
+        est, low, high = row["estimate"], row["ci_low"], row["ci_high"]
+        if est is None or not math.isfinite(est):
+            continue
+        if low is None or high is None or not (low <= est <= high):
+            problems.append(f"inter_rater {row['measure']}: {est} outside [{low}, {high}]")
+    for name in MODEL_TABLES:
+        by_question: dict[str, list[dict[str, Any]]] = {}
+        for row in tables.get(name, []):
+            by_question.setdefault(row["question"], []).append(row)
+        for question, rows in by_question.items():
+            where = f"{name} / {question}"
+            if any(not r["formula"] or not r["n"] for r in rows):
+                problems.append(f"{where}: a row without its formula or n")
+            if rows[0]["term"] == "(not fitted)":
+                if len(rows) != 1 or not rows[0]["note"].startswith("not fitted: "):
+                    problems.append(f"{where}: not fitted, but not one row saying why")
+                continue
+            coefs = [r["coef"] for r in rows]
+            if any(c is None or not math.isfinite(c) for c in coefs):
+                problems.append(f"{where}: blank coefficient")
+            elif len({round(c, 6) for c in coefs}) != len(coefs):
+                problems.append(f"{where}: twin coefficients {coefs} (aliased terms)")
+            for r in rows:
+                if r["ci_low"] is not None and not (r["ci_low"] <= r["coef"] <= r["ci_high"]):
+                    problems.append(f"{where} {r['term']}: {r['coef']} outside its CI")
+    return problems
+
+
+@pytest.fixture(scope="session")
+def check_report() -> Any:
+    """``check_report(report_json_path)``: the problems a reviewer would reject, as a list."""
+
+    def check(path: Path) -> list[str]:
+        import json
+
+        return report_problems(json.loads(Path(path).read_text())["tables"])
+
+    return check

@@ -33,7 +33,7 @@ LIMIT_S = 600  # the promise in the README: under 10 minutes on 2 cores after th
 @pytest.mark.slow
 @pytest.mark.timeout(LIMIT_S + 120)
 def test_make_demo_serves_the_study_and_prints_its_addresses(
-    tmp_path: Path, port: Any, wait_for: Any, capsys: Any
+    tmp_path: Path, port: Any, wait_for: Any, capsys: Any, check_report: Any
 ) -> None:
     demo, serve_port, sim_port = tmp_path / "demo", port(), port()
     start = time.monotonic()
@@ -90,6 +90,9 @@ def test_make_demo_serves_the_study_and_prints_its_addresses(
 
         html = Path(report[1]).read_text()
         assert "<title>Report: What does the music model hear?</title>" in html
+        # Issue 19, on the demo's own export: no interval excludes its estimate, no model
+        # table has a blank or twin coefficient, and the mixed models were fitted.
+        assert check_report(Path(report[1]).parent / "report.json") == []
         # Every stage said how far it got, and the bots lost nothing.
         assert re.search(r"sent=(\d+) stored=\1 duplicates=0", text), text[-3000:]
         with capsys.disabled():  # shown in the CI log

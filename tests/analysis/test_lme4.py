@@ -49,6 +49,7 @@ def _label_choices(seed: int = 3) -> tuple[pd.DataFrame, dict[str, float]]:
                     "correct": bool(rng.random() < 1 / (1 + np.exp(-eta))),
                     "answer_role": None,
                     "strength": None,
+                    "rating": None,
                 }
             )
     return pd.DataFrame(rows), truth
@@ -109,8 +110,64 @@ def test_analysis_r_refits_the_reports_models(rscript: str, tmp_path: Path) -> N
     )
     assert done.returncode == 0, done.stderr
     assert "== label validation ==" in done.stdout and "== steering detection ==" in done.stdout
-    ml = report.tables["correctness_ml_glmm"]
-    for question in ("label validation", "steering detection"):
+    assert "== label ratings ==" in done.stdout
+    ml = pd.concat([report.tables["correctness_ml_glmm"], report.tables["ratings_lmm"]])
+    for question in ("label validation", "steering detection", "label ratings"):
         refit = pd.read_csv(tmp_path / "report" / "model_data" / f"{question.replace(' ', '_')}_coef.csv")
         ours = ml[ml["question"] == question]
         assert np.allclose(sorted(refit["coef"]), sorted(ours["coef"]), atol=1e-3), question
+        assert np.allclose(sorted(refit["p"]), sorted(ours["p"]), atol=1e-6), question
+
+
+def _ratings(seed: int = 5) -> tuple[pd.DataFrame, dict[str, float]]:
+    """Unbalanced 1-7 ratings with participant and feature intercepts (lmer's model)."""
+    rng = np.random.default_rng(seed)
+    truth = {"Intercept": 3.5, "C(labeler)[T.descriptors]": 0.6, "C(layer)[T.6.0]": -0.4}
+    n_p, n_f = 60, 20
+    u, v = rng.normal(0, 0.5, n_p), rng.normal(0, 0.7, n_f)
+    rows = []
+    for p in range(n_p):
+        for f in rng.choice(n_f, size=int(rng.integers(6, n_f)), replace=False):  # unbalanced
+            labeler = "descriptors" if rng.random() < 0.4 else "clap-vocab"
+            layer = 3 if f < n_f // 2 else 6
+            mean = truth["Intercept"] + truth["C(labeler)[T.descriptors]"] * (labeler == "descriptors")
+            mean += truth["C(layer)[T.6.0]"] * (layer == 6) + u[p] + v[f]
+            rating = float(np.clip(np.rint(mean + rng.normal(0, 0.8)), 1, 7))
+            rows.append(
+                {
+                    "trial_kind": "label_rating",
+                    "participant": f"p{p}",
+                    "feature_id": int(f),
+                    "layer": layer,
+                    "labeler": labeler,
+                    "rating": rating,
+                }
+            )
+    return pd.DataFrame(rows), truth
+
+
+def test_ratings_lmm_is_lmers_fit_and_the_fallback_agrees(
+    rscript: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 19.2: ratings get a linear mixed model; lme4's lmer and statsmodels' MixedLM
+    (the fallback without R) are two implementations of one REML fit: the same numbers."""
+    df, truth = _ratings()
+    ours = models.ratings_lmm(df).set_index("term")
+    assert (ours["model"] == "LMM (lme4 lmer)").all() and ours["odds_ratio"].isna().all()
+    assert ours["formula"].iloc[0] == "rating ~ C(labeler) + C(layer)" and ours["n"].iloc[0] == len(df)
+    monkeypatch.setattr(lme4, "rscript", lambda: None)
+    fallback = models.ratings_lmm(df).set_index("term")
+    assert (fallback["model"] == "LMM (statsmodels MixedLM: no R/lme4)").all()
+    for term, true in truth.items():
+        assert abs(ours.loc[term, "coef"] - fallback.loc[term, "coef"]) < 1e-3, term
+        assert abs(ours.loc[term, "ci_high"] - fallback.loc[term, "ci_high"]) < 0.01, term
+        assert ours.loc[term, "ci_low"] < ours.loc[term, "coef"] < ours.loc[term, "ci_high"]
+        se = (ours.loc[term, "ci_high"] - ours.loc[term, "coef"]) / 1.96
+        assert abs(ours.loc[term, "coef"] - true) < 3 * se, term  # and near the truth
+    assert ours.loc["C(labeler)[T.descriptors]", "p"] < 0.001
+
+
+def test_ratings_lmm_without_ratings_says_so() -> None:
+    df, _ = _label_choices()
+    row = models.ratings_lmm(df)
+    assert len(row) == 1 and row["note"].iloc[0] == "not fitted: no responses of this kind"

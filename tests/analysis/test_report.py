@@ -7,6 +7,7 @@ import re
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -58,7 +59,7 @@ def test_exclusion_table_counts_each_rule() -> None:
     assert kept["session_id"].nunique() == 6 and table["responses_left"].iloc[-1] == len(kept)
 
 
-def test_report_command_writes_everything(tmp_path: Path) -> None:
+def test_report_command_writes_everything(tmp_path: Path, check_report: Any) -> None:
     export = save_table(simulate_export(30, 8, seed=4), tmp_path / "responses.parquet", RESPONSES)
     out = tmp_path / "report"
     done = subprocess.run(
@@ -81,7 +82,10 @@ def test_report_command_writes_everything(tmp_path: Path) -> None:
         "exclusions",
         "labeler_comparison",
         "correctness_gee",
+        "correctness_ml_glmm",
+        "ratings_lmm",
     } <= set(data["tables"])
+    assert check_report(out / "report.json") == []  # no interval without its estimate, no blank model
     tex = (out / "tables" / "label_accuracy_by_layer.tex").read_text()
     assert (
         "\\toprule" in tex
