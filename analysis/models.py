@@ -265,21 +265,26 @@ def ml_glmm(df: pd.DataFrame) -> pd.DataFrame:
                 tables.append(bayes_mixed_one(d).assign(model=model))
                 continue
             if coefs is not None:
-                fitted = pd.DataFrame(
-                    {
-                        "term": coefs["term"],
-                        "coef": coefs["coef"],
-                        "ci_low": coefs["coef"] - 1.959964 * coefs["se"],
-                        "ci_high": coefs["coef"] + 1.959964 * coefs["se"],
-                        "odds_ratio": np.exp(coefs["coef"]),
-                        "p": coefs["p"],
-                        "n": len(d.rows),
-                    }
-                )
-                if coefs["message"].iloc[0]:
-                    d.notes.append(f"lme4: {coefs['message'].iloc[0]}")
+                fitted = _wald(coefs, d, "lme4", odds=True)
         tables.append(_table(d, model, fitted, failure))
     return pd.concat(tables, ignore_index=True)
+
+
+def _wald(coefs: pd.DataFrame, d: ModelDesign, engine: str, odds: bool) -> pd.DataFrame:
+    """The table rows of a fit's term/coef/se/p/message, with Wald 95% CIs; notes the message."""
+    if coefs["message"].iloc[0]:
+        d.notes.append(f"{engine}: {coefs['message'].iloc[0]}")
+    return pd.DataFrame(
+        {
+            "term": coefs["term"],
+            "coef": coefs["coef"],
+            "ci_low": coefs["coef"] - 1.959964 * coefs["se"],
+            "ci_high": coefs["coef"] + 1.959964 * coefs["se"],
+            "odds_ratio": np.exp(coefs["coef"]) if odds else np.nan,
+            "p": coefs["p"],
+            "n": len(d.rows),
+        }
+    )
 
 
 def ratings_lmm(df: pd.DataFrame) -> pd.DataFrame:
@@ -303,20 +308,8 @@ def ratings_lmm(df: pd.DataFrame) -> pd.DataFrame:
         except (RuntimeError, ValueError, np.linalg.LinAlgError) as exc:
             failure = f"{type(exc).__name__}: {exc}" if not isinstance(exc, RuntimeError) else str(exc)
         if coefs is not None:
-            fitted = pd.DataFrame(
-                {
-                    "term": coefs["term"],
-                    "coef": coefs["coef"],
-                    "ci_low": coefs["coef"] - 1.959964 * coefs["se"],
-                    "ci_high": coefs["coef"] + 1.959964 * coefs["se"],
-                    "odds_ratio": np.nan,  # a difference in rating points, not odds
-                    "p": coefs["p"],
-                    "n": len(d.rows),
-                }
-            )
-            if coefs["message"].iloc[0]:
-                engine = "lme4" if "lme4" in model else "MixedLM"
-                d.notes.append(f"{engine}: {coefs['message'].iloc[0]}")
+            # odds=False: a difference in rating points, not odds
+            fitted = _wald(coefs, d, "lme4" if "lme4" in model else "MixedLM", odds=False)
     return _table(d, model, fitted, failure)
 
 
