@@ -7,6 +7,7 @@ import logging
 import typer
 from rich.console import Console
 from rich.markup import escape
+from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
 from artifact_schemas.version import version_option
 
@@ -49,3 +50,17 @@ def typer_app(name: str, help: str) -> typer.Typer:
         )
 
     return app
+
+
+def step_progress(disable: bool = False) -> Progress:
+    """A progress bar of training steps: description, bar, ``done/total steps info``, ETA.
+
+    Tasks carry an ``info`` field (the latest losses) shown after the step count.
+    """
+    columns = (
+        TextColumn("[progress.description]{task.description}"),
+        BarColumn(),
+        TextColumn("{task.completed}/{task.total} steps {task.fields[info]}"),
+        TimeRemainingColumn(),
+    )
+    return Progress(*columns, disable=disable, transient=True)

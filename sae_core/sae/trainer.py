@@ -12,10 +12,10 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 from torch import Tensor
 
 from artifact_schemas import atomic_path, write_text_atomic
+from artifact_schemas.console import step_progress
 from sae_core.sae.config import SaeConfig, TrainConfig
 from sae_core.sae.data import ActivationSource
 from sae_core.sae.sparse_coder import SparseCoder
@@ -121,13 +121,7 @@ class Trainer:
         for _ in range(self.step):
             next(batches)
         started = time.perf_counter() - self.elapsed
-        columns = (
-            TextColumn("[progress.description]{task.description}"),
-            BarColumn(),
-            TextColumn("{task.completed}/{task.total} steps {task.fields[info]}"),
-            TimeRemainingColumn(),
-        )
-        with Progress(*columns, disable=not self.progress, transient=True) as bar:
+        with step_progress(disable=not self.progress) as bar:
             task = bar.add_task("training SAE", total=self.total_steps, completed=self.step, info="")
             while self.step < self.total_steps:
                 out = self._train_step(next(batches).to(self.device))

@@ -1,0 +1,365 @@
+"""Train a small EnCodec on a corpus: the codec of the mini MusicGen (issue 17.1).
+
+The model is transformers' ``EncodecModel`` (mono, 50 frames/s, residual codebooks),
+saved with ``save_pretrained`` so that it loads like ``facebook/encodec_32khz``. The
+recipe is EnCodec's (Defossez et al. 2022) without the adversarial losses, which need far
+more compute than a CPU has for this:
+
+* reconstruction: waveform L1 plus a multi-resolution STFT loss (spectral convergence and
+  log magnitude, Yamamoto et al. 2020; ``auraloss``), and a mel-scale one for the low
+  frequencies where melodies sit;
+* residual vector quantization with codebooks updated by exponential moving averages,
+  k-means initialisation on the first batch, dead-code restarts and a commitment loss
+  (``vector-quantize-pytorch``: transformers' quantizer is inference only).
+
+After training, the learned codebooks are copied into the ``EncodecModel``'s quantizer;
+both quantize by nearest Euclidean entry, so ``EncodecModel.encode`` gives exactly the
+codes seen in training (tested).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from artifact_schemas import CORPUS_METADATA, atomic_path, load_table, write_text_atomic
+from artifact_schemas.console import step_progress
+
+log = logging.getLogger(__name__)
+
+STATE_FILE = "trainer_state.pt"
+METRICS_FILE = "metrics.json"
+# Hop sizes of 50 frames/s (MusicGen's frame rate) at the sample rates we support.
+_RATIOS = {16000: [8, 5, 4, 2], 24000: [8, 5, 4, 3], 32000: [8, 5, 4, 4]}
+FRAME_RATE = 50
+
+
+@dataclass
+class CodecTrainConfig:
+    """What ``train_codec`` needs; validated on construction, naming the field at fault."""
+
+    corpus: Path
+    out: Path
+    sample_rate: int = 16000
+    codebooks: int = 4
+    codebook_size: int = 256
+    num_filters: int = 16
+    hidden_size: int = 64
+    steps: int = 3000
+    batch_size: int = 8
+    crop_seconds: float = 1.0
+    lr: float = 1e-3
+    commitment_weight: float = 0.25
+    dead_code_threshold: float = 2.0
+    seed: int = 1
+    device: str = "cpu"
+    checkpoint_every: int = 250
+    log_every: int = 50
+    resume: bool = False
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        self.corpus, self.out = Path(self.corpus), Path(self.out)
+        if self.sample_rate not in _RATIOS:
+            raise ValueError(
+                f"sample_rate: one of {sorted(_RATIOS)} Hz (50 frames/s), got {self.sample_rate}"
+            )
+        positive = {
+            "codebooks": self.codebooks,
+            "codebook_size": self.codebook_size,
+            "num_filters": self.num_filters,
+            "hidden_size": self.hidden_size,
+            "steps": self.steps,
+            "batch_size": self.batch_size,
+        }
+        for name, value in positive.items():
+            if value < 1:
+                raise ValueError(f"{name}: must be >= 1, got {value}")
+        if self.codebook_size & (self.codebook_size - 1):
+            raise ValueError(
+                f"codebook_size: a power of two (EnCodec's bandwidths), got {self.codebook_size}"
+            )
+        if not 0.2 <= self.crop_seconds <= 10:
+            raise ValueError(f"crop_seconds: between 0.2 and 10, got {self.crop_seconds}")
+        if not self.lr > 0:
+            raise ValueError(f"lr: must be > 0, got {self.lr}")
+        if self.device not in ("cpu", "cuda") and not self.device.startswith("cuda:"):
+            raise ValueError(f"device: cpu or cuda[:N], got {self.device!r}")
+        if not (self.corpus / "metadata.csv").is_file():
+            raise ValueError(f"corpus: no metadata.csv in {self.corpus} (sae-core synth-corpus writes one)")
+
+    @property
+    def bandwidth(self) -> float:
+        """kbps that select all ``codebooks`` (EnCodec chooses codebooks by bandwidth)."""
+        return self.codebooks * FRAME_RATE * math.log2(self.codebook_size) / 1000
+
+    def encodec_config(self) -> Any:
+        from transformers import EncodecConfig
+
+        return EncodecConfig(
+            sampling_rate=self.sample_rate,
+            audio_channels=1,
+            upsampling_ratios=_RATIOS[self.sample_rate],
+            target_bandwidths=[self.bandwidth],
+            num_filters=self.num_filters,
+            hidden_size=self.hidden_size,
+            codebook_size=self.codebook_size,
+            codebook_dim=self.hidden_size,
+            num_lstm_layers=1,
+            normalize=False,
+            use_causal_conv=False,
+        )
+
+
+@dataclass
+class CodecMetrics:
+    """How a trained codec is judged (``metrics.json``; the loss curve is ``history``)."""
+
+    steps: int
+    l1: float
+    stft: float
+    codebook_usage: list[float]
+    """Share of each codebook's entries used on the last evaluation batch."""
+    wall_seconds: float
+    history: list[dict[str, float]] = field(default_factory=list)
+
+
+def load_corpus_audio(corpus: Path, sample_rate: int) -> tuple[list[np.ndarray], list[str]]:
+    """Every track of a corpus as mono float32 at ``sample_rate``, with the track ids."""
+    from sae_core.audio import load_mono
+
+    meta = load_table(corpus / "metadata.csv", CORPUS_METADATA)
+    audio = [load_mono(corpus / p, sample_rate).astype(np.float32) for p in meta["path"]]
+    return audio, list(meta["track_id"])
+
+
+class _Crops:
+    """Seeded random crops of the corpus tracks; batch ``i`` is the same on every run."""
+
+    def __init__(self, tracks: list[np.ndarray], length: int, seed: int) -> None:
+        self.tracks = [t for t in tracks if len(t) >= length]
+        if not self.tracks:
+            raise ValueError(f"corpus: no track is as long as crop_seconds ({length} samples)")
+        self.length, self.seed = length, seed
+
+    def batch(self, step: int, size: int) -> torch.Tensor:
+        rng = np.random.default_rng([self.seed, step])
+        out = np.empty((size, 1, self.length), np.float32)
+        for i in range(size):
+            track = self.tracks[int(rng.integers(len(self.tracks)))]
+            start = int(rng.integers(len(track) - self.length + 1))
+            out[i, 0] = track[start : start + self.length]
+        return torch.from_numpy(out)
+
+
+class _Losses(torch.nn.Module):
+    def __init__(self, sample_rate: int) -> None:
+        import auraloss
+
+        super().__init__()
+        self.stft = auraloss.freq.MultiResolutionSTFTLoss(
+            fft_sizes=[2048, 1024, 512, 256],
+            hop_sizes=[512, 256, 128, 64],
+            win_lengths=[2048, 1024, 512, 256],
+        )
+        self.mel = auraloss.freq.MelSTFTLoss(
+            sample_rate, fft_size=2048, hop_size=256, win_length=2048, n_mels=80
+        )
+
+    def forward(self, y: torch.Tensor, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return (y - x).abs().mean(), self.stft(y, x) + self.mel(y, x)
+
+
+class CodecTrainer:
+    """EnCodec encoder/decoder, an EMA residual VQ, Adam; checkpoints and exact resume."""
+
+    def __init__(self, cfg: CodecTrainConfig) -> None:
+        from transformers import EncodecModel
+        from vector_quantize_pytorch import ResidualVQ
+
+        self.cfg = cfg
+        torch.manual_seed(cfg.seed)
+        model: Any = EncodecModel(cfg.encodec_config())
+        self.model = model.to(cfg.device)
+        self.rvq = ResidualVQ(
+            dim=cfg.hidden_size,
+            num_quantizers=cfg.codebooks,
+            codebook_size=cfg.codebook_size,
+            decay=0.99,
+            kmeans_init=True,
+            kmeans_iters=10,
+            threshold_ema_dead_code=cfg.dead_code_threshold,
+            commitment_weight=cfg.commitment_weight,
+        )
+        self.losses = _Losses(cfg.sample_rate)
+        self.rvq.to(cfg.device)
+        self.losses.to(cfg.device)
+        params = [*self.model.encoder.parameters(), *self.model.decoder.parameters()]
+        self.optimizer = torch.optim.Adam(params, lr=cfg.lr, betas=(0.5, 0.9))
+        self.step = 0
+        self.elapsed = 0.0
+        self.history: list[dict[str, float]] = []
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Reconstruction, codes ``[batch, frames, codebooks]`` and commitment loss of ``x``."""
+        emb = self.model.encoder(x)  # [batch, dim, frames]
+        quantized, codes, commit = self.rvq(emb.transpose(1, 2))
+        y = self.model.decoder(quantized.transpose(1, 2))[..., : x.shape[-1]]
+        return y, codes, commit.sum()
+
+    def _lr(self) -> float:
+        # Short warm-up, then cosine decay to a tenth: small models overshoot without it.
+        warm = max(1, self.cfg.steps // 50)
+        if self.step < warm:
+            return self.cfg.lr * (self.step + 1) / warm
+        done = (self.step - warm) / max(1, self.cfg.steps - warm)
+        return self.cfg.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * done)))
+
+    def fit(self, crops: _Crops) -> CodecMetrics:
+        cfg = self.cfg
+        state = cfg.out / STATE_FILE
+        if state.is_file() and not cfg.resume:
+            raise ValueError(
+                f"resume: {cfg.out} holds a checkpoint of an earlier run; resume it (--resume) "
+                "or choose another out directory"
+            )
+        if state.is_file():
+            self._load_state(state)
+            log.info("resumed codec training at step %d from %s", self.step, state)
+        started = time.perf_counter() - self.elapsed
+        self.model.train()
+        self.rvq.train()
+        with step_progress(disable=not cfg.progress) as bar:
+            task = bar.add_task("training codec", total=cfg.steps, completed=self.step, info="")
+            while self.step < cfg.steps:
+                for group in self.optimizer.param_groups:
+                    group["lr"] = self._lr()
+                x = crops.batch(self.step, cfg.batch_size).to(cfg.device)
+                y, _, commit = self.forward(x)
+                l1, spectral = self.losses(y, x)
+                loss = 0.1 * l1 + spectral + commit
+                self.optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                torch.nn.utils.clip_grad_norm_(self.optimizer.param_groups[0]["params"], 10.0)
+                self.optimizer.step()
+                self.step += 1
+                if self.step % cfg.log_every == 0 or self.step == cfg.steps:
+                    entry = {
+                        "step": self.step,
+                        "l1": l1.item(),
+                        "spectral": spectral.item(),
+                        "commit": commit.item(),
+                        "lr": self._lr(),
+                    }
+                    self.history.append(entry)
+                    bar.update(task, info=f"l1 {entry['l1']:.4f} spectral {entry['spectral']:.3f}")
+                bar.update(task, completed=self.step)
+                if cfg.checkpoint_every and self.step % cfg.checkpoint_every == 0:
+                    self.elapsed = time.perf_counter() - started
+                    self._save_state(state)
+        self.elapsed = time.perf_counter() - started
+        self._save_state(state)
+        return self.evaluate(crops)
+
+    @torch.no_grad()
+    def evaluate(self, crops: _Crops) -> CodecMetrics:
+        self.model.eval()
+        self.rvq.eval()
+        x = crops.batch(2**31 - 1, 16)  # a batch index training never reaches.to(self.cfg.device)
+        y, codes, _ = self.forward(x)
+        l1, spectral = self.losses(y, x)
+        usage = [
+            float(codes[..., k].unique().numel() / self.cfg.codebook_size) for k in range(self.cfg.codebooks)
+        ]
+        return CodecMetrics(
+            steps=self.step,
+            l1=float(l1),
+            stft=float(spectral),
+            codebook_usage=usage,
+            wall_seconds=self.elapsed,
+            history=self.history,
+        )
+
+    @torch.no_grad()
+    def export(self) -> Any:
+        """The ``EncodecModel`` with the learned codebooks in its own quantizer."""
+        layers: Any = zip(self.model.quantizer.layers, self.rvq.layers, strict=True)
+        for layer, learned in layers:
+            book, ours = layer.codebook, learned._codebook
+            book.embed.copy_(ours.embed[0])
+            book.embed_avg.copy_(ours.embed_avg[0])
+            book.cluster_size.copy_(ours.cluster_size[0])
+            book.inited.fill_(1)
+        return self.model.eval()
+
+    def _save_state(self, path: Path) -> None:
+        payload = {
+            "config": _comparable(self.cfg),
+            "step": self.step,
+            "elapsed": self.elapsed,
+            "history": self.history,
+            "model": self.model.state_dict(),
+            "rvq": self.rvq.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            # Dead-code restarts draw from torch's generator: restore it, and a resumed
+            # run takes the same draws as an uninterrupted one.
+            "torch_rng": torch.get_rng_state(),
+        }
+        with atomic_path(path) as tmp:
+            torch.save(payload, tmp)
+
+    def _load_state(self, path: Path) -> None:
+        payload = torch.load(path, map_location=self.cfg.device, weights_only=False)
+        theirs, ours = payload["config"], _comparable(self.cfg)
+        changed = sorted(k for k in ours if k != "steps" and theirs.get(k) != ours[k])
+        if changed:
+            raise ValueError(
+                f"{path}: a checkpoint of a different codec ({', '.join(changed)} differ); "
+                "use another out directory or delete the checkpoint"
+            )
+        self.model.load_state_dict(payload["model"])
+        self.rvq.load_state_dict(payload["rvq"])
+        self.optimizer.load_state_dict(payload["optimizer"])
+        torch.set_rng_state(payload["torch_rng"])
+        self.step, self.elapsed, self.history = payload["step"], payload["elapsed"], payload["history"]
+
+
+def _comparable(cfg: CodecTrainConfig) -> dict[str, Any]:
+    skip = {"out", "progress", "device", "checkpoint_every", "log_every", "resume"}
+    return {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(cfg).items() if k not in skip}
+
+
+def train_codec(cfg: CodecTrainConfig) -> CodecMetrics:
+    """Train the codec on ``cfg.corpus`` and save it to ``cfg.out`` (``save_pretrained``).
+
+    With ``cfg.resume`` it continues from ``cfg.out/trainer_state.pt`` (the same batches
+    follow, so a resumed run ends where an uninterrupted one would; a larger ``steps``
+    trains on). Writes config.json and
+    model.safetensors (loadable with ``EncodecModel.from_pretrained``) and metrics.json with
+    the loss curve; the caller records run.json.
+    """
+    tracks, _ = load_corpus_audio(cfg.corpus, cfg.sample_rate)
+    crops = _Crops(tracks, int(cfg.crop_seconds * cfg.sample_rate), cfg.seed)
+    cfg.out.mkdir(parents=True, exist_ok=True)
+    trainer = CodecTrainer(cfg)
+    metrics = trainer.fit(crops)
+    save_pretrained_atomic(trainer.export(), cfg.out)
+    write_text_atomic(cfg.out / METRICS_FILE, json.dumps(asdict(metrics), indent=2) + "\n")
+    return metrics
+
+
+def save_pretrained_atomic(model: Any, out: Path) -> None:
+    """``save_pretrained`` into a temporary directory, then rename each file into ``out``."""
+    with tempfile.TemporaryDirectory(prefix=".save-", dir=out) as tmp:
+        model.save_pretrained(tmp)
+        for f in Path(tmp).iterdir():
+            f.replace(out / f.name)
