@@ -23,7 +23,6 @@ import json
 import logging
 import math
 import tempfile
-import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -31,12 +30,11 @@ from typing import Any
 import numpy as np
 import torch
 
-from artifact_schemas import CORPUS_METADATA, atomic_path, load_table, write_text_atomic
-from artifact_schemas.console import step_progress
+from artifact_schemas import CORPUS_METADATA, load_table, write_text_atomic
+from sae_core.mini.loop import StepLoop
 
 log = logging.getLogger(__name__)
 
-STATE_FILE = "trainer_state.pt"
 METRICS_FILE = "metrics.json"
 # Hop sizes of 50 frames/s (MusicGen's frame rate) at the sample rates we support.
 _RATIOS = {16000: [8, 5, 4, 2], 24000: [8, 5, 4, 3], 32000: [8, 5, 4, 4]}
@@ -179,14 +177,19 @@ class _Losses(torch.nn.Module):
         return (y - x).abs().mean(), self.stft(y, x) + self.mel(y, x)
 
 
-class CodecTrainer:
-    """EnCodec encoder/decoder, an EMA residual VQ, Adam; checkpoints and exact resume."""
+class CodecTrainer(StepLoop):
+    """EnCodec encoder/decoder, an EMA residual VQ and Adam, in the shared step loop."""
 
-    def __init__(self, cfg: CodecTrainConfig) -> None:
+    name = "codec"
+
+    def __init__(self, cfg: CodecTrainConfig, crops: _Crops | None = None) -> None:
         from transformers import EncodecModel
         from vector_quantize_pytorch import ResidualVQ
 
-        self.cfg = cfg
+        super().__init__(
+            cfg.out, cfg.steps, cfg.lr, cfg.resume, cfg.checkpoint_every, cfg.log_every, cfg.progress
+        )
+        self.cfg, self.crops = cfg, crops
         torch.manual_seed(cfg.seed)
         model: Any = EncodecModel(cfg.encodec_config())
         self.model = model.to(cfg.device)
@@ -200,14 +203,19 @@ class CodecTrainer:
             threshold_ema_dead_code=cfg.dead_code_threshold,
             commitment_weight=cfg.commitment_weight,
         )
-        self.losses = _Losses(cfg.sample_rate)
         self.rvq.to(cfg.device)
-        self.losses.to(cfg.device)
-        params = [*self.model.encoder.parameters(), *self.model.decoder.parameters()]
-        self.optimizer = torch.optim.Adam(params, lr=cfg.lr, betas=(0.5, 0.9))
-        self.step = 0
-        self.elapsed = 0.0
-        self.history: list[dict[str, float]] = []
+        self.losses = _Losses(cfg.sample_rate).to(cfg.device)
+        self.params = [*self.model.encoder.parameters(), *self.model.decoder.parameters()]
+        self.optimizer = torch.optim.Adam(self.params, lr=cfg.lr, betas=(0.5, 0.9))
+
+    def modules(self) -> dict[str, Any]:
+        return {"model": self.model, "rvq": self.rvq, "optimizer": self.optimizer}
+
+    def identity(self) -> dict[str, Any]:
+        skip = {"out", "progress", "device", "checkpoint_every", "log_every", "resume", "steps"}
+        return {
+            k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(self.cfg).items() if k not in skip
+        }
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Reconstruction, codes ``[batch, frames, codebooks]`` and commitment loss of ``x``."""
@@ -216,65 +224,23 @@ class CodecTrainer:
         y = self.model.decoder(quantized.transpose(1, 2))[..., : x.shape[-1]]
         return y, codes, commit.sum()
 
-    def _lr(self) -> float:
-        # Short warm-up, then cosine decay to a tenth: small models overshoot without it.
-        warm = max(1, self.cfg.steps // 50)
-        if self.step < warm:
-            return self.cfg.lr * (self.step + 1) / warm
-        done = (self.step - warm) / max(1, self.cfg.steps - warm)
-        return self.cfg.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * done)))
-
-    def fit(self, crops: _Crops) -> CodecMetrics:
-        cfg = self.cfg
-        state = cfg.out / STATE_FILE
-        if state.is_file() and not cfg.resume:
-            raise ValueError(
-                f"resume: {cfg.out} holds a checkpoint of an earlier run; resume it (--resume) "
-                "or choose another out directory"
-            )
-        if state.is_file():
-            self._load_state(state)
-            log.info("resumed codec training at step %d from %s", self.step, state)
-        started = time.perf_counter() - self.elapsed
-        self.model.train()
-        self.rvq.train()
-        with step_progress(disable=not cfg.progress) as bar:
-            task = bar.add_task("training codec", total=cfg.steps, completed=self.step, info="")
-            while self.step < cfg.steps:
-                for group in self.optimizer.param_groups:
-                    group["lr"] = self._lr()
-                x = crops.batch(self.step, cfg.batch_size).to(cfg.device)
-                y, _, commit = self.forward(x)
-                l1, spectral = self.losses(y, x)
-                loss = 0.1 * l1 + spectral + commit
-                self.optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                torch.nn.utils.clip_grad_norm_(self.optimizer.param_groups[0]["params"], 10.0)
-                self.optimizer.step()
-                self.step += 1
-                if self.step % cfg.log_every == 0 or self.step == cfg.steps:
-                    entry = {
-                        "step": self.step,
-                        "l1": l1.item(),
-                        "spectral": spectral.item(),
-                        "commit": commit.item(),
-                        "lr": self._lr(),
-                    }
-                    self.history.append(entry)
-                    bar.update(task, info=f"l1 {entry['l1']:.4f} spectral {entry['spectral']:.3f}")
-                bar.update(task, completed=self.step)
-                if cfg.checkpoint_every and self.step % cfg.checkpoint_every == 0:
-                    self.elapsed = time.perf_counter() - started
-                    self._save_state(state)
-        self.elapsed = time.perf_counter() - started
-        self._save_state(state)
-        return self.evaluate(crops)
+    def train_step(self) -> dict[str, torch.Tensor]:
+        assert self.crops is not None, "CodecTrainer(cfg, crops) to train"
+        x = self.crops.batch(self.step, self.cfg.batch_size).to(self.cfg.device)
+        y, _, commit = self.forward(x)
+        l1, spectral = self.losses(y, x)
+        loss = 0.1 * l1 + spectral + commit
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(self.params, 10.0)
+        self.optimizer.step()
+        return {"l1": l1.detach(), "spectral": spectral.detach(), "commit": commit.detach()}
 
     @torch.no_grad()
     def evaluate(self, crops: _Crops) -> CodecMetrics:
         self.model.eval()
         self.rvq.eval()
-        x = crops.batch(2**31 - 1, 16)  # a batch index training never reaches.to(self.cfg.device)
+        x = crops.batch(2**31 - 1, 16).to(self.cfg.device)  # a batch training never draws
         y, codes, _ = self.forward(x)
         l1, spectral = self.losses(y, x)
         usage = [
@@ -301,42 +267,6 @@ class CodecTrainer:
             book.inited.fill_(1)
         return self.model.eval()
 
-    def _save_state(self, path: Path) -> None:
-        payload = {
-            "config": _comparable(self.cfg),
-            "step": self.step,
-            "elapsed": self.elapsed,
-            "history": self.history,
-            "model": self.model.state_dict(),
-            "rvq": self.rvq.state_dict(),
-            "optimizer": self.optimizer.state_dict(),
-            # Dead-code restarts draw from torch's generator: restore it, and a resumed
-            # run takes the same draws as an uninterrupted one.
-            "torch_rng": torch.get_rng_state(),
-        }
-        with atomic_path(path) as tmp:
-            torch.save(payload, tmp)
-
-    def _load_state(self, path: Path) -> None:
-        payload = torch.load(path, map_location=self.cfg.device, weights_only=False)
-        theirs, ours = payload["config"], _comparable(self.cfg)
-        changed = sorted(k for k in ours if k != "steps" and theirs.get(k) != ours[k])
-        if changed:
-            raise ValueError(
-                f"{path}: a checkpoint of a different codec ({', '.join(changed)} differ); "
-                "use another out directory or delete the checkpoint"
-            )
-        self.model.load_state_dict(payload["model"])
-        self.rvq.load_state_dict(payload["rvq"])
-        self.optimizer.load_state_dict(payload["optimizer"])
-        torch.set_rng_state(payload["torch_rng"])
-        self.step, self.elapsed, self.history = payload["step"], payload["elapsed"], payload["history"]
-
-
-def _comparable(cfg: CodecTrainConfig) -> dict[str, Any]:
-    skip = {"out", "progress", "device", "checkpoint_every", "log_every", "resume"}
-    return {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(cfg).items() if k not in skip}
-
 
 def train_codec(cfg: CodecTrainConfig) -> CodecMetrics:
     """Train the codec on ``cfg.corpus`` and save it to ``cfg.out`` (``save_pretrained``).
@@ -350,8 +280,9 @@ def train_codec(cfg: CodecTrainConfig) -> CodecMetrics:
     tracks, _ = load_corpus_audio(cfg.corpus, cfg.sample_rate)
     crops = _Crops(tracks, int(cfg.crop_seconds * cfg.sample_rate), cfg.seed)
     cfg.out.mkdir(parents=True, exist_ok=True)
-    trainer = CodecTrainer(cfg)
-    metrics = trainer.fit(crops)
+    trainer = CodecTrainer(cfg, crops)
+    trainer.run()
+    metrics = trainer.evaluate(crops)
     save_pretrained_atomic(trainer.export(), cfg.out)
     write_text_atomic(cfg.out / METRICS_FILE, json.dumps(asdict(metrics), indent=2) + "\n")
     return metrics

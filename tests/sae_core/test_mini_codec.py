@@ -15,6 +15,7 @@ import pytest
 import torch
 
 from sae_core.mini.codec import CodecTrainConfig, CodecTrainer, _Crops, load_corpus_audio, train_codec
+from sae_core.mini.loop import load_state
 from sae_core.synth import synth_corpus
 
 CLI = str(Path(sys.executable).parent / "sae-core")
@@ -59,11 +60,10 @@ def test_training_lowers_the_reconstruction_loss_and_encodec_reads_its_codes(
     assert metrics.steps == 60 and len(metrics.history) == 60 // cfg.log_every + (60 % cfg.log_every > 0)
     # The quantizer copied into EncodecModel is the one trained: same codes as training's RVQ.
     trainer = CodecTrainer(cfg)
-    state = torch.load(cfg.out / "trainer_state.pt", weights_only=False)
+    state = load_state(cfg.out)
     trainer.model.load_state_dict(state["model"])
     trainer.rvq.load_state_dict(state["rvq"])
-    trainer.model.eval()
-    trainer.rvq.eval()
+    trainer.set_train(False)
     with torch.no_grad():
         ours = trainer.forward(held)[1].permute(0, 2, 1)
     assert torch.equal(ours, codes)
@@ -93,8 +93,8 @@ def test_a_resumed_run_ends_where_an_uninterrupted_one_does(
     a = torch.load(whole.out / "trainer_state.pt", weights_only=False)
     b = torch.load(cut.out / "trainer_state.pt", weights_only=False)
     assert a["step"] == b["step"] == 20 and a["history"] == b["history"]
-    for name, value in a["model"].items():
-        assert torch.equal(value, b["model"][name]), name
+    for name, value in a["state"]["model"].items():
+        assert torch.equal(value, b["state"]["model"][name]), name
     with pytest.raises(ValueError, match="hidden_size"):  # another codec's checkpoint
         train_codec(replace(cut, steps=30, resume=True, hidden_size=32))
 

@@ -1,0 +1,142 @@
+"""The training loop the mini models share: warm-up and cosine decay, checkpoints, exact resume.
+
+A subclass says what its state is (``modules``), what one step does (``train_step``) and
+which of its config fields must match for a checkpoint to be resumed (``identity``).
+The loop owns the rest, so every mini-model command resumes the same way: the same
+batches follow (they are drawn from ``(seed, step)``), torch's generator is restored,
+and a resumed run ends bit-for-bit where an uninterrupted one would (tested).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from artifact_schemas import atomic_path
+from artifact_schemas.console import step_progress
+
+log = logging.getLogger(__name__)
+
+STATE_FILE = "trainer_state.pt"
+
+
+class StepLoop:
+    """``steps`` optimizer steps with checkpoints every ``checkpoint_every`` into ``out``."""
+
+    name = "model"
+
+    def __init__(
+        self,
+        out: Path,
+        steps: int,
+        lr: float,
+        resume: bool,
+        checkpoint_every: int,
+        log_every: int,
+        progress: bool,
+    ) -> None:
+        self.out, self.steps, self.peak_lr, self.resume = out, steps, lr, resume
+        self.checkpoint_every, self.log_every, self.progress = checkpoint_every, log_every, progress
+        self.step = 0
+        self.elapsed = 0.0
+        self.history: list[dict[str, float]] = []
+        self.optimizer: torch.optim.Optimizer
+
+    # -- what a subclass provides --------------------------------------------------------
+
+    def modules(self) -> dict[str, Any]:
+        """Everything with a ``state_dict`` that a checkpoint must hold (optimizer included)."""
+        raise NotImplementedError
+
+    def identity(self) -> dict[str, Any]:
+        """Config fields that make a checkpoint this model's (``steps`` may change)."""
+        raise NotImplementedError
+
+    def train_step(self) -> dict[str, torch.Tensor]:
+        """One optimizer step at ``self.step``; returns its losses (detached on logging)."""
+        raise NotImplementedError
+
+    def set_train(self, training: bool) -> None:
+        for module in self.modules().values():
+            if isinstance(module, torch.nn.Module):
+                module.train(training)
+
+    # -- the loop ----------------------------------------------------------------------
+
+    def lr(self) -> float:
+        """Linear warm-up over 2% of the steps, then cosine decay to a tenth of the peak."""
+        warm = max(1, self.steps // 50)
+        if self.step < warm:
+            return self.peak_lr * (self.step + 1) / warm
+        done = min(1.0, (self.step - warm) / max(1, self.steps - warm))
+        return self.peak_lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * done)))
+
+    def run(self) -> None:
+        state = self.out / STATE_FILE
+        if state.is_file() and not self.resume:
+            raise ValueError(
+                f"resume: {self.out} holds a checkpoint of an earlier run; resume it (--resume) "
+                "or choose another out directory"
+            )
+        if state.is_file():
+            self._load(state)
+            log.info("resumed %s training at step %d from %s", self.name, self.step, state)
+        started = time.perf_counter() - self.elapsed
+        self.set_train(True)
+        with step_progress(disable=not self.progress) as bar:
+            task = bar.add_task(f"training {self.name}", total=self.steps, completed=self.step, info="")
+            while self.step < self.steps:
+                for group in self.optimizer.param_groups:
+                    group["lr"] = self.lr()
+                losses = self.train_step()
+                self.step += 1
+                if self.step % self.log_every == 0 or self.step == self.steps:
+                    entry = {"step": self.step, **{k: v.item() for k, v in losses.items()}, "lr": self.lr()}
+                    self.history.append(entry)
+                    shown = " ".join(f"{k} {v.item():.4g}" for k, v in losses.items())
+                    bar.update(task, info=shown)
+                bar.update(task, completed=self.step)
+                if self.checkpoint_every and self.step % self.checkpoint_every == 0:
+                    self.elapsed = time.perf_counter() - started
+                    self._save(state)
+        self.elapsed = time.perf_counter() - started
+        self._save(state)
+        self.set_train(False)
+
+    def _save(self, path: Path) -> None:
+        payload = {
+            "identity": self.identity(),
+            "step": self.step,
+            "elapsed": self.elapsed,
+            "history": self.history,
+            "state": {name: m.state_dict() for name, m in self.modules().items()},
+            # Dead-code restarts, dropout and condition dropping draw from torch's
+            # generator: restore it, and a resumed run takes the same draws.
+            "torch_rng": torch.get_rng_state(),
+        }
+        with atomic_path(path) as tmp:
+            torch.save(payload, tmp)
+
+    def _load(self, path: Path) -> None:
+        payload = torch.load(path, map_location="cpu", weights_only=False)
+        theirs, ours = payload["identity"], self.identity()
+        changed = sorted(k for k in ours if theirs.get(k) != ours[k])
+        if changed:
+            raise ValueError(
+                f"{path}: a checkpoint of a different {self.name} ({', '.join(changed)} differ); "
+                "use another out directory or delete the checkpoint"
+            )
+        for name, module in self.modules().items():
+            module.load_state_dict(payload["state"][name])
+        torch.set_rng_state(payload["torch_rng"])
+        self.step, self.elapsed, self.history = payload["step"], payload["elapsed"], payload["history"]
+
+
+def load_state(out: Path) -> dict[str, Any]:
+    """The module states of the checkpoint in ``out`` (tests and exports)."""
+    return dict(torch.load(out / STATE_FILE, map_location="cpu", weights_only=False)["state"])
