@@ -54,8 +54,11 @@ def _stft_distance(a: list[np.ndarray], b: list[np.ndarray]) -> float:
     import auraloss
 
     loss = auraloss.freq.MultiResolutionSTFTLoss()
+    pairs = zip(a, b, strict=True)
     return float(
-        np.mean([loss(torch.from_numpy(x)[None, None], torch.from_numpy(y)[None, None]).item() for x, y in zip(a, b, strict=True)])
+        np.mean(
+            [loss(torch.from_numpy(x)[None, None], torch.from_numpy(y)[None, None]).item() for x, y in pairs]
+        )
     )
 
 
@@ -105,15 +108,19 @@ def codec_report(codec_dir: Path, n_tracks: int, seconds: float, work: Path) -> 
     tiny_codec = MusicgenForConditionalGeneration.from_pretrained(tiny).audio_encoder.eval()
     tiny_sr = int(tiny_codec.config.sampling_rate)
     up = [librosa.resample(y, orig_sr=sr, target_sr=tiny_sr) for y in held]
-    tiny_rec = [librosa.resample(r, orig_sr=tiny_sr, target_sr=sr) for r in _reconstruct(tiny_codec, up, None)]
+    tiny_rec = [
+        librosa.resample(r, orig_sr=tiny_sr, target_sr=sr) for r in _reconstruct(tiny_codec, up, None)
+    ]
     ours_d, tiny_d = _stft_distance(recon, held), _stft_distance(tiny_rec, held)
 
     print(f"codec {codec_dir}: {sr} Hz, {len(codec.quantizer.layers)} codebooks, {bandwidth:g} kbps")
     print(f"held-out tracks: {len(held)} x {seconds:g} s (corpus seed 2)")
     for c in CONCEPTS:
         print(f"  {c:9s} original = reconstruction: {shares[c]:.0%}")
-    print(f"  instrument classifier: {acc_orig:.0%} on originals, {acc_rec:.0%} on reconstructions "
-          f"(keeps {acc_rec / max(acc_orig, 1e-9):.0%})")
+    print(
+        f"  instrument classifier: {acc_orig:.0%} on originals, {acc_rec:.0%} on reconstructions "
+        f"(keeps {acc_rec / max(acc_orig, 1e-9):.0%})"
+    )
     print(f"  multi-resolution STFT distance: {ours_d:.3f} (random tiny preset's codec: {tiny_d:.3f})")
     return float(np.mean(list(shares.values())))
 

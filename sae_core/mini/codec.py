@@ -31,7 +31,7 @@ import numpy as np
 import torch
 
 from artifact_schemas import CORPUS_METADATA, load_table, write_text_atomic
-from sae_core.mini.loop import StepLoop
+from sae_core.mini.loop import LoopConfig, StepLoop
 
 log = logging.getLogger(__name__)
 
@@ -41,59 +41,34 @@ _RATIOS = {16000: [8, 5, 4, 2], 24000: [8, 5, 4, 3], 32000: [8, 5, 4, 4]}
 FRAME_RATE = 50
 
 
-@dataclass
-class CodecTrainConfig:
+@dataclass(kw_only=True)
+class CodecTrainConfig(LoopConfig):
     """What ``train_codec`` needs; validated on construction, naming the field at fault."""
 
-    corpus: Path
-    out: Path
     sample_rate: int = 16000
     codebooks: int = 4
     codebook_size: int = 256
     num_filters: int = 16
     hidden_size: int = 64
-    steps: int = 3000
-    batch_size: int = 8
     crop_seconds: float = 1.0
-    lr: float = 1e-3
     commitment_weight: float = 0.25
     dead_code_threshold: float = 2.0
-    seed: int = 1
-    device: str = "cpu"
-    checkpoint_every: int = 250
-    log_every: int = 50
-    resume: bool = False
-    progress: bool = True
 
     def __post_init__(self) -> None:
-        self.corpus, self.out = Path(self.corpus), Path(self.out)
+        super().__post_init__()
         if self.sample_rate not in _RATIOS:
             raise ValueError(
                 f"sample_rate: one of {sorted(_RATIOS)} Hz (50 frames/s), got {self.sample_rate}"
             )
-        positive = {
-            "codebooks": self.codebooks,
-            "codebook_size": self.codebook_size,
-            "num_filters": self.num_filters,
-            "hidden_size": self.hidden_size,
-            "steps": self.steps,
-            "batch_size": self.batch_size,
-        }
-        for name, value in positive.items():
-            if value < 1:
-                raise ValueError(f"{name}: must be >= 1, got {value}")
+        for name in ("codebooks", "codebook_size", "num_filters", "hidden_size"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name}: must be >= 1, got {getattr(self, name)}")
         if self.codebook_size & (self.codebook_size - 1):
             raise ValueError(
                 f"codebook_size: a power of two (EnCodec's bandwidths), got {self.codebook_size}"
             )
         if not 0.2 <= self.crop_seconds <= 10:
             raise ValueError(f"crop_seconds: between 0.2 and 10, got {self.crop_seconds}")
-        if not self.lr > 0:
-            raise ValueError(f"lr: must be > 0, got {self.lr}")
-        if self.device not in ("cpu", "cuda") and not self.device.startswith("cuda:"):
-            raise ValueError(f"device: cpu or cuda[:N], got {self.device!r}")
-        if not (self.corpus / "metadata.csv").is_file():
-            raise ValueError(f"corpus: no metadata.csv in {self.corpus} (sae-core synth-corpus writes one)")
 
     @property
     def bandwidth(self) -> float:
@@ -186,9 +161,7 @@ class CodecTrainer(StepLoop):
         from transformers import EncodecModel
         from vector_quantize_pytorch import ResidualVQ
 
-        super().__init__(
-            cfg.out, cfg.steps, cfg.lr, cfg.resume, cfg.checkpoint_every, cfg.log_every, cfg.progress
-        )
+        super().__init__(cfg)
         self.cfg, self.crops = cfg, crops
         torch.manual_seed(cfg.seed)
         model: Any = EncodecModel(cfg.encodec_config())
@@ -210,12 +183,6 @@ class CodecTrainer(StepLoop):
 
     def modules(self) -> dict[str, Any]:
         return {"model": self.model, "rvq": self.rvq, "optimizer": self.optimizer}
-
-    def identity(self) -> dict[str, Any]:
-        skip = {"out", "progress", "device", "checkpoint_every", "log_every", "resume", "steps"}
-        return {
-            k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(self.cfg).items() if k not in skip
-        }
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Reconstruction, codes ``[batch, frames, codebooks]`` and commitment loss of ``x``."""
@@ -283,14 +250,18 @@ def train_codec(cfg: CodecTrainConfig) -> CodecMetrics:
     trainer = CodecTrainer(cfg, crops)
     trainer.run()
     metrics = trainer.evaluate(crops)
-    save_pretrained_atomic(trainer.export(), cfg.out)
+    save_pretrained_atomic(cfg.out, trainer.export())
     write_text_atomic(cfg.out / METRICS_FILE, json.dumps(asdict(metrics), indent=2) + "\n")
     return metrics
 
 
-def save_pretrained_atomic(model: Any, out: Path) -> None:
-    """``save_pretrained`` into a temporary directory, then rename each file into ``out``."""
+def save_pretrained_atomic(out: Path, *objects: Any) -> None:
+    """``save_pretrained`` of each object into a temporary directory, then rename the files into ``out``.
+
+    A model with its tokenizer lands whole or not at all: nothing half-written to load.
+    """
     with tempfile.TemporaryDirectory(prefix=".save-", dir=out) as tmp:
-        model.save_pretrained(tmp)
+        for obj in objects:
+            obj.save_pretrained(tmp)
         for f in Path(tmp).iterdir():
             f.replace(out / f.name)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import math
 import time
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -25,23 +26,55 @@ log = logging.getLogger(__name__)
 STATE_FILE = "trainer_state.pt"
 
 
+@dataclass(kw_only=True)
+class LoopConfig:
+    """The fields every mini-model trainer has; subclasses add theirs and validate them."""
+
+    corpus: Path
+    out: Path
+    steps: int = 3000
+    batch_size: int = 8
+    lr: float = 1e-3
+    seed: int = 1
+    device: str = "cpu"
+    checkpoint_every: int = 250
+    log_every: int = 50
+    resume: bool = False
+    progress: bool = True
+
+    # Fields that do not change what is trained: a checkpoint resumes across them.
+    RUNNING = frozenset({"out", "steps", "device", "checkpoint_every", "log_every", "resume", "progress"})
+
+    def __post_init__(self) -> None:
+        self.corpus, self.out = Path(self.corpus), Path(self.out)
+        for name in ("steps", "batch_size"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name}: must be >= 1, got {getattr(self, name)}")
+        if not self.lr > 0:
+            raise ValueError(f"lr: must be > 0, got {self.lr}")
+        if self.device not in ("cpu", "cuda") and not self.device.startswith("cuda:"):
+            raise ValueError(f"device: cpu or cuda[:N], got {self.device!r}")
+        if not (self.corpus / "metadata.csv").is_file():
+            raise ValueError(f"corpus: no metadata.csv in {self.corpus} (sae-core synth-corpus writes one)")
+
+    def identity(self) -> dict[str, Any]:
+        """What makes a checkpoint this model's: every field but the running ones."""
+        fields = asdict(self).items()
+        return {k: str(v) if isinstance(v, Path) else v for k, v in fields if k not in self.RUNNING}
+
+    def record(self) -> dict[str, Any]:
+        """Every field, JSON-ready (for run.json)."""
+        return {k: str(v) if isinstance(v, Path) else v for k, v in asdict(self).items()}
+
+
 class StepLoop:
     """``steps`` optimizer steps with checkpoints every ``checkpoint_every`` into ``out``."""
 
     name = "model"
 
-    def __init__(
-        self,
-        out: Path,
-        steps: int,
-        lr: float,
-        resume: bool,
-        checkpoint_every: int,
-        log_every: int,
-        progress: bool,
-    ) -> None:
-        self.out, self.steps, self.peak_lr, self.resume = out, steps, lr, resume
-        self.checkpoint_every, self.log_every, self.progress = checkpoint_every, log_every, progress
+    def __init__(self, cfg: LoopConfig) -> None:
+        self.loop = cfg
+        self.out, self.steps, self.peak_lr = cfg.out, cfg.steps, cfg.lr
         self.step = 0
         self.elapsed = 0.0
         self.history: list[dict[str, float]] = []
@@ -54,8 +87,8 @@ class StepLoop:
         raise NotImplementedError
 
     def identity(self) -> dict[str, Any]:
-        """Config fields that make a checkpoint this model's (``steps`` may change)."""
-        raise NotImplementedError
+        """What a checkpoint must match to be resumed (the config's identity by default)."""
+        return self.loop.identity()
 
     def train_step(self) -> dict[str, torch.Tensor]:
         """One optimizer step at ``self.step``; returns its losses (detached on logging)."""
@@ -78,7 +111,7 @@ class StepLoop:
 
     def run(self) -> None:
         state = self.out / STATE_FILE
-        if state.is_file() and not self.resume:
+        if state.is_file() and not self.loop.resume:
             raise ValueError(
                 f"resume: {self.out} holds a checkpoint of an earlier run; resume it (--resume) "
                 "or choose another out directory"
@@ -88,20 +121,20 @@ class StepLoop:
             log.info("resumed %s training at step %d from %s", self.name, self.step, state)
         started = time.perf_counter() - self.elapsed
         self.set_train(True)
-        with step_progress(disable=not self.progress) as bar:
+        with step_progress(disable=not self.loop.progress) as bar:
             task = bar.add_task(f"training {self.name}", total=self.steps, completed=self.step, info="")
             while self.step < self.steps:
                 for group in self.optimizer.param_groups:
                     group["lr"] = self.lr()
                 losses = self.train_step()
                 self.step += 1
-                if self.step % self.log_every == 0 or self.step == self.steps:
+                if self.step % self.loop.log_every == 0 or self.step == self.steps:
                     entry = {"step": self.step, **{k: v.item() for k, v in losses.items()}, "lr": self.lr()}
                     self.history.append(entry)
                     shown = " ".join(f"{k} {v.item():.4g}" for k, v in losses.items())
                     bar.update(task, info=shown)
                 bar.update(task, completed=self.step)
-                if self.checkpoint_every and self.step % self.checkpoint_every == 0:
+                if self.loop.checkpoint_every and self.step % self.loop.checkpoint_every == 0:
                     self.elapsed = time.perf_counter() - started
                     self._save(state)
         self.elapsed = time.perf_counter() - started

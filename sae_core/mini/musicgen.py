@@ -1,0 +1,245 @@
+"""Train a mini MusicGen on a corpus's codec tokens and captions (issue 17.2).
+
+``MusicgenForConditionalGeneration`` with the trained mini codec as its audio encoder
+(frozen), a small T5 text encoder over a word tokenizer and a few decoder blocks, trained
+as MusicGen is (Copet et al. 2023): next-token cross-entropy on the codec's codebooks in
+the delay pattern (codebook ``k`` of frame ``f`` at position ``f + 1 + k``), the text
+entering by cross-attention, and the condition dropped for a share of the examples so
+that classifier-free guidance has an unconditional model to push away from. A dropped
+condition is what generation's unconditional half sees: an all-zero attention mask, so
+the text states are zeroed and masked.
+
+Saved with ``save_pretrained`` (model, tokenizer, generation config): ``--model DIR``
+loads it through :meth:`TransformersMusicGen.load`, the code path of real checkpoints.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+
+from artifact_schemas import CORPUS_METADATA, load_table, write_text_atomic
+from sae_core.mini.codec import load_corpus_audio, save_pretrained_atomic
+from sae_core.mini.loop import LoopConfig, StepLoop
+
+METRICS_FILE = "metrics.json"
+
+
+@dataclass(kw_only=True)
+class MusicgenTrainConfig(LoopConfig):
+    """What ``train_musicgen`` needs; validated on construction, naming the field at fault."""
+
+    codec: Path
+    layers: int = 4
+    hidden_size: int = 128
+    heads: int = 4
+    ffn_dim: int = 512
+    text_layers: int = 2
+    text_hidden_size: int = 64
+    batch_size: int = 4
+    condition_dropout: float = 0.15
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        self.codec = Path(self.codec)
+        for name in ("layers", "hidden_size", "heads", "ffn_dim", "text_layers", "text_hidden_size"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name}: must be >= 1, got {getattr(self, name)}")
+        if self.hidden_size % self.heads or self.text_hidden_size % self.heads:
+            raise ValueError(
+                f"heads: must divide hidden_size ({self.hidden_size}) and text_hidden_size "
+                f"({self.text_hidden_size}), got {self.heads}"
+            )
+        if not 0 <= self.condition_dropout < 1:
+            raise ValueError(f"condition_dropout: in [0, 1), got {self.condition_dropout}")
+        if not (self.codec / "config.json").is_file():
+            raise ValueError(f"codec: no config.json in {self.codec} (sae-core train-codec writes one)")
+
+
+@dataclass
+class MusicgenMetrics:
+    steps: int
+    loss: float
+    """Mean cross-entropy per codebook token over the last 10% of logged steps."""
+    wall_seconds: float
+    history: list[dict[str, float]] = field(default_factory=list)
+
+
+def caption_vocabulary(captions: list[str]) -> list[str]:
+    """The word tokenizer's vocabulary: the tiny preset's music words plus the corpus's."""
+    from sae_core.models.transformers_musicgen import _TINY_VOCAB
+
+    words = {w for c in captions for w in re.findall(r"\w+|[^\w\s]", c.lower())}
+    return [*_TINY_VOCAB, *sorted(words - set(_TINY_VOCAB))]
+
+
+def delay_labels(codes: torch.Tensor, pad: int) -> torch.Tensor:
+    """``[batch, K, frames]`` codes as labels ``[batch, frames + K - 1, K]`` in the delay pattern.
+
+    Label position ``p`` of codebook ``k`` is frame ``p - k``; positions outside are ``pad``
+    (ignored by the loss). transformers shifts labels right by one start token, so frame
+    ``f`` of codebook ``k`` enters the decoder at position ``f + 1 + k``, as in generation
+    and in :meth:`TransformersMusicGen.delayed_input_ids`.
+    """
+    batch, k, frames = codes.shape
+    out = torch.full((batch, frames + k - 1, k), pad, dtype=torch.long)
+    for cb in range(k):
+        out[:, cb : cb + frames, cb] = codes[:, cb]
+    return out
+
+
+def build_untrained(cfg: MusicgenTrainConfig, vocab: list[str]) -> tuple[Any, Any]:
+    """The model (codec loaded and frozen) and its tokenizer, before training."""
+    from transformers import (
+        EncodecModel,
+        GenerationConfig,
+        MusicgenConfig,
+        MusicgenDecoderConfig,
+        MusicgenForConditionalGeneration,
+        T5Config,
+    )
+    from transformers.utils import logging as hf_logging
+
+    from sae_core.models.tiny_presets import word_level_tokenizer
+
+    codec = EncodecModel.from_pretrained(cfg.codec)
+    size = int(codec.config.codebook_size)
+    n_books = len(codec.quantizer.layers)
+    text = T5Config(  # type: ignore[call-arg]
+        vocab_size=len(vocab),
+        d_model=cfg.text_hidden_size,
+        d_kv=cfg.text_hidden_size // cfg.heads,
+        d_ff=4 * cfg.text_hidden_size,
+        num_layers=cfg.text_layers,
+        num_heads=cfg.heads,
+        pad_token_id=0,
+        eos_token_id=1,
+        decoder_start_token_id=0,
+    )
+    decoder = MusicgenDecoderConfig(
+        vocab_size=size,
+        hidden_size=cfg.hidden_size,
+        num_hidden_layers=cfg.layers,
+        num_attention_heads=cfg.heads,
+        ffn_dim=cfg.ffn_dim,
+        num_codebooks=n_books,
+        max_position_embeddings=2048,
+        pad_token_id=size,
+        bos_token_id=size,
+        audio_channels=1,
+        dropout=0.1,
+    )
+    decoder_dict = {**decoder.to_dict(), "decoder_start_token_id": size}  # labels shift right by it
+    config = MusicgenConfig(
+        text_encoder=text.to_dict(), audio_encoder=codec.config.to_dict(), decoder=decoder_dict
+    )
+    torch.manual_seed(cfg.seed)
+    verbosity = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()  # pad/start one past the vocabulary is MusicGen's design
+    try:
+        model = MusicgenForConditionalGeneration(config)
+    finally:
+        hf_logging.set_verbosity(verbosity)
+    model.audio_encoder.load_state_dict(codec.state_dict())
+    model.audio_encoder.requires_grad_(False)
+    model.generation_config = GenerationConfig(
+        decoder_start_token_id=size,
+        pad_token_id=size,
+        bos_token_id=size,
+        do_sample=True,
+        guidance_scale=3.0,
+        max_length=1500,
+        top_k=250,
+    )
+    tokenizer = word_level_tokenizer(vocab, pad_token="<pad>", eos_token="</s>")
+    return model, tokenizer
+
+
+class MusicgenTrainer(StepLoop):
+    name = "MusicGen"
+
+    def __init__(self, cfg: MusicgenTrainConfig, codes: torch.Tensor, captions: list[str]) -> None:
+        super().__init__(cfg)
+        self.cfg, self.codes, self.captions = cfg, codes, captions
+        self.vocab = caption_vocabulary(captions)
+        model, self.tokenizer = build_untrained(cfg, self.vocab)
+        self.model = model.to(cfg.device)
+        self.pad = int(self.model.config.decoder.pad_token_id)
+        self.params = [p for p in self.model.parameters() if p.requires_grad]
+        self.optimizer = torch.optim.AdamW(self.params, lr=cfg.lr, betas=(0.9, 0.95), weight_decay=0.01)
+
+    def modules(self) -> dict[str, Any]:
+        return {"model": self.model, "optimizer": self.optimizer}
+
+    def identity(self) -> dict[str, Any]:
+        return {**self.cfg.identity(), "vocab": self.vocab}
+
+    def set_train(self, training: bool) -> None:
+        self.model.train(training)
+        self.model.audio_encoder.eval()  # frozen, and its quantizer must not update
+
+    def batch(self, step: int) -> dict[str, torch.Tensor]:
+        """Tracks drawn from ``(seed, step)``, their captions, a seeded condition drop."""
+        rng = np.random.default_rng([self.cfg.seed, step])
+        idx = rng.integers(len(self.captions), size=self.cfg.batch_size)
+        tok = self.tokenizer([self.captions[i] for i in idx], return_tensors="pt", padding=True)
+        keep = torch.from_numpy(rng.random(len(idx)) >= self.cfg.condition_dropout)
+        device = self.cfg.device
+        return {
+            "input_ids": tok["input_ids"].to(device),
+            "attention_mask": (tok["attention_mask"] * keep[:, None]).to(device),
+            "labels": delay_labels(self.codes[torch.from_numpy(idx)], self.pad).to(device),
+        }
+
+    def train_step(self) -> dict[str, torch.Tensor]:
+        loss = self.model(**self.batch(self.step)).loss
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(self.params, 1.0)
+        self.optimizer.step()
+        return {"loss": loss.detach()}
+
+
+@torch.no_grad()
+def corpus_codes(codec_dir: Path, corpus: Path, device: str = "cpu") -> tuple[torch.Tensor, list[str]]:
+    """Codec tokens ``[tracks, K, frames]`` of every corpus track (equal lengths), and captions."""
+    from transformers import EncodecModel
+
+    codec: Any = EncodecModel.from_pretrained(codec_dir)
+    codec = codec.to(device).eval()
+    sr = int(codec.config.sampling_rate)
+    audio, _ = load_corpus_audio(corpus, sr)
+    n = min(len(a) for a in audio)
+    codes = []
+    for a in audio:
+        x = torch.from_numpy(a[:n])[None, None].to(device)
+        codes.append(
+            codec.encode(x, bandwidth=float(codec.config.target_bandwidths[-1])).audio_codes[0, 0].cpu()
+        )
+    meta: pd.DataFrame = load_table(corpus / "metadata.csv", CORPUS_METADATA)
+    return torch.stack(codes), [str(c) for c in meta["caption"]]
+
+
+def train_musicgen(cfg: MusicgenTrainConfig) -> MusicgenMetrics:
+    """Train on ``cfg.corpus`` encoded by ``cfg.codec``; save to ``cfg.out`` (``save_pretrained``)."""
+    codes, captions = corpus_codes(cfg.codec, cfg.corpus, cfg.device)
+    cfg.out.mkdir(parents=True, exist_ok=True)
+    trainer = MusicgenTrainer(cfg, codes, captions)
+    trainer.run()
+    save_pretrained_atomic(cfg.out, trainer.model, trainer.tokenizer)
+    tail = trainer.history[-max(1, len(trainer.history) // 10) :]
+    metrics = MusicgenMetrics(
+        steps=trainer.step,
+        loss=float(np.mean([h["loss"] for h in tail])),
+        wall_seconds=trainer.elapsed,
+        history=trainer.history,
+    )
+    write_text_atomic(cfg.out / METRICS_FILE, json.dumps(asdict(metrics), indent=2) + "\n")
+    return metrics

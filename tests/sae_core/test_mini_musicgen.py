@@ -1,0 +1,110 @@
+"""The mini MusicGen trainer (issue 17.2): MusicGen's delay pattern, training that learns,
+and a saved model that loads through the adapter real checkpoints use.
+
+Small on purpose; the shipped model's prompt adherence is benchmarks/bench_mini_models.py's.
+"""
+
+from __future__ import annotations
+
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from sae_core.mini.codec import CodecTrainConfig, train_codec
+from sae_core.mini.musicgen import MusicgenTrainConfig, corpus_codes, delay_labels, train_musicgen
+from sae_core.models.transformers_musicgen import TransformersMusicGen
+from sae_core.synth import synth_corpus
+
+CLI = str(Path(sys.executable).parent / "sae-core")
+
+
+@pytest.fixture(scope="module")
+def corpus_and_codec(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    root = tmp_path_factory.mktemp("mini-musicgen")
+    synth_corpus(root / "corpus", n_tracks=6, seconds=2, seed=6, sr=16000)
+    cfg = CodecTrainConfig(
+        corpus=root / "corpus",
+        out=root / "codec",
+        num_filters=4,
+        hidden_size=16,
+        codebook_size=32,
+        batch_size=2,
+        crop_seconds=0.5,
+        steps=6,
+        progress=False,
+    )
+    train_codec(cfg)
+    return root / "corpus", root / "codec"
+
+
+def test_labels_enter_the_decoder_where_the_adapter_reads_frames(corpus_and_codec: tuple[Path, Path]) -> None:
+    """Training and extraction must agree on the delay pattern, or features misalign in time."""
+    from transformers.models.musicgen.modeling_musicgen import shift_tokens_right
+
+    codes = torch.randint(0, 32, (2, 4, 10))
+    labels = delay_labels(codes, pad=32)
+    assert labels.shape == (2, 10 + 3, 4)
+    shifted = shift_tokens_right(labels, 32, 32)  # what the model does with labels: [batch, K, positions]
+    model = TransformersMusicGen.__new__(TransformersMusicGen)
+    model._pad = 32
+    ours = model.delayed_input_ids(codes).reshape(2, 4, 11)  # the adapter's teacher forcing
+    assert torch.equal(shifted[..., :11], ours)
+
+
+def test_training_learns_and_the_model_loads_like_real_weights(
+    corpus_and_codec: tuple[Path, Path], tmp_path: Path
+) -> None:
+    corpus, codec = corpus_and_codec
+    cfg = MusicgenTrainConfig(
+        corpus=corpus,
+        codec=codec,
+        out=tmp_path / "musicgen",
+        layers=2,
+        hidden_size=32,
+        ffn_dim=64,
+        text_hidden_size=16,
+        steps=40,
+        batch_size=3,
+        lr=3e-3,
+        log_every=5,
+        checkpoint_every=0,
+        progress=False,
+    )
+    metrics = train_musicgen(cfg)
+    first, last = metrics.history[0]["loss"], metrics.loss
+    assert first > 0.8 * math.log(32) and last < 0.7 * first, (first, last)  # from chance to learned
+    model = TransformersMusicGen.load(str(cfg.out))  # the code path of real checkpoints
+    assert (model.d_model, model.n_layers, model.sample_rate, model.frame_rate, model.num_codebooks) == (
+        32,
+        2,
+        16000,
+        50,
+        4,
+    )
+    codes, _ = corpus_codes(codec, corpus)
+    # Teacher-forced on its training tracks, the saved model scores them as training did.
+    with torch.no_grad():
+        tok = model.tokenizer(["A slow melody"], return_tensors="pt")
+        loss = model.model(**tok, labels=delay_labels(codes[:1], 32)).loss.item()
+    assert loss < 0.8 * math.log(32)
+    gen, audio = model.generate_codes(["A fast minor flute melody, with drums."], seconds=0.5, seed=0)
+    assert gen.shape == (1, 4, 25) and audio.shape == (1, 8000) and torch.isfinite(audio).all()
+    residuals = model.residuals(codes[:1], [0, 1], texts=["A slow melody"])
+    assert residuals[1].shape == (1, codes.shape[-1], 32)
+
+
+def test_the_command_names_bad_fields(corpus_and_codec: tuple[Path, Path], tmp_path: Path) -> None:
+    corpus, codec = corpus_and_codec
+    base = [CLI, "train-musicgen", "--corpus", str(corpus), "--out", str(tmp_path / "m"), "--threads", "1"]
+    for extra, field in (
+        (["--codec", str(tmp_path)], "codec: no config.json"),
+        (["--codec", str(codec), "--condition-dropout", "1.5"], "condition_dropout"),
+        (["--codec", str(codec), "--hidden-size", "30"], "heads"),
+    ):
+        bad = subprocess.run([*base, *extra], capture_output=True, text=True, check=False)
+        assert bad.returncode == 2 and field in bad.stderr, (extra, bad.stderr)
+        assert "Traceback" not in bad.stderr
