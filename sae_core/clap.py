@@ -125,24 +125,25 @@ _TINY_TEXT = (
 _TINY_WORDS = sorted(set(_TINY_TEXT.split()))
 
 
-def build_tiny_clap(out: str | Path, seed: int = 0) -> Path:
-    """A ~0.1M-parameter random CLAP (HTSAT audio tower, text tower), saved with save_pretrained.
+def clap_parts(
+    vocab: list[str], audio_hidden_size: int, text_hidden_size: int, projection_dim: int, seed: int
+) -> tuple[Any, Any, Any]:
+    """A randomly initialised ``ClapModel`` with the real shape conventions, its word
+    tokenizer over ``vocab`` and the real feature extractor (48 kHz, 64 mel bins, 10 s).
 
-    Real shape conventions (48 kHz, 64 mel bins, 10 s windows, 1001 frames); random weights.
+    The tiny random preset and the trained mini CLAP (sae_core.mini.clap) both start here.
     """
     from transformers import ClapAudioConfig, ClapConfig, ClapFeatureExtractor, ClapModel, ClapTextConfig
 
     from sae_core.models.tiny_presets import word_level_tokenizer
 
-    out = Path(out)
-    vocab = ["<pad>", "<s>", "</s>", "<unk>", *_TINY_WORDS]
     text = ClapTextConfig(
         vocab_size=len(vocab),
-        hidden_size=32,
+        hidden_size=text_hidden_size,
         num_hidden_layers=2,
         num_attention_heads=4,
-        intermediate_size=64,
-        projection_dim=32,
+        intermediate_size=2 * text_hidden_size,
+        projection_dim=projection_dim,
         max_position_embeddings=64,
         pad_token_id=0,
     )
@@ -150,22 +151,36 @@ def build_tiny_clap(out: str | Path, seed: int = 0) -> Path:
         window_size=8,
         num_mel_bins=64,
         spec_size=256,
-        hidden_size=64,
-        projection_dim=32,
+        hidden_size=2 * audio_hidden_size,  # two Swin stages: the width doubles once
+        projection_dim=projection_dim,
         depths=[1, 1],
         num_attention_heads=[2, 4],
-        patch_embeds_hidden_size=32,
+        patch_embeds_hidden_size=audio_hidden_size,
         num_hidden_layers=2,
         patch_stride=[4, 4],
         patch_size=4,
     )
     torch.manual_seed(seed)
-    model = ClapModel(ClapConfig(text_config=text.to_dict(), audio_config=audio.to_dict(), projection_dim=32))
+    config = ClapConfig(
+        text_config=text.to_dict(), audio_config=audio.to_dict(), projection_dim=projection_dim
+    )
+    model = ClapModel(config)
     tokenizer = word_level_tokenizer(vocab, pad_token="<pad>", bos_token="<s>", eos_token="</s>")
     # rand_trunc: clips of up to 10 s are repeat-padded, never randomly cropped -> deterministic.
     features = ClapFeatureExtractor(
         feature_size=64, sampling_rate=48000, max_length_s=10, truncation="rand_trunc"
     )
+    return model, tokenizer, features
+
+
+def build_tiny_clap(out: str | Path, seed: int = 0) -> Path:
+    """A ~0.1M-parameter random CLAP (HTSAT audio tower, text tower), saved with save_pretrained.
+
+    Real shape conventions (48 kHz, 64 mel bins, 10 s windows, 1001 frames); random weights.
+    """
+    out = Path(out)
+    vocab = ["<pad>", "<s>", "</s>", "<unk>", *_TINY_WORDS]
+    model, tokenizer, features = clap_parts(vocab, 32, 32, 32, seed)
     out.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(out)
     tokenizer.save_pretrained(out)

@@ -31,11 +31,11 @@ import numpy as np
 import torch
 
 from artifact_schemas import CORPUS_METADATA, load_table, write_text_atomic
-from sae_core.mini.loop import LoopConfig, StepLoop
+from sae_core.mini.loop import METRICS_FILE, LoopConfig, StepLoop
 
 log = logging.getLogger(__name__)
 
-METRICS_FILE = "metrics.json"
+
 # Hop sizes of 50 frames/s (MusicGen's frame rate) at the sample rates we support.
 _RATIOS = {16000: [8, 5, 4, 2], 24000: [8, 5, 4, 3], 32000: [8, 5, 4, 4]}
 FRAME_RATE = 50

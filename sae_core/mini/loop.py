@@ -9,21 +9,34 @@ and a resumed run ends bit-for-bit where an uninterrupted one would (tested).
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from artifact_schemas import atomic_path
+from artifact_schemas import atomic_path, write_text_atomic
 from artifact_schemas.console import step_progress
 
 log = logging.getLogger(__name__)
 
 STATE_FILE = "trainer_state.pt"
+METRICS_FILE = "metrics.json"
+
+
+@dataclass
+class LossMetrics:
+    """``metrics.json`` of a trainer with one loss: its end value and the loss curve."""
+
+    steps: int
+    loss: float
+    """Mean of the last 10% of logged losses."""
+    wall_seconds: float
+    history: list[dict[str, float]] = field(default_factory=list)
 
 
 @dataclass(kw_only=True)
@@ -140,6 +153,18 @@ class StepLoop:
         self.elapsed = time.perf_counter() - started
         self._save(state)
         self.set_train(False)
+
+    def write_metrics(self) -> LossMetrics:
+        """Write ``metrics.json`` (end loss, wall time, the whole curve) into ``out``."""
+        tail = self.history[-max(1, len(self.history) // 10) :]
+        metrics = LossMetrics(
+            steps=self.step,
+            loss=sum(h["loss"] for h in tail) / max(1, len(tail)),
+            wall_seconds=self.elapsed,
+            history=self.history,
+        )
+        write_text_atomic(self.out / METRICS_FILE, json.dumps(asdict(metrics), indent=2) + "\n")
+        return metrics
 
     def _save(self, path: Path) -> None:
         payload = {

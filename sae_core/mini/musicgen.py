@@ -15,9 +15,8 @@ loads it through :meth:`TransformersMusicGen.load`, the code path of real checkp
 
 from __future__ import annotations
 
-import json
 import re
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -25,11 +24,9 @@ import numpy as np
 import pandas as pd
 import torch
 
-from artifact_schemas import CORPUS_METADATA, load_table, write_text_atomic
+from artifact_schemas import CORPUS_METADATA, load_table
 from sae_core.mini.codec import load_corpus_audio, save_pretrained_atomic
-from sae_core.mini.loop import LoopConfig, StepLoop
-
-METRICS_FILE = "metrics.json"
+from sae_core.mini.loop import LoopConfig, LossMetrics, StepLoop
 
 
 @dataclass(kw_only=True)
@@ -61,15 +58,6 @@ class MusicgenTrainConfig(LoopConfig):
             raise ValueError(f"condition_dropout: in [0, 1), got {self.condition_dropout}")
         if not (self.codec / "config.json").is_file():
             raise ValueError(f"codec: no config.json in {self.codec} (sae-core train-codec writes one)")
-
-
-@dataclass
-class MusicgenMetrics:
-    steps: int
-    loss: float
-    """Mean cross-entropy per codebook token over the last 10% of logged steps."""
-    wall_seconds: float
-    history: list[dict[str, float]] = field(default_factory=list)
 
 
 def caption_vocabulary(captions: list[str]) -> list[str]:
@@ -227,19 +215,11 @@ def corpus_codes(codec_dir: Path, corpus: Path, device: str = "cpu") -> tuple[to
     return torch.stack(codes), [str(c) for c in meta["caption"]]
 
 
-def train_musicgen(cfg: MusicgenTrainConfig) -> MusicgenMetrics:
+def train_musicgen(cfg: MusicgenTrainConfig) -> LossMetrics:
     """Train on ``cfg.corpus`` encoded by ``cfg.codec``; save to ``cfg.out`` (``save_pretrained``)."""
     codes, captions = corpus_codes(cfg.codec, cfg.corpus, cfg.device)
     cfg.out.mkdir(parents=True, exist_ok=True)
     trainer = MusicgenTrainer(cfg, codes, captions)
     trainer.run()
     save_pretrained_atomic(cfg.out, trainer.model, trainer.tokenizer)
-    tail = trainer.history[-max(1, len(trainer.history) // 10) :]
-    metrics = MusicgenMetrics(
-        steps=trainer.step,
-        loss=float(np.mean([h["loss"] for h in tail])),
-        wall_seconds=trainer.elapsed,
-        history=trainer.history,
-    )
-    write_text_atomic(cfg.out / METRICS_FILE, json.dumps(asdict(metrics), indent=2) + "\n")
-    return metrics
+    return trainer.write_metrics()  # loss: cross-entropy per codebook token
