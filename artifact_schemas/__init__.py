@@ -45,6 +45,7 @@ from artifact_schemas.study import (
 )
 from artifact_schemas.tables import (
     ACTIVATION_INDEX,
+    CONCEPTS,
     CORPUS_CONCEPTS,
     CORPUS_METADATA,
     EXAMPLES,
@@ -62,6 +63,7 @@ from artifact_schemas.tables import (
 
 __all__ = [
     "ACTIVATION_INDEX",
+    "CONCEPTS",
     "CORPUS_CONCEPTS",
     "CORPUS_METADATA",
     "EXAMPLES",

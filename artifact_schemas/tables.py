@@ -375,6 +375,35 @@ EXAMPLES = TableSchema(
     unique=(("layer", "feature_id", "rank"),),
 )
 
+CONCEPTS = TableSchema(
+    name="concepts",
+    version=1,
+    doc="concepts/concepts.parquet: best detector of each concept value per layer and method.",
+    columns=(
+        Column("layer", "int", "transformer layer", min=0),
+        Column("concept", "str", "concept (a concepts.csv concept or a metadata.csv tag column)"),
+        Column("value", "str", "the concept value detected, e.g. 'minor'"),
+        Column(
+            "method",
+            "str",
+            "sae: SAE feature; neuron: residual dimension; pca: PCA direction",
+            choices=("sae", "neuron", "pca"),
+        ),
+        Column("unit", "int", "the chosen feature id, dimension or component (0 = first)", min=0),
+        Column("sign", "float", "+1, or -1 where a neuron or direction detects by going negative"),
+        Column("auroc", "float", "frame-level AUROC on the evaluation half of the tracks", min=0, max=1),
+        Column(
+            "auroc_select", "float", "AUROC on the selection half, where the unit was chosen", min=0, max=1
+        ),
+        Column("threshold", "float", "detection threshold (best F1 on the selection half)"),
+        Column("precision", "float", "precision at the threshold, evaluation half", min=0, max=1),
+        Column("recall", "float", "recall at the threshold, evaluation half", min=0, max=1),
+        Column("n_positive", "int", "evaluation frames that have the value", min=0),
+        Column("n_frames", "int", "evaluation frames", min=0),
+    ),
+    unique=(("layer", "concept", "value", "method"),),
+)
+
 LABELS = TableSchema(
     name="labels",
     version=1,
@@ -548,6 +577,7 @@ TABLES: dict[str, TableSchema] = {
         ACTIVATION_INDEX,
         FEATURES,
         EXAMPLES,
+        CONCEPTS,
         LABELS,
         STEERING,
         RESPONSES,

@@ -479,6 +479,50 @@ def steer(
     )
 
 
+@app.command()
+def concepts(
+    run: Path = typer.Argument(..., help="A run directory with acts/ and sae/ (sae-core extract, train)."),
+    corpus: Path = typer.Option(..., "--corpus", help="The corpus the activations came from."),
+    layers: str | None = typer.Option(None, "--layers", help="Comma-separated layers; default: all."),
+    out: Path | None = typer.Option(None, "--out", help="Output directory; default RUN/concepts."),
+) -> None:
+    """Score SAE features, neurons and PCA directions as detectors of ground-truth concepts.
+
+    Every concept value of the corpus (concepts.csv, or any tag column of metadata.csv such
+    as genre) is a frame-level target; the best unit of each method is chosen on one half
+    of the tracks and scored (AUROC, precision, recall) on the other. Writes
+    concepts.parquet, concepts_heatmap.png/.svg and run.json.
+
+    Example: sae-core concepts runs/r1 --corpus corpus
+    """
+    from sae_core.concepts import ConceptsConfig, write_concepts
+
+    chosen = tuple(_parse_layers(layers)) if layers else None
+    target = out or run / "concepts"
+    try:
+        cfg = ConceptsConfig(run=run, corpus=corpus, layers=chosen)
+        with recorded_run(target, "concepts", config={"layers": chosen}, inputs=[run / "sae", corpus]):
+            table, _ = write_concepts(cfg, target)
+    except (ValueError, ArtifactError, FileNotFoundError) as exc:
+        _fail(str(exc))
+    best = table.loc[table.groupby(["method", "layer"])["auroc"].idxmax()]
+    means = table.groupby(["layer", "method"])["auroc"].mean().unstack()
+    n_values = len(table[["concept", "value"]].drop_duplicates())
+    out_table = Table(title=f"Concept detection in {run}: mean AUROC over {n_values} concept values")
+    for col in ("layer", *means.columns):
+        out_table.add_column(col, justify="right")
+    for layer, row in means.iterrows():
+        out_table.add_row(str(layer), *(f"{row[c]:.3f}" for c in means.columns))
+    console = stdout_console()
+    console.print(out_table)
+    top = best[best["method"] == "sae"].sort_values("auroc", ascending=False).head(1)
+    for r in top.itertuples():
+        console.print(
+            f"best: layer {r.layer} feature {r.unit} detects {r.concept}={r.value} (AUROC {r.auroc:.3f})"
+        )
+    console.print(f"wrote {target / 'concepts.parquet'} and {target / 'concepts_heatmap.png'}")
+
+
 @app.command("train-codec")
 def train_codec_cmd(
     corpus: Path = typer.Option(..., "--corpus", help="A corpus directory (sae-core synth-corpus)."),

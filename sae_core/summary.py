@@ -8,7 +8,15 @@ import matplotlib
 import numpy as np
 import pandas as pd
 
-from artifact_schemas import FEATURES, LABELS, ArtifactError, load_table, write_text_atomic
+from artifact_schemas import (
+    CONCEPTS,
+    FEATURES,
+    LABELS,
+    ArtifactError,
+    atomic_path,
+    load_table,
+    write_text_atomic,
+)
 
 matplotlib.use("Agg")  # files only; never a window
 import matplotlib.pyplot as plt
@@ -16,11 +24,13 @@ import matplotlib.pyplot as plt
 FIGURES = ("clap_by_layer", "clap_coverage", "feature_frequency")
 
 
-def _save(fig: plt.Figure, out: Path, name: str) -> list[Path]:
+def save_figure(fig: plt.Figure, out: Path, name: str) -> list[Path]:
+    """``out/name.png`` and ``out/name.svg``, each written atomically; closes the figure."""
     paths = []
     for ext in ("png", "svg"):
         path = out / f"{name}.{ext}"
-        fig.savefig(path, dpi=150, bbox_inches="tight")
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, format=ext, dpi=150, bbox_inches="tight")
         paths.append(path)
     plt.close(fig)
     return paths
@@ -52,7 +62,7 @@ def summarize_run(run: str | Path, out: str | Path | None = None) -> list[Path]:
     else:
         ax.text(0.5, 0.5, "no CLAP-scored labels", ha="center", va="center", transform=ax.transAxes)
     ax.set_title("CLAP score by layer")
-    written += _save(fig, out, "clap_by_layer")
+    written += save_figure(fig, out, "clap_by_layer")
 
     # 2. Per-feature best CLAP score: distribution and coverage vs threshold.
     fig, (left, right) = plt.subplots(1, 2, figsize=(8, 3.2))
@@ -63,7 +73,7 @@ def summarize_run(run: str | Path, out: str | Path | None = None) -> list[Path]:
         right.plot(thresholds, [(best >= t).mean() for t in thresholds])
     left.set(title="best CLAP score per feature", xlabel="CLAP score", ylabel="features")
     right.set(title="coverage", xlabel="threshold", ylabel="share of features >= threshold")
-    written += _save(fig, out, "clap_coverage")
+    written += save_figure(fig, out, "clap_coverage")
 
     # 3. Feature-frequency histogram (log scale), per layer.
     fig, ax = plt.subplots(figsize=(5, 3.2))
@@ -73,7 +83,7 @@ def summarize_run(run: str | Path, out: str | Path | None = None) -> list[Path]:
             ax.hist(np.log10(live), bins=30, alpha=0.6, label=f"layer {layer}")
     ax.set(title="feature frequency", xlabel="log10(fraction of frames active)", ylabel="features")
     ax.legend()
-    written += _save(fig, out, "feature_frequency")
+    written += save_figure(fig, out, "feature_frequency")
 
     # Markdown table per layer.
     lines = [
@@ -88,6 +98,30 @@ def summarize_run(run: str | Path, out: str | Path | None = None) -> list[Path]:
                 mean_clap = f"{mine['clap_score'].mean():.3f}"
             per = ", ".join(f"{k}: {v}" for k, v in sorted(mine.groupby("labeler").size().items()))
         lines.append(f"| {layer} | {len(group)} | {int(group['kept'].sum())} | {mean_clap} | {per} |")
+    concepts_path = run / "concepts" / "concepts.parquet"
+    if concepts_path.is_file():  # sae-core concepts: which layer knows what, against truth
+        lines += ["", "## Concepts against ground truth (best SAE feature, AUROC on held-out tracks)", ""]
+        lines += concepts_markdown(load_table(concepts_path, CONCEPTS))
     summary = out / "summary.md"
     write_text_atomic(summary, "# Run summary\n\n" + "\n".join(lines) + "\n")
     return [*written, summary]
+
+
+def concepts_markdown(table: pd.DataFrame) -> list[str]:
+    """Rows of concept values, columns of layers: best SAE feature AUROC (and neuron's)."""
+    sae = table[table["method"] == "sae"]
+    neuron = table[table["method"] == "neuron"].set_index(["layer", "concept", "value"])["auroc"]
+    layers = sorted(sae["layer"].unique())
+    lines = ["| concept | " + " | ".join(f"layer {layer}" for layer in layers) + " |"]
+    lines.append("| --- |" + " --- |" * len(layers))
+    for (concept, value), group in sae.groupby(["concept", "value"]):
+        cells = []
+        for layer in layers:
+            row = group[group["layer"] == layer]
+            if row.empty:
+                cells.append("")
+                continue
+            base = neuron.get((layer, concept, value), np.nan)
+            cells.append(f"{row['auroc'].iloc[0]:.2f} (#{int(row['unit'].iloc[0])}; neuron {base:.2f})")
+        lines.append(f"| {concept}={value} | " + " | ".join(cells) + " |")
+    return lines
