@@ -400,6 +400,14 @@ CONCEPTS = TableSchema(
         Column("recall", "float", "recall at the threshold, evaluation half", min=0, max=1),
         Column("n_positive", "int", "evaluation frames that have the value", min=0),
         Column("n_frames", "int", "evaluation frames", min=0),
+        Column(
+            "onset_error_ms",
+            "float",
+            "median |detected onset - true entry| (ms) where the value begins mid-track",
+            nullable=True,
+            min=0,
+        ),
+        Column("n_onsets", "int", "mid-track entries in the evaluation half behind onset_error_ms", min=0),
     ),
     unique=(("layer", "concept", "value", "method"),),
 )

@@ -520,6 +520,12 @@ def concepts(
         console.print(
             f"best: layer {r.layer} feature {r.unit} detects {r.concept}={r.value} (AUROC {r.auroc:.3f})"
         )
+    timed = table[(table["method"] == "sae") & table["onset_error_ms"].notna()]
+    for r in timed.itertuples():
+        console.print(
+            f"layer {r.layer}: {r.concept}={r.value} begins mid-track in {r.n_onsets} tracks; "
+            f"detected onset off by {r.onset_error_ms:.0f} ms (median)"
+        )
     console.print(f"wrote {target / 'concepts.parquet'} and {target / 'concepts_heatmap.png'}")
 
 

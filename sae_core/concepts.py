@@ -105,6 +105,37 @@ def frame_targets(index: pd.DataFrame, spans: pd.DataFrame) -> dict[tuple[str, s
     return out
 
 
+# An onset is the first frame from which the detector stays on for most of this stretch:
+# one frame over threshold is noise, a concept that has entered stays.
+ONSET_HOLD_S = 0.2
+ONSET_SHARE = 0.8
+
+
+def onset_errors_ms(
+    score: np.ndarray, threshold: float, index: pd.DataFrame, entries: pd.DataFrame, frame_rate: float
+) -> np.ndarray:
+    """|detected onset - true entry| in ms for each entry (track_id, start_s > 0).
+
+    ``score`` and ``index`` are the evaluation rows. The detected onset is the first frame
+    at or after the track's start from which the score is >= ``threshold`` on at least 80%
+    of the next 200 ms; a track where that never happens counts as detected at its end.
+    """
+    hold = max(1, round(ONSET_HOLD_S * frame_rate))
+    errors = []
+    tracks = index["track_id"].astype(str).to_numpy()
+    for track, start in entries[["track_id", "start_s"]].itertuples(index=False):
+        rows = np.flatnonzero(tracks == str(track))
+        if not len(rows):
+            continue
+        order = rows[np.argsort(index["time_s"].to_numpy()[rows])]
+        times, on = index["time_s"].to_numpy()[order], score[order] >= threshold
+        held = np.convolve(on.astype(float), np.ones(hold) / hold, mode="full")[hold - 1 :][: len(on)]
+        found = np.flatnonzero((held >= ONSET_SHARE) & on)
+        onset = times[found[0]] if len(found) else times[-1] + 1 / frame_rate
+        errors.append(abs(onset - float(start)) * 1000)
+    return np.asarray(errors)
+
+
 def selection_half(track_ids: np.ndarray) -> np.ndarray:
     """True for rows of tracks in the selection half (stable hash of the track id)."""
     unique = np.unique(track_ids)
@@ -169,6 +200,9 @@ def concept_detection(cfg: ConceptsConfig) -> pd.DataFrame:
         units = _units(layer_dir, sae, cfg.batch_size)
         select = selection_half(index["track_id"].astype(str).to_numpy())
         targets = frame_targets(index, spans)
+        frame_rate = float(ShardedActivations(layer_dir, holdout_fraction=0.0).meta.get("frame_rate", 50.0))
+        eval_index = index[~select].reset_index(drop=True)
+        eval_tracks = set(eval_index["track_id"].astype(str))
         for method, scores in units.items():
             sel_scores, eval_scores = scores[select], scores[~select]
             sel_ranks = rankdata(sel_scores, axis=0)  # once per method: shared by every concept
@@ -184,6 +218,14 @@ def concept_detection(cfg: ConceptsConfig) -> pd.DataFrame:
                 test_scores = sign * eval_scores[:, unit]
                 auc = aurocs(test_scores[:, None], pos_e)[0]
                 hit = test_scores >= threshold
+                # Values that begin mid-track (drums entering): how close is the detected onset?
+                entries = spans[
+                    (spans["concept"] == concept)
+                    & (spans["value"] == value)
+                    & (spans["start_s"] > 0)
+                    & spans["track_id"].astype(str).isin(eval_tracks)
+                ]
+                errors = onset_errors_ms(test_scores, threshold, eval_index, entries, frame_rate)
                 rows.append(
                     {
                         "layer": layer,
@@ -199,6 +241,8 @@ def concept_detection(cfg: ConceptsConfig) -> pd.DataFrame:
                         "recall": float((hit & pos_e).sum() / max(pos_e.sum(), 1)),
                         "n_positive": int(pos_e.sum()),
                         "n_frames": int((~select).sum()),
+                        "onset_error_ms": float(np.median(errors)) if len(errors) else np.nan,
+                        "n_onsets": len(errors),
                     }
                 )
         log.info("layer %d: %d concept values scored", layer, len(targets))

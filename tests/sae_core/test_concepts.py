@@ -31,9 +31,12 @@ CLI = str(Path(sys.executable).parent / "sae-core")
 FPS, SECONDS, D = 50, 4.0, 8
 
 
-def _planted_run(root: Path, genre_corpus: bool = False) -> tuple[Path, Path]:
+def _planted_run(root: Path, genre_corpus: bool = False, shift: int = 0) -> tuple[Path, Path]:
     """12 tracks; dim 0 = minor mode, dim 1 = drums (entering at 2 s in half the tracks),
-    dim 2 = genre jazz; the other dims are noise. Latent i of the SAE reads dim i."""
+    dim 2 = genre jazz; the other dims are noise. Latent i of the SAE reads dim i.
+
+    ``shift`` > 0 misaligns the rows with their index on purpose: row f holds frame f - shift
+    (the bug a wrong delay-pattern offset would make)."""
     rng = np.random.default_rng(0)
     corpus, run = root / "corpus", root / "run"
     corpus.mkdir(parents=True)
@@ -47,6 +50,8 @@ def _planted_run(root: Path, genre_corpus: bool = False) -> tuple[Path, Path]:
         x[:, 0] += float(minor)
         x[:, 1] += (time >= drums_from).astype(float)
         x[:, 2] += float(jazz)
+        if shift:
+            x = np.concatenate([np.repeat(x[:1], shift, axis=0), x[:-shift]])
         acts.append(x)
         rows += [(len(rows) + f, tid, f, f / FPS) for f in range(frames)]
         meta.append(
@@ -102,6 +107,20 @@ def test_planted_detectors_are_found_and_scored_on_other_tracks(tmp_path: Path) 
     # Scored on the evaluation half only: its frames, none of the selection half's.
     total = 12 * int(SECONDS * FPS)
     assert 0 < table["n_frames"].iloc[0] < total
+
+
+def test_drum_entries_are_timed_and_a_misaligned_run_fails_the_bound(tmp_path: Path) -> None:
+    """Issue 18: rows shifted 10 frames (200 ms) against their index must show as onset error."""
+    table = concept_detection(
+        ConceptsConfig(run=_planted_run(tmp_path / "ok")[0], corpus=tmp_path / "ok" / "corpus")
+    )
+    drums = table.set_index(["concept", "value", "method"]).loc[("drums", "yes", "sae")]
+    assert drums["n_onsets"] >= 1 and drums["onset_error_ms"] <= 60, drums
+    bad_run, bad_corpus = _planted_run(tmp_path / "shifted", shift=10)
+    shifted = concept_detection(ConceptsConfig(run=bad_run, corpus=bad_corpus))
+    drums = shifted.set_index(["concept", "value", "method"]).loc[("drums", "yes", "sae")]
+    assert drums["onset_error_ms"] > 60, drums
+    assert drums["auroc"] > 0.9  # the detector is as good: only the timing says something broke
 
 
 def test_a_real_corpus_with_a_genre_column_works(tmp_path: Path) -> None:
