@@ -447,6 +447,19 @@ STEERING = TableSchema(
     ),
 )
 
+# Every status a study session can have (study_app.models names them).
+SESSION_STATUSES = (
+    "active",
+    "completed",
+    "screened_out",
+    "declined",
+    "abandoned",
+    "full",
+    "returned",
+    "timed_out",
+    "rejected",
+)
+
 RESPONSES = TableSchema(
     name="responses",
     version=1,
@@ -513,8 +526,9 @@ RESPONSES = TableSchema(
         Column(
             "session_status",
             "str",
-            "final or current session status (`full`: the list filled while the session was setting up)",
-            choices=("active", "completed", "screened_out", "declined", "abandoned", "full"),
+            "final or current session status (`full`: the list filled while the session was setting up; "
+            "`returned`, `timed_out`, `rejected`: so marked on Prolific, answers kept)",
+            choices=SESSION_STATUSES,
         ),
         Column(
             "screening_passed",

@@ -24,19 +24,15 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
+from artifact_schemas.tables import SESSION_STATUSES
 from study_app.db import db
 
-# Session statuses. "active" sessions in their trials hold a place of their list until
-# they finish or have been inactive for SESSION_TIMEOUT_S (sessions.places_held); the
-# others are final. "full": the list filled while the session was setting up.
-ACTIVE, COMPLETED, SCREENED_OUT, DECLINED, ABANDONED, FULL = (
-    "active",
-    "completed",
-    "screened_out",
-    "declined",
-    "abandoned",
-    "full",
-)
+# Session statuses (the export's contract lists them: artifact_schemas.tables). "active"
+# sessions in their trials hold a place of their list until they finish or have been
+# inactive for SESSION_TIMEOUT_S (sessions.places_held); the others are final. "full": the
+# list filled while the session was setting up. "returned", "timed_out", "rejected": so
+# marked on Prolific, set by `study-app prolific --sync`; none holds a place, answers stay.
+ACTIVE, COMPLETED, SCREENED_OUT, DECLINED, ABANDONED, FULL, RETURNED, TIMED_OUT, REJECTED = SESSION_STATUSES
 # Where an active session is; the server decides, the pages follow.
 STAGES = ("volume", "screening", "instructions", "trials", "questionnaire", "done")
 
@@ -132,6 +128,8 @@ class StudySession(db.Model):  # type: ignore[name-defined]
     screening_attempt: Mapped[int] = mapped_column(Integer, default=0)
     prolific_study_id: Mapped[str | None] = mapped_column(String(128), nullable=True)
     prolific_session_id: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    # The submission's status on Prolific at the last sync (e.g. "AWAITING REVIEW").
+    prolific_status: Mapped[str | None] = mapped_column(String(32), nullable=True)
     user_agent: Mapped[str] = mapped_column(Text, default="")
     screen: Mapped[str] = mapped_column(String(32), default="")
     ip_hash: Mapped[str] = mapped_column(String(64), default="", index=True)

@@ -28,7 +28,7 @@ from study_app.models import (
 )
 from study_app.packages import package_view
 
-STATUSES = ("active", "completed", "abandoned", "screened_out", "full")
+STATUSES = ("active", "completed", "abandoned", "screened_out", "full", "returned", "timed_out", "rejected")
 
 
 def stale_before() -> datetime:
@@ -162,6 +162,7 @@ def _recent_sessions(study: Study, n: int, stale: datetime) -> list[dict[str, An
                 "session": f"s{s.id}",
                 "list": s.trial_list.list_key,
                 "status": status,
+                "prolific": s.prolific_status or "",  # at the last `study-app prolific --sync`
                 "progress": f"{s.position}/{len(s.trial_order)}",
                 "stage": s.stage,
                 "started": s.started_at.isoformat(timespec="seconds"),

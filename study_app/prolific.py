@@ -14,9 +14,10 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
-from study_app.models import Study
+from study_app.models import REJECTED, RETURNED, TIMED_OUT, Study, StudySession, utcnow
 from study_app.packages import package_view
 from study_app.participant import PROLIFIC_COMPLETE, PROLIFIC_PLACEHOLDERS
+from study_app.prolific_api import ProlificClient
 
 # A rough per-screen cost beyond listening: reading, deciding, clicking. Pilots replace it.
 SECONDS_PER_ANSWER = 6.0
@@ -73,3 +74,71 @@ def prolific_setup(study: Study, base_url: str) -> ProlificSetup:
         minutes=math.ceil((longest + FIXED_SECONDS) / 60),
         warnings=warnings,
     )
+
+
+# Prolific submission statuses that end a participant's part: the place goes back at once.
+RELEASING = {"RETURNED": RETURNED, "TIMED-OUT": TIMED_OUT, "REJECTED": REJECTED}
+
+
+@dataclass
+class SyncResult:
+    seen: int  # submissions on Prolific
+    matched: int  # of those, sessions here
+    released: list[str]  # "s<id> (list L): RETURNED"
+    statuses: dict[str, int]  # Prolific status -> submissions
+
+
+def sync_submissions(
+    study: Study, client: ProlificClient, prolific_study_ids: list[str] | None = None
+) -> SyncResult:
+    """Pull every submission's status from Prolific and record it beside its session.
+
+    A session is matched by Prolific's submission id (the SESSION_ID it was opened with),
+    else by the participant's Prolific id (hashed as stored). RETURNED, TIMED-OUT and
+    REJECTED submissions end their session here with that status: it no longer holds a
+    place, so the next arrival can take it; its answers stay, flagged in the export's
+    ``session_status``. Idempotent: a second sync changes nothing.
+    """
+    from sqlalchemy import select
+
+    from study_app.db import db
+    from study_app.sessions import pid_hash
+
+    ids = prolific_study_ids or sorted(
+        {
+            s
+            for s in db.session.scalars(
+                select(StudySession.prolific_study_id).where(
+                    StudySession.study_id == study.id, StudySession.prolific_study_id.is_not(None)
+                )
+            )
+            if s
+        }
+    )
+    sessions = list(
+        db.session.scalars(
+            select(StudySession).where(StudySession.study_id == study.id, ~StudySession.preview)
+        )
+    )
+    by_submission = {s.prolific_session_id: s for s in sessions if s.prolific_session_id}
+    by_participant = {s.participant.pid_hash: s for s in sorted(sessions, key=lambda s: s.id)}
+    result = SyncResult(0, 0, [], {})
+    for prolific_id in ids:
+        for sub in client.submissions(prolific_id):
+            result.seen += 1
+            status = str(sub.get("status", ""))
+            result.statuses[status] = result.statuses.get(status, 0) + 1
+            sess = by_submission.get(str(sub.get("id", "")))
+            if sess is None and sub.get("participant_id"):
+                sess = by_participant.get(pid_hash(study, str(sub["participant_id"])))
+            if sess is None:
+                continue
+            result.matched += 1
+            sess.prolific_status = status[:32]
+            ended = RELEASING.get(status)
+            if ended is not None and sess.status != ended:
+                sess.status = ended
+                sess.finished_at = sess.finished_at or utcnow()
+                result.released.append(f"s{sess.id} (list {sess.trial_list.list_key}): {status}")
+    db.session.commit()
+    return result

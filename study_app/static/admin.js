@@ -36,7 +36,7 @@ function redraw(stats) {
   const body = document.querySelector("#recent tbody");
   body.replaceChildren(...stats.recent_sessions.map((s) => {
     const tr = document.createElement("tr");
-    tr.append(cell(s.session), cell(s.list), cell(s.status), cell(s.stage), cell(s.progress), cell(s.last_seen),
+    tr.append(cell(s.session), cell(s.list), cell(s.status), cell(s.prolific), cell(s.stage), cell(s.progress), cell(s.last_seen),
       cell(s.events.join(", ")), cell(s.questionnaire));
     return tr;
   }));
