@@ -173,9 +173,8 @@ def best_threshold(score: np.ndarray, positive: np.ndarray) -> float:
     return best
 
 
-def _units(layer_dir: Path, sae: SparseCoder, batch_size: int) -> dict[str, np.ndarray]:
+def _units(source: ShardedActivations, sae: SparseCoder, batch_size: int) -> dict[str, np.ndarray]:
     """Every frame's SAE feature activations, neurons and PCA projections, [frames, units]."""
-    source = ShardedActivations(layer_dir, holdout_fraction=0.0)
     acts = torch.cat([source.load_shard(i) for i in range(len(source.shards))])
     codes = torch.zeros(len(acts), sae.cfg.num_latents)
     for start in range(0, len(acts), batch_size):
@@ -196,13 +195,20 @@ def concept_detection(cfg: ConceptsConfig) -> pd.DataFrame:
     for layer in cfg.layer_numbers():
         layer_dir = cfg.run / "acts" / f"layer_{layer}"
         index = load_table(layer_dir / "index.parquet", ACTIVATION_INDEX)
+        source = ShardedActivations(layer_dir, holdout_fraction=0.0, index=index)
         sae = SparseCoder.load_from_disk(cfg.run / "sae" / f"layer_{layer}")
-        units = _units(layer_dir, sae, cfg.batch_size)
+        units = _units(source, sae, cfg.batch_size)
         select = selection_half(index["track_id"].astype(str).to_numpy())
         targets = frame_targets(index, spans)
-        frame_rate = float(ShardedActivations(layer_dir, holdout_fraction=0.0).meta.get("frame_rate", 50.0))
+        frame_rate = float(source.meta.get("frame_rate", 50.0))
         eval_index = index[~select].reset_index(drop=True)
-        eval_tracks = set(eval_index["track_id"].astype(str))
+        # Values that begin mid-track (drums entering), per target: the entries to time.
+        late = spans[
+            (spans["start_s"] > 0)
+            & spans["track_id"].astype(str).isin(set(eval_index["track_id"].astype(str)))
+        ]
+        entries = {(str(c), str(v)): g for (c, v), g in late.groupby(["concept", "value"])}
+        no_entries = late.iloc[:0]
         for method, scores in units.items():
             sel_scores, eval_scores = scores[select], scores[~select]
             sel_ranks = rankdata(sel_scores, axis=0)  # once per method: shared by every concept
@@ -218,14 +224,9 @@ def concept_detection(cfg: ConceptsConfig) -> pd.DataFrame:
                 test_scores = sign * eval_scores[:, unit]
                 auc = aurocs(test_scores[:, None], pos_e)[0]
                 hit = test_scores >= threshold
-                # Values that begin mid-track (drums entering): how close is the detected onset?
-                entries = spans[
-                    (spans["concept"] == concept)
-                    & (spans["value"] == value)
-                    & (spans["start_s"] > 0)
-                    & spans["track_id"].astype(str).isin(eval_tracks)
-                ]
-                errors = onset_errors_ms(test_scores, threshold, eval_index, entries, frame_rate)
+                # How close is the detected onset to each true entry?
+                timed = entries.get((concept, value), no_entries)
+                errors = onset_errors_ms(test_scores, threshold, eval_index, timed, frame_rate)
                 rows.append(
                     {
                         "layer": layer,
