@@ -31,7 +31,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pandas as pd
 import torch
 
 from sae_core.labels import describe_segment
@@ -54,10 +53,8 @@ class Material:
         synth_corpus(held_dir, n_tracks=n_tracks, seconds=seconds, seed=2, sr=SR)
         synth_corpus(fit_dir, n_tracks=max(n_tracks, 48), seconds=seconds, seed=3, sr=SR)
         self.held_dir = held_dir
-        self.held, _ = load_corpus_audio(held_dir, SR)
-        self.meta = pd.read_csv(held_dir / "metadata.csv")
-        fit, _ = load_corpus_audio(fit_dir, SR)
-        fit_meta = pd.read_csv(fit_dir / "metadata.csv")
+        self.held, self.meta = load_corpus_audio(held_dir, SR)
+        fit, fit_meta = load_corpus_audio(fit_dir, SR)
         x = np.stack([mfcc_stats(y) for y in fit])
         self.classifiers = {}
         for concept, labels in (("instrument", fit_meta["instrument"]), ("drums", fit_meta["drums"] != "no")):

@@ -15,14 +15,12 @@ loads it through :meth:`ClapScorer.load`, the path of real checkpoints.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 import torch
 
-from artifact_schemas import CORPUS_METADATA, load_table
 from sae_core.mini.codec import load_corpus_audio, save_pretrained_atomic
 from sae_core.mini.loop import LoopConfig, LossMetrics, StepLoop
 
@@ -125,9 +123,8 @@ class ClapTrainer(StepLoop):
         return {"loss": out.loss.detach()}
 
 
-def corpus_features(corpus: Path, feature_extractor: Any) -> torch.Tensor:
-    """Log-mel input features ``[tracks, 1, frames, 64]`` of every corpus track at 48 kHz."""
-    audio, _ = load_corpus_audio(corpus, CLAP_RATE)
+def corpus_features(audio: list[np.ndarray], feature_extractor: Any) -> torch.Tensor:
+    """Log-mel input features ``[tracks, 1, frames, 64]`` of tracks at 48 kHz."""
     out = [
         feature_extractor([a], sampling_rate=CLAP_RATE, return_tensors="pt")["input_features"] for a in audio
     ]
@@ -136,11 +133,11 @@ def corpus_features(corpus: Path, feature_extractor: Any) -> torch.Tensor:
 
 def train_clap(cfg: ClapTrainConfig) -> LossMetrics:
     """Train on ``cfg.corpus``'s tracks and captions; save to ``cfg.out`` (``save_pretrained``)."""
-    meta: pd.DataFrame = load_table(cfg.corpus / "metadata.csv", CORPUS_METADATA)
+    audio, meta = load_corpus_audio(cfg.corpus, CLAP_RATE)
     if len(meta) < cfg.batch_size:
         raise ValueError(f"batch_size: the corpus has {len(meta)} tracks, fewer than {cfg.batch_size}")
     _, _, extractor = build_untrained(cfg, ["<pad>"])
-    features = corpus_features(cfg.corpus, extractor)
+    features = corpus_features(audio, extractor)
     cfg.out.mkdir(parents=True, exist_ok=True)
     trainer = ClapTrainer(cfg, features, meta)
     trainer.run()

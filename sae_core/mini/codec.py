@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import torch
 
 from artifact_schemas import CORPUS_METADATA, load_table, write_text_atomic
@@ -106,13 +107,14 @@ class CodecMetrics:
     history: list[dict[str, float]] = field(default_factory=list)
 
 
-def load_corpus_audio(corpus: Path, sample_rate: int) -> tuple[list[np.ndarray], list[str]]:
-    """Every track of a corpus as mono float32 at ``sample_rate``, with the track ids."""
+def load_corpus_audio(corpus: Path, sample_rate: int) -> tuple[list[np.ndarray], pd.DataFrame]:
+    """Every track of a corpus as mono float32 at ``sample_rate``, and its metadata.csv rows
+    in the same order (read once: the trainers need the captions and concepts too)."""
     from sae_core.audio import load_mono
 
     meta = load_table(corpus / "metadata.csv", CORPUS_METADATA)
     audio = [load_mono(corpus / p, sample_rate).astype(np.float32) for p in meta["path"]]
-    return audio, list(meta["track_id"])
+    return audio, meta
 
 
 class _Crops:
@@ -205,8 +207,7 @@ class CodecTrainer(StepLoop):
 
     @torch.no_grad()
     def evaluate(self, crops: _Crops) -> CodecMetrics:
-        self.model.eval()
-        self.rvq.eval()
+        self.set_train(False)
         x = crops.batch(2**31 - 1, 16).to(self.cfg.device)  # a batch training never draws
         y, codes, _ = self.forward(x)
         l1, spectral = self.losses(y, x)

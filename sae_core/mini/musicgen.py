@@ -21,10 +21,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pandas as pd
 import torch
 
-from artifact_schemas import CORPUS_METADATA, load_table
 from sae_core.mini.codec import load_corpus_audio, save_pretrained_atomic
 from sae_core.mini.loop import LoopConfig, LossMetrics, StepLoop
 
@@ -87,15 +85,13 @@ def build_untrained(cfg: MusicgenTrainConfig, vocab: list[str]) -> tuple[Any, An
     """The model (codec loaded and frozen) and its tokenizer, before training."""
     from transformers import (
         EncodecModel,
-        GenerationConfig,
         MusicgenConfig,
         MusicgenDecoderConfig,
-        MusicgenForConditionalGeneration,
         T5Config,
     )
-    from transformers.utils import logging as hf_logging
 
     from sae_core.models.tiny_presets import word_level_tokenizer
+    from sae_core.models.transformers_musicgen import new_musicgen
 
     codec = EncodecModel.from_pretrained(cfg.codec)
     size = int(codec.config.codebook_size)
@@ -129,23 +125,9 @@ def build_untrained(cfg: MusicgenTrainConfig, vocab: list[str]) -> tuple[Any, An
         text_encoder=text.to_dict(), audio_encoder=codec.config.to_dict(), decoder=decoder_dict
     )
     torch.manual_seed(cfg.seed)
-    verbosity = hf_logging.get_verbosity()
-    hf_logging.set_verbosity_error()  # pad/start one past the vocabulary is MusicGen's design
-    try:
-        model = MusicgenForConditionalGeneration(config)
-    finally:
-        hf_logging.set_verbosity(verbosity)
+    model = new_musicgen(config)
     model.audio_encoder.load_state_dict(codec.state_dict())
     model.audio_encoder.requires_grad_(False)
-    model.generation_config = GenerationConfig(
-        decoder_start_token_id=size,
-        pad_token_id=size,
-        bos_token_id=size,
-        do_sample=True,
-        guidance_scale=3.0,
-        max_length=1500,
-        top_k=250,
-    )
     tokenizer = word_level_tokenizer(vocab, pad_token="<pad>", eos_token="</s>")
     return model, tokenizer
 
@@ -203,7 +185,7 @@ def corpus_codes(codec_dir: Path, corpus: Path, device: str = "cpu") -> tuple[to
     codec: Any = EncodecModel.from_pretrained(codec_dir)
     codec = codec.to(device).eval()
     sr = int(codec.config.sampling_rate)
-    audio, _ = load_corpus_audio(corpus, sr)
+    audio, meta = load_corpus_audio(corpus, sr)
     n = min(len(a) for a in audio)
     codes = []
     for a in audio:
@@ -211,7 +193,6 @@ def corpus_codes(codec_dir: Path, corpus: Path, device: str = "cpu") -> tuple[to
         codes.append(
             codec.encode(x, bandwidth=float(codec.config.target_bandwidths[-1])).audio_codes[0, 0].cpu()
         )
-    meta: pd.DataFrame = load_table(corpus / "metadata.csv", CORPUS_METADATA)
     return torch.stack(codes), [str(c) for c in meta["caption"]]
 
 

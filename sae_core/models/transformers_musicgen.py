@@ -353,25 +353,42 @@ _TINY_VOCAB = [
 ]
 
 
-def build_tiny_musicgen(out: str | Path, seed: int = 0) -> Path:
-    """Build the tiny preset with random weights (fixed seed) and ``save_pretrained`` it.
-
-    The result loads with :meth:`TransformersMusicGen.load`, the same code path as real weights.
-    """
+def new_musicgen(config: Any) -> Any:
+    """A freshly initialised ``MusicgenForConditionalGeneration`` (torch's generator as the
+    caller seeded it) with MusicGen's generation defaults: sampling, top-k 250, CFG 3, and
+    the start/pad token one past the codebook, as in the real checkpoints."""
     from transformers import GenerationConfig, MusicgenForConditionalGeneration
     from transformers.utils import logging as hf_logging
 
-    out = Path(out)
-    config = tiny_musicgen_config(seed)
-    torch.manual_seed(seed)
     verbosity = hf_logging.get_verbosity()
     # The decoder's pad/start token is one past its vocabulary, as in the real
     # checkpoints; transformers warns about that at construction. It is by design.
     hf_logging.set_verbosity_error()
     try:
-        model = MusicgenForConditionalGeneration(config).eval()
+        model = MusicgenForConditionalGeneration(config)
     finally:
         hf_logging.set_verbosity(verbosity)
+    start = int(config.decoder.vocab_size)
+    model.generation_config = GenerationConfig(
+        decoder_start_token_id=start,
+        pad_token_id=start,
+        bos_token_id=start,
+        do_sample=True,
+        guidance_scale=3.0,
+        max_length=1500,
+        top_k=250,
+    )
+    return model
+
+
+def build_tiny_musicgen(out: str | Path, seed: int = 0) -> Path:
+    """Build the tiny preset with random weights (fixed seed) and ``save_pretrained`` it.
+
+    The result loads with :meth:`TransformersMusicGen.load`, the same code path as real weights.
+    """
+    out = Path(out)
+    torch.manual_seed(seed)
+    model = new_musicgen(tiny_musicgen_config(seed)).eval()
     _init_codebooks(model.audio_encoder, seed)
     with torch.no_grad():
         # At the default init (std 0.02) the logits of a random decoder are ~0.1 apart,
@@ -379,15 +396,6 @@ def build_tiny_musicgen(out: str | Path, seed: int = 0) -> Path:
         # Scaled heads give peaked distributions like a trained model's.
         for head in model.decoder.lm_heads:
             head.weight.mul_(_TINY_HEAD_GAIN)
-    model.generation_config = GenerationConfig(
-        decoder_start_token_id=256,
-        pad_token_id=256,
-        bos_token_id=256,
-        do_sample=True,
-        guidance_scale=3.0,
-        max_length=1500,
-        top_k=250,
-    )
     tokenizer = word_level_tokenizer(_TINY_VOCAB, pad_token="<pad>", eos_token="</s>")
     out.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(out)
