@@ -95,59 +95,62 @@ def _common(rows: pd.DataFrame) -> pd.DataFrame:
     )
 
 
+def _design(
+    question: str,
+    rows: pd.DataFrame,
+    response: str,
+    terms: list[tuple[str, str]],
+    kind: str,
+    chance: float | None,
+    family: str = "binomial",
+    notes: tuple[str, ...] = (),
+) -> ModelDesign:
+    """A question's design: the identified formula of ``terms`` over ``rows``, and why not."""
+    formula, dropped = _identified_formula(rows, response, terms)
+    return ModelDesign(
+        question,
+        rows,
+        formula,
+        f"{len(rows)} {kind} responses",
+        chance,
+        [*dropped, *notes],
+        _why_not(rows, response),
+        family=family,
+    )
+
+
 def designs(df: pd.DataFrame, n_options: int = 4) -> list[ModelDesign]:
     """The label-validation and steering-detection designs of an export."""
     from analysis.steering import _rows as steering_rows
 
     choice = df[(df["trial_kind"] == "label_choice") & df["correct"].notna()]
     choice = _common(choice).assign(correct=lambda d: d["correct"].astype(float))
-    formula, notes = _identified_formula(
-        choice, "correct", [("C(labeler)", "labeler"), ("C(layer)", "layer")]
-    )
-    label = ModelDesign(
-        "label validation",
-        choice,
-        formula,
-        f"{len(choice)} label-choice responses",
-        1 / n_options,
-        notes,
-        _why_not(choice, "correct"),
-    )
+    terms = [("C(labeler)", "labeler"), ("C(layer)", "layer")]
+    label = _design("label validation", choice, "correct", terms, "label-choice", 1 / n_options)
     steer = _common(steering_rows(df).dropna(subset=["strength"]))
     steer = steer[steer["strength"].astype(float) > 0].assign(
         chose_steered=lambda d: d["chose_steered"].astype(float),
         log_strength=lambda d: np.log(d["strength"].astype(float)),
     )
-    formula, notes = _identified_formula(
-        steer, "chose_steered", [("log_strength", "log_strength"), ("C(layer)", "layer")]
-    )
-    steering = ModelDesign(
-        "steering detection",
-        steer,
-        formula,
-        f"{len(steer)} steering responses",
-        float(steer["chance"].iloc[0]) if len(steer) else None,
-        notes,
-        _why_not(steer, "chose_steered"),
-    )
-    return [label, steering]
+    chance = float(steer["chance"].iloc[0]) if len(steer) else None
+    terms = [("log_strength", "log_strength"), ("C(layer)", "layer")]
+    return [label, _design("steering detection", steer, "chose_steered", terms, "steering", chance)]
 
 
 def rating_design(df: pd.DataFrame) -> ModelDesign:
     """The label-ratings design: ``rating ~ labeler + layer`` over label-rating trials."""
     rows = df[(df["trial_kind"] == "label_rating") & df["rating"].notna()]
     rows = _common(rows).assign(rating=lambda d: d["rating"].astype(float))
-    formula, notes = _identified_formula(rows, "rating", [("C(labeler)", "labeler"), ("C(layer)", "layer")])
-    notes.append("ratings as interval scale")
-    return ModelDesign(
+    terms = [("C(labeler)", "labeler"), ("C(layer)", "layer")]
+    return _design(
         "label ratings",
         rows,
-        formula,
-        f"{len(rows)} label-rating responses",
+        "rating",
+        terms,
+        "label-rating",
         None,
-        notes,
-        _why_not(rows, "rating"),
         family="gaussian",
+        notes=("ratings as interval scale",),
     )
 
 
