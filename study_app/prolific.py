@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
-from study_app.models import REJECTED, RETURNED, TIMED_OUT, Study, StudySession, utcnow
+from study_app.models import REJECTED, RETURNED, TIMED_OUT, Participant, Study, StudySession, utcnow
 from study_app.packages import package_view
 from study_app.participant import PROLIFIC_COMPLETE, PROLIFIC_PLACEHOLDERS
 from study_app.prolific_api import ProlificClient
@@ -104,24 +104,16 @@ def sync_submissions(
     from study_app.db import db
     from study_app.sessions import pid_hash
 
-    ids = prolific_study_ids or sorted(
-        {
-            s
-            for s in db.session.scalars(
-                select(StudySession.prolific_study_id).where(
-                    StudySession.study_id == study.id, StudySession.prolific_study_id.is_not(None)
-                )
-            )
-            if s
-        }
-    )
-    sessions = list(
-        db.session.scalars(
-            select(StudySession).where(StudySession.study_id == study.id, ~StudySession.preview)
-        )
-    )
-    by_submission = {s.prolific_session_id: s for s in sessions if s.prolific_session_id}
-    by_participant = {s.participant.pid_hash: s for s in sorted(sessions, key=lambda s: s.id)}
+    # One query: the sessions with their participants' hashed ids (no lazy load per session).
+    rows = db.session.execute(
+        select(StudySession, Participant.pid_hash)
+        .join(Participant, StudySession.participant_id == Participant.id)
+        .where(StudySession.study_id == study.id, ~StudySession.preview)
+        .order_by(StudySession.id)
+    ).all()
+    ids = prolific_study_ids or sorted({s.prolific_study_id for s, _ in rows if s.prolific_study_id})
+    by_submission = {s.prolific_session_id: s for s, _ in rows if s.prolific_session_id}
+    by_participant = {digest: s for s, digest in rows}  # the latest session of each participant
     result = SyncResult(0, 0, [], {})
     for prolific_id in ids:
         for sub in client.submissions(prolific_id):
