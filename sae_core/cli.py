@@ -505,7 +505,6 @@ def concepts(
             table, _ = write_concepts(cfg, target)
     except (ValueError, ArtifactError, FileNotFoundError) as exc:
         _fail(str(exc))
-    best = table.loc[table.groupby(["method", "layer"])["auroc"].idxmax()]
     means = table.groupby(["layer", "method"])["auroc"].mean().unstack()
     n_values = len(table[["concept", "value"]].drop_duplicates())
     out_table = Table(title=f"Concept detection in {run}: mean AUROC over {n_values} concept values")
@@ -515,7 +514,7 @@ def concepts(
         out_table.add_row(str(layer), *(f"{row[c]:.3f}" for c in means.columns))
     console = stdout_console()
     console.print(out_table)
-    top = best[best["method"] == "sae"].sort_values("auroc", ascending=False).head(1)
+    top = table[table["method"] == "sae"].nlargest(1, "auroc")
     for r in top.itertuples():
         console.print(
             f"best: layer {r.layer} feature {r.unit} detects {r.concept}={r.value} (AUROC {r.auroc:.3f})"
