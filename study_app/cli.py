@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -182,91 +181,6 @@ def status_command(study: str) -> None:
         )
     t = stats["totals"]
     click.echo(f"declined {t['declined']}, responses {t['responses']}")
-
-
-@click.command("prolific")
-@click.argument("study")
-@click.option("--base-url", help="Where participants reach the app, e.g. https://study.example.org")
-@click.option("--json", "as_json", is_flag=True, help="Print the values as JSON.")
-@click.option(
-    "--sync",
-    is_flag=True,
-    help="Pull submission statuses from Prolific (PROLIFIC_TOKEN); returned, timed-out and "
-    "rejected submissions free their list place.",
-)
-@click.option(
-    "--prolific-study",
-    "prolific_studies",
-    multiple=True,
-    help="Prolific study id to sync (default: every STUDY_ID the sessions arrived with).",
-)
-@with_appcontext
-def prolific_command(
-    study: str, base_url: str | None, as_json: bool, sync: bool, prolific_studies: tuple[str, ...]
-) -> None:
-    """Print what to paste into Prolific's study form: URL, completion codes, places, time.
-
-    With --sync, instead: pull every submission's status from Prolific's API and record it
-    beside its session (shown on the dashboard); RETURNED, TIMED-OUT and REJECTED
-    submissions end their session at once, so their list place goes to the next arrival
-    (answers kept, flagged in the export's session_status). Safe to run repeatedly, e.g.
-    from a timer (deploy/study-app-prolific-sync.timer).
-
-    Example: study-app prolific demo --base-url https://study.example.org
-    Example: PROLIFIC_TOKEN=... study-app prolific demo --sync
-    """
-    import json
-
-    from study_app.participant import PROLIFIC_COMPLETE
-    from study_app.prolific import prolific_setup
-
-    if sync:
-        _prolific_sync(study, list(prolific_studies), as_json)
-        return
-    if not base_url:
-        raise click.UsageError("--base-url is required (or --sync)")
-
-    try:
-        setup = prolific_setup(_get_study(study), base_url)
-    except ValueError as exc:
-        raise click.BadParameter(str(exc), param_hint="--base-url") from exc
-    if as_json:
-        click.echo(json.dumps(setup.as_dict(), indent=2))
-        return
-    click.echo("Study URL (Prolific: 'What is the URL of your study?'; keep the three placeholders):")
-    click.echo(f"  {setup.study_url}")
-    click.echo("Completion codes (Prolific: 'How to confirm participants have completed your study?'):")
-    for name, meaning in (
-        ("completed", "completed the study        -> approve"),
-        ("screened_out", "failed the headphone check -> 'screened out' (fixed payment)"),
-        ("declined", "did not consent            -> ask them to return the study"),
-    ):
-        click.echo(f"  {setup.codes[name]:<10} {meaning}")
-    click.echo(f"  participants are redirected to {PROLIFIC_COMPLETE.format(code='CODE')}")
-    click.echo(f"Places: {setup.places} (lists x target participants)")
-    click.echo(f"Estimated time: {setup.minutes} min (longest list; run a pilot and adjust)")
-    for warning in setup.warnings:
-        click.echo(f"warning: {warning}", err=True)
-
-
-def _prolific_sync(slug: str, prolific_studies: list[str], as_json: bool) -> None:
-    import json
-
-    from study_app.prolific import sync_submissions
-    from study_app.prolific_api import ProlificClient, ProlificError
-
-    try:
-        with ProlificClient.from_env() as client:
-            result = sync_submissions(_get_study(slug), client, prolific_studies)
-    except ProlificError as exc:
-        raise click.ClickException(str(exc)) from None
-    if as_json:
-        click.echo(json.dumps(asdict(result), indent=2))
-        return
-    shown = ", ".join(f"{k} {v}" for k, v in sorted(result.statuses.items())) or "none"
-    click.echo(f"Prolific: {result.seen} submissions ({shown}); {result.matched} matched to sessions here")
-    for line in result.released:
-        click.echo(f"  place released: {line}")
 
 
 def _lifecycle(name: str, status: str) -> click.Command:
@@ -480,6 +394,8 @@ def forget_command(study: str, prolific_pid: str | None, pid_hash: str | None) -
 
 
 def register_commands(app: Flask) -> None:
+    from study_app.cli_prolific import prolific_command
+
     for command in (
         import_command,
         serve_command,

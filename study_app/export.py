@@ -87,6 +87,14 @@ def _session_facts(study: Study, attention_rows: list[int]) -> dict[int, dict[st
     return facts
 
 
+def session_facts(study: Study) -> dict[int, dict[str, Any]]:
+    """Per session id: status, screening passed, share of attention checks right, times
+    (the export's per-session columns; also what ``prolific_pay`` approves by)."""
+    view = package_view(study)
+    attention_rows = [view.trial_rows[t] for t, k in view.key.trials.items() if k.trial_type == "attention"]
+    return _session_facts(study, attention_rows)
+
+
 def iter_export_batches(
     study: Study, *, include_prolific_ids: bool = False
 ) -> Iterator[list[dict[str, Any]]]:

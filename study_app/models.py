@@ -63,6 +63,9 @@ class Study(db.Model):  # type: ignore[name-defined]
     # {"complete", "screened_out", "declined"} -> code: the researcher's from key.json, the
     # rest drawn with ``secrets`` at import. Never derived from anything public.
     completion_codes: Mapped[dict[str, str]] = mapped_column(JSON, default=dict)
+    # The Prolific study made by `study-app prolific --create`: {"id", "settings", "reward",
+    # "created_at"}; the settings (screen-out reward, currency) are what later payments use.
+    prolific: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
 
     lists: Mapped[list[TrialList]] = relationship(back_populates="study", order_by="TrialList.position")
 
@@ -217,3 +220,28 @@ class Admin(db.Model):  # type: ignore[name-defined]
     # In every login cookie; logout and a password change bump it, and older cookies stop working.
     session_version: Mapped[int] = mapped_column(Integer, default=0)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class ProlificPayment(db.Model):  # type: ignore[name-defined]
+    """A bonus or screen-out payment to one session's Prolific submission: the record that
+    makes paying at most once (``study_app.prolific_pay``).
+
+    ``state``: "set_up" (Prolific holds a bulk bonus, not yet paid), "sent" (committed just
+    before the payment call: from here on the command never pays it again, even when the
+    call's answer was lost), "paid" (Prolific confirmed). One row per session and kind.
+    """
+
+    __tablename__ = "prolific_payment"
+    __table_args__ = (UniqueConstraint("session_id", "kind"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    study_id: Mapped[int] = mapped_column(ForeignKey("study.id", ondelete="CASCADE"), index=True)
+    session_id: Mapped[int] = mapped_column(ForeignKey("study_session.id", ondelete="CASCADE"))
+    kind: Mapped[str] = mapped_column(String(16))  # "bonus" | "screen_out"
+    submission_id: Mapped[str] = mapped_column(String(128))
+    amount_cents: Mapped[int] = mapped_column(Integer)
+    rule: Mapped[str] = mapped_column(String(64), default="")
+    bulk_id: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    state: Mapped[str] = mapped_column(String(16))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)

@@ -1,11 +1,17 @@
 """A small client of Prolific's public API (v1) for what a study needs from it (issue 21).
 
-Only the calls this app makes: a study's submissions (paged), and transitions. The token
+Only the calls this app makes: create and publish a study, list its submissions (paged),
+approve, screen out, and bulk bonuses. The token
 comes from ``PROLIFIC_TOKEN`` and lives in one header of one object: it is never logged,
 stored, put in an error message or in a ``repr`` (tested by searching everything the
 tests produce). Prolific asks clients to back off on 429 and retry 5xx; both are retried
 with exponential backoff (Retry-After honoured, capped), and a 4xx is one line naming the
 call and Prolific's own message.
+
+A call Prolific documents as not idempotent (paying a bulk bonus, screening out) is sent
+with ``idempotent=False``: a 429 is still retried (Prolific did not act on it), but a 5xx
+or a lost answer is not, because the payment may have gone through; the caller's records
+(``study_app.prolific_pay``) decide what happens next.
 
 No SDK: Prolific publishes none for Python, and the handful of calls is smaller than a
 dependency (``httpx`` is already the project's HTTP client).
@@ -29,7 +35,14 @@ PAGE_SIZE = 200
 
 
 class ProlificError(Exception):
-    """A call to Prolific that failed; the message names the call, never the token."""
+    """A call to Prolific that failed; the message names the call, never the token.
+
+    ``refused``: Prolific answered 4xx, so it did nothing (money did not move); otherwise
+    the outcome of a non-idempotent call is unknown."""
+
+    def __init__(self, message: str, *, refused: bool = False) -> None:
+        super().__init__(message)
+        self.refused = refused
 
 
 class ProlificClient:
@@ -70,24 +83,29 @@ class ProlificClient:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def request(self, method: str, path: str, **kwargs: Any) -> Any:
-        """One call, retried on 429/5xx and on connection errors; the JSON body back."""
+    def request(self, method: str, path: str, *, idempotent: bool = True, **kwargs: Any) -> Any:
+        """One call, retried on 429 and (when ``idempotent``) on 5xx and connection errors;
+        the JSON body back."""
         call = f"{method} {path}"
         for attempt in range(self.retries + 1):
             try:
                 response = self._http.request(method, path, **kwargs)
             except httpx.TransportError as exc:
-                if attempt == self.retries:
+                if attempt == self.retries or not idempotent:
                     raise ProlificError(f"{call}: Prolific did not answer ({type(exc).__name__})") from None
                 self._wait(attempt, None, call, type(exc).__name__)
                 continue
-            if response.status_code == 429 or response.status_code >= 500:
+            if response.status_code == 429 or (response.status_code >= 500 and idempotent):
                 if attempt == self.retries:
                     raise ProlificError(f"{call}: HTTP {response.status_code} after {self.retries} retries")
                 self._wait(attempt, response.headers.get("Retry-After"), call, f"HTTP {response.status_code}")
                 continue
             if response.status_code >= 400:
-                raise ProlificError(f"{call}: HTTP {response.status_code}: {_message(response)}")
+                # A 4xx: Prolific did nothing. A 5xx of a call not retried: it may have.
+                raise ProlificError(
+                    f"{call}: HTTP {response.status_code}: {_message(response)}",
+                    refused=response.status_code < 500,
+                )
             return response.json() if response.content else None
         raise AssertionError("unreachable")
 
@@ -123,6 +141,46 @@ class ProlificClient:
         return self.request(
             "POST", f"/api/v1/submissions/{submission_id}/transition/", json={"action": action}
         )
+
+    def create_study(self, body: dict[str, Any]) -> dict[str, Any]:
+        """A draft (UNPUBLISHED) study; Prolific's study object back, ``id`` included."""
+        return dict(self.request("POST", "/api/v1/studies/", json=body))
+
+    def publish_study(self, study_id: str) -> Any:
+        return self.request("POST", f"/api/v1/studies/{study_id}/transition/", json={"action": "PUBLISH"})
+
+    def bulk_approve(self, study_id: str, submission_ids: list[str]) -> Any:
+        """Approve (and so pay) AWAITING REVIEW submissions; approving twice is refused by
+        Prolific, not paid twice."""
+        return self.request(
+            "POST",
+            "/api/v1/submissions/bulk-approve/",
+            json={"study_id": study_id, "submission_ids": submission_ids},
+        )
+
+    def screen_out(self, study_id: str, submission_ids: list[str], reward: float) -> Any:
+        """Pay ACTIVE submissions the fixed screen-out ``reward`` (in the study's currency)."""
+        return self.request(
+            "POST",
+            f"/api/v1/studies/{study_id}/screen-out-submissions/",
+            idempotent=False,
+            json={"submission_ids": submission_ids, "bonus_per_submission": reward},
+        )
+
+    def set_up_bonuses(self, study_id: str, csv_bonuses: str) -> dict[str, Any]:
+        """Step one of a bulk bonus (``participant_id,amount`` lines): nothing is paid yet,
+        so a lost answer only leaves an unpaid draft on Prolific."""
+        return dict(
+            self.request(
+                "POST",
+                "/api/v1/submissions/bonus-payments/",
+                json={"study_id": study_id, "csv_bonuses": csv_bonuses},
+            )
+        )
+
+    def pay_bonuses(self, bulk_id: str) -> Any:
+        """Step two: pay. Prolific documents it as not idempotent: never retried on 5xx."""
+        return self.request("POST", f"/api/v1/bulk-bonus-payments/{bulk_id}/pay/", idempotent=False)
 
 
 def _message(response: httpx.Response) -> str:

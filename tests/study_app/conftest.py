@@ -85,7 +85,13 @@ class Participant:
             self.sent.append(body["idempotency_key"])
         return response
 
-    def complete(self, *, fail_screening: bool = False, stop_at_questionnaire: bool = False) -> str:
+    def complete(
+        self,
+        *,
+        fail_screening: bool = False,
+        fail_attention: bool = False,
+        stop_at_questionnaire: bool = False,
+    ) -> str:
         """Run the whole session; return the final page's HTML (or the questionnaire's)."""
         for _ in range(500):
             page = self.go()
@@ -95,7 +101,9 @@ class Participant:
                 if "trial" not in data:
                     continue
                 screening = data["trial"]["phase"] == "screening"
-                assert self.answer(data, correct=not (screening and fail_screening)).status_code == 200
+                attention = self.key.trials[data["trial"]["id"]].trial_type == "attention"
+                wrong = (screening and fail_screening) or (attention and fail_attention)
+                assert self.answer(data, correct=not wrong).status_code == 200
             elif "Set your volume" in html:
                 self.post_stage("volume")
             elif "stage=instructions" in html or "/instructions" in html:

@@ -1,0 +1,327 @@
+"""Paying Prolific participants from what the app knows: approvals by the study's
+exclusion rules, fixed screen-out payments, bonuses from the stored answers (issue 21).
+
+Money moves at most once. Each screen-out or bonus is a :class:`ProlificPayment` row per
+session, committed as "sent" *before* the call that pays: if the command dies, the
+network drops or Prolific answers 5xx after the money left, the next run finds the row
+and does not pay again (it lists it as unconfirmed, to check on Prolific). A bulk bonus is
+two calls, as Prolific makes it: set up (nothing paid; its id recorded as "set_up") and
+pay (Prolific documents it as not idempotent, so it is never retried on 5xx: see
+``ProlificClient.request``). A set-up bonus that was never sent is paid by the next run.
+"""
+
+from __future__ import annotations
+
+import statistics
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import func, select
+
+from study_app.db import db
+from study_app.models import (
+    COMPLETED,
+    SCREENED_OUT,
+    ProlificPayment,
+    Response,
+    Study,
+    StudySession,
+    Trial,
+    utcnow,
+)
+from study_app.prolific import MINIMUM_PER_HOUR, matched_submissions
+from study_app.prolific_api import ProlificClient, ProlificError
+
+AWAITING_REVIEW = "AWAITING REVIEW"
+
+
+@dataclass(frozen=True)
+class ApprovalRules:
+    """Which completed sessions are approved without a look: the study's own exclusion
+    rules, as the analysis applies them (analysis.exclusions.ExclusionRules has the same
+    defaults)."""
+
+    min_attention_correct: float | None = 0.5
+    require_screening_pass: bool = True
+
+    def __post_init__(self) -> None:
+        if self.min_attention_correct is not None and not 0 <= self.min_attention_correct <= 1:
+            raise ValueError(f"min_attention_correct must be in [0, 1], got {self.min_attention_correct}")
+
+
+def _facts(study: Study) -> dict[int, dict[str, Any]]:
+    from study_app.export import session_facts
+
+    return session_facts(study)
+
+
+def _verdict(sess: StudySession | None, facts: dict[str, Any] | None, rules: ApprovalRules) -> str | None:
+    """``None`` when the submission may be approved, else why it needs a person's look."""
+    if sess is None or facts is None:
+        return "no session here with this submission or Prolific id (a shared completion code?)"
+    if sess.status == SCREENED_OUT:
+        return f"s{sess.id} was screened out: pay with --pay-screen-outs, or approve by hand"
+    if sess.status != COMPLETED:
+        return f"s{sess.id} is '{sess.status}', not completed"
+    if rules.require_screening_pass and facts.get("screening_passed") is False:
+        return f"s{sess.id} failed the headphone screening"
+    attention, floor = facts.get("attention_correct"), rules.min_attention_correct
+    if floor is not None and attention is not None and attention < floor:
+        return f"s{sess.id} answered {attention:.0%} of attention checks right (< {floor:.0%})"
+    return None
+
+
+@dataclass
+class ApprovalResult:
+    approved: list[str] = field(default_factory=list)  # submission ids
+    review: list[str] = field(default_factory=list)  # "submission: why"
+    dry_run: bool = False
+
+
+def approve_submissions(
+    study: Study, client: ProlificClient, rules: ApprovalRules = ApprovalRules(), *, dry_run: bool = False
+) -> ApprovalResult:
+    """Approve every AWAITING REVIEW submission whose session here completed and passes
+    ``rules``; list the others with the reason. Approving pays the study's reward; a
+    submission Prolific has already approved is no longer awaiting review, so a second run
+    approves nothing again."""
+    facts = _facts(study)
+    result = ApprovalResult(dry_run=dry_run)
+    to_approve: dict[str, list[str]] = {}
+    for prolific_id, sub, sess in matched_submissions(study, client):
+        if sub.get("status") != AWAITING_REVIEW:
+            continue
+        why = _verdict(sess, facts.get(sess.id) if sess else None, rules)
+        if why is None:
+            to_approve.setdefault(prolific_id, []).append(str(sub["id"]))
+        else:
+            result.review.append(f"{sub['id']}: {why}")
+    for prolific_id, ids in to_approve.items():
+        if not dry_run:
+            client.bulk_approve(prolific_id, ids)
+        result.approved += ids
+    return result
+
+
+@dataclass
+class PaymentResult:
+    kind: str
+    paid: list[str] = field(default_factory=list)  # "submission amount"
+    already: list[str] = field(default_factory=list)  # paid by an earlier run
+    unconfirmed: list[str] = field(default_factory=list)  # sent, answer lost: check Prolific
+    csv: str = ""  # the bonus CSV (participant_id,amount), for the dry run
+    total_cents: int = 0
+    warnings: list[str] = field(default_factory=list)
+    dry_run: bool = False
+
+
+def _records(study: Study, kind: str) -> dict[int, ProlificPayment]:
+    rows = db.session.scalars(
+        select(ProlificPayment).where(ProlificPayment.study_id == study.id, ProlificPayment.kind == kind)
+    )
+    return {r.session_id: r for r in rows}
+
+
+def _mark(rows: Iterable[ProlificPayment], state: str, bulk_id: str | None = None) -> None:
+    for row in rows:
+        row.state = state
+        row.updated_at = utcnow()
+        if bulk_id is not None:
+            row.bulk_id = bulk_id
+    db.session.commit()
+
+
+def _sort_out(result: PaymentResult, record: ProlificPayment) -> None:
+    line = f"{record.submission_id} {record.amount_cents / 100:.2f}"
+    if record.state == "paid":
+        result.already.append(line)
+    elif record.state == "sent":
+        result.unconfirmed.append(f"{line} (bulk {record.bulk_id or '-'})")
+
+
+def pay_screen_outs(study: Study, client: ProlificClient, *, dry_run: bool = False) -> PaymentResult:
+    """Pay the configured fixed reward to screened-out sessions whose Prolific submission is
+    still ACTIVE (the participant closed the tab instead of going back with the
+    screened-out code; those who went back were paid by the code itself)."""
+    settings = (study.prolific or {}).get("settings") or {}
+    reward = settings.get("screen_out_reward")
+    if reward is None:
+        raise ValueError(
+            f"'{study.slug}' has no screen_out_reward: set it in the Prolific settings before "
+            "--create (Prolific pays screen-outs only in studies created with custom screening)"
+        )
+    cents = round(float(reward) * 100)
+    result = PaymentResult("screen_out", dry_run=dry_run)
+    records = _records(study, "screen_out")
+    due: dict[str, list[tuple[StudySession, str]]] = {}
+    minutes: list[float] = []
+    for prolific_id, sub, sess in matched_submissions(study, client):
+        if sess is None or sess.status != SCREENED_OUT:
+            continue
+        if sess.id in records:
+            _sort_out(result, records[sess.id])
+            continue
+        if sub.get("status") != "ACTIVE":
+            continue
+        due.setdefault(prolific_id, []).append((sess, str(sub["id"])))
+        if sess.finished_at is not None:
+            minutes.append((_utc(sess.finished_at) - _utc(sess.started_at)).total_seconds() / 60)
+    if minutes:
+        floor = MINIMUM_PER_HOUR[settings.get("currency", "GBP")] * statistics.median(minutes) / 60
+        if reward < floor:
+            result.warnings.append(
+                f"screen_out_reward {reward:.2f} is under Prolific's minimum for the median "
+                f"{statistics.median(minutes):.1f} min these participants spent ({floor:.2f}): "
+                "Prolific may refuse it"
+            )
+    for prolific_id, pairs in due.items():
+        ids = [sub_id for _, sub_id in pairs]
+        result.paid += [f"{i} {cents / 100:.2f}" for i in ids]
+        result.total_cents += cents * len(ids)
+        if dry_run:
+            continue
+        rows = [
+            _record(study, sess, "screen_out", sub_id, cents, "screen_out_reward") for sess, sub_id in pairs
+        ]
+        _mark(rows, "sent")
+        try:
+            client.screen_out(prolific_id, ids, float(reward))
+        except ProlificError as exc:
+            if exc.refused:  # nothing was paid: no record, so a later run can try again
+                for row in rows:
+                    db.session.delete(row)
+                db.session.commit()
+            raise
+        _mark(rows, "paid")
+    return result
+
+
+def _utc(ts: Any) -> Any:
+    from datetime import UTC
+
+    return ts if ts.tzinfo else ts.replace(tzinfo=UTC)
+
+
+def _record(
+    study: Study, sess: StudySession, kind: str, submission: str, cents: int, rule: str
+) -> ProlificPayment:
+    row = ProlificPayment(
+        study_id=study.id,
+        session_id=sess.id,
+        kind=kind,
+        submission_id=submission,
+        amount_cents=cents,
+        rule=rule[:64],
+        state="new",
+    )
+    db.session.add(row)
+    return row
+
+
+@dataclass(frozen=True)
+class BonusRule:
+    """``per_correct=0.05`` (for each main trial answered right; attention, practice and
+    screening trials do not count) or ``flat=0.50``; amounts in the study's currency."""
+
+    kind: str
+    cents: int
+
+    @classmethod
+    def parse(cls, text: str) -> BonusRule:
+        name, _, amount = text.partition("=")
+        if name not in ("per_correct", "flat") or not amount:
+            raise ValueError(f"a bonus rule is per_correct=AMOUNT or flat=AMOUNT, got {text!r}")
+        try:
+            value = float(amount)
+        except ValueError:
+            raise ValueError(f"bonus amount must be a number like 0.05, got {amount!r}") from None
+        if not 0 < value <= 100:
+            raise ValueError(f"bonus amount must be over 0 and at most 100, got {amount}")
+        return cls(name, round(value * 100))
+
+    def __str__(self) -> str:
+        return f"{self.kind}={self.cents / 100:.2f}"
+
+
+def _correct_counts(study: Study) -> dict[int, int]:
+    """Main-phase answers marked correct per session, attention checks excluded."""
+    from study_app.packages import package_view
+
+    key = package_view(study).key
+    attention = {t for t, k in key.trials.items() if k.trial_type == "attention"}
+    query = (
+        select(Response.session_id, func.count())
+        .join(Trial, Response.trial_id == Trial.id)
+        .where(Trial.study_id == study.id, Trial.phase == "main", Response.correct.is_(True))
+        .group_by(Response.session_id)
+    )
+    if attention:
+        query = query.where(Trial.trial_key.not_in(attention))
+    rows = db.session.execute(query)
+    return {int(s): int(n) for s, n in rows}
+
+
+def pay_bonuses(
+    study: Study,
+    client: ProlificClient,
+    rule: BonusRule,
+    rules: ApprovalRules = ApprovalRules(),
+    *,
+    dry_run: bool = False,
+) -> PaymentResult:
+    """Pay ``rule``'s bonus to every completed session that passes ``rules``, once per
+    session whatever the rule (a second run, or a run with another rule, pays nobody
+    twice). The dry run computes the same CSV and pays nothing."""
+    facts = _facts(study)
+    records = _records(study, "bonus")
+    correct = _correct_counts(study) if rule.kind == "per_correct" else {}
+    result = PaymentResult("bonus", dry_run=dry_run)
+    due: dict[str, list[tuple[StudySession, str, str, int]]] = {}
+    for prolific_id, sub, sess in matched_submissions(study, client):
+        if sess is None:
+            continue
+        if sess.id in records:  # paid, sent, or set up and paid below
+            _sort_out(result, records[sess.id])
+            continue
+        if _verdict(sess, facts.get(sess.id), rules) is not None or not sub.get("participant_id"):
+            continue
+        cents = rule.cents * (correct.get(sess.id, 0) if rule.kind == "per_correct" else 1)
+        if cents > 0:
+            due.setdefault(prolific_id, []).append((sess, str(sub["id"]), str(sub["participant_id"]), cents))
+    result.csv = "\n".join(f"{pid},{c / 100:.2f}" for rows in due.values() for _, _, pid, c in rows)
+    result.total_cents = sum(c for rows in due.values() for *_, c in rows)
+    result.paid = [f"{sub_id} {c / 100:.2f}" for rows in due.values() for _, sub_id, _, c in rows]
+    if dry_run:
+        return result
+    for prolific_id, entries in due.items():
+        rows = [_record(study, sess, "bonus", sub_id, c, str(rule)) for sess, sub_id, _, c in entries]
+        db.session.flush()
+        csv = "\n".join(f"{pid},{c / 100:.2f}" for _, _, pid, c in entries)
+        bulk = client.set_up_bonuses(prolific_id, csv)
+        _mark(rows, "set_up", str(bulk["id"]))
+    # Every set-up bulk not yet sent, this run's and any an interrupted run left behind.
+    pending: dict[str, list[ProlificPayment]] = {}
+    for row in db.session.scalars(
+        select(ProlificPayment).where(
+            ProlificPayment.study_id == study.id,
+            ProlificPayment.kind == "bonus",
+            ProlificPayment.state == "set_up",
+        )
+    ):
+        pending.setdefault(str(row.bulk_id), []).append(row)
+    for bulk_id, rows in pending.items():
+        _mark(rows, "sent")
+        try:
+            client.pay_bonuses(bulk_id)
+        except ProlificError as exc:
+            if exc.refused:  # e.g. the balance is short: nothing paid, the next run pays it
+                _mark(rows, "set_up")
+            raise
+        _mark(rows, "paid")
+        for row in rows:
+            line = f"{row.submission_id} {row.amount_cents / 100:.2f}"
+            if line not in result.paid:
+                result.paid.append(line)
+                result.total_cents += row.amount_cents
+    return result
