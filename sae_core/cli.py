@@ -726,9 +726,9 @@ def label(
         help="Label only the N features with the largest activations per layer.",
     ),
     descriptor_backend: str = typer.Option(
-        "librosa",
+        "essentia",
         "--descriptor-backend",
-        help="descriptors: librosa, or essentia (key/mode; optional extra).",
+        help="descriptors' key/mode finder: essentia (KeyExtractor) or librosa (chroma profiles).",
     ),
     llm_model: str = typer.Option("gemini-2.5-flash", "--llm-model", help="llm: the model name."),
     llm_url: str | None = typer.Option(None, "--llm-url", help="llm: API base URL (default: Gemini's)."),
@@ -739,7 +739,8 @@ def label(
     """Label features automatically and score every label with CLAP.
 
     descriptors: tempo, key/mode, brightness, percussiveness, register, density, loudness of
-    each example's source audio (librosa); a word is proposed when enough examples agree.
+    each example's source audio (librosa; key/mode from essentia by default); a word is
+    proposed when enough examples agree.
     clap-vocab: the vocabulary terms CLAP finds closest to the examples. manual: a CSV.
     llm: a multimodal LM (Gemini generateContent protocol) hears the clips and names them;
     needs an API key in $GEMINI_API_KEY (or --llm-key-env); answers are cached on disk.
@@ -773,8 +774,8 @@ def label(
             import essentia  # noqa: F401
         except ImportError:
             _fail(
-                "--descriptor-backend essentia needs the essentia package "
-                "(pip install 'music-concepts[essentia]')"
+                "--descriptor-backend essentia needs the essentia package (a dependency: "
+                "reinstall the project, or pass --descriptor-backend librosa)"
             )
     llm = None
     if "llm" in chosen:

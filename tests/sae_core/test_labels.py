@@ -47,8 +47,6 @@ def _pseudo_features(meta: pd.DataFrame, concept: str) -> tuple[pd.DataFrame, di
 @pytest.mark.parametrize("backend", ["librosa", "essentia"])
 @pytest.mark.parametrize(("concept", "word"), [("tempo", "{} tempo"), ("mode", "{} key")])
 def test_descriptor_labels_match_ground_truth(corpus: Path, concept: str, word: str, backend: str) -> None:
-    if backend == "essentia":
-        pytest.importorskip("essentia", reason="essentia is an optional extra")
     meta = pd.read_csv(corpus / "metadata.csv")
     paths = {r.track_id: str(corpus / r.path) for r in meta.itertuples()}
     examples, truth = _pseudo_features(meta, concept)
