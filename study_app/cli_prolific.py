@@ -88,6 +88,7 @@ def prolific_command(study: str, base_url: str | None, as_json: bool, **options:
     """
     from study_app.cli import _get_study
     from study_app.prolific_api import ProlificClient, ProlificError
+    from study_app.prolific_pay import PaymentConflict
 
     chosen = [a for a in ACTIONS if options.get(a) if a != "bonus"] + (
         ["bonus"] if options["bonus_rule"] else []
@@ -102,7 +103,7 @@ def prolific_command(study: str, base_url: str | None, as_json: bool, **options:
         settings = _settings(options) if chosen == ["create"] else None
         with ProlificClient.from_env() as client:
             result = _run(chosen[0], row, client, base_url, settings, options)
-    except ProlificError as exc:
+    except (ProlificError, PaymentConflict) as exc:
         raise click.ClickException(str(exc)) from None
     except ArtifactError as exc:
         raise click.ClickException(str(exc)) from None

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
 
 from study_app.db import db
 from study_app.models import (
@@ -34,6 +35,11 @@ from study_app.prolific import MINIMUM_PER_HOUR, matched_submissions
 from study_app.prolific_api import ProlificClient, ProlificError
 
 AWAITING_REVIEW = "AWAITING REVIEW"
+
+
+class PaymentConflict(Exception):
+    """Another run recorded a payment for one of these sessions meanwhile (the timer and a
+    researcher at once): nothing was sent by this run."""
 
 
 @dataclass(frozen=True)
@@ -197,6 +203,18 @@ def pay_screen_outs(study: Study, client: ProlificClient, *, dry_run: bool = Fal
     return result
 
 
+def _claim() -> None:
+    """Write this run's new payment rows before any call: the unique (session, kind) makes
+    a concurrent run's rows collide here, before money moves, not after."""
+    try:
+        db.session.flush()
+    except IntegrityError:
+        db.session.rollback()
+        raise PaymentConflict(
+            "another run recorded payments for this study meanwhile; nothing was sent: run it again"
+        ) from None
+
+
 def _utc(ts: Any) -> Any:
     from datetime import UTC
 
@@ -296,7 +314,7 @@ def pay_bonuses(
         return result
     for prolific_id, entries in due.items():
         rows = [_record(study, sess, "bonus", sub_id, c, str(rule)) for sess, sub_id, _, c in entries]
-        db.session.flush()
+        _claim()
         csv = "\n".join(f"{pid},{c / 100:.2f}" for _, _, pid, c in entries)
         bulk = client.set_up_bonuses(prolific_id, csv)
         _mark(rows, "set_up", str(bulk["id"]))

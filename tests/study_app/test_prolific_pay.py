@@ -283,3 +283,25 @@ def test_a_refused_screen_out_leaves_no_record(
     prolific.studies["s1"]["is_custom_screening"] = True
     assert _cli(app, "--pay-screen-outs").exit_code == 0
     assert prolific.screened_out == [("xLEFT", 0.25)]
+
+
+def test_two_bonus_runs_at_once_collide_before_any_money_moves(
+    study_app: tuple[Flask, Any], prolific: FakeProlific, new_participant: Any, tmp_path: Path
+) -> None:
+    """The timer and a researcher run --bonus together: the run that read the records
+    before the other wrote them stops at its own first write, having sent nothing."""
+    app, _ = study_app
+    assert _cli(app, "--create", "--base-url", BASE, "--reward-per-hour", "9").exit_code == 0
+    good = new_participant()
+    good.enter(pid="GOOD")
+    good.complete()
+    prolific.add("s1", "GOOD", "AWAITING REVIEW")
+    assert _cli(app, "--bonus", "flat=0.30").exit_code == 0
+    assert prolific.payouts == {"GOOD": 30}
+    with pytest.MonkeyPatch.context() as patch:
+        from study_app import prolific_pay
+
+        patch.setattr(prolific_pay, "_records", lambda study, kind: {})  # read before the other's write
+        late = _cli(app, "--bonus", "flat=0.30")
+    assert late.exit_code == 1 and "another run recorded payments" in late.output
+    assert prolific.payouts == {"GOOD": 30} and len(prolific.bulks) == 1
