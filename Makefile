@@ -126,7 +126,7 @@ demo: $(STAMP) $(foreach l,$(DEMO_LAYERS),$(RUN)/features/layer_$(l)/run.json) $
 bench-env: $(STAMP)
 	test -x .venv-bench/bin/python || $(PYTHON) -m venv .venv-bench
 	.venv-bench/bin/python -m pip install --quiet torch==2.13.0 || .venv-bench/bin/python -m pip install --quiet 'torch>=2.2'
-	.venv-bench/bin/python -m pip install --quiet sae-lens
+	.venv-bench/bin/python -m pip install --quiet sae-lens eai-sparsify dictionary-learning
 	.venv-bench/bin/python -m pip install --quiet -e .
 
 # The optional audiocraft backend needs torch 2.9.1 + torchaudio (docs/models.md).

@@ -144,6 +144,10 @@ def extract(
     ),
     tracks_per_shard: int = typer.Option(8, "--tracks-per-shard", min=1, help="Tracks per resumable shard."),
     dtype: str = typer.Option("float16", "--dtype", help="Storage type: float16 or float32."),
+    keep_fraction: float = typer.Option(
+        1.0, "--keep-fraction", help="Store this share of each window's frames (seeded; e.g. 0.25)."
+    ),
+    keep_seed: int = typer.Option(0, "--keep-seed", help="Seed of the frames --keep-fraction keeps."),
     device: str = typer.Option("cpu", "--device", help="cpu, cuda, cuda:1 ..."),
     threads: int | None = typer.Option(
         None, "--threads", min=1, help="CPU threads (same value = same bytes)."
@@ -155,6 +159,8 @@ def extract(
     row), layer_<l>/meta.json and run.json. Interrupted runs resume: rerun the same command and
     finished shards are kept. Unreadable audio files are skipped and listed at the end.
     Under 'torchrun --nproc_per_node=N' each rank takes every N-th shard (gloo on CPU).
+    --keep-fraction 0.25 stores a seeded quarter of the frames (disk and SAE data shrink
+    alike; later stages find each kept row's track and time in the index).
 
     Example: sae-core extract --model models/tiny --corpus corpus --layers 1,3 --out runs/R/acts
     """
@@ -173,16 +179,21 @@ def extract(
     _init_distributed(device, threads)
     if device == "cuda" and "LOCAL_RANK" in os.environ:
         device = f"cuda:{os.environ['LOCAL_RANK']}"  # one GPU per torchrun rank
-    cfg = ExtractConfig(
-        model=model,
-        layers=[] if layers == "paper" else _parse_layers(layers),
-        backend=backend,
-        text_condition=text_condition,  # type: ignore[arg-type]  # checked above
-        window_seconds=window_seconds,
-        batch_seconds=batch_seconds,
-        tracks_per_shard=tracks_per_shard,
-        dtype=dtype,  # type: ignore[arg-type]  # checked above
-    )
+    try:
+        cfg = ExtractConfig(
+            model=model,
+            layers=[] if layers == "paper" else _parse_layers(layers),
+            backend=backend,
+            text_condition=text_condition,  # type: ignore[arg-type]  # checked above
+            window_seconds=window_seconds,
+            batch_seconds=batch_seconds,
+            tracks_per_shard=tracks_per_shard,
+            dtype=dtype,  # type: ignore[arg-type]  # checked above
+            keep_fraction=keep_fraction,
+            keep_seed=keep_seed,
+        )
+    except ValueError as exc:
+        _fail(f"--{str(exc).replace('_', '-', 1)}")
     try:
         mg = load_model(model, backend=backend, device=device)
         if layers == "paper":

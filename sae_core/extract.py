@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import zlib
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -65,6 +66,17 @@ class ExtractConfig:
     """Audio seconds per forward pass (windows of equal length are batched)."""
     tracks_per_shard: int = 8
     dtype: Literal["float16", "float32"] = "float16"
+    keep_fraction: float = 1.0
+    """Share of each window's frames stored (issue 22: the paper's corpus at every frame is
+    terabytes). The kept frames are drawn per window from (keep_seed, track, window start),
+    so they do not depend on batching, sharding or ranks; the index keeps each row's time."""
+    keep_seed: int = 0
+
+    def __post_init__(self) -> None:
+        if not 0 < self.keep_fraction <= 1:
+            raise ValueError(f"keep_fraction must be in (0, 1], got {self.keep_fraction}")
+        if self.keep_seed < 0:
+            raise ValueError(f"keep_seed must be >= 0, got {self.keep_seed}")
 
 
 @dataclass
@@ -165,6 +177,17 @@ def _windows(audio: np.ndarray, model: MusicModel, window_seconds: float) -> lis
     return [(start // hop, audio[start : start + size]) for start in range(0, len(audio), size)]
 
 
+def kept_frames(cfg: ExtractConfig, track_id: str, first: int, n_frames: int) -> np.ndarray:
+    """Which of a window's ``n_frames`` frames are stored (sorted offsets; all at 1.0).
+
+    At least one per window, ``round(keep_fraction * n_frames)`` in all, without replacement."""
+    if cfg.keep_fraction >= 1:
+        return np.arange(n_frames)
+    n_keep = max(1, round(cfg.keep_fraction * n_frames))
+    key = [cfg.keep_seed, zlib.crc32(track_id.encode()), first]
+    return np.sort(np.random.default_rng(key).choice(n_frames, size=n_keep, replace=False))
+
+
 def _extract_shard(
     model: MusicModel, cfg: ExtractConfig, tracks: Sequence[CorpusTrack], shard: int, out: Path
 ) -> None:
@@ -194,10 +217,15 @@ def _extract_shard(
         texts = [t.caption for t, _, _ in batch] if cfg.text_condition == "caption" else None
         acts = model.residuals(codes, cfg.layers, texts)
         n_frames = codes.shape[-1]
+        kept = [kept_frames(cfg, track.track_id, first, n_frames) for track, first, _ in batch]
+        flat = torch.from_numpy(np.concatenate([i * n_frames + k for i, k in enumerate(kept)]))
         for layer in cfg.layers:
-            rows[layer].append(acts[layer].reshape(-1, model.d_model).to(getattr(torch, cfg.dtype)).cpu())
-        for track, first, _ in batch:
-            frames = np.arange(first, first + n_frames)
+            layer_rows = acts[layer].reshape(-1, model.d_model)
+            if cfg.keep_fraction < 1:
+                layer_rows = layer_rows[flat.to(layer_rows.device)]
+            rows[layer].append(layer_rows.to(getattr(torch, cfg.dtype)).cpu())
+        for (track, first, _), offsets in zip(batch, kept, strict=True):
+            frames = first + offsets
             index.append(
                 pd.DataFrame(
                     {
@@ -280,6 +308,8 @@ def _finalise(
             "sample_rate": model.sample_rate,
             "text_condition": cfg.text_condition,
             "window_seconds": cfg.window_seconds,
+            "keep_fraction": cfg.keep_fraction,
+            "keep_seed": cfg.keep_seed,
             "position": "post-block residual; row f = the position that reads frame f's first codebook",
         }
         write_text_atomic(layer_dir / LAYER_META, json.dumps(meta, indent=2) + "\n")

@@ -76,8 +76,14 @@ class Trainer:
         # keeps AuxK useful there without calling a latent dead after one batch.
         self.dead_window = min(sae_cfg.dead_after_tokens, max(train_cfg.batch_size, total_tokens // 10))
         self.sae = SparseCoder(sae_cfg, device=device)
+        # fused: one kernel per parameter instead of foreach temporaries the size of the
+        # dictionary (each freshly mapped and zero-filled on CPU): 0.44 s of a 1.2 s step at
+        # 1024 x 8192 on the 2-core machine, the same update to 1e-7.
         self.optimizer = torch.optim.Adam(
-            self.sae.parameters(), lr=train_cfg.learning_rate(sae_cfg.num_latents), eps=6.25e-10
+            self.sae.parameters(),
+            lr=train_cfg.learning_rate(sae_cfg.num_latents),
+            eps=6.25e-10,
+            fused=torch.device(device).type in ("cpu", "cuda"),
         )
         self.step = 0
         self.tokens_since_fired = torch.zeros(sae_cfg.num_latents, dtype=torch.long, device=device)

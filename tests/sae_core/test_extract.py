@@ -247,3 +247,45 @@ def test_a_machine_without_avx512_writes_the_same_activations(
     result = _extract(tiny_model_dir, small_corpus, out, "--window-seconds", "2", env=env)
     assert result.returncode == 0, result.stderr
     assert _layer_files(out) == _layer_files(extracted)
+
+
+def _rows(out: Path, layer: int) -> np.ndarray:
+    meta = json.loads((out / f"layer_{layer}" / "meta.json").read_text())
+    return np.concatenate(
+        [load_file(str(out / f"layer_{layer}" / s["file"]))["activations"] for s in meta["shards"]]
+    )
+
+
+def test_keep_fraction_stores_a_quarter_of_the_frames_at_their_times(
+    extracted: Path, tiny_model_dir: Path, small_corpus: Path, tmp_path: Path
+) -> None:
+    """Issue 22.2a: --keep-fraction 0.25 takes <= 0.27x the disk, and every kept row is the
+    full extraction's row of the same track and frame, so later stages cut the right clips."""
+    out = tmp_path / "acts"
+    result = _extract(tiny_model_dir, small_corpus, out, "--window-seconds", "2", "--keep-fraction", "0.25")
+    assert result.returncode == 0, result.stderr
+
+    def disk(root: Path) -> int:
+        return sum(p.stat().st_size for p in root.glob("layer_*/shard_*.safetensors"))
+
+    assert disk(out) <= 0.27 * disk(extracted)
+    meta = json.loads((out / "layer_3" / "meta.json").read_text())
+    assert (meta["keep_fraction"], meta["keep_seed"]) == (0.25, 0)
+    full_index = load_table(extracted / "layer_3" / "index.parquet", ACTIVATION_INDEX)
+    kept_index = load_table(out / "layer_3" / "index.parquet", ACTIVATION_INDEX)
+    assert len(kept_index) == meta["rows"] == 6 * (25 + 12)  # a quarter of each 100- and 50-frame window
+    assert np.allclose(kept_index["time_s"], kept_index["frame"] / 50)
+    where = full_index.set_index(["track_id", "frame"])["row"]
+    full_rows = where.loc[list(zip(kept_index["track_id"], kept_index["frame"], strict=True))].to_numpy()
+    for layer in (1, 3):
+        np.testing.assert_array_equal(_rows(out, layer), _rows(extracted, layer)[full_rows])
+    # The same frames at any batching: they are drawn per (seed, track, window start).
+    again = _extract(
+        tiny_model_dir, small_corpus, tmp_path / "again", "--window-seconds", "2",
+        "--keep-fraction", "0.25", "--batch-seconds", "2", "--tracks-per-shard", "1",
+    )  # fmt: skip
+    assert again.returncode == 0, again.stderr
+    again_index = load_table(tmp_path / "again" / "layer_3" / "index.parquet", ACTIVATION_INDEX)
+    assert again_index[["track_id", "frame"]].equals(kept_index[["track_id", "frame"]])
+    bad = _extract(tiny_model_dir, small_corpus, tmp_path / "bad", "--keep-fraction", "0")
+    assert bad.returncode == 2 and "--keep-fraction must be in (0, 1]" in bad.stderr
