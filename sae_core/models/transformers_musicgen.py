@@ -48,6 +48,12 @@ class TransformersMusicGen(MusicModel):
     backend = "transformers"
 
     def __init__(self, model: Any, tokenizer: Any, name: str = "") -> None:
+        if int(getattr(model.config.decoder, "audio_channels", 1)) != 1:
+            raise ValueError(
+                f"--model {name or 'model'}: stereo MusicGen (audio_channels 2: each step holds a left "
+                "and a right codebook set, interleaved over 8 codebooks) is not supported; use the "
+                "mono checkpoint of the same size (e.g. facebook/musicgen-small)"
+            )
         self.model = model.eval()
         self.tokenizer = tokenizer
         self.name = name
@@ -59,8 +65,17 @@ class TransformersMusicGen(MusicModel):
         cls, path_or_id: str, device: str = "cpu", dtype: torch.dtype | None = None
     ) -> TransformersMusicGen:
         """Load from a local directory or a hub id (offline when it is in the HF cache)."""
-        from transformers import AutoTokenizer, MusicgenForConditionalGeneration
+        from transformers import AutoConfig, AutoTokenizer, MusicgenForConditionalGeneration
 
+        try:
+            kind = AutoConfig.from_pretrained(path_or_id).model_type
+        except (OSError, ValueError):
+            kind = "musicgen"  # let the load below say what is wrong
+        if kind != "musicgen":
+            raise ValueError(
+                f"--model {path_or_id!r}: a '{kind}' checkpoint, not MusicGen; musicgen-melody "
+                "(chroma conditioning, another model class) is not supported"
+            )
         try:
             model = MusicgenForConditionalGeneration.from_pretrained(path_or_id, dtype=dtype)
             tokenizer = AutoTokenizer.from_pretrained(path_or_id)
