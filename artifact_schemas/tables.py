@@ -412,6 +412,23 @@ CONCEPTS = TableSchema(
     unique=(("layer", "concept", "value", "method"),),
 )
 
+LABELS_VS_TRUTH = TableSchema(
+    name="labels_vs_truth",
+    version=1,
+    doc="concepts/labels_vs_truth.parquet: does each matched feature's top label name its concept?",
+    columns=(
+        Column("layer", "int", "transformer layer", min=0),
+        Column("concept", "str", "the concept the feature detects"),
+        Column("value", "str", "its value, e.g. 'minor'"),
+        Column("feature_id", "int", "SAE latent matched to the value", min=0),
+        Column("auroc", "float", "the feature's held-out AUROC for the value", min=0, max=1),
+        Column("labeler", "str", "which labeler, e.g. 'descriptors'"),
+        Column("label", "str", "the labeler's top label for the feature", nullable=True),
+        Column("names_concept", "bool", "whether that label names the value"),
+    ),
+    unique=(("layer", "concept", "value", "labeler"),),
+)
+
 LABELS = TableSchema(
     name="labels",
     version=1,
@@ -600,6 +617,7 @@ TABLES: dict[str, TableSchema] = {
         FEATURES,
         EXAMPLES,
         CONCEPTS,
+        LABELS_VS_TRUTH,
         LABELS,
         STEERING,
         RESPONSES,

@@ -496,6 +496,11 @@ def concepts(
     corpus: Path = typer.Option(..., "--corpus", help="The corpus the activations came from."),
     layers: str | None = typer.Option(None, "--layers", help="Comma-separated layers; default: all."),
     out: Path | None = typer.Option(None, "--out", help="Output directory; default RUN/concepts."),
+    labels: Path | None = typer.Option(
+        None,
+        "--labels",
+        help="labels.parquet (sae-core label): do matched features' labels name their concept?",
+    ),
 ) -> None:
     """Score SAE features, neurons and PCA directions as detectors of ground-truth concepts.
 
@@ -506,13 +511,16 @@ def concepts(
 
     Example: sae-core concepts runs/r1 --corpus corpus
     """
+    import pandas as pd
+
     from sae_core.concepts import ConceptsConfig, write_concepts
 
     chosen = tuple(_parse_layers(layers)) if layers else None
     target = out or run / "concepts"
     try:
-        cfg = ConceptsConfig(run=run, corpus=corpus, layers=chosen)
-        with recorded_run(target, "concepts", config={"layers": chosen}, inputs=[run / "sae", corpus]):
+        cfg = ConceptsConfig(run=run, corpus=corpus, layers=chosen, labels=labels)
+        inputs = [run / "sae", corpus, *([labels] if labels else [])]
+        with recorded_run(target, "concepts", config={"layers": chosen}, inputs=inputs):
             table, _ = write_concepts(cfg, target)
     except (ValueError, ArtifactError, FileNotFoundError) as exc:
         _fail(str(exc))
@@ -536,6 +544,13 @@ def concepts(
             f"layer {r.layer}: {r.concept}={r.value} begins mid-track in {r.n_onsets} tracks; "
             f"detected onset off by {r.onset_error_ms:.0f} ms (median)"
         )
+    if labels is not None:
+        truth = pd.read_parquet(target / "labels_vs_truth.parquet")
+        for labeler, group in truth.groupby("labeler"):
+            console.print(
+                f"labels: {labeler} names the concept of {int(group['names_concept'].sum())} of "
+                f"{len(group)} matched features ({group['names_concept'].mean():.0%})"
+            )
     console.print(f"wrote {target / 'concepts.parquet'} and {target / 'concepts_heatmap.png'}")
 
 
@@ -958,6 +973,65 @@ def metrics(
             f"{m['tokens_per_second']:,.0f}",
         )
     stdout_console().print(table)
+
+
+@app.command("plan")
+def plan_cmd(
+    clips: int = typer.Option(..., "--clips", min=1, help="Number of clips, e.g. 160000."),
+    clip_seconds: float = typer.Option(10.0, "--clip-seconds", help="Seconds per clip."),
+    model: str = typer.Option(
+        "musicgen-small", "--model", help="musicgen-small, musicgen-medium or musicgen-large."
+    ),
+    layers: str = typer.Option("paper", "--layers", help="'paper' (five layers) or a comma list."),
+    expansion: int = typer.Option(32, "--expansion", min=1, help="SAE latents per model dimension."),
+    devices: int = typer.Option(1, "--devices", min=1, help="GPUs (or processes) sharing the work."),
+    keep_fraction: float = typer.Option(1.0, "--keep-fraction", help="Share of frames kept (extract)."),
+    costs: Path | None = typer.Option(
+        None, "--costs", help="Measured costs (benchmarks/bench_costs.py); default: the shipped file."
+    ),
+    as_json: bool = typer.Option(False, "--json", help="Print the plan as JSON."),
+) -> None:
+    """Disk, memory and time of an experiment, extract-then-train against online.
+
+    The times come from measured per-frame costs (the costs file says on what machine),
+    scaled to the chosen model and SAE shape; the plan prints how.
+
+    Example: sae-core plan --clips 160000 --model musicgen-large --layers paper --expansion 32
+    """
+    from sae_core.plan import COSTS, PlanConfig
+    from sae_core.plan import plan as make_plan
+
+    n_layers = 5 if layers == "paper" else len(_parse_layers(layers))
+    try:
+        cfg = PlanConfig(
+            clips=clips,
+            clip_seconds=clip_seconds,
+            model=model,
+            layers=n_layers,
+            expansion=expansion,
+            devices=devices,
+            keep_fraction=keep_fraction,
+            costs=costs or COSTS,
+        )
+        result = make_plan(cfg)
+    except ValueError as exc:
+        _fail(str(exc))
+    if as_json:
+        stdout_console().print_json(json.dumps(asdict(result)))
+        return
+    console = stdout_console()
+    console.print(
+        f"{clips:,} clips x {clip_seconds:g} s = {result.frames:,.0f} frames "
+        f"({result.kept_frames:,.0f} kept); {model} (d {result.d_model}), {n_layers} layers, "
+        f"SAEs of {result.latents:,} latents, {devices} device(s)"
+    )
+    table = Table("path", "disk", "memory per device", "time")
+    for name, p in result.paths.items():
+        table.add_row(name, f"{p['disk_gb']:,.1f} GB", f"{p['memory_gb']:,.1f} GB", f"{p['hours']:,.1f} h")
+    console.print(table)
+    for note in result.notes:
+        console.print(f"  {note}")
+    console.print(f"  costs from {result.source}")
 
 
 def main() -> None:

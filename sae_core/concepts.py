@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -48,9 +49,17 @@ class ConceptsConfig:
     layers: tuple[int, ...] | None = None  # default: every layer with an SAE
     min_positive_frames: int = 20
     batch_size: int = 4096
+    labels: Path | None = None  # labels.parquet (sae-core label): scored against the truth
+    min_match_auroc: float = 0.9  # a feature "is" a concept's detector from this AUROC on
 
     def __post_init__(self) -> None:
         self.run, self.corpus = Path(self.run), Path(self.corpus)
+        if self.labels is not None:
+            self.labels = Path(self.labels)
+            if not self.labels.is_file():
+                raise ValueError(f"labels: no such file {self.labels} (sae-core label writes labels.parquet)")
+        if not 0.5 <= self.min_match_auroc <= 1:
+            raise ValueError(f"min_match_auroc: must be in [0.5, 1], got {self.min_match_auroc}")
         if not (self.run / "sae").is_dir() or not (self.run / "acts").is_dir():
             raise ValueError(f"run: {self.run} has no sae/ and acts/ (sae-core extract and train write them)")
         if not (self.corpus / "metadata.csv").is_file():
@@ -255,6 +264,70 @@ def concept_detection(cfg: ConceptsConfig) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+# The words a label must contain to name a concept value: the descriptor labeler's words
+# for the synthetic corpus's concepts. Any other (concept, value), e.g. a genre tag column
+# of a real corpus, is named by a label containing the value's own words.
+_CONCEPT_WORDS = {
+    "tempo": "{} tempo",
+    "mode": "{} key",
+    "register": "{} pitched",
+}
+# Values without a word: the absence of something, or the middle of a scale.
+_UNNAMEABLE = {("drums", "no"), ("register", "mid"), ("tempo", "medium")}
+_DRUM_WORDS = ("drums", "percussive")
+
+
+def _words(text: str) -> set[str]:
+    return set(re.findall(r"[a-z0-9#]+", text.lower()))
+
+
+def names_concept(label: str, concept: str, value: str) -> bool:
+    """Does ``label`` name ``concept=value``? ("minor key" names mode=minor; "A minor" names
+    key=A; "jazz" names genre=jazz; "percussive" or "drums" name drums=yes.)"""
+    words = _words(label)
+    if concept == "drums" and value == "yes":
+        return any(w in words for w in _DRUM_WORDS)
+    if concept == "key":
+        return label.strip().lower().split(" ")[0] == value.lower()
+    return _words(_CONCEPT_WORDS.get(concept, "{}").format(value)) <= words
+
+
+def labels_against_truth(table: pd.DataFrame, labels: pd.DataFrame, min_auroc: float = 0.9) -> pd.DataFrame:
+    """For every SAE feature matched to a concept value (the best SAE unit of its layer,
+    held-out AUROC >= ``min_auroc``) and every labeler: the feature's top label (highest
+    confidence) and whether it names the value. A matched feature the labeler left
+    unlabelled counts as not named."""
+    matched = table[(table["method"] == "sae") & (table["auroc"] >= min_auroc)]
+    matched = matched[
+        [(c, v) not in _UNNAMEABLE for c, v in zip(matched["concept"], matched["value"], strict=True)]
+    ]
+    top = (
+        labels.sort_values("confidence", ascending=False, kind="stable")
+        .drop_duplicates(["layer", "feature_id", "labeler"])
+        .set_index(["layer", "feature_id", "labeler"])["label"]
+    )
+    rows = []
+    records = matched[["layer", "concept", "value", "unit", "auroc"]].to_dict("records")
+    for labeler in sorted(str(x) for x in labels["labeler"].unique()):
+        for r in records:
+            layer, concept, value, unit = int(r["layer"]), str(r["concept"]), str(r["value"]), int(r["unit"])
+            label = top.get((layer, unit, labeler))
+            rows.append(
+                {
+                    "layer": layer,
+                    "concept": concept,
+                    "value": value,
+                    "feature_id": unit,
+                    "auroc": float(r["auroc"]),
+                    "labeler": labeler,
+                    "label": None if label is None else str(label),
+                    "names_concept": label is not None and names_concept(str(label), concept, value),
+                }
+            )
+    columns = ["layer", "concept", "value", "feature_id", "auroc", "labeler", "label", "names_concept"]
+    return pd.DataFrame(rows, columns=columns)
+
+
 def write_concepts(cfg: ConceptsConfig, out: Path | None = None) -> tuple[pd.DataFrame, list[Path]]:
     """Score the run (:func:`concept_detection`) and write ``concepts.parquet`` and the
     layer x concept heatmap (PNG + SVG) into ``out`` (default ``RUN/concepts``)."""
@@ -265,6 +338,11 @@ def write_concepts(cfg: ConceptsConfig, out: Path | None = None) -> tuple[pd.Dat
     table = concept_detection(cfg)
     out.mkdir(parents=True, exist_ok=True)
     written = [save_table(table, out / "concepts.parquet", CONCEPTS)]
+    if cfg.labels is not None:
+        from artifact_schemas import LABELS, LABELS_VS_TRUTH, load_table
+
+        truth = labels_against_truth(table, load_table(cfg.labels, LABELS), cfg.min_match_auroc)
+        written.append(save_table(truth, out / "labels_vs_truth.parquet", LABELS_VS_TRUTH))
     sae = table[table["method"] == "sae"].assign(name=lambda d: d["concept"] + "=" + d["value"])
     grid = sae.pivot_table(index="name", columns="layer", values="auroc")
     fig, ax = plt.subplots(figsize=(1.2 + 0.9 * grid.shape[1], 0.8 + 0.28 * grid.shape[0]))

@@ -1,5 +1,5 @@
 """Links in README.md and docs/: every relative link names a file that exists, and
-every #anchor a heading of that file (as GitHub spells anchors)."""
+every #anchor a heading of that file (as GitHub spells anchors: underscores stay, as in `labels_vs_truth`)."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ def prose(page: Path) -> str:
 def anchors(page: Path) -> set[str]:
     slugs = set()
     for heading in re.findall(r"^#+ (.+)$", prose(page), flags=re.M):
-        plain = re.sub(r"[`*_]|\[|\]\([^)]*\)", "", heading).strip().lower()
+        plain = re.sub(r"[`*]|\[|\]\([^)]*\)", "", heading).strip().lower()
         slugs.add(re.sub(r"[^\w\- ]", "", plain).replace(" ", "-"))
     return slugs
 

@@ -174,3 +174,62 @@ def test_bad_inputs_name_the_field(tmp_path: Path, missing: str) -> None:
         (corpus / "metadata.csv").unlink()
         with pytest.raises(ValueError, match=r"^corpus: no metadata\.csv"):
             ConceptsConfig(run=run, corpus=corpus)
+
+
+def test_labels_are_scored_against_the_truth_of_their_features(tmp_path: Path) -> None:
+    """Issue 18.3: the matched features' top labels, per labeler. Feature 0 detects mode=minor,
+    feature 1 drums (SAE latent i reads dim i); a labeler that calls them "minor key" and
+    "percussive" names both, one that swaps them names neither, and one that skipped
+    feature 1 names one of two."""
+    from artifact_schemas import LABELS, LABELS_VS_TRUTH
+    from sae_core.concepts import names_concept
+
+    run, corpus = _planted_run(tmp_path)
+    rows = []
+    for labeler, words in {
+        "descriptors": {0: "minor key", 1: "percussive"},
+        "swapped": {0: "percussive", 1: "minor key"},
+        "partial": {0: "minor key"},
+    }.items():
+        for feature, label in words.items():
+            rows.append(
+                {"feature_id": feature, "layer": 2, "labeler": labeler, "label": label, "confidence": 0.9}
+            )
+            rows.append(  # a weaker second label never counts
+                {
+                    "feature_id": feature,
+                    "layer": 2,
+                    "labeler": labeler,
+                    "label": "bright",
+                    "confidence": 0.2,
+                    "clap_score": None,
+                }
+            )
+    labels = tmp_path / "labels.parquet"
+    save_table(pd.DataFrame(rows), labels, LABELS)
+    done = subprocess.run(
+        [CLI, "concepts", str(run), "--corpus", str(corpus), "--labels", str(labels)],
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 0, done.stderr
+    truth = load_table(run / "concepts" / "labels_vs_truth.parquet", LABELS_VS_TRUTH)
+    # Matched: the SAE rows at AUROC >= 0.9, less drums=no (no word names an absence).
+    table = load_table(run / "concepts" / "concepts.parquet", CONCEPTS)
+    sae = table[(table["method"] == "sae") & (table["auroc"] >= 0.9)]
+    expected = set(zip(sae["concept"], sae["value"], strict=True)) - {("drums", "no")}
+    assert {("mode", "minor"), ("drums", "yes")} <= expected
+    assert set(zip(truth["concept"], truth["value"], strict=True)) == expected
+    assert len(truth) == 3 * len(expected)  # every labeler, every matched feature
+    named = truth[truth["value"] != "major"].groupby("labeler")["names_concept"].sum().to_dict()
+    assert named == {"descriptors": 2, "swapped": 0, "partial": 1}
+    assert f"descriptors names the concept of 2 of {len(expected)} matched features" in done.stdout
+    assert names_concept("A minor", "key", "A") and not names_concept("A minor", "key", "E")
+    assert names_concept("cool jazz", "genre", "jazz") and not names_concept("jazzy", "genre", "jazz")
+    assert names_concept("fast tempo", "tempo", "fast") and not names_concept("fast", "tempo", "slow")
+    missing = subprocess.run(
+        [CLI, "concepts", str(run), "--corpus", str(corpus), "--labels", str(tmp_path / "nope.parquet")],
+        capture_output=True,
+        text=True,
+    )
+    assert missing.returncode == 2 and "labels: no such file" in missing.stderr

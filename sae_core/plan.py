@@ -1,0 +1,141 @@
+"""How much disk, memory and time an experiment needs, by each path (issue 22.2c).
+
+Two paths: **extract then train** (``sae-core extract`` writes every kept frame's
+activations at every chosen layer, then ``sae-core train`` reads them) and **online**
+(the model runs teacher-forced and the SAEs train on its activations as they come; only
+checkpoints are written). Both run the model over every frame once and train the same
+SAEs on the same rows, so their compute is the same; they differ in disk and memory.
+
+The times are derived from *measured* per-frame costs, never guessed: a costs file
+(default ``sae_core/plan_costs.json``, written by ``benchmarks/bench_costs.py`` on the
+machine it names) holds the model forward's frames/s for one preset and the SAE step's
+tokens/s at one shape; other presets scale by decoder parameters (the forward is ~2
+FLOPs per parameter per frame) and other SAE shapes by d_in x latents (the dense encoder
+matmul is the step's cost: ``docs/sae.md``). Every figure printed says which it is.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from sae_core.models.real_presets import DECODERS
+
+COSTS = Path(__file__).with_name("plan_costs.json")
+FRAME_RATE = 50.0  # every MusicGen: 32 kHz EnCodec, hop 640
+
+
+@functools.cache
+def parameter_counts(model: str) -> tuple[int, int]:
+    """(decoder, whole model) parameters of a published configuration, counted on the meta
+    device (real_presets): small 0.42 B / 0.59 B, medium 1.84 B / 2.01 B, large 3.26 B / 3.42 B."""
+    from sae_core.models.real_presets import build_real_musicgen
+
+    built = build_real_musicgen(model, device="meta")
+    return sum(p.numel() for p in built.decoder.parameters()), sum(p.numel() for p in built.parameters())
+
+
+@dataclass(frozen=True)
+class PlanConfig:
+    clips: int
+    clip_seconds: float
+    model: str = "musicgen-small"
+    layers: int = 5  # the paper's five
+    expansion: int = 32
+    devices: int = 1
+    keep_fraction: float = 1.0
+    batch_size: int = 4096
+    storage_bytes: int = 2  # float16 activations
+    costs: Path = COSTS
+
+    def __post_init__(self) -> None:
+        if self.model not in DECODERS:
+            raise ValueError(f"model must be one of {', '.join(DECODERS)}, got {self.model!r}")
+        for name in ("clips", "layers", "expansion", "devices", "batch_size"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.clip_seconds <= 0:
+            raise ValueError(f"clip_seconds must be > 0, got {self.clip_seconds}")
+        if not 0 < self.keep_fraction <= 1:
+            raise ValueError(f"keep_fraction must be in (0, 1], got {self.keep_fraction}")
+
+
+@dataclass
+class Plan:
+    frames: float
+    kept_frames: float
+    d_model: int
+    latents: int
+    paths: dict[str, dict[str, float]]  # path -> {"disk_gb", "memory_gb", "hours"}
+    notes: list[str] = field(default_factory=list)
+    source: str = ""
+
+
+def load_costs(path: Path) -> dict[str, Any]:
+    try:
+        costs = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise ValueError(
+            f"{path}: not a readable costs file ({exc}); write one with benchmarks/bench_costs.py"
+        ) from None
+    for key in ("machine", "measured", "forward", "sae"):
+        if key not in costs:
+            raise ValueError(f"{path}: field '{key}' is missing; write it with benchmarks/bench_costs.py")
+    return dict(costs)
+
+
+def plan(cfg: PlanConfig) -> Plan:
+    """Disk, memory per device and wall time of both paths for ``cfg``."""
+    costs = load_costs(cfg.costs)
+    d = DECODERS[cfg.model][0]
+    latents = cfg.expansion * d
+    frames = cfg.clips * cfg.clip_seconds * FRAME_RATE
+    kept = frames * cfg.keep_fraction
+    fwd, sae = costs["forward"], costs["sae"]
+    # The forward: measured frames/s of one preset, scaled by decoder parameters.
+    fwd_fps = fwd["frames_per_s"] * parameter_counts(fwd["model"])[0] / parameter_counts(cfg.model)[0]
+    # The SAE step: measured tokens/s at one shape, scaled by d_in x latents.
+    sae_tps = sae["tokens_per_s"] * (sae["d_in"] * sae["latents"]) / (d * latents)
+    forward_h = frames / fwd_fps / 3600 / cfg.devices
+    sae_h = kept * cfg.layers / sae_tps / 3600 / cfg.devices
+    sae_params = 2 * d * latents + latents + d
+    # Parameters, gradients and Adam's two moments in fp32, plus the batch's kept
+    # [batch, latents] pre-activation buffer and its top-k bookkeeping.
+    sae_gb = (4 * 4 * sae_params + 2 * 4 * cfg.batch_size * latents) / 1e9
+    model_gb = 4 * parameter_counts(cfg.model)[1] / 1e9  # fp32 weights; half in bf16
+    checkpoints_gb = cfg.layers * 3 * 4 * sae_params / 1e9  # weights + Adam state
+    layers_per_device = math.ceil(cfg.layers / cfg.devices)
+    paths = {
+        "extract then train": {
+            "disk_gb": kept * cfg.layers * d * cfg.storage_bytes / 1e9 + checkpoints_gb,
+            "memory_gb": max(model_gb, sae_gb),  # the stages run one after the other
+            "hours": forward_h + sae_h,
+        },
+        "online": {
+            "disk_gb": checkpoints_gb,
+            # The model and this device's share of the SAEs at once.
+            "memory_gb": model_gb + layers_per_device * sae_gb,
+            "hours": forward_h + sae_h,
+        },
+    }
+    notes = [
+        f"forward: {fwd['frames_per_s']:,.0f} frames/s measured on {fwd['model']}"
+        + (
+            f", scaled by decoder parameters to {fwd_fps:,.0f} for {cfg.model}"
+            if fwd["model"] != cfg.model
+            else ""
+        ),
+        f"SAE step: {sae['tokens_per_s']:,.0f} tokens/s measured at {sae['d_in']} x {sae['latents']}"
+        + (
+            f", scaled by d_in x latents to {sae_tps:,.0f} at {d} x {latents}"
+            if (sae["d_in"], sae["latents"]) != (d, latents)
+            else ""
+        ),
+        "the extract path also writes and reads its activations once; disk speed is not in its hours",
+    ]
+    source = f"{cfg.costs} (measured {costs['measured']} on {costs['machine']})"
+    return Plan(frames, kept, d, latents, paths, notes, source)
