@@ -6,6 +6,7 @@ Small on purpose; zero-shot accuracy of the shipped model is benchmarks/bench_mi
 from __future__ import annotations
 
 import math
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -66,3 +67,12 @@ def test_the_command_names_bad_fields(corpus: Path, tmp_path: Path) -> None:
         bad = subprocess.run([*base, *extra], capture_output=True, text=True, check=False)
         assert bad.returncode == 2 and field in bad.stderr, (extra, bad.stderr)
         assert "Traceback" not in bad.stderr
+    # Too big a batch is refused on the metadata alone, before any audio is read.
+    broken = tmp_path / "broken-corpus"
+    shutil.copytree(corpus, broken)
+    for track in broken.glob("*.flac"):
+        track.write_bytes(b"not audio")
+    early = subprocess.run(
+        [*base[:3], str(broken), *base[4:], "--batch-size", "99"], capture_output=True, text=True
+    )
+    assert early.returncode == 2 and "batch_size: the corpus has" in early.stderr, early.stderr
