@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import tomllib
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -35,6 +36,18 @@ def from_validation_error(
     elif err["type"] == "missing":
         expected = "this required field to be present"
     return ArtifactError(path, _field_path(err["loc"]), expected, err.get("input"), has_value=has_value)
+
+
+def load_toml(path: str | Path, what: str) -> dict[str, Any]:
+    """The TOML file ``path`` as a dict; :class:`ArtifactError` naming it ("a readable
+    ``what``", "valid TOML") when it cannot be read or parsed."""
+    path = Path(path)
+    try:
+        return tomllib.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ArtifactError(path, None, f"a readable {what} ({exc.strerror})", has_value=False) from exc
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ArtifactError(path, None, f"valid TOML ({exc})", has_value=False) from exc
 
 
 def load_json_model(path: str | Path, model: type[M]) -> M:

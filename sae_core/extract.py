@@ -218,10 +218,13 @@ def _extract_shard(
         acts = model.residuals(codes, cfg.layers, texts)
         n_frames = codes.shape[-1]
         kept = [kept_frames(cfg, track.track_id, first, n_frames) for track, first, _ in batch]
-        flat = torch.from_numpy(np.concatenate([i * n_frames + k for i, k in enumerate(kept)]))
+        # Row i * n_frames + f of the flattened batch is window i's frame f.
+        flat = None
+        if cfg.keep_fraction < 1:
+            flat = torch.from_numpy(np.concatenate([i * n_frames + k for i, k in enumerate(kept)]))
         for layer in cfg.layers:
             layer_rows = acts[layer].reshape(-1, model.d_model)
-            if cfg.keep_fraction < 1:
+            if flat is not None:
                 layer_rows = layer_rows[flat.to(layer_rows.device)]
             rows[layer].append(layer_rows.to(getattr(torch, cfg.dtype)).cpu())
         for (track, first, _), offsets in zip(batch, kept, strict=True):

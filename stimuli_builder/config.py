@@ -8,13 +8,12 @@ values, so nothing is coerced: ``per_list = "6"`` is an error, not a 6).
 
 from __future__ import annotations
 
-import tomllib
 from pathlib import Path
 from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from artifact_schemas import ArtifactError, from_validation_error
+from artifact_schemas import ArtifactError, from_validation_error, load_toml
 from artifact_schemas.study import QuestionField, Slug
 
 
@@ -163,12 +162,7 @@ def load_config(path: str | Path) -> tuple[StudyConfig, dict[str, str]]:
     Raises :class:`ArtifactError` naming the file and the ``section.key`` at fault.
     """
     path = Path(path)
-    try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise ArtifactError(path, None, f"a readable study config ({exc.strerror})", has_value=False) from exc
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise ArtifactError(path, None, f"valid TOML ({exc})", has_value=False) from exc
+    data = load_toml(path, "study config")
     try:
         config = StudyConfig.model_validate(data)
     except ValidationError as exc:

@@ -39,8 +39,12 @@ def _seconds(start: datetime | None, end: datetime | None) -> float | None:
     return max(0.0, (end - start).total_seconds())
 
 
-def _session_facts(study: Study, attention_rows: list[int]) -> dict[int, dict[str, Any]]:
-    """Per-session columns (one query per fact, not per response)."""
+def session_facts(study: Study) -> dict[int, dict[str, Any]]:
+    """Per session id: status, screening passed, share of attention checks right, times:
+    the export's per-session columns, one query per fact (not per response); also what
+    ``prolific_pay`` approves by."""
+    view = package_view(study)
+    attention_rows = [view.trial_rows[t] for t, k in view.key.trials.items() if k.trial_type == "attention"]
     facts: dict[int, dict[str, Any]] = {}
     rows = db.session.execute(
         select(StudySession, TrialList.list_key, Participant.pid_hash, Participant.raw_pid)
@@ -87,22 +91,13 @@ def _session_facts(study: Study, attention_rows: list[int]) -> dict[int, dict[st
     return facts
 
 
-def session_facts(study: Study) -> dict[int, dict[str, Any]]:
-    """Per session id: status, screening passed, share of attention checks right, times
-    (the export's per-session columns; also what ``prolific_pay`` approves by)."""
-    view = package_view(study)
-    attention_rows = [view.trial_rows[t] for t, k in view.key.trials.items() if k.trial_type == "attention"]
-    return _session_facts(study, attention_rows)
-
-
 def iter_export_batches(
     study: Study, *, include_prolific_ids: bool = False
 ) -> Iterator[list[dict[str, Any]]]:
     """The export's rows in batches, ordered by session and position."""
     view = package_view(study)
     key = view.key
-    attention_rows = [view.trial_rows[t] for t, k in key.trials.items() if k.trial_type == "attention"]
-    facts = _session_facts(study, attention_rows)
+    facts = session_facts(study)
     options = {t.id: {o.id: (i, o.text) for i, o in enumerate(t.options)} for t in view.manifest.trials}
     candidates = {t.id: t.candidates for t in view.manifest.trials}
     clips = view.manifest.clips

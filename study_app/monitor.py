@@ -35,6 +35,17 @@ def stale_before() -> datetime:
     return utcnow() - timedelta(seconds=current_app.config["SESSION_TIMEOUT_S"])
 
 
+def completed_durations_s(study: Study, *, include_previews: bool = False) -> list[float]:
+    """Seconds from start to finish of every completed session (previews, the researcher's
+    pilots, only when asked: the dashboard leaves them out, the Prolific time check not)."""
+    query = select(StudySession.started_at, StudySession.finished_at).where(
+        StudySession.study_id == study.id, StudySession.status == COMPLETED
+    )
+    if not include_previews:
+        query = query.where(~StudySession.preview)
+    return [(f - s).total_seconds() for s, f in db.session.execute(query) if f is not None]
+
+
 def study_stats(study: Study, recent: int = 15) -> dict[str, Any]:
     """Counts per list, rates, durations, responses over time, per-feature counts, recent sessions."""
     stale = stale_before()
@@ -60,15 +71,7 @@ def study_stats(study: Study, recent: int = 15) -> dict[str, Any]:
     )
     started = sum(totals.values())
 
-    durations = [
-        (f - s).total_seconds()
-        for s, f in db.session.execute(
-            select(StudySession.started_at, StudySession.finished_at).where(
-                StudySession.study_id == study.id, StudySession.status == COMPLETED, ~StudySession.preview
-            )
-        )
-        if f is not None
-    ]
+    durations = completed_durations_s(study)
     screening = dict(
         db.session.execute(
             select(Event.kind, func.count(Event.id))

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import math
 import statistics
-import tomllib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,9 +22,8 @@ from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from artifact_schemas import ArtifactError, from_validation_error
+from artifact_schemas import from_validation_error, load_toml
 from study_app.models import (
-    COMPLETED,
     REJECTED,
     RETURNED,
     TIMED_OUT,
@@ -153,41 +151,23 @@ class ProlificSettings(BaseModel):
 def load_prolific_settings(path: Path | None, **overrides: Any) -> ProlificSettings:
     """The settings in ``path`` (TOML, optional) with ``overrides`` (``None``s ignored) on
     top; an error names the file and the key."""
-    data: dict[str, Any] = {}
-    where = path or Path("prolific settings")
-    if path is not None:
-        try:
-            data = tomllib.loads(path.read_text(encoding="utf-8"))
-        except OSError as exc:
-            raise ArtifactError(
-                path, None, f"a readable settings file ({exc.strerror})", has_value=False
-            ) from exc
-        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-            raise ArtifactError(path, None, f"valid TOML ({exc})", has_value=False) from exc
+    data = load_toml(path, "settings file") if path is not None else {}
     data |= {k: v for k, v in overrides.items() if v is not None}
     try:
         return ProlificSettings.model_validate(data)
     except ValidationError as exc:
-        raise from_validation_error(where, exc, doc="docs/prolific.md") from exc
+        raise from_validation_error(path or Path("prolific settings"), exc, doc="docs/prolific.md") from exc
 
 
 def pilot_minutes(study: Study) -> tuple[float, int] | None:
     """Median duration in minutes of the completed sessions, previews (pilots) included,
     and how many there were; ``None`` before the first."""
-    from sqlalchemy import select
+    from study_app.monitor import completed_durations_s
 
-    from study_app.db import db
-
-    rows = db.session.execute(
-        select(StudySession.started_at, StudySession.finished_at).where(
-            StudySession.study_id == study.id,
-            StudySession.status == COMPLETED,
-            StudySession.finished_at.is_not(None),
-        )
-    ).all()
-    if not rows:
+    durations = completed_durations_s(study, include_previews=True)
+    if not durations:
         return None
-    return statistics.median((f - s).total_seconds() / 60 for s, f in rows if f is not None), len(rows)
+    return statistics.median(durations) / 60, len(durations)
 
 
 @dataclass

@@ -21,6 +21,7 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 
 from study_app.db import db
+from study_app.export import session_facts
 from study_app.models import (
     COMPLETED,
     SCREENED_OUT,
@@ -31,6 +32,7 @@ from study_app.models import (
     Trial,
     utcnow,
 )
+from study_app.packages import package_view
 from study_app.prolific import MINIMUM_PER_HOUR, matched_submissions
 from study_app.prolific_api import ProlificClient, ProlificError
 
@@ -54,12 +56,6 @@ class ApprovalRules:
     def __post_init__(self) -> None:
         if self.min_attention_correct is not None and not 0 <= self.min_attention_correct <= 1:
             raise ValueError(f"min_attention_correct must be in [0, 1], got {self.min_attention_correct}")
-
-
-def _facts(study: Study) -> dict[int, dict[str, Any]]:
-    from study_app.export import session_facts
-
-    return session_facts(study)
 
 
 def _verdict(sess: StudySession | None, facts: dict[str, Any] | None, rules: ApprovalRules) -> str | None:
@@ -92,7 +88,7 @@ def approve_submissions(
     ``rules``; list the others with the reason. Approving pays the study's reward; a
     submission Prolific has already approved is no longer awaiting review, so a second run
     approves nothing again."""
-    facts = _facts(study)
+    facts = session_facts(study)
     result = ApprovalResult(dry_run=dry_run)
     to_approve: dict[str, list[str]] = {}
     for prolific_id, sub, sess in matched_submissions(study, client):
@@ -172,14 +168,14 @@ def pay_screen_outs(study: Study, client: ProlificClient, *, dry_run: bool = Fal
             continue
         due.setdefault(prolific_id, []).append((sess, str(sub["id"])))
         if sess.finished_at is not None:
-            minutes.append((_utc(sess.finished_at) - _utc(sess.started_at)).total_seconds() / 60)
+            minutes.append((sess.finished_at - sess.started_at).total_seconds() / 60)
     if minutes:
-        floor = MINIMUM_PER_HOUR[settings.get("currency", "GBP")] * statistics.median(minutes) / 60
+        median = statistics.median(minutes)
+        floor = MINIMUM_PER_HOUR[settings.get("currency", "GBP")] * median / 60
         if reward < floor:
             result.warnings.append(
                 f"screen_out_reward {reward:.2f} is under Prolific's minimum for the median "
-                f"{statistics.median(minutes):.1f} min these participants spent ({floor:.2f}): "
-                "Prolific may refuse it"
+                f"{median:.1f} min these participants spent ({floor:.2f}): Prolific may refuse it"
             )
     for prolific_id, pairs in due.items():
         ids = [sub_id for _, sub_id in pairs]
@@ -213,12 +209,6 @@ def _claim() -> None:
         raise PaymentConflict(
             "another run recorded payments for this study meanwhile; nothing was sent: run it again"
         ) from None
-
-
-def _utc(ts: Any) -> Any:
-    from datetime import UTC
-
-    return ts if ts.tzinfo else ts.replace(tzinfo=UTC)
 
 
 def _record(
@@ -264,8 +254,6 @@ class BonusRule:
 
 def _correct_counts(study: Study) -> dict[int, int]:
     """Main-phase answers marked correct per session, attention checks excluded."""
-    from study_app.packages import package_view
-
     key = package_view(study).key
     attention = {t for t, k in key.trials.items() if k.trial_type == "attention"}
     query = (
@@ -280,6 +268,11 @@ def _correct_counts(study: Study) -> dict[int, int]:
     return {int(s): int(n) for s, n in rows}
 
 
+def _bonus_csv(entries: list[tuple[StudySession, str, str, int]]) -> str:
+    """Prolific's bulk bonus lines, ``participant_id,amount`` in the study's currency."""
+    return "\n".join(f"{pid},{cents / 100:.2f}" for _, _, pid, cents in entries)
+
+
 def pay_bonuses(
     study: Study,
     client: ProlificClient,
@@ -291,7 +284,7 @@ def pay_bonuses(
     """Pay ``rule``'s bonus to every completed session that passes ``rules``, once per
     session whatever the rule (a second run, or a run with another rule, pays nobody
     twice). The dry run computes the same CSV and pays nothing."""
-    facts = _facts(study)
+    facts = session_facts(study)
     records = _records(study, "bonus")
     correct = _correct_counts(study) if rule.kind == "per_correct" else {}
     result = PaymentResult("bonus", dry_run=dry_run)
@@ -307,7 +300,7 @@ def pay_bonuses(
         cents = rule.cents * (correct.get(sess.id, 0) if rule.kind == "per_correct" else 1)
         if cents > 0:
             due.setdefault(prolific_id, []).append((sess, str(sub["id"]), str(sub["participant_id"]), cents))
-    result.csv = "\n".join(f"{pid},{c / 100:.2f}" for rows in due.values() for _, _, pid, c in rows)
+    result.csv = "\n".join(_bonus_csv(entries) for entries in due.values())
     result.total_cents = sum(c for rows in due.values() for *_, c in rows)
     result.paid = [f"{sub_id} {c / 100:.2f}" for rows in due.values() for _, sub_id, _, c in rows]
     if dry_run:
@@ -315,8 +308,7 @@ def pay_bonuses(
     for prolific_id, entries in due.items():
         rows = [_record(study, sess, "bonus", sub_id, c, str(rule)) for sess, sub_id, _, c in entries]
         _claim()
-        csv = "\n".join(f"{pid},{c / 100:.2f}" for _, _, pid, c in entries)
-        bulk = client.set_up_bonuses(prolific_id, csv)
+        bulk = client.set_up_bonuses(prolific_id, _bonus_csv(entries))
         _mark(rows, "set_up", str(bulk["id"]))
     # Every set-up bulk not yet sent, this run's and any an interrupted run left behind.
     pending: dict[str, list[ProlificPayment]] = {}
