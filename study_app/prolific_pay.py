@@ -183,9 +183,9 @@ def pay_screen_outs(study: Study, client: ProlificClient, *, dry_run: bool = Fal
         result.total_cents += cents * len(ids)
         if dry_run:
             continue
-        rows = [
-            _record(study, sess, "screen_out", sub_id, cents, "screen_out_reward") for sess, sub_id in pairs
-        ]
+        rows = _claim(
+            study, "screen_out", [(sess, sub_id, cents) for sess, sub_id in pairs], "screen_out_reward"
+        )
         _mark(rows, "sent")
         try:
             client.screen_out(prolific_id, ids, float(reward))
@@ -199,9 +199,25 @@ def pay_screen_outs(study: Study, client: ProlificClient, *, dry_run: bool = Fal
     return result
 
 
-def _claim() -> None:
-    """Write this run's new payment rows before any call: the unique (session, kind) makes
-    a concurrent run's rows collide here, before money moves, not after."""
+def _claim(
+    study: Study, kind: str, entries: list[tuple[StudySession, str, int]], rule: str
+) -> list[ProlificPayment]:
+    """This run's payment rows, one per (session, submission, cents), written before any
+    call: the unique (session, kind) makes a concurrent run's rows collide here, before
+    money moves, not after."""
+    rows = [
+        ProlificPayment(
+            study_id=study.id,
+            session_id=sess.id,
+            kind=kind,
+            submission_id=submission,
+            amount_cents=cents,
+            rule=rule[:64],
+            state="new",
+        )
+        for sess, submission, cents in entries
+    ]
+    db.session.add_all(rows)
     try:
         db.session.flush()
     except IntegrityError:
@@ -209,22 +225,7 @@ def _claim() -> None:
         raise PaymentConflict(
             "another run recorded payments for this study meanwhile; nothing was sent: run it again"
         ) from None
-
-
-def _record(
-    study: Study, sess: StudySession, kind: str, submission: str, cents: int, rule: str
-) -> ProlificPayment:
-    row = ProlificPayment(
-        study_id=study.id,
-        session_id=sess.id,
-        kind=kind,
-        submission_id=submission,
-        amount_cents=cents,
-        rule=rule[:64],
-        state="new",
-    )
-    db.session.add(row)
-    return row
+    return rows
 
 
 @dataclass(frozen=True)
@@ -306,8 +307,7 @@ def pay_bonuses(
     if dry_run:
         return result
     for prolific_id, entries in due.items():
-        rows = [_record(study, sess, "bonus", sub_id, c, str(rule)) for sess, sub_id, _, c in entries]
-        _claim()
+        rows = _claim(study, "bonus", [(sess, sub_id, c) for sess, sub_id, _, c in entries], str(rule))
         bulk = client.set_up_bonuses(prolific_id, _bonus_csv(entries))
         _mark(rows, "set_up", str(bulk["id"]))
     # Every set-up bulk not yet sent, this run's and any an interrupted run left behind.

@@ -305,3 +305,26 @@ def test_two_bonus_runs_at_once_collide_before_any_money_moves(
         late = _cli(app, "--bonus", "flat=0.30")
     assert late.exit_code == 1 and "another run recorded payments" in late.output
     assert prolific.payouts == {"GOOD": 30} and len(prolific.bulks) == 1
+
+    # The same for screen-outs (created without screen_out_reward: set it as --create would).
+    with app.app_context():
+        study = db.session.scalars(select(Study)).one()
+        study.prolific = {
+            **study.prolific,
+            "settings": {**study.prolific["settings"], "screen_out_reward": 0.25},
+        }
+        db.session.commit()
+    prolific.studies["s1"]["is_custom_screening"] = True
+    left = new_participant()
+    left.enter(pid="LEFT")
+    left.complete(fail_screening=True)
+    prolific.add("s1", "LEFT", "ACTIVE")
+    assert _cli(app, "--pay-screen-outs").exit_code == 0 and prolific.screened_out == [("xLEFT", 0.25)]
+    prolific.submissions["s1"]["xLEFT"]["status"] = "ACTIVE"  # as if the other run's call were still out
+    with pytest.MonkeyPatch.context() as patch:
+        from study_app import prolific_pay
+
+        patch.setattr(prolific_pay, "_records", lambda study, kind: {})
+        late = _cli(app, "--pay-screen-outs")
+    assert late.exit_code == 1 and "another run recorded payments" in late.output
+    assert prolific.screened_out == [("xLEFT", 0.25)]
