@@ -12,15 +12,15 @@ from analysis.stats import correlation, wilson_ci
 
 def per_feature(df: pd.DataFrame) -> pd.DataFrame:
     """One row per (layer, feature, labeler): CLAP score, human accuracy (choices), mean rating."""
-    rows = df[df["trial_kind"].isin(["label_choice", "label_rating"]) & df["clap_score"].notna()]
+    rows = df[df["trial_type"].isin(["label_choice", "label_rating"]) & df["clap_score"].notna()]
     keys = ["layer", "feature_id", "labeler"]
     choice = (
-        rows[rows["trial_kind"] == "label_choice"]
+        rows[rows["trial_type"] == "label_choice"]
         .groupby(keys)
         .agg(accuracy=("correct", lambda s: s.astype(float).mean()), n_choice=("correct", "size"))
     )
     rating = (
-        rows[rows["trial_kind"] == "label_rating"]
+        rows[rows["trial_type"] == "label_rating"]
         .groupby(keys)
         .agg(mean_rating=("rating", "mean"), n_rating=("rating", "size"))
     )
@@ -52,7 +52,7 @@ def calibration(df: pd.DataFrame, bins: int = 4) -> pd.DataFrame:
     if table.empty:
         return pd.DataFrame()
     edges = np.unique(np.quantile(table["clap_score"], np.linspace(0, 1, bins + 1)))
-    rows = df[(df["trial_kind"] == "label_choice") & df["clap_score"].notna()]
+    rows = df[(df["trial_type"] == "label_choice") & df["clap_score"].notna()]
     out = []
     for low, high in itertools.pairwise(edges):
         in_bin = rows[(rows["clap_score"] >= low) & ((rows["clap_score"] < high) | (high == edges[-1]))]

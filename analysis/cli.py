@@ -7,7 +7,7 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
-from analysis.responses import load_responses, response_summary
+from analysis.responses import load_responses, response_summary, save_summary
 from artifact_schemas import ArtifactError
 from artifact_schemas.console import print_error, stdout_console, typer_app
 
@@ -39,9 +39,7 @@ def summary(
         view.add_row(*("" if v is None else f"{v:.3f}" if isinstance(v, float) else str(v) for v in row))
     stdout_console().print(view)
     if out is not None:
-        from artifact_schemas import write_text_atomic
-
-        write_text_atomic(out, table.to_csv(index=False))
+        save_summary(table, out)
 
 
 def main() -> None:
@@ -82,37 +80,15 @@ def report(
     Example: study-analysis report --export exports/demo.parquet --study studies/demo --out reports/demo
     """
     from analysis.exclusions import ExclusionRules
-    from analysis.report import build_report, write_report
-    from artifact_schemas import load_study
+    from analysis.run import ReportConfig, run_report
 
-    try:
-        if export is not None:
-            responses = load_responses(export)
-            title = f"Report: {export.name}"
-        elif database_url and study_id:
-            from analysis.responses import load_from_database
-
-            responses = load_from_database(database_url, study_id)
-            title = f"Report: {study_id}"
-        else:
-            raise ArtifactError(
-                "<command line>", "--export", "--export FILE, or --database-url URL --study-id ID"
-            )
-        options = n_options or 4
-        if study is not None:
-            manifest = load_study(study / "study.json")
-            title = f"Report: {manifest.title}"
-            counts = [
-                len(t.options) for t in manifest.trials if t.kind == "label_choice" and t.phase == "main"
-            ]
-            if counts and n_options is None:
-                options = max(set(counts), key=counts.count)
-    except ArtifactError as exc:
-        print_error("invalid input", exc)
-        raise typer.Exit(1) from exc
     rules = ExclusionRules(
         min_attention_correct=min_attention, min_median_rt_ms=min_median_rt, incomplete=not keep_incomplete
     )
-    built = build_report(responses, title=title, n_options=options, rules=rules, bayes=bayes)
-    path = write_report(built, out)
+    try:
+        cfg = ReportConfig(out, export, database_url, study_id, study, n_options, rules, bayes)
+        path, built = run_report(cfg)
+    except ArtifactError as exc:
+        print_error("invalid input", exc)
+        raise typer.Exit(1) from exc
     stdout_console().print(f"report: {path} ({len(built.tables)} tables, {len(built.figures)} figures)")

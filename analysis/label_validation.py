@@ -13,7 +13,7 @@ from analysis.stats import adjust_pvalues, bootstrap_ci, proportion_vs_chance
 
 
 def _choice_rows(df: pd.DataFrame) -> pd.DataFrame:
-    rows = df[(df["trial_kind"] == "label_choice") & df["correct"].notna()].copy()
+    rows = df[(df["trial_type"] == "label_choice") & df["correct"].notna()].copy()
     # Chance = 1 / number of options shown; the options of a trial are not in the export,
     # but the number is the same for every choice trial of a study (n_foils + 1).
     return rows
@@ -31,7 +31,7 @@ def rating_summary(
     df: pd.DataFrame, by: Sequence[str] = ("labeler",), midpoint: float | None = None
 ) -> pd.DataFrame:
     """Mean rating per group with a bootstrap CI and a one-sample t test against the scale midpoint."""
-    rows = df[(df["trial_kind"] == "label_rating") & df["rating"].notna()]
+    rows = df[(df["trial_type"] == "label_rating") & df["rating"].notna()]
     mid = midpoint if midpoint is not None else 3.0
     out = []
     for key, g in rows.groupby(list(by), sort=True):
@@ -65,7 +65,7 @@ def labeler_comparison(df: pd.DataFrame) -> pd.DataFrame:
     Wilcoxon signed-rank test over the features both labelled, the mean difference
     with a bootstrap CI and the paired effect size d_z (mean difference / SD).
     """
-    rows = df[(df["trial_kind"] == "label_rating") & df["rating"].notna()]
+    rows = df[(df["trial_type"] == "label_rating") & df["rating"].notna()]
     wide = rows.pivot_table(index=["layer", "feature_id"], columns="labeler", values="rating", aggfunc="mean")
     labelers = sorted(wide.columns)
     out = []
@@ -140,7 +140,7 @@ def inter_rater(df: pd.DataFrame, n_boot: int = 200) -> pd.DataFrame:
                     "n": len(choices),
                 }
             )
-    ratings = df[(df["trial_kind"] == "label_rating") & df["rating"].notna()]
+    ratings = df[(df["trial_type"] == "label_rating") & df["rating"].notna()]
     if not ratings.empty:
         item = (
             ratings["layer"].astype(str) + ":" + ratings["feature_id"].astype(str) + ":" + ratings["labeler"]

@@ -2,7 +2,7 @@
 
 Two questions, two models (issue 19.2). One model over label-choice and steering trials
 was not identified on a real export: ``labeler`` was "none" for every steering row, so
-``C(trial_kind)[T.steering]`` and ``C(labeler)[T.none]`` were the same column (the GEE
+``C(trial_type)[T.steering]`` and ``C(labeler)[T.none]`` were the same column (the GEE
 table came out blank, the GLMM printed two equal coefficients), and the two trial types
 have different chance levels under one intercept.
 
@@ -123,7 +123,7 @@ def designs(df: pd.DataFrame, n_options: int = 4) -> list[ModelDesign]:
     """The label-validation and steering-detection designs of an export."""
     from analysis.steering import _rows as steering_rows
 
-    choice = df[(df["trial_kind"] == "label_choice") & df["correct"].notna()]
+    choice = df[(df["trial_type"] == "label_choice") & df["correct"].notna()]
     choice = _common(choice).assign(correct=lambda d: d["correct"].astype(float))
     terms = [("C(labeler)", "labeler"), ("C(layer)", "layer")]
     label = _design("label validation", choice, "correct", terms, "label-choice", 1 / n_options)
@@ -139,7 +139,7 @@ def designs(df: pd.DataFrame, n_options: int = 4) -> list[ModelDesign]:
 
 def rating_design(df: pd.DataFrame) -> ModelDesign:
     """The label-ratings design: ``rating ~ labeler + layer`` over label-rating trials."""
-    rows = df[(df["trial_kind"] == "label_rating") & df["rating"].notna()]
+    rows = df[(df["trial_type"] == "label_rating") & df["rating"].notna()]
     rows = _common(rows).assign(rating=lambda d: d["rating"].astype(float))
     terms = [("C(labeler)", "labeler"), ("C(layer)", "layer")]
     return _design(

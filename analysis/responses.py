@@ -40,24 +40,31 @@ def load_from_database(database_url: str, study: str) -> pd.DataFrame:
     )
 
 
+def save_summary(table: pd.DataFrame, out: str | Path) -> None:
+    """The summary table as CSV, written atomically."""
+    from artifact_schemas import write_text_atomic
+
+    write_text_atomic(out, table.to_csv(index=False))
+
+
 def response_summary(responses: pd.DataFrame) -> pd.DataFrame:
     """Counts per study, phase and trial kind: participants, sessions, responses, accuracy.
 
     Accuracy is the mean of ``correct`` over responses that have a key (null otherwise).
 
     >>> df = pd.DataFrame({"study_id": ["s"] * 3, "phase": ["main"] * 3,
-    ...     "trial_kind": ["label_choice"] * 3, "participant": ["a", "a", "b"],
+    ...     "trial_type": ["label_choice"] * 3, "participant": ["a", "a", "b"],
     ...     "session_id": ["1", "1", "2"], "correct": [True, False, True]})
     >>> row = response_summary(df).iloc[0]
     >>> int(row.participants), int(row.responses), round(float(row.accuracy), 3)
     (2, 3, 0.667)
     """
     correct = responses["correct"].astype("Float64")
-    grouped = responses.assign(_correct=correct).groupby(["study_id", "phase", "trial_kind"], sort=True)
+    grouped = responses.assign(_correct=correct).groupby(["study_id", "phase", "trial_type"], sort=True)
     out = grouped.agg(
         participants=("participant", "nunique"),
         sessions=("session_id", "nunique"),
-        responses=("trial_kind", "size"),
+        responses=("trial_type", "size"),
         accuracy=("_correct", "mean"),
     )
     out["accuracy"] = out["accuracy"].astype("float64")

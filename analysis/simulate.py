@@ -83,7 +83,7 @@ def simulate_export(
                 {
                     **base,
                     "trial_id": f"c{f}",
-                    "trial_kind": "label_choice",
+                    "trial_type": "label_choice",
                     "answer": f"o{int(right)}",
                     "answer_text": chosen,
                     "correct": right,
@@ -98,7 +98,7 @@ def simulate_export(
                     {
                         **base,
                         "trial_id": f"r{f}{labeler}",
-                        "trial_kind": "label_rating",
+                        "trial_type": "label_rating",
                         "rating": float(rating),
                         "labeler": labeler,
                     }
@@ -110,7 +110,7 @@ def simulate_export(
                 {
                     **base,
                     "trial_id": f"st{f}",
-                    "trial_kind": "steering",
+                    "trial_type": "steering",
                     "answer": f"o{roles.index(role)}",
                     "answer_role": role,
                     "answer_text": f"Clip {'ABC'[roles.index(role)]}",

@@ -12,7 +12,7 @@ from analysis.stats import chisquare_uniform, coefficient_table, proportion_vs_c
 
 
 def _rows(df: pd.DataFrame) -> pd.DataFrame:
-    rows = df[(df["trial_kind"] == "steering") & df["answer_role"].notna()].copy()
+    rows = df[(df["trial_type"] == "steering") & df["answer_role"].notna()].copy()
     # Three candidates when the study had a random-direction control (one was ever chosen
     # or offered); the export records roles of chosen clips, so a study where nobody
     # picked the control at all is treated as two-way (noted in the report).

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -47,3 +48,24 @@ class AudioError(ValueError):
         self.path = str(path)
         self.reason = reason
         super().__init__(f"{path}: {reason}")
+
+
+class FieldError(ValueError):
+    """A config field with a bad value: ``FieldError("keep_fraction", "must be in (0, 1]")``.
+
+    Libraries name the dataclass field; a command line turns it into its flag
+    (``--keep-fraction``), so one check serves the library's users and the command's.
+    ``other`` names a second field the problem is about, written ``{other}`` in it:
+    ``FieldError("relative", "needs {other}", other="features_table")``.
+    """
+
+    def __init__(self, field: str, problem: str, *, other: str | None = None) -> None:
+        self.field = field
+        self.problem = problem
+        self.other = other
+        super().__init__(self.render(lambda name: name))
+
+    def render(self, name: Callable[[str], str]) -> str:
+        """The message with every field spelled by ``name`` (e.g. as a command-line flag)."""
+        problem = self.problem.replace("{other}", name(self.other)) if self.other else self.problem
+        return f"{name(self.field)} {problem}"

@@ -212,7 +212,7 @@ class TrialKey(_Strict):
     strength: float | None = None
     prompt: str | None = None
     seed: int | None = None
-    # What the trial measures (the export's trial_kind); set by the builder.
+    # What the trial measures (the export's trial_type); set by the builder.
     trial_type: TrialType | None = None
     # Trials with the same group are about the same feature (OrderRules.separate_groups).
     group: str | None = None

@@ -56,6 +56,9 @@ class TableSchema:
     doc: str
     columns: tuple[Column, ...]
     unique: tuple[tuple[str, ...], ...] = field(default=())
+    # (old name, current name) of columns renamed in a later version: files of the older
+    # version are read with the current name (the reader of every earlier version).
+    renamed: tuple[tuple[str, str], ...] = field(default=())
 
     @property
     def column_names(self) -> list[str]:
@@ -64,6 +67,9 @@ class TableSchema:
     def validate(self, df: pd.DataFrame, source: str | Path = "<DataFrame>") -> pd.DataFrame:
         """Return ``df`` with canonical dtypes, or raise :class:`ArtifactError`."""
         df = df.copy()
+        for old, new in self.renamed:
+            if old in df.columns and new not in df.columns:
+                df = df.rename(columns={old: new})
         for col in self.columns:
             if col.name not in df.columns and col.optional:
                 df[col.name] = None
@@ -452,7 +458,13 @@ STEERING = TableSchema(
         Column("layer", "int", "layer where the direction is added", min=0),
         Column("prompt", "str", "text prompt shared by baseline and steered"),
         Column("seed", "int", "sampling seed shared by baseline and steered", min=0),
-        Column("strength", "float", "alpha in h <- h + alpha * d_f"),
+        Column(
+            "strength",
+            "float",
+            "the --strengths value alpha: h <- h + alpha * d_f, or with relative (the row's relative "
+            "column) h <- h + alpha * beta_f * d_f / s (beta_f: the feature's max activation, s: the "
+            "SAE's input scale); vector_norm is the norm of what was added",
+        ),
         Column("path", "str", "steered audio, relative to the steering directory"),
         Column("baseline_path", "str", "baseline audio, relative to the steering directory"),
         Column(
@@ -479,7 +491,10 @@ SESSION_STATUSES = (
 
 RESPONSES = TableSchema(
     name="responses",
-    version=1,
+    # Version 2 renamed trial_kind to trial_type: it holds what the trial measures
+    # (TrialKey.trial_type), while "kind" elsewhere is the layout. Version 1 files still read.
+    version=2,
+    renamed=(("trial_kind", "trial_type"),),
     doc="study_app export: one row per participant response (long format), joined with key.json "
     "and the session. docs/export.md is the data dictionary.",
     columns=(
@@ -496,7 +511,7 @@ RESPONSES = TableSchema(
         Column("list_id", "str", "trial list the session was assigned"),
         Column("trial_id", "str", "trial identifier from study.json"),
         Column(
-            "trial_kind",
+            "trial_type",
             "str",
             "what the trial measures (TrialKey.trial_type)",
             choices=("label_choice", "label_rating", "steering", "attention", "screening", "practice"),

@@ -27,7 +27,7 @@ from pathlib import Path
 import torch
 
 from artifact_schemas import write_text_atomic
-from sae_core.cli import paper_layers
+from sae_core.models import paper_layers
 from sae_core.models.real_presets import build_real_musicgen, t5_word_tokenizer
 from sae_core.models.transformers_musicgen import TransformersMusicGen
 from sae_core.plan import COSTS, parameter_counts

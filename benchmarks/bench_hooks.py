@@ -71,7 +71,7 @@ def main() -> None:
     repeats = 5 if args.quick else 21
     plain, captured = interleaved(forward, forward_captured, repeats)
     direction = torch.nn.functional.normalize(torch.randn(model.d_model, generator=gen), dim=0)
-    steer = [Intervention(2, direction, 4.0)]
+    steer = [Intervention(2, 4.0 * direction)]
     seconds = 1.0 if args.quick else 2.0
 
     def generate() -> None:

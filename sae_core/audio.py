@@ -10,7 +10,7 @@ import soundfile as sf
 from scipy import signal
 
 from artifact_schemas import atomic_path
-from artifact_schemas.errors import AudioError
+from artifact_schemas.errors import AudioError, FieldError
 
 __all__ = ["AUDIO_SUFFIXES", "WRITE_FORMATS", "AudioError", "check_write_format", "load_mono", "write_audio"]
 
@@ -38,7 +38,7 @@ def load_mono(path: str | Path, sample_rate: int) -> np.ndarray:
 
 def check_write_format(audio_format: str) -> None:
     if audio_format not in WRITE_FORMATS:
-        raise ValueError(f"--format must be one of {sorted(WRITE_FORMATS)}, got {audio_format!r}")
+        raise FieldError("audio_format", f"must be one of {sorted(WRITE_FORMATS)}, got {audio_format!r}")
 
 
 def write_audio(path: str | Path, audio: np.ndarray, sample_rate: int, audio_format: str = "flac") -> None:

@@ -332,7 +332,7 @@ def write_concepts(cfg: ConceptsConfig, out: Path | None = None) -> tuple[pd.Dat
     """Score the run (:func:`concept_detection`) and write ``concepts.parquet`` and the
     layer x concept heatmap (PNG + SVG) into ``out`` (default ``RUN/concepts``)."""
     from artifact_schemas import CONCEPTS, save_table
-    from sae_core.summary import plt, save_figure
+    from artifact_schemas.figures import save_figure, subplots
 
     out = Path(out) if out is not None else cfg.run / "concepts"
     table = concept_detection(cfg)
@@ -345,7 +345,7 @@ def write_concepts(cfg: ConceptsConfig, out: Path | None = None) -> tuple[pd.Dat
         written.append(save_table(truth, out / "labels_vs_truth.parquet", LABELS_VS_TRUTH))
     sae = table[table["method"] == "sae"].assign(name=lambda d: d["concept"] + "=" + d["value"])
     grid = sae.pivot_table(index="name", columns="layer", values="auroc")
-    fig, ax = plt.subplots(figsize=(1.2 + 0.9 * grid.shape[1], 0.8 + 0.28 * grid.shape[0]))
+    fig, ax = subplots(figsize=(1.2 + 0.9 * grid.shape[1], 0.8 + 0.28 * grid.shape[0]))
     image = ax.imshow(grid.to_numpy(), vmin=0.5, vmax=1.0, cmap="viridis", aspect="auto")
     ax.set_xticks(range(grid.shape[1]), [f"layer {c}" for c in grid.columns])
     ax.set_yticks(range(grid.shape[0]), list(grid.index))
@@ -358,3 +358,19 @@ def write_concepts(cfg: ConceptsConfig, out: Path | None = None) -> tuple[pd.Dat
     ax.set_title("Which layer knows what")
     written += save_figure(fig, out, "concepts_heatmap")
     return table, written
+
+
+def run_concepts(cfg: ConceptsConfig, out: Path | None = None) -> pd.DataFrame:
+    """The ``concepts`` stage: :func:`write_concepts` and run.json in ``out`` (default ``RUN/concepts``)."""
+    from artifact_schemas import recorded_run
+
+    target = Path(out) if out is not None else cfg.run / "concepts"
+    inputs = [cfg.run / "sae", cfg.corpus, *([cfg.labels] if cfg.labels else [])]
+    with recorded_run(target, "concepts", config={"layers": cfg.layers}, inputs=inputs):
+        table, _ = write_concepts(cfg, target)
+    return table
+
+
+def layer_means(table: pd.DataFrame) -> pd.DataFrame:
+    """Mean AUROC over concept values, one row per layer, one column per method."""
+    return table.groupby(["layer", "method"])["auroc"].mean().unstack()

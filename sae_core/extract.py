@@ -15,11 +15,11 @@ and the result is byte-identical to a single-process run with the same ``--threa
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
-import os
 import zlib
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -34,13 +34,16 @@ from artifact_schemas import (
     ACTIVATION_INDEX,
     CORPUS_METADATA,
     ArtifactError,
+    FieldError,
     atomic_path,
     load_table,
+    recorded_run,
     save_table,
     write_text_atomic,
 )
 from sae_core.audio import AUDIO_SUFFIXES, AudioError, load_mono
 from sae_core.models import MusicModel
+from sae_core.runtime import barrier, init_distributed, rank, set_threads, world_size
 from sae_core.sae.data import ACTS_KEY, LAYER_META
 
 log = logging.getLogger(__name__)
@@ -48,16 +51,27 @@ TextCondition = Literal["empty", "caption"]
 
 
 @dataclass(frozen=True)
-class CorpusTrack:
+class TrackFile:
+    """An audio file of a corpus as extraction reads it (the synthetic corpus's own
+    ``synth.CorpusTrack`` also knows its concepts)."""
+
     track_id: str
     path: str  # absolute
     caption: str = ""
 
 
+# Fields of ExtractConfig that say where and how a run happens, not what it extracts:
+# they stay out of extract.json, so a resumed run may change them.
+_RUNNING = ("corpus", "out", "device", "threads")
+
+
 @dataclass
 class ExtractConfig:
+    """What ``extract_activations`` records; validated on construction, naming the field."""
+
     model: str
-    layers: list[int]
+    layers: list[int] | Literal["paper"]
+    """Decoder blocks (0-based), or ``paper``: resolved by :func:`paper_layers` once loaded."""
     backend: str = "transformers"
     text_condition: TextCondition = "empty"
     window_seconds: float = 10.0
@@ -71,12 +85,49 @@ class ExtractConfig:
     terabytes). The kept frames are drawn per window from (keep_seed, track, window start),
     so they do not depend on batching, sharding or ranks; the index keeps each row's time."""
     keep_seed: int = 0
+    corpus: Path | None = None
+    """The corpus directory (needed by ``extract_activations``)."""
+    out: Path | None = None
+    device: str = "cpu"
+    threads: int | None = None
 
     def __post_init__(self) -> None:
+        from sae_core.models import BACKENDS
+
+        choices = {
+            "backend": BACKENDS,
+            "text_condition": ("empty", "caption"),
+            "dtype": ("float16", "float32"),
+        }
+        for name, allowed in choices.items():
+            if getattr(self, name) not in allowed:
+                raise FieldError(name, f"must be one of {', '.join(allowed)}, got {getattr(self, name)!r}")
+        if self.layers != "paper":
+            if not self.layers or min(self.layers) < 0:
+                raise FieldError(
+                    "layers", f"must be non-negative layer numbers or 'paper', got {self.layers}"
+                )
+            self.layers = sorted(set(self.layers))
+        for name in ("window_seconds", "batch_seconds"):
+            if not getattr(self, name) > 0:
+                raise FieldError(name, f"must be > 0, got {getattr(self, name)}")
+        if self.tracks_per_shard < 1:
+            raise FieldError("tracks_per_shard", f"must be >= 1, got {self.tracks_per_shard}")
         if not 0 < self.keep_fraction <= 1:
-            raise ValueError(f"keep_fraction must be in (0, 1], got {self.keep_fraction}")
+            raise FieldError("keep_fraction", f"must be in (0, 1], got {self.keep_fraction}")
         if self.keep_seed < 0:
-            raise ValueError(f"keep_seed must be >= 0, got {self.keep_seed}")
+            raise FieldError("keep_seed", f"must be >= 0, got {self.keep_seed}")
+        if self.corpus is not None and not Path(self.corpus).is_dir():
+            raise FieldError("corpus", f"{self.corpus}: no such directory")
+
+    def layer_numbers(self) -> list[int]:
+        if self.layers == "paper":
+            raise FieldError("layers", "'paper' is resolved by extract_activations once the model is loaded")
+        return self.layers
+
+    def settings(self) -> dict[str, Any]:
+        """What was extracted (extract.json, run.json): every field but where it ran."""
+        return {k: v for k, v in asdict(self).items() if k not in _RUNNING}
 
 
 @dataclass
@@ -87,9 +138,42 @@ class ExtractResult:
     rows: int
     skipped: list[dict[str, str]] = field(default_factory=list)
     finished: bool = True
+    layers: list[int] = field(default_factory=list)
+    d_model: int = 0
+    rank: int = 0
 
 
-def list_tracks(corpus: str | Path) -> list[CorpusTrack]:
+def extract_activations(cfg: ExtractConfig, progress: bool = True) -> ExtractResult:
+    """The ``extract`` stage: load ``cfg.model``, extract ``cfg.corpus`` into ``cfg.out``.
+
+    Joins a ``torchrun`` launch when there is one (each rank takes every N-th shard);
+    rank 0 writes run.json once every shard is there. ``result.finished`` is False when
+    shards are missing (another rank failed): rerunning the same config finishes them.
+    """
+    from sae_core.models import load_model, paper_layers
+
+    if cfg.corpus is None or cfg.out is None:
+        raise FieldError("corpus" if cfg.corpus is None else "out", "is needed to extract")
+    set_threads(cfg.threads)
+    device = init_distributed(cfg.device)
+    model = load_model(cfg.model, backend=cfg.backend, device=device)
+    if cfg.layers == "paper":
+        cfg.layers = paper_layers(model.n_layers)
+    # Only rank 0 records the run, and only once every shard is there.
+    recording = (
+        recorded_run(cfg.out, "extract", config=cfg.settings(), inputs=[cfg.corpus])
+        if rank() == 0
+        else contextlib.nullcontext()
+    )
+    with recording:
+        result = extract(model, cfg, cfg.corpus, cfg.out, progress=progress)
+        if rank() == 0 and not result.finished:
+            # Raised inside the record, so that an unfinished run writes no run.json.
+            raise ValueError(f"some shards are missing in {cfg.out}; rerun the same command to finish")
+    return result
+
+
+def list_tracks(corpus: str | Path) -> list[TrackFile]:
     """Tracks of a corpus: from ``metadata.csv`` when present, else every audio file (sorted)."""
     corpus = Path(corpus)
     if not corpus.is_dir():
@@ -98,7 +182,7 @@ def list_tracks(corpus: str | Path) -> list[CorpusTrack]:
     if meta_path.is_file():
         meta = load_table(meta_path, CORPUS_METADATA)
         return [
-            CorpusTrack(
+            TrackFile(
                 str(r.track_id),
                 str((corpus / str(r.path)).resolve()),
                 str(r.caption) if isinstance(r.caption, str) else "",
@@ -108,15 +192,11 @@ def list_tracks(corpus: str | Path) -> list[CorpusTrack]:
     files = sorted(p for p in corpus.rglob("*") if p.suffix.lower() in AUDIO_SUFFIXES)
     if not files:
         raise ArtifactError(corpus, None, f"audio files ({', '.join(AUDIO_SUFFIXES)})", has_value=False)
-    return [CorpusTrack(str(p.relative_to(corpus).with_suffix("")), str(p.resolve())) for p in files]
+    return [TrackFile(str(p.relative_to(corpus).with_suffix("")), str(p.resolve())) for p in files]
 
 
 def _shard_name(i: int) -> str:
     return f"shard_{i:05d}"
-
-
-def _dist_info() -> tuple[int, int]:
-    return int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
 
 
 def extract(
@@ -128,27 +208,27 @@ def extract(
 ) -> ExtractResult:
     """Extract activations of every track at ``cfg.layers`` into ``out`` (see module doc)."""
     out = Path(out)
-    for layer in cfg.layers:
+    for layer in cfg.layer_numbers():
         model._check_layer(layer)
     tracks = list_tracks(corpus)
-    rank, world = _dist_info()
-    settings = {"config": asdict(cfg), "tracks": [asdict(t) for t in tracks]}
+    me, world = rank(), world_size()
+    settings = {"config": cfg.settings(), "tracks": [asdict(t) for t in tracks]}
     settings_path = out / "extract.json"
-    if rank == 0:
+    if me == 0:
         if settings_path.is_file() and json.loads(settings_path.read_text()) != settings:
             raise ValueError(
                 f"{out} holds activations extracted with other settings or another corpus "
                 f"(see {settings_path}); use a new --out, or delete it to start over"
             )
         write_text_atomic(settings_path, json.dumps(settings, indent=2) + "\n")
-    _barrier(world)
+    barrier()
 
     per = max(1, cfg.tracks_per_shard)
     shards = [tracks[i : i + per] for i in range(0, len(tracks), per)]
-    mine = [i for i in range(len(shards)) if i % world == rank]
+    mine = [i for i in range(len(shards)) if i % world == me]
     done = {i for i in mine if (out / "progress" / f"{_shard_name(i)}.json").is_file()}
     computed = 0
-    with Progress(disable=not progress or rank != 0, transient=True) as bar:
+    with Progress(disable=not progress or me != 0, transient=True) as bar:
         task = bar.add_task(f"extracting layers {cfg.layers}", total=len(mine), completed=len(done))
         for i in mine:
             if i in done:
@@ -156,17 +236,13 @@ def extract(
             _extract_shard(model, cfg, shards[i], i, out)
             computed += 1
             bar.update(task, advance=1)
-    _barrier(world)
-    result = ExtractResult(len(shards), computed, len(done), 0)
-    if rank == 0:
+    barrier()
+    result = ExtractResult(len(shards), computed, len(done), 0, layers=cfg.layer_numbers())
+    result.d_model, result.rank = model.d_model, me
+    if me == 0:
         result = _finalise(model, cfg, out, len(shards), result)
-    _barrier(world)
+    barrier()
     return result
-
-
-def _barrier(world: int) -> None:
-    if world > 1 and torch.distributed.is_initialized():
-        torch.distributed.barrier()
 
 
 def _windows(audio: np.ndarray, model: MusicModel, window_seconds: float) -> list[tuple[int, np.ndarray]]:
@@ -175,6 +251,40 @@ def _windows(audio: np.ndarray, model: MusicModel, window_seconds: float) -> lis
     frames_per_window = max(1, round(window_seconds * model.frame_rate))
     size = frames_per_window * hop
     return [(start // hop, audio[start : start + size]) for start in range(0, len(audio), size)]
+
+
+Window = tuple[TrackFile, int, np.ndarray]  # (track, first frame, samples)
+
+
+def window_batches(
+    model: MusicModel,
+    tracks: Sequence[TrackFile],
+    window_seconds: float,
+    batch_seconds: float,
+    skipped: list[dict[str, str]],
+) -> Iterator[list[Window]]:
+    """The tracks' windows in forward batches of ``batch_seconds``, read one track at a time.
+
+    Consecutive windows of equal length share a batch; a track's short last window goes
+    alone. Unreadable tracks are logged, listed in ``skipped`` and left out. Extraction
+    and online training (``sae.online``) cut and batch the audio through this one function.
+    """
+    per_batch = max(1, int(batch_seconds // window_seconds))
+    batch: list[Window] = []
+    for track in tracks:
+        try:
+            audio = load_mono(track.path, model.sample_rate)
+        except AudioError as exc:
+            log.warning("skipping %s", exc)
+            skipped.append({"track_id": track.track_id, "path": track.path, "error": str(exc)})
+            continue
+        for first, samples in _windows(audio, model, window_seconds):
+            if batch and (len(batch) >= per_batch or len(batch[0][2]) != len(samples)):
+                yield batch
+                batch = []
+            batch.append((track, first, samples))
+    if batch:
+        yield batch
 
 
 def kept_frames(cfg: ExtractConfig, track_id: str, first: int, n_frames: int) -> np.ndarray:
@@ -189,40 +299,23 @@ def kept_frames(cfg: ExtractConfig, track_id: str, first: int, n_frames: int) ->
 
 
 def _extract_shard(
-    model: MusicModel, cfg: ExtractConfig, tracks: Sequence[CorpusTrack], shard: int, out: Path
+    model: MusicModel, cfg: ExtractConfig, tracks: Sequence[TrackFile], shard: int, out: Path
 ) -> None:
-    rows: dict[int, list[torch.Tensor]] = {layer: [] for layer in cfg.layers}
+    rows: dict[int, list[torch.Tensor]] = {layer: [] for layer in cfg.layer_numbers()}
     index: list[pd.DataFrame] = []
     skipped: list[dict[str, str]] = []
-    windows: list[tuple[CorpusTrack, int, np.ndarray]] = []
-    for track in tracks:
-        try:
-            audio = load_mono(track.path, model.sample_rate)
-        except AudioError as exc:
-            log.warning("skipping %s", exc)
-            skipped.append({"track_id": track.track_id, "path": track.path, "error": str(exc)})
-            continue
-        windows += [(track, first, samples) for first, samples in _windows(audio, model, cfg.window_seconds)]
-    per_batch = max(1, int(cfg.batch_seconds // cfg.window_seconds))
-    # Batch consecutive windows of equal length; a track's short last window goes alone.
-    batches: list[list[tuple[CorpusTrack, int, np.ndarray]]] = []
-    for item in windows:
-        if batches and len(batches[-1]) < per_batch and len(batches[-1][0][2]) == len(item[2]):
-            batches[-1].append(item)
-        else:
-            batches.append([item])
-    for batch in batches:
+    for batch in window_batches(model, tracks, cfg.window_seconds, cfg.batch_seconds, skipped):
         stacked = torch.from_numpy(np.stack([samples for _, _, samples in batch]))
         codes = model.encode_audio(stacked)
         texts = [t.caption for t, _, _ in batch] if cfg.text_condition == "caption" else None
-        acts = model.residuals(codes, cfg.layers, texts)
+        acts = model.residuals(codes, cfg.layer_numbers(), texts)
         n_frames = codes.shape[-1]
         kept = [kept_frames(cfg, track.track_id, first, n_frames) for track, first, _ in batch]
         # Row i * n_frames + f of the flattened batch is window i's frame f.
         flat = None
         if cfg.keep_fraction < 1:
             flat = torch.from_numpy(np.concatenate([i * n_frames + k for i, k in enumerate(kept)]))
-        for layer in cfg.layers:
+        for layer in cfg.layer_numbers():
             layer_rows = acts[layer].reshape(-1, model.d_model)
             if flat is not None:
                 layer_rows = layer_rows[flat.to(layer_rows.device)]
@@ -239,7 +332,7 @@ def _extract_shard(
                 )
             )
     name = _shard_name(shard)
-    for layer in cfg.layers:
+    for layer in cfg.layer_numbers():
         data = (
             torch.cat(rows[layer])
             if rows[layer]
@@ -295,7 +388,7 @@ def _finalise(
     if not parts:
         raise ValueError(f"no audio could be read from the corpus; {len(markers)} shards hold no rows")
     index = pd.concat(parts, ignore_index=True)
-    for layer in cfg.layers:
+    for layer in cfg.layer_numbers():
         layer_dir = out / f"layer_{layer}"
         save_table(index, layer_dir / "index.parquet", ACTIVATION_INDEX)
         meta: dict[str, Any] = {

@@ -11,7 +11,7 @@ keeping the reason.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -19,7 +19,7 @@ import pandas as pd
 import torch
 from rich.progress import Progress
 
-from artifact_schemas import ACTIVATION_INDEX, ArtifactError, load_table
+from artifact_schemas import ACTIVATION_INDEX, ArtifactError, FieldError, load_table
 from sae_core.sae.data import ShardedActivations
 from sae_core.sae.sparse_coder import SparseCoder
 
@@ -210,7 +210,7 @@ def write_features(
     audio_format: str = "flac",
     progress: bool = True,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """The whole stage: statistics, filters, example clips; writes the two tables and clips/."""
+    """Statistics, filters and example clips (written to ``out/clips``); returns the two tables."""
     from sae_core.audio import check_write_format
     from sae_core.clips import cut_clip
     from sae_core.extract import list_tracks
@@ -257,3 +257,55 @@ def write_features(
             bar.advance(task)
     examples["start_s"], examples["end_s"], examples["path"] = starts, ends, files
     return features, examples.reset_index(drop=True)
+
+
+@dataclass
+class FeaturesConfig:
+    """What ``run_features`` needs; validated on construction, naming the field at fault."""
+
+    sae: Path
+    acts: Path
+    corpus: Path
+    out: Path
+    filters: FeatureFilters = field(default_factory=FeatureFilters)
+    selection: ExampleSelection = field(default_factory=ExampleSelection)
+    lufs: float = -23.0
+    audio_format: str = "flac"
+
+    def __post_init__(self) -> None:
+        from sae_core.audio import check_write_format
+
+        for name in ("sae", "acts", "corpus"):
+            path = Path(getattr(self, name))
+            if not path.is_dir():
+                raise FieldError(name, f"{path}: no such directory")
+            setattr(self, name, path)
+        self.out = Path(self.out)
+        check_write_format(self.audio_format)
+
+
+def run_features(cfg: FeaturesConfig, progress: bool = True) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The ``features`` stage: features.parquet, examples.parquet, clips/ and run.json in ``cfg.out``."""
+    from artifact_schemas import EXAMPLES, FEATURES, recorded_run, save_table
+
+    config = {
+        "filters": asdict(cfg.filters),
+        "selection": asdict(cfg.selection),
+        "lufs": cfg.lufs,
+        "format": cfg.audio_format,
+    }
+    with recorded_run(cfg.out, "features", config=config, inputs=[cfg.sae, cfg.acts]):
+        table, examples = write_features(
+            cfg.sae,
+            cfg.acts,
+            cfg.corpus,
+            cfg.out,
+            cfg.filters,
+            cfg.selection,
+            cfg.lufs,
+            cfg.audio_format,
+            progress,
+        )
+        save_table(table, cfg.out / "features.parquet", FEATURES)
+        save_table(examples, cfg.out / "examples.parquet", EXAMPLES)
+    return table, examples

@@ -44,7 +44,8 @@ class PlanConfig:
     clips: int
     clip_seconds: float
     model: str = "musicgen-small"
-    layers: int = 5  # the paper's five
+    layers: int | str = "paper"
+    """How many layers get an SAE, or ``paper``: the paper's choice for this model's depth."""
     expansion: int = 32
     devices: int = 1
     keep_fraction: float = 1.0
@@ -55,13 +56,24 @@ class PlanConfig:
     def __post_init__(self) -> None:
         if self.model not in DECODERS:
             raise ValueError(f"model must be one of {', '.join(DECODERS)}, got {self.model!r}")
-        for name in ("clips", "layers", "expansion", "devices", "batch_size"):
+        if self.layers != "paper" and not (isinstance(self.layers, int) and self.layers >= 1):
+            raise ValueError(f"layers must be 'paper' or a count >= 1, got {self.layers!r}")
+        for name in ("clips", "expansion", "devices", "batch_size"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.clip_seconds <= 0:
             raise ValueError(f"clip_seconds must be > 0, got {self.clip_seconds}")
         if not 0 < self.keep_fraction <= 1:
             raise ValueError(f"keep_fraction must be in (0, 1], got {self.keep_fraction}")
+
+    @property
+    def n_layers(self) -> int:
+        """Layers that get an SAE (``paper``: five for 24 and 48 blocks, by ``paper_layers``)."""
+        if isinstance(self.layers, int):
+            return self.layers
+        from sae_core.models import paper_layers
+
+        return len(paper_layers(DECODERS[self.model][1]))
 
 
 @dataclass
@@ -101,17 +113,17 @@ def plan(cfg: PlanConfig) -> Plan:
     # The SAE step: measured tokens/s at one shape, scaled by d_in x latents.
     sae_tps = sae["tokens_per_s"] * (sae["d_in"] * sae["latents"]) / (d * latents)
     forward_h = frames / fwd_fps / 3600 / cfg.devices
-    sae_h = kept * cfg.layers / sae_tps / 3600 / cfg.devices
+    sae_h = kept * cfg.n_layers / sae_tps / 3600 / cfg.devices
     sae_params = 2 * d * latents + latents + d
     # Parameters, gradients and Adam's two moments in fp32, plus the batch's kept
     # [batch, latents] pre-activation buffer and its top-k bookkeeping.
     sae_gb = (4 * 4 * sae_params + 2 * 4 * cfg.batch_size * latents) / 1e9
     model_gb = 4 * parameter_counts(cfg.model)[1] / 1e9  # fp32 weights; half in bf16
-    checkpoints_gb = cfg.layers * 3 * 4 * sae_params / 1e9  # weights + Adam state
-    layers_per_device = math.ceil(cfg.layers / cfg.devices)
+    checkpoints_gb = cfg.n_layers * 3 * 4 * sae_params / 1e9  # weights + Adam state
+    layers_per_device = math.ceil(cfg.n_layers / cfg.devices)
     paths = {
         "extract then train": {
-            "disk_gb": kept * cfg.layers * d * cfg.storage_bytes / 1e9 + checkpoints_gb,
+            "disk_gb": kept * cfg.n_layers * d * cfg.storage_bytes / 1e9 + checkpoints_gb,
             "memory_gb": max(model_gb, sae_gb),  # the stages run one after the other
             "hours": forward_h + sae_h,
         },
@@ -119,7 +131,8 @@ def plan(cfg: PlanConfig) -> Plan:
             "disk_gb": checkpoints_gb,
             # The model and this device's share of the SAEs at once.
             "memory_gb": model_gb + layers_per_device * sae_gb,
-            "hours": forward_h + sae_h,
+            # Online SAEs see every frame (--keep-fraction thins extraction only).
+            "hours": forward_h + sae_h / cfg.keep_fraction,
         },
     }
     notes = [
@@ -136,6 +149,7 @@ def plan(cfg: PlanConfig) -> Plan:
             else ""
         ),
         "the extract path also writes and reads its activations once; disk speed is not in its hours",
+        "online (sae-core train --model): one epoch; each further epoch is another forward pass",
     ]
     source = f"{cfg.costs} (measured {costs['measured']} on {costs['machine']})"
     return Plan(frames, kept, d, latents, paths, notes, source)

@@ -12,8 +12,9 @@ norm, same prompt and same seed is generated beside each steered clip.
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -21,7 +22,8 @@ import pandas as pd
 import torch
 from rich.progress import Progress
 
-from sae_core.audio import write_audio
+from artifact_schemas import FEATURES, STEERING, FieldError, load_table, recorded_run, save_table
+from sae_core.audio import check_write_format, write_audio
 from sae_core.models.base import ApplyTo, Intervention, MusicModel
 from sae_core.sae.sparse_coder import SparseCoder
 
@@ -30,6 +32,8 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class SteeringPlan:
+    """What to generate: every (prompt, seed) baseline, and each feature at each strength."""
+
     features: list[int]
     prompts: list[str]
     seeds: list[int]
@@ -40,6 +44,127 @@ class SteeringPlan:
     apply_to: ApplyTo = "both"
     random_control: bool = True
     audio_format: str = "flac"
+    betas: dict[int, float] | None = None
+    """Relative steering: each feature's largest activation (``features.parquet``)."""
+
+    def __post_init__(self) -> None:
+        for name in ("features", "prompts", "seeds", "strengths"):
+            if not getattr(self, name):
+                raise FieldError(name, "needs at least one value")
+        if self.apply_to not in ("both", "conditional"):
+            raise FieldError("apply_to", f"must be both or conditional, got {self.apply_to!r}")
+        if self.seconds <= 0:
+            raise FieldError("seconds", f"must be > 0, got {self.seconds}")
+        check_write_format(self.audio_format)
+        if self.relative:
+            missing = [f for f in self.features if f not in (self.betas or {})]
+            if missing:
+                raise FieldError("betas", f"relative steering needs the max activation of features {missing}")
+
+    def beta(self, feature: int) -> float | None:
+        return self.betas[feature] if self.relative and self.betas is not None else None
+
+
+@dataclass
+class SteerConfig:
+    """What ``run_steering`` needs; validated on construction, naming the field at fault."""
+
+    model: str
+    sae: Path
+    features: list[int] | str
+    """Feature ids, or ``top:N``: the N kept features with the largest max activation."""
+    prompts: Path
+    """A text file, one prompt per line."""
+    out: Path
+    seeds: list[int] = field(default_factory=lambda: [0])
+    strengths: list[float] = field(default_factory=lambda: [1.0])
+    relative: bool = False
+    features_table: Path | None = None
+    """features.parquet of the SAE's layer (``top:N`` and ``relative`` read it)."""
+    seconds: float = 8.0
+    guidance_scale: float = 3.0
+    apply_to: ApplyTo = "both"
+    random_control: bool = True
+    layer: int | None = None
+    """Overrides the layer the SAE records."""
+    backend: str = "transformers"
+    device: str = "cpu"
+    audio_format: str = "flac"
+
+    def __post_init__(self) -> None:
+        self.sae, self.prompts, self.out = Path(self.sae), Path(self.prompts), Path(self.out)
+        if not self.prompts.is_file():
+            raise FieldError("prompts", f"{self.prompts}: no such file")
+        if isinstance(self.features, str) and not re.fullmatch(r"top:[1-9]\d*", self.features):
+            raise FieldError("features", f"must be feature ids or top:N, got {self.features!r}")
+        if self.features_table is None:
+            if isinstance(self.features, str):
+                raise FieldError("features", "top:N needs {other}", other="features_table")
+            if self.relative:
+                raise FieldError(
+                    "relative", "needs {other} (features.parquet with max_activation)", other="features_table"
+                )
+
+    def prompt_list(self) -> list[str]:
+        prompts = [line.strip() for line in self.prompts.read_text().splitlines() if line.strip()]
+        if not prompts:
+            raise FieldError("prompts", f"{self.prompts}: no prompts (one per line)")
+        return prompts
+
+    def plan(self) -> SteeringPlan:
+        """The plan: features chosen, prompts read and, when relative, each feature's beta."""
+        table = None
+        if self.features_table is not None:
+            table = load_table(self.features_table, FEATURES).set_index("feature_id")
+        if isinstance(self.features, str):
+            assert table is not None  # checked in __post_init__
+            n_top = int(self.features.removeprefix("top:"))
+            chosen = table[table["kept"]].nlargest(n_top, "max_activation").index.astype(int).tolist()
+            if not chosen:
+                raise FieldError("features_table", f"{self.features_table}: no kept features")
+        else:
+            chosen = list(self.features)
+        betas = None
+        if self.relative:
+            assert table is not None  # checked in __post_init__
+            missing = [f for f in chosen if f not in table.index]
+            if missing:
+                raise FieldError("features", f"{missing}: not in {self.features_table}")
+            peaks = table["max_activation"].astype(float)
+            betas = {f: float(peaks.loc[f]) for f in chosen}
+        return SteeringPlan(
+            features=chosen,
+            prompts=self.prompt_list(),
+            seeds=self.seeds,
+            strengths=self.strengths,
+            relative=self.relative,
+            seconds=self.seconds,
+            guidance_scale=self.guidance_scale,
+            apply_to=self.apply_to,
+            random_control=self.random_control,
+            audio_format=self.audio_format,
+            betas=betas,
+        )
+
+
+def run_steering(cfg: SteerConfig, progress: bool = True) -> tuple[pd.DataFrame, SteeringPlan, int]:
+    """The ``steer`` stage: audio, steering.parquet and run.json in ``cfg.out``.
+
+    Returns the table, the plan and the layer steered.
+    """
+    from sae_core.models import load_model
+
+    plan = cfg.plan()
+    coder = SparseCoder.load_from_disk(cfg.sae)
+    layer = cfg.layer if cfg.layer is not None else coder.cfg.layer
+    if layer is None:
+        raise FieldError("layer", f"is needed: the checkpoint {cfg.sae} does not record its layer")
+    seeds = {f"sampling_{i}": s for i, s in enumerate(plan.seeds)}
+    with recorded_run(cfg.out, "steer", config=asdict(plan), seeds=seeds, inputs=[cfg.sae]):
+        model = load_model(cfg.model, backend=cfg.backend, device=cfg.device)
+        pairs = generate_pairs(model, coder, layer, plan, cfg.out, progress=progress)
+        save_table(pairs, cfg.out / "steering.parquet", STEERING)
+    return pairs, plan, layer
 
 
 def steering_vector(sae: SparseCoder, feature: int, strength: float, beta: float | None) -> torch.Tensor:
@@ -68,13 +193,10 @@ def generate_pairs(
     layer: int,
     plan: SteeringPlan,
     out: str | Path,
-    betas: dict[int, float] | None = None,
     progress: bool = True,
 ) -> pd.DataFrame:
     """Generate baselines once per (prompt, seed), then steered (and control) clips; return the table."""
     out = Path(out)
-    if plan.relative and betas is None:
-        raise ValueError("relative strengths need each feature's max activation (features.parquet)")
     model._check_layer(layer)
     rows = []
     baselines: dict[tuple[int, int], str] = {}
@@ -94,13 +216,12 @@ def generate_pairs(
                 baselines[(p, seed)] = render(f"baseline_p{p}_s{seed}.{plan.audio_format}", [], prompt, seed)
                 bar.advance(task)
                 for feature in plan.features:
-                    beta = betas[feature] if plan.relative and betas is not None else None
                     for strength in plan.strengths:
-                        vector = steering_vector(sae, feature, strength, beta)
+                        vector = steering_vector(sae, feature, strength, plan.beta(feature))
                         stem = f"f{feature}_p{p}_s{seed}_a{strength:g}"
                         steered = render(
                             f"{stem}.{plan.audio_format}",
-                            [Intervention(layer, vector, 1.0, plan.apply_to)],
+                            [Intervention(layer, vector, plan.apply_to)],
                             prompt,
                             seed,
                         )
@@ -109,7 +230,7 @@ def generate_pairs(
                             control = random_like(vector, seed=feature * 1_000_003 + seed)
                             random_path = render(
                                 f"random_{stem}.{plan.audio_format}",
-                                [Intervention(layer, control, 1.0, plan.apply_to)],
+                                [Intervention(layer, control, plan.apply_to)],
                                 prompt,
                                 seed,
                             )

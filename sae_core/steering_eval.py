@@ -9,12 +9,13 @@ of features whose steered clips are closer than their baselines.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from artifact_schemas import EXAMPLES, LABELS, STEERING, ArtifactError, load_table
+from artifact_schemas import EXAMPLES, LABELS, STEERING, ArtifactError, load_table, write_bytes_atomic
 from sae_core.clap import ClapScorer
 
 
@@ -88,3 +89,21 @@ def evaluate_steering(run: str | Path, scorer: ClapScorer) -> tuple[pd.DataFrame
             (per_feature["audio_sim_steered"] > per_feature["audio_sim_random"]).groupby("layer").mean()
         )
     return table, summary.reset_index()
+
+
+@dataclass(frozen=True)
+class SteeringEvalConfig:
+    run: Path
+    """A run directory with steering/, features/ (and labels.parquet)."""
+    clap: str
+    """CLAP directory or hub id."""
+
+
+def run_steering_eval(cfg: SteeringEvalConfig) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The ``steering-eval`` stage: writes ``RUN/steering/steering_eval.parquet``; returns
+    (that table, the per-layer summary)."""
+    run = Path(cfg.run)
+    scorer = ClapScorer.load(cfg.clap, cache_dir=run / ".clap_cache")
+    table, summary = evaluate_steering(run, scorer)
+    write_bytes_atomic(run / "steering" / "steering_eval.parquet", table.to_parquet(index=False))
+    return table, summary

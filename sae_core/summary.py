@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import matplotlib
 import numpy as np
 import pandas as pd
 
@@ -13,27 +12,12 @@ from artifact_schemas import (
     FEATURES,
     LABELS,
     ArtifactError,
-    atomic_path,
     load_table,
     write_text_atomic,
 )
-
-matplotlib.use("Agg")  # files only; never a window
-import matplotlib.pyplot as plt
+from artifact_schemas.figures import save_figure, subplots
 
 FIGURES = ("clap_by_layer", "clap_coverage", "feature_frequency")
-
-
-def save_figure(fig: plt.Figure, out: Path, name: str) -> list[Path]:
-    """``out/name.png`` and ``out/name.svg``, each written atomically; closes the figure."""
-    paths = []
-    for ext in ("png", "svg"):
-        path = out / f"{name}.{ext}"
-        with atomic_path(path) as tmp:
-            fig.savefig(tmp, format=ext, dpi=150, bbox_inches="tight")
-        paths.append(path)
-    plt.close(fig)
-    return paths
 
 
 def summarize_run(run: str | Path, out: str | Path | None = None) -> list[Path]:
@@ -52,7 +36,7 @@ def summarize_run(run: str | Path, out: str | Path | None = None) -> list[Path]:
     written: list[Path] = []
 
     # 1. Mean CLAP score by layer (and labeler).
-    fig, ax = plt.subplots(figsize=(5, 3.2))
+    fig, ax = subplots(figsize=(5, 3.2))
     if labels is not None and labels["clap_score"].notna().any():
         table = (
             labels.dropna(subset=["clap_score"]).groupby(["layer", "labeler"])["clap_score"].mean().unstack()
@@ -65,7 +49,7 @@ def summarize_run(run: str | Path, out: str | Path | None = None) -> list[Path]:
     written += save_figure(fig, out, "clap_by_layer")
 
     # 2. Per-feature best CLAP score: distribution and coverage vs threshold.
-    fig, (left, right) = plt.subplots(1, 2, figsize=(8, 3.2))
+    fig, (left, right) = subplots(1, 2, figsize=(8, 3.2))
     if labels is not None and labels["clap_score"].notna().any():
         best = labels.dropna(subset=["clap_score"]).groupby(["layer", "feature_id"])["clap_score"].max()
         left.hist(best.to_numpy(dtype=float), bins=20)
@@ -76,7 +60,7 @@ def summarize_run(run: str | Path, out: str | Path | None = None) -> list[Path]:
     written += save_figure(fig, out, "clap_coverage")
 
     # 3. Feature-frequency histogram (log scale), per layer.
-    fig, ax = plt.subplots(figsize=(5, 3.2))
+    fig, ax = subplots(figsize=(5, 3.2))
     for layer, group in features.groupby("layer"):
         live = group.loc[group["frequency"] > 0, "frequency"].to_numpy(dtype=float)
         if len(live):

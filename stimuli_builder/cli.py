@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import typer
 from rich.markup import escape
@@ -144,6 +145,19 @@ def _print_check(package: Path) -> CheckReport:
     return report
 
 
+_PLAN_COLUMNS: dict[str, Callable[[Any], str]] = {
+    "trial type": lambda r: r.kind,
+    "chance": lambda r: "-" if r.chance is None else f"{r.chance:.3f}",
+    "effect": lambda r: f"d={r.effect}" if r.chance is None else f"{r.effect:.2f}",
+    "alpha/test": lambda r: f"{r.alpha_per_test:.4f}",
+    "responses/feature": lambda r: str(r.responses_per_feature),
+    "lists/feature": lambda r: str(r.lists_per_feature),
+    "participants/list": lambda r: str(r.participants_per_list),
+    "participants total": lambda r: str(r.participants_total),
+    "power": lambda r: f"{r.power:.3f}",
+}
+
+
 @app.command()
 def plan(
     config: Path = typer.Argument(..., help="Study config (TOML)."),
@@ -184,30 +198,10 @@ def plan(
     table = Table(
         title=f"power: {features} features, {cfg.lists.count} lists, alpha {alpha} (Holm), power {power}"
     )
-    for col in (
-        "trial type",
-        "chance",
-        "effect",
-        "alpha/test",
-        "responses/feature",
-        "lists/feature",
-        "participants/list",
-        "participants total",
-        "power",
-    ):
+    for col in _PLAN_COLUMNS:
         table.add_column(col, justify="right")
     for r in rows:
-        table.add_row(
-            r.kind,
-            "-" if r.chance is None else f"{r.chance:.3f}",
-            f"d={r.effect}" if r.chance is None else f"{r.effect:.2f}",
-            f"{r.alpha_per_test:.4f}",
-            str(r.responses_per_feature),
-            str(r.lists_per_feature),
-            str(r.participants_per_list),
-            str(r.participants_total),
-            f"{r.power:.3f}",
-        )
+        table.add_row(*(show(r) for show in _PLAN_COLUMNS.values()))
     stdout_console().print(table)
     needed = max(r.participants_per_list for r in rows)
     stdout_console().print(f"participants per list needed: {needed} (total {needed * cfg.lists.count})")

@@ -36,6 +36,7 @@ from artifact_schemas import (
     recorded_run,
     save_key,
     save_study,
+    write_text_atomic,
 )
 from stimuli_builder.audio_prep import PAD_HEADER, AudioSpec, PreparedClip, finish, level, pad_to, read_source
 from stimuli_builder.bundle import Bundle
@@ -268,4 +269,4 @@ def write_checksums(root: Path) -> None:
         f"{hashlib.sha256(p.read_bytes()).hexdigest()}  {p.relative_to(root).as_posix()}"
         for p in package_files(root)
     ]
-    (root / CHECKSUMS).write_text("\n".join(lines) + "\n")
+    write_text_atomic(root / CHECKSUMS, "\n".join(lines) + "\n")

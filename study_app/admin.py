@@ -28,13 +28,13 @@ from sqlalchemy import select
 from werkzeug.security import check_password_hash, generate_password_hash
 
 from study_app.db import db
-from study_app.models import Admin, Study, TrialList, utcnow
+from study_app.models import Admin, Study, StudyStatus, TrialList, utcnow
 from study_app.participant import get_study
 
 bp = Blueprint("admin", __name__, url_prefix="/admin")
 
 F = TypeVar("F", bound=Callable[..., Any])
-STATUSES = ("draft", "open", "paused", "closed")
+STATUSES = tuple(StudyStatus)
 # Lockout: after this many failures in a row, each further failure doubles the wait.
 FREE_ATTEMPTS = 5
 BASE_LOCK_S = 30
@@ -45,6 +45,33 @@ _DUMMY_HASH = generate_password_hash(secrets.token_hex(16))
 def hash_password(password: str) -> str:
     """scrypt (werkzeug's default KDF) with a random salt."""
     return generate_password_hash(password)
+
+
+def set_admin_password(username: str, password: str) -> str:
+    """Create the researcher account, or reset its password (logging out its old cookies).
+
+    Returns "created" or "updated"; a password under 10 characters is refused.
+    """
+    if len(password) < 10:
+        raise ValueError("password: use at least 10 characters")
+    admin = db.session.scalar(select(Admin).where(Admin.username == username))
+    if admin is None:
+        db.session.add(Admin(username=username, password_hash=hash_password(password)))
+        verb = "created"
+    else:
+        admin.password_hash, admin.failed_logins, admin.locked_until = hash_password(password), 0, None
+        admin.session_version += 1  # a new password logs out every old cookie
+        verb = "updated"
+    db.session.commit()
+    return verb
+
+
+def set_study_status(study: Study, status: str) -> None:
+    """Open, pause, close (or return to draft) a study; participants start only open ones."""
+    if status not in STATUSES:
+        raise ValueError(f"status: one of {', '.join(STATUSES)}, got {status!r}")
+    study.status = StudyStatus(status)
+    db.session.commit()
 
 
 def _current_admin() -> Admin | None:
@@ -164,8 +191,7 @@ def set_status(slug: str) -> Any:
     status = request.form.get("status", "")
     if status not in STATUSES:
         abort(400)
-    study.status = status
-    db.session.commit()
+    set_study_status(study, status)
     return redirect(url_for("admin.study_page", slug=slug))
 
 

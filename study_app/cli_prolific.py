@@ -86,7 +86,7 @@ def prolific_command(study: str, base_url: str | None, as_json: bool, **options:
     Example: study-app prolific demo --create --reward-per-hour 12 --base-url https://study.example.org
     Example: study-app prolific demo --bonus per_correct=0.05 --dry-run
     """
-    from study_app.cli import _get_study
+    from study_app.cli import get_study_or_fail
     from study_app.prolific_api import ProlificClient, ProlificError
     from study_app.prolific_pay import PaymentConflict
 
@@ -95,7 +95,7 @@ def prolific_command(study: str, base_url: str | None, as_json: bool, **options:
     )
     if len(chosen) > 1:
         raise click.UsageError("give one action: " + ", ".join("--" + a.replace("_", "-") for a in chosen))
-    row = _get_study(study)
+    row = get_study_or_fail(study)
     if not chosen:
         _print_form(row, base_url, as_json)
         return

@@ -131,7 +131,7 @@ def iter_export_batches(
                 "prolific_pid": s["raw_pid"] if include_prolific_ids else None,
                 "list_id": s["list_id"],
                 "trial_id": trial_key,
-                "trial_kind": tk.trial_type,
+                "trial_type": tk.trial_type,
                 "phase": phase,
                 "position": response.position,
                 "attempt": response.attempt,

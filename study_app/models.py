@@ -7,6 +7,7 @@ migrations and these models agree.
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import (
@@ -27,14 +28,47 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship
 from artifact_schemas.tables import SESSION_STATUSES
 from study_app.db import db
 
+
 # Session statuses (the export's contract lists them: artifact_schemas.tables). "active"
 # sessions in their trials hold a place of their list until they finish or have been
 # inactive for SESSION_TIMEOUT_S (sessions.places_held); the others are final. "full": the
 # list filled while the session was setting up. "returned", "timed_out", "rejected": so
 # marked on Prolific, set by `study-app prolific --sync`; none holds a place, answers stay.
-ACTIVE, COMPLETED, SCREENED_OUT, DECLINED, ABANDONED, FULL, RETURNED, TIMED_OUT, REJECTED = SESSION_STATUSES
-# Where an active session is; the server decides, the pages follow.
-STAGES = ("volume", "screening", "instructions", "trials", "questionnaire", "done")
+class SessionStatus(StrEnum):
+    ACTIVE = "active"
+    COMPLETED = "completed"
+    SCREENED_OUT = "screened_out"
+    DECLINED = "declined"
+    ABANDONED = "abandoned"
+    FULL = "full"
+    RETURNED = "returned"
+    TIMED_OUT = "timed_out"
+    REJECTED = "rejected"
+
+
+assert tuple(SessionStatus) == SESSION_STATUSES, "the export's contract and the app must agree"
+ACTIVE, COMPLETED, SCREENED_OUT, DECLINED, ABANDONED, FULL, RETURNED, TIMED_OUT, REJECTED = SessionStatus
+
+
+class SessionStage(StrEnum):
+    """Where an active session is, in this order; the server decides, the pages follow.
+    A study skips the stages its package lacks (``sessions.next_stage``)."""
+
+    VOLUME = "volume"
+    SCREENING = "screening"
+    INSTRUCTIONS = "instructions"
+    TRIALS = "trials"
+    QUESTIONNAIRE = "questionnaire"
+    DONE = "done"
+
+
+class StudyStatus(StrEnum):
+    """Participants can start only ``open`` studies."""
+
+    DRAFT = "draft"
+    OPEN = "open"
+    PAUSED = "paused"
+    CLOSED = "closed"
 
 
 def utcnow() -> datetime:
@@ -50,7 +84,7 @@ class Study(db.Model):  # type: ignore[name-defined]
     slug: Mapped[str] = mapped_column(String(64), unique=True)
     title: Mapped[str] = mapped_column(Text)
     manifest_sha256: Mapped[str] = mapped_column(String(64))
-    status: Mapped[str] = mapped_column(String(16), default="draft")
+    status: Mapped[str] = mapped_column(String(16), default=StudyStatus.DRAFT)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     # Absolute path of the package directory; audio is served from its audio/ folder.
     package_path: Mapped[str] = mapped_column(Text, default="")
@@ -124,7 +158,7 @@ class StudySession(db.Model):  # type: ignore[name-defined]
     list_id: Mapped[int] = mapped_column(ForeignKey("trial_list.id"))
     participant_id: Mapped[int] = mapped_column(ForeignKey("participant.id"), index=True)
     status: Mapped[str] = mapped_column(String(16), default=ACTIVE)
-    stage: Mapped[str] = mapped_column(String(16), default="volume")
+    stage: Mapped[str] = mapped_column(String(16), default=SessionStage.VOLUME)
     shuffle_seed: Mapped[int] = mapped_column(BigInteger)
     trial_order: Mapped[list[str]] = mapped_column(JSON)
     position: Mapped[int] = mapped_column(Integer, default=0)

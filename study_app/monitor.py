@@ -21,6 +21,7 @@ from study_app.models import (
     COMPLETED,
     Event,
     Response,
+    SessionStatus,
     Study,
     StudySession,
     TrialList,
@@ -28,7 +29,8 @@ from study_app.models import (
 )
 from study_app.packages import package_view
 
-STATUSES = ("active", "completed", "abandoned", "screened_out", "full", "returned", "timed_out", "rejected")
+# The statuses a session on a list can show (a declined one never got a list).
+STATUSES: tuple[str, ...] = tuple(s for s in SessionStatus if s is not SessionStatus.DECLINED)
 
 
 def stale_before() -> datetime:
@@ -178,18 +180,49 @@ def _recent_sessions(study: Study, n: int, stale: datetime) -> list[dict[str, An
     return out
 
 
+def idle_sessions(study: Study) -> list[StudySession]:
+    """Active sessions nobody has touched for SESSION_TIMEOUT_S (shown as abandoned)."""
+    return list(
+        db.session.scalars(
+            select(StudySession).where(
+                StudySession.study_id == study.id,
+                StudySession.status == ACTIVE,
+                StudySession.last_seen_at < stale_before(),
+            )
+        )
+    )
+
+
 def release_abandoned(study: Study) -> list[StudySession]:
     """Mark active sessions idle past the timeout as abandoned (their list slots are freed)."""
-    stale = stale_before()
-    sessions = db.session.scalars(
-        select(StudySession).where(
-            StudySession.study_id == study.id,
-            StudySession.status == ACTIVE,
-            StudySession.last_seen_at < stale,
-        )
-    ).all()
+    sessions = idle_sessions(study)
     for s in sessions:
         s.status = ABANDONED
         db.session.add(Event(session_id=s.id, study_id=study.id, kind="abandoned", data={}))
     db.session.commit()
     return list(sessions)
+
+
+def stored_answers(keys: set[str]) -> tuple[int, int]:
+    """Responses stored for these idempotency keys, and (session, trial, attempt) stored twice.
+
+    What ``study-app simulate`` checks after its bots: every sent answer stored once.
+    """
+    stored = 0
+    sessions: set[int] = set()
+    ordered = sorted(keys)
+    for i in range(0, len(ordered), 500):
+        rows = db.session.execute(
+            select(Response.session_id).where(Response.idempotency_key.in_(ordered[i : i + 500]))
+        ).all()
+        stored += len(rows)
+        sessions.update(r[0] for r in rows)
+    groups = (
+        select(Response.session_id)
+        .where(Response.session_id.in_(sessions))
+        .group_by(Response.session_id, Response.trial_id, Response.attempt)
+        .having(func.count(Response.id) > 1)
+        .subquery()
+    )
+    duplicates = db.session.scalar(select(func.count()).select_from(groups)) or 0
+    return stored, duplicates

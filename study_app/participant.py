@@ -13,7 +13,7 @@ from sqlalchemy import select
 
 from study_app import sessions
 from study_app.db import db
-from study_app.models import ACTIVE, COMPLETED, DECLINED, SCREENED_OUT, Study, StudySession
+from study_app.models import ACTIVE, COMPLETED, DECLINED, SCREENED_OUT, SessionStage, Study, StudySession
 from study_app.packages import package_view
 
 bp = Blueprint("participant", __name__)
@@ -166,17 +166,17 @@ def go(slug: str) -> Any:
     if sess is None:
         return redirect(url_for(".entry", slug=slug))
     view = package_view(study)
-    if sess.status != ACTIVE or sess.stage == "done":
+    if sess.status != ACTIVE or sess.stage == SessionStage.DONE:
         return _done_page(study, sess.status)
     sessions.touch(sess)
     db.session.commit()
-    if sess.stage == "volume":
+    if sess.stage == SessionStage.VOLUME:
         return render_template("volume.html", study=study, clip=view.manifest.calibration_clip)
-    if sess.stage == "instructions":
+    if sess.stage == SessionStage.INSTRUCTIONS:
         return render_template(
             "instructions.html", study=study, instructions=view.manifest.texts.instructions
         )
-    if sess.stage == "questionnaire":
+    if sess.stage == SessionStage.QUESTIONNAIRE:
         return render_template(
             "questionnaire.html", study=study, fields=view.manifest.questionnaire, errors={}
         )
@@ -232,9 +232,8 @@ def questionnaire(slug: str) -> Any:
 def _done_page(study: Study, status: str) -> str:
     view = package_view(study)
     # Each end state shows its own code only, and no code says anything about another.
-    code = study.completion_codes.get(
-        {COMPLETED: "complete", SCREENED_OUT: "screened_out", DECLINED: "declined"}.get(status, "")
-    )
+    which: dict[str, str] = {COMPLETED: "complete", SCREENED_OUT: "screened_out", DECLINED: "declined"}
+    code = study.completion_codes.get(which.get(status, ""))
     url = PROLIFIC_COMPLETE.format(code=code) if code and current_app.config["PROLIFIC_REDIRECT"] else None
     return render_template(
         "done.html", study=study, status=status, code=code, url=url, debrief=view.manifest.texts.debrief

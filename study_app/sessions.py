@@ -28,6 +28,7 @@ from study_app.models import (
     Event,
     Participant,
     Response,
+    SessionStage,
     Study,
     StudySession,
     Trial,
@@ -96,7 +97,7 @@ def resumable_session(study: Study, pid: str | None, prolific_session_id: str | 
 
 
 # Stages before the first trial: a session there has not started the study's real work.
-SETUP_STAGES = ("volume", "screening", "instructions")
+SETUP_STAGES = (SessionStage.VOLUME, SessionStage.SCREENING, SessionStage.INSTRUCTIONS)
 
 
 def _holding_place(study: Study) -> Any:
@@ -191,7 +192,7 @@ def start_session(
     view = package_view(study)
     seed = secrets.randbits(62)
     order = session_order(list_items(chosen.trial_ids, view.manifest, view.key), view.manifest.order, seed)
-    first_stage = "volume" if view.manifest.calibration_clip else _after_volume(study)
+    first_stage = next_stage(study, None)
     sess = StudySession(
         token=secrets.token_urlsafe(24),
         study_id=study.id,
@@ -242,8 +243,24 @@ def _assign_list(study: Study, lists: list[TrialList], ip_digest: str) -> TrialL
     return min(open_lists, key=lambda lst: (fill.get(lst.id, 0), lst.position))
 
 
-def _after_volume(study: Study) -> str:
-    return "screening" if package_view(study).manifest.screening else "instructions"
+def next_stage(study: Study, stage: SessionStage | None) -> SessionStage:
+    """The stage after ``stage`` (None: the first) in ``study``'s flow.
+
+    volume -> screening -> instructions -> trials -> questionnaire -> done, without the
+    volume page when the package has no calibration clip, without screening when it
+    has no headphone check, without the questionnaire when it asks none.
+    """
+    manifest = package_view(study).manifest
+    skipped = {
+        SessionStage.VOLUME: not manifest.calibration_clip,
+        SessionStage.SCREENING: not manifest.screening,
+        SessionStage.QUESTIONNAIRE: not manifest.questionnaire,
+    }
+    order = list(SessionStage)
+    for candidate in order[0 if stage is None else order.index(SessionStage(stage)) + 1 :]:
+        if not skipped.get(candidate, False):
+            return candidate
+    return SessionStage.DONE
 
 
 def record_event(
@@ -274,15 +291,15 @@ def advance_stage(sess: StudySession, study: Study, from_stage: str) -> None:
     """Move past a page stage (volume, instructions) when the session is on it."""
     if sess.stage != from_stage or sess.status != ACTIVE:
         return
-    if from_stage == "volume":
-        sess.stage = _after_volume(study)
-    elif from_stage == "instructions":
+    if from_stage == SessionStage.VOLUME:
+        sess.stage = next_stage(study, SessionStage.VOLUME)
+    elif from_stage == SessionStage.INSTRUCTIONS:
         if not sess.preview:
             _claim_place(sess, study)
         # The position is already past screening: it ends on the last screening answer.
-        sess.stage = "trials"
+        sess.stage = SessionStage.TRIALS
         if sess.position >= len(sess.trial_order):
-            sess.stage = _after_trials(study)
+            sess.stage = next_stage(study, SessionStage.TRIALS)
     touch(sess)
     db.session.commit()
 
@@ -294,14 +311,10 @@ def _claim_place(sess: StudySession, study: Study) -> None:
     """
     lists = {lst.id: lst for lst in _lock_lists(study)}
     if places_held(study).get(sess.list_id, 0) >= lists[sess.list_id].target:
-        sess.status, sess.stage, sess.finished_at = FULL, "done", utcnow()
+        sess.status, sess.stage, sess.finished_at = FULL, SessionStage.DONE, utcnow()
         db.session.add(Event(session_id=sess.id, study_id=study.id, kind="list_full", data={}))
         db.session.commit()
         raise ListFull()
-
-
-def _after_trials(study: Study) -> str:
-    return "questionnaire" if package_view(study).manifest.questionnaire else "done"
 
 
 def _phase_of(study: Study, trial_key: str) -> str:
@@ -309,7 +322,7 @@ def _phase_of(study: Study, trial_key: str) -> str:
 
 
 def finish_questionnaire(sess: StudySession, answers: dict[str, Any]) -> None:
-    if sess.stage != "questionnaire" or sess.status != ACTIVE:
+    if sess.stage != SessionStage.QUESTIONNAIRE or sess.status != ACTIVE:
         return
     sess.questionnaire = answers
     _complete(sess)
@@ -318,7 +331,7 @@ def finish_questionnaire(sess: StudySession, answers: dict[str, Any]) -> None:
 
 def _complete(sess: StudySession) -> None:
     sess.status = COMPLETED
-    sess.stage = "done"
+    sess.stage = SessionStage.DONE
     sess.finished_at = utcnow()
     touch(sess)
 
@@ -335,7 +348,7 @@ class TrialView:
 
 def current_trial(sess: StudySession, study: Study) -> TrialView | None:
     """The trial the session must answer now (None when the session is on a page stage)."""
-    if sess.status != ACTIVE or sess.stage not in ("screening", "trials"):
+    if sess.status != ACTIVE or sess.stage not in (SessionStage.SCREENING, SessionStage.TRIALS):
         return None
     public = package_view(study).public
     trial = public[sess.trial_order[sess.position]]
@@ -515,8 +528,8 @@ def _after_answer(sess: StudySession, study: Study, phase: str) -> None:
             return
         _score_screening(sess, study)
     elif sess.position >= len(order):
-        sess.stage = _after_trials(study)
-        if sess.stage == "done":
+        sess.stage = next_stage(study, SessionStage.TRIALS)
+        if sess.stage == SessionStage.DONE:
             _complete(sess)
 
 
@@ -544,11 +557,11 @@ def _score_screening(sess: StudySession, study: Study) -> None:
         )
     )
     if passed:
-        sess.stage = "instructions"
+        sess.stage = next_stage(study, SessionStage.SCREENING)
     elif sess.screening_attempt + 1 < spec.max_attempts:
         sess.screening_attempt += 1
         sess.position = 0
     else:
         sess.status = SCREENED_OUT
-        sess.stage = "done"
+        sess.stage = SessionStage.DONE
         sess.finished_at = utcnow()

@@ -133,17 +133,18 @@ def corpus_features(audio: list[np.ndarray], feature_extractor: Any) -> torch.Te
 
 def train_clap(cfg: ClapTrainConfig) -> LossMetrics:
     """Train on ``cfg.corpus``'s tracks and captions; save to ``cfg.out`` (``save_pretrained``)."""
-    from artifact_schemas import CORPUS_METADATA, load_table
+    with cfg.recorded("train-clap", cfg.corpus):
+        from artifact_schemas import CORPUS_METADATA, load_table
 
-    # Checked on the metadata, before minutes of reading and resampling every track.
-    n_tracks = len(load_table(cfg.corpus / "metadata.csv", CORPUS_METADATA))
-    if n_tracks < cfg.batch_size:
-        raise ValueError(f"batch_size: the corpus has {n_tracks} tracks, fewer than {cfg.batch_size}")
-    audio, meta = load_corpus_audio(cfg.corpus, CLAP_RATE)
-    _, _, extractor = build_untrained(cfg, ["<pad>"])
-    features = corpus_features(audio, extractor)
-    cfg.out.mkdir(parents=True, exist_ok=True)
-    trainer = ClapTrainer(cfg, features, meta)
-    trainer.run()
-    save_pretrained_atomic(cfg.out, trainer.model, trainer.tokenizer, trainer.feature_extractor)
-    return trainer.write_metrics()  # loss: contrastive (chance log(batch_size))
+        # Checked on the metadata, before minutes of reading and resampling every track.
+        n_tracks = len(load_table(cfg.corpus / "metadata.csv", CORPUS_METADATA))
+        if n_tracks < cfg.batch_size:
+            raise ValueError(f"batch_size: the corpus has {n_tracks} tracks, fewer than {cfg.batch_size}")
+        audio, meta = load_corpus_audio(cfg.corpus, CLAP_RATE)
+        _, _, extractor = build_untrained(cfg, ["<pad>"])
+        features = corpus_features(audio, extractor)
+        cfg.out.mkdir(parents=True, exist_ok=True)
+        trainer = ClapTrainer(cfg, features, meta)
+        trainer.run()
+        save_pretrained_atomic(cfg.out, trainer.model, trainer.tokenizer, trainer.feature_extractor)
+        return trainer.write_metrics()  # loss: contrastive (chance log(batch_size))

@@ -243,17 +243,18 @@ def train_codec(cfg: CodecTrainConfig) -> CodecMetrics:
     follow, so a resumed run ends where an uninterrupted one would; a larger ``steps``
     trains on). Writes config.json and
     model.safetensors (loadable with ``EncodecModel.from_pretrained``) and metrics.json with
-    the loss curve; the caller records run.json.
+    the loss curve, and run.json with the corpus checksum.
     """
-    tracks, _ = load_corpus_audio(cfg.corpus, cfg.sample_rate)
-    crops = _Crops(tracks, int(cfg.crop_seconds * cfg.sample_rate), cfg.seed)
-    cfg.out.mkdir(parents=True, exist_ok=True)
-    trainer = CodecTrainer(cfg, crops)
-    trainer.run()
-    metrics = trainer.evaluate(crops)
-    save_pretrained_atomic(cfg.out, trainer.export())
-    write_text_atomic(cfg.out / METRICS_FILE, json.dumps(asdict(metrics), indent=2) + "\n")
-    return metrics
+    with cfg.recorded("train-codec", cfg.corpus):
+        tracks, _ = load_corpus_audio(cfg.corpus, cfg.sample_rate)
+        crops = _Crops(tracks, int(cfg.crop_seconds * cfg.sample_rate), cfg.seed)
+        cfg.out.mkdir(parents=True, exist_ok=True)
+        trainer = CodecTrainer(cfg, crops)
+        trainer.run()
+        metrics = trainer.evaluate(crops)
+        save_pretrained_atomic(cfg.out, trainer.export())
+        write_text_atomic(cfg.out / METRICS_FILE, json.dumps(asdict(metrics), indent=2) + "\n")
+        return metrics
 
 
 def save_pretrained_atomic(out: Path, *objects: Any) -> None:

@@ -54,9 +54,12 @@ class LoopConfig:
     log_every: int = 50
     resume: bool = False
     progress: bool = True
+    threads: int | None = None
 
     # Fields that do not change what is trained: a checkpoint resumes across them.
-    RUNNING = frozenset({"out", "steps", "device", "checkpoint_every", "log_every", "resume", "progress"})
+    RUNNING = frozenset(
+        {"out", "steps", "device", "checkpoint_every", "log_every", "resume", "progress", "threads"}
+    )
 
     def __post_init__(self) -> None:
         self.corpus, self.out = Path(self.corpus), Path(self.out)
@@ -78,6 +81,16 @@ class LoopConfig:
     def record(self) -> dict[str, Any]:
         """Every field, JSON-ready (for run.json)."""
         return {k: str(v) if isinstance(v, Path) else v for k, v in asdict(self).items()}
+
+    def recorded(self, stage: str, *inputs: Path) -> Any:
+        """Set the CPU threads; the context that writes ``out/run.json`` when training ends well."""
+        from artifact_schemas import recorded_run
+        from sae_core.runtime import set_threads
+
+        set_threads(self.threads)
+        return recorded_run(
+            self.out, stage, config=self.record(), seeds={"seed": self.seed}, inputs=list(inputs)
+        )
 
 
 class StepLoop:

@@ -60,7 +60,7 @@ class MusicgenTrainConfig(LoopConfig):
 
 def caption_vocabulary(captions: list[str]) -> list[str]:
     """The word tokenizer's vocabulary: the tiny preset's music words plus the corpus's."""
-    from sae_core.models.transformers_musicgen import _TINY_VOCAB
+    from sae_core.models.tiny_presets import _TINY_VOCAB
 
     words = {w for c in captions for w in re.findall(r"\w+|[^\w\s]", c.lower())}
     return [*_TINY_VOCAB, *sorted(words - set(_TINY_VOCAB))]
@@ -90,8 +90,7 @@ def build_untrained(cfg: MusicgenTrainConfig, vocab: list[str]) -> tuple[Any, An
         T5Config,
     )
 
-    from sae_core.models.tiny_presets import word_level_tokenizer
-    from sae_core.models.transformers_musicgen import new_musicgen
+    from sae_core.models.tiny_presets import new_musicgen, word_level_tokenizer
 
     codec = EncodecModel.from_pretrained(cfg.codec)
     size = int(codec.config.codebook_size)
@@ -107,6 +106,9 @@ def build_untrained(cfg: MusicgenTrainConfig, vocab: list[str]) -> tuple[Any, An
         eos_token_id=1,
         decoder_start_token_id=0,
     )
+    from sae_core.models.transformers_musicgen import quiet_delay_pattern_warning
+
+    quiet_delay_pattern_warning()  # MusicGen's pad token lies past the vocabulary by design
     decoder = MusicgenDecoderConfig(
         vocab_size=size,
         hidden_size=cfg.hidden_size,
@@ -198,9 +200,10 @@ def corpus_codes(codec_dir: Path, corpus: Path, device: str = "cpu") -> tuple[to
 
 def train_musicgen(cfg: MusicgenTrainConfig) -> LossMetrics:
     """Train on ``cfg.corpus`` encoded by ``cfg.codec``; save to ``cfg.out`` (``save_pretrained``)."""
-    codes, captions = corpus_codes(cfg.codec, cfg.corpus, cfg.device)
-    cfg.out.mkdir(parents=True, exist_ok=True)
-    trainer = MusicgenTrainer(cfg, codes, captions)
-    trainer.run()
-    save_pretrained_atomic(cfg.out, trainer.model, trainer.tokenizer)
-    return trainer.write_metrics()  # loss: cross-entropy per codebook token
+    with cfg.recorded("train-musicgen", cfg.corpus, cfg.codec):
+        codes, captions = corpus_codes(cfg.codec, cfg.corpus, cfg.device)
+        cfg.out.mkdir(parents=True, exist_ok=True)
+        trainer = MusicgenTrainer(cfg, codes, captions)
+        trainer.run()
+        save_pretrained_atomic(cfg.out, trainer.model, trainer.tokenizer)
+        return trainer.write_metrics()  # loss: cross-entropy per codebook token

@@ -23,7 +23,7 @@ ApplyTo = Literal["both", "conditional"]
 
 @dataclass(frozen=True)
 class Intervention:
-    """Add ``strength * direction`` to the residual stream after block ``layer``.
+    """Add ``delta`` (``[d_model]``, in the model's units) to the residual stream after block ``layer``.
 
     ``apply_to`` matters with classifier-free guidance, where each step runs a
     conditional and an unconditional copy of the batch: ``both`` steers the two alike
@@ -32,8 +32,7 @@ class Intervention:
     """
 
     layer: int
-    direction: torch.Tensor  # [d_model]
-    strength: float
+    delta: torch.Tensor  # [d_model]
     apply_to: ApplyTo = "both"
 
 
@@ -143,17 +142,16 @@ class MusicModel(ABC):
         """Install forward hooks for the duration of the block, and always remove them.
 
         ``capture``: layers whose block outputs are recorded (detached, after any
-        intervention on that layer). ``interventions``: directions added to block outputs.
+        intervention on that layer). ``interventions``: deltas added to block outputs.
         """
         layers = self.decoder_layers()
         captured = Captured({layer: [] for layer in capture})
         by_layer: dict[int, list[Intervention]] = {}
         for iv in interventions:
             self._check_layer(iv.layer)
-            if iv.direction.shape != (self.d_model,):
+            if iv.delta.shape != (self.d_model,):
                 raise ValueError(
-                    f"intervention direction has shape {tuple(iv.direction.shape)}, "
-                    f"expected ({self.d_model},)"
+                    f"intervention delta has shape {tuple(iv.delta.shape)}, expected ({self.d_model},)"
                 )
             by_layer.setdefault(iv.layer, []).append(iv)
         for layer in capture:
@@ -193,7 +191,7 @@ class MusicModel(ABC):
 def _make_hook(
     interventions: list[Intervention], store: list[torch.Tensor] | None
 ) -> Callable[[nn.Module, object, object], object]:
-    # strength * direction, computed once per dtype/device rather than at every step.
+    # Each delta in the hidden state's dtype and device, converted once rather than at every step.
     deltas: dict[tuple[torch.dtype, torch.device], list[tuple[torch.Tensor, ApplyTo]]] = {}
 
     def hook(module: nn.Module, args: object, output: object) -> object:
@@ -205,7 +203,7 @@ def _make_hook(
             key = (hidden.dtype, hidden.device)
             if key not in deltas:
                 deltas[key] = [
-                    ((iv.strength * iv.direction).to(device=hidden.device, dtype=hidden.dtype), iv.apply_to)
+                    (iv.delta.to(device=hidden.device, dtype=hidden.dtype), iv.apply_to)
                     for iv in interventions
                 ]
             for delta, apply_to in deltas[key]:

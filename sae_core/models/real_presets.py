@@ -61,6 +61,9 @@ def real_musicgen_config(name: str) -> Any:
         norm_type="weight_norm",
         pad_mode="reflect",
     )
+    from sae_core.models.transformers_musicgen import quiet_delay_pattern_warning
+
+    quiet_delay_pattern_warning()  # MusicGen's pad token lies past the vocabulary by design
     decoder = MusicgenDecoderConfig(
         vocab_size=CODEBOOK_SIZE,
         hidden_size=hidden,
@@ -85,7 +88,7 @@ def build_real_musicgen(name: str, device: str | torch.device = "cpu", seed: int
 
     ``device="meta"`` builds it without memory (shapes and parameter counts only: large is
     3.3 B parameters, 13 GB in fp32)."""
-    from sae_core.models.transformers_musicgen import new_musicgen
+    from sae_core.models.tiny_presets import new_musicgen
 
     torch.manual_seed(seed)
     with torch.device(device):
@@ -95,7 +98,6 @@ def build_real_musicgen(name: str, device: str | torch.device = "cpu", seed: int
 def t5_word_tokenizer() -> Any:
     """A word-level tokenizer over a few hundred caption words, with T5's special tokens
     (pad 0, eos 1): what the text encoder needs to run, not T5's SentencePiece vocabulary."""
-    from sae_core.models.tiny_presets import word_level_tokenizer
-    from sae_core.models.transformers_musicgen import _TINY_VOCAB
+    from sae_core.models.tiny_presets import _TINY_VOCAB, word_level_tokenizer
 
     return word_level_tokenizer(_TINY_VOCAB, pad_token="<pad>", eos_token="</s>")

@@ -3,6 +3,7 @@
 from sae_core.sae.config import ACTIVATIONS, SaeConfig, TrainConfig
 from sae_core.sae.data import ActivationSource, InMemoryActivations, ShardedActivations
 from sae_core.sae.sparse_coder import EncoderOutput, ForwardOutput, SparseCoder, sparse_decode
+from sae_core.sae.stage import TrainSaeConfig, metrics_table, train_sae
 from sae_core.sae.trainer import Trainer, TrainMetrics
 
 __all__ = [
@@ -16,6 +17,9 @@ __all__ = [
     "SparseCoder",
     "TrainConfig",
     "TrainMetrics",
+    "TrainSaeConfig",
     "Trainer",
+    "metrics_table",
     "sparse_decode",
+    "train_sae",
 ]

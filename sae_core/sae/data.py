@@ -114,7 +114,7 @@ class ShardedActivations:
             index = load_table(self.dir / "index.parquet", ACTIVATION_INDEX)
         tracks = index["track_id"].to_numpy()
         unique = np.unique(tracks)
-        held = {t for t in unique if _stable_fraction(str(t)) < holdout_fraction}
+        held = {t for t in unique if stable_fraction(str(t)) < holdout_fraction}
         if holdout_fraction > 0 and (not held or len(held) == len(unique)):
             # Too few tracks to hold whole ones out: fall back to random rows.
             self._holdout = _holdout_rows(len(index), holdout_fraction, 0)
@@ -180,6 +180,6 @@ class ShardedActivations:
         return torch.cat(rows)
 
 
-def _stable_fraction(track_id: str) -> float:
+def stable_fraction(track_id: str) -> float:
     """A number in [0, 1) fixed by the track id (same split on every machine and run)."""
     return int.from_bytes(hashlib.sha256(track_id.encode()).digest()[:8], "big") / 2**64

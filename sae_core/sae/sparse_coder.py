@@ -28,9 +28,6 @@ from torch import Tensor, nn
 from artifact_schemas import atomic_path, write_text_atomic
 from sae_core.sae.config import SaeConfig
 
-# CSR products are exactly what the sparse backward needs; torch labels them "beta".
-warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta state")
-
 
 class EncoderOutput(NamedTuple):
     latent_acts: Tensor
@@ -60,7 +57,12 @@ def _csr(rows: int, cols: int, row_ids: Tensor, col_ids: Tensor, values: Tensor)
     counts = torch.bincount(row_ids, minlength=rows)
     crow = torch.zeros(rows + 1, dtype=torch.long, device=values.device)
     crow[1:] = counts.cumsum(0)
-    return torch.sparse_csr_tensor(crow, col_ids[order], values[order], (rows, cols), check_invariants=False)
+    with warnings.catch_warnings():
+        # CSR products are exactly what the sparse backward needs; torch labels them "beta".
+        warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta state")
+        return torch.sparse_csr_tensor(
+            crow, col_ids[order], values[order], (rows, cols), check_invariants=False
+        )
 
 
 class _SparseEncode(torch.autograd.Function):

@@ -44,6 +44,40 @@ class TrainMetrics:
     wall_seconds: float
 
 
+class HoldoutStats:
+    """Held-out reconstruction error of an SAE, gathered batch by batch.
+
+    Streamed, so a held-out split of millions of frames never sits in memory at once. The
+    FVU denominator, sum ||x - mean||^2 over all rows, is built with Chan et al.'s pairwise
+    update of (count, mean, M2) in float64: the same value as the two-pass formula, without
+    cancellation when the mean is large.
+    """
+
+    def __init__(self) -> None:
+        self.err = self.active = self.m2 = 0.0
+        self.rows = 0
+        self.mean: Tensor | None = None
+
+    @torch.no_grad()
+    def add(self, sae: SparseCoder, x: Tensor) -> None:
+        sae.eval()
+        code = sae.encode(x)
+        recon = sae.decode(code.latent_acts, code.latent_indices)
+        sae.train()
+        self.err += float((recon - x).double().pow(2).sum())
+        self.active += float((code.latent_acts > 0).sum())
+        xd = x.double()
+        n_b, mean_b = xd.shape[0], xd.mean(dim=0)
+        m2_b = float((xd - mean_b).pow(2).sum())
+        if self.mean is None:
+            self.mean, self.m2 = mean_b, m2_b
+        else:
+            delta = mean_b - self.mean
+            self.m2 += m2_b + float(delta.pow(2).sum()) * self.rows * n_b / (self.rows + n_b)
+            self.mean = self.mean + delta * (n_b / (self.rows + n_b))
+        self.rows += n_b
+
+
 class Trainer:
     def __init__(
         self,
@@ -89,6 +123,7 @@ class Trainer:
         self.tokens_since_fired = torch.zeros(sae_cfg.num_latents, dtype=torch.long, device=device)
         self.fvu_history: list[float] = []
         self.elapsed = 0.0
+        self._started = time.perf_counter()
         self.history: list[dict[str, float]] = []
 
     # -- schedule --------------------------------------------------------------------------
@@ -117,41 +152,59 @@ class Trainer:
     # -- training ------------------------------------------------------------------------------
 
     def fit(self, resume: bool = False) -> TrainMetrics:
-        if resume:
-            self._load_state()
-        else:
-            sample = self.source.sample(min(self.source.count("train"), 65536), self.cfg.seed)
-            self.sae.init_from_data(sample.to(self.device))
+        """Train on the source's batches to the end of the schedule; evaluate and save."""
+        self.start(resume)
         batches = self._batches()
         # Deterministic batches: skipping the ones already used resumes exactly where we were.
         for _ in range(self.step):
             next(batches)
-        started = time.perf_counter() - self.elapsed
         with step_progress(disable=not self.progress) as bar:
             task = bar.add_task("training SAE", total=self.total_steps, completed=self.step, info="")
             while self.step < self.total_steps:
-                out = self._train_step(next(batches).to(self.device))
-                self.step += 1
-                if self.step % self.cfg.log_every == 0 or self.step == self.total_steps:
-                    entry = {
-                        "step": self.step,
-                        "fvu": out[0],
-                        "auxk": out[1],
-                        "l0": out[2],
-                        "lr": self.lr_at(self.step - 1),
-                        "dead_fraction": self._dead_fraction(),
-                    }
-                    self.history.append(entry)
-                    bar.update(
-                        task,
-                        info=f"fvu {out[0]:.3f} l0 {out[2]:.1f} dead {entry['dead_fraction']:.1%}",
-                    )
+                self.train_batch(next(batches))
+                if self.history and self.history[-1]["step"] == self.step:
+                    entry = self.history[-1]
+                    info = f"fvu {entry['fvu']:.3f} l0 {entry['l0']:.1f} dead {entry['dead_fraction']:.1%}"
+                    bar.update(task, info=info)
                 bar.update(task, completed=self.step)
-                if self.out_dir and self.cfg.checkpoint_every and self.step % self.cfg.checkpoint_every == 0:
-                    self.elapsed = time.perf_counter() - started
-                    self._save_state()
-        self.elapsed = time.perf_counter() - started
-        metrics = self.evaluate()
+        return self.finish()
+
+    def start(self, resume: bool = False, sample: Tensor | None = None) -> None:
+        """Load the checkpoint (``resume``) or initialise from ``sample`` (default: the source's)."""
+        if resume:
+            self._load_state()
+        else:
+            if sample is None:
+                sample = self.source.sample(min(self.source.count("train"), 65536), self.cfg.seed)
+            self.sae.init_from_data(sample.to(self.device))
+        self._started = time.perf_counter() - self.elapsed
+
+    def train_batch(self, x: Tensor) -> bool:
+        """One optimizer step on ``x``, logged and checkpointed on schedule; True if checkpointed."""
+        out = self._train_step(x.to(self.device))
+        self.step += 1
+        if self.step % self.cfg.log_every == 0 or self.step == self.total_steps:
+            self.history.append(
+                {
+                    "step": self.step,
+                    "fvu": out[0],
+                    "auxk": out[1],
+                    "l0": out[2],
+                    "lr": self.lr_at(self.step - 1),
+                    "dead_fraction": self._dead_fraction(),
+                }
+            )
+        if self.out_dir and self.cfg.checkpoint_every and self.step % self.cfg.checkpoint_every == 0:
+            self.elapsed = time.perf_counter() - self._started
+            self._save_state()
+            return True
+        return False
+
+    def finish(self, holdout: HoldoutStats | None = None) -> TrainMetrics:
+        """Evaluate (on the source's held-out rows unless ``holdout`` was gathered already)
+        and write the checkpoint, the SAE and metrics.json."""
+        self.elapsed = time.perf_counter() - self._started
+        metrics = self.evaluate(holdout)
         if self.out_dir:
             self._save_state()
             self.sae.save_to_disk(self.out_dir)
@@ -191,41 +244,20 @@ class Trainer:
         return float((self.tokens_since_fired >= self.dead_window).float().mean())
 
     @torch.no_grad()
-    def evaluate(self) -> TrainMetrics:
+    def evaluate(self, holdout: HoldoutStats | None = None) -> TrainMetrics:
         """Held-out FVU and L0 with the inference-time encoder; training summaries."""
-        self.sae.eval()
-        # Streamed batch by batch, so a held-out split of millions of frames never sits in
-        # memory at once. The FVU denominator, sum ||x - mean||^2 over all rows, is built
-        # with Chan et al.'s pairwise update of (count, mean, M2) in float64: the same value
-        # as the two-pass formula, without cancellation when the mean is large.
-        err = active = m2 = 0.0
-        rows = 0
-        mean: torch.Tensor | None = None
-        for batch in self.source.batches(self.cfg.batch_size, self.cfg.seed, 0, "holdout"):
-            x = batch.to(self.device)
-            code = self.sae.encode(x)
-            recon = self.sae.decode(code.latent_acts, code.latent_indices)
-            err += float((recon - x).double().pow(2).sum())
-            active += float((code.latent_acts > 0).sum())
-            xd = x.double()
-            n_b, mean_b = xd.shape[0], xd.mean(dim=0)
-            m2_b = float((xd - mean_b).pow(2).sum())
-            if mean is None:
-                mean, m2 = mean_b, m2_b
-            else:
-                delta = mean_b - mean
-                m2 += m2_b + float(delta.pow(2).sum()) * rows * n_b / (rows + n_b)
-                mean = mean + delta * (n_b / (rows + n_b))
-            rows += n_b
-        self.sae.train()
+        if holdout is None:
+            holdout = HoldoutStats()
+            for batch in self.source.batches(self.cfg.batch_size, self.cfg.seed, 0, "holdout"):
+                holdout.add(self.sae, batch.to(self.device))
         tail = self.fvu_history[-max(1, len(self.fvu_history) // 10) :] or [math.nan]
         tokens = self.step * self.cfg.batch_size
         return TrainMetrics(
             steps=self.step,
             tokens=tokens,
             fvu=sum(tail) / len(tail),
-            holdout_fvu=err / m2 if m2 else math.nan,
-            l0=active / rows if rows else math.nan,
+            holdout_fvu=holdout.err / holdout.m2 if holdout.m2 else math.nan,
+            l0=holdout.active / holdout.rows if holdout.rows else math.nan,
             dead_fraction=self._dead_fraction(),
             dead_window_tokens=self.dead_window,
             tokens_per_second=tokens / self.elapsed if self.elapsed else math.nan,

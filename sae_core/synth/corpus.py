@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 import pyloudnorm
 
-from artifact_schemas import CORPUS_CONCEPTS, CORPUS_METADATA, save_table
+from artifact_schemas import CORPUS_CONCEPTS, CORPUS_METADATA, FieldError, recorded_run, save_table
 from sae_core.audio import check_write_format, write_audio
 from sae_core.synth.score import (
     DENSITIES,
@@ -135,6 +135,41 @@ def _normalise(audio: np.ndarray, sr: int, target_lufs: float) -> np.ndarray:
     return audio.astype(np.float32)
 
 
+@dataclass(frozen=True)
+class SynthConfig:
+    """What ``write_corpus`` renders; validated on construction, naming the field at fault."""
+
+    out: Path
+    tracks: int = 24
+    seconds: float = 10.0
+    seed: int = 0
+    sample_rate: int = 32000
+    audio_format: str = "flac"
+
+    def __post_init__(self) -> None:
+        if self.tracks < 1:
+            raise FieldError("tracks", f"must be >= 1, got {self.tracks}")
+        if self.seconds < 1.0:
+            raise FieldError("seconds", f"must be >= 1 (loudness needs 400 ms blocks), got {self.seconds}")
+        if self.sample_rate < 8000:
+            raise FieldError("sample_rate", f"must be >= 8000 Hz, got {self.sample_rate}")
+        if self.seed < 0:
+            raise FieldError("seed", f"must be >= 0, got {self.seed}")
+        check_write_format(self.audio_format)
+
+
+def write_corpus(cfg: SynthConfig) -> list[CorpusTrack]:
+    """The ``synth-corpus`` stage: the corpus of ``cfg`` and its ``run.json`` in ``cfg.out``."""
+    config = {
+        "tracks": cfg.tracks,
+        "seconds": cfg.seconds,
+        "sample_rate": cfg.sample_rate,
+        "format": cfg.audio_format,
+    }
+    with recorded_run(cfg.out, "synth-corpus", config=config, seeds={"seed": cfg.seed}):
+        return synth_corpus(cfg.out, cfg.tracks, cfg.seconds, cfg.seed, cfg.sample_rate, cfg.audio_format)
+
+
 def synth_corpus(
     out: str | Path,
     n_tracks: int,
@@ -147,13 +182,7 @@ def synth_corpus(
 
     Deterministic: the same arguments give byte-identical audio and tables.
     """
-    if n_tracks < 1:
-        raise ValueError(f"--tracks must be >= 1, got {n_tracks}")
-    if seconds < 1.0:
-        raise ValueError(f"--seconds must be >= 1 (loudness needs 400 ms blocks), got {seconds}")
-    if sr < 8000:
-        raise ValueError(f"--sample-rate must be >= 8000 Hz, got {sr}")
-    check_write_format(audio_format)
+    SynthConfig(Path(out), n_tracks, seconds, seed, sr, audio_format)  # validates
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     meter = pyloudnorm.Meter(sr)

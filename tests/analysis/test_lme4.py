@@ -41,7 +41,7 @@ def _label_choices(seed: int = 3) -> tuple[pd.DataFrame, dict[str, float]]:
             eta += truth["C(layer)[T.6.0]"] * (layer == 6) + u[p] + v[f]
             rows.append(
                 {
-                    "trial_kind": "label_choice",
+                    "trial_type": "label_choice",
                     "participant": f"p{p}",
                     "feature_id": f,
                     "layer": layer,
@@ -135,7 +135,7 @@ def _ratings(seed: int = 5) -> tuple[pd.DataFrame, dict[str, float]]:
             rating = float(np.clip(np.rint(mean + rng.normal(0, 0.8)), 1, 7))
             rows.append(
                 {
-                    "trial_kind": "label_rating",
+                    "trial_type": "label_rating",
                     "participant": f"p{p}",
                     "feature_id": int(f),
                     "layer": layer,

@@ -105,7 +105,7 @@ def test_paper_steering_chi_square() -> None:
     """66 of 100 chose the steered clip, 17 the baseline, 17 the random direction: chi2 = 48.02."""
     assert chisquare_uniform([66, 17, 17])["chi2"].iloc[0] == pytest.approx(48.02, abs=1e-9)
     roles = ["steered"] * 66 + ["baseline"] * 17 + ["random_direction"] * 17
-    df = pd.DataFrame({"trial_kind": "steering", "answer_role": roles})
+    df = pd.DataFrame({"trial_type": "steering", "answer_role": roles})
     table = choice_counts(df)
     assert table["chi2"].iloc[0] == pytest.approx(48.02, abs=1e-9)
     assert (table["n_steered"].iloc[0], table["n_baseline"].iloc[0], table["n_random_direction"].iloc[0]) == (

@@ -112,7 +112,7 @@ def test_every_agreement_interval_contains_its_estimate(seed: int) -> None:
 
 
 def test_models_are_identified_per_question_and_say_what_they_left_out() -> None:
-    """Issue 19.2: one model over both trial types aliased C(trial_kind) with C(labeler)[none];
+    """Issue 19.2: one model over both trial types aliased C(trial_type) with C(labeler)[none];
     the GEE table came out blank and the GLMM printed two equal coefficients."""
     from analysis.models import bayes_mixed, gee
 
@@ -123,7 +123,7 @@ def test_models_are_identified_per_question_and_say_what_they_left_out() -> None
         for _, rows in table.groupby("question"):
             assert rows["coef"].round(6).is_unique  # no aliased twins
     # Labeler and layer perfectly confounded: the second term is dropped, and said so.
-    choice = df["trial_kind"] == "label_choice"
+    choice = df["trial_type"] == "label_choice"
     confounded = df.assign(labeler=np.where(df["layer"] == df["layer"].min(), "descriptors", "clap-vocab"))
     confounded.loc[~choice, "labeler"] = None
     table = gee(confounded)

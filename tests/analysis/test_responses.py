@@ -33,7 +33,7 @@ def export_frame() -> pd.DataFrame:
                     "participant": participant,
                     "list_id": "L1",
                     "trial_id": f"t{i}",
-                    "trial_kind": "label_rating" if correct is None else "label_choice",
+                    "trial_type": "label_rating" if correct is None else "label_choice",
                     "phase": "main",
                     "position": i,
                     "answer": None if correct is None else "o1",
@@ -79,7 +79,7 @@ def test_docstring_example_holds() -> None:
 
 def test_summary_counts_and_accuracy(tmp_path: Path) -> None:
     path = save_table(export_frame(), tmp_path / "responses.parquet", RESPONSES)
-    table = response_summary(load_responses(path)).set_index("trial_kind")
+    table = response_summary(load_responses(path)).set_index("trial_type")
     assert table.loc["label_choice", "participants"] == 2
     assert table.loc["label_choice", "responses"] == 5
     assert table.loc["label_choice", "accuracy"] == pytest.approx(4 / 5)

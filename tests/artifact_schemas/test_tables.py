@@ -112,7 +112,7 @@ def test_extra_columns_are_kept(tmp_path: Path) -> None:
     assert back["mean_activation"].tolist() == [0.0, 1.0, 0.5]
 
 
-def test_response_export_rejects_unknown_trial_kind(tmp_path: Path) -> None:
+def test_response_export_rejects_unknown_trial_type(tmp_path: Path) -> None:
     row = {c.name: None for c in RESPONSES.columns}
     row.update(
         schema_version=1,
@@ -121,11 +121,35 @@ def test_response_export_rejects_unknown_trial_kind(tmp_path: Path) -> None:
         participant="p",
         list_id="L1",
         trial_id="t1",
-        trial_kind="guess",
+        trial_type="guess",
         phase="main",
         position=0,
         rt_ms=900.0,
         server_ts="2026-11-24T10:00:00Z",
     )
-    with pytest.raises(ArtifactError, match=r"trial_kind\[row 0\].*'guess'.*label_choice"):
+    with pytest.raises(ArtifactError, match=r"trial_type\[row 0\].*'guess'.*label_choice"):
         save_table(pd.DataFrame([row]), tmp_path / "responses.csv", RESPONSES)
+
+
+def _one_response_row() -> pd.DataFrame:
+    """One valid export row: every required column given a value its column accepts."""
+    fill = {"str": "x", "int": 1, "float": 1.0, "bool": False}
+    row = {
+        c.name: None if c.nullable or c.optional else (c.choices[0] if c.choices else fill[c.dtype])
+        for c in RESPONSES.columns
+    }
+    row.update(trial_type="label_choice", phase="main", play_counts="{}", server_ts="2026-11-24T10:00:00Z")
+    return pd.DataFrame([row])
+
+
+def test_response_export_of_version_1_reads_with_the_renamed_column(tmp_path: Path) -> None:
+    """Version 2 renamed trial_kind to trial_type; a version-1 export still loads."""
+    from artifact_schemas import RESPONSES, load_table
+
+    current = _one_response_row()
+    old = current.rename(columns={"trial_type": "trial_kind"}).assign(schema_version=1)
+    old.to_csv(tmp_path / "v1.csv", index=False)
+    loaded = load_table(tmp_path / "v1.csv", RESPONSES)
+    assert "trial_kind" not in loaded.columns
+    assert loaded["trial_type"].tolist() == ["label_choice"]
+    assert RESPONSES.version == 2

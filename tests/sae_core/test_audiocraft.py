@@ -62,7 +62,7 @@ def test_generation_seeded_and_steerable(model: MusicModel) -> None:
     direction = torch.nn.functional.normalize(
         torch.randn(64, generator=torch.Generator().manual_seed(0)), dim=0
     )
-    steered, _ = gen(["a fast piano melody"], 1.0, seed=3, interventions=[Intervention(2, direction, 4.0)])
+    steered, _ = gen(["a fast piano melody"], 1.0, seed=3, interventions=[Intervention(2, 4.0 * direction)])
     assert (steered != codes).float().mean() > 0.2
 
 

@@ -209,7 +209,7 @@ def test_torchrun_two_ranks_gives_identical_files(
 
 
 def test_paper_layers_preset(tiny_model_dir: Path, small_corpus: Path, tmp_path: Path) -> None:
-    from sae_core.cli import paper_layers
+    from sae_core.models import paper_layers
 
     assert paper_layers(24) == [2, 6, 12, 18, 22]  # musicgen-small
     assert paper_layers(48) == [2, 12, 24, 36, 46]  # medium / large

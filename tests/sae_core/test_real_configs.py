@@ -17,8 +17,7 @@ import pytest
 import soundfile as sf
 import torch
 
-from sae_core.cli import paper_layers
-from sae_core.models import Intervention, load_model
+from sae_core.models import Intervention, load_model, paper_layers
 from sae_core.models.real_presets import build_real_musicgen, t5_word_tokenizer
 from sae_core.models.transformers_musicgen import TransformersMusicGen
 
@@ -68,7 +67,7 @@ def test_real_config_small_loads_extracts_and_steers_like_real_weights(
         torch.randn(1024, generator=torch.Generator().manual_seed(1)), dim=0
     )
     plain = model.residuals(one_second, [6, 12, 18])
-    with model.hooks(interventions=[Intervention(12, 8.0 * vector, 1.0)]):
+    with model.hooks(interventions=[Intervention(12, 8.0 * vector)]):
         steered = model.residuals(one_second, [6, 12, 18])
     torch.testing.assert_close(steered[6], plain[6], rtol=0, atol=0)
     torch.testing.assert_close(

@@ -52,7 +52,7 @@ def test_residual_moves_by_exactly_the_vector(
     codes = model.encode_audio(audio)
     vector = steering_vector(sae, 11, 3.0, None)
     plain = model.residuals(codes, [1, 3])
-    with model.hooks(interventions=[Intervention(3, vector, 1.0)]):
+    with model.hooks(interventions=[Intervention(3, vector)]):
         steered = model.residuals(codes, [1, 3])
     torch.testing.assert_close(steered[1], plain[1], rtol=0, atol=0)  # upstream layers untouched
     torch.testing.assert_close(steered[3] - plain[3], vector.expand_as(plain[3]), rtol=0, atol=1e-5)

@@ -82,10 +82,10 @@ def test_export_round_trips_with_documented_columns_and_types(
     assert parquet["rt_ms"].dtype == "float64" and parquet["position"].dtype == "int64"
 
     main = parquet[parquet["phase"] == "main"]
-    choice = main[main["trial_kind"] == "label_choice"]
+    choice = main[main["trial_type"] == "label_choice"]
     assert choice["correct"].all() and (choice["answer_text"] == choice["correct_text"]).all()
     assert (choice["label"] == choice["correct_text"]).all()
-    steering = main[main["trial_kind"] == "steering"]
+    steering = main[main["trial_type"] == "steering"]
     assert len(steering) and not steering["correct"].any()  # --steer-accuracy 0
     assert set(steering["answer_role"]) <= {"baseline", "random_direction"}
     assert steering["strength"].notna().all() and steering["prompt"].eq("Simple melody").all()

@@ -142,7 +142,7 @@ def _export_correct(app: Flask, tmp_path: Path, participant_hash: str) -> int:
     with out.open() as f:
         rows = [r for r in csv.DictReader(f) if r["participant"] == participant_hash]
     return sum(
-        r["phase"] == "main" and r["trial_kind"] != "attention" and r["correct"] == "True" for r in rows
+        r["phase"] == "main" and r["trial_type"] != "attention" and r["correct"] == "True" for r in rows
     )
 
 

@@ -1,0 +1,75 @@
+"""The report's figures, drawn on plain matplotlib Figures (no pyplot) and kept as SVG + PNG."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+
+from analysis import clap_human
+from artifact_schemas.figures import figure_bytes, subplots
+
+if TYPE_CHECKING:
+    from analysis.report import Report
+
+
+def _keep(r: Report, name: str, fig: Any) -> None:
+    text = figure_bytes(fig, "svg").decode()
+    r.figures[name] = text[text.index("<svg") :]  # inline in report.html: no external file
+    r.pngs[name] = figure_bytes(fig, "png")
+
+
+def _err(est: np.ndarray, table: pd.DataFrame) -> np.ndarray:
+    # Interval ends can sit a rounding error inside the estimate (0 of n: Wilson low = 0).
+    low = np.clip(est - table["ci_low"].to_numpy(dtype=float), 0, None)
+    high = np.clip(table["ci_high"].to_numpy(dtype=float) - est, 0, None)
+    return np.nan_to_num(np.vstack([low, high]))
+
+
+def _errorbar(ax: Any, table: pd.DataFrame, x: str, label: str) -> None:
+    if table.empty:
+        ax.text(0.5, 0.5, "no data", ha="center", transform=ax.transAxes)
+        return
+    xs = table[x].astype(str)
+    est = table["estimate"].to_numpy(dtype=float)
+    ax.errorbar(xs, est, yerr=_err(est, table), fmt="o", capsize=4)
+    ax.axhline(float(table["chance"].iloc[0]), ls="--", color="grey", label="chance")
+    ax.set_ylim(0, 1)
+    ax.set_xlabel(label)
+    ax.legend()
+
+
+def _figures(r: Report, kept: pd.DataFrame) -> None:
+    fig, ax = subplots(figsize=(4, 3))
+    _errorbar(ax, r.tables["label_accuracy_by_layer"], "layer", "layer")
+    ax.set_ylabel("label accuracy")
+    _keep(r, "accuracy_by_layer", fig)
+
+    fig, ax = subplots(figsize=(4, 3))
+    _errorbar(ax, r.tables["steering_by_strength"], "strength", "steering strength")
+    ax.set_ylabel("chose the steered clip")
+    _keep(r, "steering_by_strength", fig)
+
+    fig, ax = subplots(figsize=(4, 3))
+    table = clap_human.per_feature(kept).dropna(subset=["accuracy"])
+    if len(table) >= 2:
+        ax.scatter(table["clap_score"], table["accuracy"])
+        if table["clap_score"].nunique() > 1:
+            slope, intercept = np.polyfit(table["clap_score"], table["accuracy"], 1)
+            xs = np.linspace(table["clap_score"].min(), table["clap_score"].max(), 20)
+            ax.plot(xs, slope * xs + intercept, color="grey")
+    ax.set_xlabel("CLAP score of the label")
+    ax.set_ylabel("human accuracy")
+    _keep(r, "clap_vs_human", fig)
+
+    forest = r.tables["label_accuracy_by_feature"]
+    fig, ax = subplots(figsize=(4, max(2.0, 0.25 * len(forest) + 1)))
+    if not forest.empty:
+        labels = forest["layer"].astype(str) + ":" + forest["feature_id"].astype(str)
+        est = forest["estimate"].to_numpy(dtype=float)
+        ax.errorbar(est, labels, xerr=_err(est, forest), fmt="o", capsize=3)
+        ax.axvline(float(forest["chance"].iloc[0]), ls="--", color="grey")
+        ax.set_xlim(0, 1)
+    ax.set_xlabel("label accuracy (95% CI)")
+    _keep(r, "forest_features", fig)

@@ -1,0 +1,61 @@
+"""The ``report`` stage: where the responses come from, and the report written from them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from analysis.exclusions import ExclusionRules
+from analysis.report import Report, build_report, write_report
+from analysis.responses import load_responses
+from artifact_schemas import ArtifactError
+
+
+@dataclass
+class ReportConfig:
+    """What ``run_report`` needs: an export, or a database URL with a study id."""
+
+    out: Path
+    export: Path | None = None
+    database_url: str | None = None
+    study_id: str | None = None
+    study: Path | None = None
+    """The study package: gives the title and the options per label-choice trial."""
+    n_options: int | None = None
+    """Options per label-choice trial (chance = 1/N); default from ``study``, else 4."""
+    rules: ExclusionRules = field(default_factory=ExclusionRules)
+    bayes: bool = True
+
+    def __post_init__(self) -> None:
+        if self.export is None and not (self.database_url and self.study_id):
+            raise ArtifactError("<config>", "export", "an export file, or database_url and study_id")
+
+
+def label_choice_options(study: Path) -> int | None:
+    """The most common number of options of the package's main label-choice trials."""
+    from artifact_schemas import load_study
+
+    manifest = load_study(study / "study.json")
+    counts = [len(t.options) for t in manifest.trials if t.kind == "label_choice" and t.phase == "main"]
+    return max(set(counts), key=counts.count) if counts else None
+
+
+def run_report(cfg: ReportConfig) -> tuple[Path, Report]:
+    """Read the responses, build the report, write it under ``cfg.out``; return report.html."""
+    from artifact_schemas import load_study
+
+    if cfg.export is not None:
+        responses = load_responses(cfg.export)
+        title = f"Report: {cfg.export.name}"
+    else:
+        from analysis.responses import load_from_database
+
+        assert cfg.database_url and cfg.study_id  # checked in __post_init__
+        responses = load_from_database(cfg.database_url, cfg.study_id)
+        title = f"Report: {cfg.study_id}"
+    options = cfg.n_options
+    if cfg.study is not None:
+        title = f"Report: {load_study(cfg.study / 'study.json').title}"
+        options = options or label_choice_options(cfg.study)
+    built = build_report(responses, title=title, n_options=options or 4, rules=cfg.rules, bayes=cfg.bayes)
+    return write_report(built, cfg.out), built

@@ -1,0 +1,189 @@
+"""``features``, ``concepts``, ``label``, ``summarize``: what each SAE feature is."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+from rich.table import Table
+
+from artifact_schemas.console import stdout_console
+from sae_core.commands._common import parse_layers, reporting
+
+
+def features(
+    sae: Path = typer.Option(..., "--sae", help="SAE checkpoint directory (sae-core train --out)."),
+    acts: Path = typer.Option(..., "--acts", help="The same layer's activations (sae-core extract)."),
+    corpus: Path = typer.Option(..., "--corpus", help="The corpus the activations came from."),
+    out: Path = typer.Option(..., "--out", help="Output directory, e.g. runs/R/features/layer_8."),
+    top: int = typer.Option(10, "--top", min=1, help="Example clips per kept feature."),
+    clip_seconds: float = typer.Option(4.0, "--clip-seconds", min=0.1, help="Example clip length."),
+    min_frequency: float = typer.Option(0.01, "--min-frequency", min=0.0, max=1.0, help="Drop rarer."),
+    max_frequency: float = typer.Option(0.25, "--max-frequency", min=0.0, max=1.0, help="Drop denser."),
+    min_tracks: int = typer.Option(2, "--min-tracks", min=1, help="Drop features seen in fewer tracks."),
+    min_max_activation: float = typer.Option(
+        0.05, "--min-max-activation", min=0.0, help="Drop features weaker than this x the median peak."
+    ),
+    lufs: float = typer.Option(-23.0, "--lufs", help="Loudness of the clips (LUFS)."),
+    audio_format: str = typer.Option("flac", "--format", help="flac or wav."),
+) -> None:
+    """Feature statistics, filters and top-activating example clips for one layer.
+
+    Writes features.parquet (frequency, mean/max activation, distinct tracks among the top
+    examples, activation histogram, kept + filter_reason), examples.parquet and clips/
+    (loudness-normalised windows around each kept feature's top activations, at most one
+    per track per window) and run.json.
+
+    Example: sae-core features --sae runs/R/sae/layer_8 --acts runs/R/acts/layer_8 --corpus corpus
+    --out runs/R/features/layer_8
+    """
+    from sae_core.features import ExampleSelection, FeatureFilters, FeaturesConfig, run_features
+
+    with reporting():
+        filters = FeatureFilters(min_frequency, max_frequency, min_tracks, min_max_activation)
+        selection = ExampleSelection(top=top, window_seconds=clip_seconds)
+        table, examples = run_features(
+            FeaturesConfig(sae, acts, corpus, out, filters, selection, lufs, audio_format)
+        )
+    reasons = table["filter_reason"].value_counts().to_dict()
+    dropped = ", ".join(f"{n} {r}" for r, n in sorted(reasons.items())) or "none"
+    stdout_console().print(
+        f"{int(table['kept'].sum())} of {len(table)} features kept (dropped: {dropped}); "
+        f"{len(examples)} example clips in {out / 'clips'}"
+    )
+
+
+def concepts(
+    run: Path = typer.Argument(..., help="A run directory with acts/ and sae/ (sae-core extract, train)."),
+    corpus: Path = typer.Option(..., "--corpus", help="The corpus the activations came from."),
+    layers: str | None = typer.Option(None, "--layers", help="Comma-separated layers; default: all."),
+    out: Path | None = typer.Option(None, "--out", help="Output directory; default RUN/concepts."),
+    labels: Path | None = typer.Option(
+        None,
+        "--labels",
+        help="labels.parquet (sae-core label): do matched features' labels name their concept?",
+    ),
+) -> None:
+    """Score SAE features, neurons and PCA directions as detectors of ground-truth concepts.
+
+    Every concept value of the corpus (concepts.csv, or any tag column of metadata.csv such
+    as genre) is a frame-level target; the best unit of each method is chosen on one half
+    of the tracks and scored (AUROC, precision, recall) on the other. Writes
+    concepts.parquet, concepts_heatmap.png/.svg and run.json.
+
+    Example: sae-core concepts runs/r1 --corpus corpus
+    """
+    import pandas as pd
+
+    from sae_core.concepts import ConceptsConfig, layer_means, run_concepts
+
+    target = out or run / "concepts"
+    with reporting({"run": "RUN"}):
+        chosen = tuple(parse_layers(layers)) if layers else None
+        table = run_concepts(ConceptsConfig(run=run, corpus=corpus, layers=chosen, labels=labels), target)
+    means = layer_means(table)
+    n_values = len(table[["concept", "value"]].drop_duplicates())
+    out_table = Table(title=f"Concept detection in {run}: mean AUROC over {n_values} concept values")
+    for col in ("layer", *means.columns):
+        out_table.add_column(col, justify="right")
+    for layer, row in means.iterrows():
+        out_table.add_row(str(layer), *(f"{row[c]:.3f}" for c in means.columns))
+    console = stdout_console()
+    console.print(out_table)
+    for r in table[table["method"] == "sae"].nlargest(1, "auroc").itertuples():
+        console.print(
+            f"best: layer {r.layer} feature {r.unit} detects {r.concept}={r.value} (AUROC {r.auroc:.3f})"
+        )
+    for r in table[(table["method"] == "sae") & table["onset_error_ms"].notna()].itertuples():
+        console.print(
+            f"layer {r.layer}: {r.concept}={r.value} begins mid-track in {r.n_onsets} tracks; "
+            f"detected onset off by {r.onset_error_ms:.0f} ms (median)"
+        )
+    if labels is not None:
+        truth = pd.read_parquet(target / "labels_vs_truth.parquet")
+        for labeler, group in truth.groupby("labeler"):
+            console.print(
+                f"labels: {labeler} names the concept of {int(group['names_concept'].sum())} of "
+                f"{len(group)} matched features ({group['names_concept'].mean():.0%})"
+            )
+    console.print(f"wrote {target / 'concepts.parquet'} and {target / 'concepts_heatmap.png'}")
+
+
+def label(
+    features_dirs: list[Path] = typer.Option(
+        ..., "--features", help="features/layer_<l> directories (repeat)."
+    ),
+    out: Path = typer.Option(..., "--out", help="labels.parquet to write, e.g. runs/R/labels.parquet."),
+    labelers: str = typer.Option(
+        "descriptors,clap-vocab", "--labelers", help="Comma-separated: descriptors, clap-vocab, manual."
+    ),
+    corpus: Path | None = typer.Option(None, "--corpus", help="The corpus (descriptors read source audio)."),
+    clap: str | None = typer.Option(None, "--clap", help="CLAP directory or hub id (scores every label)."),
+    vocabulary: Path | None = typer.Option(None, "--vocabulary", help="clap-vocab terms, one per line."),
+    top_n: int = typer.Option(3, "--top-n", min=1, help="clap-vocab labels per feature."),
+    manual: Path | None = typer.Option(None, "--manual", help="CSV: feature_id, layer, label[, confidence]."),
+    min_agreement: float = typer.Option(
+        0.6, "--min-agreement", min=0.0, max=1.0, help="descriptors: share of examples that must agree."
+    ),
+    max_features: int | None = typer.Option(
+        None,
+        "--max-features",
+        min=1,
+        help="Label only the N features with the largest activations per layer.",
+    ),
+    descriptor_backend: str = typer.Option(
+        "essentia",
+        "--descriptor-backend",
+        help="descriptors' key/mode finder: essentia (KeyExtractor) or librosa (chroma profiles).",
+    ),
+    llm_model: str = typer.Option("gemini-2.5-flash", "--llm-model", help="llm: the model name."),
+    llm_url: str | None = typer.Option(None, "--llm-url", help="llm: API base URL (default: Gemini's)."),
+    llm_key_env: str = typer.Option(
+        "GEMINI_API_KEY", "--llm-key-env", help="llm: env variable with the API key."
+    ),
+) -> None:
+    """Label features automatically and score every label with CLAP.
+
+    descriptors: tempo, key/mode, brightness, percussiveness, register, density, loudness of
+    each example's source audio (librosa; key/mode from essentia by default); a word is
+    proposed when enough examples agree.
+    clap-vocab: the vocabulary terms CLAP finds closest to the examples. manual: a CSV.
+    llm: a multimodal LM (Gemini generateContent protocol) hears the clips and names them;
+    needs an API key in $GEMINI_API_KEY (or --llm-key-env); answers are cached on disk.
+    With --clap, every label gets clap_score = mean cosine similarity with the feature's
+    clips (per-clip values in clap_examples.parquet beside --out).
+
+    Example: sae-core label --features runs/R/features/layer_8 --corpus corpus --clap models/clap
+    --out runs/R/labels.parquet
+    """
+    from sae_core.labeling import LabelConfig, label_features
+
+    with reporting({"features": "--features"}):
+        cfg = LabelConfig(
+            features_dirs, out, [x.strip() for x in labelers.split(",") if x.strip()],
+            corpus, clap, vocabulary, top_n, manual, min_agreement, max_features,
+            descriptor_backend, llm_model, llm_url, llm_key_env,
+        )  # fmt: skip
+        table = label_features(cfg)
+    counts = table.groupby("labeler").size().to_dict()
+    stdout_console().print(
+        f"{len(table)} labels for {table[['layer', 'feature_id']].drop_duplicates().shape[0]} "
+        f"features ({', '.join(f'{k}: {v}' for k, v in sorted(counts.items()))}) in {out}"
+    )
+
+
+def summarize(
+    run: Path = typer.Argument(..., help="A run directory (with features/ and optionally labels.parquet)."),
+    out: Path | None = typer.Option(None, "--out", help="Where to write; default RUN/summary."),
+) -> None:
+    """Figures and a table of a run: mean CLAP score by layer, per-feature best CLAP score with
+    the coverage-vs-threshold curve, feature-frequency histogram (PNG + SVG), summary.md.
+
+    Example: sae-core summarize runs/R
+    """
+    from sae_core.summary import summarize_run
+
+    with reporting():
+        paths = summarize_run(run, out)
+    stdout_console().print(f"wrote {len(paths)} files to {paths[0].parent}")
+    stdout_console().print(paths[-1].read_text())

@@ -1,0 +1,153 @@
+"""``train-codec``, ``train-musicgen``, ``train-clap``: mini models that learn the corpus."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import typer
+
+from artifact_schemas.console import stdout_console
+from sae_core.commands._common import reporting
+
+_DEVICE = typer.Option("cpu", "--device", help="cpu or cuda.")
+_THREADS = typer.Option(None, "--threads", min=1, help="CPU threads.")
+_RESUME = typer.Option(False, "--resume", help="Continue from the checkpoint in --out.")
+
+
+def train_codec(
+    corpus: Path = typer.Option(..., "--corpus", help="A corpus directory (sae-core synth-corpus)."),
+    out: Path = typer.Option(..., "--out", help="Directory to save the codec into."),
+    sample_rate: int = typer.Option(16000, "--sample-rate", help="16000, 24000 or 32000 (50 frames/s)."),
+    codebooks: int = typer.Option(4, "--codebooks", help="Residual codebooks (MusicGen: 4)."),
+    codebook_size: int = typer.Option(256, "--codebook-size", help="Entries per codebook."),
+    steps: int = typer.Option(3000, "--steps", help="Optimizer steps."),
+    batch_size: int = typer.Option(8, "--batch-size", help="Crops per step."),
+    crop_seconds: float = typer.Option(1.0, "--crop-seconds", help="Length of each training crop."),
+    lr: float = typer.Option(1e-3, "--lr", help="Peak Adam learning rate."),
+    seed: int = typer.Option(1, "--seed", help="Seed of the weights and the crops."),
+    resume: bool = _RESUME,
+    device: str = _DEVICE,
+    threads: int | None = _THREADS,
+) -> None:
+    """Train a small EnCodec (transformers EncodecModel) on a corpus and save it.
+
+    Waveform L1 + multi-resolution STFT and mel losses, residual VQ with EMA codebooks,
+    k-means init and dead-code restarts (no adversarial losses). Writes config.json and
+    model.safetensors (EncodecModel.from_pretrained loads them), metrics.json with the
+    loss curve, trainer_state.pt for --resume, and run.json with the corpus checksum.
+
+    Example: sae-core train-codec --corpus corpus16k --out models/mini-codec --steps 3000
+    """
+    from sae_core.mini.codec import CodecTrainConfig, train_codec
+
+    with reporting():
+        metrics = train_codec(
+            CodecTrainConfig(
+                corpus=corpus,
+                out=out,
+                sample_rate=sample_rate,
+                codebooks=codebooks,
+                codebook_size=codebook_size,
+                steps=steps,
+                batch_size=batch_size,
+                crop_seconds=crop_seconds,
+                lr=lr,
+                seed=seed,
+                resume=resume,
+                device=device,
+                threads=threads,
+            )
+        )
+    usage = ", ".join(f"{u:.0%}" for u in metrics.codebook_usage)
+    stdout_console().print(
+        f"codec saved to {out}: {metrics.steps} steps, L1 {metrics.l1:.4f}, spectral loss "
+        f"{metrics.stft:.3f}, codebook use {usage}"
+    )
+
+
+def train_musicgen(
+    corpus: Path = typer.Option(..., "--corpus", help="A corpus directory (captions in metadata.csv)."),
+    codec: Path = typer.Option(..., "--codec", help="A trained codec (sae-core train-codec)."),
+    out: Path = typer.Option(..., "--out", help="Directory to save the model into."),
+    layers: int = typer.Option(4, "--layers", help="Decoder blocks."),
+    hidden_size: int = typer.Option(128, "--hidden-size", help="Decoder width (d_model)."),
+    steps: int = typer.Option(3000, "--steps", help="Optimizer steps."),
+    batch_size: int = typer.Option(4, "--batch-size", help="Tracks per step."),
+    lr: float = typer.Option(1e-3, "--lr", help="Peak AdamW learning rate."),
+    condition_dropout: float = typer.Option(
+        0.15, "--condition-dropout", help="Share of examples trained without their caption (for CFG)."
+    ),
+    seed: int = typer.Option(1, "--seed", help="Seed of the weights, the batches and the drops."),
+    resume: bool = _RESUME,
+    device: str = _DEVICE,
+    threads: int | None = _THREADS,
+) -> None:
+    """Train a mini MusicGen (transformers MusicgenForConditionalGeneration) on a corpus.
+
+    The codec's tokens in the delay pattern, the captions through a small T5 and word
+    tokenizer, the condition dropped for --condition-dropout of the examples so that
+    classifier-free guidance works. Writes a save_pretrained directory that '--model DIR'
+    loads like real weights, metrics.json with the loss curve, run.json and
+    trainer_state.pt for --resume.
+
+    Example: sae-core train-musicgen --corpus corpus16k --codec models/mini/codec --out models/mini/musicgen
+    """
+    from sae_core.mini.musicgen import MusicgenTrainConfig, train_musicgen
+
+    with reporting():
+        metrics = train_musicgen(
+            MusicgenTrainConfig(
+                corpus=corpus,
+                codec=codec,
+                out=out,
+                layers=layers,
+                hidden_size=hidden_size,
+                ffn_dim=4 * hidden_size,
+                steps=steps,
+                batch_size=batch_size,
+                lr=lr,
+                condition_dropout=condition_dropout,
+                seed=seed,
+                resume=resume,
+                device=device,
+                threads=threads,
+            )
+        )
+    stdout_console().print(
+        f"MusicGen saved to {out}: {metrics.steps} steps, cross-entropy {metrics.loss:.3f} per token"
+    )
+
+
+def train_clap(
+    corpus: Path = typer.Option(..., "--corpus", help="A corpus directory (captions in metadata.csv)."),
+    out: Path = typer.Option(..., "--out", help="Directory to save the model into."),
+    steps: int = typer.Option(3000, "--steps", help="Optimizer steps."),
+    batch_size: int = typer.Option(32, "--batch-size", help="Clip-text pairs per step (distinct tracks)."),
+    lr: float = typer.Option(5e-4, "--lr", help="Peak AdamW learning rate."),
+    seed: int = typer.Option(1, "--seed", help="Seed of the weights, the batches and the texts."),
+    resume: bool = _RESUME,
+    device: str = _DEVICE,
+    threads: int | None = _THREADS,
+) -> None:
+    """Train a mini CLAP (transformers ClapModel) contrastively on a corpus's clips and texts.
+
+    Each track is paired with its caption or with one to three of its concepts in words
+    ("minor key", "flute"), so that zero-shot prompts and the clap-vocab labeler carry
+    signal. Writes a save_pretrained directory that '--clap DIR' loads like real weights,
+    metrics.json with the loss curve, run.json and trainer_state.pt for --resume.
+
+    Example: sae-core train-clap --corpus corpus --out models/mini/clap --steps 3000
+    """
+    from sae_core.mini.clap import ClapTrainConfig, train_clap
+
+    with reporting():
+        cfg = ClapTrainConfig(
+            corpus=corpus, out=out, steps=steps, batch_size=batch_size, lr=lr, seed=seed,
+            resume=resume, device=device, threads=threads,
+        )  # fmt: skip
+        metrics = train_clap(cfg)
+    stdout_console().print(
+        f"CLAP saved to {out}: {metrics.steps} steps, contrastive loss {metrics.loss:.3f} "
+        f"(chance {math.log(cfg.batch_size):.3f})"
+    )

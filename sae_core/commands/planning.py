@@ -1,0 +1,62 @@
+"""``plan``: what an experiment costs in disk, memory and time, before anything runs."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict
+from pathlib import Path
+
+import typer
+from rich.table import Table
+
+from artifact_schemas.console import stdout_console
+from sae_core.commands._common import parse_layers, reporting
+
+
+def plan(
+    clips: int = typer.Option(..., "--clips", min=1, help="Number of clips, e.g. 160000."),
+    clip_seconds: float = typer.Option(10.0, "--clip-seconds", help="Seconds per clip."),
+    model: str = typer.Option(
+        "musicgen-small", "--model", help="musicgen-small, musicgen-medium or musicgen-large."
+    ),
+    layers: str = typer.Option("paper", "--layers", help="'paper' (five layers) or a comma list."),
+    expansion: int = typer.Option(32, "--expansion", min=1, help="SAE latents per model dimension."),
+    devices: int = typer.Option(1, "--devices", min=1, help="GPUs (or processes) sharing the work."),
+    keep_fraction: float = typer.Option(1.0, "--keep-fraction", help="Share of frames kept (extract)."),
+    costs: Path | None = typer.Option(
+        None, "--costs", help="Measured costs (benchmarks/bench_costs.py); default: the shipped file."
+    ),
+    as_json: bool = typer.Option(False, "--json", help="Print the plan as JSON."),
+) -> None:
+    """Disk, memory and time of an experiment, extract-then-train against online.
+
+    The times come from measured per-frame costs (the costs file says on what machine),
+    scaled to the chosen model and SAE shape; the plan prints how.
+
+    Example: sae-core plan --clips 160000 --model musicgen-large --layers paper --expansion 32
+    """
+    from sae_core.plan import COSTS, PlanConfig
+    from sae_core.plan import plan as make_plan
+
+    with reporting():
+        cfg = PlanConfig(
+            clips, clip_seconds, model, "paper" if layers == "paper" else len(parse_layers(layers)),
+            expansion, devices, keep_fraction, costs=costs or COSTS,
+        )  # fmt: skip
+        result = make_plan(cfg)
+    if as_json:
+        stdout_console().print_json(json.dumps(asdict(result)))
+        return
+    console = stdout_console()
+    console.print(
+        f"{clips:,} clips x {clip_seconds:g} s = {result.frames:,.0f} frames "
+        f"({result.kept_frames:,.0f} kept); {model} (d {result.d_model}), {cfg.n_layers} layers, "
+        f"SAEs of {result.latents:,} latents, {devices} device(s)"
+    )
+    table = Table("path", "disk", "memory per device", "time")
+    for name, p in result.paths.items():
+        table.add_row(name, f"{p['disk_gb']:,.1f} GB", f"{p['memory_gb']:,.1f} GB", f"{p['hours']:,.1f} h")
+    console.print(table)
+    for note in result.notes:
+        console.print(f"  {note}")
+    console.print(f"  costs from {result.source}")
