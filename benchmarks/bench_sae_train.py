@@ -104,13 +104,11 @@ def run_ours(
         progress=False,
     )
     assert_data_is_not_init("ours", trainer.sae.W_dec, dictionary)
-    # Feed the shared batches in their order (the trainer would otherwise shuffle).
-    trainer._batches = lambda: iter(batches)  # type: ignore[method-assign]
-    trainer.sae.init_from_data(data[:16384])
-    trainer.sae.init_from_data = lambda sample: None  # type: ignore[method-assign]
-    trainer.evaluate = lambda: None  # type: ignore[method-assign, assignment, return-value]
+    # The shared batches in their order, one train_batch each (fit would shuffle its own).
+    trainer.start(sample=data[:16384])
     start = time.perf_counter()
-    trainer.fit()
+    for x in batches:
+        trainer.train_batch(x)
     seconds = time.perf_counter() - start
     sae = trainer.sae
 

@@ -122,6 +122,9 @@ def train(
     ),
     shuffle_rows: int = typer.Option(65536, "--shuffle-rows", min=1, help="Online: frames mixed per layer."),
     window_seconds: float = typer.Option(10.0, "--window-seconds", min=0.1, help="Online: context window."),
+    bf16_forward: bool = typer.Option(
+        False, "--bf16-forward", help="Online: the forward under bf16 autocast."
+    ),
     resume: bool = typer.Option(False, "--resume", help="Continue from the checkpoint in --out."),
     device: str = typer.Option("cpu", "--device"),
     threads: int | None = typer.Option(None, "--threads", min=1, help="CPU threads."),
@@ -152,7 +155,7 @@ def train(
                 raise FieldError("model", "needs {other} and --layers (online training)", other="corpus")
             chosen: list[int] | Literal["paper"] = "paper" if layers == "paper" else parse_layers(layers)
             cfg = OnlineTrainConfig(model, corpus, out, chosen, shuffle_rows=shuffle_rows,
-                                    window_seconds=window_seconds, **shape)  # type: ignore[arg-type]  # fmt: skip
+                                    window_seconds=window_seconds, bf16_forward=bf16_forward, **shape)  # type: ignore[arg-type]  # fmt: skip
             results = train_online(cfg)
         elif acts is None:
             raise FieldError("acts", "is needed (or --model, --corpus and --layers to train online)")

@@ -24,6 +24,7 @@ bit-for-bit, an uninterrupted one (the offline trainer is exact).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 from collections.abc import Iterator
@@ -38,7 +39,7 @@ from torch import Tensor
 
 from artifact_schemas import FieldError, recorded_run, write_text_atomic
 from artifact_schemas.console import step_progress
-from sae_core.runtime import set_threads
+from sae_core.runtime import barrier, init_distributed, rank, set_threads, world_size
 from sae_core.sae.data import Split, stable_fraction
 from sae_core.sae.stage import SaeOptions
 from sae_core.sae.trainer import HoldoutStats, Trainer, TrainMetrics
@@ -61,6 +62,8 @@ class OnlineTrainConfig(SaeOptions):
     shuffle_rows: int = 65536
     """Frames mixed in each layer's buffer before batches are drawn from it."""
     backend: str = "transformers"
+    bf16_forward: bool = False
+    """Run the model's forward under bf16 autocast (GPUs; the SAEs still train in fp32)."""
     progress: bool = True
 
     def __post_init__(self) -> None:
@@ -155,7 +158,14 @@ def _forward(
             continue  # resuming: these were trained on before the checkpoint
         codes = model.encode_audio(torch.from_numpy(np.stack([samples for _, _, samples in batch])))
         texts = [t.caption for t, _, _ in batch] if cfg.text_condition == "caption" else None
-        acts = model.residuals(codes, layers, texts)
+        device_type = next(model.decoder_layers()[0].parameters()).device.type
+        autocast = (
+            torch.autocast(device_type=device_type, dtype=torch.bfloat16)
+            if cfg.bf16_forward
+            else contextlib.nullcontext()
+        )
+        with autocast:
+            acts = model.residuals(codes, layers, texts)
         yield chunk, {layer: acts[layer].reshape(-1, model.d_model).float() for layer in layers}
 
 
@@ -165,32 +175,45 @@ def train_online(cfg: OnlineTrainConfig) -> dict[int, TrainMetrics]:
     from sae_core.models import load_model, paper_layers
 
     set_threads(cfg.threads)
-    model = load_model(cfg.model, backend=cfg.backend, device=cfg.device)
-    layers = paper_layers(model.n_layers) if cfg.layers == "paper" else sorted(set(cfg.layers))
-    for layer in layers:
+    device = init_distributed(cfg.device)
+    model = load_model(cfg.model, backend=cfg.backend, device=device)
+    chosen = paper_layers(model.n_layers) if cfg.layers == "paper" else sorted(set(cfg.layers))
+    for layer in chosen:
         model._check_layer(layer)
+    # Under torchrun the layers are dealt out to the ranks: every rank runs the same
+    # forward passes in the same order and trains its own layers' SAEs, so each SAE is
+    # exactly the one a single process would train (tested with two CPU ranks).
+    layers = chosen[rank() :: world_size()]
+    if not layers:
+        raise FieldError("layers", f"{len(chosen)} layers for {world_size()} ranks: at least one per rank")
     train_tracks, held = _split_tracks(list_tracks(cfg.corpus), cfg.train.holdout_fraction)
     planned = _Planned(model.d_model, _frames(train_tracks, model.frame_rate))
-    trainers = {layer: _trainer(cfg, model.d_model, layer, planned) for layer in layers}
-    with recorded_run(
-        cfg.out, "train-online", config=cfg.record(), seeds={"seed": cfg.train.seed}, inputs=[cfg.corpus]
-    ):
+    trainers = {layer: _trainer(cfg, model.d_model, layer, planned, device) for layer in layers}
+    recording = (
+        recorded_run(
+            cfg.out, "train-online", config=cfg.record(), seeds={"seed": cfg.train.seed}, inputs=[cfg.corpus]
+        )
+        if rank() == 0
+        else contextlib.nullcontext()
+    )
+    with recording:
         _run(cfg, model, layers, train_tracks, trainers)
         stats = {layer: HoldoutStats() for layer in layers}
         for _, rows in _forward(model, cfg, layers, held):
             for layer in layers:
                 stats[layer].add(trainers[layer].sae, rows[layer].to(trainers[layer].device))
         metrics = {layer: trainers[layer].finish(stats[layer]) for layer in layers}
+        barrier()  # run.json only once every rank's SAEs are written
     return metrics
 
 
-def _trainer(cfg: OnlineTrainConfig, d_model: int, layer: int, planned: _Planned) -> Trainer:
+def _trainer(cfg: OnlineTrainConfig, d_model: int, layer: int, planned: _Planned, device: str) -> Trainer:
     return Trainer(
         cfg.sae_config(d_model, layer),
         cfg.train,
         planned,
         cfg.out / f"layer_{layer}",
-        device=cfg.device,
+        device=device,
         progress=False,
     )
 
@@ -199,7 +222,7 @@ def _run(
     cfg: OnlineTrainConfig, model: Any, layers: list[int], tracks: list[Any], trainers: dict[int, Trainer]
 ) -> None:
     """The training passes: epochs of the shuffled track order until every trainer is done."""
-    state_path = cfg.out / STATE
+    state_path = cfg.out / (STATE if world_size() == 1 else f"online_state.rank{rank()}.json")
     epoch, skip = 0, 0
     if cfg.resume:
         if not state_path.is_file():
@@ -215,7 +238,7 @@ def _run(
         nonlocal initialised
         if not initialised:  # the first buffer is the data the SAEs start from
             for layer in layers:
-                trainers[layer].start(resume=False, sample=torch.cat(ready[layer])[:65536].to(cfg.device))
+                trainers[layer].start(resume=False, sample=torch.cat(ready[layer])[:65536])
             initialised = True
         if _steps(trainers, layers, ready, first):
             write_text_atomic(state_path, json.dumps({"epoch": epoch, "chunk": chunk}) + "\n")
