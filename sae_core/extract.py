@@ -287,6 +287,26 @@ def window_batches(
         yield batch
 
 
+def batch_residuals(
+    model: MusicModel,
+    batch: list[Window],
+    layers: list[int],
+    text_condition: TextCondition,
+    bf16_forward: bool = False,
+) -> tuple[dict[int, torch.Tensor], int]:
+    """One forward batch: its windows encoded and teacher-forced, the residuals of ``layers``
+    (``[windows, frames, d_model]``), and the frames per window. ``bf16_forward`` runs the
+    decoder (not the codec) under bf16 autocast."""
+    codes = model.encode_audio(torch.from_numpy(np.stack([samples for _, _, samples in batch])))
+    texts = [t.caption for t, _, _ in batch] if text_condition == "caption" else None
+    autocast: Any = contextlib.nullcontext()
+    if bf16_forward:
+        device_type = next(model.decoder_layers()[0].parameters()).device.type
+        autocast = torch.autocast(device_type=device_type, dtype=torch.bfloat16)
+    with autocast:
+        return model.residuals(codes, layers, texts), codes.shape[-1]
+
+
 def kept_frames(cfg: ExtractConfig, track_id: str, first: int, n_frames: int) -> np.ndarray:
     """Which of a window's ``n_frames`` frames are stored (sorted offsets; all at 1.0).
 
@@ -305,11 +325,7 @@ def _extract_shard(
     index: list[pd.DataFrame] = []
     skipped: list[dict[str, str]] = []
     for batch in window_batches(model, tracks, cfg.window_seconds, cfg.batch_seconds, skipped):
-        stacked = torch.from_numpy(np.stack([samples for _, _, samples in batch]))
-        codes = model.encode_audio(stacked)
-        texts = [t.caption for t, _, _ in batch] if cfg.text_condition == "caption" else None
-        acts = model.residuals(codes, cfg.layer_numbers(), texts)
-        n_frames = codes.shape[-1]
+        acts, n_frames = batch_residuals(model, batch, cfg.layer_numbers(), cfg.text_condition)
         kept = [kept_frames(cfg, track.track_id, first, n_frames) for track, first, _ in batch]
         # Row i * n_frames + f of the flattened batch is window i's frame f.
         flat = None

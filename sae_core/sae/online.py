@@ -151,21 +151,12 @@ def _forward(
     model: Any, cfg: OnlineTrainConfig, layers: list[int], tracks: list[Any], skip: int = 0
 ) -> Iterator[tuple[int, dict[int, Tensor]]]:
     """(chunk number, rows of every layer) per forward batch of windows, after ``skip`` chunks."""
-    from sae_core.extract import window_batches
+    from sae_core.extract import batch_residuals, window_batches
 
     for chunk, batch in enumerate(window_batches(model, tracks, cfg.window_seconds, cfg.batch_seconds, [])):
         if chunk < skip:
             continue  # resuming: these were trained on before the checkpoint
-        codes = model.encode_audio(torch.from_numpy(np.stack([samples for _, _, samples in batch])))
-        texts = [t.caption for t, _, _ in batch] if cfg.text_condition == "caption" else None
-        device_type = next(model.decoder_layers()[0].parameters()).device.type
-        autocast = (
-            torch.autocast(device_type=device_type, dtype=torch.bfloat16)
-            if cfg.bf16_forward
-            else contextlib.nullcontext()
-        )
-        with autocast:
-            acts = model.residuals(codes, layers, texts)
+        acts, _ = batch_residuals(model, batch, layers, cfg.text_condition, cfg.bf16_forward)
         yield chunk, {layer: acts[layer].reshape(-1, model.d_model).float() for layer in layers}
 
 
@@ -226,7 +217,7 @@ def _run(
     epoch, skip = 0, 0
     if cfg.resume:
         if not state_path.is_file():
-            raise FileNotFoundError(f"resume: no {STATE} in {cfg.out}; nothing to resume")
+            raise FileNotFoundError(f"resume: no {state_path.name} in {cfg.out}; nothing to resume")
         position = json.loads(state_path.read_text())
         epoch, skip = int(position["epoch"]), int(position["chunk"]) + 1
         for trainer in trainers.values():
