@@ -32,10 +32,13 @@ def init_distributed(device: str) -> str:
     """
     import torch
 
+    if device == "cuda" and "LOCAL_RANK" in os.environ:
+        device = f"cuda:{os.environ['LOCAL_RANK']}"
+        # Before the process group: NCCL's object collectives (the features stage gathers
+        # per-rank tallies) run on the current device.
+        torch.cuda.set_device(device)
     if world_size() > 1 and not torch.distributed.is_initialized():
         torch.distributed.init_process_group("nccl" if device.startswith("cuda") else "gloo")
-    if device == "cuda" and "LOCAL_RANK" in os.environ:
-        return f"cuda:{os.environ['LOCAL_RANK']}"
     return device
 
 

@@ -13,8 +13,20 @@ from sae_core.commands._common import parse_layers, reporting
 
 def features(
     sae: Path = typer.Option(..., "--sae", help="SAE checkpoint directory (sae-core train --out)."),
-    acts: Path = typer.Option(..., "--acts", help="The same layer's activations (sae-core extract)."),
+    acts: Path | None = typer.Option(None, "--acts", help="The same layer's activations (sae-core extract)."),
     corpus: Path = typer.Option(..., "--corpus", help="The corpus the activations came from."),
+    model: str | None = typer.Option(
+        None, "--model", help="Instead of --acts: run this model over --corpus (after online training)."
+    ),
+    backend: str = typer.Option(
+        "transformers", "--backend", help="With --model: transformers or audiocraft."
+    ),
+    window_seconds: float = typer.Option(10.0, "--window-seconds", help="With --model: as in training."),
+    batch_seconds: float = typer.Option(40.0, "--batch-seconds", help="With --model: audio per forward."),
+    text_condition: str = typer.Option("empty", "--text-condition", help="With --model: empty or caption."),
+    device: str = typer.Option(
+        "cpu", "--device", help="With --model: cpu, cuda (under torchrun: each rank's)."
+    ),
     out: Path = typer.Option(..., "--out", help="Output directory, e.g. runs/R/features/layer_8."),
     top: int = typer.Option(10, "--top", min=1, help="Example clips per kept feature."),
     clip_seconds: float = typer.Option(4.0, "--clip-seconds", min=0.1, help="Example clip length."),
@@ -36,15 +48,26 @@ def features(
 
     Example: sae-core features --sae runs/R/sae/layer_8 --acts runs/R/acts/layer_8 --corpus corpus
     --out runs/R/features/layer_8
+
+    Without stored activations (online training), --model runs the model over the corpus
+    instead; under torchrun each rank runs every N-th track and rank 0 merges and writes:
+    torchrun --nproc_per_node=4 -m sae_core features --sae runs/R/sae/layer_12 --model M
+    --corpus corpus --out runs/R/features/layer_12 --device cuda
     """
     from sae_core.features import ExampleSelection, FeatureFilters, FeaturesConfig, run_features
 
     with reporting():
         filters = FeatureFilters(min_frequency, max_frequency, min_tracks, min_max_activation)
         selection = ExampleSelection(top=top, window_seconds=clip_seconds)
-        table, examples = run_features(
-            FeaturesConfig(sae, acts, corpus, out, filters, selection, lufs, audio_format)
-        )
+        cfg = FeaturesConfig(
+            sae, acts, corpus, out, filters, selection, lufs, audio_format, model=model, backend=backend,
+            window_seconds=window_seconds, batch_seconds=batch_seconds, text_condition=text_condition,
+            device=device,
+        )  # fmt: skip
+        written = run_features(cfg)
+    if written is None:
+        return  # a rank other than 0 under torchrun: rank 0 reports
+    table, examples = written
     reasons = table["filter_reason"].value_counts().to_dict()
     dropped = ", ".join(f"{n} {r}" for r, n in sorted(reasons.items())) or "none"
     stdout_console().print(

@@ -14,7 +14,13 @@ import soundfile as sf
 import torch
 
 from artifact_schemas import EXAMPLES, FEATURES, load_table, save_table
-from sae_core.features import ExampleSelection, FeatureFilters, apply_filters, write_features
+from sae_core.features import (
+    ExampleSelection,
+    FeatureFilters,
+    apply_filters,
+    compute_feature_stats,
+    write_features,
+)
 from sae_core.sae import SaeConfig, ShardedActivations, SparseCoder, TrainConfig, Trainer
 
 BIN = Path(sys.executable).parent
@@ -24,7 +30,7 @@ BIN = Path(sys.executable).parent
 def sae_dir(extracted_small: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("sae") / "layer_3"
     source = ShardedActivations(extracted_small / "layer_3", holdout_fraction=0.0)
-    cfg = SaeConfig(d_in=64, num_latents=128, k=4)
+    cfg = SaeConfig(d_in=64, num_latents=128, k=4, layer=3)
     Trainer(cfg, TrainConfig(batch_size=128, epochs=3, lr=2e-3), source, out, progress=False).fit()
     return out
 
@@ -36,9 +42,9 @@ def written(
     out = tmp_path_factory.mktemp("features")
     selection = ExampleSelection(top=4, window_seconds=1.0)
     filters = FeatureFilters(min_frequency=0.0, max_frequency=1.0, min_tracks=1, min_max_activation=0.0)
+    stats = compute_feature_stats(SparseCoder.load_from_disk(sae_dir), extracted_small / "layer_3", selection)
     features, examples = write_features(
-        sae_dir,
-        extracted_small / "layer_3",
+        stats,
         small_corpus,
         out,
         filters,
@@ -176,3 +182,107 @@ def test_cli_features_writes_valid_tables(
         check=False,
     )
     assert bad.returncode == 2 and "--sae /nonexistent" in bad.stderr
+
+
+def test_tallies_of_parts_merge_into_the_tally_of_the_whole() -> None:
+    """What ranks rely on: counts, sums, maxima and top candidates merge exactly, ties included."""
+    from sae_core.features import LatentTally
+    from sae_core.sae.sparse_coder import EncoderOutput
+
+    rng = np.random.default_rng(5)
+    acts = torch.from_numpy(rng.choice([0.0, 0.5, 1.0, 2.0], size=(600, 3)).astype(np.float32))  # many ties
+    idx = torch.from_numpy(rng.integers(0, 16, size=(600, 3)))
+    rows = rng.permutation(600) * 7  # any unique ids, in any order
+
+    def tally(parts: list[slice]) -> LatentTally:
+        total = LatentTally(16, candidates=5)
+        for part in parts:
+            piece = LatentTally(16, candidates=5)
+            for start in range(part.start, part.stop, 50):
+                stop = min(start + 50, part.stop)
+                piece.add(EncoderOutput(acts[start:stop], idx[start:stop]), rows[start:stop])
+            total.merge(piece)
+        return total
+
+    whole, split = tally([slice(0, 600)]), tally([slice(400, 600), slice(0, 170), slice(170, 400)])
+    assert whole.frames == split.frames == 600
+    assert np.array_equal(whole.count, split.count) and np.array_equal(whole.hist, split.hist)
+    assert np.array_equal(whole.peak, split.peak) and np.allclose(whole.total, split.total)
+    for a, b in zip(whole.pool, split.pool, strict=True):
+        assert np.array_equal(a, b)
+    feats, _, ids = whole.pool
+    assert np.bincount(feats).max() == 5  # each latent keeps its 5 best, ties to the smaller id
+    for f in range(16):
+        mine = ids[feats == f]
+        live = (idx.numpy() == f) & (acts.numpy() > 0)
+        pairs = sorted(((-acts.numpy()[live][i], r) for i, r in enumerate(np.repeat(rows, 3)[live.ravel()])))
+        assert list(mine) == [r for _, r in pairs[:5]], f
+
+
+def _extract_fp32(model_dir: Path, corpus: Path, out: Path) -> Path:
+    from sae_core.extract import ExtractConfig, extract
+    from sae_core.models import load_model
+
+    cfg = ExtractConfig(
+        model=str(model_dir), layers=[3], window_seconds=1.0, batch_seconds=1.0, dtype="float32"
+    )
+    assert extract(load_model(str(model_dir)), cfg, corpus, out, progress=False).finished
+    return out / "layer_3"
+
+
+def test_features_from_the_model_equal_those_from_stored_activations(
+    sae_dir: Path, tiny_model_dir: Path, small_corpus: Path, tmp_path: Path
+) -> None:
+    """After online training nothing is stored: the model's own forward gives the same table
+    and the same example moments as an extraction (in fp32, with the same windows)."""
+    from sae_core.extract import list_tracks
+    from sae_core.features import StreamSource, stream_feature_stats
+    from sae_core.models import load_model
+
+    sae = SparseCoder.load_from_disk(sae_dir)
+    selection = ExampleSelection(top=4, window_seconds=1.0)
+    stored = compute_feature_stats(
+        sae, _extract_fp32(tiny_model_dir, small_corpus, tmp_path / "acts"), selection
+    )
+    source = StreamSource(load_model(str(tiny_model_dir)), list_tracks(small_corpus), 3, 1.0, 1.0)
+    streamed = stream_feature_stats(sae, source, selection, progress=False)
+    assert streamed is not None
+    exact = ["feature_id", "layer", "frequency", "max_activation", "n_tracks"]
+    pd.testing.assert_frame_equal(streamed.features[exact], stored.features[exact])
+    assert np.allclose(streamed.features["mean_activation"], stored.features["mean_activation"])
+    assert (streamed.features["frequency"] > 0).sum() > 10  # not an empty comparison
+    pd.testing.assert_frame_equal(streamed.examples, stored.examples)
+
+
+def test_features_command_under_torchrun_merges_the_ranks_into_the_one_process_result(
+    sae_dir: Path, tiny_model_dir: Path, small_corpus: Path, tmp_path: Path
+) -> None:
+    import os
+
+    def run(out: Path, launcher: list[str]) -> subprocess.CompletedProcess[str]:
+        cmd = [*launcher, "features", "--sae", str(sae_dir), "--model", str(tiny_model_dir),
+               "--corpus", str(small_corpus), "--out", str(out), "--window-seconds", "1",
+               "--batch-seconds", "1", "--top", "3", "--clip-seconds", "1", "--min-tracks", "1"]  # fmt: skip
+        env = {**os.environ, "OMP_NUM_THREADS": "1"}
+        return subprocess.run(cmd, capture_output=True, text=True, timeout=600, check=False, env=env)
+
+    one = run(tmp_path / "one", [str(BIN / "sae-core")])
+    assert one.returncode == 0, one.stderr
+    two = run(
+        tmp_path / "two", [str(BIN / "torchrun"), "--standalone", "--nproc_per_node=2", "-m", "sae_core"]
+    )
+    assert two.returncode == 0, two.stderr
+    assert two.stdout.count("features kept") == 1  # rank 0 reports, once
+    a, b = (load_table(tmp_path / d / "features.parquet", FEATURES) for d in ("one", "two"))
+    exact = ["feature_id", "frequency", "max_activation", "kept", "filter_reason"]
+    pd.testing.assert_frame_equal(a[exact], b[exact])
+    assert np.allclose(a["mean_activation"], b["mean_activation"])
+    ex_a, ex_b = (load_table(tmp_path / d / "examples.parquet", EXAMPLES) for d in ("one", "two"))
+    pd.testing.assert_frame_equal(ex_a, ex_b)
+    assert len(ex_a) > 0 and all((tmp_path / "two" / p).is_file() for p in ex_b["path"])
+    both = subprocess.run(
+        [str(BIN / "sae-core"), "features", "--sae", str(sae_dir), "--acts", str(tmp_path), "--model", "m",
+         "--corpus", str(small_corpus), "--out", str(tmp_path / "x")],
+        capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert both.returncode == 2 and "--acts" in both.stderr and "one of the two" in both.stderr
