@@ -85,6 +85,8 @@ class ExtractConfig:
     terabytes). The kept frames are drawn per window from (keep_seed, track, window start),
     so they do not depend on batching, sharding or ranks; the index keeps each row's time."""
     keep_seed: int = 0
+    bf16_forward: bool = False
+    """Run the decoder under bf16 autocast (the fast path on GPUs; stored rows are cast to ``dtype``)."""
     corpus: Path | None = None
     """The corpus directory (needed by ``extract_activations``)."""
     out: Path | None = None
@@ -325,7 +327,9 @@ def _extract_shard(
     index: list[pd.DataFrame] = []
     skipped: list[dict[str, str]] = []
     for batch in window_batches(model, tracks, cfg.window_seconds, cfg.batch_seconds, skipped):
-        acts, n_frames = batch_residuals(model, batch, cfg.layer_numbers(), cfg.text_condition)
+        acts, n_frames = batch_residuals(
+            model, batch, cfg.layer_numbers(), cfg.text_condition, cfg.bf16_forward
+        )
         kept = [kept_frames(cfg, track.track_id, first, n_frames) for track, first, _ in batch]
         # Row i * n_frames + f of the flattened batch is window i's frame f.
         flat = None

@@ -42,6 +42,7 @@ def extract(
         1.0, "--keep-fraction", help="Store this share of each window's frames (seeded; e.g. 0.25)."
     ),
     keep_seed: int = typer.Option(0, "--keep-seed", help="Seed of the frames --keep-fraction keeps."),
+    bf16_forward: bool = typer.Option(False, "--bf16-forward", help="The decoder under bf16 autocast (GPU)."),
     device: str = typer.Option("cpu", "--device", help="cpu, cuda, cuda:1 ..."),
     threads: int | None = typer.Option(
         None, "--threads", min=1, help="CPU threads (same value = same bytes)."
@@ -73,6 +74,7 @@ def extract(
                 dtype=dtype,  # type: ignore[arg-type]  # the config checks it
                 keep_fraction=keep_fraction,
                 keep_seed=keep_seed,
+                bf16_forward=bf16_forward,
                 corpus=corpus,
                 out=out,
                 device=device,

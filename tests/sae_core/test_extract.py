@@ -289,3 +289,20 @@ def test_keep_fraction_stores_a_quarter_of_the_frames_at_their_times(
     assert again_index[["track_id", "frame"]].equals(kept_index[["track_id", "frame"]])
     bad = _extract(tiny_model_dir, small_corpus, tmp_path / "bad", "--keep-fraction", "0")
     assert bad.returncode == 2 and "--keep-fraction must be in (0, 1]" in bad.stderr
+
+
+def test_bf16_forward_extracts_rows_close_to_fp32_and_records_it(
+    tiny_model_dir: Path, small_corpus: Path, tmp_path: Path
+) -> None:
+    runs = {}
+    for name, extra in (("fp32", ()), ("bf16", ("--bf16-forward",))):
+        result = _extract(tiny_model_dir, small_corpus, tmp_path / name, "--dtype", "float32", *extra)
+        assert result.returncode == 0, result.stderr
+        runs[name] = np.concatenate(
+            [load_file(p)["activations"] for p in sorted((tmp_path / name / "layer_3").glob("shard_*"))]
+        )
+    fp32, bf16 = runs["fp32"], runs["bf16"]
+    assert fp32.shape == bf16.shape and not np.array_equal(fp32, bf16)  # autocast did run
+    assert np.corrcoef(fp32.ravel(), bf16.ravel())[0, 1] > 0.99
+    settings = json.loads((tmp_path / "bf16" / "extract.json").read_text())["config"]
+    assert settings["bf16_forward"] is True
