@@ -46,6 +46,7 @@ from artifact_schemas.study import (
 )
 from artifact_schemas.tables import (
     ACTIVATION_INDEX,
+    CLAP_VS_TRUTH,
     CONCEPTS,
     CORPUS_CONCEPTS,
     CORPUS_METADATA,
@@ -65,6 +66,7 @@ from artifact_schemas.tables import (
 
 __all__ = [
     "ACTIVATION_INDEX",
+    "CLAP_VS_TRUTH",
     "CONCEPTS",
     "CORPUS_CONCEPTS",
     "CORPUS_METADATA",

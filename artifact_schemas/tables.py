@@ -418,21 +418,44 @@ CONCEPTS = TableSchema(
     unique=(("layer", "concept", "value", "method"),),
 )
 
+# The leading columns of the tables about SAE features matched to a concept value.
+_MATCHED = (
+    Column("layer", "int", "transformer layer", min=0),
+    Column("concept", "str", "the concept the feature detects"),
+    Column("value", "str", "its value, e.g. 'minor'"),
+    Column("feature_id", "int", "SAE latent matched to the value", min=0),
+    Column("auroc", "float", "the feature's held-out AUROC for the value", min=0, max=1),
+)
+
 LABELS_VS_TRUTH = TableSchema(
     name="labels_vs_truth",
     version=1,
     doc="concepts/labels_vs_truth.parquet: does each matched feature's top label name its concept?",
     columns=(
-        Column("layer", "int", "transformer layer", min=0),
-        Column("concept", "str", "the concept the feature detects"),
-        Column("value", "str", "its value, e.g. 'minor'"),
-        Column("feature_id", "int", "SAE latent matched to the value", min=0),
-        Column("auroc", "float", "the feature's held-out AUROC for the value", min=0, max=1),
+        *_MATCHED,
         Column("labeler", "str", "which labeler, e.g. 'descriptors'"),
         Column("label", "str", "the labeler's top label for the feature", nullable=True),
         Column("names_concept", "bool", "whether that label names the value"),
     ),
     unique=(("layer", "concept", "value", "labeler"),),
+)
+
+CLAP_VS_TRUTH = TableSchema(
+    name="clap_vs_truth",
+    version=1,
+    doc="concepts/clap_vs_truth.parquet: does CLAP prefer each matched feature's concept to the best foil?",
+    columns=(
+        *_MATCHED,
+        Column("n_clips", "int", "example clips of the feature that CLAP scored (0: filtered out)", min=0),
+        Column("text", "str", "the value's words, e.g. 'minor key'"),
+        Column("clap_true", "float", "mean CLAP similarity, clips to text", nullable=True, min=-1, max=1),
+        Column("best_foil", "str", "the other value's words CLAP scored highest", nullable=True),
+        Column(
+            "clap_best_foil", "float", "mean similarity, clips to best_foil", nullable=True, min=-1, max=1
+        ),
+        Column("true_wins", "bool", "clap_true > clap_best_foil", nullable=True),
+    ),
+    unique=(("layer", "concept", "value"),),
 )
 
 LABELS = TableSchema(
@@ -633,6 +656,7 @@ TABLES: dict[str, TableSchema] = {
         EXAMPLES,
         CONCEPTS,
         LABELS_VS_TRUTH,
+        CLAP_VS_TRUTH,
         LABELS,
         STEERING,
         RESPONSES,

@@ -51,6 +51,7 @@ class ConceptsConfig:
     batch_size: int = 4096
     labels: Path | None = None  # labels.parquet (sae-core label): scored against the truth
     min_match_auroc: float = 0.9  # a feature "is" a concept's detector from this AUROC on
+    clap: str | None = None  # a CLAP checkpoint: scores matched features' clips against the truth
 
     def __post_init__(self) -> None:
         self.run, self.corpus = Path(self.run), Path(self.corpus)
@@ -292,15 +293,31 @@ def names_concept(label: str, concept: str, value: str) -> bool:
     return _words(_CONCEPT_WORDS.get(concept, "{}").format(value)) <= words
 
 
+def matched_features(table: pd.DataFrame, min_auroc: float = 0.9) -> pd.DataFrame:
+    """The SAE rows of a concepts table whose feature is matched to its value: the best SAE
+    unit of its layer with a held-out AUROC >= ``min_auroc``, for a value a word can name."""
+    matched = table[(table["method"] == "sae") & (table["auroc"] >= min_auroc)]
+    return matched[
+        [(c, v) not in _UNNAMEABLE for c, v in zip(matched["concept"], matched["value"], strict=True)]
+    ]
+
+
+def concept_phrase(concept: str, value: str) -> str:
+    """The words for ``concept=value`` that labels and CLAP prompts use: 'minor key',
+    'fast tempo', 'high pitched', 'drums' / 'without drums', 'A key', or the value itself."""
+    if concept == "drums":
+        return "drums" if value == "yes" else "without drums"
+    if concept == "key":
+        return f"{value} key"
+    return _CONCEPT_WORDS.get(concept, "{}").format(value)
+
+
 def labels_against_truth(table: pd.DataFrame, labels: pd.DataFrame, min_auroc: float = 0.9) -> pd.DataFrame:
     """For every SAE feature matched to a concept value (the best SAE unit of its layer,
     held-out AUROC >= ``min_auroc``) and every labeler: the feature's top label (highest
     confidence) and whether it names the value. A matched feature the labeler left
     unlabelled counts as not named."""
-    matched = table[(table["method"] == "sae") & (table["auroc"] >= min_auroc)]
-    matched = matched[
-        [(c, v) not in _UNNAMEABLE for c, v in zip(matched["concept"], matched["value"], strict=True)]
-    ]
+    matched = matched_features(table, min_auroc)
     top = (
         labels.sort_values("confidence", ascending=False, kind="stable")
         .drop_duplicates(["layer", "feature_id", "labeler"])
@@ -343,6 +360,14 @@ def write_concepts(cfg: ConceptsConfig, out: Path | None = None) -> tuple[pd.Dat
 
         truth = labels_against_truth(table, load_table(cfg.labels, LABELS), cfg.min_match_auroc)
         written.append(save_table(truth, out / "labels_vs_truth.parquet", LABELS_VS_TRUTH))
+    if cfg.clap is not None:
+        from artifact_schemas import CLAP_VS_TRUTH
+        from sae_core.clap import ClapScorer
+        from sae_core.concepts_clap import clap_against_truth
+
+        scorer = ClapScorer.load(cfg.clap)
+        heard = clap_against_truth(table, cfg.run / "features", scorer, cfg.min_match_auroc)
+        written.append(save_table(heard, out / "clap_vs_truth.parquet", CLAP_VS_TRUTH))
     sae = table[table["method"] == "sae"].assign(name=lambda d: d["concept"] + "=" + d["value"])
     grid = sae.pivot_table(index="name", columns="layer", values="auroc")
     fig, ax = subplots(figsize=(1.2 + 0.9 * grid.shape[1], 0.8 + 0.28 * grid.shape[0]))
@@ -366,7 +391,10 @@ def run_concepts(cfg: ConceptsConfig, out: Path | None = None) -> pd.DataFrame:
 
     target = Path(out) if out is not None else cfg.run / "concepts"
     inputs = [cfg.run / "sae", cfg.corpus, *([cfg.labels] if cfg.labels else [])]
-    with recorded_run(target, "concepts", config={"layers": cfg.layers}, inputs=inputs):
+    if cfg.clap is not None and Path(cfg.clap).is_dir():
+        inputs.append(Path(cfg.clap))
+    config = {"layers": cfg.layers, "clap": cfg.clap}
+    with recorded_run(target, "concepts", config=config, inputs=inputs):
         table, _ = write_concepts(cfg, target)
     return table
 
@@ -374,3 +402,33 @@ def run_concepts(cfg: ConceptsConfig, out: Path | None = None) -> pd.DataFrame:
 def layer_means(table: pd.DataFrame) -> pd.DataFrame:
     """Mean AUROC over concept values, one row per layer, one column per method."""
     return table.groupby(["layer", "method"])["auroc"].mean().unstack()
+
+
+def findings(table: pd.DataFrame, cfg: ConceptsConfig, out: Path) -> list[str]:
+    """What a reader looks for first, in words: the best detector, onset errors, and (when
+    ``cfg`` asked for them; read from ``out``) how often labels name and CLAP hears the
+    matched concepts."""
+    sae = table[table["method"] == "sae"]
+    lines = [
+        f"best: layer {r.layer} feature {r.unit} detects {r.concept}={r.value} (AUROC {r.auroc:.3f})"
+        for r in sae.nlargest(1, "auroc").itertuples()
+    ]
+    lines += [
+        f"layer {r.layer}: {r.concept}={r.value} begins mid-track in {r.n_onsets} tracks; "
+        f"detected onset off by {r.onset_error_ms:.0f} ms (median)"
+        for r in sae[sae["onset_error_ms"].notna()].itertuples()
+    ]
+    if cfg.labels is not None:
+        truth = pd.read_parquet(out / "labels_vs_truth.parquet")
+        lines += [
+            f"labels: {labeler} names the concept of {int(group['names_concept'].sum())} of "
+            f"{len(group)} matched features ({group['names_concept'].mean():.0%})"
+            for labeler, group in truth.groupby("labeler")
+        ]
+    if cfg.clap is not None:
+        heard = pd.read_parquet(out / "clap_vs_truth.parquet").dropna(subset=["true_wins"])
+        lines.append(
+            f"CLAP: the true words beat the best foil for {int(heard['true_wins'].sum())} of "
+            f"{len(heard)} matched features with clips"
+        )
+    return lines

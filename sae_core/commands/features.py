@@ -86,6 +86,9 @@ def concepts(
         "--labels",
         help="labels.parquet (sae-core label): do matched features' labels name their concept?",
     ),
+    clap: str | None = typer.Option(
+        None, "--clap", help="CLAP directory: does it hear matched features' concepts in their clips?"
+    ),
 ) -> None:
     """Score SAE features, neurons and PCA directions as detectors of ground-truth concepts.
 
@@ -96,14 +99,13 @@ def concepts(
 
     Example: sae-core concepts runs/r1 --corpus corpus
     """
-    import pandas as pd
-
-    from sae_core.concepts import ConceptsConfig, layer_means, run_concepts
+    from sae_core.concepts import ConceptsConfig, findings, layer_means, run_concepts
 
     target = out or run / "concepts"
     with reporting({"run": "RUN"}):
         chosen = tuple(parse_layers(layers)) if layers else None
-        table = run_concepts(ConceptsConfig(run=run, corpus=corpus, layers=chosen, labels=labels), target)
+        cfg = ConceptsConfig(run=run, corpus=corpus, layers=chosen, labels=labels, clap=clap)
+        table = run_concepts(cfg, target)
     means = layer_means(table)
     n_values = len(table[["concept", "value"]].drop_duplicates())
     out_table = Table(title=f"Concept detection in {run}: mean AUROC over {n_values} concept values")
@@ -113,22 +115,8 @@ def concepts(
         out_table.add_row(str(layer), *(f"{row[c]:.3f}" for c in means.columns))
     console = stdout_console()
     console.print(out_table)
-    for r in table[table["method"] == "sae"].nlargest(1, "auroc").itertuples():
-        console.print(
-            f"best: layer {r.layer} feature {r.unit} detects {r.concept}={r.value} (AUROC {r.auroc:.3f})"
-        )
-    for r in table[(table["method"] == "sae") & table["onset_error_ms"].notna()].itertuples():
-        console.print(
-            f"layer {r.layer}: {r.concept}={r.value} begins mid-track in {r.n_onsets} tracks; "
-            f"detected onset off by {r.onset_error_ms:.0f} ms (median)"
-        )
-    if labels is not None:
-        truth = pd.read_parquet(target / "labels_vs_truth.parquet")
-        for labeler, group in truth.groupby("labeler"):
-            console.print(
-                f"labels: {labeler} names the concept of {int(group['names_concept'].sum())} of "
-                f"{len(group)} matched features ({group['names_concept'].mean():.0%})"
-            )
+    for line in findings(table, cfg, target):
+        console.print(line)
     console.print(f"wrote {target / 'concepts.parquet'} and {target / 'concepts_heatmap.png'}")
 
 

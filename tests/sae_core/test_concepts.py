@@ -233,3 +233,73 @@ def test_labels_are_scored_against_the_truth_of_their_features(tmp_path: Path) -
         text=True,
     )
     assert missing.returncode == 2 and "labels: no such file" in missing.stderr
+
+
+def test_clap_scores_each_matched_features_clips_against_its_words_and_the_best_foil(tmp_path: Path) -> None:
+    """Issue 18.3, second half. The tiny CLAP is random, so which words win is noise; what is
+    tested is what is scored: the matched features' own clips, the true value's words, and
+    every other value of the concept as a foil."""
+    import soundfile as sf
+
+    from artifact_schemas import CLAP_VS_TRUTH, EXAMPLES
+    from sae_core.clap import ClapScorer, build_tiny_clap
+
+    run, corpus = _planted_run(tmp_path)
+    clap = build_tiny_clap(tmp_path / "clap")
+    features = run / "features" / "layer_2"
+    (features / "clips").mkdir(parents=True)
+    rng = np.random.default_rng(1)
+    rows = []
+    for feature, hz in ((0, 220.0), (1, 880.0)):  # latent 0 reads minor mode, latent 1 drums
+        for rank in (1, 2):
+            rel = f"clips/f{feature:05d}_{rank:02d}.wav"
+            t = np.arange(16000) / 16000
+            sf.write(
+                features / rel, 0.3 * np.sin(2 * np.pi * hz * rank * t) + rng.normal(0, 0.01, t.size), 16000
+            )
+            times = {"peak_time_s": 0.2, "start_s": 0.0, "end_s": 1.0}
+            rows.append(
+                {"feature_id": feature, "layer": 2, "rank": rank, "track_id": "track_0001", **times}
+                | {"peak_activation": 1.0, "path": rel}
+            )
+    save_table(pd.DataFrame(rows), features / "examples.parquet", EXAMPLES)
+    done = subprocess.run(
+        [CLI, "concepts", str(run), "--corpus", str(corpus), "--clap", str(clap)],
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 0, done.stderr
+    heard = load_table(run / "concepts" / "clap_vs_truth.parquet", CLAP_VS_TRUTH).set_index(
+        ["concept", "value"]
+    )
+    table = load_table(run / "concepts" / "concepts.parquet", CONCEPTS)
+    sae = table[(table["method"] == "sae") & (table["auroc"] >= 0.9)]
+    assert set(heard.index) == set(zip(sae["concept"], sae["value"], strict=True)) - {("drums", "no")}
+    assert {("mode", "minor"), ("drums", "yes")} <= set(heard.index)
+    scorer = ClapScorer.load(str(clap))
+    for (concept, value), feature, foil in (
+        (("mode", "minor"), 0, "major key"),
+        (("drums", "yes"), 1, "without drums"),
+    ):
+        row = heard.loc[(concept, value)]
+        clips = [features / f"clips/f{feature:05d}_{r:02d}.wav" for r in (1, 2)]
+        expected = scorer.similarity([row["text"], foil], clips).mean(axis=1)
+        assert row["feature_id"] == feature and row["n_clips"] == 2 and row["best_foil"] == foil
+        assert row["clap_true"] == pytest.approx(expected[0], abs=1e-5)
+        assert row["clap_best_foil"] == pytest.approx(expected[1], abs=1e-5)
+        assert row["true_wins"] == (expected[0] > expected[1])
+    assert heard.loc[("mode", "minor"), "text"] == "minor key"
+    # A matched feature the features stage filtered out has no clips, so no scores.
+    from sae_core.concepts_clap import clap_against_truth
+
+    unclipped = table[(table["method"] == "sae") & (table["value"] == "minor")].assign(unit=5)
+    unheard = clap_against_truth(unclipped, run / "features", scorer).iloc[0]
+    assert unheard["n_clips"] == 0 and pd.isna(unheard["clap_true"]) and pd.isna(unheard["true_wins"])
+    assert "matched features with clips" in done.stdout
+    (features / "examples.parquet").unlink()
+    missing = subprocess.run(
+        [CLI, "concepts", str(run), "--corpus", str(corpus), "--clap", str(clap)],
+        capture_output=True,
+        text=True,
+    )
+    assert missing.returncode == 2 and "examples.parquet" in missing.stderr
