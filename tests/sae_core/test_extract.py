@@ -294,13 +294,15 @@ def test_keep_fraction_stores_a_quarter_of_the_frames_at_their_times(
 def test_bf16_forward_extracts_rows_close_to_fp32_and_records_it(
     tiny_model_dir: Path, small_corpus: Path, tmp_path: Path
 ) -> None:
-    runs = {}
-    for name, extra in (("fp32", ()), ("bf16", ("--bf16-forward",))):
-        result = _extract(tiny_model_dir, small_corpus, tmp_path / name, "--dtype", "float32", *extra)
-        assert result.returncode == 0, result.stderr
-        runs[name] = np.concatenate(
-            [load_file(p)["activations"] for p in sorted((tmp_path / name / "layer_3").glob("shard_*"))]
-        )
+    from sae_core.extract import ExtractConfig, extract
+    from sae_core.models import load_model
+
+    model, runs = load_model(str(tiny_model_dir)), {}
+    for name, bf16 in (("fp32", False), ("bf16", True)):
+        cfg = ExtractConfig(model=str(tiny_model_dir), layers=[3], dtype="float32", bf16_forward=bf16)
+        assert extract(model, cfg, small_corpus, tmp_path / name, progress=False).finished
+        shards = sorted((tmp_path / name / "layer_3").glob("shard_*"))
+        runs[name] = np.concatenate([load_file(p)["activations"] for p in shards])
     fp32, bf16 = runs["fp32"], runs["bf16"]
     assert fp32.shape == bf16.shape and not np.array_equal(fp32, bf16)  # autocast did run
     assert np.corrcoef(fp32.ravel(), bf16.ravel())[0, 1] > 0.99
