@@ -458,6 +458,31 @@ CLAP_VS_TRUTH = TableSchema(
     unique=(("layer", "concept", "value"),),
 )
 
+STEERING_TRUTH = TableSchema(
+    name="steering_truth",
+    version=1,
+    doc="steering_truth/steering_truth.parquet: does steering a matched feature put its concept in?",
+    columns=(
+        Column("layer", "int", "transformer layer steered", min=0),
+        Column("feature_id", "int", "SAE latent matched to the value", min=0),
+        Column("concept", "str", "the concept the feature detects"),
+        Column("value", "str", "its value, e.g. 'minor'"),
+        Column("strength", "float", "relative strength (x the feature's max activation)", min=0),
+        Column("n", "int", "(prompt, seed) cases, each with a baseline, steered and control clip", min=1),
+        *(
+            Column(f"read_{who}", "float", f"share of {who} clips read as the value", min=0, max=1)
+            for who in ("steered", "baseline", "control")
+        ),
+        *(
+            Column(f"chose_{who}", "float", f"share of cases whose {who} clip is likeliest", min=0, max=1)
+            for who in ("steered", "baseline", "control")
+        ),
+        Column("flatness_ratio", "float", "steered clips' mean spectral flatness / the baselines'", min=0),
+        Column("reader_accuracy", "float", "the reader's held-out accuracy on corpus windows", nullable=True),
+    ),
+    unique=(("layer", "feature_id", "concept", "value", "strength"),),
+)
+
 LABELS = TableSchema(
     name="labels",
     version=1,
@@ -657,6 +682,7 @@ TABLES: dict[str, TableSchema] = {
         CONCEPTS,
         LABELS_VS_TRUTH,
         CLAP_VS_TRUTH,
+        STEERING_TRUTH,
         LABELS,
         STEERING,
         RESPONSES,

@@ -31,6 +31,7 @@ COMMANDS: dict[str, Callable[..., None]] = {
     "tiny-clap": corpus.tiny_clap,
     "label": features.label,
     "steering-eval": steering.steering_eval,
+    "steering-truth": steering.steering_truth,
     "summarize": features.summarize,
     "metrics": activations.metrics,
     "plan": planning.plan,

@@ -297,9 +297,9 @@ def matched_features(table: pd.DataFrame, min_auroc: float = 0.9) -> pd.DataFram
     """The SAE rows of a concepts table whose feature is matched to its value: the best SAE
     unit of its layer with a held-out AUROC >= ``min_auroc``, for a value a word can name."""
     matched = table[(table["method"] == "sae") & (table["auroc"] >= min_auroc)]
-    return matched[
-        [(c, v) not in _UNNAMEABLE for c, v in zip(matched["concept"], matched["value"], strict=True)]
-    ]
+    # A boolean array, not a list: an empty list would select no columns, not no rows.
+    nameable = [(c, v) not in _UNNAMEABLE for c, v in zip(matched["concept"], matched["value"], strict=True)]
+    return matched[np.array(nameable, dtype=bool)]
 
 
 def concept_phrase(concept: str, value: str) -> str:

@@ -303,3 +303,20 @@ def test_clap_scores_each_matched_features_clips_against_its_words_and_the_best_
         text=True,
     )
     assert missing.returncode == 2 and "examples.parquet" in missing.stderr
+
+
+def test_a_run_where_nothing_matches_gives_empty_truth_tables_not_a_crash(tmp_path: Path) -> None:
+    """The random tiny model matches no feature (AUROC < 0.9 everywhere); labels_vs_truth
+    is then empty (it raised a KeyError: an empty list selected no columns)."""
+    from artifact_schemas import LABELS_VS_TRUTH
+    from sae_core.concepts import labels_against_truth, matched_features
+
+    run, corpus = _planted_run(tmp_path)
+    table = concept_detection(ConceptsConfig(run=run, corpus=corpus)).assign(auroc=0.6)
+    assert matched_features(table).empty and list(matched_features(table).columns) == list(table.columns)
+    labels = pd.DataFrame(
+        [{"feature_id": 0, "layer": 2, "labeler": "descriptors", "label": "minor key", "confidence": 0.9}]
+    )
+    truth = labels_against_truth(table, labels)
+    assert truth.empty
+    LABELS_VS_TRUTH.validate(truth)
