@@ -16,14 +16,24 @@ reads the numbers issue 18 asks for:
 * ``onset_err_ms``: the median |detected - true| drum entry of the best drums feature;
 * ``label_acc``: the share of matched features (AUROC >= 0.9) whose top ``descriptors``
   label names the concept (``n/a`` when nothing matches);
-* ``steer_3way``: steering against the truth (issue 18.4) is not built yet: ``n/a``.
+* ``steer_3way``: ``sae-core steering-truth`` on the matched features (prompts lacking the
+  concept, strengths 0.5-8 x max activation, 8 seeds): the share of cases whose steered
+  clip the reader picks among steered / baseline / control (chance 1/3), at the strength
+  where it is highest; ``n/a`` when nothing matches. The baseline and control shares and
+  the flatness guard at that strength are printed above it.
+
+``--sabotage sign`` flips every steering vector (the bug a sign slip would make): the
+steered share must then fall to or below the control's, or the benchmark cannot catch
+what it exists for. (The 10-frame misalignment check of the onset error is a unit test:
+``tests/sae_core/test_concepts.py``.)
 
 With the random tiny preset (the default ``--model``) the expected reading is chance:
 AUROCs near 0.5-0.7, no matched features. Trained mini models (issue 17) are what should
 move these numbers; run ``--model models/mini/musicgen --clap models/mini/clap`` then.
 
 Usage: python benchmarks/bench_concepts.py [--model DIR] [--clap DIR] [--tracks 24] [--work DIR]
-Last line: ``concept_auroc=... sae_vs_neuron=... onset_err_ms=... label_acc=... steer_3way=n/a``.
+       [--sabotage sign]
+Last line: ``concept_auroc=... sae_vs_neuron=... onset_err_ms=... label_acc=... steer_3way=...``.
 """
 
 from __future__ import annotations
@@ -69,7 +79,26 @@ def run_chain(work: Path, model: str, clap: str | None, tracks: int, seconds: fl
     return run_concepts(ConceptsConfig(run=run, corpus=corpus, labels=labels, clap=clap))
 
 
-def readings(table: pd.DataFrame, truth: pd.DataFrame) -> dict[str, str]:
+def steer(work: Path, model: str) -> pd.DataFrame:
+    """Steering against the truth on the run's matched features (empty when none match)."""
+    from sae_core.steering_truth import SteeringTruthConfig, run_steering_truth
+
+    return run_steering_truth(SteeringTruthConfig(work / "run", work / "corpus", model), progress=False)
+
+
+def best_strength(summary: pd.DataFrame) -> pd.Series | None:
+    """Mean over matched features of each strength's shares; the row where steered is chosen most."""
+    if summary.empty:
+        return None
+    by_strength = summary.groupby("strength")[
+        ["chose_steered", "chose_baseline", "chose_control", "flatness_ratio", "reader_accuracy"]
+    ].mean()
+    return by_strength.loc[by_strength["chose_steered"].idxmax()].rename(
+        by_strength["chose_steered"].idxmax()
+    )
+
+
+def readings(table: pd.DataFrame, truth: pd.DataFrame, steering: pd.Series | None) -> dict[str, str]:
     """Issue 18's numbers from the concepts table and labels_vs_truth."""
     sae, neuron = (table[table["method"] == m] for m in ("sae", "neuron"))
     by_layer = sae.groupby("layer")["auroc"].mean()
@@ -83,7 +112,7 @@ def readings(table: pd.DataFrame, truth: pd.DataFrame) -> dict[str, str]:
         "sae_vs_neuron": f"{by_layer[best] / neuron_mean:.3f}",
         "onset_err_ms": f"{onsets.median():.0f}" if len(onsets) else "n/a",
         "label_acc": f"{named.mean():.2f}" if len(named) else "n/a",
-        "steer_3way": "n/a",
+        "steer_3way": "n/a" if steering is None else f"{steering['chose_steered']:.2f}",
     }
 
 
@@ -94,7 +123,13 @@ def main() -> None:
     parser.add_argument("--tracks", type=int, default=24)
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--work", type=Path, help="keep the run here (default: a temporary directory)")
+    parser.add_argument("--sabotage", choices=["sign"], help="break steering on purpose (see above)")
     args = parser.parse_args()
+    if args.sabotage == "sign":
+        import sae_core.steering as steering
+
+        right = steering.steering_vector
+        steering.steering_vector = lambda *a, **k: -right(*a, **k)  # generate_pairs looks it up here
     with tempfile.TemporaryDirectory() as tmp:
         work = args.work or Path(tmp)
         model = args.model
@@ -113,7 +148,15 @@ def main() -> None:
         print(
             sae.pivot_table(index=["concept", "value"], columns=["method", "layer"], values="auroc").round(3)
         )
-        r = readings(table, truth)
+        at = best_strength(steer(work, model))
+        if at is not None:
+            print(
+                f"steering at {at.name:g} x max activation: steered chosen {at['chose_steered']:.2f}, "
+                f"baseline {at['chose_baseline']:.2f}, control {at['chose_control']:.2f} (chance 0.33); "
+                f"flatness steered/baseline {at['flatness_ratio']:.2f}; "
+                f"reader accuracy {at['reader_accuracy']:.2f}"
+            )
+        r = readings(table, truth, at)
         matched = truth["feature_id"].nunique() if len(truth) else 0
         print(f"best layer {r.pop('best_layer')}; matched features (AUROC >= 0.9): {matched}")
         print(" ".join(f"{k}={v}" for k, v in r.items()))
