@@ -391,8 +391,10 @@ class FeaturesConfig:
 
     The rows come from the layer's stored activations (``acts``) or, with ``model``, from
     the model run teacher-forced over ``corpus`` (after online training, when nothing was
-    stored); ``window_seconds``, ``batch_seconds`` and ``text_condition`` then say how, and
-    should be those the SAE was trained with.
+    stored); ``window_seconds``, ``batch_seconds`` and ``text_condition`` then say how.
+    Left as None they are those the SAE was trained with, read from the online run's
+    run.json beside the SAE (``sae-core train --model`` writes it), else extraction's
+    defaults (10 s, 40 s, empty): other windows would give the SAE rows it never saw.
     """
 
     sae: Path
@@ -405,9 +407,9 @@ class FeaturesConfig:
     audio_format: str = "flac"
     model: str | None = None
     backend: str = "transformers"
-    window_seconds: float = 10.0
-    batch_seconds: float = 40.0
-    text_condition: str = "empty"
+    window_seconds: float | None = None
+    batch_seconds: float | None = None
+    text_condition: str | None = None
     device: str = "cpu"
 
     def __post_init__(self) -> None:
@@ -427,8 +429,13 @@ class FeaturesConfig:
             setattr(self, name, path)
         self.out = Path(self.out)
         check_write_format(self.audio_format)
+        trained = _online_settings(self.sae) if self.model is not None else {}
+        for name, default in (("window_seconds", 10.0), ("batch_seconds", 40.0), ("text_condition", "empty")):
+            if getattr(self, name) is None:
+                setattr(self, name, trained.get(name, default))
         if self.text_condition not in ("empty", "caption"):
             raise FieldError("text_condition", f"empty or caption, got {self.text_condition!r}")
+        assert self.window_seconds is not None and self.batch_seconds is not None
         if not 0 < self.window_seconds <= self.batch_seconds:
             raise FieldError(
                 "window_seconds",
@@ -453,6 +460,7 @@ class FeaturesConfig:
                 "sae", f"{self.sae}/cfg.json names no layer: which layer's rows to run it on is unknown"
             )
         model = load_model(self.model, backend=self.backend, device=device)
+        assert self.window_seconds is not None and self.batch_seconds is not None and self.text_condition
         source = StreamSource(
             model,
             list_tracks(self.corpus),
@@ -462,6 +470,23 @@ class FeaturesConfig:
             self.text_condition,
         )
         return stream_feature_stats(sae, source, self.selection, progress=progress)
+
+
+def _online_settings(sae_dir: Path) -> dict[str, Any]:
+    """Windows and text condition of the online run that trained ``sae_dir`` ({} if none)."""
+    from artifact_schemas import load_run_record
+
+    record_path = sae_dir.parent / "run.json"
+    if not record_path.is_file():
+        return {}
+    try:
+        record = load_run_record(record_path)
+    except ValueError:
+        return {}
+    if record.stage != "train-online":
+        return {}
+    names = ("window_seconds", "batch_seconds", "text_condition")
+    return {k: record.config[k] for k in names if k in record.config}
 
 
 def run_features(cfg: FeaturesConfig, progress: bool = True) -> tuple[pd.DataFrame, pd.DataFrame] | None:
@@ -481,7 +506,7 @@ def run_features(cfg: FeaturesConfig, progress: bool = True) -> tuple[pd.DataFra
     }
     if cfg.model is not None:
         config |= {"model": cfg.model, "backend": cfg.backend, "window_seconds": cfg.window_seconds,
-                   "text_condition": cfg.text_condition}  # fmt: skip
+                   "batch_seconds": cfg.batch_seconds, "text_condition": cfg.text_condition}  # fmt: skip
     recording: Any = contextlib.nullcontext()
     if rank() == 0:
         recording = recorded_run(cfg.out, "features", config=config, inputs=[cfg.sae, cfg.acts or cfg.corpus])

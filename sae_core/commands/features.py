@@ -21,9 +21,15 @@ def features(
     backend: str = typer.Option(
         "transformers", "--backend", help="With --model: transformers or audiocraft."
     ),
-    window_seconds: float = typer.Option(10.0, "--window-seconds", help="With --model: as in training."),
-    batch_seconds: float = typer.Option(40.0, "--batch-seconds", help="With --model: audio per forward."),
-    text_condition: str = typer.Option("empty", "--text-condition", help="With --model: empty or caption."),
+    window_seconds: float | None = typer.Option(
+        None, "--window-seconds", help="With --model; default: the online training's, else 10."
+    ),
+    batch_seconds: float | None = typer.Option(
+        None, "--batch-seconds", help="With --model: audio per forward; default: the training's, else 40."
+    ),
+    text_condition: str | None = typer.Option(
+        None, "--text-condition", help="With --model: empty or caption; default: the training's, else empty."
+    ),
     device: str = typer.Option(
         "cpu", "--device", help="With --model: cpu, cuda (under torchrun: each rank's)."
     ),

@@ -286,3 +286,30 @@ def test_features_command_under_torchrun_merges_the_ranks_into_the_one_process_r
         capture_output=True, text=True, timeout=120, check=False,
     )  # fmt: skip
     assert both.returncode == 2 and "--acts" in both.stderr and "one of the two" in both.stderr
+
+
+def test_features_from_the_model_default_to_the_windows_the_sae_was_trained_with(
+    sae_dir: Path, tiny_model_dir: Path, small_corpus: Path, tmp_path: Path
+) -> None:
+    """After online training the SAE sits in RUN/sae/layer_L beside the online run.json: its
+    windows and text condition are the features pass's defaults (other windows would feed
+    the SAE rows it never saw); flags still override; an offline SAE keeps extraction's."""
+    import shutil
+
+    from artifact_schemas import recorded_run
+    from sae_core.features import FeaturesConfig
+
+    online = tmp_path / "sae"
+    shutil.copytree(sae_dir, online / "layer_3")
+    trained = {"window_seconds": 2.5, "batch_seconds": 5.0, "text_condition": "caption"}
+    with recorded_run(online, "train-online", config={"model": str(tiny_model_dir), **trained}):
+        pass
+
+    def cfg(sae: Path, **flags: object) -> FeaturesConfig:
+        return FeaturesConfig(sae, None, small_corpus, tmp_path / "out", model=str(tiny_model_dir), **flags)  # type: ignore[arg-type]
+
+    got = cfg(online / "layer_3")
+    assert (got.window_seconds, got.batch_seconds, got.text_condition) == (2.5, 5.0, "caption")
+    assert cfg(online / "layer_3", window_seconds=1.0).window_seconds == 1.0
+    offline = cfg(sae_dir)
+    assert (offline.window_seconds, offline.batch_seconds, offline.text_condition) == (10.0, 40.0, "empty")
