@@ -115,3 +115,31 @@ def test_steering_truth_without_concepts_or_matches_says_so(
     assert done.returncode == 0, done.stderr
     assert "nothing to steer" in done.stdout
     assert load_table(unmatched / "steering_truth" / "steering_truth.parquet", STEERING_TRUTH).empty
+
+
+def test_prompts_and_reader_labels_come_from_a_real_corpus_tag_column(tmp_path: Path) -> None:
+    """Issue 18.6: a corpus with a genre column and no synthetic concepts.csv. Prompts for
+    genre=jazz are the captions of tracks that are not jazz; readers label windows by tag."""
+    from sae_core.concepts import concept_spans
+    from sae_core.steering_truth import _labels_at, prompts_lacking
+
+    rows = [
+        {
+            "track_id": f"t{i}",
+            "path": f"t{i}.wav",
+            "caption": f"a {g} tune number {i}",
+            "tags": "",
+            "genre": g,
+        }
+        for i, g in enumerate(["jazz", "rock", "jazz", "folk", "rock"])
+    ]
+    pd.DataFrame(rows).to_csv(tmp_path / "metadata.csv", index=False)
+    assert prompts_lacking(tmp_path, "genre", "jazz", 5) == [
+        "a rock tune number 1",
+        "a folk tune number 3",
+        "a rock tune number 4",
+    ]
+    assert prompts_lacking(tmp_path, "genre", "jazz", 1) == ["a rock tune number 1"]
+    spans = concept_spans(tmp_path)
+    labels = _labels_at(spans[spans["concept"] == "genre"], [("t0", 1.0), ("t3", 250.0), ("nope", 0.0)])
+    assert labels.tolist() == ["jazz", "folk", ""]  # a tag holds for its whole track
