@@ -16,13 +16,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from artifact_schemas import EXAMPLES, load_table
+from artifact_schemas import CLAP_VS_TRUTH, EXAMPLES, load_table
 from sae_core.concepts import concept_phrase, matched_features
 
-COLUMNS = [
-    "layer", "concept", "value", "feature_id", "auroc", "n_clips",
-    "text", "clap_true", "best_foil", "clap_best_foil", "true_wins",
-]  # fmt: skip
+COLUMNS = [c.name for c in CLAP_VS_TRUTH.columns]
 
 
 def clap_against_truth(

@@ -102,7 +102,7 @@ def audio_features(y: np.ndarray, sr: int = READ_RATE) -> np.ndarray:
     f0 = np.nan_to_num(librosa.yin(y, fmin=40, fmax=2000, sr=sr), nan=40.0)
     onsets = len(librosa.onset.onset_detect(onset_envelope=onset, sr=sr)) / max(len(y) / sr, 1e-6)
     flatness = float(librosa.feature.spectral_flatness(y=y).mean())
-    scalars = [np.log(max(bpm, 1.0)), np.log(float(np.median(f0))), onsets, flatness]
+    scalars = [np.log(max(bpm, 1.0)), np.log(float(np.median(f0))), onsets, flatness]  # flatness last
     return np.concatenate([mfcc.mean(axis=1), mfcc.std(axis=1), chroma, scalars])
 
 
@@ -151,14 +151,14 @@ class ConceptReader:
             accuracy[str(concept)] = float(model.score(x[test], labels[test])) if test.any() else float("nan")
         return cls(classifiers, accuracy)
 
-    def probability(self, concept: str, value: str, clips: list[np.ndarray]) -> np.ndarray:
-        """P(value | clip) for each clip (0 for a value the reader never saw)."""
+    def probability(self, concept: str, value: str, features: np.ndarray) -> np.ndarray:
+        """P(value | clip) for each row of :func:`audio_features` (0 for a value the reader
+        never saw)."""
         model = self.classifiers[concept]
         classes = list(model.classes_)
         if value not in classes:
-            return np.zeros(len(clips))
-        proba = model.predict_proba(np.stack([audio_features(c) for c in clips]))
-        return np.asarray(proba[:, classes.index(value)])
+            return np.zeros(len(features))
+        return np.asarray(model.predict_proba(features)[:, classes.index(value)])
 
 
 def _labels_at(spans: pd.DataFrame, windows: list[tuple[str, float]]) -> np.ndarray:
@@ -182,10 +182,11 @@ def prompts_lacking(corpus: Path, concept: str, value: str, n: int) -> list[str]
     mine = spans[spans["concept"] == concept]
     having = set(mine.loc[mine["value"] == value, "track_id"].astype(str))
     meta = pd.read_csv(corpus / "metadata.csv", dtype=str, keep_default_na=False)
+    lacking = set(mine["track_id"].astype(str)) - having
     captions = [
         str(c).strip()
         for t, c in zip(meta["track_id"], meta.get("caption", [""] * len(meta)), strict=True)
-        if str(t) in set(mine["track_id"].astype(str)) - having and str(c).strip()
+        if str(t) in lacking and str(c).strip()
     ]
     return list(dict.fromkeys(captions))[:n] or [""]
 
@@ -232,23 +233,28 @@ def steer_matched(cfg: SteeringTruthConfig, model: Any, progress: bool = True) -
 def read_generations(pairs: pd.DataFrame, out: Path, reader: ConceptReader) -> pd.DataFrame:
     """Each (feature, prompt, seed, strength) with P(value) of its three clips, which of the
     three the reader picks, and the spectral flatness of steered and baseline clips."""
-    import librosa
-
     from sae_core.audio import load_mono
+
+    seen: dict[str, np.ndarray] = {}  # one baseline serves every strength: read it once
+
+    def features_of(path: str) -> np.ndarray:
+        if path not in seen:
+            seen[path] = audio_features(load_mono(out / path, READ_RATE))
+        return seen[path]
 
     rows = []
     for r in pairs.to_dict("records"):
         concept, value = str(r["concept"]), str(r["value"])
         if concept not in reader.classifiers:
             continue
-        clips = [load_mono(out / r[c], READ_RATE) for c in ("path", "baseline_path", "random_path")]
-        p = reader.probability(concept, value, clips)
-        flat = [float(librosa.feature.spectral_flatness(y=c).mean()) for c in clips[:2]]
+        x = np.stack([features_of(str(r[c])) for c in ("path", "baseline_path", "random_path")])
+        p = reader.probability(concept, value, x)
+        flat = x[:2, -1]  # audio_features ends with the mean spectral flatness
         rows.append(
             {k: r[k] for k in ("layer", "feature_id", "concept", "value", "prompt", "seed", "strength")}
             | {"p_steered": p[0], "p_baseline": p[1], "p_control": p[2]}
             | {"chosen": ("steered", "baseline", "control")[int(np.argmax(p))]}
-            | {"flatness_steered": flat[0], "flatness_baseline": flat[1]}
+            | {"flatness_steered": float(flat[0]), "flatness_baseline": float(flat[1])}
         )
     return pd.DataFrame(rows)
 
