@@ -158,6 +158,8 @@ class StudyManifest(_Strict):
     # Played on the volume set-up page (at the study's loudness target).
     calibration_clip: OpaqueId | None = None
     questionnaire: list[QuestionField] = Field(default_factory=list)
+    # The consent page refuses to start a session without a Prolific participant id.
+    require_prolific_id: bool = False
 
     @model_validator(mode="after")
     def _references_resolve(self) -> StudyManifest:

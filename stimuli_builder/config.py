@@ -29,6 +29,9 @@ class StudySection(_Section):
     instructions: str | None = None
     debrief: str | None = None
     seed: Annotated[int, Field(ge=0)] = 0
+    # Only people who arrive from Prolific (the link carries PROLIFIC_PID) may start a
+    # session: a stranger who finds the URL cannot take a place (issue 16.5).
+    require_prolific_id: bool = False
 
 
 class CodesSection(_Section):

@@ -209,6 +209,7 @@ def write_package(
         ),
         calibration_clip=calibration,
         questionnaire=config.questionnaire.fields,
+        require_prolific_id=config.study.require_prolific_id,
     )
     codes = config.codes
     key = AnswerKey(

@@ -70,32 +70,37 @@ def remember(study: Study, sess: StudySession) -> None:
     session.permanent = True
 
 
-def _full_page(study: Study) -> tuple[str, int]:
-    return render_template(
-        "message.html",
-        study=study,
-        heading="This study is full",
-        text="Thank you for your interest. All places are taken; please return the study on Prolific.",
-    ), 503
-
-
-def _already_taking_part(study: Study) -> tuple[str, int]:
-    return render_template(
-        "message.html",
-        study=study,
-        heading="You have already started this study",
-        text="Please continue in the browser where you started, or open the study again "
+# The pages that turn someone away: (heading, text, HTTP status).
+_REFUSALS = {
+    "full": (
+        "This study is full",
+        "Thank you for your interest. All places are taken; please return the study on Prolific.",
+        503,
+    ),
+    "already": (
+        "You have already started this study",
+        "Please continue in the browser where you started, or open the study again "
         "from your Prolific account (its link carries your session).",
-    ), 409
+        409,
+    ),
+    "prolific_only": (
+        "Please open this study from Prolific",
+        "This study takes part only through Prolific. Open it from your Prolific "
+        "account: its link tells us who you are, so your place and payment are yours.",
+        403,
+    ),
+    "closed": (
+        "This study is not open",
+        "It is not taking part in new sessions right now. Please try again later.",
+        403,
+    ),
+    "rate_limited": ("Too many attempts", "Please wait a minute and try again.", 429),
+}
 
 
-def _closed_page(study: Study) -> tuple[str, int]:
-    return render_template(
-        "message.html",
-        study=study,
-        heading="This study is not open",
-        text="It is not taking part in new sessions right now. Please try again later.",
-    ), 403
+def _refusal(study: Study, which: str) -> tuple[str, int]:
+    heading, text, status = _REFUSALS[which]
+    return render_template("message.html", study=study, heading=heading, text=text), status
 
 
 @bp.get("/s/<slug>")
@@ -110,14 +115,16 @@ def entry(slug: str) -> Any:
             study, params["PROLIFIC_PID"] or None, params["SESSION_ID"] or None
         )
     except sessions.AlreadyTakingPart:
-        return _already_taking_part(study)
+        return _refusal(study, "already")
     if existing is not None:
         remember(study, existing)
         return redirect(url_for(".go", slug=slug))
     if study.status != "open":
-        return _closed_page(study)
-    texts = package_view(study).manifest.texts
-    return render_template("consent.html", study=study, consent=texts.consent, params=params)
+        return _refusal(study, "closed")
+    manifest = package_view(study).manifest
+    if manifest.require_prolific_id and not params["PROLIFIC_PID"]:
+        return _refusal(study, "prolific_only")
+    return render_template("consent.html", study=study, consent=manifest.texts.consent, params=params)
 
 
 @bp.post("/s/<slug>/consent")
@@ -126,8 +133,11 @@ def consent(slug: str) -> Any:
     if session_for(study) is not None:
         return redirect(url_for(".go", slug=slug))
     if study.status != "open":
-        return _closed_page(study)
+        return _refusal(study, "closed")
     pid = request.form.get("PROLIFIC_PID", "")[:128] or None
+    if pid is None and package_view(study).manifest.require_prolific_id:
+        # Checked on the POST too: the form is the participant's to edit.
+        return _refusal(study, "prolific_only")
     if request.form.get("choice") != "accept":
         data = {"participant": sessions.pid_hash(study, pid)} if pid else {}
         sessions.record_event(study, None, "decline", data)
@@ -142,16 +152,11 @@ def consent(slug: str) -> Any:
             ip=request.remote_addr or "",
         )
     except sessions.StudyFull:
-        return _full_page(study)
+        return _refusal(study, "full")
     except sessions.AlreadyTakingPart:
-        return _already_taking_part(study)
+        return _refusal(study, "already")
     except sessions.RateLimited:
-        return render_template(
-            "message.html",
-            study=study,
-            heading="Too many attempts",
-            text="Please wait a minute and try again.",
-        ), 429
+        return _refusal(study, "rate_limited")
     sess.screen = request.form.get("screen", "")[:32]
     db.session.commit()
     remember(study, sess)
@@ -191,7 +196,7 @@ def next_stage(slug: str, stage: str) -> Any:
         try:
             sessions.advance_stage(sess, study, stage)
         except sessions.ListFull:
-            return _full_page(study)
+            return _refusal(study, "full")
     return redirect(url_for(".go", slug=slug))
 
 

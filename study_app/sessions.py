@@ -8,6 +8,7 @@ retried request therefore cannot skip, repeat or duplicate a trial.
 from __future__ import annotations
 
 import hashlib
+import hmac
 import secrets
 from dataclasses import dataclass
 from datetime import timedelta
@@ -160,7 +161,9 @@ def start_session(
     carries the session's Prolific SESSION_ID; otherwise AlreadyTakingPart.
     """
     cfg = current_app.config
-    ip_digest = hashlib.sha256(f"{cfg['SECRET_KEY']}:{ip}".encode()).hexdigest()
+    # Keyed by the instance's secret: IPv4 has 2^32 addresses, so an unkeyed digest is
+    # reversed in minutes by whoever reads the database (issue 16.11).
+    ip_digest = hmac.new(str(cfg["SECRET_KEY"]).encode(), ip.encode(), hashlib.sha256).hexdigest()
     if preview_list is None:
         lists = _lock_lists(study)
         try:

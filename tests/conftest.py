@@ -15,6 +15,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, NoReturn
 
+import hypothesis
 import pytest
 from flask import Flask
 from werkzeug.serving import make_server
@@ -31,6 +32,12 @@ os.environ.setdefault("LISTEN_FACTOR", "0")
 # In-process tests compute with the same CPU kernels as the commands they compare with
 # (sae-core pins them before importing torch); nothing has imported torch yet here.
 pin_cpu_numerics()
+
+# In CI, Hypothesis draws the same examples on every run: a red build is then a bug anyone
+# can reproduce, never a draw (`pytest --hypothesis-profile dev` explores afresh).
+hypothesis.settings.register_profile("ci", derandomize=True, print_blob=True)
+hypothesis.settings.register_profile("dev")
+hypothesis.settings.load_profile("ci" if os.environ.get("CI") else "dev")
 
 CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = [

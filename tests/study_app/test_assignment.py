@@ -150,3 +150,38 @@ def test_the_last_place_goes_to_whoever_reaches_the_trials_first(
             db.session.execute(select(StudySession.status, func.count()).group_by(StudySession.status)).all()
         )
     assert statuses == {"active": 1, "full": 1}
+
+
+def test_a_study_that_requires_a_prolific_id_turns_strangers_away(
+    app: Flask, example_run: Path, write_config: Any, tmp_path: Path
+) -> None:
+    """Issue 16.5's option: with ``require_prolific_id`` someone who found the URL (no
+    PROLIFIC_PID) gets neither the consent page nor a session, even by posting the form
+    without the id; a link from Prolific works as before."""
+    from artifact_schemas import load_key
+    from stimuli_builder.build import build_package
+
+    from .conftest import Participant
+
+    config = write_config(tmp_path / "config", **{"seed = 3": "seed = 3\nrequire_prolific_id = true"})
+    build_package(config, example_run, tmp_path / "pilot")
+    with app.app_context():
+        imported = app.test_cli_runner().invoke(args=["import", str(tmp_path / "pilot")])
+        assert imported.exit_code == 0, imported.output
+    key = load_key(tmp_path / "pilot" / "key.json")
+
+    stranger = Participant(app, "pilot", key)
+    page = stranger.client.get("/s/pilot")
+    assert page.status_code == 403 and "Please open this study from Prolific" in page.get_data(as_text=True)
+    # The consent page reached through a Prolific link, then the form posted without the id.
+    stranger.token = csrf_token(stranger.client.get("/s/pilot?PROLIFIC_PID=P2").get_data(as_text=True)) or ""
+    no_id = stranger.client.post("/s/pilot/consent", data={"csrf_token": stranger.token, "choice": "accept"})
+    assert no_id.status_code == 403  # a valid form with the id taken out
+    with app.app_context():
+        assert db.session.scalar(select(func.count()).select_from(StudySession)) == 0
+
+    invited = Participant(app, "pilot", key)
+    assert invited.enter(pid="P3").status_code == 302
+    assert invited.go().status_code == 200
+    with app.app_context():
+        assert db.session.scalar(select(func.count()).select_from(StudySession)) == 1

@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 from sqlalchemy import func, select
 
 from artifact_schemas import AnswerKey, load_study
+from study_app.api import EVENT_KINDS
 from study_app.db import db
 from study_app.models import Response, Study, StudySession
 from study_app.simulate import csrf_token
@@ -158,6 +159,32 @@ def test_oversized_request_and_rate_limit(new_participant: Any, study_app: tuple
     assert codes == [302, 302, 429, 429]  # 1 session before + 2 = 3 in the last minute
 
 
+def test_stored_ip_hashes_cannot_be_reversed_without_the_secret(
+    new_participant: Any, study_app: tuple[Flask, AnswerKey]
+) -> None:
+    """Issue 16.11: under `serve` the IP hash was sha256("dev:"+ip); a reader of the database
+    hashed the 2^32 IPv4 addresses and had every participant's address in minutes. The hash
+    is keyed by the instance's secret: the same address under another secret hashes apart,
+    and no digest of the address with a guessable prefix matches it."""
+    import hashlib
+
+    app, _ = study_app
+    assert new_participant().enter().status_code == 302
+    with app.app_context():
+        stored = db.session.scalars(select(StudySession.ip_hash)).one()
+    ip = "127.0.0.1"  # the test client's address
+    guesses = {
+        hashlib.sha256(f"{prefix}{ip}".encode()).hexdigest()
+        for prefix in ("", "dev:", ":", "pilot:", "pilot|")
+    }
+    assert stored not in guesses and len(stored) == 64
+    app.config["SECRET_KEY"] = "another instance's secret, 64 characters long, for this test ok"
+    assert new_participant().enter().status_code == 302
+    with app.app_context():
+        hashes = set(db.session.scalars(select(StudySession.ip_hash)))
+    assert len(hashes) == 2  # same address, another secret: another hash
+
+
 def test_event_floods_are_cut_off(participant: Any, study_app: tuple[Flask, AnswerKey]) -> None:
     """Issue 16.11: one session stored 3000 events of 2 KB in 23 s."""
     app, _ = study_app
@@ -203,27 +230,44 @@ def test_limits_apply_per_participant_behind_a_trusted_proxy(
     assert [arrive(f"6.6.6.{i}, 10.0.2.1") for i in range(3)] == [302, 302, 429]
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(
-    body=st.recursive(
-        st.none() | st.booleans() | st.integers() | st.floats(allow_nan=True) | st.text(max_size=30),
-        lambda children: (
-            st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=12), children, max_size=6)
-        ),
-        max_leaves=12,
+# JSON values as a hostile client sends them: NaN and infinities (Python's json writes them),
+# NUL and other control characters in strings, nesting.
+_JSON = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.floats(allow_nan=True, allow_infinity=True)
+    | st.text(max_size=30),
+    lambda children: (
+        st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=12), children, max_size=6)
     ),
+    max_leaves=12,
+)
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    body=_JSON,
+    # Fields the endpoints read, with values near the valid ones, so that fuzzing gets past
+    # the first check: each class of input that was once a 500 is in these strategies.
     keys=st.fixed_dictionaries(
         {},
         optional={
-            "idempotency_key": st.text(max_size=70) | st.just("abcdefgh1234"),
+            "idempotency_key": st.text(max_size=70)
+            | st.sampled_from(["abcdefgh1234", "abcdefgh1234\n", "abcdefgh\x001234"]),
             "trial_id": st.text(max_size=20),
-            "rt_ms": st.integers(-5, 10**9) | st.floats(allow_nan=True),
+            "rt_ms": st.integers(-5, 10**9) | st.floats(allow_nan=True, allow_infinity=True),
             "plays": st.dictionaries(
                 st.text(max_size=20), st.integers(-2, 2000) | st.text(max_size=3), max_size=3
             ),
             "answer": st.text(max_size=20) | st.integers(),
-            "rating": st.integers(-3, 12) | st.floats() | st.text(max_size=3),
+            "rating": st.integers(-3, 12)
+            | st.floats(allow_nan=True, allow_infinity=True)
+            | st.text(max_size=3),
             "confidence": st.integers(-3, 12) | st.none(),
+            "kind": st.sampled_from(sorted(EVENT_KINDS)) | _JSON,
+            "data": st.dictionaries(st.text(max_size=12), _JSON, max_size=4) | _JSON,
+            "client_ts": st.text(max_size=45) | st.just("2026-12-01T00:00:00\x00Z") | _JSON,
         },
     ),
     endpoint=st.sampled_from(["answer", "event"]),
@@ -336,20 +380,38 @@ def test_database_down_gives_a_friendly_503(tmp_path: Path, port: Any) -> None:
     assert api.status_code == 503 and "retrying is safe" in api.get_json()["error"]
 
 
+# Any text, and text with a NUL or a line break inside (PostgreSQL refuses NUL in strings).
+_FORM_TEXT = st.text(max_size=300) | st.builds(
+    lambda a, sep, b: a + sep + b,
+    st.text(max_size=20),
+    st.sampled_from(["\x00", "\r\n"]),
+    st.text(max_size=20),
+)
+
+
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(
-    fields=st.dictionaries(
-        st.sampled_from(["PROLIFIC_PID", "STUDY_ID", "SESSION_ID", "screen", "choice", "device", "x"]),
-        st.text(max_size=300),
-        max_size=6,
+    fields=st.fixed_dictionaries(
+        {},
+        optional={
+            # "accept" often enough that the other fields reach the database (NUL in STUDY_ID
+            # or screen was a 500 on PostgreSQL only once a session was created).
+            "choice": st.sampled_from(["accept", "decline"]) | st.text(max_size=10),
+            **{
+                name: _FORM_TEXT
+                for name in ("PROLIFIC_PID", "STUDY_ID", "SESSION_ID", "screen", "device", "x")
+            },
+        },
     ),
-    query=st.text(max_size=40),
+    query=_FORM_TEXT,
 )
 def test_fuzzed_forms_never_error_500(any_db_participant: Any, fields: dict[str, str], query: str) -> None:
     """Consent, questionnaire and entry with any text (NUL and control characters included)."""
     from urllib.parse import quote
 
-    p = type(any_db_participant)(any_db_participant.client.application, "pilot", any_db_participant.key)
+    app = any_db_participant.client.application
+    app.config["SESSIONS_PER_IP_PER_MINUTE"] = 10**6  # every example is a new arrival from 127.0.0.1
+    p = type(any_db_participant)(app, "pilot", any_db_participant.key)
     entry = p.client.get(f"/s/pilot?PROLIFIC_PID={quote(query)}&SESSION_ID={quote(query)}")
     assert entry.status_code < 500
     token = csrf_token(p.client.get("/s/pilot").get_data(as_text=True))
