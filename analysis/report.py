@@ -90,11 +90,6 @@ def build_report(
         "Steering: how often each candidate was chosen; chi-square against equal shares.",
     )
     add(
-        "steering_strength_model",
-        steering.strength_model(kept),
-        "Logistic regression of choosing the steered clip on log strength.",
-    )
-    add(
         "correctness_gee",
         models.gee(kept),
         "One model per question, GEE clustered by participant: label validation "

@@ -4,11 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-import numpy as np
 import pandas as pd
-import statsmodels.formula.api as smf
 
-from analysis.stats import chisquare_uniform, coefficient_table, proportion_vs_chance
+from analysis.stats import chisquare_uniform, proportion_vs_chance
 
 
 def _rows(df: pd.DataFrame) -> pd.DataFrame:
@@ -40,16 +38,3 @@ def choice_counts(df: pd.DataFrame) -> pd.DataFrame:
     for r, c in zip(roles, counts, strict=True):
         table[f"n_{r}"] = c
     return table
-
-
-def strength_model(df: pd.DataFrame) -> pd.DataFrame:
-    """Logistic regression: chose steered ~ log(strength) (+ layer when there are several)."""
-    rows = _rows(df).dropna(subset=["strength"])
-    rows = rows.assign(strength=rows["strength"].astype(float), layer=rows["layer"].astype(float))
-    rows = rows[rows["strength"] > 0].assign(
-        log_strength=lambda d: np.log(d["strength"]), y=lambda d: d["chose_steered"].astype(float)
-    )
-    if rows["log_strength"].nunique() < 2 or rows["y"].nunique() < 2:
-        return pd.DataFrame(columns=["term", "coef", "ci_low", "ci_high", "odds_ratio", "p", "n"])
-    formula = "y ~ log_strength" + (" + C(layer)" if rows["layer"].nunique() > 1 else "")
-    return coefficient_table(smf.logit(formula, data=rows).fit(disp=False))

@@ -415,10 +415,11 @@ MODEL_TABLES = ("correctness_gee", "correctness_ml_glmm", "correctness_bayes_glm
 
 
 def report_problems(tables: dict[str, list[dict[str, Any]]]) -> list[str]:
-    """Intervals that exclude their estimate, blank or twin coefficients (issue 19)."""
+    """Intervals that exclude their estimate, blank or twin coefficients, tables printed as
+    a bare "no data" (issue 19)."""
     import math
 
-    problems = []
+    problems = [f"{name}: no rows, and nothing says why" for name, rows in tables.items() if not rows]
     for row in tables.get("inter_rater", []):
         est, low, high = row["estimate"], row["ci_low"], row["ci_high"]
         if est is None or not math.isfinite(est):
