@@ -6,7 +6,8 @@ study package, bots through a real server, the export and the report. Then it
 serves the study and prints three addresses. The test follows them: the
 participant entry answers with the consent page, the admin password it printed
 logs in, and the report exists. The time to the printed addresses is shown in the
-CI log; the 10-minute limit is the test's deadline.
+CI log. The deadline is generous, not the README's timing: on a machine whose cores
+something else keeps busy the demo took 563 s (about 150 s when quiet).
 """
 
 from __future__ import annotations
@@ -27,7 +28,9 @@ import requests
 from study_app.simulate import csrf_token
 
 ROOT = Path(__file__).resolve().parents[1]
-LIMIT_S = 600  # the promise in the README: under 10 minutes on 2 cores after the install
+# A deadline against a hang, not a timing test (issue 15): busy cores doubled the quiet
+# machine's time and more, and benchmarks/, not tests, measure speed.
+LIMIT_S = 1800
 
 
 @pytest.mark.slow
