@@ -12,12 +12,16 @@ from analysis.stats import correlation, wilson_ci
 
 def per_feature(df: pd.DataFrame) -> pd.DataFrame:
     """One row per (layer, feature, labeler): CLAP score, human accuracy (choices), mean rating."""
-    rows = df[df["trial_type"].isin(["label_choice", "label_rating"]) & df["clap_score"].notna()]
     keys = ["layer", "feature_id", "labeler"]
+    # Only the columns used, and "correct" as float before grouping: copying all 45 columns
+    # and a lambda per group took 0.3 s on 100k responses.
+    wanted = df["trial_type"].isin(["label_choice", "label_rating"]) & df["clap_score"].notna()
+    rows = df.loc[wanted, [*keys, "trial_type", "correct", "rating", "clap_score"]]
+    choices = rows[rows["trial_type"] == "label_choice"]
     choice = (
-        rows[rows["trial_type"] == "label_choice"]
+        choices.assign(correct=choices["correct"].astype(float))
         .groupby(keys)
-        .agg(accuracy=("correct", lambda s: s.astype(float).mean()), n_choice=("correct", "size"))
+        .agg(accuracy=("correct", "mean"), n_choice=("correct", "size"))
     )
     rating = (
         rows[rows["trial_type"] == "label_rating"]
@@ -52,7 +56,7 @@ def calibration(df: pd.DataFrame, bins: int = 4) -> pd.DataFrame:
     if table.empty:
         return pd.DataFrame()
     edges = np.unique(np.quantile(table["clap_score"], np.linspace(0, 1, bins + 1)))
-    rows = df[(df["trial_type"] == "label_choice") & df["clap_score"].notna()]
+    rows = df.loc[(df["trial_type"] == "label_choice") & df["clap_score"].notna(), ["clap_score", "correct"]]
     out = []
     for low, high in itertools.pairwise(edges):
         in_bin = rows[(rows["clap_score"] >= low) & ((rows["clap_score"] < high) | (high == edges[-1]))]

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from analysis.agreement import Judgements, agreement_with_ci, cohen_kappa
+from analysis.agreement import Judgements, agreements_with_ci, cohen_kappa
 from analysis.stats import adjust_pvalues, bootstrap_ci, proportion_vs_chance
 
 
@@ -117,7 +117,7 @@ def human_vs_automatic(df: pd.DataFrame) -> pd.DataFrame:
 
 
 def inter_rater(df: pd.DataFrame, n_boot: int = 200) -> pd.DataFrame:
-    """Agreement between participants, each with a CI from resampling items (agreement_with_ci).
+    """Agreement between participants, each with a CI from resampling items (agreements_with_ci).
 
     Choices: Fleiss' kappa and Krippendorff's alpha (nominal), items = features.
     Ratings: Krippendorff's alpha (ordinal, interval) and ICC(1,1), items =
@@ -128,8 +128,9 @@ def inter_rater(df: pd.DataFrame, n_boot: int = 200) -> pd.DataFrame:
     if not choices.empty:
         choices = choices.assign(item=choices["layer"].astype(str) + ":" + choices["feature_id"].astype(str))
         j = Judgements.from_frame(choices, "item", "participant", "answer_text", categorical=True)
-        for name, stat in (("Fleiss kappa", "fleiss"), ("Krippendorff alpha (nominal)", "nominal")):
-            est, low, high = agreement_with_ci(j, stat, n_boot=n_boot)
+        measures = {"fleiss": "Fleiss kappa", "nominal": "Krippendorff alpha (nominal)"}
+        for stat, (est, low, high) in agreements_with_ci(j, list(measures), n_boot=n_boot).items():
+            name = measures[stat]
             out.append(
                 {
                     "measure": name,
@@ -148,12 +149,13 @@ def inter_rater(df: pd.DataFrame, n_boot: int = 200) -> pd.DataFrame:
         j = Judgements.from_frame(
             ratings.assign(item=item), "item", "participant", "rating", categorical=False
         )
-        for name, stat in (
-            ("Krippendorff alpha (ordinal)", "ordinal"),
-            ("Krippendorff alpha (interval)", "interval"),
-            ("ICC(1,1)", "icc1"),
-        ):
-            est, low, high = agreement_with_ci(j, stat, n_boot=n_boot)
+        measures = {
+            "ordinal": "Krippendorff alpha (ordinal)",
+            "interval": "Krippendorff alpha (interval)",
+            "icc1": "ICC(1,1)",
+        }
+        for stat, (est, low, high) in agreements_with_ci(j, list(measures), n_boot=n_boot).items():
+            name = measures[stat]
             out.append(
                 {
                     "measure": name,

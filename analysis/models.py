@@ -64,33 +64,47 @@ class ModelDesign:
     notes: list[str] = field(default_factory=list)
     reason: str | None = None  # why nothing can be fitted
     family: str = "binomial"  # "gaussian" for ratings
+    predictors: list[str] = field(default_factory=list)  # the columns of the formula's terms
 
     @property
     def response(self) -> str:
         return self.formula.split("~", 1)[0].strip()
 
+    @property
+    def data(self) -> pd.DataFrame:
+        """The columns a refit needs: response, predictors and the random-intercept groups."""
+        return self.rows[[self.response, *self.predictors, "participant", "feature"]]
+
 
 def _identified_formula(
     rows: pd.DataFrame, response: str, terms: list[tuple[str, str]]
-) -> tuple[str, list[str]]:
-    """The formula of the terms that vary and keep the design at full rank, and notes."""
+) -> tuple[str, list[str], list[str]]:
+    """The formula of the terms that vary and keep the design at full rank, its columns, and notes."""
     kept: list[str] = []
+    columns: list[str] = []
     notes: list[str] = []
     for term, column in terms:
         if rows[column].nunique() < 2:
             notes.append(f"{column}: one value only, not in the model")
             continue
-        matrix = patsy.dmatrix(" + ".join(["1", *kept, term]), rows, return_type="dataframe")
+        # Equal rows add nothing to a design's rank: its distinct rows have the same rank,
+        # and patsy builds their matrix in milliseconds instead of a second per 100k rows.
+        distinct = rows[[*columns, column]].drop_duplicates()
+        matrix = patsy.dmatrix(" + ".join(["1", *kept, term]), distinct, return_type="dataframe")
         if np.linalg.matrix_rank(matrix.to_numpy()) < matrix.shape[1]:
             notes.append(f"{term} dropped: aliased with {' + '.join(kept) or 'the intercept'}")
             continue
         kept.append(term)
-    return f"{response} ~ " + (" + ".join(kept) if kept else "1"), notes
+        columns.append(column)
+    return f"{response} ~ " + (" + ".join(kept) if kept else "1"), columns, notes
 
 
 def _common(rows: pd.DataFrame) -> pd.DataFrame:
+    # The factors as pandas categoricals (levels sorted, as patsy sorts them): patsy codes
+    # them at once, where object columns cost it an NA check per value (0.4 s per 100k).
     return rows.assign(
-        layer=rows["layer"].astype(float),
+        layer=pd.Categorical(rows["layer"].astype(float)),
+        labeler=pd.Categorical(rows["labeler"]),
         feature=rows["layer"].astype(str) + ":" + rows["feature_id"].astype(str),
     )
 
@@ -106,7 +120,7 @@ def _design(
     notes: tuple[str, ...] = (),
 ) -> ModelDesign:
     """A question's design: the identified formula of ``terms`` over ``rows``, and why not."""
-    formula, dropped = _identified_formula(rows, response, terms)
+    formula, columns, dropped = _identified_formula(rows, response, terms)
     return ModelDesign(
         question,
         rows,
@@ -116,6 +130,7 @@ def _design(
         [*dropped, *notes],
         _why_not(rows, response),
         family=family,
+        predictors=columns,
     )
 
 

@@ -98,11 +98,7 @@ def build_report(
     )
     for d in [*models.designs(kept, n_options=n_options), models.rating_design(kept)]:
         if d.reason is None:
-            r.model_data[d.question] = (
-                d.formula,
-                d.family,
-                d.rows[_MODEL_COLUMNS.intersection(d.rows.columns)],
-            )
+            r.model_data[d.question] = (d.formula, d.family, d.data)
     if bayes:
         add(
             "correctness_ml_glmm",
@@ -143,11 +139,6 @@ def build_report(
     }
     _figures(r, kept)
     return r
-
-
-_MODEL_COLUMNS = pd.Index(
-    ["participant", "feature", "correct", "chose_steered", "rating", "labeler", "layer", "log_strength"]
-)
 
 
 # Rendering lives in report_render (tables as CSV/Markdown/LaTeX, report.html), the
