@@ -25,6 +25,8 @@ formula, rows used, n and a note; a model that cannot be fitted is one row sayin
 
 from __future__ import annotations
 
+import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -33,6 +35,7 @@ import patsy
 import statsmodels.api as sm
 import statsmodels.formula.api as smf
 from statsmodels.genmod.bayes_mixed_glm import BinomialBayesMixedGLM
+from statsmodels.tools.sm_exceptions import ConvergenceWarning
 
 from analysis.stats import coefficient_table
 
@@ -180,11 +183,19 @@ def _why_not(rows: pd.DataFrame, response: str) -> str | None:
 
 
 def _table(
-    design: ModelDesign, model: str, fitted: pd.DataFrame | None, failure: str | None = None
+    design: ModelDesign,
+    model: str,
+    fitted: pd.DataFrame | None,
+    failure: str | None = None,
+    fit_notes: Sequence[str] = (),
 ) -> pd.DataFrame:
-    notes = list(design.notes)
+    notes = [*design.notes, *fit_notes]
     if design.chance is not None:
-        notes.append(f"chance {design.chance:.3g}")
+        # The intercept is the log-odds against 50 %, not against chance: say where chance is.
+        notes.append(
+            f"chance {design.chance:.3g}, log-odds {np.log(design.chance / (1 - design.chance)):.2f}: "
+            "an intercept above that is above chance (0 is 50 %)"
+        )
     reason = design.reason or failure
     if reason is not None or fitted is None:
         row: dict[str, object] = dict.fromkeys(COLUMNS, np.nan)
@@ -235,15 +246,30 @@ def bayes_mixed(df: pd.DataFrame) -> pd.DataFrame:
     return pd.concat([bayes_mixed_one(d) for d in designs(df)], ignore_index=True)
 
 
-def bayes_mixed_one(d: ModelDesign) -> pd.DataFrame:
-    """One design's variational-Bayes GLMM table."""
-    fitted, failure = None, None
+def bayes_mixed_one(d: ModelDesign, max_iterations: int | None = None) -> pd.DataFrame:
+    """One design's variational-Bayes GLMM table.
+
+    An optimiser that stops short of its tolerance (statsmodels only warns, on stderr,
+    where a reader of the table never sees it) is said in the table's note.
+    ``max_iterations`` caps scipy's BFGS (its default: 200 x the number of parameters).
+    """
+    fitted, failure, notes = None, None, []
     if d.reason is None:
         try:
             model = BinomialBayesMixedGLM.from_formula(
                 d.formula, {"participant": "0 + C(participant)", "feature": "0 + C(feature)"}, d.rows
             )
-            fit = model.fit_vb()
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                fit = model.fit_vb(minim_opts={"maxiter": max_iterations} if max_iterations else None)
+            for w in caught:  # the others go on as they came
+                if issubclass(w.category, ConvergenceWarning):
+                    notes = [
+                        "variational Bayes did not converge (its optimiser stopped before the "
+                        "tolerance): the estimates are approximate"
+                    ]
+                else:
+                    warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
             k = len(model.exog_names)
             mean, sd = fit.fe_mean[:k], fit.fe_sd[:k]
             fitted = pd.DataFrame(
@@ -259,7 +285,7 @@ def bayes_mixed_one(d: ModelDesign) -> pd.DataFrame:
             )
         except (ValueError, np.linalg.LinAlgError) as exc:
             failure = f"{type(exc).__name__}: {exc}"
-    return _table(d, "Bayes GLMM", fitted, failure)
+    return _table(d, "Bayes GLMM", fitted, failure, notes)
 
 
 def ml_glmm(df: pd.DataFrame) -> pd.DataFrame:

@@ -46,12 +46,13 @@ def main() -> None:
             write_report(report, Path(tmp) / "report")
             report_times.append(time.perf_counter() - t0)
         t0 = time.perf_counter()
-        bayes_mixed(df)
+        bayes = bayes_mixed(df)
         bayes_s = time.perf_counter() - t0
+    converged = not bayes["note"].str.contains("did not converge").any()
     seconds, read = min(report_times), min(read_times)
     print(
         f"{len(df):,} responses; read {read:.3f} s; report {seconds:.2f} s (goal < 10 s); "
-        f"Bayesian mixed model {bayes_s:.1f} s (separate)"
+        f"Bayesian mixed model {bayes_s:.1f} s (separate{'' if converged else ', did not converge'})"
     )
     print(f"seconds={seconds:.2f} read_ratio={seconds / read:.0f}")
 

@@ -138,3 +138,17 @@ def test_models_are_identified_per_question_and_say_what_they_left_out() -> None
     assert (
         len(row) == 1 and row["term"].iloc[0] == "(not fitted)" and "nothing to model" in row["note"].iloc[0]
     )
+
+
+def test_a_bayes_fit_that_did_not_converge_says_so_in_its_table() -> None:
+    """statsmodels only warns on stderr ("VB fitting did not converge", seen on the 100k
+    benchmark export); the table, which is what a reader sees, must say it too."""
+    from analysis.models import bayes_mixed_one, designs
+
+    df = simulate_export(40, 12, seed=3)
+    stopped = [bayes_mixed_one(d, max_iterations=2) for d in designs(df)]
+    finished = [bayes_mixed_one(d) for d in designs(df)]
+    assert all("variational Bayes did not converge" in t["note"].iloc[0] for t in stopped)
+    assert not any("did not converge" in t["note"].iloc[0] for t in finished)
+    # Chance is on the coefficients' scale, where a reader compares the intercept with it.
+    assert "chance 0.25, log-odds -1.10" in finished[0]["note"].iloc[0]
