@@ -176,14 +176,24 @@ def test_interrupted_extraction_resumes_without_recomputing(
     real = fifo.read_bytes()
     fifo.unlink()
     os.mkfifo(fifo)
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    # Ctrl-C as at a terminal. A CI job started in the background by a shell (`cmd &`, no job
+    # control) inherits SIGINT *ignored*, and Python then installs no KeyboardInterrupt
+    # handler: the run skipped the pipe and finished (rc 0), or, before the writer below,
+    # hung on it. The three "loaded machine" failures of issue 15 were this, not load.
+    proc = subprocess.Popen(
+        cmd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
     deadline = time.monotonic() + 900
     while len(list((out / "progress").glob("*.json"))) < 9 and proc.poll() is None:
         assert time.monotonic() < deadline, "extraction did not reach track 9"
         time.sleep(0.05)
     proc.send_signal(signal.SIGINT)
-    # A signal that lands just before the blocking open does not interrupt it (once seen
-    # under load: the run hung there): a writer that opens and closes at once lets the open
+    # A process-directed signal may be taken by another thread, and then the main thread's
+    # blocking open is not interrupted: a writer that opens and closes at once lets the open
     # return, the read find nothing, and Python raise the pending KeyboardInterrupt.
     while proc.poll() is None:
         assert time.monotonic() < deadline, "extraction did not stop after SIGINT"
