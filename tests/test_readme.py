@@ -221,6 +221,7 @@ def _doc_calls(text: str) -> list[tuple[str, str, list[str]]]:
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(1800)  # one --help per command and subcommand: over 300 s with both cores busy
 def test_tool_calls_in_the_docs_name_commands_and_options_that_exist() -> None:
     """The command blocks of docs/*.md cannot drift from the tools either."""
     options: dict[tuple[str, str], set[str]] = {}
