@@ -218,10 +218,10 @@ def _table(
     )[COLUMNS]
 
 
-def gee(df: pd.DataFrame) -> pd.DataFrame:
-    """GEE logistic models (exchangeable, clustered by participant), one per question."""
+def gee(ds: Sequence[ModelDesign]) -> pd.DataFrame:
+    """GEE logistic models (exchangeable, clustered by participant), one per design."""
     tables = []
-    for d in designs(df):
+    for d in ds:
         fitted, failure = None, None
         if d.reason is None:
             try:
@@ -241,9 +241,9 @@ def gee(df: pd.DataFrame) -> pd.DataFrame:
     return pd.concat(tables, ignore_index=True)
 
 
-def bayes_mixed(df: pd.DataFrame) -> pd.DataFrame:
+def bayes_mixed(ds: Sequence[ModelDesign]) -> pd.DataFrame:
     """Binomial GLMMs with participant and feature random intercepts (variational Bayes)."""
-    return pd.concat([bayes_mixed_one(d) for d in designs(df)], ignore_index=True)
+    return pd.concat([bayes_mixed_one(d) for d in ds], ignore_index=True)
 
 
 def bayes_mixed_one(d: ModelDesign, max_iterations: int | None = None) -> pd.DataFrame:
@@ -288,7 +288,7 @@ def bayes_mixed_one(d: ModelDesign, max_iterations: int | None = None) -> pd.Dat
     return _table(d, "Bayes GLMM", fitted, failure, notes)
 
 
-def ml_glmm(df: pd.DataFrame) -> pd.DataFrame:
+def ml_glmm(ds: Sequence[ModelDesign]) -> pd.DataFrame:
     """Maximum-likelihood binomial GLMMs (lme4's glmer, Laplace), one per question.
 
     Random intercepts for participant and feature; Wald CIs and p values. Where R with
@@ -297,8 +297,9 @@ def ml_glmm(df: pd.DataFrame) -> pd.DataFrame:
     from analysis.lme4 import fit_lme4
 
     tables = []
-    for d in designs(df):
+    for d in ds:
         fitted, failure, model = None, None, "ML GLMM (lme4)"
+        fit_notes: list[str] = []
         if d.reason is None:
             try:
                 coefs = fit_lme4(d.rows, d.formula)
@@ -309,16 +310,19 @@ def ml_glmm(df: pd.DataFrame) -> pd.DataFrame:
                 tables.append(bayes_mixed_one(d).assign(model=model))
                 continue
             if coefs is not None:
-                fitted = _wald(coefs, d, "lme4", odds=True)
-        tables.append(_table(d, model, fitted, failure))
+                fitted, fit_notes = _wald(coefs, d, "lme4", odds=True)
+        tables.append(_table(d, model, fitted, failure, fit_notes))
     return pd.concat(tables, ignore_index=True)
 
 
-def _wald(coefs: pd.DataFrame, d: ModelDesign, engine: str, odds: bool) -> pd.DataFrame:
-    """The table rows of a fit's term/coef/se/p/message, with Wald 95% CIs; notes the message."""
-    if coefs["message"].iloc[0]:
-        d.notes.append(f"{engine}: {coefs['message'].iloc[0]}")
-    return pd.DataFrame(
+def _wald(coefs: pd.DataFrame, d: ModelDesign, engine: str, odds: bool) -> tuple[pd.DataFrame, list[str]]:
+    """The table rows of a fit's term/coef/se/p/message, with Wald 95% CIs, and its notes.
+
+    The design is not touched: the same designs go to every engine, and one engine's
+    message must not turn up in another's table.
+    """
+    notes = [f"{engine}: {coefs['message'].iloc[0]}"] if coefs["message"].iloc[0] else []
+    frame = pd.DataFrame(
         {
             "term": coefs["term"],
             "coef": coefs["coef"],
@@ -329,10 +333,12 @@ def _wald(coefs: pd.DataFrame, d: ModelDesign, engine: str, odds: bool) -> pd.Da
             "n": len(d.rows),
         }
     )
+    return frame, notes
 
 
-def ratings_lmm(df: pd.DataFrame) -> pd.DataFrame:
-    """The label-ratings linear mixed model, participant and feature random intercepts.
+def ratings_lmm(d: ModelDesign) -> pd.DataFrame:
+    """The label-ratings linear mixed model of ``d`` (``rating_design``), participant and
+    feature random intercepts.
 
     lme4's ``lmer`` (REML; Wald CIs, normal-approximation p) where R is installed, else
     statsmodels' ``MixedLM`` with the two intercepts as crossed variance components (the
@@ -340,8 +346,8 @@ def ratings_lmm(df: pd.DataFrame) -> pd.DataFrame:
     """
     from analysis.lme4 import fit_lme4
 
-    d = rating_design(df)
     fitted, failure, model = None, None, "LMM (lme4 lmer)"
+    notes: list[str] = []
     coefs: pd.DataFrame | None = None
     if d.reason is None:
         try:
@@ -353,8 +359,8 @@ def ratings_lmm(df: pd.DataFrame) -> pd.DataFrame:
             failure = f"{type(exc).__name__}: {exc}" if not isinstance(exc, RuntimeError) else str(exc)
         if coefs is not None:
             # odds=False: a difference in rating points, not odds
-            fitted = _wald(coefs, d, "lme4" if "lme4" in model else "MixedLM", odds=False)
-    return _table(d, model, fitted, failure)
+            fitted, notes = _wald(coefs, d, "lme4" if "lme4" in model else "MixedLM", odds=False)
+    return _table(d, model, fitted, failure, notes)
 
 
 def _mixedlm(d: ModelDesign) -> pd.DataFrame:

@@ -89,33 +89,37 @@ def build_report(
         steering.choice_counts(kept),
         "Steering: how often each candidate was chosen; chi-square against equal shares.",
     )
+    # One list of designs for every engine (and the chance of this study's n_options: the
+    # engines once built their own, with the default 4 options, whatever the study had).
+    designs = models.designs(kept, n_options=n_options)
+    rating = models.rating_design(kept)
     add(
         "correctness_gee",
-        models.gee(kept),
+        models.gee(designs),
         "One model per question, GEE clustered by participant: label validation "
         "(correct ~ labeler + layer) and steering detection (chose_steered ~ log strength + layer); "
         "each row names its formula, rows and n, and the note says what was left out and the chance level.",
     )
-    for d in [*models.designs(kept, n_options=n_options), models.rating_design(kept)]:
+    for d in [*designs, rating]:
         if d.reason is None:
             r.model_data[d.question] = (d.formula, d.family, d.data)
     if bayes:
         add(
             "correctness_ml_glmm",
-            models.ml_glmm(kept),
+            models.ml_glmm(designs),
             "The two models by maximum likelihood: binomial GLMMs with random intercepts for participant "
             "and feature (lme4 glmer, Laplace; Wald CIs). analysis.R refits them from model_data/.",
         )
         add(
             "ratings_lmm",
-            models.ratings_lmm(kept),
+            models.ratings_lmm(rating),
             "Label ratings: rating ~ labeler + layer, a linear mixed model with random intercepts for "
             "participant and feature (lme4 lmer, REML; Wald CIs, normal-approximation p). Coefficients "
             "are differences in rating points. analysis.R refits it from model_data/.",
         )
         add(
             "correctness_bayes_glmm",
-            models.bayes_mixed(kept),
+            models.bayes_mixed(designs),
             "The same two models as binomial GLMMs with random intercepts for participant and feature "
             "(variational Bayes: posterior mean +- 1.96 sd).",
         )

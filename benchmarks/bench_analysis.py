@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from analysis.models import bayes_mixed
+from analysis.models import bayes_mixed, designs
 from analysis.report import build_report, write_report
 from analysis.responses import load_responses
 from analysis.simulate import simulate_export
@@ -46,7 +46,7 @@ def main() -> None:
             write_report(report, Path(tmp) / "report")
             report_times.append(time.perf_counter() - t0)
         t0 = time.perf_counter()
-        bayes = bayes_mixed(df)
+        bayes = bayes_mixed(designs(df))
         bayes_s = time.perf_counter() - t0
     converged = not bayes["note"].str.contains("did not converge").any()
     seconds, read = min(report_times), min(read_times)

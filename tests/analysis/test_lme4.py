@@ -57,7 +57,7 @@ def _label_choices(seed: int = 3) -> tuple[pd.DataFrame, dict[str, float]]:
 
 def test_ml_glmm_is_lme4s_fit(rscript: str, tmp_path: Path) -> None:
     df, truth = _label_choices()
-    table = models.ml_glmm(df)
+    table = models.ml_glmm(models.designs(df))
     label = table[table["question"] == "label validation"].set_index("term")
     assert (label["model"] == "ML GLMM (lme4)").all()
     # lme4 called directly, with its own formula, on the same rows: the same numbers.
@@ -84,7 +84,8 @@ def test_ml_glmm_is_lme4s_fit(rscript: str, tmp_path: Path) -> None:
         assert abs(label.loc[term, "coef"] - truth[term]) < 0.5, term  # and near the truth
     assert label.loc["C(labeler)[T.descriptors]", "p"] < 0.001
     # The variational-Bayes fallback lands within 0.15 log-odds of the ML fit.
-    bayes = models.bayes_mixed(df).query("question == 'label validation'").set_index("term")["coef"]
+    bayes = models.bayes_mixed(models.designs(df)).query("question == 'label validation'")
+    bayes = bayes.set_index("term")["coef"]
     assert (bayes - label["coef"]).abs().max() < 0.15, pd.concat([bayes, label["coef"]], axis=1)
     # No steering trials here: that model says so in one row.
     steering = table[table["question"] == "steering detection"]
@@ -94,7 +95,7 @@ def test_ml_glmm_is_lme4s_fit(rscript: str, tmp_path: Path) -> None:
 def test_without_r_the_fallback_says_what_it_is(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(lme4, "rscript", lambda: None)
     df, _ = _label_choices()
-    label = models.ml_glmm(df).query("question == 'label validation'")
+    label = models.ml_glmm(models.designs(df)).query("question == 'label validation'")
     assert set(label["model"]) == {"Bayes GLMM (fallback: no R/lme4)"} and label["coef"].notna().all()
 
 
@@ -152,11 +153,11 @@ def test_ratings_lmm_is_lmers_fit_and_the_fallback_agrees(
     """Issue 19.2: ratings get a linear mixed model; lme4's lmer and statsmodels' MixedLM
     (the fallback without R) are two implementations of one REML fit: the same numbers."""
     df, truth = _ratings()
-    ours = models.ratings_lmm(df).set_index("term")
+    ours = models.ratings_lmm(models.rating_design(df)).set_index("term")
     assert (ours["model"] == "LMM (lme4 lmer)").all() and ours["odds_ratio"].isna().all()
     assert ours["formula"].iloc[0] == "rating ~ C(labeler) + C(layer)" and ours["n"].iloc[0] == len(df)
     monkeypatch.setattr(lme4, "rscript", lambda: None)
-    fallback = models.ratings_lmm(df).set_index("term")
+    fallback = models.ratings_lmm(models.rating_design(df)).set_index("term")
     assert (fallback["model"] == "LMM (statsmodels MixedLM: no R/lme4)").all()
     for term, true in truth.items():
         assert abs(ours.loc[term, "coef"] - fallback.loc[term, "coef"]) < 1e-3, term
@@ -169,5 +170,5 @@ def test_ratings_lmm_is_lmers_fit_and_the_fallback_agrees(
 
 def test_ratings_lmm_without_ratings_says_so() -> None:
     df, _ = _label_choices()
-    row = models.ratings_lmm(df)
+    row = models.ratings_lmm(models.rating_design(df))
     assert len(row) == 1 and row["note"].iloc[0] == "not fitted: no responses of this kind"

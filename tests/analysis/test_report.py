@@ -114,10 +114,10 @@ def test_every_agreement_interval_contains_its_estimate(seed: int) -> None:
 def test_models_are_identified_per_question_and_say_what_they_left_out() -> None:
     """Issue 19.2: one model over both trial types aliased C(trial_type) with C(labeler)[none];
     the GEE table came out blank and the GLMM printed two equal coefficients."""
-    from analysis.models import bayes_mixed, gee
+    from analysis.models import bayes_mixed, designs, gee
 
     df = simulate_export(30, 8, seed=4)
-    for table in (gee(df), bayes_mixed(df)):
+    for table in (gee(designs(df)), bayes_mixed(designs(df))):
         assert set(table["question"]) == {"label validation", "steering detection"}
         assert table["coef"].notna().all() and table["formula"].notna().all() and (table["n"] > 0).all()
         for _, rows in table.groupby("question"):
@@ -126,7 +126,7 @@ def test_models_are_identified_per_question_and_say_what_they_left_out() -> None
     choice = df["trial_type"] == "label_choice"
     confounded = df.assign(labeler=np.where(df["layer"] == df["layer"].min(), "descriptors", "clap-vocab"))
     confounded.loc[~choice, "labeler"] = None
-    table = gee(confounded)
+    table = gee(designs(confounded))
     label = table[table["question"] == "label validation"]
     assert (
         label["formula"].iloc[0] == "correct ~ C(labeler)"
@@ -134,7 +134,7 @@ def test_models_are_identified_per_question_and_say_what_they_left_out() -> None
     )
     # Nothing to model: one line that says why, not an empty table.
     flat = df.assign(correct=np.where(choice, True, df["correct"]))
-    row = gee(flat).query("question == 'label validation'")
+    row = gee(designs(flat)).query("question == 'label validation'")
     assert (
         len(row) == 1 and row["term"].iloc[0] == "(not fitted)" and "nothing to model" in row["note"].iloc[0]
     )
@@ -152,3 +152,16 @@ def test_a_bayes_fit_that_did_not_converge_says_so_in_its_table() -> None:
     assert not any("did not converge" in t["note"].iloc[0] for t in finished)
     # Chance is on the coefficients' scale, where a reader compares the intercept with it.
     assert "chance 0.25, log-odds -1.10" in finished[0]["note"].iloc[0]
+
+
+def test_every_model_table_of_a_three_option_study_gives_its_chance() -> None:
+    """The model tables built their own designs with the default of 4 options: a study
+    with 2 foils got "chance 0.25" under its GEE and GLMMs while the accuracy tables said 1/3."""
+    from analysis.report import build_report
+
+    df = simulate_export(30, 8, n_options=3, seed=4)
+    report = build_report(df, n_options=3, n_boot=20)
+    for name in ("correctness_gee", "correctness_ml_glmm", "correctness_bayes_glmm"):
+        label = report.tables[name].query("question == 'label validation'")
+        assert (label["note"].str.contains("chance 0.333, log-odds -0.69")).all(), name
+    assert set(report.model_data) == {"label validation", "steering detection", "label ratings"}

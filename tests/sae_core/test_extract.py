@@ -180,12 +180,15 @@ def test_interrupted_extraction_resumes_without_recomputing(
     # control) inherits SIGINT *ignored*, and Python then installs no KeyboardInterrupt
     # handler: the run skipped the pipe and finished (rc 0), or, before the writer below,
     # hung on it. The three "loaded machine" failures of issue 15 were this, not load.
+    # A default disposition survives exec, so a small launcher resets it and execs the run
+    # (preexec_fn would do it between fork and exec, which Python warns is unsafe in a
+    # process with threads, as pytest's can be).
+    launcher = (
+        "import os, signal, sys; signal.signal(signal.SIGINT, signal.SIG_DFL); "
+        "os.execv(sys.argv[1], sys.argv[1:])"
+    )
     proc = subprocess.Popen(
-        cmd,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+        [sys.executable, "-c", launcher, *cmd], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
     )
     deadline = time.monotonic() + 900
     while len(list((out / "progress").glob("*.json"))) < 9 and proc.poll() is None:
