@@ -1,24 +1,56 @@
-"""Which participants to exclude, and how many each rule removed."""
+"""Which participants to exclude, and how many each rule removed.
+
+The rules on the data itself (headphone screening, attention checks, clips heard, median
+reaction time) are :mod:`artifact_schemas.validity`'s: the same definition, thresholds
+and facts by which ``study-app prolific --approve`` decides whom to pay without a look.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import pandas as pd
 
+from artifact_schemas.validity import SessionFacts, ValidityRules, facts_from_answers
+
 
 @dataclass(frozen=True)
-class ExclusionRules:
-    """Rules applied in order; a participant removed by one rule is not counted again."""
+class ExclusionRules(ValidityRules):
+    """:class:`~artifact_schemas.validity.ValidityRules` (screening, attention, clips heard,
+    median RT), then incomplete sessions, applied in order; a participant removed by one
+    rule is not counted again."""
 
-    failed_screening: bool = True
-    # Exclude when the fraction of attention trials answered correctly is below this.
-    min_attention_correct: float | None = 0.5
-    # Exclude when the median reaction time over main trials is below this (ms).
-    min_median_rt_ms: float | None = 500.0
     incomplete: bool = True
     # Drop screening and practice rows after the participant rules.
     main_phase_only: bool = True
+
+
+def _first(values: list[Any]) -> Any:
+    """The first value that is not missing (the per-session columns repeat on every row)."""
+    return next((v for v in values if v is not None and not pd.isna(v)), None)
+
+
+def session_validity(responses: pd.DataFrame) -> dict[Any, SessionFacts]:
+    """Per session id, the facts the validity rules look at, from the export's columns
+    (``clips_unfetched`` is optional: an older export without it has unknown clips)."""
+    n = len(responses)
+    unfetched = responses["clips_unfetched"] if "clips_unfetched" in responses else [None] * n
+    rows: dict[Any, tuple[list[Any], list[Any], list[tuple[str, float, Any]]]] = {}
+    for sid, phase, rt, miss, passed, att in zip(
+        responses["session_id"],
+        responses["phase"],
+        responses["rt_ms"],
+        unfetched,
+        responses["screening_passed"],
+        responses["attention_correct"],
+        strict=True,
+    ):
+        screening, attention, answers = rows.setdefault(sid, ([], [], []))
+        screening.append(passed)
+        attention.append(att)
+        answers.append((phase, rt, miss))
+    return {sid: facts_from_answers(_first(s), _first(a), answers) for sid, (s, a, answers) in rows.items()}
 
 
 def apply_exclusions(
@@ -30,26 +62,14 @@ def apply_exclusions(
     participants and responses left after the rule.
     """
     df = responses
-    steps: list[tuple[str, pd.Series]] = []
-    per_session = df.groupby("session_id")
-    if rules.failed_screening:
-        failed = per_session["screening_passed"].first().eq(False)
-        steps.append(("failed headphone screening", failed[failed].index.to_series()))
-    if rules.min_attention_correct is not None:
-        att = per_session["attention_correct"].first()
-        low = att < rules.min_attention_correct
-        steps.append(
-            (f"attention checks < {rules.min_attention_correct:.0%} correct", low[low].index.to_series())
-        )
-    if rules.min_median_rt_ms is not None:
-        main = df[df["phase"] == "main"]
-        rt = main.groupby("session_id")["rt_ms"].median()
-        fast = rt < rules.min_median_rt_ms
-        steps.append((f"median RT < {rules.min_median_rt_ms:.0f} ms", fast[fast].index.to_series()))
+    steps: list[tuple[str, set[Any]]] = []
+    facts = session_validity(df)
+    for rule in rules.rules():
+        steps.append((rule.name, {sid for sid, f in facts.items() if rule.check(f) is not None}))
     if rules.incomplete:
-        status = per_session["session_status"].first()
+        status = df.groupby("session_id")["session_status"].first()
         incomplete = status.ne("completed") & status.ne("screened_out")
-        steps.append(("incomplete session", incomplete[incomplete].index.to_series()))
+        steps.append(("incomplete session", set(incomplete[incomplete].index)))
 
     rows = [
         {
@@ -60,11 +80,11 @@ def apply_exclusions(
             "responses_left": len(df),
         }
     ]
-    for rule, sessions in steps:
-        gone = df["session_id"].isin(set(sessions))
+    for rule_name, sessions in steps:
+        gone = df["session_id"].isin(sessions)
         rows.append(
             {
-                "rule": rule,
+                "rule": rule_name,
                 "participants_removed": int(df.loc[gone, "participant"].nunique()),
                 "responses_removed": int(gone.sum()),
             }

@@ -26,12 +26,27 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
         yield tmp
         with open(tmp, "rb+") as fh:
             os.fsync(fh.fileno())
-        # mkstemp creates files with mode 0600; artifacts are meant to be shared.
-        os.chmod(tmp, 0o644)
+        # mkstemp creates files with mode 0600; artifacts are meant to be shared, as far
+        # as the umask allows: the mode open() would give (0644 under the usual 022).
+        os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+def _umask() -> int:
+    """The process umask, read without changing it where Linux tells it (/proc)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    # Elsewhere: set it and put it back (a file another thread makes meanwhile gets 022).
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 def write_bytes_atomic(path: str | Path, data: bytes) -> None:

@@ -664,7 +664,8 @@ RESPONSES = TableSchema(
         Column(
             "clips_unfetched",
             "int",
-            "required clips this session had never fetched from the server when it answered",
+            "required clips the server had not served in full to this session when it answered "
+            "(before study_app migration 0008: never fetched at all)",
             nullable=True,
             optional=True,
             min=0,

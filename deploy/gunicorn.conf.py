@@ -15,6 +15,9 @@ bind = os.environ.get("GUNICORN_BIND", "127.0.0.1:8000")
 workers = int(os.environ.get("GUNICORN_WORKERS", multiprocessing.cpu_count() * 2 + 1))
 worker_class = os.environ.get("GUNICORN_WORKER_CLASS", "gthread")
 threads = int(os.environ.get("GUNICORN_THREADS", 8))
+# One pooled database connection per thread, kept open: with fewer, every request
+# beyond the pool's size opened and closed a PostgreSQL connection (study_app.db).
+os.environ.setdefault("DB_POOL_SIZE", str(threads))
 # Answers are small and fast; a request running 30 s is stuck, not busy.
 timeout = int(os.environ.get("GUNICORN_TIMEOUT", 30))
 graceful_timeout = 30
@@ -39,8 +42,12 @@ def on_starting(server: object) -> None:
     would let anyone forge a researcher's login cookie. gunicorn is the production
     server, so it is the place to insist.
     """
+    from study_app.app import weak_secret_key
+
     key = os.environ.get("SECRET_KEY", "")
-    if key in ("", "dev"):
+    if key and (weak := weak_secret_key(key)):
+        raise SystemExit(weak)
+    if not key:
         raise SystemExit(
             "SECRET_KEY is not set: export a long random value, the same on every host, e.g. "
             "SECRET_KEY=$(python3 -c 'import secrets; print(secrets.token_hex(32))') (docs/deploy.md)"

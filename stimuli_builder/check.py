@@ -240,7 +240,8 @@ def blinding_leaks(root: Path, manifest: StudyManifest, key: AnswerKey) -> list[
         leaks.append(
             f"the correct option sits in one position in {max(positions.values())} of {total} trials"
         )
-    return leaks + _byte_leaks(root, manifest) + _design_leaks(manifest, key)
+    leaks += _byte_leaks(root, manifest) + _design_leaks(manifest, key)
+    return leaks + _attention_leaks(manifest, key)
 
 
 def _byte_leaks(root: Path, manifest: StudyManifest) -> list[str]:
@@ -286,6 +287,35 @@ def _design_leaks(manifest: StudyManifest, key: AnswerKey) -> list[str]:
                 leaks.append(
                     f"list {lst.id}: rating {k.label!r} for feature {k.group} gives away its label choice"
                 )
+    return leaks
+
+
+def _attention_leaks(manifest: StudyManifest, key: AnswerKey) -> list[str]:
+    """Catch trials a participant passes without listening (issue 31.5): an answer printed
+    in the question, or one answer (by text or by position) for every check of a kind."""
+    leaks = []
+    by_kind: dict[str, list[tuple[str, int]]] = defaultdict(list)
+    for t in manifest.trials:
+        k = key.trials[t.id]
+        if k.trial_type != "attention" or k.correct_option is None:
+            continue
+        ids = [o.id for o in t.options]
+        if k.correct_option not in ids:
+            continue  # a key naming no option of its trial: not a leak (the app scores it wrong)
+        answer = t.options[ids.index(k.correct_option)].text
+        if answer.casefold() in t.question.casefold():
+            leaks.append(f"attention trial {t.id}: its question contains its answer {answer!r}")
+        by_kind[k.check or "attention"].append((answer, ids.index(k.correct_option)))
+    for kind, answers in sorted(by_kind.items()):
+        if len(answers) < 2:
+            continue
+        texts = {a for a, _ in answers}
+        positions = {p for _, p in answers}
+        if len(texts) == 1:
+            leaks.append(f"attention checks ({kind}): all {len(answers)} have the answer {texts.pop()!r}")
+        elif len(positions) == 1:
+            where = positions.pop() + 1
+            leaks.append(f"attention checks ({kind}): all {len(answers)} have the answer in position {where}")
     return leaks
 
 

@@ -28,6 +28,7 @@ import numpy as np
 from artifact_schemas.order import attention_fits
 from artifact_schemas.study import ClipRole, Phase, RatingScale, TrialKind
 from stimuli_builder import generated
+from stimuli_builder.attention import HALF_SPEED, MAX_SPOKEN_OPTIONS, instruction
 from stimuli_builder.bundle import SelectedFeature
 from stimuli_builder.config import StudyConfig
 from stimuli_builder.foils import FoilPicker
@@ -58,6 +59,9 @@ class ClipSource:
     use: str = ""
     feature: str | None = None  # "layer:feature_id"
     normalise: bool = True
+    # How the renderer changes the source first (stimuli_builder.attention.transform):
+    # "" none, "half_speed", "instruction:<i>" (a spoken "choose answer number i+1").
+    transform: str = ""
 
 
 @dataclass
@@ -185,6 +189,7 @@ def build_design(features: list[SelectedFeature], config: StudyConfig, foils: Fo
                 trials[spec.key] = spec
                 lists[k].append(spec.key)
 
+    checks: list[tuple[int, int, str]] = []  # (list, i, kind) of every catch trial
     for k in range(k_lists):
         n_regular = sum(trials[t].phase == "main" for t in lists[k])
         n_att = 0 if config.attention.rate == 0 else max(1, round(config.attention.rate * n_regular))
@@ -193,12 +198,43 @@ def build_design(features: list[SelectedFeature], config: StudyConfig, foils: Fo
                 f"attention.rate: {n_att} catch trial(s) cannot be spread among {n_regular} main trials "
                 "(never first, never adjacent); lower the rate or add trials"
             )
-        for i in range(n_att):
-            kind_name = config.attention.kinds[(k + i) % len(config.attention.kinds)]
-            spec = _attention_trial(kind_name, k, i, features, foils, config)
-            trials[spec.key] = spec
-            lists[k].append(spec.key)
+        kinds = config.attention.kinds
+        checks += [(k, i, kinds[(k + i) % len(kinds)]) for i in range(n_att)]
+    answers = _attention_answers(checks, seed, _instructed_options(config, foils))
+    said: set[str] = set()  # the instructed checks' answers so far
+    for k, i, kind_name in checks:
+        spec = _attention_trial(kind_name, k, i, answers[(k, i)], features, foils, config, said)
+        trials[spec.key] = spec
+        lists[k].append(spec.key)
     return Design(trials, lists, generated_audio, calibration, screening_kind, warnings)
+
+
+def _instructed_options(config: StudyConfig, foils: FoilPicker) -> int:
+    """Options of an instructed check: as many as a label choice, as the voice can name."""
+    return min(config.label_validation.n_foils + 1, MAX_SPOKEN_OPTIONS, len(_attention_pool(foils)))
+
+
+def _attention_pool(foils: FoilPicker) -> list[str]:
+    return list(foils.pool) or ["piano", "drums", "guitar", "voice"]
+
+
+def _attention_answers(
+    checks: list[tuple[int, int, str]], seed: int, n_instructed: int
+) -> dict[tuple[int, int], int]:
+    """Per catch trial, its answer: for an identical pair 0 ("same") or 1 ("different"), for
+    an instructed check the position the voice names (issue 31.5: they were always "same"
+    and always printed in the question). Each kind's answers take every value about equally
+    often over the package, in an order drawn from the seed, so no answer is a safe guess."""
+    rng = _rng(seed, "attention-answers")
+    answers: dict[tuple[int, int], int] = {}
+    for kind in sorted({c[2] for c in checks}):
+        where = [(k, i) for k, i, kind_ in checks if kind_ == kind]
+        m = 2 if kind == "identical_pair" else n_instructed
+        start = int(rng.integers(m))
+        values = [(start + j) % m for j in range(len(where))]
+        rng.shuffle(values)
+        answers.update(zip(where, values, strict=True))
+    return answers
 
 
 def _with_enough_foils(
@@ -321,41 +357,66 @@ def _attention_trial(
     kind: str,
     list_index: int,
     i: int,
+    answer: int,
     features: list[SelectedFeature],
     foils: FoilPicker,
     config: StudyConfig,
+    said: set[str],
 ) -> TrialSpec:
+    """A catch trial whose ``answer`` only the audio tells (stimuli_builder.attention).
+
+    ``said`` holds the labels earlier instructed checks had for answer; this one's answer is
+    another where its options allow, so that no one label is the answer of every check."""
     key = f"attention|{kind}|list{list_index}|{i}"
     rng = _rng(config.study.seed, key)
     feat = features[int(rng.integers(len(features)))]
     clip = str(feat.examples[0])
+    meta = {"check": kind, "trial_type": "attention"}
     if kind == "identical_pair":
-        # Two copies of one clip under different ids: the only right answer is "same".
-        pair = [ClipSource("attention", clip, use=f"{key}|a"), ClipSource("attention", clip, use=f"{key}|b")]
-        options = ["They sound the same", "They sound different"]
+        # One clip twice under two ids ("same"), or beside itself at half speed ("different").
+        # The altered one is A or B at random; the pair is cut, dithered and padded as any.
+        same = ClipSource("attention", clip, use=f"{key}|a")
+        other = ClipSource("attention", clip, use=f"{key}|b", transform=HALF_SPEED if answer else "")
+        pair = [same, other] if rng.random() < 0.5 else [other, same]
         return TrialSpec(
             key,
             "comparison",
             "main",
             "Do clip A and clip B sound the same?",
             candidates=pair,
-            options=options,
-            correct_option=0,
-            meta={"check": kind, "trial_type": "attention"},
+            options=["They sound the same", "They sound different"],
+            correct_option=answer,
+            meta=meta,
         )
-    pool = list(foils.pool) or ["piano", "drums", "guitar", "voice"]
-    picks = [str(x) for x in rng.choice(pool, size=min(4, len(pool)), replace=False)]
-    answer = picks[0]
-    position = int(rng.integers(len(picks)))
+    # Looks like a label choice of the study (its question, its number of examples and of
+    # options); one example says aloud which answer to choose. The options are labels not
+    # of this feature where the run has enough, so the music points at none of them.
+    pool = _attention_pool(foils)
+    n_options = _instructed_options(config, foils)
+    unrelated = [x for x in pool if x not in feat.all_labels]
+    pool = unrelated if len(unrelated) >= n_options else pool
+    options = [str(x) for x in rng.choice(pool, size=n_options, replace=False)]
+    fresh = [j for j, x in enumerate(options) if x not in said]
+    if fresh and options[answer] in said:
+        options[answer], options[fresh[0]] = options[fresh[0]], options[answer]
+    said.add(options[answer])
+    examples = [str(p) for p in feat.examples[: config.label_validation.examples_per_trial]]
+    spoken = int(rng.integers(len(examples)))
+    refs = [
+        ClipSource("attention", p, use=key, transform=instruction(answer))
+        if j == spoken
+        else ClipSource("example", p, feature=feat.key)
+        for j, p in enumerate(examples)
+    ]
     return TrialSpec(
         key,
         "label_choice",
         "main",
-        f"Attention check: whatever you hear, please choose “{answer}”.",
-        references=[ClipSource("attention", clip, use="")],
-        options=_rotate(picks, answer, position),
-        correct_option=position,
-        meta={"check": kind, "trial_type": "attention"},
+        config.label_validation.question_choice,
+        references=refs,
+        options=options,
+        correct_option=answer,
+        meta=meta,
     )
 
 

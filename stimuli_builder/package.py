@@ -2,8 +2,14 @@
 
 The package is built in a temporary sibling directory and renamed into place at
 the end, so an interrupted or failed build never leaves a half-written package.
-Everything except ``run.json`` (which records times) is byte-identical for the
-same config, run directory and seed.
+
+The seed fixes everything a study measures: which clips, which trials, their lists,
+options, answers and the audio itself. The ids of trials, options, lists and clips are
+not derived from it: each build draws them with ``secrets`` (issue 31), so no id can be
+decoded back into the seed, a trial's feature or its list (they were hashes of those:
+every id of a list hashed ``steering|3:237|list1`` and the like, and the seed 7 fell
+out of a screening trial's id by trying small numbers). Two builds of one config and
+seed are therefore the same study under other names; key.json maps the names.
 """
 
 from __future__ import annotations
@@ -12,8 +18,8 @@ import dataclasses
 import hashlib
 import json
 import os
+import secrets
 import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -38,6 +44,7 @@ from artifact_schemas import (
     save_study,
     write_text_atomic,
 )
+from stimuli_builder.attention import transform
 from stimuli_builder.audio_prep import PAD_HEADER, AudioSpec, PreparedClip, finish, level, pad_to, read_source
 from stimuli_builder.bundle import Bundle
 from stimuli_builder.config import StudyConfig
@@ -47,8 +54,22 @@ CHECKSUMS = "checksums.txt"
 AUDIO_MTIME = 946684800  # 2000-01-01T00:00:00Z
 
 
-def _hid(prefix: str, *parts: object, n: int = 16) -> str:
-    return prefix + hashlib.sha256("|".join(map(str, parts)).encode()).hexdigest()[:n]
+class _Ids:
+    """Opaque ids drawn with ``secrets``, unique within a package (issue 31)."""
+
+    def __init__(self) -> None:
+        self.taken: set[str] = set()
+
+    def new(self, prefix: str, nbytes: int) -> str:
+        while True:
+            digits = secrets.token_hex(nbytes)
+            # All digits after "l" would read as a layer id to ``check`` (and to a reader).
+            if digits.isdigit():
+                continue
+            new = prefix + digits
+            if new not in self.taken:
+                self.taken.add(new)
+                return new
 
 
 @dataclass
@@ -62,27 +83,30 @@ class _Rendered:
 class _Renderer:
     """Prepares each distinct source once and names clips by content and use."""
 
-    def __init__(self, design: Design, spec: AudioSpec, seed: int) -> None:
+    def __init__(self, design: Design, spec: AudioSpec, seed: int, ids: _Ids) -> None:
         self.design = design
         self.spec = spec
         self.seed = seed
-        self._levelled: dict[tuple[str, bool], np.ndarray] = {}
-        self._prepared: dict[tuple[str, bool], PreparedClip] = {}
+        self.ids = ids
+        self._levelled: dict[tuple[str, bool, str], np.ndarray] = {}
+        self._prepared: dict[tuple[str, bool, str], PreparedClip] = {}
+        self._id_of: dict[tuple[str, str], str] = {}  # (content sha256, use) -> clip id
         self.clips: dict[str, _Rendered] = {}
 
     def _level(self, src: ClipSource) -> np.ndarray:
-        cache = (src.source, src.normalise)
+        cache = (src.source, src.normalise, src.transform)
         if cache not in self._levelled:
             if src.source.startswith("generated:"):
                 audio = self.design.generated[src.source]
             else:
                 audio = read_source(src.source, self.spec.sample_rate)
+            audio = transform(audio, src.transform, self.spec.sample_rate)
             self._levelled[cache] = level(audio, self.spec, normalise=src.normalise, source=src.source)
         return self._levelled[cache]
 
     def render(self, src: ClipSource) -> str:
         """A clip that may recur (a feature's example): rendered once, one id per content."""
-        cache = (src.source, src.normalise)
+        cache = (src.source, src.normalise, src.transform)
         if cache not in self._prepared:
             self._prepared[cache] = finish(self._level(src), self.spec)
         return self._add(src, self._prepared[cache])
@@ -108,9 +132,13 @@ class _Renderer:
 
     def _add(self, src: ClipSource, prepared: PreparedClip) -> str:
         content = hashlib.sha256(prepared.data).hexdigest()
-        # Content-addressed (a changed clip gets a new id, so immutable caching is safe),
-        # salted per use for comparison clips, and opaque: nothing about role or feature.
-        clip_id = _hid("c", content, src.use)
+        # One id per content and use (comparison clips get their own per trial), drawn at
+        # random: never reused by another build, so immutable caching stays safe, and not a
+        # hash of content and use, which anyone holding the file could test guesses against
+        # (the use named the trial, e.g. "attention|identical_pair|list0|0|a").
+        if (content, src.use) not in self._id_of:
+            self._id_of[(content, src.use)] = self.ids.new("c", 8)
+        clip_id = self._id_of[(content, src.use)]
         if clip_id not in self.clips:
             layer, feature_id = (int(x) for x in src.feature.split(":")) if src.feature else (None, None)
             self.clips[clip_id] = _Rendered(
@@ -131,13 +159,11 @@ def _rng_for(*parts: object) -> np.random.Generator:
     return np.random.default_rng(int.from_bytes(digest[:8], "little"))
 
 
-def _trial(spec: TrialSpec, seed: int, renderer: _Renderer) -> tuple[Trial, TrialKey]:
-    tid = _hid("t", seed, spec.key, n=12)
+def _trial(spec: TrialSpec, ids: _Ids, renderer: _Renderer) -> tuple[Trial, TrialKey]:
+    tid = ids.new("t", 6)
     refs = [renderer.render(c) for c in spec.references]
     cands = renderer.render_candidates(spec.candidates, spec.key)
-    options = [
-        Option(id=_hid("o", seed, spec.key, i, text, n=10), text=text) for i, text in enumerate(spec.options)
-    ]
+    options = [Option(id=ids.new("o", 5), text=text) for text in spec.options]
     trial = Trial(
         id=tid,
         kind=spec.kind,
@@ -174,24 +200,25 @@ def write_package(
         raise FileExistsError(f"{out} exists; pass --force to replace it")
     seed = config.study.seed
     a = config.audio
+    ids = _Ids()
     renderer = _Renderer(
-        design, AudioSpec(a.sample_rate, a.format, a.loudness_lufs, a.true_peak_dbtp, a.fade_ms), seed
+        design, AudioSpec(a.sample_rate, a.format, a.loudness_lufs, a.true_peak_dbtp, a.fade_ms), seed, ids
     )
     trials: list[Trial] = []
     keys: dict[str, TrialKey] = {}
     for spec_key in sorted(design.trials):
-        trial, trial_key = _trial(design.trials[spec_key], seed, renderer)
+        trial, trial_key = _trial(design.trials[spec_key], ids, renderer)
         trials.append(trial)
         keys[trial.id] = trial_key
     trial_id = {k: t.id for k, t in zip(sorted(design.trials), trials, strict=True)}
     calibration = renderer.render(design.calibration)
     lists = [
         TrialList(
-            id=_hid("l", seed, i, n=8),
+            id=ids.new("l", 4),
             trials=[trial_id[k] for k in keys_],
             target_participants=config.lists.target_participants,
         )
-        for i, keys_ in enumerate(design.lists)
+        for keys_ in design.lists
     ]
     sc = config.screening
     manifest = StudyManifest(
@@ -227,7 +254,10 @@ def write_package(
     )
 
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    # Not tempfile.mkdtemp: its 0700 survived the rename, and nginx (www-data) answered 403
+    # for every clip until someone ran chmod (issue 31.6). mkdir gives what the umask allows.
+    tmp = out.parent / f".{out.name}.{secrets.token_hex(6)}"
+    tmp.mkdir()
     try:
         with recorded_run(
             tmp,
@@ -247,6 +277,12 @@ def write_package(
                 # ETag of mtime-size) then says nothing about the order clips were written in.
                 os.utime(tmp / r.clip.file, (AUDIO_MTIME, AUDIO_MTIME))
             save_study(manifest, tmp / "study.json")
+            # key.json gets the umask's mode like every other file, not 0600: ``study-app
+            # import`` reads it as the service user (docs/deploy.md builds as the researcher,
+            # imports as ``study``), and compose mounts the package into another container.
+            # nginx never serves it: /_audio/ is internal and the app sends it only to
+            # <study>/<a clip's file>. On a shared build host, a umask of 027 keeps it
+            # (with config.toml, which may hold the same completion codes) from others.
             save_key(key, tmp / "key.json")
             shutil.copyfile(config_path, tmp / "config.toml")
             write_checksums(tmp)

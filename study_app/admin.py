@@ -7,6 +7,8 @@ Every route here requires a logged-in admin: pages redirect to the login form,
 from __future__ import annotations
 
 import functools
+import hashlib
+import hmac
 import secrets
 from collections.abc import Callable
 from datetime import timedelta
@@ -16,6 +18,7 @@ from flask import (
     Blueprint,
     Response,
     abort,
+    current_app,
     jsonify,
     redirect,
     render_template,
@@ -24,11 +27,12 @@ from flask import (
     stream_with_context,
     url_for,
 )
-from sqlalchemy import select
+from sqlalchemy import delete, select
+from sqlalchemy.dialects import postgresql, sqlite
 from werkzeug.security import check_password_hash, generate_password_hash
 
 from study_app.db import db
-from study_app.models import Admin, Study, StudyStatus, TrialList, utcnow
+from study_app.models import Admin, LoginThrottle, Study, StudyStatus, TrialList, utcnow
 from study_app.participant import get_study
 
 bp = Blueprint("admin", __name__, url_prefix="/admin")
@@ -59,8 +63,12 @@ def set_admin_password(username: str, password: str) -> str:
         db.session.add(Admin(username=username, password_hash=hash_password(password)))
         verb = "created"
     else:
-        admin.password_hash, admin.failed_logins, admin.locked_until = hash_password(password), 0, None
+        admin.password_hash = hash_password(password)
         admin.session_version += 1  # a new password logs out every old cookie
+        # A new password lifts every lock on the name (the researcher may be the one locked out).
+        db.session.execute(
+            delete(LoginThrottle).where(LoginThrottle.name_digest == _digest(f"name:{username}"))
+        )
         verb = "updated"
     db.session.commit()
     return verb
@@ -97,15 +105,51 @@ def login_required(view: F) -> F:
     return wrapped  # type: ignore[return-value]
 
 
-def _locked_for(admin: Admin) -> float:
-    if admin.locked_until is None:
-        return 0.0
-    until = (
-        admin.locked_until
-        if admin.locked_until.tzinfo
-        else admin.locked_until.replace(tzinfo=utcnow().tzinfo)
+@bp.after_request
+def _never_cached(response: Response) -> Response:
+    """Nothing of /admin (the export above all: participants' answers) stays in any cache.
+
+    The app-wide header covers HTML and JSON only; a CSV download had none (issue 31.7).
+    """
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+def _digest(text: str) -> str:
+    key = str(current_app.config["SECRET_KEY"]).encode()
+    return hmac.new(key, text.encode(), hashlib.sha256).hexdigest()
+
+
+def _throttle(username: str) -> LoginThrottle:
+    """This (name, address)'s failure counter, created if new, locked until commit.
+
+    Created with INSERT ... ON CONFLICT DO NOTHING, then read FOR UPDATE (PostgreSQL;
+    SQLite transactions are serialised): parallel guesses queue on the row, so each sees
+    the failures before it. Without the row lock 39 of 40 parallel wrong guesses got
+    through (issue 16.7).
+    """
+    name, ip = _digest(f"name:{username}"), _digest(f"ip:{request.remote_addr or ''}")
+    insert = postgresql.insert if db.engine.dialect.name == "postgresql" else sqlite.insert
+    db.session.execute(
+        insert(LoginThrottle)
+        .values(name_digest=name, ip_digest=ip, failures=0, updated_at=utcnow())
+        .on_conflict_do_nothing()
     )
+    return db.session.scalars(
+        select(LoginThrottle)
+        .where(LoginThrottle.name_digest == name, LoginThrottle.ip_digest == ip)
+        .with_for_update()
+    ).one()
+
+
+def _locked_for(row: LoginThrottle) -> float:
+    if row.locked_until is None:
+        return 0.0
+    until = row.locked_until if row.locked_until.tzinfo else row.locked_until.replace(tzinfo=utcnow().tzinfo)
     return max(0.0, (until - utcnow()).total_seconds())
+
+
+WRONG = "Wrong username or password."
 
 
 @bp.route("/login", methods=["GET", "POST"])
@@ -114,18 +158,14 @@ def login() -> Any:
     if request.method == "POST":
         username = request.form.get("username", "")[:64]
         password = request.form.get("password", "")[:1024]
-        # Row lock (PostgreSQL; SQLite transactions are serialised): concurrent guesses queue,
-        # so each sees the failures before it. Without it 20 parallel logins lost updates of
-        # failed_logins and 39 of 40 wrong guesses got through (issue 16.7).
-        admin = db.session.scalar(select(Admin).where(Admin.username == username).with_for_update())
-        if admin is None:
-            check_password_hash(_DUMMY_HASH, password)
-            error = "Wrong username or password."
-        elif (wait := _locked_for(admin)) > 0:
+        row = _throttle(username)
+        admin = db.session.scalar(select(Admin).where(Admin.username == username))
+        if (wait := _locked_for(row)) > 0:
+            db.session.commit()  # the row lock goes first: queued guesses need not wait on this
+            check_password_hash(_DUMMY_HASH, password)  # as long as any other answer
             error = f"Too many failed attempts. Try again in {int(wait) + 1} seconds."
-        elif check_password_hash(admin.password_hash, password):
-            admin.failed_logins = 0
-            admin.locked_until = None
+        elif admin is not None and check_password_hash(admin.password_hash, password):
+            db.session.delete(row)
             db.session.commit()
             # A fresh session on login: nothing set before (by anyone) survives into it.
             session.clear()
@@ -138,12 +178,19 @@ def login() -> Any:
                 target = url_for("admin.dashboard")
             return redirect(target)
         else:
-            admin.failed_logins += 1
-            if admin.failed_logins >= FREE_ATTEMPTS:
-                lock = BASE_LOCK_S * 2 ** (admin.failed_logins - FREE_ATTEMPTS)
-                admin.locked_until = utcnow() + timedelta(seconds=min(lock, 24 * 3600))
+            if admin is None:
+                check_password_hash(_DUMMY_HASH, password)  # unknown names take as long
+            row.failures += 1
+            row.updated_at = utcnow()
+            if row.failures >= FREE_ATTEMPTS:
+                lock = BASE_LOCK_S * 2 ** min(row.failures - FREE_ATTEMPTS, 20)
+                row.locked_until = utcnow() + timedelta(seconds=min(lock, 24 * 3600))
+            # Counters a day old go: names typed once must not pile up.
+            db.session.execute(
+                delete(LoginThrottle).where(LoginThrottle.updated_at < utcnow() - timedelta(days=1))
+            )
             db.session.commit()
-            error = "Wrong username or password."
+            error = WRONG
         return render_template("admin/login.html", error=error), 401
     return render_template("admin/login.html", error=error)
 

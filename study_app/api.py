@@ -5,6 +5,7 @@ Errors are JSON with a message and a 4xx status; bad input never produces a 500.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import re
@@ -76,8 +77,14 @@ def _finite(text: str) -> float:
 def _check_values(value: Any, depth: int = 0) -> None:
     if depth > _MAX_DEPTH:
         raise BadRequest(f"the JSON body is nested more than {_MAX_DEPTH} levels")
-    if isinstance(value, str) and "\x00" in value:
-        raise BadRequest("text must not contain NUL characters")
+    if isinstance(value, str):
+        if "\x00" in value:
+            raise BadRequest("text must not contain NUL characters")
+        if not value.isascii():
+            try:
+                value.encode()
+            except UnicodeEncodeError:  # "\ud800": valid JSON, but no database stores it (a 500)
+                raise BadRequest("text must not contain lone UTF-16 surrogates") from None
     if isinstance(value, dict):
         for k, v in value.items():
             _check_values(k, depth + 1)
@@ -113,8 +120,14 @@ def _session(slug: str) -> tuple[Study, StudySession]:
     return study, sess
 
 
-def _clip(clip_id: str) -> dict[str, str]:
-    return {"id": clip_id, "url": url_for("media.clip", clip_id=clip_id)}
+def _clip(clip_id: str, sess: StudySession) -> dict[str, str]:
+    """A clip's id and URL. The URL is this session's own (``?s=``, which the media
+    endpoint ignores): clips are cached for a year, and a browser that plays a clip an
+    earlier session in it cached (a second preview) from that cache, without asking the
+    server, would never have it count as heard in this session (sessions.unheard_clips).
+    Chromium asks again anyway (tested); the tag keeps any browser from relying on that."""
+    tag = hashlib.sha256(sess.token.encode()).hexdigest()[:12]
+    return {"id": clip_id, "url": url_for("media.clip", clip_id=clip_id, s=tag)}
 
 
 @bp.get("/s/<slug>/trial")
@@ -124,8 +137,9 @@ def trial(slug: str) -> ResponseReturnValue:
     current = sessions.current_trial(sess, study)
     if current is None:
         return jsonify(stage=sess.stage, redirect=url_for("participant.go", slug=slug))
-    sessions.mark_served(sess)
     t = current.trial
+    # Built before mark_served commits: reading the session after the commit reloaded it
+    # (a second connection checkout, transaction and SELECT per trial).
     body = {
         "stage": sess.stage,
         "position": current.position,
@@ -135,15 +149,16 @@ def trial(slug: str) -> ResponseReturnValue:
             "kind": t["kind"],
             "phase": t["phase"],
             "question": t["question"],
-            "references": [_clip(c) for c in t["references"]],
-            "candidates": [_clip(c) for c in t["candidates"]],
+            "references": [_clip(c, sess) for c in t["references"]],
+            "candidates": [_clip(c, sess) for c in t["candidates"]],
             "options": t["options"],
             "rating": t["rating"],
             "confidence": t["confidence"],
             "feedback": t["feedback"],
         },
-        "preload": [_clip(c)["url"] for c in current.next_clips],
+        "preload": [_clip(c, sess)["url"] for c in current.next_clips],
     }
+    sessions.mark_served(sess)
     return jsonify(body)
 
 

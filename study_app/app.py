@@ -7,6 +7,7 @@ import secrets
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from flask import Flask, current_app, jsonify, render_template, request
 from flask.typing import ResponseReturnValue
@@ -74,6 +75,10 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
         # Re-signing the cookie on every response costs more than the rest of an API call.
         SESSION_REFRESH_EACH_REQUEST=False,
         WTF_CSRF_TIME_LIMIT=None,  # a participant may keep a page open for hours
+        # Flask-WTF's HTTPS-only check wants a Referer, which a privacy-minded browser or
+        # policy withholds: behind TLS it refused every POST (issue 31.1). The token stays;
+        # the same-origin check is _refuse_cross_origin's (Fetch Metadata, then Origin).
+        WTF_CSRF_SSL_STRICT=False,
     )
     if test_config is None:
         app.config.from_pyfile("config.py", silent=True)
@@ -82,6 +87,11 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     app.config["SQLALCHEMY_DATABASE_URI"] = _normalise_db_url(app.config["SQLALCHEMY_DATABASE_URI"])
     if not app.config["SECRET_KEY"]:
         app.config["SECRET_KEY"] = _instance_secret(Path(app.instance_path))
+    weak = weak_secret_key(str(app.config["SECRET_KEY"]))
+    if weak and not app.testing:
+        # Checked here, not in one command: `study-app run` (Flask's own) and any WSGI
+        # server build the app through this factory (issue 31.7).
+        raise UnsafeConfig(weak)
 
     from study_app import admin, api, media, participant
     from study_app.cli import register_commands
@@ -96,6 +106,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     app.register_blueprint(media.bp)
     app.register_blueprint(admin.bp)
     app.jinja_env.filters["markdown"] = lambda text: Markup(_markdown.render(text or ""))
+    app.before_request(_refuse_cross_origin)
     app.before_request(_refuse_control_characters)
     app.after_request(_security_headers)
     app.register_error_handler(CSRFError, _csrf_error)
@@ -131,12 +142,73 @@ class _TrustedProxies:
 def _security_headers(response: Response) -> Response:
     response.headers.setdefault("Content-Security-Policy", CSP)
     response.headers.setdefault("X-Content-Type-Options", "nosniff")
-    response.headers.setdefault("Referrer-Policy", "no-referrer")
+    # "same-origin", not "no-referrer": no other site ever sees a URL of ours (they carry
+    # Prolific ids), while our own POSTs keep a real Origin header; under "no-referrer"
+    # browsers send "Origin: null" on every form POST (Fetch standard, "serializing a
+    # request origin"), which left nothing to check the origin by.
+    response.headers.setdefault("Referrer-Policy", "same-origin")
     response.headers.setdefault("X-Frame-Options", "DENY")
     response.headers.setdefault("Permissions-Policy", "camera=(), microphone=(), geolocation=()")
     if response.mimetype in ("text/html", "application/json"):
         response.headers.setdefault("Cache-Control", "no-store")
     return response
+
+
+_UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+
+
+def _refuse_cross_origin() -> ResponseReturnValue | None:
+    """403 for a state-changing request another site's page made (defence in depth).
+
+    The CSRF token is the main defence. This is the check OWASP's CSRF cheat sheet
+    recommends beside it, in the form Go 1.25's CrossOriginProtection uses: browsers
+    since 2023 send ``Sec-Fetch-Site``, which a page cannot forge, so it decides alone;
+    an older browser is judged by ``Origin`` against the host it asked for. A request
+    with neither header comes from no browser (curl, the bots), so there is no victim's
+    cookie to abuse, and the token alone applies. The Referer is never required: the
+    strict referrer check this replaces refused every POST over HTTPS (issue 31.1).
+    """
+    if request.method not in _UNSAFE_METHODS:
+        return None
+    site = request.headers.get("Sec-Fetch-Site")
+    if site is not None:
+        if site in ("same-origin", "none"):
+            return None
+        return _cross_origin(f"the request came from another site (Sec-Fetch-Site: {site})")
+    origin = request.headers.get("Origin")
+    if origin is None:
+        return None
+    # Hosts only, as Go does: behind a proxy the app may not know the scheme the browser
+    # used. request.host is what the browser asked for (nginx passes $http_host).
+    asked = _origin_host(f"{urlsplit(origin).scheme}://{request.host}")
+    if asked is not None and _origin_host(origin) == asked:
+        return None
+    return _cross_origin("the request came from another site (Origin does not match)")
+
+
+def _origin_host(origin: str) -> str | None:
+    """``host[:port]`` of an Origin header, default port dropped; None for "null"."""
+    parts = urlsplit(origin)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        return None
+    try:
+        port = parts.port
+    except ValueError:
+        return None
+    default = 443 if parts.scheme == "https" else 80
+    host = f"[{parts.hostname}]" if ":" in parts.hostname else parts.hostname  # IPv6
+    return host if port in (None, default) else f"{host}:{port}"
+
+
+def _cross_origin(reason: str) -> ResponseReturnValue:
+    current_app.logger.warning("refused %s %s: %s", request.method, request.path, reason)
+    if _wants_json():
+        return jsonify(error=f"refused: {reason}"), 403
+    return render_template(
+        "message.html",
+        heading="This request was refused",
+        text="It came from another website. Open the study from its own address and try again.",
+    ), 403
 
 
 def _wants_json() -> bool:
@@ -213,6 +285,28 @@ def _not_found(exc: Exception) -> ResponseReturnValue:
 
 def _too_large(exc: Exception) -> ResponseReturnValue:
     return jsonify(error="request too large"), 413
+
+
+class UnsafeConfig(RuntimeError):
+    """A setting the app refuses to run with; the message names it and what to do."""
+
+
+# Keys from tutorials and templates: a cookie signed with one of them is a login anyone can make.
+_WELL_KNOWN_KEYS = frozenset({"dev", "development", "secret", "secret-key", "changeme", "change-me", "test"})
+MIN_SECRET_KEY_LENGTH = 16
+
+
+def weak_secret_key(key: str) -> str | None:
+    """Why ``key`` must not sign cookies (None when it may); the message says what to do."""
+    advice = (
+        "Unset it (a random key is then kept in the instance folder) or set a long random value: "
+        "SECRET_KEY=$(python3 -c 'import secrets; print(secrets.token_hex(32))') (docs/deploy.md)"
+    )
+    if key.strip().lower() in _WELL_KNOWN_KEYS:
+        return f"SECRET_KEY={key} is a well-known placeholder: anyone could forge a login with it. {advice}"
+    if len(key) < MIN_SECRET_KEY_LENGTH:
+        return f"SECRET_KEY is {len(key)} characters; at least {MIN_SECRET_KEY_LENGTH} are needed. {advice}"
+    return None
 
 
 def _instance_secret(instance: Path) -> str:

@@ -72,12 +72,6 @@ def serve_command(ctx: click.Context, host: str, port: int) -> None:
     from study_app.models import Study
 
     app = ctx.ensure_object(ScriptInfo).load_app()
-    if app.config["SECRET_KEY"] == "dev":
-        raise click.UsageError(
-            "SECRET_KEY=dev is the well-known development key: anyone could forge a login cookie "
-            "with it. Unset SECRET_KEY (a random key is then kept in the instance folder) or set "
-            "a long random value."
-        )
     base = f"http://{host}:{port}"
     # The app context is closed before serving: request threads open their own.
     with app.app_context():
@@ -206,4 +200,9 @@ def register_commands(app: Flask) -> None:
 
 
 def main() -> None:
-    cli()
+    from study_app.app import UnsafeConfig
+
+    try:
+        cli()
+    except UnsafeConfig as exc:  # raised while Flask's CLI builds the app: no traceback
+        raise SystemExit(f"study-app: {exc}") from None

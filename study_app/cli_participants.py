@@ -63,6 +63,14 @@ def sessions_command(study: str, abandoned: bool, release: bool) -> None:
     type=float,
     help="Seconds waited per second of simulated reaction time (0: answer at once).",
 )
+@click.option(
+    "--listen",
+    type=click.Choice(["full", "first_byte", "none"]),
+    default="full",
+    show_default=True,
+    help="How bots get the clips: whole, as a browser does; or the cheats the server must "
+    "refuse (one byte of each, or none): with LISTEN_FACTOR > 0 such bots end 'refused 425'.",
+)
 @with_appcontext
 def simulate_command(
     study: str,
@@ -75,6 +83,7 @@ def simulate_command(
     chaos: bool,
     seed: int,
     pace: float,
+    listen: str,
 ) -> None:
     """Run bot participants against a served study, then check every answer was stored once.
 
@@ -94,7 +103,9 @@ def simulate_command(
     # End this process's transaction before the bots start: on SQLite an open one
     # would hold the write lock the server needs.
     db.session.rollback()
-    cfg = BotConfig(participants, concurrency, accuracy, steer_accuracy, fail_screening, chaos, seed, pace)
+    cfg = BotConfig(
+        participants, concurrency, accuracy, steer_accuracy, fail_screening, chaos, seed, pace, listen
+    )
     results = run_bots(url.rstrip("/"), slug, view.manifest, view.key, cfg)
     sent = set().union(*(r.sent for r in results))
     stored, duplicates = stored_answers(sent)

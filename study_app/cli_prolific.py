@@ -34,8 +34,8 @@ ACTIONS = ("sync", "create", "publish", "approve", "pay_screen_outs", "bonus")
     "--prolific-study",
     "prolific_studies",
     multiple=True,
-    help="Prolific study id to sync (default: the one --create made and every STUDY_ID the "
-    "sessions arrived with).",
+    help="Prolific study id to sync or pay from (default: the one --create made; --sync also "
+    "every STUDY_ID the sessions arrived with).",
 )
 @click.option("--create", is_flag=True, help="Create the study on Prolific as a draft (needs --base-url).")
 @click.option(
@@ -125,6 +125,7 @@ def _run(
 
     rules = prolific_pay.ApprovalRules(min_attention_correct=options["min_attention"])
     dry = options["dry_run"]
+    given = list(options["prolific_studies"]) or None
     if action == "sync":
         return prolific.sync_submissions(row, client, list(options["prolific_studies"]))
     if action == "create":
@@ -134,11 +135,11 @@ def _run(
     if action == "publish":
         return {"published": prolific.publish_prolific_study(row, client)}
     if action == "approve":
-        return prolific_pay.approve_submissions(row, client, rules, dry_run=dry)
+        return prolific_pay.approve_submissions(row, client, rules, dry_run=dry, prolific_study_ids=given)
     if action == "pay_screen_outs":
-        return prolific_pay.pay_screen_outs(row, client, dry_run=dry)
+        return prolific_pay.pay_screen_outs(row, client, dry_run=dry, prolific_study_ids=given)
     rule = prolific_pay.BonusRule.parse(options["bonus_rule"])
-    return prolific_pay.pay_bonuses(row, client, rule, rules, dry_run=dry)
+    return prolific_pay.pay_bonuses(row, client, rule, rules, dry_run=dry, prolific_study_ids=given)
 
 
 def _print(action: str, result: Any, as_json: bool) -> None:
@@ -153,6 +154,8 @@ def _print(action: str, result: Any, as_json: bool) -> None:
         )
         for line in data["released"]:
             click.echo(f"  place released: {line}")
+        for line in data["skipped"]:
+            click.echo(f"  skipped: {line}")
     elif action == "create":
         click.echo(
             f"created Prolific study {data['prolific_id']} (draft): {data['places']} places, "
@@ -162,7 +165,10 @@ def _print(action: str, result: Any, as_json: bool) -> None:
         click.echo(f"published Prolific study {data['published']}")
     elif action == "approve":
         verb = "would approve" if data["dry_run"] else "approved"
+        click.echo(f"rules (the analysis excludes by the same): {data['rules']}")
         click.echo(f"{verb} {len(data['approved'])} submission(s); {len(data['review'])} to review")
+        for sub in data["approved"]:
+            click.echo(f"  approve {sub}: completed, passes every rule")
         for line in data["review"]:
             click.echo(f"  review {line}")
     else:

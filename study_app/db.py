@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sqlite3
 from pathlib import Path
 from typing import Any
@@ -71,6 +72,22 @@ def init_db_command() -> None:
     click.echo(f"initialised {db.engine.url.render_as_string(hide_password=True)}")
 
 
+# SQLAlchemy keeps 5 idle connections per process and closes any more when they come
+# back, so a gunicorn worker with 8 threads opened and closed a PostgreSQL connection
+# (a server process) every 16 requests under load. The pool keeps one per thread
+# instead: gunicorn.conf.py sets DB_POOL_SIZE to its thread count.
+DEFAULT_POOL_SIZE = 10
+
+
+def _engine_options(app: Flask) -> None:
+    if not str(app.config["SQLALCHEMY_DATABASE_URI"]).startswith("postgresql"):
+        return  # SQLite: one writer at a time whatever the pool holds
+    options = dict(app.config.get("SQLALCHEMY_ENGINE_OPTIONS") or {})
+    options.setdefault("pool_size", int(os.environ.get("DB_POOL_SIZE", DEFAULT_POOL_SIZE)))
+    app.config["SQLALCHEMY_ENGINE_OPTIONS"] = options
+
+
 def init_app(app: Flask) -> None:
+    _engine_options(app)
     db.init_app(app)
     app.cli.add_command(init_db_command)

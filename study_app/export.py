@@ -18,6 +18,7 @@ from sqlalchemy import case, func, select
 
 from artifact_schemas import RESPONSES, write_table_batches
 from artifact_schemas.tables import csv_safe
+from artifact_schemas.validity import SessionFacts, facts_from_answers
 from study_app.db import db
 from study_app.models import Event, Participant, Response, Study, StudySession, Trial, TrialList
 from study_app.packages import package_view
@@ -89,6 +90,26 @@ def session_facts(study: Study) -> dict[int, dict[str, Any]]:
             if session_id in facts and mean is not None:
                 facts[session_id]["attention_correct"] = float(mean)
     return facts
+
+
+def validity_facts(study: Study) -> dict[int, SessionFacts]:
+    """Per session id, what :mod:`artifact_schemas.validity` judges (screening, attention,
+    clips heard, median main RT), from the same columns the export carries, so that
+    ``prolific --approve`` and the analysis of the export judge a session alike."""
+    facts = session_facts(study)
+    answers: dict[int, list[tuple[str, float, int | None]]] = {sid: [] for sid in facts}
+    rows = db.session.execute(
+        select(Response.session_id, Trial.phase, Response.rt_ms, Response.clips_unfetched)
+        .join(Trial, Response.trial_id == Trial.id)
+        .join(StudySession, Response.session_id == StudySession.id)
+        .where(StudySession.study_id == study.id, ~StudySession.preview)
+    )
+    for session_id, phase, rt_ms, unfetched in rows:
+        answers[session_id].append((phase, rt_ms, unfetched))
+    return {
+        sid: facts_from_answers(f["screening_passed"], f["attention_correct"], answers[sid])
+        for sid, f in facts.items()
+    }
 
 
 def iter_export_batches(

@@ -188,7 +188,12 @@ class Response(db.Model):  # type: ignore[name-defined]
     """One answer. (session, trial, attempt) is unique: a retried submit can never add a row."""
 
     __tablename__ = "response"
-    __table_args__ = (UniqueConstraint("session_id", "trial_id", "attempt"),)
+    # An idempotency key is the client's and counts within its session only: a key another
+    # session used is a new key here, never a replay of that session's answer (issue 31.7).
+    __table_args__ = (
+        UniqueConstraint("session_id", "trial_id", "attempt"),
+        UniqueConstraint("session_id", "idempotency_key", name="uq_response_session_idempotency_key"),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     session_id: Mapped[int] = mapped_column(ForeignKey("study_session.id", ondelete="CASCADE"), index=True)
@@ -204,9 +209,11 @@ class Response(db.Model):  # type: ignore[name-defined]
     play_counts: Mapped[dict[str, int]] = mapped_column(JSON)
     client_ts: Mapped[str | None] = mapped_column(String(40), nullable=True)
     server_ts: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
-    idempotency_key: Mapped[str] = mapped_column(String(64), unique=True)
+    idempotency_key: Mapped[str] = mapped_column(String(64))
     # Listening evidence the server saw: when the trial was served, and how many of its
-    # clips this session had never fetched by the time it answered.
+    # clips had not been served in full to this session by the time it answered (named
+    # for what it counted before migration 0008: clips never fetched at all). Answers
+    # with any are refused since then (sessions._listening_evidence), so new rows have 0.
     served_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
     clips_unfetched: Mapped[int | None] = mapped_column(Integer, nullable=True)
     # What the server answered, replayed verbatim for a duplicate submit.
@@ -214,7 +221,13 @@ class Response(db.Model):  # type: ignore[name-defined]
 
 
 class ClipRequest(db.Model):  # type: ignore[name-defined]
-    """The first time a session fetched a clip (media endpoint; nginx sends the bytes)."""
+    """Which bytes of a clip the media endpoint served to a session (send_file, or nginx
+    told by X-Accel-Redirect to send exactly the requested range): ``sessions.record_clip_served``.
+
+    A clip counts as heard once the served ranges cover its whole file (``heard_at``);
+    one byte of it (``Range: bytes=0-0``) or a request the server did not answer with its
+    bytes (a 304, a HEAD) does not (issue 31.3).
+    """
 
     __tablename__ = "clip_request"
     __table_args__ = (UniqueConstraint("session_id", "clip_id"),)
@@ -223,6 +236,12 @@ class ClipRequest(db.Model):  # type: ignore[name-defined]
     session_id: Mapped[int] = mapped_column(ForeignKey("study_session.id", ondelete="CASCADE"), index=True)
     clip_id: Mapped[str] = mapped_column(String(64))
     first_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    # The file's size in bytes, and the byte ranges served: merged, sorted [start, stop)
+    # pairs within it, so their union is kept exact however the requests overlap.
+    size: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    served: Mapped[list[list[int]]] = mapped_column(JSON, default=list)
+    # When the served ranges first covered the whole file (None: not yet).
+    heard_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
 
 
 class Event(db.Model):  # type: ignore[name-defined]
@@ -249,11 +268,33 @@ class Admin(db.Model):  # type: ignore[name-defined]
     id: Mapped[int] = mapped_column(primary_key=True)
     username: Mapped[str] = mapped_column(String(64), unique=True)
     password_hash: Mapped[str] = mapped_column(String(256))
+    # Unused since migration 0009 (the lock moved to LoginThrottle, per name and address); kept
+    # because dropping a column rebuilds the table on SQLite.
     failed_logins: Mapped[int] = mapped_column(Integer, default=0)
     locked_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
     # In every login cookie; logout and a password change bump it, and older cookies stop working.
     session_version: Mapped[int] = mapped_column(Integer, default=0)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class LoginThrottle(db.Model):  # type: ignore[name-defined]
+    """Failed logins in a row for one typed username from one address (both keyed HMACs).
+
+    Per name *and* address: a stranger's wrong guesses lock only the stranger out, not the
+    researcher (a lock per account let anyone keep it locked for 24 h), and a name with no
+    account locks exactly like one that has, so the answers tell no usernames apart
+    (issue 31.7). Rows go on a successful login and once a day has passed without a failure.
+    """
+
+    __tablename__ = "login_throttle"
+    __table_args__ = (UniqueConstraint("name_digest", "ip_digest"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name_digest: Mapped[str] = mapped_column(String(64), index=True)
+    ip_digest: Mapped[str] = mapped_column(String(64))
+    failures: Mapped[int] = mapped_column(Integer, default=0)
+    locked_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
 
 class ProlificPayment(db.Model):  # type: ignore[name-defined]

@@ -6,6 +6,7 @@ decides which page ``/s/<slug>/go`` shows, so reload and back always land right.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from typing import Any
 
 from flask import Blueprint, abort, current_app, redirect, render_template, request, session, url_for
@@ -15,6 +16,7 @@ from study_app import sessions
 from study_app.db import db
 from study_app.models import ACTIVE, COMPLETED, DECLINED, SCREENED_OUT, SessionStage, Study, StudySession
 from study_app.packages import package_view
+from study_app.prolific_api import is_prolific_id
 
 bp = Blueprint("participant", __name__)
 
@@ -103,13 +105,31 @@ def _refusal(study: Study, which: str) -> tuple[str, int]:
     return render_template("message.html", study=study, heading=heading, text=text), status
 
 
+def _malformed_id(values: Mapping[str, str]) -> str | None:
+    """The first of Prolific's parameters present in ``values`` that is not a Prolific id
+    (24 lowercase hex digits); None when each is a Prolific id or absent (issue 31.4: a
+    STUDY_ID such as ``st1/../x`` went into the researcher's Prolific API calls)."""
+    return next((k for k in _PARAMS if values.get(k) and not is_prolific_id(values[k])), None)
+
+
+def _malformed_page(study: Study, name: str) -> tuple[str, int]:
+    text = (
+        f"The link's {name} is not a Prolific id (24 characters, digits and a to f). "
+        "Please open the study again from your Prolific account, without changing its link."
+    )
+    return render_template("message.html", study=study, heading="This link is not valid", text=text), 400
+
+
 @bp.get("/s/<slug>")
 def entry(slug: str) -> Any:
     """Where Prolific sends participants: resume a session, or show the consent page."""
     study = get_study(slug)
     if session_for(study) is not None:
         return redirect(url_for(".go", slug=slug))
-    params = {k: request.args.get(k, "")[:128] for k in _PARAMS}
+    malformed = _malformed_id(request.args)
+    if malformed is not None:
+        return _malformed_page(study, malformed)
+    params = {k: request.args.get(k, "") for k in _PARAMS}
     try:
         existing = sessions.resumable_session(
             study, params["PROLIFIC_PID"] or None, params["SESSION_ID"] or None
@@ -134,20 +154,25 @@ def consent(slug: str) -> Any:
         return redirect(url_for(".go", slug=slug))
     if study.status != "open":
         return _refusal(study, "closed")
-    pid = request.form.get("PROLIFIC_PID", "")[:128] or None
+    # Checked on the POST too: the form is the participant's to edit.
+    malformed = _malformed_id(request.form)
+    if malformed is not None:
+        return _malformed_page(study, malformed)
+    pid = request.form.get("PROLIFIC_PID") or None
     if pid is None and package_view(study).manifest.require_prolific_id:
-        # Checked on the POST too: the form is the participant's to edit.
         return _refusal(study, "prolific_only")
     if request.form.get("choice") != "accept":
-        data = {"participant": sessions.pid_hash(study, pid)} if pid else {}
-        sessions.record_event(study, None, "decline", data)
+        try:
+            sessions.record_decline(study, pid, request.remote_addr or "")
+        except sessions.RateLimited:
+            return _refusal(study, "rate_limited")
         return _done_page(study, DECLINED)
     try:
         sess = sessions.start_session(
             study,
             pid=pid,
-            prolific_study_id=request.form.get("STUDY_ID", "")[:128] or None,
-            prolific_session_id=request.form.get("SESSION_ID", "")[:128] or None,
+            prolific_study_id=request.form.get("STUDY_ID") or None,
+            prolific_session_id=request.form.get("SESSION_ID") or None,
             user_agent=request.headers.get("User-Agent", ""),
             ip=request.remote_addr or "",
         )

@@ -34,7 +34,7 @@ from study_app.models import (
 )
 from study_app.packages import package_view
 from study_app.participant import PROLIFIC_COMPLETE, PROLIFIC_PLACEHOLDERS
-from study_app.prolific_api import ProlificClient
+from study_app.prolific_api import ProlificClient, ProlificError, is_prolific_id
 
 # A rough per-screen cost beyond listening: reading, deciding, clicking. Pilots replace it.
 SECONDS_PER_ANSWER = 6.0
@@ -293,6 +293,7 @@ class SyncResult:
     matched: int  # of those, sessions here
     released: list[str]  # "s<id> (list L): RETURNED"
     statuses: dict[str, int]  # Prolific status -> submissions
+    skipped: list[str] = field(default_factory=list)  # STUDY_IDs not asked about, and why
 
 
 def sync_submissions(
@@ -307,7 +308,7 @@ def sync_submissions(
     from study_app.db import db
 
     result = SyncResult(0, 0, [], {})
-    for _, sub, sess in matched_submissions(study, client, prolific_study_ids):
+    for _, sub, sess in matched_submissions(study, client, prolific_study_ids, skipped=result.skipped):
         result.seen += 1
         status = str(sub.get("status", ""))
         result.statuses[status] = result.statuses.get(status, 0) + 1
@@ -324,15 +325,45 @@ def sync_submissions(
     return result
 
 
+def paying_study_ids(study: Study, given: list[str] | None = None) -> list[str]:
+    """The Prolific studies whose submissions may be approved or paid for this study: those
+    the researcher gives (``--prolific-study``), else the one ``--create`` recorded.
+
+    Never the STUDY_IDs sessions arrived with: a participant chooses those, and one who
+    arrived with another study's STUDY_ID and submission id got that submission approved
+    (issue 31.4). ValueError when there is none, or a given one is not a Prolific id.
+    """
+    if given:
+        bad = [g for g in given if not is_prolific_id(g)]
+        if bad:
+            raise ValueError(f"--prolific-study {bad[0]!r} is not a Prolific id (24 hex digits)")
+        return list(given)
+    recorded = (study.prolific or {}).get("id")
+    if not recorded:
+        raise ValueError(
+            f"'{study.slug}' has no Prolific study recorded (it was not made with --create): "
+            "give its Prolific id with --prolific-study"
+        )
+    return [str(recorded)]
+
+
 def matched_submissions(
-    study: Study, client: ProlificClient, prolific_study_ids: list[str] | None = None
+    study: Study,
+    client: ProlificClient,
+    prolific_study_ids: list[str] | None = None,
+    *,
+    skipped: list[str] | None = None,
 ) -> Iterator[tuple[str, dict[str, Any], StudySession | None]]:
     """(Prolific study id, submission, its session here or ``None``) for every submission.
 
     The Prolific studies: those given, else the one ``--create`` recorded and every
-    STUDY_ID the sessions arrived with. A session is matched by Prolific's submission id
-    (the SESSION_ID it was opened with), else by the participant's Prolific id (hashed as
-    stored; the participant's latest session).
+    STUDY_ID the sessions arrived with that is a Prolific id. One arrival's STUDY_ID must
+    not stop the rest (its ``st1/../x`` made every sync fail, issue 31.4): one that is not
+    a Prolific id is not asked about, and one Prolific answers 403 or 404 for (not the
+    researcher's study) is passed over; both are listed in ``skipped``. A session is
+    matched by Prolific's submission id (the SESSION_ID it was opened with), else by the
+    participant's Prolific id (hashed as stored; the participant's latest session): paying
+    checks that all three ids agree (``prolific_pay``).
     """
     from sqlalchemy import select
 
@@ -346,15 +377,33 @@ def matched_submissions(
         .where(StudySession.study_id == study.id, ~StudySession.preview)
         .order_by(StudySession.id)
     ).all()
-    ids = prolific_study_ids or sorted(
-        {s.prolific_study_id for s, _ in rows if s.prolific_study_id}
-        | ({str(study.prolific["id"])} if study.prolific and study.prolific.get("id") else set())
-    )
+    arrived: dict[str, int] = {}  # STUDY_IDs only participants' links gave -> a session
+    if prolific_study_ids:
+        ids = list(prolific_study_ids)
+    else:
+        recorded = {str(study.prolific["id"])} if study.prolific and study.prolific.get("id") else set()
+        for s, _ in rows:
+            if s.prolific_study_id and s.prolific_study_id not in recorded:
+                arrived.setdefault(s.prolific_study_id, s.id)
+        ids = []
+        for sid in sorted(set(arrived) | recorded):
+            if is_prolific_id(sid):
+                ids.append(sid)
+            elif skipped is not None:
+                skipped.append(
+                    f"STUDY_ID {sid[:80]!r} (s{arrived[sid]}) is not a Prolific id: not asked about"
+                )
     by_submission = {s.prolific_session_id: s for s, _ in rows if s.prolific_session_id}
     by_participant = {digest: s for s, digest in rows}  # the latest session of each participant
     for prolific_id in ids:
-        for sub in client.submissions(prolific_id):
-            sess = by_submission.get(str(sub.get("id", "")))
-            if sess is None and sub.get("participant_id"):
-                sess = by_participant.get(pid_hash(study, str(sub["participant_id"])))
-            yield prolific_id, sub, sess
+        try:
+            for sub in client.submissions(prolific_id):
+                sess = by_submission.get(str(sub.get("id", "")))
+                if sess is None and sub.get("participant_id"):
+                    sess = by_participant.get(pid_hash(study, str(sub["participant_id"])))
+                yield prolific_id, sub, sess
+        except ProlificError as exc:
+            if prolific_id not in arrived or exc.status not in (403, 404):
+                raise
+            if skipped is not None:
+                skipped.append(f"STUDY_ID {prolific_id} (s{arrived[prolific_id]}): {exc}")

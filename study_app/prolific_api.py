@@ -22,9 +22,11 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import re
 import time
 from collections.abc import Iterator
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 
@@ -32,17 +34,45 @@ log = logging.getLogger(__name__)
 
 DEFAULT_BASE_URL = "https://api.prolific.com"
 PAGE_SIZE = 200
+# Prolific's ids (participants' PROLIFIC_PID, STUDY_ID, SESSION_ID = submission id) are
+# MongoDB ObjectIds: 24 lowercase hex digits.
+_PROLIFIC_ID = re.compile(r"[0-9a-f]{24}")
+
+
+def is_prolific_id(value: object) -> bool:
+    """Whether ``value`` has the form of a Prolific id (24 lowercase hex digits)."""
+    return isinstance(value, str) and _PROLIFIC_ID.fullmatch(value) is not None
 
 
 class ProlificError(Exception):
     """A call to Prolific that failed; the message names the call, never the token.
 
-    ``refused``: Prolific answered 4xx, so it did nothing (money did not move); otherwise
-    the outcome of a non-idempotent call is unknown."""
+    ``refused``: Prolific answered 4xx (or the call was not sent), so it did nothing (money
+    did not move); otherwise the outcome of a non-idempotent call is unknown. ``status``:
+    Prolific's HTTP status, when it answered."""
 
-    def __init__(self, message: str, *, refused: bool = False) -> None:
+    def __init__(self, message: str, *, refused: bool = False, status: int | None = None) -> None:
         super().__init__(message)
         self.refused = refused
+        self.status = status
+
+
+def checked_id(value: str, what: str) -> str:
+    """``value`` when it is a Prolific id, else ProlificError (refused: nothing was sent).
+
+    Study and submission ids reach this client from participants' links (STUDY_ID,
+    SESSION_ID): ``st1/%2e%2e/x`` or ``st1?x=`` went into API paths (issue 31.4)."""
+    if not is_prolific_id(value):
+        raise ProlificError(
+            f"{what} {str(value)[:80]!r} is not a Prolific id (24 hex digits): not sent to Prolific",
+            refused=True,
+        )
+    return value
+
+
+def _segment(value: str, what: str) -> str:
+    """A checked Prolific id, percent-encoded as one path segment."""
+    return quote(checked_id(value, what), safe="")
 
 
 class ProlificClient:
@@ -105,6 +135,7 @@ class ProlificClient:
                 raise ProlificError(
                     f"{call}: HTTP {response.status_code}: {_message(response)}",
                     refused=response.status_code < 500,
+                    status=response.status_code,
                 )
             return response.json() if response.content else None
         raise AssertionError("unreachable")
@@ -126,7 +157,7 @@ class ProlificClient:
         while True:
             page = self.request(
                 "GET",
-                f"/api/v1/studies/{study_id}/submissions/",
+                f"/api/v1/studies/{_segment(study_id, 'study id')}/submissions/",
                 params={"limit": PAGE_SIZE, "offset": offset},
             )
             results = list(page.get("results", []))
@@ -139,7 +170,9 @@ class ProlificClient:
     def transition_submission(self, submission_id: str, action: str) -> Any:
         """``action``: APPROVE or REJECT (Prolific's transitions of a completed submission)."""
         return self.request(
-            "POST", f"/api/v1/submissions/{submission_id}/transition/", json={"action": action}
+            "POST",
+            f"/api/v1/submissions/{_segment(submission_id, 'submission id')}/transition/",
+            json={"action": action},
         )
 
     def create_study(self, body: dict[str, Any]) -> dict[str, Any]:
@@ -147,7 +180,11 @@ class ProlificClient:
         return dict(self.request("POST", "/api/v1/studies/", json=body))
 
     def publish_study(self, study_id: str) -> Any:
-        return self.request("POST", f"/api/v1/studies/{study_id}/transition/", json={"action": "PUBLISH"})
+        return self.request(
+            "POST",
+            f"/api/v1/studies/{_segment(study_id, 'study id')}/transition/",
+            json={"action": "PUBLISH"},
+        )
 
     def bulk_approve(self, study_id: str, submission_ids: list[str]) -> Any:
         """Approve (and so pay) AWAITING REVIEW submissions; approving twice is refused by
@@ -155,16 +192,22 @@ class ProlificClient:
         return self.request(
             "POST",
             "/api/v1/submissions/bulk-approve/",
-            json={"study_id": study_id, "submission_ids": submission_ids},
+            json={
+                "study_id": checked_id(study_id, "study id"),
+                "submission_ids": [checked_id(s, "submission id") for s in submission_ids],
+            },
         )
 
     def screen_out(self, study_id: str, submission_ids: list[str], reward: float) -> Any:
         """Pay ACTIVE submissions the fixed screen-out ``reward`` (in the study's currency)."""
         return self.request(
             "POST",
-            f"/api/v1/studies/{study_id}/screen-out-submissions/",
+            f"/api/v1/studies/{_segment(study_id, 'study id')}/screen-out-submissions/",
             idempotent=False,
-            json={"submission_ids": submission_ids, "bonus_per_submission": reward},
+            json={
+                "submission_ids": [checked_id(s, "submission id") for s in submission_ids],
+                "bonus_per_submission": reward,
+            },
         )
 
     def set_up_bonuses(self, study_id: str, csv_bonuses: str) -> dict[str, Any]:
@@ -174,13 +217,17 @@ class ProlificClient:
             self.request(
                 "POST",
                 "/api/v1/submissions/bonus-payments/",
-                json={"study_id": study_id, "csv_bonuses": csv_bonuses},
+                json={"study_id": checked_id(study_id, "study id"), "csv_bonuses": csv_bonuses},
             )
         )
 
     def pay_bonuses(self, bulk_id: str) -> Any:
         """Step two: pay. Prolific documents it as not idempotent: never retried on 5xx."""
-        return self.request("POST", f"/api/v1/bulk-bonus-payments/{bulk_id}/pay/", idempotent=False)
+        # The bulk id is Prolific's own answer to set_up_bonuses, not a participant's: encoded,
+        # not checked against the id format.
+        return self.request(
+            "POST", f"/api/v1/bulk-bonus-payments/{quote(bulk_id, safe='')}/pay/", idempotent=False
+        )
 
 
 def _message(response: httpx.Response) -> str:

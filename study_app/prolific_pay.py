@@ -20,8 +20,9 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 
+from artifact_schemas.validity import SessionFacts, ValidityRules
 from study_app.db import db
-from study_app.export import session_facts
+from study_app.export import validity_facts
 from study_app.models import (
     COMPLETED,
     SCREENED_OUT,
@@ -33,8 +34,9 @@ from study_app.models import (
     utcnow,
 )
 from study_app.packages import package_view
-from study_app.prolific import MINIMUM_PER_HOUR, matched_submissions
+from study_app.prolific import MINIMUM_PER_HOUR, matched_submissions, paying_study_ids
 from study_app.prolific_api import ProlificClient, ProlificError
+from study_app.sessions import pid_hash
 
 AWAITING_REVIEW = "AWAITING REVIEW"
 
@@ -44,34 +46,47 @@ class PaymentConflict(Exception):
     researcher at once): nothing was sent by this run."""
 
 
-@dataclass(frozen=True)
-class ApprovalRules:
-    """Which completed sessions are approved without a look: the study's own exclusion
-    rules, as the analysis applies them (analysis.exclusions.ExclusionRules has the same
-    defaults)."""
-
-    min_attention_correct: float | None = 0.5
-    require_screening_pass: bool = True
-
-    def __post_init__(self) -> None:
-        if self.min_attention_correct is not None and not 0 <= self.min_attention_correct <= 1:
-            raise ValueError(f"min_attention_correct must be in [0, 1], got {self.min_attention_correct}")
+# Which completed sessions are approved (and paid bonuses) without a look: the one
+# definition of valid data (headphone screening, attention checks, every clip heard,
+# median RT), which the analysis excludes by too (analysis.exclusions.ExclusionRules).
+ApprovalRules = ValidityRules
 
 
-def _verdict(sess: StudySession | None, facts: dict[str, Any] | None, rules: ApprovalRules) -> str | None:
-    """``None`` when the submission may be approved, else why it needs a person's look."""
+def _not_its_session(study: Study, prolific_id: str, sub: dict[str, Any], sess: StudySession) -> str | None:
+    """Why ``sess`` is not the session of submission ``sub`` of Prolific study
+    ``prolific_id``, or ``None`` when PROLIFIC_PID, SESSION_ID and STUDY_ID all agree.
+
+    Prolific pays a submission; the app knows a session. Only a session opened with the
+    submission's own SESSION_ID, by its participant, for this study, earns that
+    submission anything: a session found by the Prolific id alone may be another attempt
+    (a screened-out participant who came back with a made-up SESSION_ID), and one that
+    arrived with another study's STUDY_ID and submission id got that other study's
+    submission approved (issue 31.2, 31.4).
+    """
+    if sess.prolific_session_id != str(sub.get("id")):
+        return (
+            f"s{sess.id} was not opened with this submission's SESSION_ID "
+            "(found by Prolific id only: another attempt?)"
+        )
+    participant = sub.get("participant_id")
+    if not participant or pid_hash(study, str(participant)) != sess.participant.pid_hash:
+        return f"s{sess.id} arrived with another PROLIFIC_PID than this submission's participant"
+    if sess.prolific_study_id != prolific_id or sub.get("study_id", prolific_id) != prolific_id:
+        return f"s{sess.id} arrived with STUDY_ID {sess.prolific_study_id!r}, not this study's {prolific_id}"
+    return None
+
+
+def _verdict(sess: StudySession | None, facts: SessionFacts | None, rules: ApprovalRules) -> str | None:
+    """``None`` when the submission may be approved, else why it needs a person's look:
+    not completed, or every rule of ``rules`` it fails (``validity_facts``)."""
     if sess is None or facts is None:
         return "no session here with this submission or Prolific id (a shared completion code?)"
     if sess.status == SCREENED_OUT:
         return f"s{sess.id} was screened out: pay with --pay-screen-outs, or approve by hand"
     if sess.status != COMPLETED:
         return f"s{sess.id} is '{sess.status}', not completed"
-    if rules.require_screening_pass and facts.get("screening_passed") is False:
-        return f"s{sess.id} failed the headphone screening"
-    attention, floor = facts.get("attention_correct"), rules.min_attention_correct
-    if floor is not None and attention is not None and attention < floor:
-        return f"s{sess.id} answered {attention:.0%} of attention checks right (< {floor:.0%})"
-    return None
+    reasons = rules.reasons(facts)
+    return f"s{sess.id} " + "; ".join(reasons) if reasons else None
 
 
 @dataclass
@@ -79,22 +94,31 @@ class ApprovalResult:
     approved: list[str] = field(default_factory=list)  # submission ids
     review: list[str] = field(default_factory=list)  # "submission: why"
     dry_run: bool = False
+    rules: str = ""  # the rules approved by (ValidityRules.describe)
 
 
 def approve_submissions(
-    study: Study, client: ProlificClient, rules: ApprovalRules = ApprovalRules(), *, dry_run: bool = False
+    study: Study,
+    client: ProlificClient,
+    rules: ApprovalRules = ApprovalRules(),
+    *,
+    dry_run: bool = False,
+    prolific_study_ids: list[str] | None = None,
 ) -> ApprovalResult:
-    """Approve every AWAITING REVIEW submission whose session here completed and passes
-    ``rules``; list the others with the reason. Approving pays the study's reward; a
-    submission Prolific has already approved is no longer awaiting review, so a second run
-    approves nothing again."""
-    facts = session_facts(study)
-    result = ApprovalResult(dry_run=dry_run)
+    """Approve every AWAITING REVIEW submission of this study on Prolific
+    (:func:`~study_app.prolific.paying_study_ids`) whose session here is its own (PID,
+    SESSION_ID and STUDY_ID agree), completed and passes ``rules``; list the others with
+    the reason. Approving pays the study's reward; a submission Prolific has already
+    approved is no longer awaiting review, so a second run approves nothing again."""
+    facts = validity_facts(study)
+    result = ApprovalResult(dry_run=dry_run, rules=rules.describe())
     to_approve: dict[str, list[str]] = {}
-    for prolific_id, sub, sess in matched_submissions(study, client):
+    ids = paying_study_ids(study, prolific_study_ids)
+    for prolific_id, sub, sess in matched_submissions(study, client, ids):
         if sub.get("status") != AWAITING_REVIEW:
             continue
-        why = _verdict(sess, facts.get(sess.id) if sess else None, rules)
+        why = _not_its_session(study, prolific_id, sub, sess) if sess is not None else None
+        why = why or _verdict(sess, facts.get(sess.id) if sess else None, rules)
         if why is None:
             to_approve.setdefault(prolific_id, []).append(str(sub["id"]))
         else:
@@ -142,7 +166,13 @@ def _sort_out(result: PaymentResult, record: ProlificPayment) -> None:
         result.unconfirmed.append(f"{line} (bulk {record.bulk_id or '-'})")
 
 
-def pay_screen_outs(study: Study, client: ProlificClient, *, dry_run: bool = False) -> PaymentResult:
+def pay_screen_outs(
+    study: Study,
+    client: ProlificClient,
+    *,
+    dry_run: bool = False,
+    prolific_study_ids: list[str] | None = None,
+) -> PaymentResult:
     """Pay the configured fixed reward to screened-out sessions whose Prolific submission is
     still ACTIVE (the participant closed the tab instead of going back with the
     screened-out code; those who went back were paid by the code itself)."""
@@ -158,13 +188,19 @@ def pay_screen_outs(study: Study, client: ProlificClient, *, dry_run: bool = Fal
     records = _records(study, "screen_out")
     due: dict[str, list[tuple[StudySession, str]]] = {}
     minutes: list[float] = []
-    for prolific_id, sub, sess in matched_submissions(study, client):
+    for prolific_id, sub, sess in matched_submissions(
+        study, client, paying_study_ids(study, prolific_study_ids)
+    ):
         if sess is None or sess.status != SCREENED_OUT:
             continue
         if sess.id in records:
             _sort_out(result, records[sess.id])
             continue
         if sub.get("status") != "ACTIVE":
+            continue
+        mismatch = _not_its_session(study, prolific_id, sub, sess)
+        if mismatch is not None:
+            result.warnings.append(f"{sub['id']} not paid: {mismatch}")
             continue
         due.setdefault(prolific_id, []).append((sess, str(sub["id"])))
         if sess.finished_at is not None:
@@ -281,22 +317,29 @@ def pay_bonuses(
     rules: ApprovalRules = ApprovalRules(),
     *,
     dry_run: bool = False,
+    prolific_study_ids: list[str] | None = None,
 ) -> PaymentResult:
     """Pay ``rule``'s bonus to every completed session that passes ``rules``, once per
     session whatever the rule (a second run, or a run with another rule, pays nobody
     twice). The dry run computes the same CSV and pays nothing."""
-    facts = session_facts(study)
+    facts = validity_facts(study)
     records = _records(study, "bonus")
     correct = _correct_counts(study) if rule.kind == "per_correct" else {}
     result = PaymentResult("bonus", dry_run=dry_run)
     due: dict[str, list[tuple[StudySession, str, str, int]]] = {}
-    for prolific_id, sub, sess in matched_submissions(study, client):
+    for prolific_id, sub, sess in matched_submissions(
+        study, client, paying_study_ids(study, prolific_study_ids)
+    ):
         if sess is None:
             continue
         if sess.id in records:  # paid, sent, or set up and paid below
             _sort_out(result, records[sess.id])
             continue
         if _verdict(sess, facts.get(sess.id), rules) is not None or not sub.get("participant_id"):
+            continue
+        mismatch = _not_its_session(study, prolific_id, sub, sess)
+        if mismatch is not None:
+            result.warnings.append(f"{sub['id']} not paid a bonus: {mismatch}")
             continue
         cents = rule.cents * (correct.get(sess.id, 0) if rule.kind == "per_correct" else 1)
         if cents > 0:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -32,7 +33,6 @@ from study_app.models import (
     SessionStage,
     Study,
     StudySession,
-    Trial,
     TrialList,
     utcnow,
 )
@@ -68,17 +68,43 @@ def pid_hash(study: Study, pid: str) -> str:
     return hashlib.sha256(f"{study.pid_salt}:{pid}".encode()).hexdigest()
 
 
-def find_session(study: Study, pid: str | None) -> StudySession | None:
-    """The latest session of the participant with Prolific id ``pid`` (resumed only by
-    :func:`resumable_session`: a Prolific id is no secret)."""
+def sessions_of(study: Study, pid: str | None) -> list[StudySession]:
+    """The sessions of the participant with Prolific id ``pid``, newest first (resumed only
+    by :func:`resumable_session`: a Prolific id is no secret)."""
     if not pid:
-        return None
-    return db.session.scalar(
-        select(StudySession)
-        .join(Participant, StudySession.participant_id == Participant.id)
-        .where(Participant.study_id == study.id, Participant.pid_hash == pid_hash(study, pid))
-        .order_by(StudySession.id.desc())
+        return []
+    return list(
+        db.session.scalars(
+            select(StudySession)
+            .join(Participant, StudySession.participant_id == Participant.id)
+            .where(Participant.study_id == study.id, Participant.pid_hash == pid_hash(study, pid))
+            .order_by(StudySession.id.desc())
+        )
     )
+
+
+def _has_answers(sess: StudySession) -> bool:
+    return db.session.scalar(select(Response.id).where(Response.session_id == sess.id).limit(1)) is not None
+
+
+def _holds_pid(sess: StudySession, prolific_session_id: str | None) -> bool:
+    """Whether ``sess`` keeps a new arrival with its Prolific id (and another or no
+    SESSION_ID) out.
+
+    Prolific gives a participant PROLIFIC_PID, STUDY_ID and SESSION_ID together, and a
+    SESSION_ID reaches only the participant; a Prolific id alone is no secret (issue 31.7:
+    whoever consented first with someone else's id locked its owner out with a 409). So a
+    session does not lock out an arrival that carries a SESSION_ID of its own while it is
+    only a claim: not finished (completed, screened out) and no answer given, e.g. a
+    stranger's session opened with the id and a made-up or no SESSION_ID. The two
+    sessions then exist side by side, neither touched; payment follows the session that
+    matches Prolific's submission (PID, SESSION_ID and STUDY_ID: prolific_pay). A session
+    with answers or a finished one keeps the id: one participant, one attempt (issue 31.2).
+    An arrival without a SESSION_ID has nothing of its own to show and is refused as before.
+    """
+    if not prolific_session_id or sess.status in (COMPLETED, SCREENED_OUT):
+        return True
+    return _has_answers(sess)
 
 
 def resumable_session(study: Study, pid: str | None, prolific_session_id: str | None) -> StudySession | None:
@@ -87,14 +113,60 @@ def resumable_session(study: Study, pid: str | None, prolific_session_id: str | 
     A Prolific id travels in URLs, screenshots and shared links; Prolific's SESSION_ID is
     made per submission and reaches only the participant (their study link). Resuming on
     the id alone let anyone who knew it answer in a stranger's session (issue 16.6).
-    Raises AlreadyTakingPart when the id has a session that this request cannot claim.
+
+    Raises AlreadyTakingPart when this request may not start a session: the Prolific id
+    has a session that this request cannot claim and that holds the id
+    (:func:`_holds_pid`), or the SESSION_ID already belongs to a session here. A SESSION_ID
+    is one Prolific submission, so it opens one session whatever PROLIFIC_PID comes with
+    it: a participant screened out (or finished) who comes back with the same SESSION_ID
+    and a new, made-up or no PROLIFIC_PID gets no second attempt (issue 31.2).
     """
-    existing = find_session(study, pid)
-    if existing is None:
-        return None
-    if prolific_session_id and existing.prolific_session_id == prolific_session_id:
-        return existing
-    raise AlreadyTakingPart()
+    mine = sessions_of(study, pid)
+    if prolific_session_id:
+        for sess in mine:
+            if sess.prolific_session_id == prolific_session_id:
+                return sess
+        taken = db.session.scalar(
+            select(StudySession.id)
+            .where(StudySession.study_id == study.id, StudySession.prolific_session_id == prolific_session_id)
+            .limit(1)
+        )
+        if taken is not None:
+            raise AlreadyTakingPart()
+    if any(_holds_pid(sess, prolific_session_id) for sess in mine):
+        raise AlreadyTakingPart()
+    return None
+
+
+def ip_digest(ip: str) -> str:
+    """The stored form of a client address: keyed by the instance's secret, since IPv4 has
+    2^32 addresses and an unkeyed digest is reversed in minutes by whoever reads the
+    database (issue 16.11)."""
+    return hmac.new(str(current_app.config["SECRET_KEY"]).encode(), ip.encode(), hashlib.sha256).hexdigest()
+
+
+def record_decline(study: Study, pid: str | None, ip: str) -> None:
+    """Store a decline, at most SESSIONS_PER_IP_PER_MINUTE per address a minute, as for new
+    sessions (RateLimited beyond): 300 declines in 2.9 s from one address were all stored
+    and counted on the dashboard (issue 31.7). Counted under the lists' lock, as sessions
+    are, so concurrent declines cannot all slip under the limit."""
+    digest = ip_digest(ip)
+    _lock_lists(study)
+    window = utcnow() - timedelta(seconds=60)
+    recent = db.session.scalar(
+        select(func.count(Event.id)).where(
+            Event.study_id == study.id,
+            Event.kind == "decline",
+            Event.server_ts >= window,
+            Event.data["ip"].as_string() == digest,
+        )
+    )
+    if (recent or 0) >= current_app.config["SESSIONS_PER_IP_PER_MINUTE"]:
+        db.session.rollback()
+        raise RateLimited()
+    data = {"participant": pid_hash(study, pid)} if pid else {}
+    db.session.add(Event(study_id=study.id, session_id=None, kind="decline", data={**data, "ip": digest}))
+    db.session.commit()
 
 
 # Stages before the first trial: a session there has not started the study's real work.
@@ -111,10 +183,14 @@ def _holding_place(study: Study) -> Any:
 
 
 def _setting_up(study: Study) -> Any:
-    """SQL condition: sessions before their first trial that moved within SETUP_TIMEOUT_S.
+    """SQL condition: sessions before their first trial that started, and were last seen,
+    within SETUP_TIMEOUT_S.
     They are counted when a list is chosen (so concurrent arrivals spread and do not
-    overfill) but only for that short while: one that stops moving stops counting."""
-    fresh = StudySession.last_seen_at >= utcnow() - timedelta(seconds=current_app.config["SETUP_TIMEOUT_S"])
+    overfill) but only for that short while after consent. From the last time a session
+    was *seen*, one GET per place every 30 s kept a study "full" for ever (issue 31.7);
+    a slow participant still gets a place at the first trial if one is left."""
+    since = utcnow() - timedelta(seconds=current_app.config["SETUP_TIMEOUT_S"])
+    fresh = (StudySession.started_at >= since) & (StudySession.last_seen_at >= since)
     return (StudySession.status == ACTIVE) & fresh & StudySession.stage.in_(SETUP_STAGES)
 
 
@@ -158,12 +234,11 @@ def start_session(
     Idempotent for a Prolific id: when the reply to a consent POST is lost and the
     browser sends it again, the participant's existing session is returned (checked
     under the same lock, so two concurrent repeats cannot both create one) if the POST
-    carries the session's Prolific SESSION_ID; otherwise AlreadyTakingPart.
+    carries the session's Prolific SESSION_ID; otherwise AlreadyTakingPart when the id or
+    the SESSION_ID is taken (:func:`resumable_session`, under the same lock: two arrivals
+    with one SESSION_ID cannot both start).
     """
-    cfg = current_app.config
-    # Keyed by the instance's secret: IPv4 has 2^32 addresses, so an unkeyed digest is
-    # reversed in minutes by whoever reads the database (issue 16.11).
-    ip_digest = hmac.new(str(cfg["SECRET_KEY"]).encode(), ip.encode(), hashlib.sha256).hexdigest()
+    digest_of_ip = ip_digest(ip)
     if preview_list is None:
         lists = _lock_lists(study)
         try:
@@ -174,7 +249,7 @@ def start_session(
         if existing is not None:
             db.session.commit()
             return existing
-        chosen = _assign_list(study, lists, ip_digest)
+        chosen = _assign_list(study, lists, digest_of_ip)
     else:
         # A researcher's preview walks through a chosen list, and nothing counts it.
         chosen = preview_list
@@ -207,7 +282,7 @@ def start_session(
         prolific_study_id=prolific_study_id,
         prolific_session_id=prolific_session_id,
         user_agent=user_agent[:500],
-        ip_hash=ip_digest,
+        ip_hash=digest_of_ip,
         preview=preview_list is not None,
     )
     db.session.add(sess)
@@ -228,11 +303,11 @@ def _lock_lists(study: Study) -> list[TrialList]:
     )
 
 
-def _assign_list(study: Study, lists: list[TrialList], ip_digest: str) -> TrialList:
+def _assign_list(study: Study, lists: list[TrialList], digest: str) -> TrialList:
     window = utcnow() - timedelta(seconds=60)
     recent = db.session.scalar(
         select(func.count(StudySession.id)).where(
-            StudySession.ip_hash == ip_digest, StudySession.started_at >= window
+            StudySession.ip_hash == digest, StudySession.started_at >= window
         )
     )
     if (recent or 0) >= current_app.config["SESSIONS_PER_IP_PER_MINUTE"]:
@@ -372,18 +447,84 @@ def mark_served(sess: StudySession) -> None:
         db.session.commit()
 
 
-def record_clip_request(sess: StudySession, clip_id: str) -> None:
-    """Remember the first time ``sess`` fetched ``clip_id`` (later fetches change nothing)."""
-    exists = db.session.scalar(
-        select(ClipRequest.id).where(ClipRequest.session_id == sess.id, ClipRequest.clip_id == clip_id)
-    )
-    if exists is not None:
+def merge_ranges(ranges: Iterable[Sequence[int]]) -> list[list[int]]:
+    """Sorted, disjoint ``[start, stop)`` byte ranges covering exactly the bytes of
+    ``ranges`` (overlapping and touching ones joined, empty ones dropped)."""
+    merged: list[list[int]] = []
+    for start, stop in sorted((int(r[0]), int(r[1])) for r in ranges if int(r[1]) > int(r[0])):
+        if merged and start <= merged[-1][1]:
+            merged[-1][1] = max(merged[-1][1], stop)
+        else:
+            merged.append([start, stop])
+    return merged
+
+
+def _covers(served: list[list[int]], ranges: Iterable[tuple[int, int]]) -> bool:
+    return merge_ranges([*served, *ranges]) == merge_ranges(served)
+
+
+def _insert_clip_row(sess: StudySession, clip_id: str, size: int) -> None:
+    """The (session, clip) row, unless a concurrent request inserted it first."""
+    values = {"session_id": sess.id, "clip_id": clip_id, "size": size, "served": []}
+    dialect = db.session.get_bind().dialect.name
+    if dialect in ("postgresql", "sqlite"):
+        from sqlalchemy.dialects import postgresql, sqlite
+
+        insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+        stmt = insert(ClipRequest).values(**values, first_at=utcnow())
+        db.session.execute(stmt.on_conflict_do_nothing(index_elements=["session_id", "clip_id"]))
         return
-    db.session.add(ClipRequest(session_id=sess.id, clip_id=clip_id))
     try:
-        db.session.commit()
-    except IntegrityError:  # a parallel Range request of the same clip won
-        db.session.rollback()
+        with db.session.begin_nested():
+            db.session.add(ClipRequest(**values))
+    except IntegrityError:
+        pass
+
+
+def record_clip_served(sess: StudySession, clip_id: str, size: int, ranges: list[tuple[int, int]]) -> None:
+    """Add the byte ranges ``[start, stop)`` of ``clip_id`` (a file of ``size`` bytes) that
+    the media endpoint served to ``sess``; the clip is heard once they cover the file.
+
+    A browser fetches a clip in pieces, some in parallel (``Range: bytes=0-``, then the
+    rest), so the row is read and written under a lock: SELECT ... FOR UPDATE on
+    PostgreSQL (the row is inserted first if missing, ON CONFLICT DO NOTHING), and on
+    SQLite the write lock every transaction takes (study_app.db). The served ranges stay
+    merged, so their union is exact however the requests overlap; a request that adds no
+    new bytes writes nothing.
+    """
+    ranges = [(max(0, a), min(size, b)) for a, b in ranges if min(size, b) > max(0, a)]
+    if not ranges:
+        return
+    where = (ClipRequest.session_id == sess.id, ClipRequest.clip_id == clip_id)
+    seen = db.session.execute(select(ClipRequest.size, ClipRequest.served).where(*where)).first()
+    if seen is not None and seen.size == size and _covers(seen.served or [], ranges):
+        return  # nothing new (coverage only grows, so a stale read cannot mislead here)
+    if seen is None:
+        _insert_clip_row(sess, clip_id, size)
+    row = db.session.scalars(
+        select(ClipRequest).where(*where).with_for_update().execution_options(populate_existing=True)
+    ).one()
+    if row.size is not None and row.size != size:  # the package's file changed: start over
+        row.served, row.heard_at = [], None
+    row.size = size  # a row from before 0008 has none (and counts as heard: see the migration)
+    served = merge_ranges([*(row.served or []), *ranges])
+    if served != row.served:
+        row.served = served
+    if row.heard_at is None and served == [[0, size]]:
+        row.heard_at = utcnow()
+    db.session.commit()
+
+
+def unheard_clips(sess: StudySession, clips: set[str]) -> set[str]:
+    """Which of ``clips`` have not been served in full to ``sess``."""
+    heard = db.session.scalars(
+        select(ClipRequest.clip_id).where(
+            ClipRequest.session_id == sess.id,
+            ClipRequest.clip_id.in_(clips),
+            ClipRequest.heard_at.is_not(None),
+        )
+    )
+    return clips - set(heard)
 
 
 def listening_floor_s(study: Study, trial: dict[str, Any]) -> float:
@@ -393,69 +534,66 @@ def listening_floor_s(study: Study, trial: dict[str, Any]) -> float:
     return float(current_app.config["LISTEN_FACTOR"]) * sum(clips[c].duration_s for c in required)
 
 
+LISTEN_FIRST = "Please listen to every clip to the end before answering."
+
+
 def _listening_evidence(sess: StudySession, study: Study, trial: dict[str, Any]) -> tuple[Any, int]:
-    """(served_at, clips never fetched) for an answer now; AnswerError when it comes too soon.
+    """(served_at, required clips not served in full) for an answer now; AnswerError when
+    the server cannot stand behind it.
 
     The browser's play counts are its own word: a bot sent plays = 1 for every clip and
-    finished 156 s of audio in 1.3 s (issue 16.2). The server knows when it sent the trial,
-    so it refuses an answer sooner than the clips last; which clips the session never
-    fetched is recorded, not refused (a clip can come from the browser's cache).
+    finished 156 s of audio in 1.3 s (issue 16.2). What the server knows is its own: when
+    it sent the trial, and which bytes of each clip it served to this session
+    (:func:`record_clip_served`). An answer is refused (425) until every required clip
+    has been served in full, and until LISTEN_FACTOR x the clips' duration has passed
+    since the trial was served. Both refusals say the same and carry no number: a bot
+    that slept the ``wait_s`` the 425 announced, and fetched one byte of each clip or
+    none, was paid (issue 31.3). A browser that plays every clip to the end has fetched
+    every byte of it (from the server, or from its cache, filled by this session's
+    earlier fetch: the clip URLs are per session, ``api._clip``). LISTEN_FACTOR = 0
+    turns both checks off (a server only bots use); the count is still recorded.
     """
     served_at = sess.served_at if sess.served_trial == _served_key(sess) else None
     floor = listening_floor_s(study, trial)
+    unheard = len(unheard_clips(sess, {*trial["references"], *trial["candidates"]}))
     if floor > 0:
         if served_at is None:
             raise AnswerError(409, "this trial was not loaded yet; reload to continue")
         start = served_at if served_at.tzinfo else served_at.replace(tzinfo=utcnow().tzinfo)
-        elapsed = (utcnow() - start).total_seconds()
-        if elapsed < floor:
-            raise AnswerError(
-                425,
-                "Please listen to every clip to the end before answering.",
-                wait_s=round(floor - elapsed, 1),
-            )
-    required = {*trial["references"], *trial["candidates"]}
-    fetched = set(
-        db.session.scalars(
-            select(ClipRequest.clip_id).where(
-                ClipRequest.session_id == sess.id, ClipRequest.clip_id.in_(required)
-            )
-        )
-    )
-    return served_at, len(required - fetched)
+        if unheard or (utcnow() - start).total_seconds() < floor:
+            raise AnswerError(425, LISTEN_FIRST)
+    return served_at, unheard
 
 
 def submit_answer(sess: StudySession, study: Study, payload: dict[str, Any]) -> dict[str, Any]:
     """Record one answer and move the session on; replay the result for a repeated key.
 
-    Raises AnswerError (400 bad input, 409 not the current trial, 425 sooner than its
-    audio could have been heard).
+    Raises AnswerError (400 bad input, 409 not the current trial, 425 before its clips
+    were all served in full or sooner than its audio could have been heard).
+
+    An idempotency key counts within its session only: a key another session used is a
+    new key here (it replayed that session's answer as this one's "duplicate": issue 31.7).
     """
     idem = payload["idempotency_key"]
     current = current_trial(sess, study)
     if current is None or payload["trial_id"] != current.trial["id"]:
         # Most often a retry of a submit that was stored but whose reply got lost: the
         # session has moved on, so replay the stored result. Anything else is stale.
-        previous = db.session.scalar(select(Response).where(Response.idempotency_key == idem))
-        if previous is not None and previous.session_id == sess.id:
-            return {**previous.result, "duplicate": True}
+        previous = _answer_with_key(sess, idem)
         if previous is not None:
-            raise AnswerError(409, "idempotency_key was already used by another session")
+            return {**previous.result, "duplicate": True}
         if current is None:
             raise AnswerError(409, "this session has no trial to answer now", stage=sess.stage)
         raise AnswerError(409, "this is not the current trial", current_trial=current.trial["id"])
     trial = current.trial
     answer, rating, confidence = _validate(trial, payload)
-    served_at, unfetched = _listening_evidence(sess, study, trial)
+    served_at, unheard = _listening_evidence(sess, study, trial)
     view = package_view(study)
     tkey = view.key.trials[trial["id"]]
     correct = None if tkey.correct_option is None or answer is None else answer == tkey.correct_option
-    trial_row = db.session.scalar(
-        select(Trial.id).where(Trial.study_id == study.id, Trial.trial_key == trial["id"])
-    )
     response = Response(
         session_id=sess.id,
-        trial_id=trial_row,
+        trial_id=view.trial_rows[trial["id"]],
         attempt=sess.screening_attempt if trial["phase"] == "screening" else 0,
         position=current.position,
         answer=answer,
@@ -467,14 +605,16 @@ def submit_answer(sess: StudySession, study: Study, payload: dict[str, Any]) -> 
         client_ts=payload.get("client_ts"),
         idempotency_key=idem,
         served_at=served_at,
-        clips_unfetched=unfetched,
+        clips_unfetched=unheard,
         result={},
     )
     db.session.add(response)
     try:
-        db.session.flush()  # the unique constraints decide here, before the session moves on
+        # The row and the session's move are one transaction: when a unique constraint
+        # refuses the row (a concurrent duplicate), the session does not move on either.
+        # The result goes into the INSERT itself (set after a flush, it was an UPDATE more).
         sess.position += 1
-        _after_answer(sess, study, trial["phase"])
+        _after_answer(sess, study, trial["phase"])  # flushes the row when it counts screening answers
         result: dict[str, Any] = {"accepted": True, "stage": sess.stage, "position": sess.position}
         if trial.get("feedback"):
             result["feedback"] = {"correct": bool(correct)}
@@ -484,11 +624,17 @@ def submit_answer(sess: StudySession, study: Study, payload: dict[str, Any]) -> 
     except IntegrityError:
         # A concurrent duplicate of this submit won the race: answer with its result.
         db.session.rollback()
-        winner = db.session.scalar(select(Response).where(Response.idempotency_key == idem))
+        winner = _answer_with_key(sess, idem)
         if winner is not None:
             return {**winner.result, "duplicate": True}
         raise AnswerError(409, "this trial was answered concurrently; reload to continue") from None
     return result
+
+
+def _answer_with_key(sess: StudySession, idem: str) -> Response | None:
+    return db.session.scalar(
+        select(Response).where(Response.session_id == sess.id, Response.idempotency_key == idem)
+    )
 
 
 def _validate(

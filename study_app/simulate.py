@@ -1,8 +1,9 @@
 """Bot participants: drive a running study over HTTP exactly as the browser does.
 
 Each bot enters with its own Prolific-style id, consents, sets the volume, takes
-the headphone check, answers every trial (correct with a given probability per
-trial type, with plausible reaction times and play counts), fills the
+the headphone check, answers every trial (fetching each of its clips whole first, as
+a browser's player does; correct with a given probability per trial type, with
+plausible reaction times and play counts), fills the
 questionnaire and finishes. With ``chaos`` bots also reload pages, repeat
 submits, drop connections after sending and retry, which is what real networks
 and impatient people do. Used by tests (realistic data for analysis), by the
@@ -16,6 +17,7 @@ is also how it counts what was stored.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import math
 import random
 import re
@@ -44,6 +46,16 @@ def csrf_token(html: str) -> str | None:
 
 # Attentive people pass catch trials; only --accuracy and --steer-accuracy model uncertainty.
 ATTENTION_ACCURACY = 0.95
+# The STUDY_ID bots arrive with: Prolific's id format (24 hex digits, checked at entry), and
+# no study of anyone's on Prolific (--sync passes over a STUDY_ID Prolific does not know).
+SIMULATED_STUDY_ID = "5e1f" + "0" * 20
+
+
+LISTEN_MODES = ("full", "first_byte", "none")
+# A refused (425) answer is sent again, at growing pauses, until this long after the trial's
+# audio could have been played through since it was served; still refused then, the bot
+# gives up: the server will not take it (it never heard the clips).
+RETRY_AFTER_AUDIO_S = 2.0
 
 
 @dataclass(frozen=True)
@@ -57,11 +69,20 @@ class BotConfig:
     seed: int = 0
     # Seconds actually waited per second of simulated reaction time (0 = answer at once).
     pace: float = 0.0
+    # How a bot gets each trial's clips before answering: "full" fetches every clip whole,
+    # as a browser's player does; "first_byte" (Range: bytes=0-0) and "none" are the
+    # cheats the server must refuse (issue 31.3), each waiting out the listening time.
+    listen: str = "full"
+
+    def __post_init__(self) -> None:
+        if self.listen not in LISTEN_MODES:
+            raise ValueError(f"listen must be one of {LISTEN_MODES}, got {self.listen!r}")
 
 
 @dataclass
 class BotResult:
     pid: str
+    session_id: str = ""  # Prolific's SESSION_ID (the submission's id) the bot arrives with
     status: str = "started"
     sent: set[str] = field(default_factory=set)  # idempotency keys submitted
     acked: set[str] = field(default_factory=set)  # keys the server answered 200 for
@@ -77,7 +98,12 @@ class Bot:
         self.slug, self.manifest, self.key, self.cfg = slug, manifest, key, cfg
         self.rng = random.Random(f"{cfg.seed}:{index}")
         self.base_url = base_url
-        self.result = BotResult(pid=f"sim{cfg.seed}x{index}x{self.rng.randrange(10**8):08d}")
+        # Prolific-format ids (24 hex digits), the same for the same seed and index.
+        tag = f"sim{cfg.seed}x{index}x{self.rng.randrange(10**8):08d}"
+        self.result = BotResult(
+            pid=hashlib.sha256(f"pid:{tag}".encode()).hexdigest()[:24],
+            session_id=hashlib.sha256(f"session:{tag}".encode()).hexdigest()[:24],
+        )
         self.fails_screening = self.rng.random() < cfg.fail_screening
         self.client = httpx.Client(base_url=base_url, timeout=30)
         self.token = ""
@@ -111,13 +137,12 @@ class Bot:
 
     def _run(self) -> None:
         r = self.result
-        self._page(f"/s/{self.slug}?PROLIFIC_PID={r.pid}&STUDY_ID=simulated&SESSION_ID={r.pid}")
+        ids = {"PROLIFIC_PID": r.pid, "STUDY_ID": SIMULATED_STUDY_ID, "SESSION_ID": r.session_id}
+        self._page(f"/s/{self.slug}?" + "&".join(f"{k}={v}" for k, v in ids.items()))
         form = {
             "csrf_token": self.token,
             "choice": "accept",
-            "PROLIFIC_PID": r.pid,
-            "STUDY_ID": "simulated",
-            "SESSION_ID": r.pid,
+            **ids,
             "screen": "1920x1080",
         }
         entered = self._request("POST", f"/s/{self.slug}/consent", data=form)
@@ -131,7 +156,9 @@ class Bot:
             data = self._request("GET", f"/api/s/{self.slug}/trial").json()
             stage = data.get("stage")
             if "trial" in data:
-                self._answer(data["trial"])
+                if not self._answer(data["trial"]):
+                    r.status = "refused 425"  # never heard: no completion code
+                    return
             elif stage in ("volume", "instructions"):
                 self._page(f"/s/{self.slug}/go")
                 self._request("POST", f"/s/{self.slug}/{stage}", data={"csrf_token": self.token})
@@ -185,8 +212,21 @@ class Bot:
             body["confidence"] = self.rng.randint(trial["confidence"]["min"], trial["confidence"]["max"])
         return body
 
-    def _answer(self, trial: dict[str, Any]) -> None:
+    def _listen(self, trial: dict[str, Any]) -> float:
+        """Fetch the trial's clips as ``cfg.listen`` says; return how long its audio lasts."""
+        clips = {c["id"]: c["url"] for c in (*trial["references"], *trial["candidates"])}
+        for url in clips.values():
+            if self.cfg.listen == "full":
+                self._request("GET", url)
+            elif self.cfg.listen == "first_byte":
+                self._request("GET", url, headers={"Range": "bytes=0-0"})
+        return sum(self.manifest.clips[c].duration_s for c in clips)
+
+    def _answer(self, trial: dict[str, Any]) -> bool:
+        """Answer ``trial``; False when the server keeps refusing (425) after the audio's time."""
         r = self.result
+        served = time.monotonic()
+        audio_s = self._listen(trial)
         clips = [c["id"] for c in (*trial["references"], *trial["candidates"])]
         # Reaction time: log-normal around 2.5 s, as in online listening tests.
         rt_ms = 1000 * math.exp(self.rng.gauss(math.log(2.5), 0.5))
@@ -209,8 +249,15 @@ class Bot:
             with contextlib.suppress(httpx.TransportError):
                 self.client.post(url, json=body, headers=headers, timeout=httpx.Timeout(5.0, read=0.001))
         response = self._request("POST", url, json=body, headers=headers)
-        while response.status_code == 425:  # the server's listening check: wait, then resend
-            time.sleep(float(response.json().get("wait_s", 1.0)) + 0.05)
+        # The server's listening check names no time to wait: try again, for as long as the
+        # audio lasts since the trial was served (what a listener takes) and a little more.
+        deadline, pause = served + audio_s + RETRY_AFTER_AUDIO_S, 0.1
+        while response.status_code == 425:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return False
+            time.sleep(min(pause, left))
+            pause = min(2 * pause, 2.0)
             response = self._request("POST", url, json=body, headers=headers)
         if response.status_code == 200:
             r.acked.add(body["idempotency_key"])
@@ -223,6 +270,7 @@ class Bot:
                     )
         elif response.status_code == 400 and "CSRF" in response.text:
             self._page(f"/s/{self.slug}/go")
+        return True
 
 
 def run_bots(

@@ -217,8 +217,11 @@ function runTrials(root) {
         return;
       }
       if (r && r.status === 409) { postEvent("resync", {}); await load(); return; }
-      // 400: the answer is not valid; 425: sooner than the clips could have been heard
-      // (the server's check). Either way the message says what to do, and nothing is stored.
+      // 400: the answer is not valid; 425: the server has not yet served every clip in full
+      // to this session, or the trial's audio could not have been heard yet (its check names
+      // no time). Either way the message says what to do, nothing is stored, and the answer
+      // stays on the page to send again. A page that played every clip to its end fetched
+      // all of it, so is not refused.
       if (r && (r.status === 400 || r.status === 425)) {
         const err = await r.json().catch(() => ({}));
         status.textContent = err.error || "That answer could not be saved.";

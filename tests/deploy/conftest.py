@@ -15,6 +15,8 @@ from typing import Any
 
 import pytest
 
+ROOT = Path(__file__).resolve().parents[2]
+
 
 @dataclass
 class PrivatePostgres:
@@ -100,30 +102,28 @@ NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
 
 @pytest.fixture
 def nginx_conf(need_service: Any) -> Any:
-    """``nginx_conf(tmp, app, studies, port)``: write a full nginx.conf around deploy/nginx/study.conf."""
+    """``nginx_conf(tmp, app, studies, port, tls=None)``: a full nginx.conf around the shipped site."""
     if not Path(NGINX).exists():
         need_service("nginx is not installed (bash tests/ensure_services.sh installs it)")
     return render_nginx
 
 
-def render_nginx(tmp: Path, app: str, studies: Path, port: int) -> Path:
-    """A complete nginx.conf around deploy/nginx/study.conf, for a non-root run on ``port``."""
-    site = (Path(__file__).resolve().parents[2] / "deploy" / "nginx" / "study.conf").read_text()
-    site = (
-        site.replace("@SERVER_NAME@", "localhost")
-        .replace("@LISTEN@", f"127.0.0.1:{port}")
-        .replace("@APP@", app)
-        .replace("@STUDIES@", str(studies))
-        .replace("@TLS_CERT@", "")
-        .replace("@TLS_KEY@", "")
-        .replace("@HSTS@", "")
-    )
+def render_nginx(tmp: Path, app: str, studies: Path, port: int, tls: tuple[Path, Path] | None = None) -> Path:
+    """A complete nginx.conf around the site ``deploy/render-nginx.sh`` renders, on ``port``.
+
+    ``tls`` is (certificate, key): the site then listens with ``ssl`` and sends HSTS, as
+    in production. Workers run as www-data, as Debian's nginx does, so a study package
+    they cannot read fails here as it would on a server (issue 31.6).
+    """
+    listen = f"127.0.0.1:{port}" + (" ssl" if tls else "")
+    args = ["localhost", listen, app, str(studies), *(str(p) for p in tls or ())]
+    site = subprocess.run(
+        ["bash", str(ROOT / "deploy" / "render-nginx.sh"), *args], capture_output=True, text=True, check=True
+    ).stdout
     for d in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"):
         (tmp / d).mkdir(parents=True, exist_ok=True)
     conf = tmp / "nginx.conf"
-    # The test runs as root with files under pytest's private temp dir; nginx workers
-    # would otherwise drop to a user that cannot read them. Production runs as www-data.
-    user = "user root;" if os.geteuid() == 0 else ""
+    user = "user www-data;" if os.geteuid() == 0 else ""
     conf.write_text(f"""
 {user}
 worker_processes 1;
@@ -143,3 +143,27 @@ http {{
 }}
 """)
     return conf
+
+
+@pytest.fixture
+def server_dir() -> Iterator[Path]:
+    """A directory like /srv: outside pytest's 0700 temp root, which www-data cannot enter.
+
+    Only this directory is opened up; what the tests build inside keeps the modes its
+    command gave it (no chmod of a study package: issue 31.6).
+    """
+    base = Path(tempfile.mkdtemp(prefix="mc-srv-"))
+    os.chmod(base, 0o755)
+    yield base
+    shutil.rmtree(base, ignore_errors=True)
+
+
+@pytest.fixture
+def served_demo(server_dir: Path, example_run: Path) -> Path:
+    """The demo study built by ``stimuli-builder build`` into ``<server_dir>/studies/demo``."""
+    from stimuli_builder.build import build_package
+
+    out = server_dir / "studies" / "demo"
+    out.parent.mkdir(mode=0o755)
+    build_package(ROOT / "examples" / "demo-study" / "study.toml", example_run, out)
+    return out

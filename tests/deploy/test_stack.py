@@ -40,14 +40,14 @@ def test_stack_survives_worker_kill_and_postgres_restart(
     nginx_conf: Any,
     port: Any,
     wait_for: Any,
-    demo_package: Path,
-    tmp_path: Path,
+    served_demo: Path,
     capsys: Any,
 ) -> None:
+    demo_package = served_demo
     env = {
         **os.environ,
         "DATABASE_URL": private_postgres.url,
-        "SECRET_KEY": "stack",
+        "SECRET_KEY": "stack test key of 32 characters, ok",
         "MEDIA_X_ACCEL_PREFIX": "/_audio",
         "SESSIONS_PER_IP_PER_MINUTE": "100000",
         "TRUSTED_PROXIES": "1",
@@ -57,11 +57,7 @@ def test_stack_survives_worker_kill_and_postgres_restart(
     for args in (["init-db"], ["import", str(demo_package)]):
         subprocess.run([BIN / "study-app", *args], env=env, check=True, capture_output=True)
     app_port, web_port = port(), port()
-    studies = tmp_path / "studies"
-    studies.mkdir()
-    (studies / "demo").symlink_to(demo_package)
-    os.chmod(tmp_path, 0o755)  # nginx workers (user www-data) read the audio through the symlink
-    conf = nginx_conf(tmp_path / "nginx", f"127.0.0.1:{app_port}", studies, web_port)
+    conf = nginx_conf(served_demo.parents[1] / "nginx", f"127.0.0.1:{app_port}", served_demo.parent, web_port)
     check = subprocess.run([NGINX, "-t", "-c", str(conf)], capture_output=True, text=True, check=False)
     assert check.returncode == 0 and "test is successful" in check.stderr, check.stderr
 
@@ -101,7 +97,7 @@ def test_stack_survives_worker_kill_and_postgres_restart(
 
         # Audio through nginx: the app checks access, nginx sends the bytes, Range works.
         client = httpx.Client(base_url=url)
-        page = client.get("/s/demo?PROLIFIC_PID=listener")
+        page = client.get(f"/s/demo?PROLIFIC_PID={'c' * 24}")  # Prolific's id format
         token = csrf_token(page.text)
         assert token
         client.post("/s/demo/consent", data={"csrf_token": token, "choice": "accept"})

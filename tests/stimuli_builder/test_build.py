@@ -1,10 +1,12 @@
-"""Building and checking packages: byte-identical rebuilds, blinding, audio levels, bad input."""
+"""Building and checking packages: reproducible rebuilds, blinding, audio levels, bad input."""
 
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
+import stat
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -22,15 +24,54 @@ from stimuli_builder.check import check_package
 from stimuli_builder.cli import app
 
 
-def test_same_seed_gives_identical_package(example_run: Path, tmp_path: Path, write_config: Any) -> None:
+def canonical_package(root: Path) -> dict[str, Any]:
+    """A package with every id replaced by a name from its place (trial 3, its option 1,
+    list 2, the n-th clip met): two builds of one seed must be equal so, not byte for byte,
+    since ids are drawn at random per build (issue 31)."""
+    manifest = load_study(root / "study.json")
+    names: dict[str, str] = {}
+    for i, t in enumerate(manifest.trials):
+        names[t.id] = f"trial{i}"
+        names.update({o.id: f"trial{i}.option{j}" for j, o in enumerate(t.options)})
+        for c in (*t.references, *t.candidates):
+            names.setdefault(c, f"clip{len(names)}")
+    names.update({lst.id: f"list{i}" for i, lst in enumerate(manifest.lists)})
+    if manifest.calibration_clip:
+        names.setdefault(manifest.calibration_clip, "calibration")
+    assert set(manifest.clips) <= set(names)
+
+    def rename(obj: Any) -> Any:
+        if isinstance(obj, str):
+            return names.get(obj, obj)
+        if isinstance(obj, dict):
+            return {rename(k): rename(v) for k, v in obj.items()}
+        if isinstance(obj, list):
+            return [rename(v) for v in obj]
+        return obj
+
+    study = json.loads((root / "study.json").read_text())
+    for clip in study["clips"].values():
+        clip["file"] = None  # audio/<id>.flac: compared by content below
+    keys = json.loads((root / "key.json").read_text())
+    del keys["manifest_sha256"]
+    audio = {names[cid]: (root / c.file).read_bytes() for cid, c in manifest.clips.items()}
+    return {"study": rename(study), "key": rename(keys), "audio": audio, "ids": set(names)}
+
+
+def test_same_seed_gives_the_same_study_under_new_ids(
+    example_run: Path, tmp_path: Path, write_config: Any
+) -> None:
     config = write_config(tmp_path / "cfg")
     for name in ("a", "b"):
         build_package(config, example_run, tmp_path / name)
-    for name in ("checksums.txt", "study.json", "key.json"):
-        assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes(), name
+    a, b = canonical_package(tmp_path / "a"), canonical_package(tmp_path / "b")
+    for part in ("study", "key", "audio"):
+        assert a[part] == b[part], part
+    assert not a["ids"] & b["ids"]  # the ids alone are new
+    assert (tmp_path / "a" / "config.toml").read_bytes() == (tmp_path / "b" / "config.toml").read_bytes()
     other = write_config(tmp_path / "cfg2", **{"seed = 3": "seed = 4"})
     build_package(other, example_run, tmp_path / "c")
-    assert (tmp_path / "c" / "study.json").read_bytes() != (tmp_path / "a" / "study.json").read_bytes()
+    assert canonical_package(tmp_path / "c")["key"] != a["key"]
 
 
 def test_check_reports_balance_positions_and_no_leak(example_package: Path) -> None:
@@ -236,10 +277,13 @@ def test_compared_clips_cannot_be_told_apart_without_listening(demo_package: Pat
         assert len({len(d) for d in decoded}) == 1, t.id
         for f in files:
             assert digests[hashlib.sha256(f.read_bytes()).hexdigest()] == 1, f.name
-    # The identical pair of the attention check is still one sound: dither only (a step or two).
-    pair = next(t for t in compared if key.trials[t.id].check == "identical_pair")
-    a, b = (sf.read(demo_package / manifest.clips[c].file, dtype="int16")[0] for c in pair.candidates)
-    assert not np.array_equal(a, b) and np.abs(a.astype(int) - b.astype(int)).max() <= 2
+    # An identical pair answered "same" is one sound: dither only (a step or two); one
+    # answered "different" is not (issue 31.5: tests/stimuli_builder/test_attention_ids.py).
+    for pair in (t for t in compared if key.trials[t.id].check == "identical_pair"):
+        a, b = (sf.read(demo_package / manifest.clips[c].file, dtype="int16")[0] for c in pair.candidates)
+        same = pair.options[0].id == key.trials[pair.id].correct_option  # "They sound the same"
+        assert not np.array_equal(a, b)
+        assert (np.abs(a.astype(int) - b.astype(int)).max() <= 2) == same, pair.id
     # One modification time for all: nginx's Last-Modified and default ETag say nothing.
     assert {p.stat().st_mtime for p in (demo_package / "audio").iterdir()} == {946684800}
 
@@ -275,3 +319,24 @@ def test_no_list_rates_the_answer_of_its_own_label_choice(demo_package: Path) ->
                 both += 1
                 assert k.label != answers[k.group], (lst.id, k.group)
     assert both > 0  # the demo's lists do ask some features both ways
+
+
+@pytest.mark.parametrize(("umask", "dirs", "files"), [(0o022, 0o755, 0o644), (0o027, 0o750, 0o640)])
+def test_package_is_readable_by_the_web_server(
+    example_run: Path, tmp_path: Path, write_config: Any, umask: int, dirs: int, files: int
+) -> None:
+    """Issue 31.6: the package kept mkdtemp's 0700 after its rename, and nginx (www-data)
+    answered 403 for every clip until someone ran chmod. Every mode now follows the umask,
+    as mkdir's and open()'s do: key.json included (``study-app import`` reads it as the
+    service user; nginx never serves it)."""
+    config = write_config(tmp_path)
+    old = os.umask(umask)
+    try:
+        build_package(config, example_run, tmp_path / "pkg")
+    finally:
+        os.umask(old)
+    paths = [tmp_path / "pkg", *(tmp_path / "pkg").rglob("*")]
+    modes = {str(p.relative_to(tmp_path)): stat.S_IMODE(p.stat().st_mode) for p in paths}
+    assert {m for p, m in modes.items() if (tmp_path / p).is_dir()} == {dirs}, modes
+    assert {m for p, m in modes.items() if (tmp_path / p).is_file()} == {files}, modes
+    assert modes["pkg/key.json"] == files

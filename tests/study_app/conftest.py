@@ -6,6 +6,7 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode
 
 import pytest
 from flask import Flask
@@ -13,6 +14,7 @@ from flask.testing import FlaskClient
 
 from artifact_schemas import AnswerKey, load_key
 from study_app.simulate import csrf_token
+from tests.study_app.prolific_ids import prolific_ids
 
 
 def csrf_of(html: str) -> str:
@@ -31,16 +33,18 @@ class Participant:
         self.token = ""
         self.sent: list[str] = []
 
-    def enter(self, pid: str | None = None, accept: bool = True) -> Any:
-        query = f"?PROLIFIC_PID={pid}&STUDY_ID=s1&SESSION_ID=x{pid}" if pid else ""
-        page = self.client.get(f"/s/{self.slug}{query}")
+    def enter(self, pid: str | None = None, accept: bool = True, **override: str) -> Any:
+        """Open the study link and answer the consent page. ``pid`` names the participant
+        (tests.study_app.prolific_ids gives their Prolific ids); ``override`` sets any of
+        PROLIFIC_PID, STUDY_ID and SESSION_ID as given ("" leaves it out)."""
+        ids = {**(prolific_ids(pid) if pid else {}), **override}
+        ids = {k: v for k, v in ids.items() if v}
+        page = self.client.get(f"/s/{self.slug}" + (f"?{urlencode(ids)}" if ids else ""))
         if page.status_code != 200:
             return page
         self.token = csrf_of(page.get_data(as_text=True))
         form = {"csrf_token": self.token, "choice": "accept" if accept else "decline", "screen": "800x600"}
-        if pid:
-            form |= {"PROLIFIC_PID": pid, "STUDY_ID": "s1", "SESSION_ID": f"x{pid}"}
-        return self.client.post(f"/s/{self.slug}/consent", data=form)
+        return self.client.post(f"/s/{self.slug}/consent", data=form | ids)
 
     def go(self) -> Any:
         page = self.client.get(f"/s/{self.slug}/go")
@@ -58,9 +62,21 @@ class Participant:
         return response.get_json()
 
     def answer(
-        self, trial: dict[str, Any], *, correct: bool = True, key: str | None = None, **override: Any
+        self,
+        trial: dict[str, Any],
+        *,
+        correct: bool = True,
+        key: str | None = None,
+        listen: bool = True,
+        **override: Any,
     ) -> Any:
+        """Submit an answer to ``trial``; with ``listen``, first fetch every clip it needs
+        whole, as the browser's player does (the server counts a clip heard only then)."""
         t = trial["trial"]
+        if listen:
+            for clip in (*t["references"], *t["candidates"]):
+                if "url" in clip:
+                    self.client.get(clip["url"])
         tk = self.key.trials[t["id"]]
         body: dict[str, Any] = {
             "idempotency_key": key or uuid.uuid4().hex,

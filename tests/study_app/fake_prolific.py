@@ -14,19 +14,22 @@ from typing import Any
 
 from flask import Flask, jsonify, request
 
+from tests.study_app.prolific_ids import STUDY, pid_of, submission_of
+
 
 def _error(status: int, title: str, detail: str) -> Any:
     return jsonify(error={"status": status, "title": title, "detail": detail}), status
 
 
 class FakeProlific:
-    def __init__(self, token: str, study_id: str = "s1") -> None:
+    def __init__(self, token: str, study_id: str = STUDY) -> None:
         self.token = token
         self.next_study_id = study_id
         self.studies: dict[str, dict[str, Any]] = {}
         # study id -> submission id -> {"id", "participant_id", "status", "study_id"}
         self.submissions: dict[str, dict[str, dict[str, Any]]] = {}
         self.approved: list[str] = []
+        self.requests: list[str] = []  # "METHOD raw-path?query" of every call, as sent
         self.screened_out: list[tuple[str, float]] = []
         self.bulks: dict[str, dict[str, Any]] = {}
         self.payouts: Counter[str] = Counter()  # participant id -> cents paid as bonus
@@ -48,14 +51,18 @@ class FakeProlific:
         self.app.before_request(self._auth)
 
     def _auth(self) -> Any:
+        self.requests.append(f"{request.method} {request.environ.get('RAW_URI') or request.full_path}")
         if request.headers.get("Authorization") != f"Token {self.token}":
             return _error(401, "Unauthorized", "Invalid token.")
         return None
 
-    def add(self, study_id: str, participant: str, status: str) -> None:
-        self.submissions.setdefault(study_id, {})[f"x{participant}"] = {
-            "id": f"x{participant}",
-            "participant_id": participant,
+    def add(self, study_id: str, participant: str, status: str, *, submission: str | None = None) -> None:
+        """A submission of the participant the tests call ``participant`` (their Prolific
+        ids: tests.study_app.prolific_ids), ``submission`` for another SESSION_ID."""
+        sub_id = submission or submission_of(participant)
+        self.submissions.setdefault(study_id, {})[sub_id] = {
+            "id": sub_id,
+            "participant_id": pid_of(participant),
             "status": status,
             "study_id": study_id,
         }
@@ -82,6 +89,8 @@ class FakeProlific:
         return jsonify(self.studies[sid])
 
     def list_submissions(self, sid: str) -> Any:
+        if sid not in self.studies and sid not in self.submissions:  # not this researcher's
+            return _error(404, "Not found", "No such study.")
         rows = list(self.submissions.get(sid, {}).values())
         limit, offset = int(request.args["limit"]), int(request.args["offset"])
         return jsonify(results=rows[offset : offset + limit], meta={"count": len(rows)})

@@ -17,6 +17,7 @@ from artifact_schemas import AnswerKey
 from study_app.db import db
 from study_app.models import Response, StudySession
 from study_app.simulate import csrf_token
+from tests.study_app.prolific_ids import pid_of
 
 BIN = Path(sys.executable).parent
 
@@ -87,21 +88,42 @@ def test_lockout_after_repeated_failures(
     study_app: tuple[Flask, AnswerKey], admin_client: FlaskClient
 ) -> None:
     app, _ = study_app
+    app.config["TRUSTED_PROXIES"] = 1
     client = app.test_client()
     token = _csrf(client)
-    for _ in range(5):
-        wrong = client.post(
-            "/admin/login", data={"csrf_token": token, "username": "alice", "password": "nope"}
-        )
-        assert wrong.status_code == 401 and b"Wrong username or password" in wrong.data
-    locked = client.post(
-        "/admin/login", data={"csrf_token": token, "username": "alice", "password": "correct horse battery"}
-    )
-    assert locked.status_code == 401 and b"Too many failed attempts" in locked.data
-    unknown = client.post("/admin/login", data={"csrf_token": token, "username": "mallory", "password": "x"})
-    assert unknown.status_code == 401 and b"Wrong username or password" in unknown.data
+
+    def login(username: str, password: str, address: str = "198.51.100.7") -> Any:
+        form = {"csrf_token": token, "username": username, "password": password}
+        return client.post("/admin/login", data=form, headers={"X-Forwarded-For": address})
+
+    for name in ("alice", "mallory"):  # an account, and a name with none
+        for _ in range(5):
+            wrong = login(name, "nope")
+            assert wrong.status_code == 401 and b"Wrong username or password" in wrong.data
+        # Issue 31.7: only the account's name locked, so the answers told names apart.
+        locked = login(name, "correct horse battery")
+        assert locked.status_code == 401 and b"Too many failed attempts" in locked.data, name
+    # Issue 31.7: a stranger's guesses locked the researcher out for up to 24 h.
+    assert login("alice", "correct horse battery", address="203.0.113.20").status_code == 302
     no_csrf = client.post("/admin/login", data={"username": "alice", "password": "x"})
     assert no_csrf.status_code == 400
+
+
+def test_new_password_lifts_the_lock(study_app: tuple[Flask, AnswerKey], admin_client: FlaskClient) -> None:
+    app, _ = study_app
+    client = app.test_client()
+    token = _csrf(client)
+    for _ in range(6):
+        client.post("/admin/login", data={"csrf_token": token, "username": "alice", "password": "nope"})
+    runner = app.test_cli_runner()
+    assert (
+        runner.invoke(
+            args=["create-admin", "alice", "--password-stdin"], input="a new long password\n"
+        ).exit_code
+        == 0
+    )
+    form = {"csrf_token": token, "username": "alice", "password": "a new long password"}
+    assert client.post("/admin/login", data=form).status_code == 302
 
 
 def test_paused_study_turns_new_participants_away(
@@ -205,12 +227,12 @@ def test_forget_deletes_one_participant_everywhere(
         p.post_stage("volume")
         assert p.answer(p.trial()).status_code == 200
     runner = app.test_cli_runner()
-    result = runner.invoke(args=["forget", "pilot", "--prolific-pid", "GONE1"])
+    result = runner.invoke(args=["forget", "pilot", "--prolific-pid", pid_of("GONE1")])
     assert result.exit_code == 0 and "1 responses" in result.output, result.output
     with app.app_context():
         assert db.session.scalar(select(func.count()).select_from(Response)) == 1
         assert db.session.scalar(select(func.count()).select_from(StudySession)) == 1
-    assert runner.invoke(args=["forget", "pilot", "--prolific-pid", "GONE1"]).exit_code != 0
+    assert runner.invoke(args=["forget", "pilot", "--prolific-pid", pid_of("GONE1")]).exit_code != 0
 
 
 def _login(app: Flask, password: str = "correct horse battery") -> FlaskClient:
@@ -261,10 +283,18 @@ def test_no_well_known_secret_key(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
     assert create_app().config["SECRET_KEY"] == key  # kept: logins survive a restart
     monkeypatch.setenv("SECRET_KEY", "dev")
     env = {**os.environ, "DATABASE_URL": f"sqlite:///{tmp_path / 'db.sqlite'}"}
-    served = subprocess.run(
-        [BIN / "study-app", "serve", "--port", "1"], env=env, capture_output=True, text=True, check=False
-    )
-    assert served.returncode == 2 and "SECRET_KEY=dev" in served.stderr
+    # Flask's own `run` (in --help) started with "dev" and a forged cookie downloaded the
+    # export (issue 31.7): the factory refuses, so every server does.
+    for command in (["serve", "--port", "1"], ["run", "--port", "1"]):
+        served = subprocess.run(
+            [BIN / "study-app", *command], env=env, capture_output=True, text=True, check=False, timeout=120
+        )
+        assert served.returncode != 0 and "SECRET_KEY=dev is a well-known placeholder" in served.stderr, (
+            command
+        )
+    with pytest.raises(RuntimeError, match="at least 16"):
+        monkeypatch.setenv("SECRET_KEY", "short")
+        create_app()
 
 
 def test_concurrent_wrong_guesses_cannot_outrun_the_lockout(
@@ -277,7 +307,7 @@ def test_concurrent_wrong_guesses_cannot_outrun_the_lockout(
     import httpx
 
     from study_app.admin import FREE_ATTEMPTS
-    from study_app.models import Admin
+    from study_app.models import LoginThrottle
 
     runner = pg_app.test_cli_runner()
     result = runner.invoke(
@@ -286,7 +316,7 @@ def test_concurrent_wrong_guesses_cannot_outrun_the_lockout(
     assert result.exit_code == 0, result.output
 
     def guess(i: int) -> str:
-        with httpx.Client(base_url=server.url) as client:
+        with httpx.Client(base_url=server.url, timeout=120) as client:  # a deadline on a busy machine
             token = csrf_token(client.get("/admin/login").text)
             form = {"csrf_token": token, "username": "alice", "password": f"wrong {i}"}
             return client.post("/admin/login", data=form).text
@@ -297,7 +327,7 @@ def test_concurrent_wrong_guesses_cannot_outrun_the_lockout(
     locked = sum("Too many failed attempts" in p for p in pages)
     assert wrong + locked == 40 and wrong <= FREE_ATTEMPTS, (wrong, locked)
     with pg_app.app_context():
-        assert db.session.scalars(select(Admin.failed_logins)).one() == wrong
+        assert db.session.scalars(select(LoginThrottle.failures)).one() == wrong
 
 
 def test_landing_page_lists_only_open_studies(study_app: tuple[Flask, AnswerKey]) -> None:
@@ -320,8 +350,8 @@ def test_forget_covers_someone_who_only_declined(
     new_participant().enter(pid="NOPE1", accept=False)
     new_participant().enter(pid="NOPE2", accept=False)
     runner = app.test_cli_runner()
-    result = runner.invoke(args=["forget", "pilot", "--prolific-pid", "NOPE1"])
+    result = runner.invoke(args=["forget", "pilot", "--prolific-pid", pid_of("NOPE1")])
     assert result.exit_code == 0 and "1 decline record" in result.output, result.output
     with app.app_context():
         assert db.session.scalar(select(func.count()).select_from(Event)) == 1  # NOPE2's stays
-    assert runner.invoke(args=["forget", "pilot", "--prolific-pid", "NOPE1"]).exit_code != 0
+    assert runner.invoke(args=["forget", "pilot", "--prolific-pid", pid_of("NOPE1")]).exit_code != 0

@@ -21,10 +21,10 @@ ARRIVALS = 60
 
 def _arrive(base: str, i: int) -> int:
     with httpx.Client(base_url=base, timeout=60) as client:
-        page = client.get(f"/s/pilot?PROLIFIC_PID=bot{i}")
+        page = client.get(f"/s/pilot?PROLIFIC_PID={i:024x}")  # Prolific's id format
         token = csrf_token(page.text)
         assert token
-        form = {"csrf_token": token, "choice": "accept", "PROLIFIC_PID": f"bot{i}"}
+        form = {"csrf_token": token, "choice": "accept", "PROLIFIC_PID": f"{i:024x}"}
         return client.post("/s/pilot/consent", data=form).status_code
 
 
@@ -100,6 +100,7 @@ def _idle(app: Flask, seconds: float) -> None:
     with app.app_context():
         for sess in db.session.scalars(select(StudySession)):
             sess.last_seen_at = sess.last_seen_at - timedelta(seconds=seconds)
+            sess.started_at = sess.started_at - timedelta(seconds=seconds)
         db.session.commit()
 
 
@@ -123,6 +124,23 @@ def test_sessions_that_only_consented_do_not_hold_places(
     _to_instructions(real)
     real.post_stage("instructions")
     assert real.trial()["stage"] == "trials"
+
+
+def test_reloading_the_consent_page_does_not_keep_a_place(
+    study_app: tuple[Flask, Any], new_participant: Any
+) -> None:
+    """Issue 31.7: one GET per place every 30 s kept a study "full" past SETUP_TIMEOUT_S."""
+    app, _ = study_app
+    app.config["SESSIONS_PER_IP_PER_MINUTE"] = 10_000
+    with app.app_context():
+        db.session.execute(update(TrialList).values(target=1))
+        db.session.commit()
+    squatters = [new_participant() for _ in range(4)]
+    assert [p.enter().status_code for p in squatters] == [302] * 4
+    assert new_participant().enter().status_code == 503
+    _idle(app, app.config["SETUP_TIMEOUT_S"] + 1)
+    assert all(p.go().status_code == 200 for p in squatters)  # each still reloads its page
+    assert new_participant().enter().status_code == 302
 
 
 def test_the_last_place_goes_to_whoever_reaches_the_trials_first(
@@ -174,7 +192,9 @@ def test_a_study_that_requires_a_prolific_id_turns_strangers_away(
     page = stranger.client.get("/s/pilot")
     assert page.status_code == 403 and "Please open this study from Prolific" in page.get_data(as_text=True)
     # The consent page reached through a Prolific link, then the form posted without the id.
-    stranger.token = csrf_token(stranger.client.get("/s/pilot?PROLIFIC_PID=P2").get_data(as_text=True)) or ""
+    stranger.token = (
+        csrf_token(stranger.client.get(f"/s/pilot?PROLIFIC_PID={'2' * 24}").get_data(as_text=True)) or ""
+    )
     no_id = stranger.client.post("/s/pilot/consent", data={"csrf_token": stranger.token, "choice": "accept"})
     assert no_id.status_code == 403  # a valid form with the id taken out
     with app.app_context():
@@ -185,3 +205,34 @@ def test_a_study_that_requires_a_prolific_id_turns_strangers_away(
     assert invited.go().status_code == 200
     with app.app_context():
         assert db.session.scalar(select(func.count()).select_from(StudySession)) == 1
+
+
+def _arrive_with(base: str, ids: dict[str, str]) -> int:
+    with httpx.Client(base_url=base, timeout=60) as client:
+        token = csrf_token(client.get("/s/pilot").text)
+        assert token
+        return client.post(
+            "/s/pilot/consent", data={"csrf_token": token, "choice": "accept", **ids}
+        ).status_code
+
+
+@pytest.mark.parametrize("database", ["sqlite", "postgres"])
+def test_concurrent_arrivals_with_one_session_id_open_one_session(
+    request: pytest.FixtureRequest, example_package: Path, serve: Any, database: str
+) -> None:
+    """Issue 31.2: one Prolific SESSION_ID (one submission) opens one session, whatever
+    PROLIFIC_PID comes with it, even when the arrivals come at once: the check runs under
+    the lists' lock, in start_session's transaction."""
+    app: Flask = request.getfixturevalue("app" if database == "sqlite" else "pg_app")
+    app.config["SESSIONS_PER_IP_PER_MINUTE"] = 10_000
+    with app.app_context():
+        assert app.test_cli_runner().invoke(args=["import", str(example_package)]).exit_code == 0
+    shared = "5e55101d" + "0" * 16
+    arrivals = [
+        {"PROLIFIC_PID": f"{i + 1:024x}", "STUDY_ID": "a" * 24, "SESSION_ID": shared} for i in range(20)
+    ]
+    with serve(app) as server, ThreadPoolExecutor(max_workers=20) as pool:
+        codes = Counter(pool.map(lambda ids: _arrive_with(server.url, ids), arrivals))
+    assert codes == {302: 1, 409: 19}, codes
+    with app.app_context():
+        assert db.session.scalars(select(StudySession.prolific_session_id)).all() == [shared]

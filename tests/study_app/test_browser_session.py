@@ -69,7 +69,8 @@ def test_chromium_completes_demo_session(
             route.continue_()
 
     with serve(app) as server:
-        page.goto(f"{server.url}/s/demo?PROLIFIC_PID=browser1&STUDY_ID=s&SESSION_ID=x")
+        ids = f"PROLIFIC_PID={'1' * 24}&STUDY_ID={'a' * 24}&SESSION_ID={'b' * 24}"  # Prolific's format
+        page.goto(f"{server.url}/s/demo?{ids}")
         assert "Consent" in page.content()
         screenshot(page, "participant-1-consent")
         page.get_by_role("button", name="I agree, start the study").click()

@@ -15,7 +15,11 @@ BIN = Path(sys.executable).parent
 def test_import_then_serve_answers_participants(
     example_package: Path, tmp_path: Path, port: Any, wait_for: Any
 ) -> None:
-    env = {**os.environ, "DATABASE_URL": f"sqlite:///{tmp_path / 'study.sqlite'}", "SECRET_KEY": "t"}
+    env = {
+        **os.environ,
+        "DATABASE_URL": f"sqlite:///{tmp_path / 'study.sqlite'}",
+        "SECRET_KEY": "a test key of 32 characters, ok!",
+    }
     for args in (["init-db"], ["import", str(example_package)]):
         done = subprocess.run(
             [BIN / "study-app", *args], env=env, capture_output=True, text=True, check=False
@@ -44,7 +48,11 @@ def test_prolific_prints_the_form_values_and_the_url_reaches_consent(
 ) -> None:
     import json
 
-    env = {**os.environ, "DATABASE_URL": f"sqlite:///{tmp_path / 'study.sqlite'}", "SECRET_KEY": "t"}
+    env = {
+        **os.environ,
+        "DATABASE_URL": f"sqlite:///{tmp_path / 'study.sqlite'}",
+        "SECRET_KEY": "a test key of 32 characters, ok!",
+    }
 
     def study_app(*args: str) -> subprocess.CompletedProcess[str]:
         command = [BIN / "study-app", *args]
@@ -79,14 +87,15 @@ def test_prolific_prints_the_form_values_and_the_url_reaches_consent(
     # Prolific fills the placeholders; the filled URL starts a participant's consent page.
     url = values["study_url"]
     assert url.startswith(f"{base}/s/pilot?")
-    filled = url.replace("{{%PROLIFIC_PID%}}", "p123").replace("{{%STUDY_ID%}}", "s1")
-    filled = filled.replace("{{%SESSION_ID%}}", "x9")
+    pid = "5f0c3a1e2b4d6f8a9c0e1d2b"  # Prolific's ids: 24 hex digits
+    filled = url.replace("{{%PROLIFIC_PID%}}", pid).replace("{{%STUDY_ID%}}", "a" * 24)
+    filled = filled.replace("{{%SESSION_ID%}}", "b" * 24)
     assert study_app("open", "pilot").returncode == 0
     server = subprocess.Popen([BIN / "study-app", "serve", "--port", str(server_port)], env=env)
     try:
         page = wait_for(filled)
         assert page.status_code == 200 and "I agree, start the study" in page.text
-        assert 'value="p123"' in page.text  # the id travels with the consent form
+        assert f'value="{pid}"' in page.text  # the id travels with the consent form
     finally:
         server.terminate()
         server.wait(timeout=10)

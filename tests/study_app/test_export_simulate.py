@@ -102,6 +102,7 @@ def test_dashboard_download_streams_the_same_rows(
     response = admin_client.get("/admin/s/pilot/export.csv")
     assert response.status_code == 200 and response.is_streamed
     assert 'filename="pilot-responses.csv"' in response.headers["Content-Disposition"]
+    assert response.headers["Cache-Control"] == "no-store"  # no copy of the answers in any cache
     frame = pd.read_csv(io.BytesIO(response.data))
     with app.app_context():
         assert len(frame) == db.session.scalar(select(func.count()).select_from(Response))

@@ -13,7 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import func, select, update
 
-from artifact_schemas import AnswerKey, load_study
+from artifact_schemas import AnswerKey, load_key, load_study
 from study_app.api import EVENT_KINDS
 from study_app.db import db
 from study_app.models import Response, Study, StudySession, TrialList
@@ -303,11 +303,14 @@ def test_bad_input_gets_400_never_500(any_db_participant: Any) -> None:
             '{"kind": "visibility", "data": {"x": 1e999}}',
             json.dumps({"kind": "visibility", "data": {"x": "a\x00b"}}),
             json.dumps({"kind": "visibility", "client_ts": "2026\x00"}),
+            json.dumps({"kind": "visibility", "client_ts": "\ud800"}),  # a lone surrogate (31.7)
+            json.dumps({"kind": "visibility", "data": {"\udfff": 1}}),
         ],
         "answer": [
             json.dumps({**answer, "idempotency_key": "abcdefgh1234\n"}),  # "$" matched before \n
             json.dumps({**answer, "client_ts": "2026-12-01T00:00:00\x00"}),
             json.dumps({**answer, "answer": "o\x00"}),
+            json.dumps({**answer, "client_ts": "2026-12-01\ud800"}),  # not encodable as UTF-8
             json.dumps(answer).replace('"rt_ms": 1', '"rt_ms": NaN'),
         ],
     }
@@ -340,6 +343,7 @@ def test_questionnaire_refuses_numbers_that_are_not_finite(
         assert app.test_cli_runner().invoke(args=["import", str(tmp_path / "ages")]).exit_code == 0
     p = new_participant()
     p.slug = "ages"
+    p.key = load_key(tmp_path / "ages" / "key.json")  # its own ids: drawn per build (issue 31)
     p.enter()
     assert "A few last questions" in p.complete(stop_at_questionnaire=True)
     for bad in ("nan", "inf", "-Infinity", "1e999"):
@@ -367,7 +371,7 @@ def test_database_down_gives_a_friendly_503(tmp_path: Path, port: Any) -> None:
     app = create_app(
         {
             "TESTING": True,
-            "SECRET_KEY": "t",
+            "SECRET_KEY": "a test key of 32 characters, ok!",
             "SQLALCHEMY_DATABASE_URI": f"postgresql+psycopg://nobody@127.0.0.1:{closed}/none",
             "SQLALCHEMY_ENGINE_OPTIONS": {"connect_args": {"connect_timeout": 2}},
         }

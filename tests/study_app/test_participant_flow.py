@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode
 
 from flask import Flask
 from sqlalchemy import func, select
@@ -14,6 +15,7 @@ from study_app.db import db
 from study_app.models import Event, Response, StudySession
 from study_app.models import Participant as ParticipantRow
 from study_app.simulate import csrf_token
+from tests.study_app.prolific_ids import STUDY, pid_of, prolific_ids, submission_of
 
 
 def _count(app: Flask, model: Any) -> int:
@@ -38,7 +40,7 @@ def test_full_session_ends_with_completion_code(
         assert n == len(sess.trial_order) == len(participant.sent)
         # The Prolific id is stored only as a salted hash.
         row = db.session.scalars(select(ParticipantRow)).one()
-        assert row.raw_pid is None and "P1" not in row.pid_hash and len(row.pid_hash) == 64
+        assert row.raw_pid is None and pid_of("P1") not in row.pid_hash and len(row.pid_hash) == 64
     # Coming back later shows the same completion page, not a new session.
     assert study_codes["complete"] in participant.go().get_data(as_text=True)
 
@@ -111,8 +113,8 @@ def test_prolific_pid_resumes_session_in_another_browser(
     first.answer(first.trial())
     current = first.trial()["trial"]["id"]
     other = new_participant()  # e.g. the participant switched from phone to laptop
-    # Prolific's link carries the submission's SESSION_ID (the fixture's is "xP9").
-    assert other.client.get("/s/pilot?PROLIFIC_PID=P9&STUDY_ID=s1&SESSION_ID=xP9").status_code == 302
+    # Prolific's link carries the submission's SESSION_ID.
+    assert other.client.get(f"/s/pilot?{urlencode(prolific_ids('P9'))}").status_code == 302
     assert other.trial()["trial"]["id"] == current
     assert _count(app, StudySession) == 1
 
@@ -126,14 +128,20 @@ def test_a_known_prolific_id_alone_does_not_open_its_session(
     victim = new_participant()
     victim.enter(pid="P10")
     victim.post_stage("volume")
+    victim.answer(victim.trial())  # a session with answers holds its Prolific id
     attacker = new_participant()
-    for query in ("?PROLIFIC_PID=P10", "?PROLIFIC_PID=P10&STUDY_ID=s1&SESSION_ID=guess"):
+    guess = submission_of("guess")
+    for query in (
+        f"?PROLIFIC_PID={pid_of('P10')}",
+        f"?PROLIFIC_PID={pid_of('P10')}&STUDY_ID={STUDY}&SESSION_ID={guess}",
+    ):
         page = attacker.client.get(f"/s/pilot{query}")
         assert page.status_code == 409 and "already started" in page.get_data(as_text=True)
         assert attacker.client.get("/api/s/pilot/trial").status_code == 401
     # Nor does a consent POST with the victim's id (the lost-reply retry path).
     form = {"csrf_token": csrf_token(attacker.client.get("/s/pilot").get_data(as_text=True))}
-    form |= {"choice": "accept", "PROLIFIC_PID": "P10", "STUDY_ID": "s1", "SESSION_ID": "other"}
+    form |= {"choice": "accept", "PROLIFIC_PID": pid_of("P10"), "STUDY_ID": STUDY}
+    form |= {"SESSION_ID": submission_of("other")}
     assert attacker.client.post("/s/pilot/consent", data=form).status_code == 409
     assert attacker.client.get("/api/s/pilot/trial").status_code == 401
     assert _count(app, StudySession) == 1
@@ -204,7 +212,8 @@ def test_repeated_consent_with_a_prolific_id_returns_the_same_session(
         page = client.get("/s/pilot").get_data(as_text=True)  # the consent page, Prolific id in the form
         token = csrf_token(page)
         assert token
-        form = {"csrf_token": token, "choice": "accept", "PROLIFIC_PID": "RETRY1", "SESSION_ID": "S1"}
+        form = {"csrf_token": token, "choice": "accept", "PROLIFIC_PID": pid_of("RETRY1")}
+        form |= {"SESSION_ID": submission_of("RETRY1")}
         assert client.post("/s/pilot/consent", data=form).status_code == 302
     assert _count(app, StudySession) == 1
 
@@ -232,3 +241,136 @@ def test_completion_codes_cannot_be_computed_from_the_package(
     assert completion_codes(key, {}) != study_codes
     chosen = key.model_copy(update={"codes": key.codes.model_copy(update={"complete": "MYCODE42"})})
     assert completion_codes(chosen, {})["complete"] == "MYCODE42"
+
+
+def _sessions(app: Flask) -> list[tuple[str, str | None]]:
+    with app.app_context():
+        rows = db.session.execute(
+            select(StudySession.status, StudySession.prolific_session_id).order_by(StudySession.id)
+        ).all()
+        return [(status, sid) for status, sid in rows]
+
+
+def test_a_screened_out_participant_gets_no_second_attempt(
+    new_participant: Any, study_app: tuple[Flask, AnswerKey], study_codes: dict[str, str]
+) -> None:
+    """Issue 31.2: screened out, the participant came back with the same SESSION_ID and no
+    or a made-up PROLIFIC_PID, started a new session, passed and was paid."""
+    app, _ = study_app
+    first = new_participant()
+    first.enter(pid="OUT")
+    assert study_codes["screened_out"] in first.complete(fail_screening=True)
+    same_submission = submission_of("OUT")
+    for ids in (
+        {"PROLIFIC_PID": "", "SESSION_ID": same_submission},  # no Prolific id
+        {"PROLIFIC_PID": pid_of("made-up"), "SESSION_ID": same_submission},
+        {"PROLIFIC_PID": pid_of("OUT"), "SESSION_ID": submission_of("new")},  # a new SESSION_ID
+        {"PROLIFIC_PID": pid_of("OUT"), "SESSION_ID": ""},
+    ):
+        again = new_participant()
+        entry = again.client.get(f"/s/pilot?{urlencode({'STUDY_ID': STUDY, **ids})}")
+        assert entry.status_code == 409 and "already started" in entry.get_data(as_text=True), ids
+        # Nor by posting the consent form (the participant's to edit) with these ids.
+        form = {"csrf_token": csrf_token(again.client.get("/s/pilot").get_data(as_text=True)) or ""}
+        form |= {"choice": "accept", "STUDY_ID": STUDY, **ids}
+        assert again.client.post("/s/pilot/consent", data=form).status_code == 409, ids
+        assert again.client.get("/api/s/pilot/trial").status_code == 401
+    assert _sessions(app) == [("screened_out", same_submission)]
+    # Prolific's own link (both ids) still shows the participant where they are.
+    back = new_participant()
+    assert back.client.get(f"/s/pilot?{urlencode(prolific_ids('OUT'))}").status_code == 302
+    assert study_codes["screened_out"] in back.go().get_data(as_text=True)
+
+    # The same for one who completed: a made-up PROLIFIC_PID with their SESSION_ID starts nothing.
+    done = new_participant()
+    done.enter(pid="DONE")
+    assert study_codes["complete"] in done.complete()
+    retry = new_participant()
+    assert retry.enter(PROLIFIC_PID=pid_of("other"), SESSION_ID=submission_of("DONE")).status_code == 409
+    assert len(_sessions(app)) == 2
+
+
+def test_someone_elses_prolific_id_does_not_lock_its_owner_out(
+    new_participant: Any, study_app: tuple[Flask, AnswerKey]
+) -> None:
+    """Issue 31.7: whoever consented first with someone else's Prolific id locked its owner
+    out (409). A session claimed with the id and another (or no) SESSION_ID, without an
+    answer yet, does not keep out the owner's arrival with its own SESSION_ID; one with
+    answers does (one participant, one attempt); the squatter's session is not touched."""
+    app, _ = study_app
+    for squat in ({"SESSION_ID": ""}, {"SESSION_ID": submission_of("made-up")}):
+        owner_name = f"OWNER{len(squat['SESSION_ID'])}"
+        squatter = new_participant()
+        assert squatter.enter(PROLIFIC_PID=pid_of(owner_name), STUDY_ID=STUDY, **squat).status_code == 302
+        squatter.post_stage("volume")
+        squatter_trial = squatter.trial()["trial"]["id"]
+        owner = new_participant()
+        assert owner.enter(pid=owner_name).status_code == 302
+        owner.post_stage("volume")
+        assert owner.answer(owner.trial()).status_code == 200
+        assert squatter.trial()["trial"]["id"] == squatter_trial  # each in their own session
+    assert [s for s, _ in _sessions(app)] == ["active"] * 4
+
+    # A squatter who has answered keeps the id: its owner is refused, as any second attempt.
+    squatter = new_participant()
+    squatter.enter(PROLIFIC_PID=pid_of("OWNER3"), STUDY_ID=STUDY, SESSION_ID=submission_of("fake3"))
+    squatter.post_stage("volume")
+    assert squatter.answer(squatter.trial()).status_code == 200
+    owner = new_participant()
+    assert owner.enter(pid="OWNER3").status_code == 409
+    assert len(_sessions(app)) == 5
+
+
+def test_prolific_ids_are_checked_at_entry_and_at_consent(
+    new_participant: Any, study_app: tuple[Flask, AnswerKey]
+) -> None:
+    """Issue 31.4: a STUDY_ID such as ``st1/%2e%2e/...`` or ``st1?x=`` went from the link into
+    the researcher's Prolific API calls. Prolific's ids are 24 lowercase hex digits."""
+    app, _ = study_app
+    good = prolific_ids("CHECKED")
+    for name, bad in (
+        ("STUDY_ID", "st1/../studies/x"),
+        ("STUDY_ID", "st1?x="),
+        ("PROLIFIC_PID", "P1"),
+        ("PROLIFIC_PID", good["PROLIFIC_PID"].upper()),
+        ("SESSION_ID", good["SESSION_ID"] + "0"),
+        ("SESSION_ID", "x" * 24),
+    ):
+        p = new_participant()
+        page = p.client.get(f"/s/pilot?{urlencode({**good, name: bad})}")
+        text = page.get_data(as_text=True)
+        assert page.status_code == 400 and f"{name} is not a Prolific id" in text, (name, bad)
+        # The consent form is the participant's to edit: checked there too, accept or decline.
+        token = csrf_token(p.client.get("/s/pilot").get_data(as_text=True)) or ""
+        for choice in ("accept", "decline"):
+            form = {"csrf_token": token, "choice": choice, **good, name: bad}
+            posted = p.client.post("/s/pilot/consent", data=form)
+            assert posted.status_code == 400 and f"{name} is not a Prolific id" in posted.get_data(
+                as_text=True
+            )
+    assert _count(app, StudySession) == 0 and _count(app, Event) == 0
+    # Absent or empty stays allowed (no require_prolific_id), and Prolific's own ids work.
+    assert new_participant().client.get("/s/pilot?PROLIFIC_PID=&STUDY_ID=&SESSION_ID=").status_code == 200
+    assert new_participant().enter(pid="CHECKED").status_code == 302
+    assert _sessions(app) == [("active", good["SESSION_ID"])]
+
+
+def test_declines_are_limited_per_address_like_new_sessions(
+    new_participant: Any, study_app: tuple[Flask, AnswerKey], study_codes: dict[str, str]
+) -> None:
+    """Issue 31.7: 300 declines in 2.9 s were all stored and counted."""
+    app, _ = study_app
+    app.config["SESSIONS_PER_IP_PER_MINUTE"] = 3
+    for i in range(3):
+        page = new_participant().enter(pid=f"NO{i}", accept=False)
+        assert page.status_code == 200 and study_codes["declined"] in page.get_data(as_text=True)
+    for i in range(3, 5):
+        page = new_participant().enter(pid=f"NO{i}", accept=False)
+        assert page.status_code == 429 and "Too many attempts" in page.get_data(as_text=True)
+        assert study_codes["declined"] not in page.get_data(as_text=True)
+    with app.app_context():
+        assert db.session.scalars(select(Event.kind)).all() == ["decline"] * 3
+    # Another address is not held up.
+    other = new_participant()
+    other.client.environ_base["REMOTE_ADDR"] = "10.0.0.9"
+    assert other.enter(pid="NO9", accept=False).status_code == 200

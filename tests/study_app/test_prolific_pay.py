@@ -24,6 +24,7 @@ from sqlalchemy import select, text
 from study_app.db import db
 from study_app.models import Participant, ProlificPayment, Study, StudySession
 from tests.study_app.fake_prolific import FakeProlific
+from tests.study_app.prolific_ids import STUDY, pid_of, submission_of
 
 TOKEN = "tok-SECRET-pay-71c2"
 BASE = "https://study.example.org"
@@ -76,7 +77,7 @@ def test_create_sends_the_apps_url_codes_and_reward_then_publish_needs_an_open_s
 
     made = _cli(app, "--create", "--base-url", BASE, "--reward-per-hour", "12", "--settings", settings)
     assert made.exit_code == 0, made.output
-    body = prolific.studies["s1"]
+    body = prolific.studies[STUDY]
     assert body["status"] == "UNPUBLISHED"
     assert body["external_study_url"] == (
         f"{BASE}/s/pilot?PROLIFIC_PID={{{{%PROLIFIC_PID%}}}}&STUDY_ID={{{{%STUDY_ID%}}}}&SESSION_ID={{{{%SESSION_ID%}}}}"
@@ -97,22 +98,22 @@ def test_create_sends_the_apps_url_codes_and_reward_then_publish_needs_an_open_s
         "audio"
     ]
     assert body["is_custom_screening"] is True
-    assert "created Prolific study s1 (draft)" in made.output
+    assert f"created Prolific study {STUDY} (draft)" in made.output
     assert "under Prolific's minimum" in made.output  # the hour-long pilot
 
     again = _cli(app, "--create", "--base-url", BASE, "--reward-per-hour", "12")
-    assert again.exit_code != 0 and "already on Prolific as study s1" in again.output
+    assert again.exit_code != 0 and f"already on Prolific as study {STUDY}" in again.output
     assert len(prolific.studies) == 1
 
     runner = app.test_cli_runner()
     assert runner.invoke(args=["pause", "pilot"]).exit_code == 0
     closed = _cli(app, "--publish")
     assert closed.exit_code != 0 and "study-app open pilot" in closed.output
-    assert prolific.studies["s1"]["status"] == "UNPUBLISHED"
+    assert prolific.studies[STUDY]["status"] == "UNPUBLISHED"
     assert runner.invoke(args=["open", "pilot"]).exit_code == 0
     published = _cli(app, "--publish")
     assert published.exit_code == 0, published.output
-    assert prolific.studies["s1"]["status"] == "ACTIVE"
+    assert prolific.studies[STUDY]["status"] == "ACTIVE"
 
 
 def test_bad_settings_name_the_file_and_the_key(
@@ -173,36 +174,39 @@ def test_approve_screen_outs_and_bonuses_pay_each_participant_once(
         ("BACK", "SCREENED OUT"),
         ("STRANGER", "AWAITING REVIEW"),  # a completion code with no session behind it
     ):
-        prolific.add("s1", pid, status)
+        prolific.add(STUDY, pid, status)
 
     dry = _cli(app, "--approve", "--dry-run")
     assert dry.exit_code == 0, dry.output
     assert "would approve 1 submission(s); 2 to review" in dry.output
-    assert "xSLOPPY: " in dry.output and "attention checks right" in dry.output
-    assert "xSTRANGER: no session here" in dry.output
+    assert f"{submission_of('SLOPPY')}: " in dry.output and "attention checks right" in dry.output
+    assert f"{submission_of('STRANGER')}: no session here" in dry.output
     assert prolific.approved == []
     approved = _cli(app, "--approve")
-    assert approved.exit_code == 0 and prolific.approved == ["xGOOD"]
-    assert _cli(app, "--approve").exit_code == 0 and prolific.approved == ["xGOOD"]  # nothing twice
+    assert approved.exit_code == 0 and prolific.approved == [submission_of("GOOD")]
+    assert _cli(app, "--approve").exit_code == 0 and prolific.approved == [
+        submission_of("GOOD")
+    ]  # nothing twice
 
     paid = _cli(app, "--pay-screen-outs")
     assert paid.exit_code == 0, paid.output
-    assert prolific.screened_out == [("xLEFT", 0.25)]
+    assert prolific.screened_out == [(submission_of("LEFT"), 0.25)]
     rerun = _cli(app, "--pay-screen-outs")
     assert rerun.exit_code == 0 and "1 paid by an earlier run" in rerun.output
-    assert prolific.screened_out == [("xLEFT", 0.25)]
+    assert prolific.screened_out == [(submission_of("LEFT"), 0.25)]
 
     with app.app_context():
         good_hash = db.session.scalars(
             select(Participant.pid_hash)
             .join(StudySession, StudySession.participant_id == Participant.id)
-            .where(StudySession.prolific_session_id == "xGOOD")
+            .where(StudySession.prolific_session_id == submission_of("GOOD"))
         ).one()
     expected = 5 * _export_correct(app, tmp_path, good_hash)
     assert expected > 0
     preview = _cli(app, "--bonus", "per_correct=0.05", "--dry-run")
     assert preview.exit_code == 0, preview.output
-    assert f"GOOD,{expected / 100:.2f}" in preview.output and "SLOPPY," not in preview.output
+    assert f"{pid_of('GOOD')},{expected / 100:.2f}" in preview.output
+    assert f"{pid_of('SLOPPY')}," not in preview.output
     assert prolific.bulks == {}
 
     # The pay call's money leaves but its answer is lost (a 502, never retried: paying is
@@ -211,12 +215,12 @@ def test_approve_screen_outs_and_bonuses_pay_each_participant_once(
     prolific.fail_next_pay_after_paying = True
     lost = _cli(app, "--bonus", "per_correct=0.05")
     assert lost.exit_code == 1 and "HTTP 502" in lost.output
-    assert prolific.pay_calls == 2 and prolific.payouts == {"GOOD": expected}
+    assert prolific.pay_calls == 2 and prolific.payouts == {pid_of("GOOD"): expected}
     for _ in range(2):
         again = _cli(app, "--bonus", "flat=1.00")
         assert again.exit_code == 0, again.output
         assert "unconfirmed" in again.output and "paid 0 bonus(s)" in again.output
-    assert prolific.payouts == {"GOOD": expected}
+    assert prolific.payouts == {pid_of("GOOD"): expected}
 
     # Interrupted after Prolific set the bonus up and before the app recorded it: nothing
     # was paid; the next run sets it up again and pays once.
@@ -239,10 +243,12 @@ def test_approve_screen_outs_and_bonuses_pay_each_participant_once(
     assert prolific.payouts == {} and len(prolific.bulks) == 2
     for _ in range(2):
         assert _cli(app, "--bonus", "flat=0.50").exit_code == 0
-    assert prolific.payouts == {"GOOD": 50}
+    assert prolific.payouts == {pid_of("GOOD"): 50}
     with app.app_context():
         rows = db.session.scalars(select(ProlificPayment).where(ProlificPayment.kind == "bonus")).all()
-        assert [(r.submission_id, r.state, r.amount_cents) for r in rows] == [("xGOOD", "paid", 50)]
+        assert [(r.submission_id, r.state, r.amount_cents) for r in rows] == [
+            (submission_of("GOOD"), "paid", 50)
+        ]
 
     # The token is in no log line, command output, database row or file.
     everything = caplog.text + "".join(
@@ -251,7 +257,7 @@ def test_approve_screen_outs_and_bonuses_pay_each_participant_once(
     with app.app_context():
         for table in db.metadata.sorted_tables:
             everything += repr(db.session.execute(text(f"SELECT * FROM {table.name}")).all())
-        assert db.session.scalars(select(Study.prolific)).one()["id"] == "s1"
+        assert db.session.scalars(select(Study.prolific)).one()["id"] == STUDY
     for path in [*Path(app.instance_path).rglob("*"), *tmp_path.rglob("*")]:
         if path.is_file():
             everything += path.read_bytes().decode("utf-8", "replace")
@@ -273,16 +279,16 @@ def test_a_refused_screen_out_leaves_no_record(
         ).exit_code
         == 0
     )
-    prolific.studies["s1"]["is_custom_screening"] = False  # changed on Prolific by hand
+    prolific.studies[STUDY]["is_custom_screening"] = False  # changed on Prolific by hand
     left = new_participant()
     left.enter(pid="LEFT")
     left.complete(fail_screening=True)
-    prolific.add("s1", "LEFT", "ACTIVE")
+    prolific.add(STUDY, "LEFT", "ACTIVE")
     refused = _cli(app, "--pay-screen-outs")
     assert refused.exit_code == 1 and "HTTP 400" in refused.output and "custom screening" in refused.output
-    prolific.studies["s1"]["is_custom_screening"] = True
+    prolific.studies[STUDY]["is_custom_screening"] = True
     assert _cli(app, "--pay-screen-outs").exit_code == 0
-    assert prolific.screened_out == [("xLEFT", 0.25)]
+    assert prolific.screened_out == [(submission_of("LEFT"), 0.25)]
 
 
 def test_two_bonus_runs_at_once_collide_before_any_money_moves(
@@ -295,16 +301,16 @@ def test_two_bonus_runs_at_once_collide_before_any_money_moves(
     good = new_participant()
     good.enter(pid="GOOD")
     good.complete()
-    prolific.add("s1", "GOOD", "AWAITING REVIEW")
+    prolific.add(STUDY, "GOOD", "AWAITING REVIEW")
     assert _cli(app, "--bonus", "flat=0.30").exit_code == 0
-    assert prolific.payouts == {"GOOD": 30}
+    assert prolific.payouts == {pid_of("GOOD"): 30}
     with pytest.MonkeyPatch.context() as patch:
         from study_app import prolific_pay
 
         patch.setattr(prolific_pay, "_records", lambda study, kind: {})  # read before the other's write
         late = _cli(app, "--bonus", "flat=0.30")
     assert late.exit_code == 1 and "another run recorded payments" in late.output
-    assert prolific.payouts == {"GOOD": 30} and len(prolific.bulks) == 1
+    assert prolific.payouts == {pid_of("GOOD"): 30} and len(prolific.bulks) == 1
 
     # The same for screen-outs (created without screen_out_reward: set it as --create would).
     with app.app_context():
@@ -314,17 +320,73 @@ def test_two_bonus_runs_at_once_collide_before_any_money_moves(
             "settings": {**study.prolific["settings"], "screen_out_reward": 0.25},
         }
         db.session.commit()
-    prolific.studies["s1"]["is_custom_screening"] = True
+    prolific.studies[STUDY]["is_custom_screening"] = True
     left = new_participant()
     left.enter(pid="LEFT")
     left.complete(fail_screening=True)
-    prolific.add("s1", "LEFT", "ACTIVE")
-    assert _cli(app, "--pay-screen-outs").exit_code == 0 and prolific.screened_out == [("xLEFT", 0.25)]
-    prolific.submissions["s1"]["xLEFT"]["status"] = "ACTIVE"  # as if the other run's call were still out
+    prolific.add(STUDY, "LEFT", "ACTIVE")
+    assert _cli(app, "--pay-screen-outs").exit_code == 0 and prolific.screened_out == [
+        (submission_of("LEFT"), 0.25)
+    ]
+    prolific.submissions[STUDY][submission_of("LEFT")]["status"] = (
+        "ACTIVE"  # as if the other run's call were still out
+    )
     with pytest.MonkeyPatch.context() as patch:
         from study_app import prolific_pay
 
         patch.setattr(prolific_pay, "_records", lambda study, kind: {})
         late = _cli(app, "--pay-screen-outs")
     assert late.exit_code == 1 and "another run recorded payments" in late.output
-    assert prolific.screened_out == [("xLEFT", 0.25)]
+    assert prolific.screened_out == [(submission_of("LEFT"), 0.25)]
+
+
+OTHER_STUDY = "6a1b2c3d4e5f60718293a4b5"  # another study of the same researcher on Prolific
+
+
+def test_approve_pays_only_the_session_whose_three_ids_match(
+    study_app: tuple[Flask, Any], prolific: FakeProlific, new_participant: Any
+) -> None:
+    """Issue 31.2 and 31.4: --approve approved a submission by its SESSION_ID alone, and a
+    participant who arrived with another study's STUDY_ID and submission id got that other
+    study's submission approved. Only a session whose PROLIFIC_PID, SESSION_ID and STUDY_ID
+    are its submission's, in this study, is approved; the output says why not."""
+    app, _ = study_app
+    # Which Prolific study is this one? Not whatever STUDY_ID participants bring.
+    unknown = _cli(app, "--approve", "--dry-run")
+    assert unknown.exit_code == 2 and "--prolific-study" in unknown.output
+    assert _cli(app, "--create", "--base-url", BASE, "--reward-per-hour", "9").exit_code == 0
+
+    good = new_participant()
+    good.enter(pid="GOOD")
+    good.complete()
+    prolific.add(STUDY, "GOOD", "AWAITING REVIEW")
+    # Arrives with another study's STUDY_ID and their submission there as SESSION_ID; their
+    # submission of this study is awaiting review too (they entered the code they got).
+    other = new_participant()
+    other.enter(PROLIFIC_PID=pid_of("ATT"), STUDY_ID=OTHER_STUDY, SESSION_ID=submission_of("ATT-other"))
+    other.complete()
+    prolific.add(OTHER_STUDY, "ATT", "AWAITING REVIEW", submission=submission_of("ATT-other"))
+    prolific.add(STUDY, "ATT", "AWAITING REVIEW")
+    # Arrives with their own SESSION_ID but a made-up PROLIFIC_PID.
+    mixed = new_participant()
+    mixed.enter(PROLIFIC_PID=pid_of("made-up"), STUDY_ID=STUDY, SESSION_ID=submission_of("MIX"))
+    mixed.complete()
+    prolific.add(STUDY, "MIX", "AWAITING REVIEW")
+
+    approved = _cli(app, "--approve")
+    assert approved.exit_code == 0, approved.output
+    assert prolific.approved == [submission_of("GOOD")]
+    assert "approved 1 submission(s); 2 to review" in approved.output
+    assert f"review {submission_of('ATT')}: " in approved.output
+    assert "was not opened with this submission's SESSION_ID" in approved.output
+    assert f"review {submission_of('MIX')}: " in approved.output
+    assert "another PROLIFIC_PID than this submission's participant" in approved.output
+    assert not [r for r in prolific.requests if OTHER_STUDY in r]  # never even asked about
+    assert prolific.submissions[OTHER_STUDY][submission_of("ATT-other")]["status"] == "AWAITING REVIEW"
+
+    # Bonuses follow the same rule: nobody but GOOD is due one.
+    bonus = _cli(app, "--bonus", "flat=0.10", "--dry-run")
+    assert bonus.exit_code == 0, bonus.output
+    assert f"{pid_of('GOOD')},0.10" in bonus.output and "would pay 1 bonus(s)" in bonus.output
+    assert pid_of("MIX") not in bonus.output.split("would pay")[0]
+    assert f"{submission_of('MIX')} not paid a bonus" in bonus.output

@@ -18,12 +18,14 @@ from sqlalchemy import select, text, update
 
 from study_app.db import db
 from study_app.models import StudySession, TrialList
+from tests.study_app.prolific_ids import STUDY, pid_of, submission_of
 
 TOKEN = "tok-SECRET-5f3a9c"
 
 
 class FakeProlific:
-    """The submissions endpoint: ``statuses`` maps a participant id to Prolific's status."""
+    """The submissions endpoint: ``statuses`` maps a participant (named as in
+    tests.study_app.prolific_ids) to Prolific's status."""
 
     def __init__(self) -> None:
         self.statuses: dict[str, str] = {}
@@ -38,8 +40,8 @@ class FakeProlific:
         if self.calls == 1:
             return jsonify(detail="slow down"), 429, {"Retry-After": "0"}
         rows = [
-            {"id": f"x{pid}", "participant_id": pid, "status": status, "study_id": sid}
-            for pid, status in sorted(self.statuses.items())
+            {"id": submission_of(name), "participant_id": pid_of(name), "status": status, "study_id": sid}
+            for name, status in sorted(self.statuses.items())
         ]
         limit, offset = int(request.args["limit"]), int(request.args["offset"])
         return jsonify(results=rows[offset : offset + limit], meta={"count": len(rows)})
@@ -70,7 +72,7 @@ def test_a_returned_submission_frees_its_place_within_one_sync(
         assert p.enter(pid=pid).status_code == 302
         _into_trials(p)
     assert new_participant().enter(pid="LATE").status_code == 503  # every list is at its target
-    freed = {_list_of(app, "xP1"), _list_of(app, "xP3")}  # returned, timed out
+    freed = {_list_of(app, submission_of("P1")), _list_of(app, submission_of("P3"))}  # returned, timed out
 
     fake = FakeProlific()
     fake.statuses = {
@@ -99,12 +101,12 @@ def test_a_returned_submission_frees_its_place_within_one_sync(
             newest = db.session.scalars(select(StudySession).order_by(StudySession.id.desc())).first()
             assert newest is not None and newest.list_id in freed
             row = db.session.scalars(
-                select(StudySession).where(StudySession.prolific_session_id == "xP1")
+                select(StudySession).where(StudySession.prolific_session_id == submission_of("P1"))
             ).one()
             assert (row.status, row.prolific_status) == ("returned", "RETURNED")
             assert (
                 db.session.scalars(
-                    select(StudySession.status).where(StudySession.prolific_session_id == "xP0")
+                    select(StudySession.status).where(StudySession.prolific_session_id == submission_of("P0"))
                 ).one()
                 == "active"
             )
@@ -146,5 +148,56 @@ def test_an_unreachable_prolific_is_one_line_without_the_token(port: Any) -> Non
     with ProlificClient(TOKEN, f"http://127.0.0.1:{port()}", retries=1, backoff_s=0.0) as client:
         assert TOKEN not in repr(client)
         with pytest.raises(ProlificError) as caught:
-            list(client.submissions("s1"))
-    assert str(caught.value) == "GET /api/v1/studies/s1/submissions/: Prolific did not answer (ConnectError)"
+            list(client.submissions(STUDY))
+    assert (
+        str(caught.value)
+        == f"GET /api/v1/studies/{STUDY}/submissions/: Prolific did not answer (ConnectError)"
+    )
+
+
+def test_one_arrivals_bad_study_id_is_skipped_and_reaches_no_api_path(
+    study_app: tuple[Flask, Any], new_participant: Any, serve: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 31.4: an arrival's ``STUDY_ID=st1/%2e%2e/...`` or ``st1?x=`` went into API paths
+    and made every --sync exit 1. Such ids (from sessions stored before entry checked them)
+    are not asked about, one Prolific does not know is passed over, both said; the client
+    refuses any id that is not Prolific's before sending."""
+    from study_app.prolific_api import ProlificClient, ProlificError
+    from tests.study_app.fake_prolific import FakeProlific as PayingProlific
+
+    app, _ = study_app
+    for name in ("P0", "OLD1", "OLD2", "UNKNOWN"):
+        study = "0" * 24 if name == "UNKNOWN" else STUDY  # well-formed, but nobody's study
+        assert new_participant().enter(pid=name, STUDY_ID=study).status_code == 302
+    with app.app_context():
+        for name, bad in (("OLD1", "st1/%2e%2e/x"), ("OLD2", "st1?x=")):
+            db.session.execute(
+                update(StudySession)
+                .where(StudySession.prolific_session_id == submission_of(name))
+                .values(prolific_study_id=bad)
+            )
+        db.session.commit()
+    fake = PayingProlific(TOKEN)
+    fake.add(STUDY, "P0", "RETURNED")
+    with serve(fake.app) as prolific:
+        monkeypatch.setenv("PROLIFIC_API_URL", prolific.url)
+        monkeypatch.setenv("PROLIFIC_TOKEN", TOKEN)
+        synced = app.test_cli_runner().invoke(args=["prolific", "pilot", "--sync"])
+        assert synced.exit_code == 0, synced.output
+        assert "1 matched" in synced.output and synced.output.count("place released") == 1
+        assert "skipped: STUDY_ID 'st1/%2e%2e/x'" in synced.output and "not a Prolific id" in synced.output
+        assert "skipped: STUDY_ID 'st1?x='" in synced.output
+        assert f"skipped: STUDY_ID {'0' * 24}" in synced.output and "HTTP 404" in synced.output
+        assert fake.requests and not [r for r in fake.requests if "st1" in r]
+
+        with ProlificClient(TOKEN, prolific.url, retries=0) as client:
+            for call in (
+                lambda: list(client.submissions("st1/../studies/x")),
+                lambda: client.transition_submission("st1?x=", "APPROVE"),
+                lambda: client.publish_study("../" + STUDY),
+                lambda: client.bulk_approve(STUDY, ["a/b"]),
+            ):
+                sent = len(fake.requests)
+                with pytest.raises(ProlificError, match="is not a Prolific id") as refused:
+                    call()
+                assert refused.value.refused and len(fake.requests) == sent

@@ -26,7 +26,7 @@ def test_chaos_bots_through_gunicorn_on_postgres(
     env = {
         **os.environ,
         "DATABASE_URL": postgres_url,
-        "SECRET_KEY": "stack-test",
+        "SECRET_KEY": "stack-test key of 32 characters ok",
         "SESSIONS_PER_IP_PER_MINUTE": "100000",
         "GUNICORN_BIND": f"127.0.0.1:{server_port}",
         "GUNICORN_WORKERS": "3",
