@@ -110,7 +110,7 @@ def test_stack_survives_worker_kill_and_postgres_restart(
         assert "immutable" in part.headers["Cache-Control"] and part.headers["Server"].startswith("nginx")
         # ETags are the opaque clip ids, not nginx's mtime-size (equal for equal sizes).
         for url_ in [clip["url"], *client.get("/api/s/demo/trial").json()["preload"]]:
-            clip_id = url_.rsplit("/", 1)[1]
+            clip_id = url_.split("?", 1)[0].rsplit("/", 1)[1]  # the URL carries ?s=<session tag>
             assert client.get(url_).headers.get("ETag") == f'"{clip_id}"', url_
         assert (
             client.get(f"/_audio/demo/{manifest.clips[clip['id']].file}").status_code == 404
