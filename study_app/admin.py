@@ -149,9 +149,6 @@ def _locked_for(row: LoginThrottle) -> float:
     return max(0.0, (until - utcnow()).total_seconds())
 
 
-WRONG = "Wrong username or password."
-
-
 @bp.route("/login", methods=["GET", "POST"])
 def login() -> Any:
     error = None
@@ -190,7 +187,7 @@ def login() -> Any:
                 delete(LoginThrottle).where(LoginThrottle.updated_at < utcnow() - timedelta(days=1))
             )
             db.session.commit()
-            error = WRONG
+            error = "Wrong username or password."
         return render_template("admin/login.html", error=error), 401
     return render_template("admin/login.html", error=error)
 

@@ -202,23 +202,23 @@ def _origin_host(origin: str) -> str | None:
 
 def _cross_origin(reason: str) -> ResponseReturnValue:
     current_app.logger.warning("refused %s %s: %s", request.method, request.path, reason)
-    if _wants_json():
-        return jsonify(error=f"refused: {reason}"), 403
-    return render_template(
-        "message.html",
-        heading="This request was refused",
-        text="It came from another website. Open the study from its own address and try again.",
-    ), 403
+    return _refuse(
+        403,
+        f"refused: {reason}",
+        "This request was refused",
+        "It came from another website. Open the study from its own address and try again.",
+    )
 
 
-def _wants_json() -> bool:
-    return request.path.startswith("/api/")
+def _refuse(status: int, error: str, heading: str, text: str) -> ResponseReturnValue:
+    """``{"error": error}`` to the trial runner (``/api/``), the message page to a person."""
+    if request.path.startswith("/api/"):
+        return jsonify(error=error), status
+    return render_template("message.html", heading=heading, text=text), status
 
 
 def _bad_input(message: str) -> ResponseReturnValue:
-    if _wants_json():
-        return jsonify(error=message), 400
-    return render_template("message.html", heading="This address is not valid", text=message), 400
+    return _refuse(400, message, "This address is not valid", message)
 
 
 def _refuse_control_characters() -> ResponseReturnValue | None:
@@ -248,39 +248,30 @@ def _database_unavailable(exc: Exception) -> ResponseReturnValue:
 
     db.session.rollback()
     current_app.logger.error("database unavailable: %s", exc)
-    if _wants_json():
-        response = jsonify(error="the study server cannot reach its database; retrying is safe")
-        response.status_code = 503
-    else:
-        response = current_app.make_response(
-            (
-                render_template(
-                    "message.html",
-                    heading="Please try again in a minute",
-                    text="The study server has a problem right now. Your answers so far are saved. "
-                    "Reload this page in a minute to continue where you were.",
-                ),
-                503,
-            )
+    response = current_app.make_response(
+        _refuse(
+            503,
+            "the study server cannot reach its database; retrying is safe",
+            "Please try again in a minute",
+            "The study server has a problem right now. Your answers so far are saved. "
+            "Reload this page in a minute to continue where you were.",
         )
+    )
     response.headers["Retry-After"] = "30"
     return response
 
 
 def _csrf_error(exc: CSRFError) -> ResponseReturnValue:
-    if _wants_json():
-        return jsonify(error=f"CSRF check failed: {exc.description}; reload the page"), 400
-    return render_template(
-        "message.html",
-        heading="Please reload the page",
-        text="Your page had expired. Reload it and try again.",
-    ), 400
+    return _refuse(
+        400,
+        f"CSRF check failed: {exc.description}; reload the page",
+        "Please reload the page",
+        "Your page had expired. Reload it and try again.",
+    )
 
 
 def _not_found(exc: Exception) -> ResponseReturnValue:
-    if _wants_json():
-        return jsonify(error="not found"), 404
-    return render_template("message.html", heading="Not found", text="There is nothing at this address."), 404
+    return _refuse(404, "not found", "Not found", "There is nothing at this address.")
 
 
 def _too_large(exc: Exception) -> ResponseReturnValue:

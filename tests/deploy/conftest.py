@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import os
 import shutil
+import ssl
 import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Iterator
@@ -13,9 +16,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
+BIN = Path(sys.executable).parent
 
 
 @dataclass
@@ -167,3 +172,96 @@ def served_demo(server_dir: Path, example_run: Path) -> Path:
     out.parent.mkdir(mode=0o755)
     build_package(ROOT / "examples" / "demo-study" / "study.toml", example_run, out)
     return out
+
+
+@dataclass
+class Stack:
+    """gunicorn (deploy config) behind nginx (the shipped site), both running."""
+
+    url: str
+    env: dict[str, str]  # what the app runs with: `study-app` commands take the same
+    gunicorn: subprocess.Popen[bytes]
+    client: httpx.Client  # trusts the stack's certificate under TLS
+
+
+def _self_signed(directory: Path) -> tuple[Path, Path]:
+    cert, key = directory / "cert.pem", directory / "key.pem"
+    command = [
+        "openssl",
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=localhost",
+    ]
+    command += [
+        "-addext",
+        "subjectAltName=DNS:localhost,IP:127.0.0.1",
+        "-keyout",
+        str(key),
+        "-out",
+        str(cert),
+    ]
+    subprocess.run(command, check=True, capture_output=True)
+    return cert, key
+
+
+@pytest.fixture
+def production_stack(private_postgres: PrivatePostgres, nginx_conf: Any, port: Any, server_dir: Path) -> Any:
+    """``with production_stack(package, env, tls=False) as stack:`` the documented deployment.
+
+    The package is initialised and imported into the private PostgreSQL, as ``study-app``
+    does on a server; nginx sends the audio (X-Accel) and the app trusts its one hop. Under
+    ``tls`` nginx listens with a certificate made here and sends HSTS. The stack is ready
+    when its health check answers 200 through nginx (a 502 means gunicorn is still starting).
+    """
+
+    @contextlib.contextmanager
+    def start(package: Path, env: dict[str, str], tls: bool = False) -> Iterator[Stack]:
+        env = {
+            **os.environ,
+            "DATABASE_URL": private_postgres.url,
+            "MEDIA_X_ACCEL_PREFIX": "/_audio",
+            "TRUSTED_PROXIES": "1",
+            "GUNICORN_ACCESSLOG": "/dev/null",
+            **env,
+        }
+        for args in (["init-db"], ["import", str(package)]):
+            subprocess.run([BIN / "study-app", *args], env=env, check=True, capture_output=True)
+        cert = _self_signed(server_dir) if tls else None
+        app_port, web_port = port(), port()
+        conf = nginx_conf(server_dir / "nginx", f"127.0.0.1:{app_port}", package.parent, web_port, tls=cert)
+        check = subprocess.run([NGINX, "-t", "-c", str(conf)], capture_output=True, text=True, check=False)
+        assert check.returncode == 0 and "test is successful" in check.stderr, check.stderr
+        gunicorn = subprocess.Popen(
+            [BIN / "gunicorn", "-c", ROOT / "deploy" / "gunicorn.conf.py", "study_app:create_app()"],
+            env={**env, "GUNICORN_BIND": f"127.0.0.1:{app_port}"},
+            cwd=ROOT,
+            stderr=subprocess.DEVNULL,
+        )
+        nginx = subprocess.Popen([NGINX, "-c", str(conf)], stderr=subprocess.DEVNULL)
+        url = f"{'https' if tls else 'http'}://127.0.0.1:{web_port}"
+        verify = ssl.create_default_context(cafile=str(cert[0])) if cert else True
+        try:
+            with httpx.Client(base_url=url, verify=verify, timeout=60) as client:
+                for _ in range(600):  # a deadline against a hang, not a timing
+                    try:
+                        if client.get("/api/health").status_code == 200:
+                            break
+                    except httpx.TransportError:
+                        pass
+                    time.sleep(0.1)
+                else:
+                    raise AssertionError(f"{url}/api/health never answered 200")
+                yield Stack(url, env, gunicorn, client)
+        finally:
+            nginx.terminate()
+            gunicorn.terminate()
+            gunicorn.wait(timeout=30)
+            nginx.wait(timeout=10)
+
+    return start

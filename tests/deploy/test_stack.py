@@ -11,7 +11,6 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
@@ -24,10 +23,6 @@ import pytest
 from artifact_schemas import load_key, load_study
 from study_app.simulate import BotConfig, csrf_token, run_bots
 
-ROOT = Path(__file__).resolve().parents[2]
-BIN = Path(sys.executable).parent
-NGINX = "nginx"
-
 
 def _workers(master: int) -> list[int]:
     out = subprocess.run(["pgrep", "-P", str(master)], capture_output=True, text=True, check=False).stdout
@@ -36,41 +31,16 @@ def _workers(master: int) -> list[int]:
 
 @pytest.mark.slow
 def test_stack_survives_worker_kill_and_postgres_restart(
-    private_postgres: Any,
-    nginx_conf: Any,
-    port: Any,
-    wait_for: Any,
-    served_demo: Path,
-    capsys: Any,
+    private_postgres: Any, production_stack: Any, served_demo: Path, capsys: Any
 ) -> None:
     demo_package = served_demo
     env = {
-        **os.environ,
-        "DATABASE_URL": private_postgres.url,
         "SECRET_KEY": "stack test key of 32 characters, ok",
-        "MEDIA_X_ACCEL_PREFIX": "/_audio",
         "SESSIONS_PER_IP_PER_MINUTE": "100000",
-        "TRUSTED_PROXIES": "1",
         "GUNICORN_WORKERS": "3",
-        "GUNICORN_ACCESSLOG": "/dev/null",
     }
-    for args in (["init-db"], ["import", str(demo_package)]):
-        subprocess.run([BIN / "study-app", *args], env=env, check=True, capture_output=True)
-    app_port, web_port = port(), port()
-    conf = nginx_conf(served_demo.parents[1] / "nginx", f"127.0.0.1:{app_port}", served_demo.parent, web_port)
-    check = subprocess.run([NGINX, "-t", "-c", str(conf)], capture_output=True, text=True, check=False)
-    assert check.returncode == 0 and "test is successful" in check.stderr, check.stderr
-
-    gunicorn = subprocess.Popen(
-        [BIN / "gunicorn", "-c", ROOT / "deploy" / "gunicorn.conf.py", "study_app:create_app()"],
-        env={**env, "GUNICORN_BIND": f"127.0.0.1:{app_port}"},
-        cwd=ROOT,
-        stderr=subprocess.DEVNULL,
-    )
-    nginx = subprocess.Popen([NGINX, "-c", str(conf)], stderr=subprocess.DEVNULL)
-    url = f"http://127.0.0.1:{web_port}"
-    try:
-        wait_for(url + "/api/health")
+    with production_stack(demo_package, env) as stack:
+        url, gunicorn = stack.url, stack.gunicorn
         manifest, key = load_study(demo_package / "study.json"), load_key(demo_package / "key.json")
         cfg = BotConfig(
             participants=24,
@@ -115,11 +85,6 @@ def test_stack_survives_worker_kill_and_postgres_restart(
         assert (
             client.get(f"/_audio/demo/{manifest.clips[clip['id']].file}").status_code == 404
         )  # internal only
-    finally:
-        nginx.terminate()
-        gunicorn.terminate()
-        gunicorn.wait(timeout=30)
-        nginx.wait(timeout=10)
 
     sent = set().union(*(r.sent for r in results))
     with psycopg.connect(private_postgres.url) as conn:

@@ -9,21 +9,16 @@ before (issue 31.1): Flask-WTF's referrer check against ``Referrer-Policy: no-re
 
 from __future__ import annotations
 
-import os
-import ssl
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pandas as pd
 from playwright.sync_api import expect
 
 from artifact_schemas import load_key
 
-ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
 
 # Clips play at 16x (the app is unchanged; only the browser's clock is faster).
@@ -31,36 +26,6 @@ FAST_AUDIO = """
 const play = HTMLMediaElement.prototype.play;
 HTMLMediaElement.prototype.play = function () { this.playbackRate = 16; return play.call(this); };
 """
-
-
-def _self_signed(directory: Path) -> tuple[Path, Path]:
-    cert, key = directory / "cert.pem", directory / "key.pem"
-    command = [
-        "openssl",
-        "req",
-        "-x509",
-        "-newkey",
-        "rsa:2048",
-        "-nodes",
-        "-days",
-        "2",
-        "-subj",
-        "/CN=localhost",
-    ]
-    command += [
-        "-addext",
-        "subjectAltName=DNS:localhost,IP:127.0.0.1",
-        "-keyout",
-        str(key),
-        "-out",
-        str(cert),
-    ]
-    subprocess.run(
-        command,
-        check=True,
-        capture_output=True,
-    )
-    return cert, key
 
 
 def _answer_every_trial(page: Any, base: str, key: Any) -> None:
@@ -101,69 +66,28 @@ def _answer_every_trial(page: Any, base: str, key: Any) -> None:
 
 
 def test_tls_site_runs_a_whole_session_and_admin_export(
-    private_postgres: Any,
-    nginx_conf: Any,
-    port: Any,
-    wait_for: Any,
-    served_demo: Path,
-    browser: Any,
-    tmp_path: Path,
+    production_stack: Any, served_demo: Path, browser: Any, tmp_path: Path
 ) -> None:
     env = {
-        **os.environ,
-        "DATABASE_URL": private_postgres.url,
         "SECRET_KEY": "tls test secret, long enough to be real",
-        "MEDIA_X_ACCEL_PREFIX": "/_audio",
-        "TRUSTED_PROXIES": "1",
         "SESSION_COOKIE_SECURE": "1",
         # The browser's clock runs 16x; the floor scales with it (the check stays on).
         "LISTEN_FACTOR": "0.02",
         "GUNICORN_WORKERS": "2",
-        "GUNICORN_ACCESSLOG": "/dev/null",
     }
-    for args in (["init-db"], ["import", str(served_demo)]):
-        subprocess.run([BIN / "study-app", *args], env=env, check=True, capture_output=True)
-    subprocess.run(
-        [BIN / "study-app", "create-admin", "alice", "--password-stdin"],
-        env=env,
-        input="a long password\n",
-        text=True,
-        check=True,
-        capture_output=True,
-    )
-    cert, key_file = _self_signed(tmp_path)
-    app_port, web_port = port(), port()
-    conf = nginx_conf(
-        served_demo.parents[1] / "nginx",
-        f"127.0.0.1:{app_port}",
-        served_demo.parent,
-        web_port,
-        tls=(cert, key_file),
-    )
-    check = subprocess.run(["nginx", "-t", "-c", str(conf)], capture_output=True, text=True, check=False)
-    assert check.returncode == 0, check.stderr
-    gunicorn = subprocess.Popen(
-        [BIN / "gunicorn", "-c", ROOT / "deploy" / "gunicorn.conf.py", "study_app:create_app()"],
-        env={**env, "GUNICORN_BIND": f"127.0.0.1:{app_port}"},
-        cwd=ROOT,
-        stderr=subprocess.DEVNULL,
-    )
-    nginx = subprocess.Popen(["nginx", "-c", str(conf)], stderr=subprocess.DEVNULL)
-    base = f"https://127.0.0.1:{web_port}"
     refused: list[str] = []
-    try:
-        https = httpx.Client(verify=ssl.create_default_context(cafile=str(cert)))
-        for _ in range(300):  # until gunicorn is up behind nginx (502 before)
-            try:
-                if https.get(base + "/api/health").status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            time.sleep(0.1)
-        else:
-            raise AssertionError("the TLS site never answered")
+    with production_stack(served_demo, env, tls=True) as stack:
+        subprocess.run(
+            [BIN / "study-app", "create-admin", "alice", "--password-stdin"],
+            env=stack.env,
+            input="a long password\n",
+            text=True,
+            check=True,
+            capture_output=True,
+        )
+        base = stack.url
         # One copy of each security header, HSTS under TLS, no nginx version (issue 31.7).
-        headers = https.get(base + "/s/demo").headers
+        headers = stack.client.get("/s/demo").headers
         for name in ("X-Frame-Options", "X-Content-Type-Options", "Referrer-Policy"):
             assert len(headers.get_list(name)) == 1, (name, headers.get_list(name))
         assert "max-age" in headers["Strict-Transport-Security"] and headers["Server"] == "nginx"
@@ -196,11 +120,6 @@ def test_tls_site_runs_a_whole_session_and_admin_export(
         path = tmp_path / "export.csv"
         download.value.save_as(path)
         context.close()
-    finally:
-        nginx.terminate()
-        gunicorn.terminate()
-        gunicorn.wait(timeout=30)
-        nginx.wait(timeout=10)
     assert refused == []
     frame = pd.read_csv(path)
     assert len(frame) > 20 and frame["session_status"].eq("completed").all()
