@@ -1,40 +1,44 @@
 """The study app under load: trial fetch + answer submit against a bare Flask write.
 
-Starts PostgreSQL-backed gunicorn with deploy/gunicorn.conf.py serving study_app
-(an example study imported), and the same gunicorn config serving a bare Flask
-app whose one endpoint does the least an honest app that stores answers must: it
-parses a JSON body, runs one INSERT and one COMMIT on PostgreSQL and returns
-``jsonify(ok=True)``. ``--peer psycopg`` (the default, the stronger of the two
-here) holds one psycopg connection per gunicorn thread, which is what a pool of
-that size gives; ``--peer sqlalchemy`` adds a row through Flask-SQLAlchemy's
-ORM, the stack study_app uses. N concurrent simulated participants (threads,
-one HTTP client and cookie jar each) walk sessions: fetch the current trial,
-submit an answer with an idempotency key, move through the page stages, start a
-new session when one ends. The bare run posts an answer-sized JSON body with the
-same concurrency for the same time. Both phases are timed only after the clients
-have started (consent is not part of the loop).
+Starts two gunicorns with deploy/gunicorn.conf.py on a fresh PostgreSQL database:
+one serves study_app (an example study imported), the other a bare Flask app whose
+one endpoint does the least an honest app that stores answers must: it parses a
+JSON body, runs one INSERT and one COMMIT and returns ``jsonify(ok=True)``.
+``--peer psycopg`` (the default, the stronger peer) holds one psycopg connection
+per gunicorn thread, which is what a pool of that size gives; ``--peer sqlalchemy``
+adds the row through Flask-SQLAlchemy's ORM, the stack study_app uses.
+
+N simulated participants (threads, one HTTP client and cookie jar each) walk
+sessions: fetch the current trial, submit an answer with an idempotency key, pass
+the set-up pages, start a new session when one ends; trial fetches and answers are
+timed. As many clients post an answer-sized JSON body to the bare write. All of
+them have started (each participant consented) before anything is timed.
 
 Two phases:
 
-1. Saturation: the participants answer with no pause at all (a closed loop), so
-   the app runs flat out; its requests/s over the bare write's requests/s at the
-   same concurrency is ``submit_vs_bare_write``. The latencies here are mostly
-   queueing (concurrency / throughput) and are printed for reference.
-2. Paced: the same number of participants, each pausing ``--think-ms`` (default
-   1000 ms) between requests, which is still 10-30 times faster than people who
+1. Saturation: no pause at all (a closed loop), so each server runs flat out. The
+   app and the bare write take turns (``--rounds`` turns each, after one uncounted
+   turn each) so that whatever else the machine does weighs on both alike; the
+   app's requests/s over the bare write's is ``submit_vs_bare_write``. Latencies
+   here are mostly queueing (concurrency / throughput), printed for reference.
+2. Paced: the same participants, each now pausing about ``--think-ms`` (default
+   1000 ms) before every request, which is still 10-30 times faster than people who
    listen to clips before answering. The p99 latency of this phase is ``p99_ms``:
    what a participant waits for a trial or an answer while 64 others take part.
 
+The first quarter of every timed turn (all clients starting at once) is left out.
 The participants fetch no audio, so the app runs with ``LISTEN_FACTOR=0`` (as for
 bots in a pilot): the listening evidence is still looked up and stored with each
-answer, only the refusal is off. CSRF, the cross-origin check, rate limits and
-idempotency stay as in production.
+answer, only the refusal is off. Every walker comes from 127.0.0.1, so the new
+sessions per address limit is raised; CSRF, the cross-origin check, idempotency and
+the transactions stay as in production.
 
 After the run the answers the clients got a 200 for are compared with the rows
 in the database: ``lost`` = acknowledged but not stored, ``dup`` = stored more
 than once (the bare peer's writes are checked the same way). Goal: ratio >= 0.7,
-p99 < 50 ms at 64 concurrent, lost = dup = 0. The client runs on the same cores
-as the server, so on a small machine it takes a share of the CPU in both phases.
+p99 < 50 ms at 64 concurrent, lost = dup = 0. The clients run on the same cores
+as the servers, so on a small machine they take a share of the CPU; both servers
+hold their connections throughout (2 x workers x threads, 80 on 2 cores).
 
 Needs PostgreSQL (TEST_DATABASE_URL or postgres@127.0.0.1:5432, trust auth).
 Usage: python benchmarks/bench_app.py [--quick] [--concurrency 64] [--seconds 20] [--peer psycopg]
@@ -55,7 +59,7 @@ import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
@@ -168,52 +172,97 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def _gunicorn(app_spec: str, env: dict[str, str], cwd: Path) -> tuple[subprocess.Popen[bytes], str]:
-    port = _free_port()
-    env = {**os.environ, **env, "GUNICORN_BIND": f"127.0.0.1:{port}", "GUNICORN_ACCESSLOG": "/dev/null"}
-    proc = subprocess.Popen(
-        [str(BIN / "gunicorn"), "-c", str(ROOT / "deploy" / "gunicorn.conf.py"), app_spec],
-        cwd=cwd,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
-    url = f"http://127.0.0.1:{port}"
-    for _ in range(300):
-        if proc.poll() is not None:
-            break
-        try:
-            httpx.get(url + "/", timeout=1)
-            return proc, url
-        except httpx.TransportError:
-            time.sleep(0.1)
-    proc.kill()
-    raise RuntimeError(f"gunicorn did not start: {proc.stderr.read().decode() if proc.stderr else ''}")
+class Server:
+    """gunicorn with deploy/gunicorn.conf.py serving ``app_spec`` from ``cwd``."""
+
+    def __init__(self, app_spec: str, env: dict[str, str], cwd: Path) -> None:
+        port = _free_port()
+        env = {**os.environ, **env, "GUNICORN_BIND": f"127.0.0.1:{port}", "GUNICORN_ACCESSLOG": "/dev/null"}
+        self.url = f"http://127.0.0.1:{port}"
+        self.proc = subprocess.Popen(
+            [str(BIN / "gunicorn"), "-c", str(ROOT / "deploy" / "gunicorn.conf.py"), app_spec],
+            cwd=cwd,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
+
+    def wait_up(self) -> None:
+        for _ in range(600):
+            if self.proc.poll() is not None:
+                break
+            try:
+                httpx.get(self.url + "/", timeout=1)
+                return
+            except httpx.TransportError:
+                time.sleep(0.1)
+        self.kill()
+        err = self.proc.stderr.read().decode() if self.proc.stderr else ""
+        raise RuntimeError(f"gunicorn did not start: {err}")
+
+    def stop(self) -> None:
+        # Every client has its answer by now: quick shutdown, not a wait for idle keep-alives.
+        self.proc.send_signal(signal.SIGINT)
+        self.proc.wait(timeout=30)
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
 
 
-def _stop(proc: subprocess.Popen[bytes]) -> None:
-    proc.send_signal(signal.SIGTERM)
-    proc.wait(timeout=30)
+def answer_body(t: dict[str, Any]) -> dict[str, Any]:
+    """What the trial runner posts for trial ``t`` (the first option, the lowest rating)."""
+    body: dict[str, Any] = {
+        "idempotency_key": uuid.uuid4().hex,
+        "trial_id": t["id"],
+        "rt_ms": 900,
+        "plays": {c["id"]: 1 for c in (*t["references"], *t["candidates"])},
+    }
+    if t["options"]:
+        body["answer"] = t["options"][0]["id"]
+    if t["rating"]:
+        body["rating"] = t["rating"]["min"]
+    if t["confidence"]:
+        body["confidence"] = t["confidence"]["min"]
+    return body
 
 
-class Walker(threading.Thread):
-    """One simulated participant after another, each in its own cookie jar."""
+class Client(threading.Thread):
+    """A load generator's thread: it sends requests while ``gate`` is set, until ``stop``."""
 
     def __init__(
-        self,
-        url: str,
-        stop: threading.Event,
-        started: threading.Barrier,
-        think_s: float = 0.0,
-        gate: threading.Event | None = None,
+        self, url: str, stop: threading.Event, started: threading.Barrier, gate: threading.Event
     ) -> None:
         super().__init__(daemon=True)
-        self.url, self.stop, self.started, self.think_s = url, stop, started, think_s
-        self.gate = gate  # while set, walk; while clear, wait (the saturation phase takes turns)
-        # (start time, seconds) of every trial fetch and answer submit
+        self.url, self.stop, self.started, self.gate = url, stop, started, gate
+        self.think_s = 0.0  # pause before each request (0: a closed loop, flat out)
+        # (start time, seconds) of every timed request
         self.latencies: list[tuple[float, float]] = []
-        self.acked: list[str] = []
+        self.acked: list[str] = []  # idempotency keys answered with a 200
         self.errors = 0
+
+    def _go(self) -> bool:
+        """Wait for the gate (and think); False when it is time to stop."""
+        self.gate.wait()
+        if self.think_s:
+            self.stop.wait(self.think_s * random.uniform(0.5, 1.5))
+        return not self.stop.is_set()
+
+    def _timed(self, send: Callable[..., httpx.Response], path: str, **kwargs: Any) -> httpx.Response:
+        t0 = time.perf_counter()
+        response = send(path, **kwargs)
+        self.latencies.append((t0, time.perf_counter() - t0))
+        return response
+
+
+class Walker(Client):
+    """One simulated participant after another, each in its own cookie jar: trial fetches
+    and answers are timed; consent and the set-up pages are not."""
+
+    def __init__(
+        self, url: str, stop: threading.Event, started: threading.Barrier, gate: threading.Event
+    ) -> None:
+        super().__init__(url, stop, started, gate)
         self.client: httpx.Client | None = None
         self.token = ""
 
@@ -240,93 +289,29 @@ class Walker(threading.Thread):
     def run(self) -> None:
         self._enter()
         self.started.wait()
-        while not self.stop.is_set():
-            assert self.client is not None
-            if self.gate is not None:
-                self.gate.wait()
-            if self.think_s:
-                self.stop.wait(self.think_s * random.uniform(0.5, 1.5))
-            t0 = time.perf_counter()
-            r = self.client.get("/api/s/bench/trial")
-            self.latencies.append((t0, time.perf_counter() - t0))
+        while self._go():
+            client = self.client
+            assert client is not None
+            r = self._timed(client.get, "/api/s/bench/trial")
             data = r.json() if r.status_code == 200 else {}
             if "trial" not in data:
                 self._page(data.get("stage", "done"))
                 continue
-            t = data["trial"]
-            body = answer_body(t)
-            if self.think_s:
-                self.stop.wait(self.think_s * random.uniform(0.5, 1.5))
-            t0 = time.perf_counter()
-            r = self.client.post("/api/s/bench/answer", json=body, headers={"X-CSRFToken": self.token})
-            self.latencies.append((t0, time.perf_counter() - t0))
+            body = answer_body(data["trial"])
+            if not self._go():
+                break
+            headers = {"X-CSRFToken": self.token}
+            r = self._timed(client.post, "/api/s/bench/answer", json=body, headers=headers)
             if r.status_code == 200:
                 self.acked.append(body["idempotency_key"])
             else:
                 self.errors += 1
+        if self.client is not None:
+            self.client.close()
 
 
-def answer_body(t: dict[str, Any]) -> dict[str, Any]:
-    """What the trial runner posts for trial ``t`` (the first option, the lowest rating)."""
-    body: dict[str, Any] = {
-        "idempotency_key": uuid.uuid4().hex,
-        "trial_id": t["id"],
-        "rt_ms": 900,
-        "plays": {c["id"]: 1 for c in (*t["references"], *t["candidates"])},
-    }
-    if t["options"]:
-        body["answer"] = t["options"][0]["id"]
-    if t["rating"]:
-        body["rating"] = t["rating"]["min"]
-    if t["confidence"]:
-        body["confidence"] = t["confidence"]["min"]
-    return body
-
-
-@dataclass
-class Phase:
-    latencies: list[float]
-    acked: list[str]
-    errors: int
-    elapsed: float
-
-
-def _walk(url: str, concurrency: int, seconds: float, think_s: float) -> Phase:
-    """Run ``concurrency`` walkers; keep the requests after a warm-up of a quarter of the phase.
-
-    The warm-up drops the burst of all walkers' first requests (they start together)
-    and connection set-up, which no steady state has.
-    """
-    stop = threading.Event()
-    barrier = threading.Barrier(concurrency + 1)
-    walkers = [Walker(url, stop, barrier, think_s) for _ in range(concurrency)]
-    for w in walkers:
-        w.start()
-    barrier.wait()
-    t0 = time.perf_counter()
-    warm = t0 + seconds / 4
-    time.sleep(seconds)
-    stop.set()
-    end = time.perf_counter()
-    for w in walkers:
-        w.join()
-    return Phase(
-        sorted(dt for w in walkers for start, dt in w.latencies if warm <= start < end),
-        [k for w in walkers for k in w.acked],
-        sum(w.errors for w in walkers),
-        end - warm,
-    )
-
-
-def _p(latencies: list[float], q: float) -> float:
-    if not latencies:
-        return float("nan")
-    ordered = sorted(latencies)
-    return ordered[int(q * (len(ordered) - 1))] * 1000
-
-
-class BareClient(threading.Thread):
-    """Posts an answer-sized JSON body to the bare write in a closed loop while ``gate`` is set."""
+class BareClient(Client):
+    """Posts an answer-sized JSON body to the bare write, in one connection."""
 
     # What the trial runner posts, in size and shape.
     TEMPLATE: ClassVar[dict[str, Any]] = {
@@ -336,76 +321,114 @@ class BareClient(threading.Thread):
         "answer": "o" * 16,
     }
 
-    def __init__(
-        self, url: str, stop: threading.Event, started: threading.Barrier, gate: threading.Event
-    ) -> None:
-        super().__init__(daemon=True)
-        self.url, self.stop, self.started, self.gate = url, stop, started, gate
-        self.latencies: list[tuple[float, float]] = []
-        self.acked: list[str] = []
-        self.errors = 0
-
     def run(self) -> None:
         with httpx.Client(base_url=self.url, timeout=30) as client:
             self.started.wait()
-            while not self.stop.is_set():
-                self.gate.wait()
+            while self._go():
                 body = {**self.TEMPLATE, "idempotency_key": uuid.uuid4().hex}
-                t0 = time.perf_counter()
-                r = client.post("/bare", json=body)
-                self.latencies.append((t0, time.perf_counter() - t0))
+                r = self._timed(client.post, "/bare", json=body)
                 if r.status_code == 200:
                     self.acked.append(body["idempotency_key"])
                 else:
                     self.errors += 1
 
 
-def _saturate(
-    app_url: str, bare_url: str, concurrency: int, seconds: float, rounds: int
-) -> tuple[Phase, Phase]:
-    """The app and the bare write, each flat out for ``seconds`` in all, taking turns.
+@dataclass
+class Phase:
+    latencies: list[float]  # seconds, of the requests started inside the phase's windows
+    elapsed: float  # seconds the windows last together
 
-    Both servers are up; ``concurrency`` walkers and as many bare clients wait at their
-    gates, and the gates open in turn, ``rounds`` times each. Taking turns in short
-    slices means that whatever else the machine is doing weighs on both sides alike,
-    which one phase after the other did not: on a shared machine a background job
-    starting between the phases moved the ratio by half. The first quarter of each
-    slice (all clients starting at once) is not counted.
-    """
-    stop = threading.Event()
-    gates = {"app": threading.Event(), "bare": threading.Event()}
-    barrier = threading.Barrier(2 * concurrency + 1)
-    walkers = [Walker(app_url, stop, barrier, 0.0, gates["app"]) for _ in range(concurrency)]
-    bares = [BareClient(bare_url, stop, barrier, gates["bare"]) for _ in range(concurrency)]
-    for t in (*walkers, *bares):
-        t.start()
-    barrier.wait()
-    windows: dict[str, list[tuple[float, float]]] = {"app": [], "bare": []}
-    slice_s = seconds / rounds
-    for _ in range(rounds):
-        for side in ("app", "bare"):
-            gates[side].set()
-            t0 = time.perf_counter()
-            time.sleep(slice_s)
-            gates[side].clear()
-            windows[side].append((t0 + slice_s / 4, time.perf_counter()))
-            time.sleep(min(0.5, slice_s / 4))  # the requests in flight finish
-    stop.set()
-    for gate in gates.values():
-        gate.set()
-    for t in (*walkers, *bares):
-        t.join()
+    @property
+    def rps(self) -> float:
+        return len(self.latencies) / self.elapsed
 
-    def phase(side: str, clients: Sequence[Walker | BareClient]) -> Phase:
-        spans = windows[side]
+
+class Load:
+    """``concurrency`` walkers on the app and as many clients of the bare write, each side
+    behind its own gate, every walker already in a session when the gates first open."""
+
+    def __init__(self, app_url: str, bare_url: str, concurrency: int) -> None:
+        self.gates = {"app": threading.Event(), "bare": threading.Event()}
+        self.stops = {"app": threading.Event(), "bare": threading.Event()}
+        # A client that dies before it is ready breaks the barrier instead of hanging the run.
+        barrier = threading.Barrier(2 * concurrency + 1, timeout=300)
+        self.clients: dict[str, Sequence[Client]] = {
+            "app": [
+                Walker(app_url, self.stops["app"], barrier, self.gates["app"]) for _ in range(concurrency)
+            ],
+            "bare": [
+                BareClient(bare_url, self.stops["bare"], barrier, self.gates["bare"])
+                for _ in range(concurrency)
+            ],
+        }
+        for side in self.clients.values():
+            for c in side:
+                c.start()
+        barrier.wait()
+
+    def _turn(self, side: str, length: float) -> tuple[float, float]:
+        """Open ``side``'s gate for ``length`` seconds; the window to count (its first
+        quarter, all clients starting at once, left out)."""
+        self.gates[side].set()
+        t0 = time.perf_counter()
+        time.sleep(length)
+        self.gates[side].clear()
+        window = (t0 + length / 4, time.perf_counter())
+        time.sleep(min(0.5, length / 4))  # the requests in flight finish
+        return window
+
+    def _phase(self, side: str, windows: list[tuple[float, float]]) -> Phase:
         return Phase(
-            sorted(dt for c in clients for start, dt in c.latencies if any(a <= start < b for a, b in spans)),
-            [k for c in clients for k in c.acked],
-            sum(c.errors for c in clients),
-            sum(b - a for a, b in spans),
+            sorted(
+                dt
+                for c in self.clients[side]
+                for start, dt in c.latencies
+                if any(a <= start < b for a, b in windows)
+            ),
+            sum(b - a for a, b in windows),
         )
 
-    return phase("app", walkers), phase("bare", bares)
+    def saturate(self, seconds: float, rounds: int) -> tuple[Phase, Phase]:
+        """The app and the bare write, each flat out for ``seconds`` in all, taking turns.
+
+        The gates open in turn, ``rounds`` times each, after a first turn each that is
+        not counted (every session passes its set-up pages at once there). Taking turns
+        in short slices means that whatever else the machine is doing weighs on both
+        sides alike; with one phase after the other, a background job that started or
+        ended between them weighed on one side only.
+        """
+        for side in ("app", "bare"):
+            self._turn(side, seconds / 4)
+        windows: dict[str, list[tuple[float, float]]] = {"app": [], "bare": []}
+        for _ in range(rounds):
+            for side in ("app", "bare"):
+                windows[side].append(self._turn(side, seconds / rounds))
+        return self._phase("app", windows["app"]), self._phase("bare", windows["bare"])
+
+    def end(self, side: str) -> None:
+        self.stops[side].set()
+        self.gates[side].set()
+        for c in self.clients[side]:
+            c.join()
+
+    def paced(self, seconds: float, think_s: float) -> Phase:
+        """The same walkers, each pausing about ``think_s`` before every request."""
+        for c in self.clients["app"]:
+            c.think_s = think_s
+        return self._phase("app", [self._turn("app", seconds)])
+
+    def acked(self, side: str) -> list[str]:
+        return [k for c in self.clients[side] for k in c.acked]
+
+    def errors(self, side: str) -> int:
+        return sum(c.errors for c in self.clients[side])
+
+
+def _p(latencies: list[float], q: float) -> float:
+    if not latencies:
+        return float("nan")
+    ordered = sorted(latencies)
+    return ordered[int(q * (len(ordered) - 1))] * 1000
 
 
 def _check_stored(db_url: str, table: str, acked: list[str], per_trial: bool) -> tuple[int, int, int]:
@@ -426,14 +449,14 @@ def _check_stored(db_url: str, table: str, acked: list[str], per_trial: bool) ->
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="8 s per phase instead of --seconds")
+    parser.add_argument("--quick", action="store_true", help="6 s per phase, 3 rounds (about a minute)")
     parser.add_argument("--concurrency", type=int, default=64)
     parser.add_argument("--seconds", type=float, default=20.0, help="per phase (and per side of saturation)")
     parser.add_argument("--rounds", type=int, default=4, help="turns each side takes in the saturation phase")
     parser.add_argument("--think-ms", type=float, default=1000.0, help="pause between requests (paced phase)")
     parser.add_argument("--peer", choices=sorted(BARE_APPS), default="psycopg", help="the bare write's stack")
     args = parser.parse_args()
-    seconds = 8.0 if args.quick else args.seconds
+    seconds, rounds = (6.0, 3) if args.quick else (args.seconds, args.rounds)
 
     sys.path.insert(0, str(ROOT))
     from stimuli_builder.build import build_package
@@ -443,7 +466,7 @@ def main() -> None:
     with psycopg.connect(ADMIN_URL, autocommit=True) as conn:
         conn.execute(f'CREATE DATABASE "{db_name}"')
     db_url = ADMIN_URL.rsplit("/", 1)[0] + f"/{db_name}"
-    procs: list[subprocess.Popen[bytes]] = []
+    servers: list[Server] = []
     try:
         with tempfile.TemporaryDirectory() as tmp_dir:
             tmp = Path(tmp_dir)
@@ -466,49 +489,52 @@ def main() -> None:
                 conn.execute(BARE_TABLE)
             (tmp / "bare_app.py").write_text(BARE_APPS[args.peer])
 
-            app_proc, app_url = _gunicorn("study_app:create_app()", env, ROOT)
-            procs.append(app_proc)
-            bare_env = {"SECRET_KEY": env["SECRET_KEY"], "BARE_DATABASE_URL": db_url}
-            bare_proc, bare_url = _gunicorn("bare_app:create_app()", bare_env, tmp)
-            procs.append(bare_proc)
-            saturated, bare = _saturate(app_url, bare_url, args.concurrency, seconds, args.rounds)
-            _stop(bare_proc)
-            paced = _walk(app_url, args.concurrency, seconds, args.think_ms / 1000)
-            _stop(app_proc)
+            app = Server("study_app:create_app()", env, ROOT)
+            servers.append(app)
+            bare = Server(
+                "bare_app:create_app()", {"SECRET_KEY": env["SECRET_KEY"], "BARE_DATABASE_URL": db_url}, tmp
+            )
+            servers.append(bare)
+            app.wait_up()
+            bare.wait_up()
+            load = Load(app.url, bare.url, args.concurrency)
+            saturated, bare_phase = load.saturate(seconds, rounds)
+            load.end("bare")
+            bare.stop()
+            paced = load.paced(seconds, args.think_ms / 1000)
+            load.end("app")
+            app.stop()
 
-        acked = saturated.acked + paced.acked
-        errors = saturated.errors + paced.errors
+        acked, errors = load.acked("app"), load.errors("app")
         n_stored, lost, dup = _check_stored(db_url, "response", acked, per_trial=True)
-        n_bare, bare_lost, bare_dup = _check_stored(db_url, "bare_write", bare.acked, per_trial=False)
+        bare_acked = load.acked("bare")
+        n_bare, bare_lost, bare_dup = _check_stored(db_url, "bare_write", bare_acked, per_trial=False)
     finally:
-        for p in procs:
-            if p.poll() is None:
-                p.kill()
+        for server in servers:
+            server.kill()
         with psycopg.connect(ADMIN_URL, autocommit=True) as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{db_name}" WITH (FORCE)')
 
-    app_rps = len(saturated.latencies) / saturated.elapsed
-    bare_rps = len(bare.latencies) / bare.elapsed
     print(
-        f"concurrency {args.concurrency}, {seconds:g} s per phase (saturation: {args.rounds} turns "
+        f"concurrency {args.concurrency}, {seconds:g} s per phase (saturation: {rounds} turns "
         f"each), {os.cpu_count()} CPUs (client shares them)"
     )
     print(
-        f"saturated app: {app_rps:7.1f} req/s (trial fetch + answer), "
+        f"saturated app: {saturated.rps:7.1f} req/s (trial fetch + answer), "
         f"p50 {_p(saturated.latencies, 0.5):.1f} ms, p99 {_p(saturated.latencies, 0.99):.1f} ms"
     )
     print(
-        f"saturated bare write ({args.peer}, INSERT + COMMIT): {bare_rps:7.1f} req/s, "
-        f"p50 {_p(bare.latencies, 0.5):.1f} ms, p99 {_p(bare.latencies, 0.99):.1f} ms; "
-        f"stored {n_bare} of {len(bare.acked)} acknowledged ({bare.errors} refused, "
+        f"saturated bare write ({args.peer}, INSERT + COMMIT): {bare_phase.rps:7.1f} req/s, "
+        f"p50 {_p(bare_phase.latencies, 0.5):.1f} ms, p99 {_p(bare_phase.latencies, 0.99):.1f} ms; "
+        f"stored {n_bare} of {len(bare_acked)} acknowledged ({load.errors('bare')} refused, "
         f"lost {bare_lost}, dup {bare_dup})"
     )
     print(
-        f"paced app ({args.think_ms:.0f} ms think time): {len(paced.latencies) / paced.elapsed:.1f} req/s, "
+        f"paced app ({args.think_ms:.0f} ms think time): {paced.rps:.1f} req/s, "
         f"p50 {_p(paced.latencies, 0.5):.1f} ms, p99 {_p(paced.latencies, 0.99):.1f} ms"
     )
     print(f"stored {n_stored} answers for {len(acked)} acknowledged ({errors} refused)")
-    ratio, p99 = app_rps / bare_rps, _p(paced.latencies, 0.99)
+    ratio, p99 = saturated.rps / bare_phase.rps, _p(paced.latencies, 0.99)
     print(f"submit_vs_bare_write={ratio:.2f} p99_ms={p99:.1f} lost={lost} dup={dup}")
 
 

@@ -1,0 +1,39 @@
+"""benchmarks/bench_app.py runs end to end (smoke: seconds, not a measurement).
+
+The benchmark is what says whether the participant path keeps up with a bare Flask
+write (issue 31); when it cannot start (its gunicorn refused the SECRET_KEY it set), no
+test noticed. Here it runs for a few seconds at low concurrency and must print its last
+line with every acknowledged answer stored once; the ratio itself is not checked.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.mark.slow
+def test_bench_app_runs_and_loses_nothing(postgres_url: str) -> None:
+    args = ["--seconds", "2", "--rounds", "1", "--concurrency", "4", "--think-ms", "100"]
+    run = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "bench_app.py"), *args],
+        env={**os.environ, "TEST_DATABASE_URL": postgres_url},
+        capture_output=True,
+        text=True,
+        timeout=240,
+        check=False,
+    )
+    assert run.returncode == 0, run.stderr[-3000:]
+    last = run.stdout.strip().splitlines()[-1]
+    match = re.fullmatch(r"submit_vs_bare_write=(\S+) p99_ms=(\S+) lost=(\d+) dup=(\d+)", last)
+    assert match, run.stdout
+    assert float(match[1]) > 0 and float(match[2]) > 0
+    assert (match[3], match[4]) == ("0", "0"), run.stdout
+    assert "stored 0 answers" not in run.stdout, run.stdout  # the walkers did answer
