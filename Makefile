@@ -11,7 +11,7 @@ space := $(empty) $(empty)
 # Keep every intermediate file (stage outputs are reused by later runs, never deleted).
 .SECONDARY:
 
-.PHONY: install demo test lint format browser-deps clean bench bench-env test-audiocraft
+.PHONY: install demo test lint format browser-deps clean bench bench-env test-audiocraft mini-models
 
 install: $(STAMP)
 
@@ -138,6 +138,12 @@ bench-env: $(STAMP)
 	.venv-audiocraft/bin/python -m pip install --quiet einops julius omegaconf num2words flashy \
 		torchmetrics av spacy librosa
 	touch $@
+
+# Retrain the shipped weights in mini-models/ from nothing (about an hour on 2 cores):
+# the corpus (build/mini-corpus), the fitted codec and the mini MusicGen. The recipe is
+# sae_core/mini/recipe.py; tests/sae_core/test_shipped_models.py checks the files against it.
+mini-models: $(STAMP)
+	$(BIN)/sae-core mini-models --out mini-models
 
 test-audiocraft: .venv-audiocraft/.installed
 	.venv-audiocraft/bin/python -m pytest tests/sae_core/test_audiocraft.py

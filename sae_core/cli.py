@@ -25,6 +25,8 @@ COMMANDS: dict[str, Callable[..., None]] = {
     "features": features.features,
     "steer": steering.steer,
     "concepts": features.concepts,
+    "fit-codec": mini.fit_codec,
+    "mini-models": mini.mini_models,
     "train-codec": mini.train_codec,
     "train-musicgen": mini.train_musicgen,
     "train-clap": mini.train_clap,

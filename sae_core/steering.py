@@ -24,6 +24,7 @@ from rich.progress import Progress
 
 from artifact_schemas import FEATURES, STEERING, FieldError, load_table, recorded_run, save_table
 from sae_core.audio import check_write_format, write_audio
+from sae_core.clips import loudness_normalise
 from sae_core.models.base import ApplyTo, Intervention, MusicModel
 from sae_core.sae.sparse_coder import SparseCoder
 
@@ -187,6 +188,10 @@ def random_like(vector: torch.Tensor, seed: int) -> torch.Tensor:
     return random / random.norm() * vector.norm()
 
 
+#: The level every generated clip is written at (the study config's default loudness).
+GENERATION_LUFS = -23.0
+
+
 def generate_pairs(
     model: MusicModel,
     sae: SparseCoder,
@@ -208,7 +213,12 @@ def generate_pairs(
             audio = model.generate(
                 [prompt], plan.seconds, seed, interventions, guidance_scale=plan.guidance_scale
             )
-            write_audio(out / name, np.clip(audio[0].numpy(), -1, 1), model.sample_rate, plan.audio_format)
+            # A guided generation can overshoot full scale (a CFG-3 mini MusicGen peaked at
+            # 2.5x): levelled as study clips are (EBU R128's -23 LUFS, peak <= -1 dBFS) it
+            # is written without clipping; a level-only difference is not what a listener
+            # will be asked about, since stimuli-builder levels every clip the same way.
+            levelled, _ = loudness_normalise(audio[0].numpy(), model.sample_rate, GENERATION_LUFS)
+            write_audio(out / name, np.clip(levelled, -1, 1), model.sample_rate, plan.audio_format)
             return name
 
         for p, prompt in enumerate(plan.prompts):

@@ -75,4 +75,4 @@ def test_every_sae_core_command_is_registered_and_checked() -> None:
     registered = _sae_core_commands()
     seen = {m for p in MODULES for m in [_module_name(p)]}
     assert {name.rsplit(".", 1)[0] for name in registered} <= seen
-    assert len(registered) == 17
+    assert len(registered) == 19

@@ -1,4 +1,4 @@
-"""``train-codec``, ``train-musicgen``, ``train-clap``: mini models that learn the corpus."""
+"""``fit-codec``, ``train-codec``, ``train-musicgen``, ``train-clap``: mini models that learn the corpus."""
 
 from __future__ import annotations
 
@@ -8,11 +8,86 @@ from pathlib import Path
 import typer
 
 from artifact_schemas.console import stdout_console
-from sae_core.commands._common import reporting
+from sae_core.commands._common import parse_list, reporting
 
 _DEVICE = typer.Option("cpu", "--device", help="cpu or cuda.")
 _THREADS = typer.Option(None, "--threads", min=1, help="CPU threads.")
 _RESUME = typer.Option(False, "--resume", help="Continue from the checkpoint in --out.")
+
+
+def fit_codec(
+    corpus: Path = typer.Option(..., "--corpus", help="A corpus directory (sae-core synth-corpus)."),
+    out: Path = typer.Option(..., "--out", help="Directory to save the codec into."),
+    sample_rate: int = typer.Option(16000, "--sample-rate", help="Audio rate of the codec (Hz)."),
+    n_fft: int = typer.Option(1024, "--n-fft", help="STFT size."),
+    hop_length: int = typer.Option(
+        320, "--hop-length", help="STFT hop: sample_rate / hop frames per second."
+    ),
+    pca_dims: int = typer.Option(128, "--pca-dims", help="PCA dimensions kept of the log-magnitude frames."),
+    codebooks: int = typer.Option(4, "--codebooks", help="Residual codebooks (MusicGen: 4)."),
+    codebook_size: int = typer.Option(1024, "--codebook-size", help="Entries per codebook."),
+    griffin_lim_iters: int = typer.Option(32, "--griffin-lim-iters", help="Phase reconstruction iterations."),
+    kmeans_iters: int = typer.Option(30, "--kmeans-iters", help="k-means iterations per codebook."),
+    max_fit_frames: int = typer.Option(
+        60000, "--max-fit-frames", help="Frames k-means sees (seeded sample)."
+    ),
+    seed: int = typer.Option(1, "--seed", help="Seed of the frame sample and the k-means init."),
+    threads: int | None = _THREADS,
+) -> None:
+    """Fit a spectral codec on a corpus (no gradient descent; minutes on 2 CPU cores).
+
+    STFT log-magnitude -> PCA -> residual k-means codebooks; decoded by Griffin-Lim.
+    Writes codec.json and codec.safetensors (sae-core train-musicgen --codec reads them)
+    and run.json with the corpus checksum; prints each codebook's share of entries used.
+
+    Example: sae-core fit-codec --corpus corpus16k --out models/mini/codec
+    """
+    from sae_core.mini.spectral import CodecFitConfig, fit_codec
+
+    with reporting():
+        fit = fit_codec(
+            CodecFitConfig(
+                corpus=corpus, out=out, sample_rate=sample_rate, n_fft=n_fft, hop_length=hop_length,
+                pca_dims=pca_dims, codebooks=codebooks, codebook_size=codebook_size,
+                griffin_lim_iters=griffin_lim_iters, kmeans_iters=kmeans_iters,
+                max_fit_frames=max_fit_frames, seed=seed, threads=threads,
+            )
+        )  # fmt: skip
+    usage = ", ".join(f"{u:.0%}" for u in fit.codebook_usage)
+    stdout_console().print(
+        f"codec saved to {out}: {fit.frames} frames, PCA keeps {fit.explained_variance:.1%} of the "
+        f"variance, codebook use {usage} ({fit.wall_seconds:.0f} s)"
+    )
+
+
+def mini_models(
+    out: Path = typer.Option(
+        Path("mini-models"), "--out", help="Where the weights go (the repository's mini-models/)."
+    ),
+    corpus: Path = typer.Option(
+        Path("build/mini-corpus"),
+        "--corpus",
+        help="Where the training corpus is rendered (reused when it matches).",
+    ),
+    only: str = typer.Option("codec,musicgen", "--only", help="Which parts to (re)train: codec, musicgen."),
+    threads: int | None = _THREADS,
+) -> None:
+    """Retrain the shipped mini models from nothing: corpus, fitted codec, mini MusicGen.
+
+    The recipe (every config field) is sae_core.mini.recipe; a test checks that the
+    shipped weights' run.json files match it. About an hour on 2 CPU cores.
+
+    Example: sae-core mini-models            (what 'make mini-models' runs)
+    """
+    from sae_core.mini.recipe import MiniModelsConfig, build_mini_models
+
+    with reporting():
+        written = build_mini_models(
+            MiniModelsConfig(
+                out=out, corpus=corpus, parts=tuple(parse_list(only, str, "--only")), threads=threads
+            )
+        )
+    stdout_console().print("mini models written: " + ", ".join(str(p) for p in written))
 
 
 def train_codec(
@@ -74,6 +149,9 @@ def train_musicgen(
     hidden_size: int = typer.Option(128, "--hidden-size", help="Decoder width (d_model)."),
     steps: int = typer.Option(3000, "--steps", help="Optimizer steps."),
     batch_size: int = typer.Option(4, "--batch-size", help="Tracks per step."),
+    crop_frames: int = typer.Option(
+        250, "--crop-frames", help="Frames per example, cut at a seeded offset (0: whole tracks)."
+    ),
     lr: float = typer.Option(1e-3, "--lr", help="Peak AdamW learning rate."),
     condition_dropout: float = typer.Option(
         0.15, "--condition-dropout", help="Share of examples trained without their caption (for CFG)."
@@ -91,6 +169,9 @@ def train_musicgen(
     loads like real weights, metrics.json with the loss curve, run.json and
     trainer_state.pt for --resume.
 
+    --codec is a fitted codec (sae-core fit-codec; saved into the model's codec/) or a
+    trained EnCodec (sae-core train-codec; the model's audio_encoder).
+
     Example: sae-core train-musicgen --corpus corpus16k --codec models/mini/codec --out models/mini/musicgen
     """
     from sae_core.mini.musicgen import MusicgenTrainConfig, train_musicgen
@@ -106,6 +187,7 @@ def train_musicgen(
                 ffn_dim=4 * hidden_size,
                 steps=steps,
                 batch_size=batch_size,
+                crop_frames=crop_frames,
                 lr=lr,
                 condition_dropout=condition_dropout,
                 seed=seed,

@@ -33,6 +33,7 @@ import torch
 
 from artifact_schemas import CORPUS_METADATA, load_table, write_text_atomic
 from sae_core.mini.loop import METRICS_FILE, LoopConfig, StepLoop
+from sae_core.models.codec import replace_dir
 
 log = logging.getLogger(__name__)
 
@@ -266,4 +267,7 @@ def save_pretrained_atomic(out: Path, *objects: Any) -> None:
         for obj in objects:
             obj.save_pretrained(tmp)
         for f in Path(tmp).iterdir():
-            f.replace(out / f.name)
+            if f.is_dir():
+                replace_dir(f, out / f.name)
+            else:
+                f.replace(out / f.name)

@@ -1,7 +1,9 @@
 """Train a mini MusicGen on a corpus's codec tokens and captions (issue 17.2).
 
-``MusicgenForConditionalGeneration`` with the trained mini codec as its audio encoder
-(frozen), a small T5 text encoder over a word tokenizer and a few decoder blocks, trained
+``MusicgenForConditionalGeneration`` over a mini codec (frozen): the fitted spectral
+codec (``sae-core fit-codec``, kept in the model's ``codec/``) or a trained EnCodec
+(``sae-core train-codec``, the model's ``audio_encoder`` as in real checkpoints), a
+small T5 text encoder over a word tokenizer and a few decoder blocks, trained
 as MusicGen is (Copet et al. 2023): next-token cross-entropy on the codec's codebooks in
 the delay pattern (codebook ``k`` of frame ``f`` at position ``f + 1 + k``), the text
 entering by cross-attention, and the condition dropped for a share of the examples so
@@ -25,6 +27,7 @@ import torch
 
 from sae_core.mini.codec import load_corpus_audio, save_pretrained_atomic
 from sae_core.mini.loop import LoopConfig, LossMetrics, StepLoop
+from sae_core.models.codec import MODEL_CODEC_DIR, Codec, EncodecCodec, load_codec
 
 
 @dataclass(kw_only=True)
@@ -39,6 +42,8 @@ class MusicgenTrainConfig(LoopConfig):
     text_layers: int = 2
     text_hidden_size: int = 64
     batch_size: int = 4
+    crop_frames: int = 250
+    """Frames of each training example, cut at a seeded offset (0: whole tracks)."""
     condition_dropout: float = 0.15
 
     def __post_init__(self) -> None:
@@ -54,8 +59,14 @@ class MusicgenTrainConfig(LoopConfig):
             )
         if not 0 <= self.condition_dropout < 1:
             raise ValueError(f"condition_dropout: in [0, 1), got {self.condition_dropout}")
-        if not (self.codec / "config.json").is_file():
-            raise ValueError(f"codec: no config.json in {self.codec} (sae-core train-codec writes one)")
+        if self.crop_frames < 0:
+            raise ValueError(f"crop_frames: must be >= 0 (0: whole tracks), got {self.crop_frames}")
+        from sae_core.models.codec import is_codec_dir
+
+        if not is_codec_dir(self.codec):
+            raise ValueError(
+                f"codec: no codec in {self.codec} (sae-core fit-codec or sae-core train-codec writes one)"
+            )
 
 
 def caption_vocabulary(captions: list[str]) -> list[str]:
@@ -81,20 +92,19 @@ def delay_labels(codes: torch.Tensor, pad: int) -> torch.Tensor:
     return out
 
 
-def build_untrained(cfg: MusicgenTrainConfig, vocab: list[str]) -> tuple[Any, Any]:
-    """The model (codec loaded and frozen) and its tokenizer, before training."""
-    from transformers import (
-        EncodecModel,
-        MusicgenConfig,
-        MusicgenDecoderConfig,
-        T5Config,
-    )
+def build_untrained(cfg: MusicgenTrainConfig, vocab: list[str], codec: Codec) -> tuple[Any, Any]:
+    """The model (an EnCodec codec loaded and frozen) and its tokenizer, before training.
+
+    Over a fitted codec the model's ``audio_encoder`` is a small placeholder with the
+    codec's rate, frames and codebooks (never run); the codec is saved beside it.
+    """
+    from transformers import MusicgenConfig, MusicgenDecoderConfig, T5Config
 
     from sae_core.models.tiny_presets import new_musicgen, word_level_tokenizer
 
-    codec = EncodecModel.from_pretrained(cfg.codec)
-    size = int(codec.config.codebook_size)
-    n_books = len(codec.quantizer.layers)
+    size, n_books = codec.codebook_size, codec.num_codebooks
+    encodec = codec.model if isinstance(codec, EncodecCodec) else None
+    audio_config = encodec.config if encodec is not None else codec.encodec_config()  # type: ignore[attr-defined]
     text = T5Config(  # type: ignore[call-arg]
         vocab_size=len(vocab),
         d_model=cfg.text_hidden_size,
@@ -124,11 +134,12 @@ def build_untrained(cfg: MusicgenTrainConfig, vocab: list[str]) -> tuple[Any, An
     )
     decoder_dict = {**decoder.to_dict(), "decoder_start_token_id": size}  # labels shift right by it
     config = MusicgenConfig(
-        text_encoder=text.to_dict(), audio_encoder=codec.config.to_dict(), decoder=decoder_dict
+        text_encoder=text.to_dict(), audio_encoder=audio_config.to_dict(), decoder=decoder_dict
     )
     torch.manual_seed(cfg.seed)
     model = new_musicgen(config)
-    model.audio_encoder.load_state_dict(codec.state_dict())
+    if encodec is not None:
+        model.audio_encoder.load_state_dict(encodec.state_dict())
     model.audio_encoder.requires_grad_(False)
     tokenizer = word_level_tokenizer(vocab, pad_token="<pad>", eos_token="</s>")
     return model, tokenizer
@@ -137,11 +148,17 @@ def build_untrained(cfg: MusicgenTrainConfig, vocab: list[str]) -> tuple[Any, An
 class MusicgenTrainer(StepLoop):
     name = "MusicGen"
 
-    def __init__(self, cfg: MusicgenTrainConfig, codes: torch.Tensor, captions: list[str]) -> None:
+    def __init__(
+        self, cfg: MusicgenTrainConfig, codec: Codec, codes: torch.Tensor, captions: list[str]
+    ) -> None:
         super().__init__(cfg)
         self.cfg, self.codes, self.captions = cfg, codes, captions
         self.vocab = caption_vocabulary(captions)
-        model, self.tokenizer = build_untrained(cfg, self.vocab)
+        if cfg.crop_frames > codes.shape[-1]:
+            raise ValueError(
+                f"crop_frames: {cfg.crop_frames} is longer than the tracks ({codes.shape[-1]} frames)"
+            )
+        model, self.tokenizer = build_untrained(cfg, self.vocab, codec)
         self.model = model.to(cfg.device)
         self.pad = int(self.model.config.decoder.pad_token_id)
         self.params = [p for p in self.model.parameters() if p.requires_grad]
@@ -158,16 +175,21 @@ class MusicgenTrainer(StepLoop):
         self.model.audio_encoder.eval()  # frozen, and its quantizer must not update
 
     def batch(self, step: int) -> dict[str, torch.Tensor]:
-        """Tracks drawn from ``(seed, step)``, their captions, a seeded condition drop."""
+        """Tracks (and crops) drawn from ``(seed, step)``, their captions, a seeded condition drop."""
         rng = np.random.default_rng([self.cfg.seed, step])
         idx = rng.integers(len(self.captions), size=self.cfg.batch_size)
         tok = self.tokenizer([self.captions[i] for i in idx], return_tensors="pt", padding=True)
         keep = torch.from_numpy(rng.random(len(idx)) >= self.cfg.condition_dropout)
+        codes = self.codes[torch.from_numpy(idx)]
+        if self.cfg.crop_frames:
+            frames = self.cfg.crop_frames
+            starts = rng.integers(codes.shape[-1] - frames + 1, size=len(idx))
+            codes = torch.stack([c[:, s : s + frames] for c, s in zip(codes, starts, strict=True)])
         device = self.cfg.device
         return {
             "input_ids": tok["input_ids"].to(device),
             "attention_mask": (tok["attention_mask"] * keep[:, None]).to(device),
-            "labels": delay_labels(self.codes[torch.from_numpy(idx)], self.pad).to(device),
+            "labels": delay_labels(codes, self.pad).to(device),
         }
 
     def train_step(self) -> dict[str, torch.Tensor]:
@@ -180,30 +202,36 @@ class MusicgenTrainer(StepLoop):
 
 
 @torch.no_grad()
-def corpus_codes(codec_dir: Path, corpus: Path, device: str = "cpu") -> tuple[torch.Tensor, list[str]]:
-    """Codec tokens ``[tracks, K, frames]`` of every corpus track (equal lengths), and captions."""
-    from transformers import EncodecModel
-
-    codec: Any = EncodecModel.from_pretrained(codec_dir)
-    codec = codec.to(device).eval()
-    sr = int(codec.config.sampling_rate)
-    audio, meta = load_corpus_audio(corpus, sr)
+def corpus_codes(codec: Codec, corpus: Path) -> tuple[torch.Tensor, list[str]]:
+    """Codec tokens ``[tracks, K, frames]`` of every corpus track (cut to the shortest), and captions."""
+    audio, meta = load_corpus_audio(corpus, codec.sample_rate)
     n = min(len(a) for a in audio)
-    codes = []
-    for a in audio:
-        x = torch.from_numpy(a[:n])[None, None].to(device)
-        codes.append(
-            codec.encode(x, bandwidth=float(codec.config.target_bandwidths[-1])).audio_codes[0, 0].cpu()
-        )
+    codes = [codec.encode(torch.from_numpy(a[:n])[None])[0].cpu() for a in audio]
     return torch.stack(codes), [str(c) for c in meta["caption"]]
 
 
 def train_musicgen(cfg: MusicgenTrainConfig) -> LossMetrics:
-    """Train on ``cfg.corpus`` encoded by ``cfg.codec``; save to ``cfg.out`` (``save_pretrained``)."""
+    """Train on ``cfg.corpus`` encoded by ``cfg.codec``; save to ``cfg.out`` (``save_pretrained``).
+
+    Over a fitted codec the codec is saved into ``cfg.out/codec`` with the model, so that
+    ``--model DIR`` encodes and decodes with it.
+    """
     with cfg.recorded("train-musicgen", cfg.corpus, cfg.codec):
-        codes, captions = corpus_codes(cfg.codec, cfg.corpus, cfg.device)
+        codec = load_codec(cfg.codec, device=cfg.device)
+        codes, captions = corpus_codes(codec, cfg.corpus)
         cfg.out.mkdir(parents=True, exist_ok=True)
-        trainer = MusicgenTrainer(cfg, codes, captions)
+        trainer = MusicgenTrainer(cfg, codec, codes, captions)
         trainer.run()
-        save_pretrained_atomic(cfg.out, trainer.model, trainer.tokenizer)
+        extra = [] if isinstance(codec, EncodecCodec) else [_CodecFolder(codec)]
+        save_pretrained_atomic(cfg.out, trainer.model, trainer.tokenizer, *extra)
         return trainer.write_metrics()  # loss: cross-entropy per codebook token
+
+
+class _CodecFolder:
+    """A fitted codec saved as ``codec/`` of a model directory (``save_pretrained``'s shape)."""
+
+    def __init__(self, codec: Codec) -> None:
+        self.codec = codec
+
+    def save_pretrained(self, directory: str | Path) -> None:
+        self.codec.save(Path(directory) / MODEL_CODEC_DIR)

@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import torch
@@ -22,6 +24,7 @@ from torch import nn
 
 from artifact_schemas import FieldError
 from sae_core.models.base import Intervention, MusicModel
+from sae_core.models.codec import MODEL_CODEC_DIR, Codec, EncodecCodec, load_codec
 
 log = logging.getLogger(__name__)
 
@@ -49,11 +52,16 @@ def quiet_delay_pattern_warning() -> None:
 
 
 class TransformersMusicGen(MusicModel):
-    """A ``MusicgenForConditionalGeneration`` with its text tokenizer."""
+    """A ``MusicgenForConditionalGeneration`` with its text tokenizer and its codec.
+
+    The codec is the model's own ``audio_encoder`` (EnCodec, every real checkpoint) unless
+    another is given: a model trained on a fitted codec keeps it in ``codec/`` of its
+    directory, and :meth:`load` reads it from there (``sae_core.models.codec``).
+    """
 
     backend = "transformers"
 
-    def __init__(self, model: Any, tokenizer: Any, name: str = "") -> None:
+    def __init__(self, model: Any, tokenizer: Any, name: str = "", codec: Codec | None = None) -> None:
         if int(getattr(model.config.decoder, "audio_channels", 1)) != 1:
             raise FieldError(
                 "model",
@@ -66,6 +74,15 @@ class TransformersMusicGen(MusicModel):
         self.name = name
         self._decoder = model.decoder.model.decoder
         self._pad = int(model.config.decoder.pad_token_id)
+        k = int(model.config.decoder.num_codebooks)
+        self.codec: Codec = codec or EncodecCodec(model.audio_encoder, num_codebooks=k)
+        vocab = int(model.config.decoder.vocab_size)
+        if (self.codec.num_codebooks, self.codec.codebook_size) != (k, vocab):
+            raise FieldError(
+                "model",
+                f"{name or 'model'}: its codec has {self.codec.num_codebooks} codebooks of "
+                f"{self.codec.codebook_size}, the decoder reads {k} of {vocab}",
+            )
 
     @classmethod
     def load(
@@ -95,7 +112,9 @@ class TransformersMusicGen(MusicModel):
                 "directory written by save_pretrained (e.g. 'sae-core tiny-model --out DIR') or a hub "
                 "id that is in the local Hugging Face cache.",
             ) from exc
-        return cls(model.to(device), tokenizer, name=str(path_or_id))  # type: ignore[arg-type]
+        codec_dir = Path(path_or_id) / MODEL_CODEC_DIR
+        codec = load_codec(codec_dir, device=device) if codec_dir.is_dir() else None
+        return cls(model.to(device), tokenizer, name=str(path_or_id), codec=codec)  # type: ignore[arg-type]
 
     # -- shape facts ---------------------------------------------------------------
 
@@ -109,11 +128,11 @@ class TransformersMusicGen(MusicModel):
 
     @property
     def sample_rate(self) -> int:
-        return int(self.model.config.audio_encoder.sampling_rate)
+        return self.codec.sample_rate
 
     @property
     def frame_rate(self) -> float:
-        return float(self.model.config.audio_encoder.frame_rate)
+        return self.codec.frame_rate
 
     @property
     def num_codebooks(self) -> int:
@@ -126,10 +145,7 @@ class TransformersMusicGen(MusicModel):
 
     @torch.inference_mode()
     def encode_audio(self, audio: torch.Tensor) -> torch.Tensor:
-        x = audio.to(self.device, dtype=next(self.model.audio_encoder.parameters()).dtype)
-        out = self.model.audio_encoder.encode(x[:, None, :])
-        # [chunks=1, batch, codebooks, frames]; the decoder uses the first K codebooks.
-        return out.audio_codes[0, :, : self.num_codebooks]
+        return self.codec.encode(audio).to(self.device)
 
     def delayed_input_ids(self, codes: torch.Tensor) -> torch.Tensor:
         """Decoder input [batch*K, frames+1] in the delay pattern, start/pad token elsewhere."""
@@ -180,12 +196,18 @@ class TransformersMusicGen(MusicModel):
         decode = codec.decode
         seen: list[torch.Tensor] = []
 
+        own_codec = isinstance(self.codec, EncodecCodec) and self.codec.model is codec
+
         def recording_decode(audio_codes: torch.Tensor, *args: Any, **kwargs: Any) -> Any:
-            seen.append(audio_codes)
-            return decode(audio_codes, *args, **kwargs)
+            seen.append(audio_codes)  # [1, batch, K, frames]
+            if own_codec:
+                return decode(audio_codes, *args, **kwargs)
+            audio = self.codec.decode(audio_codes[0])[:, None]
+            return SimpleNamespace(audio_values=audio.to(audio_codes.device))
 
         # transformers decodes the sampled tokens inside generate() and returns only audio;
-        # shadowing the codec's decode on this instance (undone below) records the tokens.
+        # shadowing the codec's decode on this instance (undone below) records the tokens
+        # and, for a model over another codec, decodes with that codec instead.
         codec.decode = recording_decode
         torch.manual_seed(seed)
         try:
