@@ -48,11 +48,12 @@ DEMO_LAYERS := 1 3
 $(DEMO)/corpus/run.json: | $(STAMP)
 	$(BIN)/sae-core synth-corpus --out $(DEMO)/corpus --tracks 24 --seconds 10 --seed 0
 
-$(DEMO)/models/tiny-musicgen/config.json: | $(STAMP)
-	$(BIN)/sae-core tiny-model --out $(DEMO)/models/tiny-musicgen
+# The shipped mini MusicGen (mini-models/, trained on the CPU by 'make mini-models'):
+# a model that has learned the corpus, so the clips participants hear differ.
+MODEL := mini-models/musicgen
 
-$(RUN)/acts/run.json: $(DEMO)/corpus/run.json $(DEMO)/models/tiny-musicgen/config.json
-	$(BIN)/sae-core extract --model $(DEMO)/models/tiny-musicgen --corpus $(DEMO)/corpus \
+$(RUN)/acts/run.json: $(DEMO)/corpus/run.json $(MODEL)/model.safetensors
+	$(BIN)/sae-core extract --model $(MODEL) --corpus $(DEMO)/corpus \
 		--layers $(subst $(space),$(comma),$(DEMO_LAYERS)) --out $(RUN)/acts
 
 $(RUN)/sae/layer_%/metrics.json: $(RUN)/acts/run.json
@@ -65,7 +66,7 @@ $(RUN)/features/layer_%/run.json: $(RUN)/sae/layer_%/metrics.json
 
 $(RUN)/steering/run.json: $(RUN)/features/layer_3/run.json
 	printf 'Simple melody\n' > $(DEMO)/prompts.txt
-	$(BIN)/sae-core steer --model $(DEMO)/models/tiny-musicgen --sae $(RUN)/sae/layer_3 --features top:3 \
+	$(BIN)/sae-core steer --model $(MODEL) --sae $(RUN)/sae/layer_3 --features top:3 \
 		--features-table $(RUN)/features/layer_3/features.parquet --relative --strengths 1 \
 		--prompts $(DEMO)/prompts.txt --seeds 0,1 --duration 4 --out $(RUN)/steering
 

@@ -1,7 +1,7 @@
 """`make demo`, the README's first command, as a newcomer runs it.
 
 It runs the whole chain from nothing (into a scratch ``DEMO`` directory, so the
-checkout stays clean): corpus, tiny models, SAEs, features, labels, steering, the
+checkout stays clean): corpus, the shipped mini MusicGen, SAEs, features, labels, steering, the
 study package, bots through a real server, the export and the report. Then it
 serves the study and prints three addresses. The test follows them: the
 participant entry answers with the consent page, the admin password it printed
@@ -22,6 +22,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 import requests
 
@@ -98,8 +99,44 @@ def test_make_demo_serves_the_study_and_prints_its_addresses(
         assert check_report(Path(report[1]).parent / "report.json") == []
         # Every stage said how far it got, and the bots lost nothing.
         assert re.search(r"sent=(\d+) stored=\1 duplicates=0", text), text[-3000:]
+        # Participants compare clips that differ (issue 32: with the random preset the
+        # steered, baseline and control clips were the same audio, -87 dB apart).
+        # Each steered clip, and the random-direction controls typically (one control was
+        # 3.6 dB from its baseline: a single control is a draw), sit >= 3 dB from baseline.
+        distances = steering_distances(demo / "runs" / "demo" / "steering")
+        steered = {k: v for k, v in distances.items() if k.startswith("steered")}
+        controls = [v for k, v in distances.items() if k.startswith("control")]
+        assert steered and min(steered.values()) >= 3, distances
+        assert controls and float(np.median(controls)) >= 3, distances
         with capsys.disabled():  # shown in the CI log
             print(f"\nmake demo: addresses printed after {elapsed:.0f} s (limit {LIMIT_S} s)")
     finally:
         os.killpg(make.pid, signal.SIGTERM)
         make.wait(timeout=30)
+
+
+def steering_distances(steering: Path) -> dict[str, float]:
+    """Mean absolute log-mel difference (dB) of each steered and control clip from its baseline.
+
+    Both clips levelled alike first (sae-core steer writes them at -23 LUFS), power more
+    than 80 dB under the louder clip's peak floored, as benchmarks/bench_mini_models.py does.
+    """
+    import librosa
+    import pandas as pd
+    import soundfile as sf
+
+    def mel_db(path: Path) -> Any:
+        y, sr = sf.read(path, dtype="float32")
+        return librosa.power_to_db(librosa.feature.melspectrogram(y=y, sr=sr, n_mels=64), ref=1.0)
+
+    out = {}
+    for row in pd.read_parquet(steering / "steering.parquet").itertuples():
+        base = mel_db(steering / row.baseline_path)
+        for kind, name in (("steered", row.path), ("control", row.random_path)):
+            if name is None or row.strength == 0:
+                continue
+            other = mel_db(steering / name)
+            floor = max(base.max(), other.max()) - 80
+            diff = np.abs(np.maximum(other, floor) - np.maximum(base, floor))
+            out[f"{kind} {name}"] = float(diff.mean())
+    return out

@@ -117,7 +117,7 @@ def test_every_readme_command_runs(tmp_path: Path, postgres_database: str, port:
     for old in swaps:
         assert old in text, f"the README no longer says {old!r}: update this test's swaps"
     instance_before = (ROOT / "instance").exists()
-    for name in (".venv", "examples", "deploy"):
+    for name in (".venv", "examples", "deploy", "mini-models"):
         (tmp_path / name).symlink_to(ROOT / name)
     script = _script(blocks, swaps)
     # The consent page of the study the Prolific section opened, served by its gunicorn.

@@ -223,7 +223,10 @@ class SpectralCodec(Codec):
         cfg = self.config
         audio = torch.as_tensor(audio, dtype=torch.float32)
         n = math.ceil(audio.shape[-1] / cfg.hop_length)
-        padded = torch.nn.functional.pad(audio, (0, n * cfg.hop_length - audio.shape[-1]))
+        # Zero-pad to whole frames, and to more than n_fft / 2 samples: torch.stft's
+        # reflection padding (what the shipped codec was fitted with) needs that many.
+        length = max(n * cfg.hop_length, cfg.n_fft // 2 + 1)
+        padded = torch.nn.functional.pad(audio, (0, length - audio.shape[-1]))
         spec = torch.stft(
             padded, cfg.n_fft, cfg.hop_length, window=self._window, center=True, return_complex=True
         )  # [batch, bins, n + 1]

@@ -57,6 +57,8 @@ def test_codes_survive_save_and_load_and_a_fit_repeats_for_its_seed(
     assert codes.shape == (1, 4, 150) and codes.dtype == torch.int64
     assert int(codes.min()) >= 0 and int(codes.max()) < 64
     assert codec.decode(codes).shape == (1, 3 * SR)
+    # A clip shorter than half an FFT window still encodes (one frame), as EnCodec's would.
+    assert codec.encode(torch.zeros(1, 100)).shape == (1, 4, 1)
     again = _fit(corpora["fit"], tmp_path / "again")
     other = _fit(corpora["fit"], tmp_path / "other", seed=2)
     assert (tmp_path / "again" / "codec.safetensors").read_bytes() == (
