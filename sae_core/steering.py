@@ -199,8 +199,13 @@ def generate_pairs(
     plan: SteeringPlan,
     out: str | Path,
     progress: bool = True,
+    level: bool = True,
 ) -> pd.DataFrame:
-    """Generate baselines once per (prompt, seed), then steered (and control) clips; return the table."""
+    """Generate baselines once per (prompt, seed), then steered (and control) clips; return the table.
+
+    ``level``: write each clip at ``GENERATION_LUFS`` (what listeners hear); without it the
+    model's own level is kept (only clipped at full scale), for measurements of loudness.
+    """
     out = Path(out)
     model._check_layer(layer)
     rows = []
@@ -217,8 +222,10 @@ def generate_pairs(
             # 2.5x): levelled as study clips are (EBU R128's -23 LUFS, peak <= -1 dBFS) it
             # is written without clipping; a level-only difference is not what a listener
             # will be asked about, since stimuli-builder levels every clip the same way.
-            levelled, _ = loudness_normalise(audio[0].numpy(), model.sample_rate, GENERATION_LUFS)
-            write_audio(out / name, np.clip(levelled, -1, 1), model.sample_rate, plan.audio_format)
+            clip = audio[0].numpy()
+            if level:
+                clip, _ = loudness_normalise(clip, model.sample_rate, GENERATION_LUFS)
+            write_audio(out / name, np.clip(clip, -1, 1), model.sample_rate, plan.audio_format)
             return name
 
         for p, prompt in enumerate(plan.prompts):

@@ -223,7 +223,8 @@ def steer_matched(cfg: SteeringTruthConfig, model: Any, progress: bool = True) -
             betas={feature: beta},
         )
         sub = f"layer_{layer}/{r['concept']}={r['value']}"
-        pairs = generate_pairs(model, sae, layer, plan, cfg.out / sub, progress=progress)
+        # Levels kept: loudness is one of the concepts whose steering this reads.
+        pairs = generate_pairs(model, sae, layer, plan, cfg.out / sub, progress=progress, level=False)
         for column in ("path", "baseline_path", "random_path"):
             pairs[column] = sub + "/" + pairs[column].astype(str)
         frames.append(pairs.assign(concept=str(r["concept"]), value=str(r["value"]), auroc=float(r["auroc"])))

@@ -81,10 +81,13 @@ def mini_models(
     """
     from sae_core.mini.recipe import MiniModelsConfig, build_mini_models
 
-    with reporting():
+    with reporting({"parts": "--only"}):
         written = build_mini_models(
             MiniModelsConfig(
-                out=out, corpus=corpus, parts=tuple(parse_list(only, str, "--only")), threads=threads
+                out=out,
+                corpus=corpus,
+                parts=tuple(p.strip() for p in parse_list(only, str, "--only")),
+                threads=threads,
             )
         )
     stdout_console().print("mini models written: " + ", ".join(str(p) for p in written))

@@ -18,6 +18,7 @@ loads it through :meth:`TransformersMusicGen.load`, the code path of real checkp
 from __future__ import annotations
 
 import re
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -224,6 +225,10 @@ def train_musicgen(cfg: MusicgenTrainConfig) -> LossMetrics:
         trainer.run()
         extra = [] if isinstance(codec, EncodecCodec) else [_CodecFolder(codec)]
         save_pretrained_atomic(cfg.out, trainer.model, trainer.tokenizer, *extra)
+        if isinstance(codec, EncodecCodec):
+            # An earlier model in --out over a fitted codec left its codec/: it would be
+            # loaded in place of this model's own EnCodec.
+            shutil.rmtree(cfg.out / MODEL_CODEC_DIR, ignore_errors=True)
         return trainer.write_metrics()  # loss: cross-entropy per codebook token
 
 

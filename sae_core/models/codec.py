@@ -308,23 +308,39 @@ class SpectralCodec(Codec):
 
         d = Path(directory)
         meta = json.loads((d / CODEC_FILE).read_text())
+        if not isinstance(meta, dict):
+            raise FieldError("codec", f"{d / CODEC_FILE}: expected a JSON object")
         facts = meta.pop("facts", {})
         meta.pop("kind", None)
-        known = set(SpectralCodecConfig.__dataclass_fields__)
-        unknown = sorted(set(meta) - known)
+        fields = SpectralCodecConfig.__dataclass_fields__
+        unknown = sorted(set(meta) - set(fields))
         if unknown:
             raise FieldError("codec", f"{d / CODEC_FILE}: unknown fields {', '.join(unknown)}")
+        for name, value in meta.items():
+            kind = float if name == "log_floor" else int
+            if not isinstance(value, kind) or isinstance(value, bool):
+                raise FieldError(
+                    "codec", f"{d / CODEC_FILE}: {name} must be a {kind.__name__}, got {value!r}"
+                )
         try:
             tensors = load_file(str(d / WEIGHTS_FILE))
-        except (OSError, Exception) as exc:  # safetensors raises its own error types
+        except Exception as exc:  # OSError, or safetensors' own error types
             raise FieldError("codec", f"{d / WEIGHTS_FILE}: cannot read the codec's weights ({exc})") from exc
-        return cls(
-            SpectralCodecConfig(**meta),
-            tensors["mean"],
-            tensors["components"],
-            tensors["codebooks"],
-            facts=facts,
-        )
+        missing = sorted({"mean", "components", "codebooks"} - set(tensors))
+        if missing:
+            raise FieldError("codec", f"{d / WEIGHTS_FILE}: no tensor {', '.join(missing)}")
+        if not all(bool(torch.isfinite(t).all()) for t in tensors.values()):
+            raise FieldError("codec", f"{d / WEIGHTS_FILE}: the weights hold NaN or infinite values")
+        try:
+            return cls(
+                SpectralCodecConfig(**meta),
+                tensors["mean"],
+                tensors["components"],
+                tensors["codebooks"],
+                facts=facts,
+            )
+        except FieldError as exc:
+            raise FieldError("codec", f"{d}: {exc}") from exc
 
     def encodec_config(self) -> Any:
         """A minimal ``EncodecConfig`` with this codec's rate, frames and codebooks.
@@ -342,13 +358,23 @@ class SpectralCodec(Codec):
             audio_channels=1,
             upsampling_ratios=_factor(cfg.hop_length),
             target_bandwidths=[cfg.codebooks * self.frame_rate * math.log2(cfg.codebook_size) / 1000],
-            num_filters=2,  # 1 gives zero-size convolutions
-            hidden_size=8,
             codebook_size=cfg.codebook_size,
-            codebook_dim=8,
             num_lstm_layers=1,
             normalize=False,
+            num_filters=PLACEHOLDER["num_filters"],
+            hidden_size=PLACEHOLDER["hidden_size"],
+            codebook_dim=PLACEHOLDER["codebook_dim"],
         )
+
+
+#: The placeholder EnCodec's own sizes (no real EnCodec is this small: 1 filter gives
+#: zero-size convolutions, so 2): how a model directory that lost its codec/ is told apart.
+PLACEHOLDER = {"num_filters": 2, "hidden_size": 8, "codebook_dim": 8}
+
+
+def is_placeholder(encodec_config: Any) -> bool:
+    """Whether an ``EncodecConfig`` is the placeholder of a model over a fitted codec."""
+    return all(getattr(encodec_config, k, None) == v for k, v in PLACEHOLDER.items())
 
 
 def nearest(x: torch.Tensor, book: torch.Tensor) -> torch.Tensor:

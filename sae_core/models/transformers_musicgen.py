@@ -24,7 +24,7 @@ from torch import nn
 
 from artifact_schemas import FieldError
 from sae_core.models.base import Intervention, MusicModel
-from sae_core.models.codec import MODEL_CODEC_DIR, Codec, EncodecCodec, load_codec
+from sae_core.models.codec import MODEL_CODEC_DIR, Codec, EncodecCodec, is_placeholder, load_codec
 
 log = logging.getLogger(__name__)
 
@@ -75,13 +75,29 @@ class TransformersMusicGen(MusicModel):
         self._decoder = model.decoder.model.decoder
         self._pad = int(model.config.decoder.pad_token_id)
         k = int(model.config.decoder.num_codebooks)
-        self.codec: Codec = codec or EncodecCodec(model.audio_encoder, num_codebooks=k)
-        vocab = int(model.config.decoder.vocab_size)
-        if (self.codec.num_codebooks, self.codec.codebook_size) != (k, vocab):
+        audio = model.config.audio_encoder
+        if codec is None and is_placeholder(audio):
             raise FieldError(
                 "model",
-                f"{name or 'model'}: its codec has {self.codec.num_codebooks} codebooks of "
-                f"{self.codec.codebook_size}, the decoder reads {k} of {vocab}",
+                f"{name or 'model'}: it was trained over a fitted codec, which is missing: no "
+                f"{MODEL_CODEC_DIR}/ beside its weights (its audio_encoder is a placeholder that "
+                "would decode noise); copy the whole model directory",
+            )
+        self.codec: Codec = codec or EncodecCodec(model.audio_encoder, num_codebooks=k)
+        vocab = int(model.config.decoder.vocab_size)
+        ours = (
+            self.codec.num_codebooks,
+            self.codec.codebook_size,
+            self.codec.sample_rate,
+            self.codec.frame_rate,
+        )
+        theirs = (k, vocab, int(audio.sampling_rate), float(audio.frame_rate))
+        if ours != theirs:
+            raise FieldError(
+                "model",
+                f"{name or 'model'}: its codec has {ours[0]} codebooks of {ours[1]} at {ours[2]} Hz and "
+                f"{ours[3]:g} frames/s; the model was trained on {theirs[0]} of {theirs[1]} at "
+                f"{theirs[2]} Hz and {theirs[3]:g} frames/s",
             )
 
     @classmethod

@@ -7,13 +7,16 @@ Small on purpose; the shipped model's prompt adherence is benchmarks/bench_mini_
 from __future__ import annotations
 
 import math
+import shutil
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 import torch
 
+from artifact_schemas import FieldError
 from sae_core.mini.codec import CodecTrainConfig, train_codec
 from sae_core.mini.musicgen import MusicgenTrainConfig, corpus_codes, delay_labels, train_musicgen
 from sae_core.mini.spectral import CodecFitConfig, fit_codec
@@ -121,6 +124,17 @@ def test_training_learns_and_the_model_loads_like_real_weights(
     assert torch.allclose(audio, model.codec.decode(gen), atol=1e-6)
     residuals = model.residuals(codes[:1], [0, 1], texts=["A slow melody"])
     assert residuals[1].shape == (1, codes.shape[-1], 32)
+    if kind == "spectral":
+        # Copied without its codec/, the model would decode noise through its placeholder.
+        bare = tmp_path / "bare"
+        shutil.copytree(cfg.out, bare, ignore=shutil.ignore_patterns("codec"))
+        with pytest.raises(FieldError, match="trained over a fitted codec, which is missing"):
+            load_model(str(bare))
+        # Retrained over an EnCodec in the same --out, the old fitted codec must not stay.
+        (cfg.out / "trainer_state.pt").unlink()  # else the loop offers to resume the old run
+        train_musicgen(replace(cfg, codec=codecs["encodec"], steps=2))
+        assert not (cfg.out / "codec").exists()
+        assert isinstance(load_model(str(cfg.out)).codec, EncodecCodec)  # type: ignore[attr-defined]
 
 
 def test_the_command_names_bad_fields(corpus_and_codec: tuple[Path, Path], tmp_path: Path) -> None:

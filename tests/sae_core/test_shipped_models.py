@@ -56,6 +56,20 @@ def test_the_weights_are_safetensors_and_small_enough_to_ship() -> None:
     assert sum(f.stat().st_size for f in files) <= 50 * 2**20
 
 
+def test_the_musicgen_carries_the_codec_the_benchmark_scores() -> None:
+    for name in ("codec.json", "codec.safetensors"):
+        assert (SHIPPED / "codec" / name).read_bytes() == (SHIPPED / "musicgen" / "codec" / name).read_bytes()
+
+
+def test_a_bad_part_names_the_flag() -> None:
+    import subprocess
+    import sys
+
+    cli = str(Path(sys.executable).parent / "sae-core")
+    bad = subprocess.run([cli, "mini-models", "--only", "codec, clap"], capture_output=True, text=True)
+    assert bad.returncode == 2 and "--only some of codec, musicgen, got codec, clap" in bad.stderr, bad.stderr
+
+
 def test_the_shipped_musicgen_loads_like_real_weights_with_its_codec() -> None:
     from sae_core.models import load_model
 

@@ -34,9 +34,9 @@ def corpora(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
 
 def _fit(corpus: Path, out: Path, **changes: object) -> CodecFitConfig:
-    cfg = CodecFitConfig(
-        corpus=corpus, out=out, **{"pca_dims": 48, "codebook_size": 64, "kmeans_iters": 10, **changes}
-    )  # type: ignore[arg-type]
+    # One thread: scikit-learn's k-means adds per-thread sums in arrival order.
+    small = {"pca_dims": 48, "codebook_size": 64, "kmeans_iters": 10, "threads": 1}
+    cfg = CodecFitConfig(corpus=corpus, out=out, **{**small, **changes})  # type: ignore[arg-type]
     fit_codec(cfg)
     return cfg
 
@@ -91,6 +91,17 @@ def test_bad_codes_and_bad_files_name_what_is_wrong(codec_dir: Path, tmp_path: P
     (broken / "codec.json").write_text((codec_dir / "codec.json").read_text())
     with pytest.raises(FieldError, match="cannot read the codec's weights"):
         load_codec(broken)
+    good = json.loads((codec_dir / "codec.json").read_text())
+    (broken / "codec.safetensors").write_bytes((codec_dir / "codec.safetensors").read_bytes())
+    for change, message in (
+        ({"n_fft": "1024"}, "n_fft must be a int, got '1024'"),
+        ({"log_floor": None}, "log_floor must be a float, got None"),
+        ({"codebook_size": 32}, r"codebooks shape \(4, 64, 48\) does not match"),
+    ):
+        (broken / "codec.json").write_text(json.dumps({**good, **change}))
+        with pytest.raises(FieldError, match=message) as caught:
+            load_codec(broken)
+        assert str(broken) in str(caught.value)
 
 
 def test_the_command_fits_prints_usage_and_names_bad_flags(corpora: dict[str, Path], tmp_path: Path) -> None:
