@@ -17,6 +17,7 @@ loads it through :meth:`TransformersMusicGen.load`, the code path of real checkp
 
 from __future__ import annotations
 
+import logging
 import re
 import shutil
 from dataclasses import dataclass
@@ -29,6 +30,8 @@ import torch
 from sae_core.mini.codec import load_corpus_audio, save_pretrained_atomic
 from sae_core.mini.loop import LoopConfig, LossMetrics, StepLoop
 from sae_core.models.codec import MODEL_CODEC_DIR, Codec, EncodecCodec, load_codec
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(kw_only=True)
@@ -207,6 +210,12 @@ def corpus_codes(codec: Codec, corpus: Path) -> tuple[torch.Tensor, list[str]]:
     """Codec tokens ``[tracks, K, frames]`` of every corpus track (cut to the shortest), and captions."""
     audio, meta = load_corpus_audio(corpus, codec.sample_rate)
     n = min(len(a) for a in audio)
+    if max(len(a) for a in audio) > n:
+        shortest = meta["path"].iloc[int(np.argmin([len(a) for a in audio]))]
+        log.warning(
+            "corpus: tracks differ in length; every track is cut to the shortest, %s (%.1f s)",
+            shortest, n / codec.sample_rate,
+        )  # fmt: skip
     codes = [codec.encode(torch.from_numpy(a[:n])[None])[0].cpu() for a in audio]
     return torch.stack(codes), [str(c) for c in meta["caption"]]
 

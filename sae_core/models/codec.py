@@ -238,6 +238,13 @@ class SpectralCodec(Codec):
 
     @torch.inference_mode()
     def encode(self, audio: torch.Tensor) -> torch.Tensor:
+        audio = torch.as_tensor(audio)
+        if audio.ndim != 2:
+            raise FieldError("audio", f"expected mono [batch, samples], got shape {tuple(audio.shape)}")
+        if not torch.is_floating_point(audio):
+            raise FieldError("audio", f"expected float samples in [-1, 1], got {audio.dtype}")
+        if not bool(torch.isfinite(audio).all()):
+            raise FieldError("audio", "holds NaN or infinite samples")
         residual = self.project(self.log_magnitude(audio.detach().cpu()))  # [batch, frames, D]
         codes = []
         for book in self.codebooks:  # residual quantisation, nearest entry per stage
@@ -268,6 +275,8 @@ class SpectralCodec(Codec):
         log_mag = self.embed(codes) @ self.components + self.mean  # [batch, frames, bins]
         magnitude = (torch.exp(log_mag) - cfg.log_floor).clamp_min(0).transpose(1, 2).numpy()
         n = magnitude.shape[-1]
+        if n == 0:
+            return torch.zeros(magnitude.shape[0], 0)
         # A centred STFT of n * hop samples has n + 1 frames: repeat the last for the tail.
         magnitude = np.concatenate([magnitude, magnitude[..., -1:]], axis=-1)
         # Griffin-Lim with librosa's momentum (Perraudin et al. 2013) from a fixed random

@@ -81,6 +81,18 @@ def test_bad_codes_and_bad_files_name_what_is_wrong(codec_dir: Path, tmp_path: P
         codec.decode(torch.full((1, 4, 5), 64))
     with pytest.raises(FieldError, match=r"expected \[batch, 4, frames\]"):
         codec.decode(torch.zeros((1, 3, 5), dtype=torch.long))
+    for audio, message in (
+        (torch.zeros(2, 16000), None),
+        (torch.zeros(1, 2, 16000), r"expected mono \[batch, samples\], got shape \(1, 2, 16000\)"),
+        (torch.zeros(1, 16000, dtype=torch.int16), "expected float samples"),
+        (torch.tensor([[0.0, float("nan")] * 800]), "NaN or infinite"),
+    ):
+        if message is None:
+            assert codec.encode(audio).shape == (2, 4, 50)
+            assert codec.decode(codec.encode(audio)[..., :0]).shape == (2, 0)
+            continue
+        with pytest.raises(FieldError, match=message):
+            codec.encode(audio)
     with pytest.raises(FieldError, match="no codec there"):
         load_codec(tmp_path)
     broken = tmp_path / "broken"
