@@ -27,7 +27,7 @@ def test_bench_app_runs_and_loses_nothing(postgres_url: str) -> None:
         env={**os.environ, "TEST_DATABASE_URL": postgres_url},
         capture_output=True,
         text=True,
-        timeout=240,
+        timeout=600,  # against a hang: a busy machine slowed start and stop several-fold
         check=False,
     )
     assert run.returncode == 0, run.stderr[-3000:]
