@@ -52,7 +52,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from sae_core.clips import loudness_normalise
+from sae_core.clips import log_mel_distance, loudness_normalise
 from sae_core.labels import describe_segment
 from sae_core.mini.codec import load_corpus_audio
 from sae_core.synth import synth_corpus
@@ -419,26 +419,6 @@ def clap_report(clap_dir: Path, m: Material, tiny_clap: Path) -> float:
 # --------------------------------------------------------------------------- steering
 
 
-def log_mel_distance(a: np.ndarray, b: np.ndarray, sr: int) -> float:
-    """Mean absolute difference (dB) of two clips' log-mel spectrograms.
-
-    Both are levelled first, as the study serves them, so a gain alone is no difference;
-    power below 80 dB under the louder clip's peak counts as that floor in both.
-    """
-    import librosa
-
-    n_fft = 2 ** round(math.log2(0.064 * sr))  # 1024 at 16 kHz, 2048 at 32 kHz
-    a, b = level(a, sr), level(b, sr)
-    n = min(len(a), len(b))
-    mels = [
-        librosa.feature.melspectrogram(y=y[:n], sr=sr, n_fft=n_fft, hop_length=n_fft // 4, n_mels=64)
-        for y in (a, b)
-    ]
-    floor = max(1e-8 * max(float(s.max()) for s in mels), 1e-20)
-    db = [10 * np.log10(np.maximum(s, floor)) for s in mels]
-    return float(np.mean(np.abs(db[0] - db[1])))
-
-
 def steer_report(steering_dir: Path) -> float:
     import soundfile as sf
 
@@ -461,7 +441,7 @@ def steer_report(steering_dir: Path) -> float:
         (y, sr), (yb, srb) = load(rel), load(base)
         if sr != srb:
             raise SystemExit(f"{steering_dir}: {rel} is at {sr} Hz, its baseline {base} at {srb} Hz")
-        return log_mel_distance(y, yb, sr)
+        return log_mel_distance(y, yb, sr, TARGET_LUFS)
 
     steered = np.asarray([distance(p, b) for p, b in zip(table["path"], table["baseline_path"], strict=True)])
     with_control = table[table["random_path"].notna()]

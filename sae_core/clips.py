@@ -41,6 +41,32 @@ def loudness_normalise(audio: np.ndarray, sr: int, target_lufs: float) -> tuple[
     return out, float(meter.integrated_loudness(out if len(out) >= int(0.4 * sr) else probe))
 
 
+def log_mel_distance(a: np.ndarray, b: np.ndarray, sr: int, target_lufs: float = -23.0) -> float:
+    """Mean absolute difference (dB) of two clips' log-mel spectrograms (issue 32's steer_db).
+
+    Both are levelled first (``loudness_normalise`` to ``target_lufs``), as the study serves
+    them, so a gain alone is no difference; power more than 80 dB under the louder clip's
+    peak counts as that floor in both. Used by benchmarks/bench_mini_models.py and by the
+    demo's test, so both read steering the same way.
+    """
+    import librosa
+
+    def levelled(y: np.ndarray) -> np.ndarray:
+        y = np.nan_to_num(np.asarray(y, dtype=np.float64), nan=0.0, posinf=0.0, neginf=0.0)
+        return loudness_normalise(y, sr, target_lufs)[0].astype(np.float32)
+
+    n_fft = 2 ** round(math.log2(0.064 * sr))  # 1024 at 16 kHz, 2048 at 32 kHz
+    a, b = levelled(a), levelled(b)
+    n = min(len(a), len(b))
+    mels = [
+        librosa.feature.melspectrogram(y=y[:n], sr=sr, n_fft=n_fft, hop_length=n_fft // 4, n_mels=64)
+        for y in (a, b)
+    ]
+    floor = max(1e-8 * max(float(s.max()) for s in mels), 1e-20)
+    db = [10 * np.log10(np.maximum(s, floor)) for s in mels]
+    return float(np.mean(np.abs(db[0] - db[1])))
+
+
 def cut_clip(
     source: str | Path,
     peak_s: float,

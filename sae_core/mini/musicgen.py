@@ -29,7 +29,7 @@ import torch
 
 from sae_core.mini.codec import load_corpus_audio, save_pretrained_atomic
 from sae_core.mini.loop import LoopConfig, LossMetrics, StepLoop
-from sae_core.models.codec import MODEL_CODEC_DIR, Codec, EncodecCodec, load_codec
+from sae_core.models.codec import MODEL_CODEC_DIR, Codec, EncodecCodec, is_codec_dir, load_codec
 
 log = logging.getLogger(__name__)
 
@@ -65,8 +65,6 @@ class MusicgenTrainConfig(LoopConfig):
             raise ValueError(f"condition_dropout: in [0, 1), got {self.condition_dropout}")
         if self.crop_frames < 0:
             raise ValueError(f"crop_frames: must be >= 0 (0: whole tracks), got {self.crop_frames}")
-        from sae_core.models.codec import is_codec_dir
-
         if not is_codec_dir(self.codec):
             raise ValueError(
                 f"codec: no codec in {self.codec} (sae-core fit-codec or sae-core train-codec writes one)"
@@ -232,12 +230,13 @@ def train_musicgen(cfg: MusicgenTrainConfig) -> LossMetrics:
         cfg.out.mkdir(parents=True, exist_ok=True)
         trainer = MusicgenTrainer(cfg, codec, codes, captions)
         trainer.run()
-        extra = [] if isinstance(codec, EncodecCodec) else [_CodecFolder(codec)]
-        save_pretrained_atomic(cfg.out, trainer.model, trainer.tokenizer, *extra)
         if isinstance(codec, EncodecCodec):
+            save_pretrained_atomic(cfg.out, trainer.model, trainer.tokenizer)
             # An earlier model in --out over a fitted codec left its codec/: it would be
             # loaded in place of this model's own EnCodec.
             shutil.rmtree(cfg.out / MODEL_CODEC_DIR, ignore_errors=True)
+        else:
+            save_pretrained_atomic(cfg.out, trainer.model, trainer.tokenizer, _CodecFolder(codec))
         return trainer.write_metrics()  # loss: cross-entropy per codebook token
 
 
