@@ -74,6 +74,11 @@ def report(
         "--bayes/--no-bayes",
         help="Fit the mixed models: ML (lme4, where R is installed) and variational Bayes (slower).",
     ),
+    stars_on_simulated: bool = typer.Option(
+        False,
+        "--stars-on-simulated",
+        help="Print significance stars even when every response is from study-app simulate's bots.",
+    ),
 ) -> None:
     """Write the full report: tables (CSV, Markdown, LaTeX), figures (PNG, SVG), report.html, report.json.
 
@@ -86,9 +91,13 @@ def report(
         min_attention_correct=min_attention, min_median_rt_ms=min_median_rt, incomplete=not keep_incomplete
     )
     try:
-        cfg = ReportConfig(out, export, database_url, study_id, study, n_options, rules, bayes)
+        cfg = ReportConfig(
+            out, export, database_url, study_id, study, n_options, rules, bayes, stars_on_simulated
+        )
         path, built = run_report(cfg)
     except ArtifactError as exc:
         print_error("invalid input", exc)
         raise typer.Exit(1) from exc
+    if built.meta["data_source"] == "simulated":
+        stdout_console().print("data source: simulated participants (study-app simulate's bots)")
     stdout_console().print(f"report: {path} ({len(built.tables)} tables, {len(built.figures)} figures)")

@@ -22,6 +22,9 @@ class ExclusionRules(ValidityRules):
     rule is not counted again."""
 
     incomplete: bool = True
+    # Bots of `study-app simulate` (data_source = simulated) in an export that also has
+    # participants: left out first. An export of bots only is analysed, said as such.
+    simulated_beside_participants: bool = True
     # Drop screening and practice rows after the participant rules.
     main_phase_only: bool = True
 
@@ -63,6 +66,11 @@ def apply_exclusions(
     """
     df = responses
     steps: list[tuple[str, set[Any]]] = []
+    if rules.simulated_beside_participants and "data_source" in df:
+        simulated = df["data_source"].eq("simulated")
+        if simulated.any() and not simulated.all():
+            bots = set(df.loc[simulated, "session_id"])
+            steps.append(("simulated session (bots beside participants)", bots))
     facts = session_validity(df)
     for rule in rules.rules():
         steps.append((rule.name, {sid for sid, f in facts.items() if rule.check(f) is not None}))

@@ -4,6 +4,7 @@ one self-contained ``report.html``; and ``report.json`` with every number."""
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 import pandas as pd
@@ -32,8 +33,14 @@ def build_report(
     rules: ExclusionRules = ExclusionRules(),
     bayes: bool = True,
     n_boot: int = 200,
+    stars_on_simulated: bool = False,
 ) -> Report:
-    """Compute every table of the report from an export (see docs/analysis.md)."""
+    """Compute every table of the report from an export (see docs/analysis.md).
+
+    An export of simulated participants only (``study-app simulate``'s bots, who read
+    the answer key) is analysed and said to be so; its tables carry no significance
+    stars unless ``stars_on_simulated``.
+    """
     kept, exclusions = apply_exclusions(responses, rules)
     r = Report(title)
 
@@ -140,9 +147,45 @@ def build_report(
         "participants_analysed": int(kept["participant"].nunique()) if len(kept) else 0,
         "n_options": n_options,
         "rules": asdict(rules),
+        **provenance(responses),
     }
+    r.meta["stars"] = r.meta["data_source"] != "simulated" or stars_on_simulated
     _figures(r, kept)
     return r
+
+
+def data_source(responses: pd.DataFrame) -> str:
+    """``simulated`` (every row a bot's), ``participant`` (none), ``mixed``, or
+    ``not recorded`` (an export from before the data_source column)."""
+    if "data_source" not in responses or responses["data_source"].isna().all():
+        return "not recorded"
+    simulated = responses["data_source"].eq("simulated")
+    return "simulated" if simulated.all() else "mixed" if simulated.any() else "participant"
+
+
+def provenance(responses: pd.DataFrame) -> dict[str, Any]:
+    """Where the numbers come from: who answered, which package, which software, when."""
+    from artifact_schemas.version import package_version
+
+    def values(column: str) -> list[str]:
+        if column not in responses:
+            return []
+        return sorted({str(v) for v in responses[column].dropna().unique()})
+
+    exported = values("exported_at")
+    source = data_source(responses)
+    sessions = responses.drop_duplicates("session_id")
+    return {
+        "data_source": source,
+        "simulated_sessions": int(sessions["data_source"].eq("simulated").sum())
+        if "data_source" in sessions
+        else None,
+        "package_sha256": values("package_sha256"),
+        "exported_by": values("software_version"),
+        "exported_at": exported[-1] if exported else None,
+        "analysed_by": package_version(),
+        "analysed_at": datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z"),
+    }
 
 
 # Rendering lives in report_render (tables as CSV/Markdown/LaTeX, report.html), the

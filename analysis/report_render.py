@@ -58,11 +58,12 @@ def _fmt(v: Any) -> str:
     return str(v)
 
 
-def _display(table: pd.DataFrame) -> pd.DataFrame:
-    """The table as shown: significance stars beside the p column, every cell formatted."""
+def _display(table: pd.DataFrame, with_stars: bool = True) -> pd.DataFrame:
+    """The table as shown: significance stars beside the p column (unless the data are
+    simulated: :func:`analysis.report.build_report`), every cell formatted."""
     shown = table.copy()
     p_col = next((c for c in ("p_holm", "p", "p_perm", "p_wilcoxon") if c in shown), None)
-    if p_col is not None:
+    if p_col is not None and with_stars:
         shown["sig"] = [stars(p) for p in shown[p_col]]
     shown.columns = [str(c) for c in shown.columns]
     return shown.astype(object).map(_fmt) if len(shown) else shown
@@ -78,18 +79,18 @@ def _templates() -> jinja2.Environment:
     )
 
 
-def _rows(table: pd.DataFrame) -> dict[str, Any]:
-    shown = _display(table)
+def _rows(table: pd.DataFrame, with_stars: bool = True) -> dict[str, Any]:
+    shown = _display(table, with_stars)
     return {"columns": list(shown.columns), "rows": shown.to_numpy().tolist()}
 
 
-def to_markdown(table: pd.DataFrame) -> str:
-    return _templates().get_template("table.md").render(_rows(table)).rstrip("\n") + "\n"
+def to_markdown(table: pd.DataFrame, with_stars: bool = True) -> str:
+    return _templates().get_template("table.md").render(_rows(table, with_stars)).rstrip("\n") + "\n"
 
 
-def to_latex(table: pd.DataFrame, caption: str) -> str:
+def to_latex(table: pd.DataFrame, caption: str, with_stars: bool = True) -> str:
     """A booktabs table (pandas' Styler) with significance stars and the n per cell as columns."""
-    shown = _display(table)
+    shown = _display(table, with_stars)
     styler = shown.style.hide(axis="index").format(escape="latex").format_index(escape="latex", axis=1)
     return styler.to_latex(
         caption=caption.replace("_", r"\_").replace("%", r"\%").replace("&", r"\&"),
@@ -108,14 +109,16 @@ def _json_ready(table: pd.DataFrame) -> list[dict[str, Any]]:
 def write_report(report: Report, out: str | Path) -> Path:
     """Write tables/, figures/, report.html and report.json under ``out``; return report.html."""
     out = Path(out)
+    with_stars = bool(report.meta.get("stars", True))
     (out / "tables").mkdir(parents=True, exist_ok=True)
     (out / "figures").mkdir(parents=True, exist_ok=True)
     for name, table in report.tables.items():
         write_text_atomic(out / "tables" / f"{name}.csv", table.to_csv(index=False))
         write_text_atomic(
-            out / "tables" / f"{name}.md", f"**{report.captions[name]}**\n\n" + to_markdown(table)
+            out / "tables" / f"{name}.md",
+            f"**{report.captions[name]}**\n\n" + to_markdown(table, with_stars),
         )
-        write_text_atomic(out / "tables" / f"{name}.tex", to_latex(table, report.captions[name]))
+        write_text_atomic(out / "tables" / f"{name}.tex", to_latex(table, report.captions[name], with_stars))
     for name, svg in report.figures.items():
         write_text_atomic(out / "figures" / f"{name}.svg", svg)
     for name, png in report.pngs.items():
@@ -143,7 +146,11 @@ def write_report(report: Report, out: str | Path) -> Path:
 
 def _html(report: Report) -> str:
     tables = [
-        {"name": name.replace("_", " "), "caption": report.captions[name], **_rows(table)}
+        {
+            "name": name.replace("_", " "),
+            "caption": report.captions[name],
+            **_rows(table, bool(report.meta.get("stars", True))),
+        }
         for name, table in report.tables.items()
     ]
     figures = [{"name": name.replace("_", " "), "svg": svg} for name, svg in report.figures.items()]

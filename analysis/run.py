@@ -25,6 +25,8 @@ class ReportConfig:
     """Options per label-choice trial (chance = 1/N); default from ``study``, else 4."""
     rules: ExclusionRules = field(default_factory=ExclusionRules)
     bayes: bool = True
+    stars_on_simulated: bool = False
+    """Significance stars even on an export of simulated participants only."""
 
     def __post_init__(self) -> None:
         if self.export is None and not (self.database_url and self.study_id):
@@ -57,5 +59,12 @@ def run_report(cfg: ReportConfig) -> tuple[Path, Report]:
     if cfg.study is not None:
         title = f"Report: {load_study(cfg.study / 'study.json').title}"
         options = options or label_choice_options(cfg.study)
-    built = build_report(responses, title=title, n_options=options or 4, rules=cfg.rules, bayes=cfg.bayes)
+    built = build_report(
+        responses,
+        title=title,
+        n_options=options or 4,
+        rules=cfg.rules,
+        bayes=cfg.bayes,
+        stars_on_simulated=cfg.stars_on_simulated,
+    )
     return write_report(built, cfg.out), built

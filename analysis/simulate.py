@@ -70,6 +70,7 @@ def simulate_export(
             "duration_s": 1200.0,
             "user_agent": "sim",
             "screen": "1920x1080",
+            "data_source": "simulated",
         }
         start = len(rows)
         for f in range(n_features):

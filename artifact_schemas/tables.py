@@ -530,6 +530,23 @@ STEERING = TableSchema(
             "random-direction control (same norm), relative to the steering directory",
             nullable=True,
         ),
+        Column(
+            "steered_db",
+            "float",
+            "log-mel distance (dB, sae_core.clips.log_mel_distance) of the steered clip from its "
+            "baseline; null in runs from before it was measured",
+            nullable=True,
+            min=0,
+            optional=True,
+        ),
+        Column(
+            "random_db",
+            "float",
+            "log-mel distance (dB) of the random-direction control from the baseline; null without one",
+            nullable=True,
+            min=0,
+            optional=True,
+        ),
     ),
 )
 
@@ -545,6 +562,8 @@ SESSION_STATUSES = (
     "timed_out",
     "rejected",
 )
+# Who answered: the export's data_source column (the report prints a banner for simulated data).
+DATA_SOURCES = ("simulated", "participant")
 
 RESPONSES = TableSchema(
     name="responses",
@@ -676,6 +695,26 @@ RESPONSES = TableSchema(
             "the session's questionnaire answers as a JSON object, field id -> answer (null until answered)",
             nullable=True,
             optional=True,
+        ),
+        Column(
+            "data_source",
+            "str",
+            "`simulated`: a bot of `study-app simulate` (marked by that command); `participant`: anyone "
+            "else (sessions from before study_app migration 0010 read as participants)",
+            choices=DATA_SOURCES,
+            nullable=True,
+            optional=True,
+        ),
+        Column(
+            "package_sha256",
+            "str",
+            "SHA-256 of the study package's canonical manifest (study.json), as its key.json records it",
+            nullable=True,
+            optional=True,
+        ),
+        Column("software_version", "str", "release of the app that wrote it", nullable=True, optional=True),
+        Column(
+            "exported_at", "str", "when the export was written, ISO 8601 UTC", nullable=True, optional=True
         ),
     ),
     unique=(("session_id", "trial_id", "attempt"),),

@@ -220,6 +220,49 @@ class Server:
             self.proc.kill()
 
 
+_TICK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+
+
+def _proc_cpu_s(pid: int) -> float:
+    """User + system CPU seconds of one process (Linux /proc); 0 once it has gone."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (FileNotFoundError, ProcessLookupError, IndexError):
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / _TICK  # utime, stime (fields 14, 15)
+
+
+def _children(pid: int) -> list[int]:
+    try:
+        return [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    except FileNotFoundError:
+        return []
+
+
+class CpuMeter:
+    """CPU seconds spent so far by one side: its gunicorn (master and workers), its
+    PostgreSQL backends (found by ``application_name``) and this process, the load
+    generator (the other side's clients wait behind their gate meanwhile)."""
+
+    def __init__(self, server: Server, db_url: str, application_name: str) -> None:
+        self.server, self.db_url, self.application_name = server, db_url, application_name
+
+    def _backends(self) -> list[int]:
+        with psycopg.connect(self.db_url, autocommit=True) as conn:
+            rows = conn.execute(
+                "SELECT pid FROM pg_stat_activity WHERE application_name = %s", (self.application_name,)
+            )
+            return [int(r[0]) for r in rows]
+
+    def read(self) -> dict[str, float]:
+        pids = [self.server.proc.pid, *_children(self.server.proc.pid)]
+        return {
+            "workers": sum(_proc_cpu_s(p) for p in pids),
+            "postgres": sum(_proc_cpu_s(p) for p in self._backends()),
+            "load generator": time.process_time(),
+        }
+
+
 def answer_body(t: dict[str, Any]) -> dict[str, Any]:
     """What the trial runner posts for trial ``t`` (the first option, the lowest rating)."""
     body: dict[str, Any] = {
@@ -357,7 +400,13 @@ class Load:
     """``concurrency`` walkers on the app and as many clients of the bare write, each side
     behind its own gate, every walker already in a session when the gates first open."""
 
-    def __init__(self, app_url: str, bare_url: str, concurrency: int) -> None:
+    def __init__(
+        self, app_url: str, bare_url: str, concurrency: int, meters: dict[str, CpuMeter] | None = None
+    ) -> None:
+        self.meters = meters or {}
+        # CPU seconds per part and requests finished, over each side's counted turns
+        self.cpu: dict[str, dict[str, float]] = {"app": {}, "bare": {}}
+        self.cpu_requests = {"app": 0, "bare": 0}
         self.gates = {"app": threading.Event(), "bare": threading.Event()}
         self.stops = {"app": threading.Event(), "bare": threading.Event()}
         # A client that dies before it is ready breaks the barrier instead of hanging the run.
@@ -412,8 +461,25 @@ class Load:
         windows: dict[str, list[tuple[float, float]]] = {"app": [], "bare": []}
         for _ in range(rounds):
             for side in ("app", "bare"):
+                before = self._cpu(side)
+                n_before = self._finished(side)
                 windows[side].append(self._turn(side, seconds / rounds))
+                after = self._cpu(side)
+                for part, value in after.items():
+                    self.cpu[side][part] = self.cpu[side].get(part, 0.0) + value - before[part]
+                self.cpu_requests[side] += self._finished(side) - n_before
         return self._phase("app", windows["app"]), self._phase("bare", windows["bare"])
+
+    def _cpu(self, side: str) -> dict[str, float]:
+        meter = self.meters.get(side)
+        return meter.read() if meter else {}
+
+    def _finished(self, side: str) -> int:
+        return sum(len(c.latencies) for c in self.clients[side])
+
+    def cpu_ms_per_request(self, side: str) -> dict[str, float]:
+        n = max(1, self.cpu_requests[side])
+        return {part: 1000 * value / n for part, value in self.cpu[side].items()}
 
     def end(self, side: str) -> None:
         self.stops[side].set()
@@ -483,7 +549,8 @@ def main() -> None:
             (tmp / "study.toml").write_text(CONFIG)
             build_package(tmp / "study.toml", write_example_run(tmp / "run"), tmp / "bench")
             env = {
-                "DATABASE_URL": db_url,
+                # Each side's PostgreSQL backends are told apart by name (CpuMeter).
+                "DATABASE_URL": db_url + "?application_name=bench_app",
                 "SECRET_KEY": secrets.token_hex(32),  # gunicorn refuses to start without one
                 "SESSIONS_PER_IP_PER_MINUTE": "1000000",  # every participant comes from 127.0.0.1
                 "LISTEN_FACTOR": "0",  # the walkers fetch no audio (see above)
@@ -502,12 +569,21 @@ def main() -> None:
             app = Server("study_app:create_app()", env, ROOT)
             servers.append(app)
             bare = Server(
-                "bare_app:create_app()", {"SECRET_KEY": env["SECRET_KEY"], "BARE_DATABASE_URL": db_url}, tmp
+                "bare_app:create_app()",
+                {
+                    "SECRET_KEY": env["SECRET_KEY"],
+                    "BARE_DATABASE_URL": db_url + "?application_name=bench_bare",
+                },
+                tmp,
             )
             servers.append(bare)
             app.wait_up()
             bare.wait_up()
-            load = Load(app.url, bare.url, args.concurrency)
+            meters = {
+                "app": CpuMeter(app, db_url, "bench_app"),
+                "bare": CpuMeter(bare, db_url, "bench_bare"),
+            }
+            load = Load(app.url, bare.url, args.concurrency, meters)
             saturated, bare_phase = load.saturate(seconds, rounds)
             load.end("bare")
             bare.stop()
@@ -544,6 +620,10 @@ def main() -> None:
         f"p50 {_p(paced.latencies, 0.5):.1f} ms, p99 {_p(paced.latencies, 0.99):.1f} ms"
     )
     print(f"stored {n_stored} answers for {len(acked)} acknowledged ({errors} refused)")
+    for side, name in (("app", "app"), ("bare", "bare write")):
+        cpu = load.cpu_ms_per_request(side)
+        parts = ", ".join(f"{part} {ms:.2f}" for part, ms in cpu.items())
+        print(f"CPU ms per saturated request, {name}: {parts} (total {sum(cpu.values()):.2f})")
     ratio, p99 = saturated.rps / bare_phase.rps, _p(paced.latencies, 0.99)
     print(f"submit_vs_bare_write={ratio:.2f} p99_ms={p99:.1f} lost={lost} dup={dup}")
 

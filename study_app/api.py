@@ -18,7 +18,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from werkzeug.exceptions import HTTPException
 
 from study_app import sessions
-from study_app.db import db
+from study_app.db import autocommit_request, db
 from study_app.models import Study, StudySession
 from study_app.participant import study_and_session
 
@@ -133,6 +133,7 @@ def _clip(clip_id: str, sess: StudySession) -> dict[str, str]:
 @bp.get("/s/<slug>/trial")
 def trial(slug: str) -> ResponseReturnValue:
     """The current trial (public fields only), or the page the session must go to."""
+    autocommit_request()  # one read, then at most one single-statement write
     study, sess = _session(slug)
     current = sessions.current_trial(sess, study)
     if current is None:

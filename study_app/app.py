@@ -49,7 +49,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     app.config.from_mapping(
         SECRET_KEY=os.environ.get("SECRET_KEY") or None,
         SQLALCHEMY_DATABASE_URI=_normalise_db_url(os.environ.get("DATABASE_URL", default_db)),
-        SQLALCHEMY_ENGINE_OPTIONS={"pool_pre_ping": True},
+        # PostgreSQL connections idle for a while are pinged before use (db.PING_AFTER_IDLE_S).
         # An active session inactive this long gives its list slot back.
         SESSION_TIMEOUT_S=int(os.environ.get("SESSION_TIMEOUT_S", 3600)),
         # A session before its first trial (consent, volume, screening, instructions) counts

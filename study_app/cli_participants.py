@@ -95,6 +95,7 @@ def simulate_command(
     from study_app.db import db
     from study_app.monitor import stored_answers
     from study_app.packages import package_view
+    from study_app.sessions import mark_simulated
     from study_app.simulate import BotConfig, run_bots
 
     row = get_study_or_fail(study)
@@ -107,6 +108,8 @@ def simulate_command(
         participants, concurrency, accuracy, steer_accuracy, fail_screening, chaos, seed, pace, listen
     )
     results = run_bots(url.rstrip("/"), slug, view.manifest, view.key, cfg)
+    # Their data must never pass for listeners': the export says data_source=simulated.
+    marked = mark_simulated(row, [r.pid for r in results])
     sent = set().union(*(r.sent for r in results))
     stored, duplicates = stored_answers(sent)
     statuses: dict[str, int] = {}
@@ -118,6 +121,7 @@ def simulate_command(
             f"chaos: {sum(r.reloads for r in results)} reloads, {sum(r.dropped for r in results)} dropped "
             f"connections, {sum(r.duplicates_sent for r in results)} repeated submits"
         )
+    click.echo(f"{marked} sessions marked simulated (the export's data_source column)")
     click.echo(f"sent={len(sent)} stored={stored} duplicates={duplicates}")
     if stored != len(sent) or duplicates:
         raise SystemExit(1)

@@ -19,6 +19,7 @@ from sqlalchemy import case, func, select
 from artifact_schemas import RESPONSES, write_table_batches
 from artifact_schemas.tables import csv_safe
 from artifact_schemas.validity import SessionFacts, facts_from_answers
+from artifact_schemas.version import package_version
 from study_app.db import db
 from study_app.models import Event, Participant, Response, Study, StudySession, Trial, TrialList
 from study_app.packages import package_view
@@ -61,6 +62,7 @@ def session_facts(study: Study) -> dict[int, dict[str, Any]]:
             "raw_pid": raw_pid,
             "list_id": list_key,
             "session_status": sess.status,
+            "data_source": "simulated" if sess.simulated else "participant",
             "screening_passed": None,
             "attention_correct": None,
             "session_started": _iso(started),
@@ -119,6 +121,12 @@ def iter_export_batches(
     view = package_view(study)
     key = view.key
     facts = session_facts(study)
+    # Provenance, the same on every row: which package, which software, when.
+    provenance = {
+        "package_sha256": study.manifest_sha256,
+        "software_version": package_version(),
+        "exported_at": _iso(datetime.now(UTC)),
+    }
     options = {t.id: {o.id: (i, o.text) for i, o in enumerate(t.options)} for t in view.manifest.trials}
     candidates = {t.id: t.candidates for t in view.manifest.trials}
     clips = view.manifest.clips
@@ -182,6 +190,7 @@ def iter_export_batches(
                 "seed": tk.seed,
                 "check": tk.check,
                 **{k: s[k] for k in _SESSION_COLUMNS},
+                **provenance,
             }
         )
         if len(batch) >= BATCH:
@@ -193,6 +202,7 @@ def iter_export_batches(
 
 _SESSION_COLUMNS = (
     "session_status",
+    "data_source",
     "screening_passed",
     "attention_correct",
     "session_started",

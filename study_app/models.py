@@ -22,6 +22,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    false,
 )
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
@@ -176,6 +177,9 @@ class StudySession(db.Model):  # type: ignore[name-defined]
     served_trial: Mapped[str | None] = mapped_column(String(32), nullable=True)
     served_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
     preview: Mapped[bool] = mapped_column(Boolean, default=False)
+    # Run by `study-app simulate` (bots): marked by that command, which has the database;
+    # the export's data_source column and the report's banner come from it.
+    simulated: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     last_seen_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)

@@ -16,7 +16,7 @@ from datetime import timedelta
 from typing import Any
 
 from flask import current_app
-from sqlalchemy import bindparam, func, select
+from sqlalchemy import bindparam, func, select, update
 from sqlalchemy.exc import IntegrityError
 
 from artifact_schemas.order import list_items, session_order
@@ -81,6 +81,24 @@ def sessions_of(study: Study, pid: str | None) -> list[StudySession]:
             .order_by(StudySession.id.desc())
         )
     )
+
+
+def mark_simulated(study: Study, pids: Iterable[str]) -> int:
+    """Mark every session of these Prolific ids (``study-app simulate``'s bots) as
+    simulated; return how many sessions that is. Only a command with the database can
+    do this: nothing a browser sends makes a session simulated."""
+    digests = sorted({pid_hash(study, pid) for pid in pids})
+    marked = 0
+    for start in range(0, len(digests), 500):  # a bounded IN list per statement
+        bots = select(Participant.id).where(
+            Participant.study_id == study.id, Participant.pid_hash.in_(digests[start : start + 500])
+        )
+        result = db.session.execute(
+            update(StudySession).where(StudySession.participant_id.in_(bots)).values(simulated=True)
+        )
+        marked += int(getattr(result, "rowcount", 0) or 0)
+    db.session.commit()
+    return marked
 
 
 def _has_answers(sess: StudySession) -> bool:
@@ -440,10 +458,22 @@ def _served_key(sess: StudySession) -> str:
     return f"{sess.screening_attempt}:{sess.position}"
 
 
+# A Core UPDATE of two columns: the ORM's flush of the same change cost more than the
+# statement itself on every trial fetch (profile, issue 31).
+_MARK_SERVED = (
+    update(StudySession.__table__)
+    .where(StudySession.__table__.c.id == bindparam("session_id"))
+    .values(served_trial=bindparam("served_key"), served_at=bindparam("now"))
+)
+
+
 def mark_served(sess: StudySession) -> None:
-    """Note when the current trial first went to the browser (a reload keeps the first time)."""
-    if sess.served_trial != _served_key(sess):
-        sess.served_trial, sess.served_at = _served_key(sess), utcnow()
+    """Note when the current trial first went to the browser (a reload keeps the first time).
+
+    The caller must not read ``sess`` afterwards: the commit expires it."""
+    key = _served_key(sess)
+    if sess.served_trial != key:
+        db.session.execute(_MARK_SERVED, {"session_id": sess.id, "served_key": key, "now": utcnow()})
         db.session.commit()
 
 

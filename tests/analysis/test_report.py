@@ -15,6 +15,7 @@ import pytest
 
 from analysis.exclusions import ExclusionRules, apply_exclusions
 from analysis.label_validation import choice_accuracy, labeler_comparison
+from analysis.report import build_report, write_report
 from analysis.simulate import simulate_export
 from analysis.steering import detection
 from artifact_schemas import RESPONSES, save_table
@@ -63,7 +64,7 @@ def test_report_command_writes_everything(tmp_path: Path, check_report: Any) -> 
     export = save_table(simulate_export(30, 8, seed=4), tmp_path / "responses.parquet", RESPONSES)
     out = tmp_path / "report"
     done = subprocess.run(
-        [CLI, "report", "--export", str(export), "--out", str(out)],
+        [CLI, "report", "--export", str(export), "--out", str(out), "--stars-on-simulated"],
         capture_output=True,
         text=True,
         check=False,
@@ -165,3 +166,37 @@ def test_every_model_table_of_a_three_option_study_gives_its_chance() -> None:
         label = report.tables[name].query("question == 'label validation'")
         assert (label["note"].str.contains("chance 0.333, log-odds -0.69")).all(), name
     assert set(report.model_data) == {"label validation", "steering detection", "label ratings"}
+
+
+def test_a_report_on_simulated_participants_says_so_and_prints_no_stars(tmp_path: Path) -> None:
+    """Bots that read the answer key gave "label accuracy 0.702 ***" in the demo report,
+    with nothing saying the data were simulated (issue 34.3)."""
+    df = simulate_export(30, 8, seed=4)
+    assert (df["data_source"] == "simulated").all()
+    report = build_report(df, bayes=False, n_boot=20)
+    assert report.tables["label_accuracy_by_layer"]["p"].min() < 0.001  # stars would be due
+    write_report(report, tmp_path / "sim")
+    page = (tmp_path / "sim" / "report.html").read_text()
+    assert "Simulated participants." in page.split("<h2>")[0]  # at the top, before any table
+    tables = (tmp_path / "sim" / "tables").glob("*.*")
+    assert not any("*" in t.read_text().replace("**", "") for t in tables if t.suffix in (".md", ".tex"))
+    meta = json.loads((tmp_path / "sim" / "report.json").read_text())["meta"]
+    assert meta["data_source"] == "simulated" and meta["stars"] is False
+    assert meta["analysed_by"] and meta["analysed_at"]
+
+    # The same responses from participants: stars, no banner.
+    real = build_report(df.assign(data_source="participant"), bayes=False, n_boot=20)
+    write_report(real, tmp_path / "real")
+    assert "***" in (tmp_path / "real" / "tables" / "label_accuracy_by_layer.md").read_text()
+    assert "Simulated participants." not in (tmp_path / "real" / "report.html").read_text()
+
+
+def test_bots_beside_participants_are_left_out_and_counted() -> None:
+    df = simulate_export(10, 3, seed=3)
+    bots = df["session_id"].isin(df["session_id"].unique()[:4])
+    df["data_source"] = np.where(bots, "simulated", "participant")
+    kept, table = apply_exclusions(df, ExclusionRules())
+    per_rule = table.set_index("rule")["participants_removed"]
+    assert per_rule["simulated session (bots beside participants)"] == 4
+    assert not kept["data_source"].eq("simulated").any()
+    assert build_report(df, bayes=False, n_boot=20).meta["data_source"] == "mixed"

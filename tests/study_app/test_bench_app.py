@@ -37,3 +37,7 @@ def test_bench_app_runs_and_loses_nothing(postgres_url: str) -> None:
     assert float(match[1]) > 0 and float(match[2]) > 0
     assert (match[3], match[4]) == ("0", "0"), run.stdout
     assert "stored 0 answers" not in run.stdout, run.stdout  # the walkers did answer
+    # Where the time goes, per side: a meter that found no process would print zeros.
+    for side in ("app", "bare write"):
+        cpu = re.search(rf"CPU ms per saturated request, {side}: workers (\S+), postgres (\S+),", run.stdout)
+        assert cpu and float(cpu[1]) > 0 and float(cpu[2]) > 0, run.stdout

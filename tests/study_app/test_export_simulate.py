@@ -15,7 +15,7 @@ from sqlalchemy import func, select
 
 from artifact_schemas import RESPONSES, AnswerKey, load_study, load_table
 from study_app.db import db
-from study_app.models import Response
+from study_app.models import Response, Study
 from study_app.simulate import BotConfig, run_bots
 
 DOC = (Path(__file__).resolve().parents[2] / "docs" / "export.md").read_text()
@@ -73,10 +73,12 @@ def test_export_round_trips_with_documented_columns_and_types(
         n_stored = db.session.scalar(select(func.count()).select_from(Response))
     csv, parquet = frames["csv"], frames["parquet"]
     assert len(csv) == len(parquet) == n_stored
-    documented = set(re.findall(r"^\| `([a-z_]+)` \|", DOC, re.M))
+    documented = set(re.findall(r"^\| `([a-z0-9_]+)` \|", DOC, re.M))
     assert set(parquet.columns) == documented == set(RESPONSES.column_names)
-    pd.testing.assert_frame_equal(
-        csv.reset_index(drop=True), parquet.reset_index(drop=True), check_dtype=False
+    pd.testing.assert_frame_equal(  # two exports: the same rows, written at different times
+        csv.drop(columns="exported_at").reset_index(drop=True),
+        parquet.drop(columns="exported_at").reset_index(drop=True),
+        check_dtype=False,
     )
     assert parquet["correct"].dtype == "boolean" and parquet["feature_id"].dtype == "Int64"
     assert parquet["rt_ms"].dtype == "float64" and parquet["position"].dtype == "int64"
@@ -93,6 +95,12 @@ def test_export_round_trips_with_documented_columns_and_types(
     statuses = parquet.groupby("session_id")["session_status"].first()
     assert ((statuses == "screened_out") == ~per_session.astype(bool)).all()
     assert parquet["prolific_pid"].isna().all()  # raw ids only on request
+    # Bots driven without `study-app simulate` are not marked; provenance on every row.
+    assert parquet["data_source"].eq("participant").all()
+    with app.app_context():
+        sha = db.session.scalar(select(Study.manifest_sha256).where(Study.slug == "pilot"))
+    assert parquet["package_sha256"].eq(sha).all() and len(sha) == 64
+    assert parquet["software_version"].notna().all() and parquet["exported_at"].nunique() == 1
 
 
 def test_dashboard_download_streams_the_same_rows(
@@ -128,8 +136,14 @@ def test_analysis_report_on_a_bot_export(simulated: tuple[Flask, list[Any]], tmp
     import subprocess
     import sys
 
-    app, _ = simulated
+    from study_app.sessions import mark_simulated
+
+    app, results = simulated
+    with app.app_context():
+        study = db.session.scalars(select(Study).where(Study.slug == "pilot")).one()
+        assert mark_simulated(study, [r.pid for r in results]) >= len(results)
     export = _export_parquet(app, tmp_path)
+    assert load_table(export, RESPONSES)["data_source"].eq("simulated").all()
     cli = Path(sys.executable).parent / "study-analysis"
     done = subprocess.run(
         [cli, "report", "--export", str(export), "--out", str(tmp_path / "report"), "--no-bayes"],
@@ -142,6 +156,10 @@ def test_analysis_report_on_a_bot_export(simulated: tuple[Flask, list[Any]], tmp
     choice = data["tables"]["label_accuracy_by_layer"]
     assert choice and all(row["estimate"] == 1.0 for row in choice)  # the bots had --accuracy 1.0
     assert data["tables"]["steering_choices"][0]["n_steered"] == 0  # and --steer-accuracy 0
+    # ... and the report says at its top that these were bots, and stars nothing (issue 34.3).
+    assert data["meta"]["data_source"] == "simulated" and data["meta"]["stars"] is False
+    assert "Simulated participants." in (tmp_path / "report" / "report.html").read_text().split("<h2>")[0]
+    assert "data source: simulated" in done.stdout
 
 
 def test_analysis_reads_the_database_directly(simulated: tuple[Flask, list[Any]], tmp_path: Path) -> None:
@@ -150,8 +168,10 @@ def test_analysis_reads_the_database_directly(simulated: tuple[Flask, list[Any]]
     app, _ = simulated
     export = _export_parquet(app, tmp_path)
     direct = load_from_database(app.config["SQLALCHEMY_DATABASE_URI"], "pilot")
-    pd.testing.assert_frame_equal(
-        direct.reset_index(drop=True), load_table(export, RESPONSES).reset_index(drop=True), check_dtype=False
+    pd.testing.assert_frame_equal(  # read at different times: exported_at differs
+        direct.drop(columns="exported_at").reset_index(drop=True),
+        load_table(export, RESPONSES).drop(columns="exported_at").reset_index(drop=True),
+        check_dtype=False,
     )
 
 

@@ -76,4 +76,6 @@ def test_chaos_bots_through_gunicorn_on_postgres(
     assert match, done.stdout
     sent, stored, duplicates = map(int, match.groups())
     assert sent == stored > 200 and duplicates == 0
+    marked = re.search(r"(\d+) sessions marked simulated", done.stdout)
+    assert marked and int(marked[1]) >= 20, done.stdout  # every bot's session, retakes included
     assert re.search(r"chaos: [1-9]\d* reloads, [1-9]\d* dropped connections, [1-9]\d* repeated", done.stdout)
