@@ -12,6 +12,7 @@ something else keeps busy the demo took 563 s (about 150 s when quiet).
 
 from __future__ import annotations
 
+import json
 import os
 import queue
 import re
@@ -97,6 +98,11 @@ def test_make_demo_serves_the_study_and_prints_its_addresses(
         # Issue 19, on the demo's own export: no interval excludes its estimate, no model
         # table has a blank or twin coefficient, and the mixed models were fitted.
         assert check_report(Path(report[1]).parent / "report.json") == []
+        # The demo's participants are bots that read the answer key: the report says so
+        # at its top and stars nothing (issue 34.3).
+        assert "Simulated participants." in html.split("<h2>")[0]
+        meta = json.loads((Path(report[1]).parent / "report.json").read_text())["meta"]
+        assert meta["data_source"] == "simulated" and meta["stars"] is False
         # Every stage said how far it got, and the bots lost nothing.
         assert re.search(r"sent=(\d+) stored=\1 duplicates=0", text), text[-3000:]
         # Participants compare clips that differ (issue 32: with the random preset the
