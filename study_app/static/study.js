@@ -251,7 +251,15 @@ document.addEventListener("DOMContentLoaded", () => {
     input.value = `${screen.width}x${screen.height}`;
   }
   for (const box of document.querySelectorAll(".player[data-clip-url]")) {
-    makePlayer(box, box.dataset.clipUrl, box.dataset.label || "Play", () => {});
+    // A player may hold back a button until its clip has played to the end (the volume
+    // page: a volume set without hearing the test sound sets nothing).
+    const unlocks = box.dataset.unlocks ? document.getElementById(box.dataset.unlocks) : null;
+    makePlayer(box, box.dataset.clipUrl, box.dataset.label || "Play", () => {
+      if (!unlocks) return;
+      unlocks.disabled = false;
+      const hint = document.getElementById("volume-hint");
+      if (hint) hint.hidden = true;
+    });
   }
   const runner = document.getElementById("runner");
   if (runner) runTrials(runner);

@@ -102,7 +102,10 @@ def test_tls_site_runs_a_whole_session_and_admin_export(
         pid = "5f0c3a1e2b4d6f8a9c0e1d2b"  # Prolific's 24-hex id format
         page.goto(f"{base}/s/demo?PROLIFIC_PID={pid}&STUDY_ID={'a' * 24}&SESSION_ID={'b' * 24}")
         page.get_by_role("button", name="I agree, start the study").click()
-        page.get_by_role("button", name="The volume is comfortable, continue").click()
+        page.get_by_role("button", name="Test sound").click()
+        proceed = page.get_by_role("button", name="The volume is comfortable, continue")
+        expect(proceed).to_be_enabled(timeout=60_000)  # once the test sound has played to its end
+        proceed.click()
         _answer_every_trial(page, base, load_key(served_demo / "key.json"))
         page.get_by_label("Over-ear headphones").check()
         page.get_by_role("button", name="Finish").click()

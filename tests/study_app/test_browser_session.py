@@ -74,9 +74,14 @@ def test_chromium_completes_demo_session(
         assert "Consent" in page.content()
         screenshot(page, "participant-1-consent")
         page.get_by_role("button", name="I agree, start the study").click()
+        # Continuing is possible only once the test sound has played to its end (issue 34.4).
+        proceed = page.get_by_role("button", name="The volume is comfortable, continue")
+        expect(proceed).to_be_disabled()
         page.get_by_role("button", name="Test sound").click()
+        expect(proceed).to_be_enabled(timeout=30_000)
+        expect(page.locator("#volume-hint")).to_be_hidden()
         screenshot(page, "participant-2-volume")
-        page.get_by_role("button", name="The volume is comfortable, continue").click()
+        proceed.click()
         shot_kinds: set[str] = set()
 
         for step in range(100):
@@ -198,8 +203,10 @@ def test_phone_sized_screen_and_keyboard_only(
     page = context.new_page()
     with serve(app) as server:
         page.goto(f"{server.url}/s/pilot")
-        for name in ("I agree, start the study", "The volume is comfortable, continue"):
-            page.get_by_role("button", name=name).focus()
+        for name in ("I agree, start the study", "Test sound", "The volume is comfortable, continue"):
+            button = page.get_by_role("button", name=name)
+            expect(button).to_be_enabled(timeout=30_000)  # continue: once the sound has played
+            button.focus()
             page.keyboard.press("Enter")
         expect(page.locator("#question")).not_to_be_empty()
         first = page.request.get(f"{server.url}/api/s/pilot/trial").json()["trial"]

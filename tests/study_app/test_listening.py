@@ -171,11 +171,19 @@ HTMLMediaElement.prototype.play = function () { this.playbackRate = 16; return p
 """
 
 
+def _pass_volume(page: Any) -> None:
+    """Play the test sound to its end: only then may the participant continue."""
+    page.get_by_role("button", name="Test sound").click()
+    proceed = page.get_by_role("button", name="The volume is comfortable, continue")
+    expect(proceed).to_be_enabled(timeout=60_000)
+    proceed.click()
+
+
 def _screening_in_chromium(page: Any, url: str, trials: int) -> list[str]:
     """Consent, volume, then ``trials`` screening trials as a participant clicks them."""
     page.goto(f"{url}/s/pilot")
     page.get_by_role("button", name="I agree, start the study").click()
-    page.get_by_role("button", name="The volume is comfortable, continue").click()
+    _pass_volume(page)
     seen = []
     for _ in range(trials):
         tid = page.request.get(f"{url}/api/s/pilot/trial").json()["trial"]["id"]
@@ -427,7 +435,7 @@ def test_chromium_through_a_whole_session_is_never_refused_for_its_clips(
 def _whole_session_in_chromium(page: Any, url: str, ids: dict[str, str], key: AnswerKey) -> None:
     page.goto(f"{url}/s/pilot?" + "&".join(f"{k}={v}" for k, v in ids.items()))
     page.get_by_role("button", name="I agree, start the study").click()
-    page.get_by_role("button", name="The volume is comfortable, continue").click()
+    _pass_volume(page)
     for step in range(200):
         data = page.request.get(f"{url}/api/s/pilot/trial").json()
         if data["stage"] == "instructions":
