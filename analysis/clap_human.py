@@ -7,7 +7,7 @@ import itertools
 import numpy as np
 import pandas as pd
 
-from analysis.stats import correlation, wilson_ci
+from analysis.stats import adjust_pvalues, correlation, wilson_ci
 
 
 def per_feature(df: pd.DataFrame) -> pd.DataFrame:
@@ -32,18 +32,38 @@ def per_feature(df: pd.DataFrame) -> pd.DataFrame:
     return pd.concat([clap, choice, rating], axis=1).reset_index()
 
 
-def clap_vs_human(df: pd.DataFrame, n_perm: int = 2000) -> pd.DataFrame:
-    """Spearman and Kendall correlations of CLAP score with accuracy and rating, overall and per layer."""
+def clap_vs_human(df: pd.DataFrame, n_perm: int = 2000, n_boot: int = 2000) -> pd.DataFrame:
+    """Spearman and Kendall correlations of CLAP score with accuracy and rating, overall and per layer.
+
+    A row of :func:`per_feature` is a (layer, feature, labeler): one feature gives a row per
+    labeler, and those rows share the feature (how easy its clips are, how CLAP hears
+    them). The bootstrap CI and the permutation p therefore resample features (clusters),
+    not rows (:func:`analysis.stats.correlation` with ``cluster``); ``n`` counts rows,
+    ``n_features`` the clusters. ``p_holm`` corrects ``p_perm`` across the table's rows.
+    A layer's rows are left out when it is the only layer (they would repeat "all").
+    """
     table = per_feature(df)
+    table = table.assign(_feature=table["layer"].astype(str) + ":" + table["feature_id"].astype(str))
+    layers = list(table.groupby("layer")) if table["layer"].nunique() > 1 else []
     out = []
-    for scope, part in [("all", table), *((f"layer {k}", g) for k, g in table.groupby("layer"))]:
+    for scope, part in [("all", table), *((f"layer {k}", g) for k, g in layers)]:
         for human in ("accuracy", "mean_rating"):
             if human not in part:
                 continue
             for method in ("spearman", "kendall"):
-                r = correlation(part["clap_score"], part[human], method=method, n_perm=n_perm)
+                r = correlation(
+                    part["clap_score"],
+                    part[human],
+                    method=method,
+                    n_perm=n_perm,
+                    n_boot=n_boot,
+                    cluster=part["_feature"],
+                )
                 out.append({"scope": scope, "human": human, **r.iloc[0].to_dict()})
-    return pd.DataFrame(out)
+    result = pd.DataFrame(out).rename(columns={"n_clusters": "n_features"})
+    if not result.empty:
+        result["p_holm"] = adjust_pvalues(result["p_perm"], "holm")
+    return result
 
 
 def calibration(df: pd.DataFrame, bins: int = 4) -> pd.DataFrame:

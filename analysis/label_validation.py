@@ -9,7 +9,7 @@ import pandas as pd
 from scipy import stats
 
 from analysis.agreement import Judgements, agreements_with_ci, cohen_kappa
-from analysis.stats import adjust_pvalues, bootstrap_ci, proportion_vs_chance
+from analysis.stats import adjust_pvalues, bootstrap_ci, proportion_vs_chance, wilson_ci
 
 
 def _choice_rows(df: pd.DataFrame) -> pd.DataFrame:
@@ -22,35 +22,54 @@ def _choice_rows(df: pd.DataFrame) -> pd.DataFrame:
 def choice_accuracy(
     df: pd.DataFrame, by: Sequence[str] = ("layer", "feature_id"), n_options: int = 4
 ) -> pd.DataFrame:
-    """Accuracy (target label chosen) per group: Wilson CI, exact binomial test vs 1/n_options, Holm/BH."""
+    """Accuracy (target label chosen) per group vs 1/n_options, Holm/BH.
+
+    Exact binomial test and Wilson CI where each participant answered once in a group,
+    else participant-clustered (cluster-robust t; :func:`analysis.stats.proportion_vs_chance`).
+    """
     rows = _choice_rows(df).assign(chance=1 / n_options)
-    return proportion_vs_chance(rows, "correct", list(by), "chance")
+    return proportion_vs_chance(rows, "correct", list(by), "chance", cluster="participant")
 
 
 def rating_summary(
     df: pd.DataFrame, by: Sequence[str] = ("labeler",), midpoint: float | None = None
 ) -> pd.DataFrame:
-    """Mean rating per group with a bootstrap CI and a one-sample t test against the scale midpoint."""
+    """Mean rating per group against the scale midpoint, clustered by participant.
+
+    One participant gives many ratings, which are not independent (a lenient rater is
+    lenient throughout): the test is a one-sample t test of the participants' mean
+    ratings against the midpoint (df = participants - 1), and the CI is the t interval
+    of those means. ``mean`` is the mean of the participants' means (equal weight per
+    participant); ``n`` counts ratings, ``n_participants`` the units of the test.
+    """
     rows = df[(df["trial_type"] == "label_rating") & df["rating"].notna()]
     mid = midpoint if midpoint is not None else 3.0
     out = []
     for key, g in rows.groupby(list(by), sort=True):
-        r = g["rating"].to_numpy(dtype=float)
-        low, high = bootstrap_ci(r, np.mean)
-        t = stats.ttest_1samp(r, mid) if len(r) > 1 else None
+        means = g.groupby("participant")["rating"].mean().to_numpy(dtype=float)
         keys = key if isinstance(key, tuple) else (key,)
-        out.append(
-            {
-                **dict(zip(by, keys, strict=True)),
-                "n": len(r),
-                "mean": float(r.mean()),
-                "ci_low": low,
-                "ci_high": high,
-                "midpoint": mid,
-                "t": float(t.statistic) if t else np.nan,
-                "p": float(t.pvalue) if t else np.nan,
+        row = {
+            **dict(zip(by, keys, strict=True)),
+            "n": len(g),
+            "n_participants": len(means),
+            "mean": float(means.mean()),
+            "ci_low": np.nan,
+            "ci_high": np.nan,
+            "midpoint": mid,
+            "test": "t test of participant means",
+            "t": np.nan,
+            "p": np.nan,
+        }
+        if len(means) > 1 and means.std() > 0:
+            t = stats.ttest_1samp(means, mid)
+            low, high = t.confidence_interval()
+            row |= {
+                "ci_low": float(low),
+                "ci_high": float(high),
+                "t": float(t.statistic),
+                "p": float(t.pvalue),
             }
-        )
+        out.append(row)
     table = pd.DataFrame(out)
     if not table.empty:
         table["p_holm"] = adjust_pvalues(table["p"], "holm")
@@ -64,6 +83,7 @@ def labeler_comparison(df: pd.DataFrame) -> pd.DataFrame:
     Per feature the mean rating under each labeler; for every pair of labelers a
     Wilcoxon signed-rank test over the features both labelled, the mean difference
     with a bootstrap CI and the paired effect size d_z (mean difference / SD).
+    ``n`` counts those features (the units of the test).
     """
     rows = df[(df["trial_type"] == "label_rating") & df["rating"].notna()]
     wide = rows.pivot_table(index=["layer", "feature_id"], columns="labeler", values="rating", aggfunc="mean")
@@ -83,7 +103,7 @@ def labeler_comparison(df: pd.DataFrame) -> pd.DataFrame:
                 {
                     "labeler_a": a,
                     "labeler_b": b,
-                    "n_features": len(diff),
+                    "n": len(diff),
                     "mean_a": float(pair[a].mean()),
                     "mean_b": float(pair[b].mean()),
                     "difference": float(diff.mean()),
@@ -96,20 +116,39 @@ def labeler_comparison(df: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(out)
 
 
-def human_vs_automatic(df: pd.DataFrame) -> pd.DataFrame:
-    """Fraction of features whose majority human choice is the automatic label, and Cohen's kappa."""
+def human_vs_automatic(df: pd.DataFrame, n_options: int = 4) -> pd.DataFrame:
+    """Share of labelled features whose most chosen label is the automatic label, and Cohen's kappa.
+
+    An item is a (feature, labeler) pair: the automatic label a labeler gave a feature,
+    and the label participants chose most often on its trials. ``n`` counts those items,
+    ``n_features`` the distinct features. If participants chose at random, the most
+    chosen label would be the automatic one with probability 1/n_options (``chance``):
+    the Wilson CI and exact one-sided binomial test are over the items, which are
+    independent where each feature has one labeler's label (else approximately).
+    """
     rows = _choice_rows(df).dropna(subset=["answer_text", "correct_text"])
+    chance = 1 / n_options
     if rows.empty:
-        return pd.DataFrame([{"n_features": 0, "agreement": np.nan, "kappa": np.nan}])
+        return pd.DataFrame(
+            [{"n": 0, "n_features": 0, "agreement": np.nan, "chance": chance, "kappa": np.nan}]
+        )
     per = rows.groupby(["layer", "feature_id", "labeler"]).agg(
         human=("answer_text", lambda s: s.mode().sort_values().iloc[0]), automatic=("correct_text", "first")
     )
     agree = (per["human"] == per["automatic"]).to_numpy()
+    k, n = int(agree.sum()), len(per)
+    low, high = wilson_ci(k, n)
     return pd.DataFrame(
         [
             {
-                "n_features": len(per),
-                "agreement": float(agree.mean()),
+                "n": n,
+                "n_features": per.reset_index()[["layer", "feature_id"]].drop_duplicates().shape[0],
+                "agreement": k / n,
+                "ci_low": low,
+                "ci_high": high,
+                "chance": chance,
+                "test": "exact binomial",
+                "p": float(stats.binom.sf(k - 1, n, chance)),
                 "kappa": cohen_kappa(per["human"], per["automatic"]),
             }
         ]
@@ -119,14 +158,26 @@ def human_vs_automatic(df: pd.DataFrame) -> pd.DataFrame:
 def inter_rater(df: pd.DataFrame, n_boot: int = 200) -> pd.DataFrame:
     """Agreement between participants, each with a CI from resampling items (agreements_with_ci).
 
-    Choices: Fleiss' kappa and Krippendorff's alpha (nominal), items = features.
+    Choices: Fleiss' kappa and Krippendorff's alpha (nominal), items = (feature,
+    labeler target): the trials of one feature under two labelers have different right
+    answers, so pooling them per feature read a difference of targets as disagreement.
     Ratings: Krippendorff's alpha (ordinal, interval) and ICC(1,1), items =
-    (feature, labeler): the label being rated.
+    (feature, labeler): the label being rated. ``n`` counts items, ``n_raters`` the
+    participants, ``n_responses`` the judgements.
     """
     out = []
     choices = _choice_rows(df).dropna(subset=["answer_text"])
     if not choices.empty:
-        choices = choices.assign(item=choices["layer"].astype(str) + ":" + choices["feature_id"].astype(str))
+        item = (
+            choices["layer"].astype(str)
+            + ":"
+            + choices["feature_id"].astype(str)
+            + ":"
+            + choices["labeler"].astype(str)
+            + ":"
+            + choices["correct_text"].astype(str)
+        )
+        choices = choices.assign(item=item)
         j = Judgements.from_frame(choices, "item", "participant", "answer_text", categorical=True)
         measures = {"fleiss": "Fleiss kappa", "nominal": "Krippendorff alpha (nominal)"}
         for stat, (est, low, high) in agreements_with_ci(j, list(measures), n_boot=n_boot).items():
@@ -138,7 +189,9 @@ def inter_rater(df: pd.DataFrame, n_boot: int = 200) -> pd.DataFrame:
                     "estimate": est,
                     "ci_low": low,
                     "ci_high": high,
-                    "n": len(choices),
+                    "n": j.n_items,
+                    "n_raters": j.n_raters,
+                    "n_responses": len(choices),
                 }
             )
     ratings = df[(df["trial_type"] == "label_rating") & df["rating"].notna()]
@@ -163,7 +216,9 @@ def inter_rater(df: pd.DataFrame, n_boot: int = 200) -> pd.DataFrame:
                     "estimate": est,
                     "ci_low": low,
                     "ci_high": high,
-                    "n": len(ratings),
+                    "n": j.n_items,
+                    "n_raters": j.n_raters,
+                    "n_responses": len(ratings),
                 }
             )
     return pd.DataFrame(out)

@@ -27,12 +27,15 @@ import patsy
 # is what produced the table). Wald CIs come from the standard errors, as summary()
 # reports them. lmer gives t values without p (degrees of freedom are contested for
 # crossed designs); p is then the normal approximation 2 * pnorm(-|t|), as for glmer's z.
+# A binary design's rows carry an "offset" column, logit(chance): the intercept is then
+# the log-odds against chance and its p tests "at chance", not "at 50 %".
 R_FIT = r"""
 suppressPackageStartupMessages(library(lme4))
 fit_model <- function(d, formula, family) {
   for (col in intersect(c("participant", "feature", "labeler", "layer"), names(d))) {
     d[[col]] <- factor(d[[col]])
   }
+  if ("offset" %in% names(d)) formula <- update(formula, . ~ . + offset(offset))
   if (family == "gaussian") {
     lmer(formula, data = d, REML = TRUE, control = lmerControl(optimizer = "bobyqa"))
   } else {
@@ -78,11 +81,17 @@ def r_formula(formula: str) -> str:
 
 
 def fit_lme4(
-    rows: pd.DataFrame, formula: str, family: str = "binomial", timeout: float = 600
+    rows: pd.DataFrame,
+    formula: str,
+    family: str = "binomial",
+    timeout: float = 600,
+    offset: float | None = None,
 ) -> pd.DataFrame | None:
     """``glmer(formula + (1|participant) + (1|feature), binomial)``; None without R.
 
-    ``family="gaussian"`` fits ``lmer`` (REML) instead, for ratings.
+    ``family="gaussian"`` fits ``lmer`` (REML) instead, for ratings. ``offset`` (a
+    constant, e.g. logit(chance)) enters as ``offset(offset)``: the intercept is then
+    measured from it.
 
     ``formula`` is the patsy form used elsewhere; factors are the columns wrapped in C().
     Returns one row per fixed effect, in the design's (patsy's) order and names: term, coef,
@@ -93,6 +102,8 @@ def fit_lme4(
         return None
     fixed = r_formula(formula)
     columns = ["participant", "feature", *{c.strip() for c in fixed.replace("~", "+").split("+")}]
+    if offset is not None:
+        rows, columns = rows.assign(offset=offset), [*columns, "offset"]
     with tempfile.TemporaryDirectory(prefix="glmer-") as tmp:
         data, script, out = Path(tmp) / "rows.csv", Path(tmp) / "glmer.R", Path(tmp) / "coef.csv"
         rows[[c for c in dict.fromkeys(columns) if c in rows.columns]].to_csv(data, index=False)

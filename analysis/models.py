@@ -15,6 +15,12 @@ have different chance levels under one intercept.
   cumulative-link mixed model would need R's ordinal package and is left to analysis.R's
   users).
 
+Every binary model has the offset logit(chance) (issue 35.4): its intercept is the
+log-odds against chance at the reference levels, so that its p tests "at chance" and not
+"at 50 %" (the demo's steering intercept had p = 0.745 where the strength table, against
+chance, had 0.008). The ratings' response is the rating minus the scale midpoint, so that
+their intercept tests "rating = midpoint", not "rating = 0".
+
 A term enters only if it varies and adds to the design's rank (terms are tried in order;
 an aliased one is dropped and the table says so). Each is fitted by GEE clustered by
 participant, and as a binomial GLMM with participant and feature random intercepts
@@ -67,6 +73,7 @@ class ModelDesign:
     notes: list[str] = field(default_factory=list)
     reason: str | None = None  # why nothing can be fitted
     family: str = "binomial"  # "gaussian" for ratings
+    midpoint: float | None = None  # ratings: the scale midpoint subtracted from the response
     predictors: list[str] = field(default_factory=list)  # the columns of the formula's terms
 
     @property
@@ -74,9 +81,19 @@ class ModelDesign:
         return self.formula.split("~", 1)[0].strip()
 
     @property
+    def offset(self) -> float | None:
+        """logit(chance) of a binary design: its models' offset, so that the intercept
+        is the log-odds *against chance* and its p tests "at chance" (not "at 50 %")."""
+        if self.family != "binomial" or self.chance is None:
+            return None
+        return float(np.log(self.chance / (1 - self.chance)))
+
+    @property
     def data(self) -> pd.DataFrame:
-        """The columns a refit needs: response, predictors and the random-intercept groups."""
-        return self.rows[[self.response, *self.predictors, "participant", "feature"]]
+        """The columns a refit needs: response, predictors, the random-intercept groups and
+        (binary designs) the offset."""
+        rows = self.rows[[self.response, *self.predictors, "participant", "feature"]]
+        return rows if self.offset is None else rows.assign(offset=self.offset)
 
 
 def _identified_formula(
@@ -155,21 +172,25 @@ def designs(df: pd.DataFrame, n_options: int = 4) -> list[ModelDesign]:
     return [label, _design("steering detection", steer, "chose_steered", terms, "steering", chance)]
 
 
-def rating_design(df: pd.DataFrame) -> ModelDesign:
-    """The label-ratings design: ``rating ~ labeler + layer`` over label-rating trials."""
+def rating_design(df: pd.DataFrame, midpoint: float = 3.0) -> ModelDesign:
+    """The label-ratings design: ``rating_centred ~ labeler + layer`` over label-rating
+    trials, the rating minus the scale's midpoint (3 on 1-5), so that the intercept tests
+    "rating = midpoint" rather than "rating = 0", a value off the scale."""
     rows = df[(df["trial_type"] == "label_rating") & df["rating"].notna()]
-    rows = _common(rows).assign(rating=lambda d: d["rating"].astype(float))
+    rows = _common(rows).assign(rating_centred=lambda d: d["rating"].astype(float) - midpoint)
     terms = [("C(labeler)", "labeler"), ("C(layer)", "layer")]
-    return _design(
+    design = _design(
         "label ratings",
         rows,
-        "rating",
+        "rating_centred",
         terms,
         "label-rating",
         None,
         family="gaussian",
         notes=("ratings as interval scale",),
     )
+    design.midpoint = midpoint
+    return design
 
 
 def _why_not(rows: pd.DataFrame, response: str) -> str | None:
@@ -190,11 +211,15 @@ def _table(
     fit_notes: Sequence[str] = (),
 ) -> pd.DataFrame:
     notes = [*design.notes, *fit_notes]
-    if design.chance is not None:
-        # The intercept is the log-odds against 50 %, not against chance: say where chance is.
+    if design.offset is not None:
         notes.append(
-            f"chance {design.chance:.3g}, log-odds {np.log(design.chance / (1 - design.chance)):.2f}: "
-            "an intercept above that is above chance (0 is 50 %)"
+            f"chance {design.chance:.3g}, log-odds {design.offset:.2f}, is the offset: the intercept is "
+            "the log-odds against chance at the reference levels (0 = at chance; its p tests that)"
+        )
+    if design.midpoint is not None:
+        notes.append(
+            f"{design.response} is the rating minus the scale midpoint {design.midpoint:g}: the intercept "
+            "is the mean rating's distance from the midpoint at the reference levels (its p tests 0)"
         )
     reason = design.reason or failure
     if reason is not None or fitted is None:
@@ -231,6 +256,7 @@ def gee(ds: Sequence[ModelDesign]) -> pd.DataFrame:
                     d.rows,
                     family=sm.families.Binomial(),
                     cov_struct=sm.cov_struct.Exchangeable(),
+                    offset=np.full(len(d.rows), d.offset or 0.0),
                 ).fit()
                 fitted = coefficient_table(fit)
                 if not np.all(np.isfinite(fitted["coef"])):
@@ -271,7 +297,11 @@ def bayes_mixed_one(d: ModelDesign, max_iterations: int | None = None) -> pd.Dat
                 else:
                     warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
             k = len(model.exog_names)
-            mean, sd = fit.fe_mean[:k], fit.fe_sd[:k]
+            mean, sd = fit.fe_mean[:k].copy(), fit.fe_sd[:k]
+            if d.offset is not None and "Intercept" in model.exog_names:
+                # statsmodels' mixed GLM takes no offset; a constant offset only moves the
+                # intercept, so the offset model's intercept is this one minus logit(chance).
+                mean[model.exog_names.index("Intercept")] -= d.offset
             fitted = pd.DataFrame(
                 {
                     "term": model.exog_names,
@@ -302,7 +332,7 @@ def ml_glmm(ds: Sequence[ModelDesign]) -> pd.DataFrame:
         fit_notes: list[str] = []
         if d.reason is None:
             try:
-                coefs = fit_lme4(d.rows, d.formula)
+                coefs = fit_lme4(d.rows, d.formula, offset=d.offset)
             except RuntimeError as exc:
                 coefs, failure = None, str(exc)
             if coefs is None and failure is None:

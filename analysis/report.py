@@ -34,12 +34,16 @@ def build_report(
     bayes: bool = True,
     n_boot: int = 200,
     stars_on_simulated: bool = False,
+    clap_line: bool = False,
+    rating_midpoint: float = 3.0,
 ) -> Report:
     """Compute every table of the report from an export (see docs/analysis.md).
 
     An export of simulated participants only (``study-app simulate``'s bots, who read
     the answer key) is analysed and said to be so; its tables carry no significance
-    stars unless ``stars_on_simulated``.
+    stars unless ``stars_on_simulated``. The CLAP-vs-human figure draws a fitted line only
+    where the correlation is significant (permutation p < .05), or with ``clap_line``.
+    Ratings are tested against ``rating_midpoint`` (3 on a 1-5 scale).
     """
     kept, exclusions = apply_exclusions(responses, rules)
     r = Report(title)
@@ -48,64 +52,86 @@ def build_report(
         r.tables[name] = table
         r.captions[name] = caption
 
-    add("exclusions", exclusions, "Participants and responses removed by each exclusion rule, in order.")
+    add(
+        "exclusions",
+        exclusions,
+        "Participants and responses removed by each exclusion rule, in order (counts; no test).",
+    )
+    clustered = (
+        "exact one-sided binomial test and Wilson 95% CI where each participant answered once in a row, "
+        "else participant-clustered: cluster-robust SE, one-sided t test with participants - 1 df "
+        "(column test); Holm and BH across rows; n = responses, n_participants = participants"
+    )
     add(
         "label_accuracy_by_layer",
         label_validation.choice_accuracy(kept, ["layer"], n_options),
-        f"Label choice: accuracy by layer vs chance 1/{n_options} "
-        "(Wilson 95% CI, exact binomial test, Holm and BH).",
+        f"Label choice: accuracy by layer vs chance 1/{n_options} ({clustered}).",
     )
     add(
         "label_accuracy_by_labeler",
         label_validation.choice_accuracy(kept, ["labeler"], n_options),
-        "Label choice: accuracy by labeler.",
+        f"Label choice: accuracy by labeler vs chance 1/{n_options} ({clustered}).",
     )
     add(
         "label_accuracy_by_feature",
         label_validation.choice_accuracy(kept, ["layer", "feature_id"], n_options),
-        "Label choice: accuracy per feature.",
+        f"Label choice: accuracy per feature vs chance 1/{n_options} ({clustered}).",
     )
     add(
         "label_ratings",
-        label_validation.rating_summary(kept, ["labeler"]),
-        "Label ratings by labeler: mean, bootstrap 95% CI, one-sample t test vs the scale midpoint.",
+        label_validation.rating_summary(kept, ["labeler"], midpoint=rating_midpoint),
+        "Label ratings by labeler vs the scale midpoint: one-sample t test of the participants' mean "
+        "ratings (participants as the units: n_participants; n = ratings), its t 95% CI; Holm and BH.",
     )
     add(
         "labeler_comparison",
         label_validation.labeler_comparison(kept),
-        "The same features rated under each labeler's label: paired difference, d_z, Wilcoxon signed-rank.",
+        "The same features rated under each labeler's label: paired difference (bootstrap 95% CI), d_z, "
+        "Wilcoxon signed-rank test; n = features rated under both labels.",
     )
     add(
         "human_vs_automatic",
-        label_validation.human_vs_automatic(kept),
-        "Features whose most chosen label is the automatic label; Cohen's kappa.",
+        label_validation.human_vs_automatic(kept, n_options=n_options),
+        "Labelled features (items: feature x labeler; n = items, n_features = features) whose most chosen "
+        f"label is the automatic label, vs chance 1/{n_options}: Wilson 95% CI, exact one-sided binomial "
+        "test; Cohen's kappa.",
     )
     add(
         "inter_rater",
         label_validation.inter_rater(kept, n_boot=n_boot),
-        "Agreement between participants (95% CIs from resampling items).",
+        "Agreement between participants: Fleiss' kappa, Krippendorff's alpha, ICC(1,1) (95% CIs from "
+        "resampling items; ICC: F interval). Items are (feature, labeler target) for choices, (feature, "
+        "labeler) for ratings; n = items, n_raters = participants, n_responses = judgements; no test.",
     )
     add(
         "steering_by_feature",
         steering.detection(kept, ["layer", "feature_id"]),
-        "Steering detection: share choosing the steered clip per feature vs chance.",
+        "Steering detection: share choosing the steered clip per feature vs chance 1/candidates "
+        f"({clustered}).",
     )
-    add("steering_by_strength", steering.detection(kept, ["strength"]), "Steering detection by strength.")
+    add(
+        "steering_by_strength",
+        steering.detection(kept, ["strength"]),
+        f"Steering detection by strength vs chance 1/candidates ({clustered}).",
+    )
     add(
         "steering_choices",
         steering.choice_counts(kept),
-        "Steering: how often each candidate was chosen; chi-square against equal shares.",
+        "Steering: how often each candidate was chosen; chi-square test against equal shares "
+        "(descriptive: responses pooled over participants; n = responses).",
     )
     # One list of designs for every engine (and the chance of this study's n_options: the
     # engines once built their own, with the default 4 options, whatever the study had).
     designs = models.designs(kept, n_options=n_options)
-    rating = models.rating_design(kept)
+    rating = models.rating_design(kept, midpoint=rating_midpoint)
     add(
         "correctness_gee",
         models.gee(designs),
         "One model per question, GEE clustered by participant: label validation "
-        "(correct ~ labeler + layer) and steering detection (chose_steered ~ log strength + layer); "
-        "each row names its formula, rows and n, and the note says what was left out and the chance level.",
+        "(correct ~ labeler + layer) and steering detection (chose_steered ~ log strength + layer), "
+        "with offset logit(chance): the intercept is the log-odds against chance and its Wald z test "
+        "tests accuracy at chance; each row names its formula, rows and n (responses), and the note says "
+        "what was left out and the chance level.",
     )
     for d in [*designs, rating]:
         if d.reason is None:
@@ -115,30 +141,36 @@ def build_report(
             "correctness_ml_glmm",
             models.ml_glmm(designs),
             "The two models by maximum likelihood: binomial GLMMs with random intercepts for participant "
-            "and feature (lme4 glmer, Laplace; Wald CIs). analysis.R refits them from model_data/.",
+            "and feature and offset logit(chance), so that the intercept's Wald z test tests accuracy at "
+            "chance (lme4 glmer, Laplace; Wald CIs). analysis.R refits them from model_data/.",
         )
         add(
             "ratings_lmm",
             models.ratings_lmm(rating),
-            "Label ratings: rating ~ labeler + layer, a linear mixed model with random intercepts for "
-            "participant and feature (lme4 lmer, REML; Wald CIs, normal-approximation p). Coefficients "
-            "are differences in rating points. analysis.R refits it from model_data/.",
+            "Label ratings: rating - midpoint ~ labeler + layer, a linear mixed model with random "
+            "intercepts for participant and feature (lme4 lmer, REML; Wald CIs, Wald z test). "
+            "The intercept is the distance from the scale midpoint (its test: rating = midpoint); the "
+            "other coefficients are differences in rating points. analysis.R refits it from model_data/.",
         )
         add(
             "correctness_bayes_glmm",
             models.bayes_mixed(designs),
             "The same two models as binomial GLMMs with random intercepts for participant and feature "
-            "(variational Bayes: posterior mean +- 1.96 sd).",
+            "(variational Bayes: posterior mean +- 1.96 sd; no test); the intercept is against chance "
+            "(logit(chance) subtracted, as an offset would).",
         )
     add(
         "clap_vs_human",
         clap_human.clap_vs_human(kept, n_perm=1000),
-        "CLAP score vs human accuracy and rating per feature: Spearman/Kendall, bootstrap CI, permutation p.",
+        "CLAP score vs human accuracy and rating per feature and labeler (n = rows, n_features = "
+        "features): Spearman/Kendall, 95% CI from a bootstrap of features, two-sided permutation test "
+        "permuting features (each feature's rows move together); Holm across the rows.",
     )
     add(
         "clap_calibration",
         clap_human.calibration(kept),
-        "Human accuracy by CLAP-score bin, and the coverage of each threshold.",
+        "Human accuracy by CLAP-score bin (Wilson 95% CI; descriptive, no test; n = responses), and the "
+        "coverage of each threshold.",
     )
     r.meta = {
         "title": title,
@@ -146,11 +178,12 @@ def build_report(
         "responses_analysed": len(kept),
         "participants_analysed": int(kept["participant"].nunique()) if len(kept) else 0,
         "n_options": n_options,
+        "rating_midpoint": rating_midpoint,
         "rules": asdict(rules),
         **provenance(responses),
     }
     r.meta["stars"] = r.meta["data_source"] != "simulated" or stars_on_simulated
-    _figures(r, kept)
+    _figures(r, kept, clap_line=clap_line)
     return r
 
 

@@ -40,7 +40,17 @@ def _errorbar(ax: Any, table: pd.DataFrame, x: str, label: str) -> None:
     ax.legend()
 
 
-def _figures(r: Report, kept: pd.DataFrame) -> None:
+def _clap_significant(r: Report) -> bool:
+    """Whether the figure's correlation (all features, accuracy, Spearman) has p_perm < .05:
+    a fitted line under a non-significant one (rho 0.065, p 0.76) shows a trend there is not."""
+    table = r.tables.get("clap_vs_human", pd.DataFrame())
+    if table.empty or "p_perm" not in table:
+        return False
+    row = table.query("scope == 'all' and human == 'accuracy' and method == 'spearman'")
+    return bool(len(row)) and float(row["p_perm"].iloc[0]) < 0.05
+
+
+def _figures(r: Report, kept: pd.DataFrame, clap_line: bool = False) -> None:
     fig, ax = subplots(figsize=(4, 3))
     _errorbar(ax, r.tables["label_accuracy_by_layer"], "layer", "layer")
     ax.set_ylabel("label accuracy")
@@ -55,7 +65,7 @@ def _figures(r: Report, kept: pd.DataFrame) -> None:
     table = clap_human.per_feature(kept).dropna(subset=["accuracy"])
     if len(table) >= 2:
         ax.scatter(table["clap_score"], table["accuracy"])
-        if table["clap_score"].nunique() > 1:
+        if table["clap_score"].nunique() > 1 and (clap_line or _clap_significant(r)):
             slope, intercept = np.polyfit(table["clap_score"], table["accuracy"], 1)
             xs = np.linspace(table["clap_score"].min(), table["clap_score"].max(), 20)
             ax.plot(xs, slope * xs + intercept, color="grey")

@@ -42,6 +42,19 @@ def label_choice_options(study: Path) -> int | None:
     return max(set(counts), key=counts.count) if counts else None
 
 
+def rating_midpoint(study: Path) -> float | None:
+    """The midpoint of the package's label-rating scale ((min + max) / 2 of the most common)."""
+    from artifact_schemas import load_study
+
+    manifest = load_study(study / "study.json")
+    scales = [
+        (t.rating.min + t.rating.max) / 2
+        for t in manifest.trials
+        if t.kind == "label_rating" and t.phase == "main" and t.rating is not None
+    ]
+    return max(set(scales), key=scales.count) if scales else None
+
+
 def run_report(cfg: ReportConfig) -> tuple[Path, Report]:
     """Read the responses, build the report, write it under ``cfg.out``; return report.html."""
     from artifact_schemas import load_study
@@ -55,10 +68,11 @@ def run_report(cfg: ReportConfig) -> tuple[Path, Report]:
         assert cfg.database_url and cfg.study_id  # checked in __post_init__
         responses = load_from_database(cfg.database_url, cfg.study_id)
         title = f"Report: {cfg.study_id}"
-    options = cfg.n_options
+    options, midpoint = cfg.n_options, None
     if cfg.study is not None:
         title = f"Report: {load_study(cfg.study / 'study.json').title}"
         options = options or label_choice_options(cfg.study)
+        midpoint = rating_midpoint(cfg.study)
     built = build_report(
         responses,
         title=title,
@@ -66,5 +80,6 @@ def run_report(cfg: ReportConfig) -> tuple[Path, Report]:
         rules=cfg.rules,
         bayes=cfg.bayes,
         stars_on_simulated=cfg.stars_on_simulated,
+        rating_midpoint=midpoint if midpoint is not None else 3.0,
     )
     return write_report(built, cfg.out), built

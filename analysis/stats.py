@@ -58,13 +58,26 @@ def _holm(p: np.ndarray) -> np.ndarray:
 
 
 def proportion_vs_chance(
-    data: pd.DataFrame, success: str, by: Sequence[str], chance: float | str, alpha: float = 0.05
+    data: pd.DataFrame,
+    success: str,
+    by: Sequence[str],
+    chance: float | str,
+    alpha: float = 0.05,
+    cluster: str | None = None,
 ) -> pd.DataFrame:
-    """Per group: proportion of ``success``, Wilson CI, exact one-sided binomial test against chance.
+    """Per group: proportion of ``success``, a 95% CI and a one-sided test against chance.
 
     ``chance`` is a number or the name of a column holding each row's chance level
     (1 / number of options). Adds Holm (``p_holm``) and Benjamini-Hochberg
     (``p_bh``) corrections across the groups.
+
+    Without ``cluster``, or where no cluster (participant) gave more than one response in
+    a group, the responses are independent: Wilson CI and exact binomial test. Where some
+    cluster answered several times, its responses are not independent (a good listener is
+    good on every trial) and the binomial test is anti-conservative; the group then gets
+    the cluster-robust (sandwich) standard error of the pooled proportion and a one-sided
+    t test with (clusters - 1) degrees of freedom (Cameron & Miller 2015, sec. VI: few
+    clusters, t quantiles). ``test`` says which; ``n_participants`` counts the clusters.
     """
     # One groupby and vectorised tests: a loop over groups (binomtest per feature) took
     # 0.3 s per table on a 100k-response export. binomtest's one-sided "greater" p value
@@ -94,11 +107,54 @@ def proportion_vs_chance(
     out["ci_low"] = np.where(n > 0, low, np.nan)
     out["ci_high"] = np.where(n > 0, high, np.nan)
     out["p"] = np.where(n > 0, stats.binom.sf(k - 1, n, out["chance"].to_numpy()), np.nan)
-    out = out[[*by, "n", "successes", "estimate", "ci_low", "ci_high", "chance", "p"]]
+    out["test"] = "exact binomial"
+    if cluster is not None and len(out):
+        _cluster_robust(out, frame.join(data[list(dict.fromkeys([*by, cluster]))]), list(by), cluster, alpha)
+    counts = ["n", "n_participants"] if "n_participants" in out else ["n"]
+    out = out[[*by, *counts, "successes", "estimate", "ci_low", "ci_high", "chance", "test", "p"]]
     if not out.empty:
         out["p_holm"] = adjust_pvalues(out["p"], "holm")
         out["p_bh"] = adjust_pvalues(out["p"], "fdr_bh")
     return out
+
+
+def _cluster_robust(
+    out: pd.DataFrame, frame: pd.DataFrame, by: list[str], cluster: str, alpha: float
+) -> None:
+    """Count ``out``'s clusters and replace the binomial CI and p of its groups with
+    repeated clusters by the cluster-robust ones (see :func:`proportion_vs_chance`), in place."""
+    if not by:  # one group: give it a key
+        by, out["_all"], frame = ["_all"], 0, frame.assign(_all=0)
+    per = frame.groupby([*by, cluster], sort=True, dropna=False).agg(
+        n=("n", "sum"), successes=("successes", "sum")
+    )
+    per = per[per["n"] > 0].reset_index()
+    group = per.groupby(by, sort=True, dropna=False)
+    share = group["successes"].transform("sum") / group["n"].transform("sum")
+    per = per.assign(squares=(per["successes"] - share * per["n"]) ** 2, repeated=per["n"] > 1, m=1)
+    sums = per.groupby(by, sort=True, dropna=False).agg(
+        m=("m", "sum"), squares=("squares", "sum"), repeated=("repeated", "any")
+    )
+    merged = out[by].merge(sums.reset_index(), on=by, how="left")
+    if "_all" in out:
+        del out["_all"]
+    m = merged["m"].fillna(0).to_numpy(dtype=float)
+    use = merged["repeated"].astype("boolean").fillna(False).to_numpy(dtype=bool) & (m >= 2)
+    out["n_participants"] = m.astype(int)
+    if not use.any():
+        return
+    n = out["n"].to_numpy(dtype=float)
+    estimate = out["successes"].to_numpy(dtype=float) / np.maximum(n, 1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        # The ratio estimator's sandwich variance, with the m / (m - 1) small-sample factor.
+        se = np.sqrt(m / (m - 1) * merged["squares"].to_numpy(dtype=float)) / n
+        q = stats.t.ppf(1 - alpha / 2, m - 1)
+        diff = estimate - out["chance"].to_numpy(dtype=float)
+        p = np.where(se > 0, stats.t.sf(diff / se, m - 1), np.where(diff > 0, 0.0, 1.0))
+    out["ci_low"] = np.where(use, np.clip(estimate - q * se, 0, 1), out["ci_low"])
+    out["ci_high"] = np.where(use, np.clip(estimate + q * se, 0, 1), out["ci_high"])
+    out["p"] = np.where(use, p, out["p"])
+    out["test"] = np.where(use, "cluster-robust t", out["test"])
 
 
 def chisquare_uniform(counts: Sequence[int]) -> pd.DataFrame:
@@ -192,15 +248,25 @@ def correlation(
     n_boot: int = 2000,
     n_perm: int = 5000,
     seed: int = 0,
+    cluster: Sequence[Any] | pd.Series | None = None,
 ) -> pd.DataFrame:
     """Spearman or Kendall (tau-b) correlation with a bootstrap CI and a two-sided permutation p value.
 
     The estimate is scipy's; resamples and permutations use the same formulas vectorised.
+
+    ``cluster`` (one key per pair, e.g. the feature) makes both resample whole clusters:
+    pairs of one cluster share whatever the cluster adds to x and y, so resampling pairs
+    treats them as independent and, with no relation at all, gave p < .05 in 13-21 % of
+    simulated studies. The bootstrap then draws clusters with replacement and the
+    permutation gives each cluster's x the y of another cluster, each within clusters
+    of the same size (so every resample has n pairs); ``n_clusters`` counts them.
     """
     xa, ya = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
     ok = np.isfinite(xa) & np.isfinite(ya)
     xa, ya = xa[ok], ya[ok]
     n = len(xa)
+    if cluster is not None:
+        return _cluster_correlation(xa, ya, np.asarray(cluster)[ok], method, n_boot, n_perm, seed)
     if n < 3 or np.ptp(xa) == 0 or np.ptp(ya) == 0:
         return pd.DataFrame(
             [{"method": method, "n": n, "r": np.nan, "ci_low": np.nan, "ci_high": np.nan, "p_perm": np.nan}]
@@ -226,6 +292,44 @@ def correlation(
                 "p_perm": float(p_perm),
             }
         ]
+    )
+
+
+def _cluster_strata(cluster: np.ndarray) -> list[np.ndarray]:
+    """The row indices of each cluster, as one [clusters, size] array per cluster size."""
+    _, code = np.unique(cluster, return_inverse=True)
+    order = np.argsort(code, kind="stable")
+    rows = np.split(order, np.flatnonzero(np.diff(code[order])) + 1)
+    sizes = sorted({len(r) for r in rows})
+    return [np.array([r for r in rows if len(r) == size]) for size in sizes]
+
+
+def _cluster_correlation(
+    xa: np.ndarray, ya: np.ndarray, cluster: np.ndarray, method: str, n_boot: int, n_perm: int, seed: int
+) -> pd.DataFrame:
+    """:func:`correlation` with resampling by cluster (see there)."""
+    n, strata = len(xa), _cluster_strata(cluster)
+    n_clusters = sum(len(s) for s in strata)
+    empty = {"method": method, "n": n, "n_clusters": n_clusters, "r": np.nan}
+    if n_clusters < 3 or n < 3 or np.ptp(xa) == 0 or np.ptp(ya) == 0:
+        return pd.DataFrame([{**empty, "ci_low": np.nan, "ci_high": np.nan, "p_perm": np.nan}])
+    func = stats.spearmanr if method == "spearman" else stats.kendalltau
+    observed = float(func(xa, ya).statistic)
+    rng = np.random.default_rng(seed)
+    # Bootstrap: clusters with replacement, within each size stratum: [n_boot, n] row indices.
+    idx = np.hstack([s[rng.integers(0, len(s), size=(n_boot, len(s)))].reshape(n_boot, -1) for s in strata])
+    boots = _rank_corr_rows(xa[idx], ya[idx], method)
+    boots = boots[np.isfinite(boots)]
+    low, high = np.quantile(boots, [0.025, 0.975]) if boots.size else (np.nan, np.nan)
+    # Permutation: x stays, each cluster takes the y block of a cluster of the same size.
+    fixed = np.concatenate([s.ravel() for s in strata])
+    moved = np.hstack(
+        [s[np.argsort(rng.random((n_perm, len(s))), axis=1)].reshape(n_perm, -1) for s in strata]
+    )
+    perms = _rank_corr_rows(np.broadcast_to(xa[fixed], (n_perm, n)), ya[moved], method)
+    p_perm = (1 + np.sum(np.abs(perms) >= abs(observed) - 1e-12)) / (n_perm + 1)
+    return pd.DataFrame(
+        [{**empty, "r": observed, "ci_low": float(low), "ci_high": float(high), "p_perm": float(p_perm)}]
     )
 
 

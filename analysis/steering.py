@@ -21,8 +21,12 @@ def _rows(df: pd.DataFrame) -> pd.DataFrame:
 
 
 def detection(df: pd.DataFrame, by: Sequence[str] = ("layer", "feature_id")) -> pd.DataFrame:
-    """Proportion choosing the steered clip per group: Wilson CI, binomial test vs chance, Holm/BH."""
-    return proportion_vs_chance(_rows(df), "chose_steered", list(by), "chance")
+    """Proportion choosing the steered clip per group vs chance (1/candidates), Holm/BH.
+
+    Exact binomial test and Wilson CI where each participant answered once in a group,
+    else participant-clustered (cluster-robust t; :func:`analysis.stats.proportion_vs_chance`).
+    """
+    return proportion_vs_chance(_rows(df), "chose_steered", list(by), "chance", cluster="participant")
 
 
 def choice_counts(df: pd.DataFrame) -> pd.DataFrame:

@@ -74,14 +74,18 @@ def test_ml_glmm_is_lme4s_fit(rscript: str, tmp_path: Path) -> None:
     out = tmp_path / "direct.csv"
     subprocess.run([rscript, "-e", script, str(data), str(out)], check=True, capture_output=True, timeout=300)
     direct = pd.read_csv(out).set_index("term")["coef"]
+    # The table's model has offset logit(1/4) (its intercept is against chance, issue 35.4);
+    # a constant offset moves the intercept only, by exactly that much.
+    offset = {"Intercept": np.log(1 / 3)}
     for term, r_term in (
         ("Intercept", "(Intercept)"),
         ("C(labeler)[T.descriptors]", "labelerdescriptors"),
         ("C(layer)[T.6.0]", "layer6"),
     ):
-        assert abs(label.loc[term, "coef"] - direct[r_term]) < 1e-3, term
+        coef = label.loc[term, "coef"] + offset.get(term, 0.0)
+        assert abs(coef - direct[r_term]) < 1e-3, term
         assert label.loc[term, "ci_low"] < label.loc[term, "coef"] < label.loc[term, "ci_high"]
-        assert abs(label.loc[term, "coef"] - truth[term]) < 0.5, term  # and near the truth
+        assert abs(coef - truth[term]) < 0.5, term  # and near the truth
     assert label.loc["C(labeler)[T.descriptors]", "p"] < 0.001
     # The variational-Bayes fallback lands within 0.15 log-odds of the ML fit.
     bayes = models.bayes_mixed(models.designs(df)).query("question == 'label validation'")
@@ -153,11 +157,14 @@ def test_ratings_lmm_is_lmers_fit_and_the_fallback_agrees(
     """Issue 19.2: ratings get a linear mixed model; lme4's lmer and statsmodels' MixedLM
     (the fallback without R) are two implementations of one REML fit: the same numbers."""
     df, truth = _ratings()
-    ours = models.ratings_lmm(models.rating_design(df)).set_index("term")
+    truth["Intercept"] -= 4.0  # the 1-7 scale's midpoint: the intercept is measured from it
+    ours = models.ratings_lmm(models.rating_design(df, midpoint=4.0)).set_index("term")
     assert (ours["model"] == "LMM (lme4 lmer)").all() and ours["odds_ratio"].isna().all()
-    assert ours["formula"].iloc[0] == "rating ~ C(labeler) + C(layer)" and ours["n"].iloc[0] == len(df)
+    assert ours["formula"].iloc[0] == "rating_centred ~ C(labeler) + C(layer)" and ours["n"].iloc[0] == len(
+        df
+    )
     monkeypatch.setattr(lme4, "rscript", lambda: None)
-    fallback = models.ratings_lmm(models.rating_design(df)).set_index("term")
+    fallback = models.ratings_lmm(models.rating_design(df, midpoint=4.0)).set_index("term")
     assert (fallback["model"] == "LMM (statsmodels MixedLM: no R/lme4)").all()
     for term, true in truth.items():
         assert abs(ours.loc[term, "coef"] - fallback.loc[term, "coef"]) < 1e-3, term
