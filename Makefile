@@ -51,6 +51,8 @@ $(DEMO)/corpus/run.json: | $(STAMP)
 # The shipped mini MusicGen (mini-models/, trained on the CPU by 'make mini-models'):
 # a model that has learned the corpus, so the clips participants hear differ.
 MODEL := mini-models/musicgen
+# The mini CLAP trained by `make mini-models` (a random one labelled every feature alike).
+CLAP := mini-models/clap
 
 $(RUN)/acts/run.json: $(DEMO)/corpus/run.json $(MODEL)/model.safetensors
 	$(BIN)/sae-core extract --model $(MODEL) --corpus $(DEMO)/corpus \
@@ -68,20 +70,17 @@ $(RUN)/steering/run.json: $(RUN)/features/layer_3/run.json
 	printf 'Simple melody\n' > $(DEMO)/prompts.txt
 	$(BIN)/sae-core steer --model $(MODEL) --sae $(RUN)/sae/layer_3 --features top:3 \
 		--features-table $(RUN)/features/layer_3/features.parquet --relative --strengths 1 \
-		--prompts $(DEMO)/prompts.txt --seeds 0,1 --duration 4 --out $(RUN)/steering
+		--prompts $(DEMO)/prompts.txt --seeds 0,1,2 --duration 4 --out $(RUN)/steering
 
-$(DEMO)/models/tiny-clap/config.json: | $(STAMP)
-	$(BIN)/sae-core tiny-clap --out $(DEMO)/models/tiny-clap
-
-$(RUN)/labels.parquet: $(RUN)/features/layer_3/run.json $(DEMO)/models/tiny-clap/config.json
+$(RUN)/labels.parquet: $(RUN)/features/layer_3/run.json $(CLAP)/config.json
 	$(BIN)/sae-core label --features $(RUN)/features/layer_3 --labelers descriptors,clap-vocab \
-		--corpus $(DEMO)/corpus --clap $(DEMO)/models/tiny-clap --max-features 12 --out $@
+		--corpus $(DEMO)/corpus --clap $(CLAP) --max-features 12 --out $@
 
 $(RUN)/summary/summary.md: $(RUN)/labels.parquet $(STUDY)
 	$(BIN)/sae-core summarize $(RUN)
 
 $(RUN)/steering/steering_eval.parquet: $(RUN)/steering/run.json $(RUN)/labels.parquet $(STUDY)
-	$(BIN)/sae-core steering-eval $(RUN) --clap $(DEMO)/models/tiny-clap
+	$(BIN)/sae-core steering-eval $(RUN) --clap $(CLAP)
 
 STUDY := $(DEMO)/studies/demo
 DEMO_DB := sqlite:///$(abspath $(DEMO))/study.sqlite

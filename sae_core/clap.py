@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -125,11 +126,80 @@ _TINY_TEXT = (
 _TINY_WORDS = sorted(set(_TINY_TEXT.split()))
 
 
+@dataclass(frozen=True)
+class ClapFrontEnd:
+    """What a CLAP hears: the feature extractor's log-mel settings and HTSAT's input geometry.
+
+    The defaults are the real checkpoints' (48 kHz, 64 slaney mel bins over 0-14 kHz,
+    10 ms hops, a 256 x 256 spectrogram image in 4 x 4 patches). HTSAT folds the
+    ``[frames, num_mel_bins]`` spectrogram into a ``spec_size`` square: ``spec_size //
+    num_mel_bins`` slices of time stacked along frequency, so the frames of a clip must fit
+    in ``spec_size * (spec_size // num_mel_bins)`` (fewer are stretched to it).
+    """
+
+    sample_rate: int = 48000
+    fft_window_size: int = 1024
+    hop_length: int = 480
+    num_mel_bins: int = 64
+    frequency_min: float = 0.0
+    frequency_max: float = 14000.0
+    spec_size: int = 256
+    patch_size: int = 4
+    max_length_s: int = 10
+
+    def __post_init__(self) -> None:
+        from artifact_schemas import FieldError
+
+        for name in ("sample_rate", "fft_window_size", "hop_length", "num_mel_bins", "max_length_s"):
+            if getattr(self, name) < 1:
+                raise FieldError(name, f"must be >= 1, got {getattr(self, name)}")
+        if not 0 <= self.frequency_min < self.frequency_max:
+            raise FieldError(
+                "frequency_min",
+                f"must be >= 0 and below {{other}} ({self.frequency_max:g}), got {self.frequency_min:g}",
+                other="frequency_max",
+            )
+        if self.frequency_max > self.sample_rate / 2:
+            raise FieldError(
+                "frequency_max",
+                f"must be <= half the {{other}} ({self.sample_rate / 2:g}), got {self.frequency_max:g}",
+                other="sample_rate",
+            )
+        if self.spec_size % self.num_mel_bins:
+            raise FieldError(
+                "spec_size",
+                f"must be a multiple of {{other}} ({self.num_mel_bins}), got {self.spec_size}",
+                other="num_mel_bins",
+            )
+        if self.patch_size < 1 or self.spec_size % (2 * self.patch_size):
+            raise FieldError(
+                "patch_size", f"must divide spec_size / 2 ({self.spec_size // 2}), got {self.patch_size}"
+            )
+        room = self.spec_size * (self.spec_size // self.num_mel_bins)
+        if self.frames > room:
+            raise FieldError(
+                "hop_length",
+                f"a {self.max_length_s} s clip makes {self.frames} frames at {self.hop_length}, more "
+                f"than the {room} that spec_size {self.spec_size} holds with {self.num_mel_bins} mel bins",
+            )
+
+    @property
+    def frames(self) -> int:
+        """Spectrogram frames of one ``max_length_s`` window."""
+        return self.max_length_s * self.sample_rate // self.hop_length + 1
+
+
 def clap_parts(
-    vocab: list[str], audio_hidden_size: int, text_hidden_size: int, projection_dim: int, seed: int
+    vocab: list[str],
+    audio_hidden_size: int,
+    text_hidden_size: int,
+    projection_dim: int,
+    seed: int,
+    front_end: ClapFrontEnd | None = None,
 ) -> tuple[Any, Any, Any]:
     """A randomly initialised ``ClapModel`` with the real shape conventions, its word
-    tokenizer over ``vocab`` and the real feature extractor (48 kHz, 64 mel bins, 10 s).
+    tokenizer over ``vocab`` and the real feature extractor set to ``front_end`` (default:
+    the real checkpoints' 48 kHz, 64 mel bins, 10 s).
 
     The tiny random preset and the trained mini CLAP (sae_core.mini.clap) both start here.
     """
@@ -137,6 +207,7 @@ def clap_parts(
 
     from sae_core.models.tiny_presets import word_level_tokenizer
 
+    fe = front_end if front_end is not None else ClapFrontEnd()
     text = ClapTextConfig(
         vocab_size=len(vocab),
         hidden_size=text_hidden_size,
@@ -149,16 +220,16 @@ def clap_parts(
     )
     audio = ClapAudioConfig(
         window_size=8,
-        num_mel_bins=64,
-        spec_size=256,
+        num_mel_bins=fe.num_mel_bins,
+        spec_size=fe.spec_size,
         hidden_size=2 * audio_hidden_size,  # two Swin stages: the width doubles once
         projection_dim=projection_dim,
         depths=[1, 1],
         num_attention_heads=[2, 4],
         patch_embeds_hidden_size=audio_hidden_size,
         num_hidden_layers=2,
-        patch_stride=[4, 4],
-        patch_size=4,
+        patch_stride=[fe.patch_size, fe.patch_size],
+        patch_size=fe.patch_size,
     )
     torch.manual_seed(seed)
     config = ClapConfig(
@@ -166,9 +237,17 @@ def clap_parts(
     )
     model = ClapModel(config)
     tokenizer = word_level_tokenizer(vocab, pad_token="<pad>", bos_token="<s>", eos_token="</s>")
-    # rand_trunc: clips of up to 10 s are repeat-padded, never randomly cropped -> deterministic.
+    # rand_trunc: clips of up to max_length_s are repeat-padded, never randomly cropped ->
+    # deterministic. Its mel filters are slaney's: linear below 1 kHz, logarithmic above.
     features = ClapFeatureExtractor(
-        feature_size=64, sampling_rate=48000, max_length_s=10, truncation="rand_trunc"
+        feature_size=fe.num_mel_bins,
+        sampling_rate=fe.sample_rate,
+        hop_length=fe.hop_length,
+        fft_window_size=fe.fft_window_size,
+        frequency_min=fe.frequency_min,
+        frequency_max=fe.frequency_max,
+        max_length_s=fe.max_length_s,
+        truncation="rand_trunc",
     )
     return model, tokenizer, features
 

@@ -24,7 +24,7 @@ from rich.progress import Progress
 
 from artifact_schemas import FEATURES, STEERING, FieldError, load_table, recorded_run, save_table
 from sae_core.audio import check_write_format, write_audio
-from sae_core.clips import loudness_normalise
+from sae_core.clips import log_mel_distance, loudness_normalise
 from sae_core.models.base import ApplyTo, Intervention, MusicModel
 from sae_core.sae.sparse_coder import SparseCoder
 
@@ -203,6 +203,9 @@ def generate_pairs(
 ) -> pd.DataFrame:
     """Generate baselines once per (prompt, seed), then steered (and control) clips; return the table.
 
+    Each row records the steered (and control) clip's log-mel distance from its baseline in
+    dB (``steered_db``, ``random_db``), which stimuli-builder build checks is audible.
+
     ``level``: write each clip at ``GENERATION_LUFS`` (what listeners hear); without it the
     model's own level is kept (only clipped at full scale), for measurements of loudness.
     """
@@ -214,7 +217,9 @@ def generate_pairs(
     with Progress(disable=not progress, transient=True) as bar:
         task = bar.add_task("generating", total=total)
 
-        def render(name: str, interventions: Sequence[Intervention], prompt: str, seed: int) -> str:
+        def render(
+            name: str, interventions: Sequence[Intervention], prompt: str, seed: int
+        ) -> tuple[str, np.ndarray]:
             audio = model.generate(
                 [prompt], plan.seconds, seed, interventions, guidance_scale=plan.guidance_scale
             )
@@ -225,32 +230,40 @@ def generate_pairs(
             clip = audio[0].numpy()
             if level:
                 clip, _ = loudness_normalise(clip, model.sample_rate, GENERATION_LUFS)
-            write_audio(out / name, np.clip(clip, -1, 1), model.sample_rate, plan.audio_format)
-            return name
+            clip = np.clip(clip, -1, 1)
+            write_audio(out / name, clip, model.sample_rate, plan.audio_format)
+            return name, clip
+
+        def distance(clip: np.ndarray, baseline: np.ndarray) -> float:
+            # What stimuli-builder build checks against steering.min_distance_db: a pair that
+            # a listener cannot tell apart makes a comparison trial nobody can answer.
+            return round(log_mel_distance(clip, baseline, model.sample_rate), 3)
 
         for p, prompt in enumerate(plan.prompts):
             for seed in plan.seeds:
-                baselines[(p, seed)] = render(f"baseline_p{p}_s{seed}.{plan.audio_format}", [], prompt, seed)
+                base_name, base_audio = render(f"baseline_p{p}_s{seed}.{plan.audio_format}", [], prompt, seed)
+                baselines[(p, seed)] = base_name
                 bar.advance(task)
                 for feature in plan.features:
                     for strength in plan.strengths:
                         vector = steering_vector(sae, feature, strength, plan.beta(feature))
                         stem = f"f{feature}_p{p}_s{seed}_a{strength:g}"
-                        steered = render(
+                        steered, steered_audio = render(
                             f"{stem}.{plan.audio_format}",
                             [Intervention(layer, vector, plan.apply_to)],
                             prompt,
                             seed,
                         )
-                        random_path = None
+                        random_path, random_db = None, None
                         if plan.random_control:
                             control = random_like(vector, seed=feature * 1_000_003 + seed)
-                            random_path = render(
+                            random_path, random_audio = render(
                                 f"random_{stem}.{plan.audio_format}",
                                 [Intervention(layer, control, plan.apply_to)],
                                 prompt,
                                 seed,
                             )
+                            random_db = distance(random_audio, base_audio)
                         rows.append(
                             {
                                 "feature_id": feature,
@@ -263,6 +276,8 @@ def generate_pairs(
                                 "path": steered,
                                 "baseline_path": baselines[(p, seed)],
                                 "random_path": random_path,
+                                "steered_db": distance(steered_audio, base_audio),
+                                "random_db": random_db,
                                 "apply_to": plan.apply_to,
                                 "guidance_scale": plan.guidance_scale,
                             }

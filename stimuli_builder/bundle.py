@@ -29,6 +29,10 @@ class SteeringCondition:
     steered: Path
     baseline: Path
     random: Path | None
+    # Log-mel distances (dB) from the baseline that sae-core steer measured; None in runs
+    # from before it did (stimuli_builder.design.check_audible refuses those by default).
+    steered_db: float | None = None
+    random_db: float | None = None
 
 
 @dataclass
@@ -194,8 +198,14 @@ def _attach_steering(
                 Path(r["path"]),
                 Path(r["baseline_path"]),
                 Path(random) if random is not None else None,
+                _distance(r.get("steered_db")),
+                _distance(r.get("random_db")),
             )
         )
+
+
+def _distance(value: Any) -> float | None:
+    return None if value is None or pd.isna(value) else float(value)
 
 
 def _limit(

@@ -15,6 +15,7 @@ import soundfile as sf
 
 from artifact_schemas import AnswerKey, ArtifactError, StudyManifest, load_key, load_study
 from artifact_schemas.order import attention_fits, groups_separable, list_items, session_order
+from stimuli_builder.no_listening import StrategyResult, no_listening_strategies
 from stimuli_builder.package import CHECKSUMS, package_files
 
 # Words that would tell a participant (or a curious one reading the page source)
@@ -56,6 +57,8 @@ class CheckReport:
     steering_presentations: dict[str, int] = field(default_factory=dict)
     steering_candidates: int = 0
     blinding_leaks: list[str] = field(default_factory=list)
+    # Every no-listening strategy on every trial type (stimuli_builder.no_listening).
+    strategies: list[StrategyResult] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -70,7 +73,13 @@ def check_package(root: str | Path) -> CheckReport:
     _check_files(root, manifest, report)
     _check_balance(manifest, key, report)
     _check_order(manifest, key, report)
-    report.blinding_leaks = blinding_leaks(root, manifest, key)
+    report.strategies = no_listening_strategies(root, manifest, key)
+    report.blinding_leaks = blinding_leaks(root, manifest, key) + [
+        f"no-listening strategy '{r.strategy}' scores {r.accuracy:.3f} on {r.trial_type} trials "
+        f"(chance {r.chance:.3f}, leak above {r.threshold:.3f})"
+        for r in report.strategies
+        if r.leak
+    ]
     report.problems += [f"blinding: {leak}" for leak in report.blinding_leaks]
     return report
 

@@ -101,7 +101,9 @@ def check(
     <= 1 per trial type), that candidate positions are balanced per feature
     (steered first in 0.5 of presentations, +- one), that the server's shuffle can
     honour the order rules, and that nothing in study.json or the audio file names
-    reveals the key. Exits 1 on any problem.
+    reveals the key. Prints every no-listening strategy (position, base rate, rated
+    labels, file size, duration, repeated audio) with its expected accuracy; one more
+    than 10 points above chance is a leak. Exits 1 on any problem.
 
     Example: stimuli-builder check studies/demo
     """
@@ -138,11 +140,26 @@ def _print_check(package: Path) -> CheckReport:
             f"{1 / report.steering_candidates:.2f} +- one presentation = {tol:.2f}, "
             f"{report.steering_candidates} candidates per trial)"
         )
+    _print_strategies(report)
     out.print(f"blinding leaks: {len(report.blinding_leaks)}")
     for problem in report.problems:
         print_error("problem", problem)
     out.print("[green]package ok[/]" if report.ok else f"[red]{len(report.problems)} problem(s)[/]")
     return report
+
+
+def _print_strategies(report: CheckReport) -> None:
+    from rich.table import Table
+
+    table = Table(title="no-listening strategies: expected accuracy from study.json and the audio files")
+    for col in ("trial type", "strategy", "trials", "accuracy", "chance", ""):
+        table.add_column(col, justify="left" if col in ("trial type", "strategy") else "right")
+    for r in report.strategies:
+        verdict = "[red]LEAK[/]" if r.leak else "ok"
+        row = (r.trial_type, r.strategy, str(r.trials), f"{r.accuracy:.3f}", f"{r.chance:.3f}", verdict)
+        table.add_row(*row)
+    if report.strategies:
+        stdout_console().print(table)
 
 
 _PLAN_COLUMNS: dict[str, Callable[[Any], str]] = {

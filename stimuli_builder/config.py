@@ -16,6 +16,12 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from artifact_schemas import ArtifactError, from_validation_error, load_toml
 from artifact_schemas.study import QuestionField, Slug
 
+# Log-mel distance (dB, sae_core.clips.log_mel_distance) under which a steered or control
+# clip counts as the same audio as its baseline. Measured on the shipped mini MusicGen at
+# the demo's strength: steered clips 16+ dB from their baselines, random-direction controls
+# a median of ~7 dB (the least 3.3 dB); one clip re-rendered with fresh dither ~0 dB.
+MIN_DISTANCE_DB = 2.0
+
 
 class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
@@ -91,6 +97,12 @@ class SteeringSection(_Section):
     seeds: list[int] = Field(default_factory=list)
     question: str = "Which clip sounds more like the examples above?"
     confidence: bool = True
+    # The least log-mel distance (dB, from sae-core steer's steering.parquet) a steered
+    # clip, and in three_way a random-direction control, must have from its baseline;
+    # closer pairs are refused (docs/study-config.md gives the measurements behind 2 dB).
+    min_distance_db: Annotated[float, Field(ge=0)] = MIN_DISTANCE_DB
+    # Build with pairs under min_distance_db, or from a run without distances, anyway.
+    allow_inaudible: bool = False
 
 
 class AttentionSection(_Section):

@@ -6,9 +6,13 @@ Balance rules (docs/study-config.md, "How lists are balanced"):
   sequence of the selected features, so every feature appears in
   ``K * per_list / n`` lists, give or take one, and at most once per list.
 * The r-th presentation of a feature rotates through its variants (labelers,
-  steering conditions), the position of the correct label, and the order of the
-  steering candidates, so each is balanced across that feature's presentations:
-  with two candidates the steered clip comes first in half of them.
+  steering conditions), preferring within a list an answer and a baseline no other
+  trial of the list has.
+* Answer positions (the correct label, the steered clip) are balanced per feature
+  and over the study, and drawn independently per trial, not cycled per list
+  (``_balanced_positions``, issue 34.5).
+* Foils balance base rates within a list (``FoilPicker.assign``); labels whose base
+  rate cannot be balanced sit out of label choice (``_balanceable``, issue 34.1).
 * Trial *order* is not fixed here: the server shuffles each session's list under
   the package's ``OrderRules`` (artifact_schemas.order).
 
@@ -19,6 +23,8 @@ Nothing here touches audio: clips are :class:`ClipSource` descriptions that
 from __future__ import annotations
 
 import hashlib
+from collections import Counter
+from collections.abc import Collection
 from dataclasses import dataclass, field, replace
 from itertools import cycle, islice
 from typing import Any, Literal
@@ -29,9 +35,9 @@ from artifact_schemas.order import attention_fits
 from artifact_schemas.study import ClipRole, Phase, RatingScale, TrialKind
 from stimuli_builder import generated
 from stimuli_builder.attention import HALF_SPEED, MAX_SPOKEN_OPTIONS, instruction
-from stimuli_builder.bundle import SelectedFeature
+from stimuli_builder.bundle import SelectedFeature, TargetLabel
 from stimuli_builder.config import StudyConfig
-from stimuli_builder.foils import FoilPicker
+from stimuli_builder.foils import FoilPicker, normalise
 
 # Candidate orders for three-way steering (S = steered, B = baseline, R = random
 # direction). Each half is a Latin square: three presentations taken from one half
@@ -145,6 +151,13 @@ def build_design(features: list[SelectedFeature], config: StudyConfig, foils: Fo
                         f"label_validation.n_foils: no selected feature has a label with {lv.n_foils} "
                         "foils among the run's other labels; lower n_foils or select more features"
                     )
+                feats = _balanceable(feats, foils, lv.n_foils, warnings)
+                if not feats:
+                    warnings.append(
+                        "label_validation.formats: label choice left out: no label's base rate can be kept "
+                        "at chance (the labels above); the study asks the other formats"
+                    )
+                    continue
                 if per_list is not None and len(feats) < min(per_list, len(labelled)):
                     warnings.append(
                         f"label_validation.per_list: label choice asks {len(feats)} features per list, "
@@ -153,7 +166,9 @@ def build_design(features: list[SelectedFeature], config: StudyConfig, foils: Fo
                     per_list = len(feats)
             by_type.append((f"label_{fmt}", feats, per_list))
     if st.enabled:
-        by_type.append(("steering", [f for f in features if f.steering], st.per_list))
+        steered = [f for f in features if f.steering]
+        check_audible(steered, config)
+        by_type.append(("steering", steered, st.per_list))
 
     presentations: dict[tuple[str, str], int] = {}
     # (list, feature) -> the label its choice trial in that list asks for; a rating trial of
@@ -172,22 +187,57 @@ def build_design(features: list[SelectedFeature], config: StudyConfig, foils: Fo
         order = list(feats)
         _rng(seed, "feature-cycle", kind).shuffle(order)
         seq = list(islice(cycle(order), k_lists * m))
+        n_positions = {"label_choice": lv.n_foils + 1, "steering": 3 if st.mode == "three_way" else 2}
+        placed = (
+            _balanced_positions(seq, k_lists, m, n_positions[kind], _rng(seed, "answer-positions", kind))
+            if kind in n_positions
+            else []
+        )
         for k in range(k_lists):
-            for feat in seq[k * m : (k + 1) * m]:
+            window = seq[k * m : (k + 1) * m]
+            rs = []
+            for feat in window:
                 r = presentations.get((kind, feat.key), 0)
                 presentations[(kind, feat.key)] = r + 1
+                rs.append(r)
+            if kind == "label_choice":
+                targets = _choice_targets(window, rs, [order.index(f) for f in window])
+                assignment = foils.assign(
+                    [(t.label, f.all_labels) for f, t in zip(window, targets, strict=True)],
+                    lv.n_foils,
+                    f"{seed}|label_choice|list{k}",
+                )
+                warnings += [f"list {k}: label base rate unbalanced: {line}" for line in assignment.imbalance]
+                for i, (feat, target, chosen) in enumerate(
+                    zip(window, targets, assignment.foils, strict=True)
+                ):
+                    spec = _choice_trial(feat, placed[k][i][0], k, config, target, chosen)
+                    chosen_targets[(k, feat.key)] = target.label
+                    trials[spec.key] = spec
+                    lists[k].append(spec.key)
+                continue
+            list_answers = {normalise(t) for (kk, _), t in chosen_targets.items() if kk == k}
+            baselines: set[str] = set()
+            for i, (feat, r) in enumerate(zip(window, rs, strict=True)):
                 offset = order.index(feat)
-                avoid = chosen_targets.get((k, feat.key))
-                spec = _feature_trial(kind, feat, r, offset, k, config, foils, avoid)
-                if kind == "label_choice":
-                    chosen_targets[(k, feat.key)] = spec.meta["label"]
-                elif kind == "label_rating" and spec.meta["label"] == avoid:
-                    warnings.append(
-                        f"feature {feat.key}: list {k} rates {avoid!r}, the answer of its label choice "
-                        "(the feature has no other label); stimuli-builder check reports it"
-                    )
+                if kind == "label_rating":
+                    spec = _rating_trial(feat, r, offset, k, config, list_answers)
+                    if normalise(spec.meta["label"]) in list_answers:
+                        warnings.append(
+                            f"feature {feat.key}: list {k} rates {spec.meta['label']!r}, an answer of its "
+                            "label choice trials (the feature has no other label); stimuli-builder check "
+                            "reports it"
+                        )
+                else:
+                    spec = _steering_trial(feat, r, offset, k, config, placed[k][i], baselines)
                 trials[spec.key] = spec
                 lists[k].append(spec.key)
+            if kind == "steering" and len(baselines) < len(window):
+                warnings.append(
+                    f"list {k}: its {len(window)} steering trials play {len(baselines)} baseline(s), so "
+                    "a participant who hears a clip recur can tell the baseline; give sae-core steer "
+                    "more prompts or seeds (steering.per_list (prompt, seed) pairs per feature)"
+                )
 
     checks: list[tuple[int, int, str]] = []  # (list, i, kind) of every catch trial
     for k in range(k_lists):
@@ -203,7 +253,11 @@ def build_design(features: list[SelectedFeature], config: StudyConfig, foils: Fo
     answers = _attention_answers(checks, seed, _instructed_options(config, foils))
     said: set[str] = set()  # the instructed checks' answers so far
     for k, i, kind_name in checks:
-        spec = _attention_trial(kind_name, k, i, answers[(k, i)], features, foils, config, said)
+        # Labels the list offers or rates elsewhere: an instructed check's options avoid them,
+        # so that how often an option recurs in the list says nothing about its answer.
+        seen = {normalise(o) for t in lists[k] for o in trials[t].options}
+        seen |= {normalise(trials[t].meta["label"]) for t in lists[k] if trials[t].kind == "label_rating"}
+        spec = _attention_trial(kind_name, k, i, answers[(k, i)], features, foils, config, said, seen)
         trials[spec.key] = spec
         lists[k].append(spec.key)
     return Design(trials, lists, generated_audio, calibration, screening_kind, warnings)
@@ -267,72 +321,273 @@ def _with_enough_foils(
     return kept
 
 
-def _feature_trial(
-    kind: str,
+def _balanceable(
+    features: list[SelectedFeature], foils: FoilPicker, n_foils: int, warnings: list[str]
+) -> list[SelectedFeature]:
+    """The features without answers whose base rate cannot be kept at chance (issue 34.1).
+
+    A label that answers the choice trials of ``a`` features must be a foil ``n_foils``
+    times as often, so at least ``n_foils * a`` of the other features must be able to show
+    it as a foil (it is none of their labels). In the demo every feature had "energetic"
+    among its labels: offered only as an answer, it was right 12 times in 12. Such labels
+    are left out of label choice, the most lopsided first, and each is named with its
+    numbers; a feature left with no label is left out of label choice.
+    """
+    features = list(features)
+    while True:
+        answers: Counter[str] = Counter()
+        text: dict[str, str] = {}
+        for feat in features:
+            for t in feat.labels:
+                answers[normalise(t.label)] += 1
+                text.setdefault(normalise(t.label), t.label)
+        short = []
+        for label, a in answers.items():
+            hosts = sum(foils.can_foil(text[label], f.labels[0].label, f.all_labels) for f in features)
+            if hosts < n_foils * a:
+                short.append((hosts / (n_foils * a), label, a, hosts))
+        if not short:
+            return features
+        _, label, a, hosts = min(short)
+        warnings.append(
+            f"label {text[label]!r} left out of label choice: it answers {a} feature(s)' choices but can "
+            f"be a foil for only {hosts} feature(s) (it is a label of the others); {n_foils * a} would "
+            "keep its base rate at chance"
+        )
+        kept = []
+        for feat in features:
+            labels = [t for t in feat.labels if normalise(t.label) != label]
+            if labels:
+                kept.append(replace(feat, labels=labels))
+            else:
+                warnings.append(
+                    f"feature {feat.key}: left out of label choice (no label with a balanced base rate)"
+                )
+        features = kept
+
+
+def _choice_targets(window: list[SelectedFeature], rs: list[int], offsets: list[int]) -> list[TargetLabel]:
+    """Each feature's answer in one list: its labels in turn over its presentations (so
+    labelers rotate), but not an answer another feature of the list already has where the
+    feature has another label: two answers "energetic" in a list need twice the foils."""
+    taken: set[str] = set()
+    targets = []
+    for feat, r, offset in zip(window, rs, offsets, strict=True):
+        n = len(feat.labels)
+        turn = [feat.labels[(r + offset + j) % n] for j in range(n)]
+        target = next((t for t in turn if normalise(t.label) not in taken), turn[0])
+        taken.add(normalise(target.label))
+        targets.append(target)
+    return targets
+
+
+def _label_meta(feat: SelectedFeature, target: TargetLabel, kind: str) -> dict[str, Any]:
+    return {
+        "feature_id": feat.feature_id,
+        "layer": feat.layer,
+        "group": feat.key,
+        "labeler": target.labeler,
+        "label": target.label,
+        "clap_score": target.clap_score,
+        "trial_type": kind,
+    }
+
+
+def _references(feat: SelectedFeature, n: int) -> list[ClipSource]:
+    return [ClipSource("example", str(p), feature=feat.key) for p in feat.examples[:n]]
+
+
+def _choice_trial(
+    feat: SelectedFeature,
+    position: int,
+    list_index: int,
+    config: StudyConfig,
+    target: TargetLabel,
+    chosen: list[str],
+) -> TrialSpec:
+    lv = config.label_validation
+    key = f"label_choice|{feat.key}|list{list_index}"
+    options = _rotate([target.label, *sorted(chosen)], target.label, position)
+    return TrialSpec(
+        key,
+        "label_choice",
+        "main",
+        lv.question_choice,
+        _references(feat, lv.examples_per_trial),
+        options=options,
+        correct_option=position,
+        meta=_label_meta(feat, target, "label_choice"),
+    )
+
+
+def _rating_trial(
+    feat: SelectedFeature, r: int, offset: int, list_index: int, config: StudyConfig, answers: set[str]
+) -> TrialSpec:
+    """Rates one of the feature's labels, not one that answers a label choice of the list:
+    rating "energetic" for feature g beside a choice whose answer is "energetic" names that
+    answer (issue 16.3 for the same feature; issue 34.1 for any: the rated option was right
+    in 66% of the demo's choices)."""
+    lv = config.label_validation
+    n = len(feat.labels)
+    turn = [feat.labels[(r + offset + j) % n] for j in range(n)]
+    target = next((t for t in turn if normalise(t.label) not in answers), turn[0])
+    scale = RatingScale(
+        min=1, max=lv.rating_scale, min_label=lv.rating_min_label, max_label=lv.rating_max_label
+    )
+    return TrialSpec(
+        f"label_rating|{feat.key}|list{list_index}",
+        "label_rating",
+        "main",
+        lv.question_rating.replace("{label}", target.label),
+        _references(feat, lv.examples_per_trial),
+        rating=scale,
+        meta=_label_meta(feat, target, "label_rating"),
+    )
+
+
+def _balanced_positions(
+    seq: list[SelectedFeature], k_lists: int, m: int, n_positions: int, rng: np.random.Generator
+) -> list[list[tuple[int, int]]]:
+    """Per list, per trial (in ``seq``'s windows), a (position, square) for its answer.
+
+    Each feature's presentations take the positions in blocks of one permutation each, so
+    every position comes up equally often per feature (+- one), and are then shuffled, so a
+    list's trials draw their positions independently, not as one cycle per list: with three
+    steering trials at positions 0, 1, 2 once each, the last one's position followed from
+    the first two (issue 34.5). Of ``_POSITION_DRAWS`` such draws the one whose lists say
+    least about a trial's position from the others' (``_elimination_score``) is kept.
+    ``square`` picks one of two Latin squares per block, so the other candidates of a
+    steering trial are balanced with the steered one.
+    """
+    counts = Counter(f.key for f in seq[: k_lists * m])
+    best: tuple[float, list[list[tuple[int, int]]]] | None = None
+    for _ in range(_POSITION_DRAWS):
+        # The blocks' leftovers come from one shuffled, balanced pool over the whole study
+        # (each feature's distinct), so the study's positions are balanced too.
+        keys = sorted(counts)
+        rng.shuffle(keys)
+        pool = [j % n_positions for j in range(sum(counts[k] % n_positions for k in keys))]
+        rng.shuffle(pool)
+        drawn: dict[str, list[tuple[int, int]]] = {}
+        for key in keys:
+            full, left = divmod(counts[key], n_positions)
+            values: list[tuple[int, int]] = []
+            for _block in range(full):
+                square = int(rng.integers(2))
+                values += [(int(x), square) for x in rng.permutation(n_positions)]
+            square = int(rng.integers(2))
+            mine: list[int] = []
+            for x in list(pool):
+                if len(mine) < left and x not in mine:
+                    mine.append(x)
+                    pool.remove(x)
+            mine += [int(x) for x in rng.permutation(n_positions) if x not in mine][: left - len(mine)]
+            values += [(x, square) for x in mine]
+            rng.shuffle(values)
+            drawn[key] = values
+        out = [[drawn[f.key].pop() for f in seq[k * m : (k + 1) * m]] for k in range(k_lists)]
+        score = abs(_elimination_score(out, n_positions) - 1 / n_positions)
+        if best is None or score < best[0]:
+            best = (score, out)
+    assert best is not None
+    return best[1]
+
+
+# Draws of answer positions to choose the least predictable from (the design takes ms).
+_POSITION_DRAWS = 50
+
+
+def _elimination_score(lists: list[list[tuple[int, int]]], n_positions: int) -> float:
+    """Expected accuracy of guessing each trial's position as one its list's other trials
+    use least (stimuli_builder.no_listening scores the same strategy on a package)."""
+    scores = []
+    for placed in lists:
+        for i, (position, _) in enumerate(placed):
+            used = Counter(p for j, (p, _) in enumerate(placed) if j != i)
+            least = min(used.get(x, 0) for x in range(n_positions))
+            ties = [x for x in range(n_positions) if used.get(x, 0) == least]
+            scores.append(1 / len(ties) if position in ties else 0.0)
+    return float(np.mean(scores)) if scores else 0.0
+
+
+def _candidate_order(mode: str, position: int, square: int) -> tuple[str, ...]:
+    """The candidates (S steered, B baseline, R random direction) with S at ``position``."""
+    if mode != "three_way":
+        return _TWO_WAY[position]
+    rows = _THREE_WAY[3 * square : 3 * square + 3]
+    return next(row for row in rows if row.index("S") == position)
+
+
+def check_audible(features: list[SelectedFeature], config: StudyConfig) -> None:
+    """Refuse steering pairs a listener cannot tell apart (issue 34.2).
+
+    ``sae-core steer`` records each clip's log-mel distance (dB) from its baseline
+    (``sae_core.clips.log_mel_distance``); a steered clip, or in three-way trials a
+    random-direction control, closer than ``steering.min_distance_db`` makes a comparison
+    among clips that sound the same. Raises ValueError naming the key, the first such pair
+    and ``steering.allow_inaudible``, the override.
+    """
+    st = config.steering
+    if not st.enabled or st.allow_inaudible:
+        return
+    for feat in features:
+        for cond in feat.steering:
+            distances = [("steered", cond.steered_db)]
+            if st.mode == "three_way":
+                distances.append(("random-direction", cond.random_db))
+            for who, db in distances:
+                pair = f"feature {feat.key}, prompt {cond.prompt!r}, seed {cond.seed}"
+                pair += f", strength {cond.strength:g}"
+                if db is None:
+                    raise ValueError(
+                        "steering.min_distance_db: a steering table with each clip's log-mel distance "
+                        f"from its baseline (sae-core steer writes them); this run has none for the {who} "
+                        f"clip of {pair}: re-run sae-core steer, or set steering.allow_inaudible = true "
+                        "to build without the check"
+                    )
+                if db < st.min_distance_db:
+                    raise ValueError(
+                        f"steering.min_distance_db: steering pairs at least {st.min_distance_db:g} dB apart; "
+                        f"the {who} clip of {pair} is {db:.2f} dB from its baseline, so participants "
+                        "would compare clips that sound the same: steer harder, leave the pair out "
+                        "(steering.strengths, prompts, seeds), or set steering.allow_inaudible = true"
+                    )
+
+
+def _steering_trial(
     feat: SelectedFeature,
     r: int,
     offset: int,
     list_index: int,
     config: StudyConfig,
-    foils: FoilPicker,
-    avoid: str | None = None,
+    placed: tuple[int, int],
+    baselines: set[str],
 ) -> TrialSpec:
-    lv, st = config.label_validation, config.steering
-    key = f"{kind}|{feat.key}|list{list_index}"
-    group = feat.key
-    base_meta = {"feature_id": feat.feature_id, "layer": feat.layer, "group": group}
-    if kind in ("label_choice", "label_rating"):
-        target = feat.labels[(r + offset) % len(feat.labels)]
-        if kind == "label_rating" and target.label == avoid and len(feat.labels) > 1:
-            # Rating the label that is the right answer of this list's choice trial, with the
-            # same clips, would give that choice away (issue 16.3): rate the next label.
-            target = feat.labels[(r + offset + 1) % len(feat.labels)]
-        refs = [
-            ClipSource("example", str(p), feature=feat.key) for p in feat.examples[: lv.examples_per_trial]
-        ]
-        meta = {
-            **base_meta,
-            "labeler": target.labeler,
-            "label": target.label,
-            "clap_score": target.clap_score,
-        }
-        meta["trial_type"] = kind
-        if kind == "label_rating":
-            scale = RatingScale(
-                min=1, max=lv.rating_scale, min_label=lv.rating_min_label, max_label=lv.rating_max_label
-            )
-            question = lv.question_rating.replace("{label}", target.label)
-            return TrialSpec(key, "label_rating", "main", question, refs, rating=scale, meta=meta)
-        chosen = foils.pick(target.label, feat.all_labels, lv.n_foils, f"{config.study.seed}|{key}")
-        position = (r + offset) % (lv.n_foils + 1)
-        options = _rotate([target.label, *sorted(chosen)], target.label, position)
-        return TrialSpec(
-            key,
-            "label_choice",
-            "main",
-            lv.question_choice,
-            refs,
-            options=options,
-            correct_option=position,
-            meta=meta,
-        )
-    cond = feat.steering[(r + offset) % len(feat.steering)]
-    if st.mode == "three_way":
-        # Presentations 3b..3b+2 use block b's Latin square (the mirror squares alternate).
-        order = _THREE_WAY[(r // 3) % 2 * 3 + (r + offset) % 3]
-    else:
-        order = _TWO_WAY[(r + offset) % 2]
+    """A comparison of the feature's steered clip with its baseline (and control).
+
+    The (strength, prompt, seed) conditions take turns over the feature's presentations,
+    but a baseline another steering trial of the list already plays is skipped where the
+    feature has another: a clip heard in two trials, once each beside a different steered
+    clip, is the baseline (``baselines`` holds those of the list so far)."""
+    st = config.steering
+    key = f"steering|{feat.key}|list{list_index}"
+    n = len(feat.steering)
+    turn = [feat.steering[(r + offset + j) % n] for j in range(n)]
+    cond = next((c for c in turn if str(c.baseline) not in baselines), turn[0])
+    baselines.add(str(cond.baseline))
+    order = _candidate_order(st.mode, *placed)
     clip_of = {
         "S": ClipSource("steered", str(cond.steered), use=key, feature=feat.key),
         "B": ClipSource("baseline", str(cond.baseline), use=key, feature=feat.key),
         "R": ClipSource("random_direction", str(cond.random), use=key, feature=feat.key),
     }
-    refs = [ClipSource("example", str(p), feature=feat.key) for p in feat.examples[: st.references]]
     confidence = (
         RatingScale(min=1, max=5, min_label="Guessing", max_label="Certain") if st.confidence else None
     )
     meta = {
-        **base_meta,
+        "feature_id": feat.feature_id,
+        "layer": feat.layer,
+        "group": feat.key,
         "strength": cond.strength,
         "prompt": cond.prompt,
         "seed": cond.seed,
@@ -343,7 +598,7 @@ def _feature_trial(
         "comparison",
         "main",
         st.question,
-        refs,
+        _references(feat, st.references),
         candidates=[clip_of[c] for c in order],
         options=[f"Clip {_LETTERS[i]}" for i in range(len(order))],
         correct_option=order.index("S"),
@@ -362,6 +617,7 @@ def _attention_trial(
     foils: FoilPicker,
     config: StudyConfig,
     said: set[str],
+    seen: Collection[str] = (),
 ) -> TrialSpec:
     """A catch trial whose ``answer`` only the audio tells (stimuli_builder.attention).
 
@@ -394,7 +650,8 @@ def _attention_trial(
     pool = _attention_pool(foils)
     n_options = _instructed_options(config, foils)
     unrelated = [x for x in pool if x not in feat.all_labels]
-    pool = unrelated if len(unrelated) >= n_options else pool
+    unseen = [x for x in unrelated if normalise(x) not in seen]
+    pool = unseen if len(unseen) >= n_options else unrelated if len(unrelated) >= n_options else pool
     options = [str(x) for x in rng.choice(pool, size=n_options, replace=False)]
     fresh = [j for j, x in enumerate(options) if x not in said]
     if fresh and options[answer] in said:
@@ -437,7 +694,10 @@ def _screening_trials(config: StudyConfig, gen: Any) -> list[TrialSpec]:
         else:
             antiphase = int(rng.choice([j for j in range(3) if j != target]))
             audio = generated.antiphase_trial(target, antiphase, sr)
-        clip = gen(f"screening{i}", audio, "screening", normalise=False)
+        # Levelled as one file: a single gain keeps the intervals' relative levels, which
+        # the tests depend on, and puts the trial at the study's loudness. At a fixed
+        # digital level the noise was 8 LU louder than the sound the volume was set with.
+        clip = gen(f"screening{i}", audio, "screening")
         specs.append(
             TrialSpec(
                 f"screening|{i}",

@@ -95,6 +95,15 @@ def write_example_run(root: Path, *, layers: tuple[int, ...] = (1, 3), n_feature
         save_table(pd.DataFrame(feats), d / "features.parquet", FEATURES)
         save_table(pd.DataFrame(exs), d / "examples.parquet", EXAMPLES)
     save_table(pd.DataFrame(label_rows), root / "labels.parquet", LABELS)
+    # The measure sae-core steer records (librosa, no torch): the same numbers a real run has.
+    from sae_core.clips import log_mel_distance
+
+    def distance(name: str) -> float:
+        a, sr_a = sf.read(root / "steering" / name)
+        b, _ = sf.read(root / "steering" / "baseline_p0_s0.flac")
+        return round(log_mel_distance(a, b, sr_a), 3)
+
+    tone(root / "steering" / "baseline_p0_s0.flac", 440)
     steer_rows = []
     layer = layers[-1]
     for f in range(3):
@@ -113,8 +122,9 @@ def write_example_run(root: Path, *, layers: tuple[int, ...] = (1, 3), n_feature
                     path=names["steered"],
                     baseline_path="baseline_p0_s0.flac",
                     random_path=names["random"],
+                    steered_db=distance(names["steered"]),
+                    random_db=distance(names["random"]),
                 )
             )
-    tone(root / "steering" / "baseline_p0_s0.flac", 440)
     save_table(pd.DataFrame(steer_rows), root / "steering" / "steering.parquet", STEERING)
     return root

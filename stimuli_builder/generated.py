@@ -14,10 +14,11 @@ Headphone screening (docs/study-config.md explains the choice between them):
   played in antiphase between the ears, which over loudspeakers cancels
   acoustically and sounds quietest, so loudspeaker listeners tend to pick it.
 
-Levels are fixed digital levels (noise and tones at -20 dBFS RMS before fades),
-not normalised to the study loudness, because the tests depend on the relative
-levels within a trial; the volume set-up page asks participants to set a
-comfortable level with the calibration clip first.
+Levels here are digital (noise and tones at -20 dBFS RMS before fades); the package
+then brings each trial, as one file, to the study loudness with a single gain, so the
+levels within a trial keep their relation and the check plays as loud as the sound the
+participant set the volume with (white noise at -20 dBFS RMS is about -15 LUFS, 8 LU
+above a -23 LUFS calibration sound: issue 34.4).
 """
 
 from __future__ import annotations

@@ -51,6 +51,9 @@ from stimuli_builder.config import StudyConfig
 from stimuli_builder.design import ClipSource, Design, TrialSpec
 
 CHECKSUMS = "checksums.txt"
+# The most a comparison trial's clips are shifted (cut at the start) so that the same
+# source's samples never line up between trials; 50 ms is a fraction of a beat.
+CANDIDATE_SHIFT_S = 0.05
 AUDIO_MTIME = 946684800  # 2000-01-01T00:00:00Z
 
 
@@ -116,13 +119,23 @@ class _Renderer:
 
         All get the shortest one's length and the largest one's byte size (padding that
         decoders skip), and each its own dither, so no candidate's bytes recur anywhere.
+        Each clip also starts at an offset of its own (0 to ``CANDIDATE_SHIFT_S``): dither
+        alone left a shared baseline's decoded samples within 2 steps of each other from
+        trial to trial, which picked it out in 8 of the demo's 12 steering trials, and the
+        "same" pair of an identical-pair check had the same samples twice (issue 34.5);
+        shifted, no decoded sample sequence repeats across clips.
         """
         if not srcs:
             return []
         audios = [self._level(s) for s in srcs]
+        shift = int(CANDIDATE_SHIFT_S * self.spec.sample_rate)
         n = min(a.shape[0] for a in audios)
+        shift = min(shift, n // 4)
+        starts = _rng_for(self.seed, trial_key, "start").integers(shift + 1, size=len(audios))
+        n -= shift
         prepared = [
-            finish(a[:n], self.spec, dither=_rng_for(self.seed, trial_key, i)) for i, a in enumerate(audios)
+            finish(a[start : start + n], self.spec, dither=_rng_for(self.seed, trial_key, i))
+            for i, (a, start) in enumerate(zip(audios, starts, strict=True))
         ]
         size = max(len(p.data) for p in prepared) + PAD_HEADER[self.spec.format]
         return [

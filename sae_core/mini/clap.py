@@ -1,12 +1,14 @@
 """Train a mini CLAP on corpus clips and their captions and tags (issue 17.3).
 
-transformers' ``ClapModel`` (an HTSAT audio tower over 64-bin log-mel spectrograms, a
+transformers' ``ClapModel`` (an HTSAT audio tower over log-mel spectrograms, a
 RoBERTa-style text tower, both projected into one space) trained with its own symmetric
 contrastive loss (Elizalde et al. 2023; Wu et al. 2023). A track is paired with its
 caption half of the time and otherwise with one to three of its concepts in words
 ("minor key", "flute", "fast tempo"), so that short zero-shot prompts and the
 ``clap-vocab`` labeler's words land where the concept is. Audio features are computed
-once per track (the feature extractor is the real one, 48 kHz, 10 s windows).
+once per track by the real feature extractor, set to hear pitch (docs/models.md): 16 kHz,
+128 mel bins over 1-8 kHz, where slaney's mel scale is logarithmic and a bin is 0.28 of a
+semitone (the real checkpoints' 64 bins over 0-14 kHz are 2-7 semitones wide at 130-520 Hz).
 
 Saved with ``save_pretrained`` (model, tokenizer, feature extractor): ``--clap DIR``
 loads it through :meth:`ClapScorer.load`, the path of real checkpoints.
@@ -21,10 +23,9 @@ import numpy as np
 import pandas as pd
 import torch
 
+from sae_core.clap import ClapFrontEnd
 from sae_core.mini.codec import load_corpus_audio, save_pretrained_atomic
 from sae_core.mini.loop import LoopConfig, LossMetrics, StepLoop
-
-CLAP_RATE = 48000
 
 
 def concept_phrases(row: pd.Series) -> list[str]:
@@ -44,14 +45,29 @@ def concept_phrases(row: pd.Series) -> list[str]:
 class ClapTrainConfig(LoopConfig):
     """What ``train_clap`` needs; validated on construction, naming the field at fault."""
 
+    steps: int = 900
     audio_hidden_size: int = 64
     text_hidden_size: int = 64
     projection_dim: int = 64
     batch_size: int = 32
-    lr: float = 5e-4
+    lr: float = 1e-3
+    # The audio front end (ClapFrontEnd; saved in the feature extractor's config).
+    sample_rate: int = 16000
+    fft_window_size: int = 2048
+    """128 ms: FFT bins of 7.8 Hz, a semitone at 131 Hz."""
+    hop_length: int = 320
+    """50 frames/s; 501 frames per 10 s fit HTSAT's 256 x 256 image with 128 mel bins."""
+    num_mel_bins: int = 128
+    frequency_min: float = 1000.0
+    """Slaney's mel scale is linear below 1 kHz: from here up every bin is the same share of a semitone."""
+    frequency_max: float = 8000.0
+    spec_size: int = 256
+    patch_size: int = 8
+    """8 x 8 patches: 1,024 tokens a clip, a quarter of the real geometry's 4,096 (4 x 4 patches)."""
 
     def __post_init__(self) -> None:
         super().__post_init__()
+        self.front_end()  # validates the front end's fields
         for name in ("audio_hidden_size", "text_hidden_size", "projection_dim"):
             value = getattr(self, name)
             if value < 8 or value % 4:
@@ -59,11 +75,25 @@ class ClapTrainConfig(LoopConfig):
         if self.batch_size < 2:
             raise ValueError(f"batch_size: contrastive training needs >= 2 pairs, got {self.batch_size}")
 
+    def front_end(self) -> ClapFrontEnd:
+        return ClapFrontEnd(
+            sample_rate=self.sample_rate,
+            fft_window_size=self.fft_window_size,
+            hop_length=self.hop_length,
+            num_mel_bins=self.num_mel_bins,
+            frequency_min=self.frequency_min,
+            frequency_max=self.frequency_max,
+            spec_size=self.spec_size,
+            patch_size=self.patch_size,
+        )
+
 
 def build_untrained(cfg: ClapTrainConfig, vocab: list[str]) -> tuple[Any, Any, Any]:
     from sae_core.clap import clap_parts
 
-    return clap_parts(vocab, cfg.audio_hidden_size, cfg.text_hidden_size, cfg.projection_dim, cfg.seed)
+    return clap_parts(
+        vocab, cfg.audio_hidden_size, cfg.text_hidden_size, cfg.projection_dim, cfg.seed, cfg.front_end()
+    )
 
 
 def clap_vocabulary(texts: list[str]) -> list[str]:
@@ -124,10 +154,9 @@ class ClapTrainer(StepLoop):
 
 
 def corpus_features(audio: list[np.ndarray], feature_extractor: Any) -> torch.Tensor:
-    """Log-mel input features ``[tracks, 1, frames, 64]`` of tracks at 48 kHz."""
-    out = [
-        feature_extractor([a], sampling_rate=CLAP_RATE, return_tensors="pt")["input_features"] for a in audio
-    ]
+    """Log-mel input features ``[tracks, 1, frames, mel bins]`` of tracks at the extractor's rate."""
+    rate = int(feature_extractor.sampling_rate)
+    out = [feature_extractor([a], sampling_rate=rate, return_tensors="pt")["input_features"] for a in audio]
     return torch.cat(out)
 
 
@@ -140,7 +169,7 @@ def train_clap(cfg: ClapTrainConfig) -> LossMetrics:
         n_tracks = len(load_table(cfg.corpus / "metadata.csv", CORPUS_METADATA))
         if n_tracks < cfg.batch_size:
             raise ValueError(f"batch_size: the corpus has {n_tracks} tracks, fewer than {cfg.batch_size}")
-        audio, meta = load_corpus_audio(cfg.corpus, CLAP_RATE)
+        audio, meta = load_corpus_audio(cfg.corpus, cfg.sample_rate)
         _, _, extractor = build_untrained(cfg, ["<pad>"])
         features = corpus_features(audio, extractor)
         cfg.out.mkdir(parents=True, exist_ok=True)

@@ -8,6 +8,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 
@@ -66,8 +67,9 @@ def test_a_bad_part_names_the_flag() -> None:
     import sys
 
     cli = str(Path(sys.executable).parent / "sae-core")
-    bad = subprocess.run([cli, "mini-models", "--only", "codec, clap"], capture_output=True, text=True)
-    assert bad.returncode == 2 and "--only some of codec, musicgen, got codec, clap" in bad.stderr, bad.stderr
+    bad = subprocess.run([cli, "mini-models", "--only", "codec, vocoder"], capture_output=True, text=True)
+    assert bad.returncode == 2, bad.stderr
+    assert "--only some of codec, musicgen, clap, got codec, vocoder" in bad.stderr, bad.stderr
 
 
 def test_the_shipped_musicgen_loads_like_real_weights_with_its_codec() -> None:
@@ -101,3 +103,55 @@ def test_the_shipped_codec_keeps_each_unseen_melodys_pitch_classes(tmp_path: Pat
     unit = lambda m: m / np.linalg.norm(m, axis=1, keepdims=True)  # noqa: E731
     cosine = unit(rebuilt) @ unit(originals).T  # [reconstruction, original]
     assert list(cosine.argmax(axis=1)) == list(range(6)), (list(meta["key"]), cosine.round(2))
+
+
+def test_the_shipped_clap_loads_like_real_weights_and_hears_as_its_run_json_says() -> None:
+    from sae_core.clap import ClapScorer
+
+    scorer = ClapScorer.load(str(SHIPPED / "clap"))  # the code path of real checkpoints
+    config = _run_config("clap")
+    extractor = scorer.feature_extractor
+    heard = {
+        "sample_rate": extractor.sampling_rate,
+        "fft_window_size": extractor.fft_window_size,
+        "hop_length": extractor.hop_length,
+        "num_mel_bins": extractor.feature_size,
+        "frequency_min": extractor.frequency_min,
+        "frequency_max": extractor.frequency_max,
+        "spec_size": scorer.model.config.audio_config.spec_size,
+        "patch_size": scorer.model.config.audio_config.patch_size,
+    }
+    assert heard == {k: config[k] for k in heard}
+    assert scorer.sample_rate == config["sample_rate"]  # clips are resampled to the extractor's rate
+
+
+def _instrument_ranks(clap_dir: Path, clips: Path) -> np.ndarray:
+    """Per clip, how many instrument prompts ("a flute melody", bench_mini_models' wording)
+    are closer to it than its own instrument's (0: its own is the closest)."""
+    from sae_core.clap import ClapScorer
+
+    meta = pd.read_csv(clips / "metadata.csv")
+    values = sorted(set(meta["instrument"]))
+    sims = ClapScorer.load(str(clap_dir)).similarity(
+        [f"a {v} melody" for v in values], [clips / p for p in meta["path"]]
+    )  # [prompts, clips]
+    truth = np.asarray([values.index(v) for v in meta["instrument"]])
+    return np.asarray((sims > sims[truth, np.arange(len(truth))]).sum(axis=0))
+
+
+def test_the_shipped_clap_names_the_instrument_of_unseen_clips_and_the_random_one_does_not(
+    tmp_path: Path,
+) -> None:
+    """Zero-shot on 24 clips of a seed no model saw, the trained CLAP against the random preset.
+
+    Measured when shipped: the true prompt's mean rank among the 6 was 1.04 (random
+    preset 2.50, chance 2.5) and it was first for 11 of 24 clips (random preset 4).
+    Mode is not asserted: the shipped CLAP does not hear it yet (docs/models.md).
+    """
+    from sae_core.clap import build_tiny_clap
+
+    synth_corpus(tmp_path / "clips", n_tracks=24, seconds=10, seed=12, sr=SR)
+    trained = _instrument_ranks(SHIPPED / "clap", tmp_path / "clips")
+    random = _instrument_ranks(build_tiny_clap(tmp_path / "tiny", seed=0), tmp_path / "clips")
+    assert trained.mean() <= 1.6 and trained.mean() + 1.0 <= random.mean(), (trained, random)
+    assert np.mean(trained == 0) >= np.mean(random == 0) + 0.15, (trained, random)

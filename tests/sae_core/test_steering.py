@@ -120,6 +120,17 @@ def test_cli_pairs_with_bit_identical_zero_strength(
         audio, sr = sf.read(out / row.path)
         assert sr == 32000 and len(audio) == 32000 and np.isfinite(audio).all()
     assert pairs.loc[pairs.strength == 1, "vector_norm"].gt(0).all()
+    # Issue 34.2: each row says how far (log-mel dB) its steered and control clips are from
+    # the baseline, as sae_core.clips.log_mel_distance reads the files; an identical clip is 0.
+    from sae_core.clips import log_mel_distance
+
+    for row in pairs.itertuples():
+        base, sr = sf.read(out / row.baseline_path)
+        for column, path in (("steered_db", row.path), ("random_db", row.random_path)):
+            measured = log_mel_distance(sf.read(out / path)[0], base, sr)
+            assert getattr(row, column) == pytest.approx(measured, abs=0.05), (column, path)
+        if row.strength == 0:
+            assert row.steered_db == 0
 
 
 def test_cli_errors_are_one_clear_line(sae_dir: Path, tiny_model_dir: Path, tmp_path: Path) -> None:

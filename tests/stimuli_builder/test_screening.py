@@ -67,3 +67,26 @@ def test_screening_order_is_the_sessions_own(example_package: Path) -> None:
             tuple([o.id for o in trials[t].options].index(key.trials[t].correct_option) for t in screening)
         )
     assert len(patterns) >= 10, patterns
+
+
+def test_screening_plays_as_loud_as_the_volume_sound(example_package: Path) -> None:
+    """The headphone check's noise was 8 LU louder than the sound the participant set the
+    volume with (issue 34.4); as one file levelled by one gain, its intervals keep their
+    relation (the tests above) and its loudness is the study's."""
+    import pyloudnorm
+    import soundfile
+
+    from artifact_schemas import load_study
+
+    manifest = load_study(example_package / "study.json")
+    assert manifest.calibration_clip is not None
+
+    def lufs(clip_id: str) -> float:
+        audio, rate = soundfile.read(example_package / manifest.clips[clip_id].file)
+        return float(pyloudnorm.Meter(rate).integrated_loudness(audio))
+
+    calibration = lufs(manifest.calibration_clip)
+    screening = [t.references[0] for t in manifest.trials if t.phase == "screening"]
+    assert screening
+    for clip in screening:
+        assert abs(lufs(clip) - calibration) < 1.0, (clip, lufs(clip), calibration)

@@ -1,0 +1,288 @@
+"""What a participant scores without listening: strategies that read only the public files.
+
+Each strategy decides every answer from what a browser can fetch (``study.json`` and the
+audio files: option texts, positions, questions, clip bytes, sizes and durations), and is
+scored against ``key.json``: its expected accuracy is the mean, over every (list, trial)
+a participant would answer, of the chance its choice is right (ties are broken at
+random). A strategy above chance + ``LEAK_MARGIN`` on a trial type is a leak (issue 34.2:
+always choosing "energetic" when offered scored 0.625 against chance 0.25 and the check
+said "blinding leaks: 0"). One participant sees one list, so counts are per list.
+
+One strategy is listening-assisted: "position by elimination" knows the answers of the
+list's other trials of the type (a participant who heard them) and takes the position
+they used least; a fixed cycle of positions per list handed it the last trial.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+import re
+from collections import Counter, defaultdict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import NamedTuple
+
+import numpy as np
+import soundfile as sf
+
+from artifact_schemas import AnswerKey, StudyManifest
+from artifact_schemas.study import Trial
+
+# Above chance by more than this (10 points) is a leak.
+LEAK_MARGIN = 0.10
+# Decoded samples within this many 16-bit steps of another clip's are "the same audio":
+# fresh 1-step dither per trial kept a shared baseline within 2 steps (issue 34.5).
+SAME_SAMPLES_STEPS = 4
+
+
+class StrategyResult(NamedTuple):
+    """One no-listening strategy on one trial type."""
+
+    trial_type: str
+    """label_choice, steering, attention:instructed, attention:identical_pair."""
+    strategy: str
+    """What the strategy does, in words."""
+    trials: int
+    """(list, trial) pairs it answered."""
+    accuracy: float
+    """Its expected accuracy."""
+    chance: float
+    """Mean of 1 / options over the same trials."""
+
+    @property
+    def threshold(self) -> float:
+        """Chance + ``LEAK_MARGIN``, or what the best-balanced answers of this few trials
+        give a fixed guess if more (of 2 four-option checks, one position is right in 1/2)."""
+        return max(self.chance + LEAK_MARGIN, math.ceil(self.trials * self.chance - 1e-9) / self.trials)
+
+    @property
+    def leak(self) -> bool:
+        return self.accuracy > self.threshold + 1e-9
+
+
+@dataclass
+class _Seen:
+    """One trial as a participant of one list meets it."""
+
+    trial: Trial
+    trial_type: str
+    correct: int  # index of the correct option
+    list_id: str
+
+
+# A strategy: the chance of each option being chosen, from public information.
+_Choose = Callable[[_Seen], Sequence[float] | None]
+
+
+def no_listening_strategies(root: Path, manifest: StudyManifest, key: AnswerKey) -> list[StrategyResult]:
+    """Every strategy on every trial type it applies to (see the module docstring)."""
+    by_id = {t.id: t for t in manifest.trials}
+    seen: list[_Seen] = []
+    for lst in manifest.lists:
+        for tid in lst.trials:
+            t, k = by_id[tid], key.trials[tid]
+            if t.phase != "main" or not t.options or k.correct_option is None:
+                continue
+            ids = [o.id for o in t.options]
+            if k.correct_option not in ids:
+                continue
+            ttype: str = k.trial_type or t.kind
+            if ttype == "attention":
+                ttype = f"attention:{k.check or 'attention'}"
+            seen.append(_Seen(t, ttype, ids.index(k.correct_option), lst.id))
+    audio = _Audio(root, manifest)
+    strategies = _strategies(seen, manifest, audio)
+    results = []
+    for ttype in sorted({s.trial_type for s in seen}):
+        mine = [s for s in seen if s.trial_type == ttype]
+        chance = float(np.mean([1 / len(s.trial.options) for s in mine]))
+        for name, choose in strategies:
+            scores = []
+            for s in mine:
+                p = choose(s)
+                if p is not None:
+                    scores.append(p[s.correct])
+            if scores and len(scores) == len(mine):
+                results.append(StrategyResult(ttype, name, len(scores), float(np.mean(scores)), chance))
+    return results
+
+
+def _uniform(n: int, chosen: Sequence[int]) -> list[float]:
+    chosen = list(chosen) or list(range(n))
+    return [1 / len(chosen) if i in chosen else 0.0 for i in range(n)]
+
+
+def _always(j: int) -> _Choose:
+    def choose(s: _Seen) -> list[float] | None:
+        return _uniform(len(s.trial.options), [j]) if j < len(s.trial.options) else None
+
+    return choose
+
+
+def _strategies(seen: list[_Seen], manifest: StudyManifest, audio: _Audio) -> list[tuple[str, _Choose]]:
+    out: list[tuple[str, _Choose]] = []
+    n_max = max((len(s.trial.options) for s in seen), default=0)
+    for j in range(n_max):
+        out.append((f"always option {j + 1}", _always(j)))
+
+    # Option texts per list, over the trials that look like label choices (options that
+    # are not "Clip A"...); and the labels the list asks to rate (the question names them).
+    offered: dict[str, Counter[str]] = defaultdict(Counter)
+    # The manifest holds every list: an option's frequency over the whole study, too.
+    in_study: Counter[str] = Counter(
+        o.text.casefold()
+        for t in manifest.trials
+        if t.phase == "main" and t.kind == "label_choice"
+        for o in t.options
+    )
+    rated: dict[str, list[str]] = defaultdict(list)
+    by_id = {t.id: t for t in manifest.trials}
+    for lst in manifest.lists:
+        for tid in lst.trials:
+            t = by_id[tid]
+            if t.phase != "main":
+                continue
+            if t.kind == "label_choice":
+                offered[lst.id].update(o.text.casefold() for o in t.options)
+            if t.kind == "label_rating":
+                rated[lst.id].append(t.question.casefold())
+
+    def by_count(most: bool, study: bool = False) -> _Choose:
+        def choose(s: _Seen) -> list[float] | None:
+            if s.trial.kind != "label_choice":
+                return None
+            counter = in_study if study else offered[s.list_id]
+            counts = [counter[o.text.casefold()] for o in s.trial.options]
+            best = max(counts) if most else min(counts)
+            return _uniform(len(counts), [i for i, c in enumerate(counts) if c == best])
+
+        return choose
+
+    def by_rated(pick: bool) -> _Choose:
+        def choose(s: _Seen) -> list[float] | None:
+            if s.trial.kind != "label_choice":
+                return None
+            hit = [i for i, o in enumerate(s.trial.options) if _named_in(o.text, rated[s.list_id])]
+            if not pick:
+                hit = [i for i in range(len(s.trial.options)) if i not in hit]
+            return _uniform(len(s.trial.options), hit)
+
+        return choose
+
+    out += [
+        ("the option the list offers most often", by_count(True)),
+        ("the option the list offers least often", by_count(False)),
+        ("the option the study offers most often", by_count(True, study=True)),
+        ("the option the study offers least often", by_count(False, study=True)),
+        ("an option the list asks to rate elsewhere", by_rated(True)),
+        ("an option the list does not ask to rate", by_rated(False)),
+    ]
+
+    # Candidate clips: a steering trial's options are its candidates, in order.
+    def by_clip(measure: Callable[[str], float], most: bool) -> _Choose:
+        def choose(s: _Seen) -> list[float] | None:
+            t = s.trial
+            if s.trial_type != "steering" or len(t.candidates) != len(t.options):
+                return None
+            values = [measure(c) for c in t.candidates]
+            best = max(values) if most else min(values)
+            return _uniform(len(values), [i for i, v in enumerate(values) if v == best])
+
+        return choose
+
+    out += [
+        ("the largest candidate file", by_clip(audio.size, True)),
+        ("the smallest candidate file", by_clip(audio.size, False)),
+        ("the longest candidate", by_clip(lambda c: manifest.clips[c].duration_s, True)),
+        ("the shortest candidate", by_clip(lambda c: manifest.clips[c].duration_s, False)),
+    ]
+
+    # Candidates whose bytes or decoded samples recur in another trial of the list.
+    in_list: dict[str, list[Trial]] = defaultdict(list)
+    for s in seen:
+        in_list[s.list_id].append(s.trial)
+
+    def repeats(s: _Seen) -> list[int]:
+        others = [c for t in in_list[s.list_id] if t.id != s.trial.id for c in t.candidates]
+        return [i for i, c in enumerate(s.trial.candidates) if any(audio.same(c, o) for o in others)]
+
+    def by_repeat(pick: bool) -> _Choose:
+        def choose(s: _Seen) -> list[float] | None:
+            t = s.trial
+            if s.trial_type != "steering" or len(t.candidates) != len(t.options):
+                return None
+            hit = repeats(s)
+            if not pick:
+                hit = [i for i in range(len(t.candidates)) if i not in hit]
+            return _uniform(len(t.candidates), hit)
+
+        return choose
+
+    def same_pair(s: _Seen) -> list[float] | None:
+        # "Do A and B sound the same?": the same samples say "same" (option 1).
+        t = s.trial
+        if s.trial_type != "attention:identical_pair" or len(t.candidates) != 2 or len(t.options) != 2:
+            return None
+        return [1.0, 0.0] if audio.same(*t.candidates) else [0.0, 1.0]
+
+    out += [
+        ("a candidate whose audio recurs in the list", by_repeat(True)),
+        ("a candidate whose audio does not recur in the list", by_repeat(False)),
+        ("same samples in both clips means 'same'", same_pair),
+    ]
+
+    # Listening-assisted: the answers of the list's other trials of the type are known.
+    answers: dict[tuple[str, str], list[tuple[str, int]]] = defaultdict(list)
+    for s in seen:
+        answers[(s.list_id, s.trial_type)].append((s.trial.id, s.correct))
+
+    def elimination(s: _Seen) -> list[float] | None:
+        if s.trial_type not in ("label_choice", "steering"):
+            return None
+        n = len(s.trial.options)
+        used = Counter(c for tid, c in answers[(s.list_id, s.trial_type)] if tid != s.trial.id)
+        least = min(used.get(i, 0) for i in range(n))
+        return _uniform(n, [i for i in range(n) if used.get(i, 0) == least])
+
+    out.append(("position by elimination (the list's other answers known)", elimination))
+    return out
+
+
+def _named_in(label: str, questions: list[str]) -> bool:
+    """Whether a rating question names ``label`` (as a whole phrase)."""
+    pattern = re.compile(rf"(?<!\w){re.escape(label.casefold())}(?!\w)")
+    return any(pattern.search(q) for q in questions)
+
+
+class _Audio:
+    """Clip sizes and decoded samples, read once."""
+
+    def __init__(self, root: Path, manifest: StudyManifest) -> None:
+        self.root = root
+        self.manifest = manifest
+        self._samples: dict[str, np.ndarray] = {}
+
+    def size(self, clip_id: str) -> float:
+        path = self.root / self.manifest.clips[clip_id].file
+        return float(path.stat().st_size) if path.is_file() else 0.0
+
+    def samples(self, clip_id: str) -> np.ndarray:
+        if clip_id not in self._samples:
+            path = self.root / self.manifest.clips[clip_id].file
+            try:
+                data, _ = sf.read(io.BytesIO(path.read_bytes()), dtype="int16", always_2d=True)
+            except (OSError, sf.LibsndfileError):
+                data = np.zeros((0, 1), dtype=np.int16)
+            self._samples[clip_id] = data.astype(np.int32)
+        return self._samples[clip_id]
+
+    def same(self, a: str, b: str) -> bool:
+        """Whether two clips hold the same bytes or the same samples (up to dither)."""
+        if a == b or self.manifest.clips[a].sha256 == self.manifest.clips[b].sha256:
+            return True
+        x, y = self.samples(a), self.samples(b)
+        if x.shape != y.shape or x.size == 0:
+            return False
+        return bool(np.abs(x - y).max() <= SAME_SAMPLES_STEPS)

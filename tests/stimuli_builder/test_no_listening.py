@@ -1,0 +1,185 @@
+"""Issue 34: a package gives nothing away to someone who does not listen, and `check` says so.
+
+The strategies here are computed in the test itself, from study.json and the audio, and
+scored with key.json, so they do not trust the check they are testing.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+from collections import Counter, defaultdict
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+from typer.testing import CliRunner
+
+from artifact_schemas import STEERING, load_key, load_study, save_table
+from stimuli_builder.check import check_package
+from stimuli_builder.cli import app
+
+
+def _choices_by_list(package: Path) -> dict[str, list[tuple[list[str], int, Any]]]:
+    """Per list: its label-choice trials as (option texts, correct index, trial key)."""
+    manifest, key = load_study(package / "study.json"), load_key(package / "key.json")
+    trials = {t.id: t for t in manifest.trials}
+    out: dict[str, list[tuple[list[str], int, Any]]] = defaultdict(list)
+    for lst in manifest.lists:
+        for tid in lst.trials:
+            k = key.trials[tid]
+            if k.trial_type == "label_choice":
+                ids = [o.id for o in trials[tid].options]
+                out[lst.id].append(([o.text for o in trials[tid].options], ids.index(k.correct_option), k))
+    return out
+
+
+def test_no_label_is_right_more_often_than_chance_when_offered(demo_package: Path) -> None:
+    """Issue 34.1: "energetic" was offered in 12 of 24 demo choices and right in all 12, and
+    the option a list asked to rate elsewhere was right in 66%. Now, within each list, a
+    label's offers are right about 1 time in n_foils + 1, and choosing by how often the list
+    offers an option, or by whether it asks to rate it, scores chance."""
+    manifest, key = load_study(demo_package / "study.json"), load_key(demo_package / "key.json")
+    by_list = _choices_by_list(demo_package)
+    assert sum(len(v) for v in by_list.values()) >= 12
+    scores: dict[str, list[float]] = defaultdict(list)
+
+    def pick(name: str, chosen: list[int], n: int, correct: int) -> None:
+        chosen = chosen or list(range(n))
+        scores[name].append((correct in chosen) / len(chosen))
+
+    for lst in manifest.lists:
+        choices = by_list[lst.id]
+        offered = Counter(text for options, _, _ in choices for text in options)
+        right = Counter(options[c] for options, c, _ in choices)
+        for label, times in offered.items():
+            # Right once in 4 offers (n_foils = 3), give or take one offer.
+            assert abs(right[label] - times / 4) <= 1, (lst.id, label, right[label], times)
+        rated = {key.trials[t].label for t in lst.trials if key.trials[t].trial_type == "label_rating"}
+        # No rating trial of the list names a label that answers one of its choices.
+        assert not rated & set(right), (lst.id, rated & set(right))
+        for options, correct, _ in choices:
+            n = len(options)
+            counts = [offered[o] for o in options]
+            pick("most offered", [i for i in range(n) if counts[i] == max(counts)], n, correct)
+            pick("least offered", [i for i in range(n) if counts[i] == min(counts)], n, correct)
+            pick("rated elsewhere", [i for i in range(n) if options[i] in rated], n, correct)
+            pick("not rated", [i for i in range(n) if options[i] not in rated], n, correct)
+    means = {name: sum(v) / len(v) for name, v in scores.items()}
+    assert all(m <= 0.25 + 0.1 for m in means.values()), means
+
+
+def test_steered_position_is_not_a_cycle_per_list(demo_package: Path) -> None:
+    """Issue 34.5: each list's three steering trials put the steered clip at 1, 2, 3 once each,
+    so knowing two answers gave the third. Now guessing a trial's position as the one the
+    list's other steering trials used least scores chance, and per feature the steered clip
+    still takes each position equally often."""
+    manifest, key = load_study(demo_package / "study.json"), load_key(demo_package / "key.json")
+    trials = {t.id: t for t in manifest.trials}
+    scores, per_feature = [], defaultdict(Counter)
+    for lst in manifest.lists:
+        steering = [t for t in lst.trials if key.trials[t].trial_type == "steering"]
+        positions = {t: trials[t].candidates.index(key.trials[t].correct_clip) for t in steering}
+        assert len(steering) == 3 and len(trials[steering[0]].candidates) == 3
+        for t in steering:
+            per_feature[key.trials[t].group][positions[t]] += 1
+            used = Counter(p for u, p in positions.items() if u != t)
+            least = [i for i in range(3) if used[i] == min(used[j] for j in range(3))]
+            scores.append((positions[t] in least) / len(least))
+    assert sum(scores) / len(scores) <= 1 / 3 + 0.1, scores
+    for group, counts in per_feature.items():
+        assert max(counts.values()) - min(counts.get(i, 0) for i in range(3)) <= 1, (group, counts)
+
+
+def test_check_names_every_no_listening_strategy_and_fails_a_leak(demo_package: Path, tmp_path: Path) -> None:
+    """Issue 34.2: `check` said "blinding leaks: 0" while always choosing "energetic" scored
+    0.625 against chance 0.25. It now prints every strategy with its expected accuracy and
+    fails a package where one is more than 10 points above chance."""
+    result = CliRunner().invoke(app, ["check", str(demo_package)])
+    assert result.exit_code == 0, result.output
+    for strategy in (
+        "always option 1",
+        "the option the list offers most often",
+        "an option the list asks to rate elsewhere",
+        "the smallest candidate file",
+        "a candidate whose audio recurs in the list",
+        "position by elimination",
+    ):
+        assert strategy in result.output, strategy
+    assert "blinding leaks: 0" in result.output
+
+    # One label made the answer of every choice trial of a list: the base-rate leak.
+    pkg = tmp_path / "pkg"
+    shutil.copytree(demo_package, pkg)
+    study = json.loads((pkg / "study.json").read_text())
+    key = json.loads((pkg / "key.json").read_text())
+    first = study["lists"][0]["trials"]
+    for t in study["trials"]:
+        if t["id"] in first and key["trials"][t["id"]].get("trial_type") == "label_choice":
+            answer = key["trials"][t["id"]]["correct_option"]
+            for o in t["options"]:
+                if o["id"] == answer:
+                    o["text"] = "energetic"
+    (pkg / "study.json").write_text(json.dumps(study))
+    report = check_package(pkg)
+    leaks = [x for x in report.blinding_leaks if "no-listening strategy" in x]
+    assert any("'the option the list offers most often'" in x and "label_choice" in x for x in leaks), leaks
+    assert not report.ok
+
+
+def _inaudible_run(example_run: Path, tmp_path: Path, *, drop_distances: bool = False) -> Path:
+    """The example run with feature 3:13's steered clips replaced by its baseline."""
+    run = tmp_path / "run"
+    shutil.copytree(example_run, run)
+    table = pd.read_parquet(run / "steering" / "steering.parquet")
+    same = table["feature_id"] == 13
+    for name in table.loc[same, "path"]:
+        shutil.copyfile(run / "steering" / "baseline_p0_s0.flac", run / "steering" / name)
+    table.loc[same, "steered_db"] = 0.0
+    if drop_distances:
+        table = table.drop(columns=["steered_db", "random_db"])
+    save_table(table, run / "steering" / "steering.parquet", STEERING)
+    return run
+
+
+def test_build_refuses_steered_clips_that_equal_their_baseline(
+    example_run: Path, tmp_path: Path, write_config: Any
+) -> None:
+    """Issue 34.2: steered, baseline and control clips were the same audio and the build
+    said "package ok". Now the first such pair is named, and the refusal can be overridden."""
+    run = _inaudible_run(example_run, tmp_path)
+    config = write_config(tmp_path / "cfg")
+    result = CliRunner().invoke(
+        app, ["build", str(config), "--bundle", str(run), "--out", str(tmp_path / "s")]
+    )
+    assert result.exit_code == 1
+    text = " ".join(result.output.split())
+    assert "steering.min_distance_db" in text
+    assert "feature 3:13, prompt 'Simple melody', seed 0, strength 1 is 0.00 dB from its baseline" in text
+    assert "steering.allow_inaudible" in text
+    assert not (tmp_path / "s").exists()
+
+    override = write_config(
+        tmp_path / "cfg2", "", **{'mode = "two_way"': 'mode = "two_way"\nallow_inaudible = true'}
+    )
+    result = CliRunner().invoke(
+        app, ["build", str(override), "--bundle", str(run), "--out", str(tmp_path / "s")]
+    )
+    assert result.exit_code == 0, result.output
+
+
+def test_build_refuses_a_run_without_distances_by_name(
+    example_run: Path, tmp_path: Path, write_config: Any
+) -> None:
+    """A steering table from before sae-core steer measured distances: refused with what to do
+    (re-run steer, or the override), not built unchecked."""
+    run = _inaudible_run(example_run, tmp_path, drop_distances=True)
+    config = write_config(tmp_path / "cfg")
+    result = CliRunner().invoke(
+        app, ["build", str(config), "--bundle", str(run), "--out", str(tmp_path / "s")]
+    )
+    assert result.exit_code == 1
+    text = " ".join(result.output.split())
+    assert re.search(r"has none for the steered clip of feature 3:\d+, prompt 'Simple melody', seed 0", text)
+    assert "re-run sae-core steer" in text
