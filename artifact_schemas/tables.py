@@ -423,6 +423,35 @@ CONCEPTS = TableSchema(
             min=0,
         ),
         Column("n_onsets", "int", "mid-track entries in the evaluation half behind onset_error_ms", min=0),
+        Column(
+            "window_auroc",
+            "float",
+            "the purity unit's AUROC over 1 s windows, evaluation half (activation max-pooled per window)",
+            nullable=True,
+            min=0,
+            max=1,
+        ),
+        Column("purity_unit", "int", "the unit of best purity, chosen on the selection half", min=0),
+        Column("purity_sign", "float", "+1, or -1 where that neuron or direction detects by going negative"),
+        Column(
+            "purity",
+            "float",
+            "share of the purity unit's top 50 evaluation windows that have the value",
+            nullable=True,
+            min=0,
+            max=1,
+        ),
+        Column(
+            "purity_unit_auroc", "float", "the purity unit's frame-level AUROC, evaluation half", min=0, max=1
+        ),
+        Column(
+            "purity_chance",
+            "float",
+            "the value's share of evaluation windows (purity by chance)",
+            min=0,
+            max=1,
+        ),
+        Column("n_windows", "int", "evaluation windows (1 s)", min=0),
     ),
     unique=(("layer", "concept", "value", "method"),),
 )

@@ -13,6 +13,17 @@ on one half; its AUROC, precision and recall are reported on the other half, who
 took no part in the choice. Neurons and PCA directions have no sign, so they may detect by
 either sign (the larger of AUROC and 1 - AUROC, chosen on the selection half); SAE
 features only by firing. That favours the baselines, so "SAE beats neuron" is conservative.
+
+Frame AUROC cannot judge a sparse feature on a broad value: a feature that fires on 3% of
+a "major" track's frames, and only there, still ranks 97% of them with the silent
+negatives (AUROC ~0.53). So each unit is also judged on 1-second windows (its activation
+max-pooled over the window; a window has a value when most of its frames do):
+
+* ``purity``: of the ``purity_unit``'s top-50 windows on the evaluation half, the share
+  that have the value (chance: ``purity_chance``, the value's share of windows). That unit
+  is chosen by the same measure on the selection half (ties by window AUROC there);
+* ``window_auroc``: that unit's AUROC over the evaluation half's windows, and
+  ``purity_unit_auroc`` its frame AUROC there.
 """
 
 from __future__ import annotations
@@ -51,6 +62,8 @@ class ConceptsConfig:
     batch_size: int = 4096
     labels: Path | None = None  # labels.parquet (sae-core label): scored against the truth
     min_match_auroc: float = 0.9  # a feature "is" a concept's detector from this AUROC on
+    min_match_purity: float = 0.9  # ... or from this purity (its top windows, see above)
+    purity_top: int = 50  # windows behind purity
     clap: str | None = None  # a CLAP checkpoint: scores matched features' clips against the truth
 
     def __post_init__(self) -> None:
@@ -65,6 +78,10 @@ class ConceptsConfig:
             raise ValueError(f"run: {self.run} has no sae/ and acts/ (sae-core extract and train write them)")
         if not (self.corpus / "metadata.csv").is_file():
             raise ValueError(f"corpus: no metadata.csv in {self.corpus}")
+        if not 0 <= self.min_match_purity <= 1:
+            raise ValueError(f"min_match_purity: must be in [0, 1], got {self.min_match_purity}")
+        if self.purity_top < 1:
+            raise ValueError(f"purity_top: must be >= 1, got {self.purity_top}")
         if self.min_positive_frames < 1:
             raise ValueError(f"min_positive_frames: must be >= 1, got {self.min_positive_frames}")
 
@@ -183,6 +200,51 @@ def best_threshold(score: np.ndarray, positive: np.ndarray) -> float:
     return best
 
 
+WINDOW_S = 1.0  # the window purity and window AUROC judge units on
+
+
+@dataclass(frozen=True)
+class Windows:
+    """Frames grouped into windows (track, 1-second slot): ``order`` sorts the frames by
+    window, ``starts`` are each window's first position in that order."""
+
+    order: np.ndarray
+    starts: np.ndarray
+    select: np.ndarray  # per window: in the selection half
+
+    @classmethod
+    def of(cls, index: pd.DataFrame, select: np.ndarray) -> Windows:
+        slot = np.floor(index["time_s"].to_numpy() / WINDOW_S).astype(np.int64)
+        key, _ = pd.factorize(pd.Series(index["track_id"].astype(str).to_numpy()) + "|" + slot.astype(str))
+        order = np.argsort(key, kind="stable")
+        starts = np.flatnonzero(np.r_[True, np.diff(key[order]) != 0])
+        return cls(order, starts, select[order][starts])
+
+    def max(self, scores: np.ndarray) -> np.ndarray:
+        return np.maximum.reduceat(scores[self.order], self.starts, axis=0)
+
+    def has(self, positive: np.ndarray) -> np.ndarray:
+        """Windows where most frames have the value."""
+        counts = np.diff(np.r_[self.starts, len(self.order)])
+        return np.add.reduceat(positive[self.order].astype(float), self.starts) / counts >= 0.5
+
+
+def top_purity(pooled: np.ndarray, positive: np.ndarray, top: int) -> np.ndarray:
+    """For every column of ``pooled`` [windows, units]: the share of ``positive`` windows
+    among its ``top`` highest. Ties at the cut share the remaining places (the expected
+    share under a random order of the tied windows): a unit silent on most windows must
+    not score by which silent windows come first. NaN with fewer than ``top`` windows."""
+    n = pooled.shape[0]
+    if n < top:
+        return np.full(pooled.shape[1], np.nan)
+    cut = np.partition(pooled, n - top, axis=0)[n - top]
+    above, equal = pooled > cut, pooled == cut
+    pos = positive[:, None]
+    n_above = above.sum(axis=0)
+    hits = (above & pos).sum(axis=0) + (equal & pos).sum(axis=0) * (top - n_above) / equal.sum(axis=0)
+    return np.asarray(hits / top, dtype=float)
+
+
 def _units(source: ShardedActivations, sae: SparseCoder, batch_size: int) -> dict[str, np.ndarray]:
     """Every frame's SAE feature activations, neurons and PCA projections, [frames, units]."""
     acts = torch.cat([source.load_shard(i) for i in range(len(source.shards))])
@@ -219,9 +281,16 @@ def concept_detection(cfg: ConceptsConfig) -> pd.DataFrame:
         ]
         entries = {(str(c), str(v)): g for (c, v), g in late.groupby(["concept", "value"])}
         no_entries = late.iloc[:0]
+        windows = Windows.of(index, select)
+        w_sel = windows.select
         for method, scores in units.items():
             sel_scores, eval_scores = scores[select], scores[~select]
             sel_ranks = rankdata(sel_scores, axis=0)  # once per method: shared by every concept
+            # Window maxima; a unit without a sign may detect by going low (its negated minima).
+            pooled = windows.max(scores)
+            if method != "sae":
+                pooled = np.concatenate([pooled, windows.max(-scores)], axis=1)
+            pooled_ranks = rankdata(pooled[w_sel], axis=0)
             for (concept, value), positive in targets.items():
                 pos_s, pos_e = positive[select], positive[~select]
                 if min(pos_s.sum(), pos_e.sum(), (~pos_s).sum(), (~pos_e).sum()) < cfg.min_positive_frames:
@@ -237,6 +306,28 @@ def concept_detection(cfg: ConceptsConfig) -> pd.DataFrame:
                 # How close is the detected onset to each true entry?
                 timed = entries.get((concept, value), no_entries)
                 errors = onset_errors_ms(test_scores, threshold, eval_index, timed, frame_rate)
+                has = windows.has(positive)
+                n_units = scores.shape[1]
+                column = unit + (n_units if sign < 0 else 0)
+                sel_purity = top_purity(pooled[w_sel], has[w_sel], cfg.purity_top)
+                sel_window_auc = aurocs(pooled[w_sel], has[w_sel], pooled_ranks)
+                best = (
+                    int(np.lexsort((np.nan_to_num(sel_window_auc), np.nan_to_num(sel_purity, nan=-1.0)))[-1])
+                    if np.isfinite(sel_purity).any()
+                    else column
+                )
+                purity = top_purity(pooled[~w_sel][:, [best]], has[~w_sel], cfg.purity_top)[0]
+                window_auc = aurocs(pooled[~w_sel][:, [best]], has[~w_sel])[0]
+                if int(has[~w_sel].sum()) < cfg.purity_top:
+                    log.warning(
+                        "layer %d: %s=%s holds in %d evaluation windows, fewer than purity_top=%d: "
+                        "its purity cannot reach 1 (use more tracks)",
+                        layer,
+                        concept,
+                        value,
+                        int(has[~w_sel].sum()),
+                        cfg.purity_top,
+                    )
                 rows.append(
                     {
                         "layer": layer,
@@ -254,6 +345,17 @@ def concept_detection(cfg: ConceptsConfig) -> pd.DataFrame:
                         "n_frames": int((~select).sum()),
                         "onset_error_ms": float(np.median(errors)) if len(errors) else np.nan,
                         "n_onsets": len(errors),
+                        "window_auroc": float(window_auc),
+                        "purity_unit": best % n_units,
+                        "purity_sign": -1.0 if best >= n_units else 1.0,
+                        "purity": float(purity),
+                        "purity_unit_auroc": float(
+                            aurocs(
+                                (-1.0 if best >= n_units else 1.0) * eval_scores[:, [best % n_units]], pos_e
+                            )[0]
+                        ),
+                        "purity_chance": float(has[~w_sel].mean()),
+                        "n_windows": int((~w_sel).sum()),
                     }
                 )
         log.info("layer %d: %d concept values scored", layer, len(targets))
@@ -293,10 +395,22 @@ def names_concept(label: str, concept: str, value: str) -> bool:
     return _words(_CONCEPT_WORDS.get(concept, "{}").format(value)) <= words
 
 
-def matched_features(table: pd.DataFrame, min_auroc: float = 0.9) -> pd.DataFrame:
-    """The SAE rows of a concepts table whose feature is matched to its value: the best SAE
-    unit of its layer with a held-out AUROC >= ``min_auroc``, for a value a word can name."""
-    matched = table[(table["method"] == "sae") & (table["auroc"] >= min_auroc)]
+def matched_features(table: pd.DataFrame, min_auroc: float = 0.9, min_purity: float = 0.9) -> pd.DataFrame:
+    """The SAE rows of a concepts table whose feature is matched to its value, for a value a
+    word can name: the best SAE unit of its layer by held-out AUROC when that is >=
+    ``min_auroc``, and the best by purity (as ``unit``, its AUROC as ``auroc``) when its
+    held-out purity is >= ``min_purity`` (a sparse feature that fires only where the value
+    holds: its frame AUROC stays low) where no unit reaches ``min_auroc``. One row per
+    (layer, value)."""
+    sae = table[table["method"] == "sae"]
+    matched = sae[sae["auroc"] >= min_auroc]
+    if "purity" in sae.columns:
+        pure = sae[sae["purity"] >= min_purity].assign(
+            unit=lambda d: d["purity_unit"], auroc=lambda d: d["purity_unit_auroc"]
+        )
+        # One feature per (layer, value): the AUROC match where there is one (it is also
+        # steered under layer_L/concept=value, so a second feature there would collide).
+        matched = pd.concat([matched, pure]).drop_duplicates(["layer", "concept", "value"])
     # A boolean array, not a list: an empty list would select no columns, not no rows.
     nameable = [(c, v) not in _UNNAMEABLE for c, v in zip(matched["concept"], matched["value"], strict=True)]
     return matched[np.array(nameable, dtype=bool)]
@@ -312,12 +426,14 @@ def concept_phrase(concept: str, value: str) -> str:
     return _CONCEPT_WORDS.get(concept, "{}").format(value)
 
 
-def labels_against_truth(table: pd.DataFrame, labels: pd.DataFrame, min_auroc: float = 0.9) -> pd.DataFrame:
+def labels_against_truth(
+    table: pd.DataFrame, labels: pd.DataFrame, min_auroc: float = 0.9, min_purity: float = 0.9
+) -> pd.DataFrame:
     """For every SAE feature matched to a concept value (the best SAE unit of its layer,
     held-out AUROC >= ``min_auroc``) and every labeler: the feature's top label (highest
     confidence) and whether it names the value. A matched feature the labeler left
     unlabelled counts as not named."""
-    matched = matched_features(table, min_auroc)
+    matched = matched_features(table, min_auroc, min_purity)
     top = (
         labels.sort_values("confidence", ascending=False, kind="stable")
         .drop_duplicates(["layer", "feature_id", "labeler"])
@@ -358,7 +474,9 @@ def write_concepts(cfg: ConceptsConfig, out: Path | None = None) -> tuple[pd.Dat
     if cfg.labels is not None:
         from artifact_schemas import LABELS, LABELS_VS_TRUTH, load_table
 
-        truth = labels_against_truth(table, load_table(cfg.labels, LABELS), cfg.min_match_auroc)
+        truth = labels_against_truth(
+            table, load_table(cfg.labels, LABELS), cfg.min_match_auroc, cfg.min_match_purity
+        )
         written.append(save_table(truth, out / "labels_vs_truth.parquet", LABELS_VS_TRUTH))
     if cfg.clap is not None:
         from artifact_schemas import CLAP_VS_TRUTH
@@ -366,7 +484,9 @@ def write_concepts(cfg: ConceptsConfig, out: Path | None = None) -> tuple[pd.Dat
         from sae_core.concepts_clap import clap_against_truth
 
         scorer = ClapScorer.load(cfg.clap)
-        heard = clap_against_truth(table, cfg.run / "features", scorer, cfg.min_match_auroc)
+        heard = clap_against_truth(
+            table, cfg.run / "features", scorer, cfg.min_match_auroc, cfg.min_match_purity
+        )
         written.append(save_table(heard, out / "clap_vs_truth.parquet", CLAP_VS_TRUTH))
     sae = table[table["method"] == "sae"].assign(name=lambda d: d["concept"] + "=" + d["value"])
     grid = sae.pivot_table(index="name", columns="layer", values="auroc")

@@ -23,7 +23,7 @@ COLUMNS = [c.name for c in CLAP_VS_TRUTH.columns]
 
 
 def clap_against_truth(
-    table: pd.DataFrame, features_root: Path, scorer: Any, min_auroc: float = 0.9
+    table: pd.DataFrame, features_root: Path, scorer: Any, min_auroc: float = 0.9, min_purity: float = 0.9
 ) -> pd.DataFrame:
     """One row per matched feature: the mean CLAP similarity of its example clips to the
     true value's words and to the best foil's (``scorer``: a ``clap.ClapScorer``).
@@ -34,7 +34,7 @@ def clap_against_truth(
     values = table.groupby("concept")["value"].unique().to_dict()
     examples: dict[int, pd.DataFrame] = {}
     rows: list[dict[str, Any]] = []
-    for r in matched_features(table, min_auroc).to_dict("records"):
+    for r in matched_features(table, min_auroc, min_purity).to_dict("records"):
         layer, concept, value, feature = int(r["layer"]), str(r["concept"]), str(r["value"]), int(r["unit"])
         if layer not in examples:
             path = features_root / f"layer_{layer}" / "examples.parquet"

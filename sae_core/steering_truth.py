@@ -60,8 +60,12 @@ class SteeringTruthConfig:
     seconds: float = 4.0
     guidance_scale: float = 3.0
     min_auroc: float = 0.9
+    min_purity: float = 0.9
+    """A feature is matched from this AUROC or this purity on (``matched_features``)."""
     max_features: int | None = None
     """Steer only the N matched features with the highest AUROC."""
+    layers: list[int] | None = None
+    """Steer only these layers' matched features (default: every layer's)."""
     backend: str = "transformers"
     device: str = "cpu"
 
@@ -193,7 +197,10 @@ def prompts_lacking(corpus: Path, concept: str, value: str, n: int) -> list[str]
 
 def _matched(cfg: SteeringTruthConfig) -> pd.DataFrame:
     table = load_table(cfg.run / "concepts" / "concepts.parquet", CONCEPTS)
-    matched = matched_features(table, cfg.min_auroc).sort_values("auroc", ascending=False, kind="stable")
+    if cfg.layers is not None:
+        table = table[table["layer"].isin(cfg.layers)]
+    matched = matched_features(table, cfg.min_auroc, cfg.min_purity)
+    matched = matched.sort_values("auroc", ascending=False, kind="stable")
     if cfg.max_features is not None:
         matched = matched.head(cfg.max_features)
     return matched

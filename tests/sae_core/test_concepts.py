@@ -31,12 +31,15 @@ CLI = str(Path(sys.executable).parent / "sae-core")
 FPS, SECONDS, D = 50, 4.0, 8
 
 
-def _planted_run(root: Path, genre_corpus: bool = False, shift: int = 0) -> tuple[Path, Path]:
+def _planted_run(
+    root: Path, genre_corpus: bool = False, shift: int = 0, sparse_minor: bool = False
+) -> tuple[Path, Path]:
     """12 tracks; dim 0 = minor mode, dim 1 = drums (entering at 2 s in half the tracks),
     dim 2 = genre jazz; the other dims are noise. Latent i of the SAE reads dim i.
 
     ``shift`` > 0 misaligns the rows with their index on purpose: row f holds frame f - shift
-    (the bug a wrong delay-pattern offset would make)."""
+    (the bug a wrong delay-pattern offset would make). ``sparse_minor``: dim 0 is silent
+    except one frame a second in minor tracks (a precise but sparse detector)."""
     rng = np.random.default_rng(0)
     corpus, run = root / "corpus", root / "run"
     corpus.mkdir(parents=True)
@@ -48,6 +51,9 @@ def _planted_run(root: Path, genre_corpus: bool = False, shift: int = 0) -> tupl
         time = np.arange(frames) / FPS
         x = rng.normal(0, 0.3, (frames, D))
         x[:, 0] += float(minor)
+        if sparse_minor:
+            x[:, 0] = 0.0
+            x[::FPS, 0] = 3.0 * float(minor)
         x[:, 1] += (time >= drums_from).astype(float)
         x[:, 2] += float(jazz)
         if shift:
@@ -107,6 +113,35 @@ def test_planted_detectors_are_found_and_scored_on_other_tracks(tmp_path: Path) 
     # Scored on the evaluation half only: its frames, none of the selection half's.
     total = 12 * int(SECONDS * FPS)
     assert 0 < table["n_frames"].iloc[0] < total
+
+
+def test_a_sparse_precise_feature_has_low_frame_auroc_but_full_purity(tmp_path: Path) -> None:
+    """Issue 33: a feature firing on 2% of minor frames and nowhere else scores AUROC ~0.51
+    on frames, however precise it is; its top windows are all minor (purity 1, above chance:
+    the minor windows' share), and it counts as matched."""
+    from sae_core.concepts import matched_features
+
+    run, corpus = _planted_run(tmp_path, sparse_minor=True)
+    table = CONCEPTS.validate(concept_detection(ConceptsConfig(run=run, corpus=corpus, purity_top=10)))
+    minor = table.set_index(["concept", "value", "method"]).loc[("mode", "minor", "sae")]
+    assert minor["auroc"] < 0.6, minor
+    assert minor["purity_unit"] == 0 and minor["purity"] == 1.0, minor
+    assert minor["purity_chance"] < 0.9 and minor["window_auroc"] > 0.95, minor
+    matched = matched_features(table)
+    assert ((matched["concept"] == "mode") & (matched["value"] == "minor") & (matched["unit"] == 0)).any()
+
+
+def test_purity_shares_tied_places_instead_of_taking_the_first_windows() -> None:
+    """A unit silent on every window scores the positives' share, not the share of whichever
+    windows happen to come first."""
+    from sae_core.concepts import top_purity
+
+    pooled = np.zeros((100, 1))
+    positive = np.r_[np.ones(50, bool), np.zeros(50, bool)]
+    assert top_purity(pooled, positive, 50)[0] == pytest.approx(0.5)
+    pooled[:10, 0] = 1.0  # fires on 10 positives; the other 40 places are shared among ties
+    assert top_purity(pooled, positive, 50)[0] == pytest.approx((10 + 40 * 40 / 90) / 50)
+    assert np.isnan(top_purity(pooled, positive, 101)[0])
 
 
 def test_drum_entries_are_timed_and_a_misaligned_run_fails_the_bound(tmp_path: Path) -> None:
