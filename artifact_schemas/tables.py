@@ -451,6 +451,13 @@ CONCEPTS = TableSchema(
             min=0,
             max=1,
         ),
+        Column(
+            "purity_onset_error_ms",
+            "float",
+            "median |first frame of the purity unit over its window threshold - true entry| (ms)",
+            nullable=True,
+            min=0,
+        ),
         Column("n_windows", "int", "evaluation windows (1 s)", min=0),
     ),
     unique=(("layer", "concept", "value", "method"),),

@@ -23,7 +23,8 @@ max-pooled over the window; a window has a value when most of its frames do):
   that have the value (chance: ``purity_chance``, the value's share of windows). That unit
   is chosen by the same measure on the selection half (ties by window AUROC there);
 * ``window_auroc``: that unit's AUROC over the evaluation half's windows, and
-  ``purity_unit_auroc`` its frame AUROC there.
+  ``purity_unit_auroc`` its frame AUROC there; ``purity_onset_error_ms`` the median error of
+  its first frame over its best window threshold (selection half) against true entries.
 """
 
 from __future__ import annotations
@@ -139,15 +140,21 @@ ONSET_SHARE = 0.8
 
 
 def onset_errors_ms(
-    score: np.ndarray, threshold: float, index: pd.DataFrame, entries: pd.DataFrame, frame_rate: float
+    score: np.ndarray,
+    threshold: float,
+    index: pd.DataFrame,
+    entries: pd.DataFrame,
+    frame_rate: float,
+    hold_s: float = ONSET_HOLD_S,
 ) -> np.ndarray:
     """|detected onset - true entry| in ms for each entry (track_id, start_s > 0).
 
     ``score`` and ``index`` are the evaluation rows. The detected onset is the first frame
     at or after the track's start from which the score is >= ``threshold`` on at least 80%
-    of the next 200 ms; a track where that never happens counts as detected at its end.
+    of the next ``hold_s`` (0: the first frame over it); a track where that never happens
+    counts as detected at its end.
     """
-    hold = max(1, round(ONSET_HOLD_S * frame_rate))
+    hold = max(1, round(hold_s * frame_rate))
     errors = []
     tracks = index["track_id"].astype(str).to_numpy()
     for track, start in entries[["track_id", "start_s"]].itertuples(index=False):
@@ -264,6 +271,7 @@ def concept_detection(cfg: ConceptsConfig) -> pd.DataFrame:
     tracks, with its AUROC, precision and recall on the other half."""
     spans = concept_spans(cfg.corpus)
     rows = []
+    thin: dict[str, int] = {}  # values with fewer evaluation windows than purity_top
     for layer in cfg.layer_numbers():
         layer_dir = cfg.run / "acts" / f"layer_{layer}"
         index = load_table(layer_dir / "index.parquet", ACTIVATION_INDEX)
@@ -318,16 +326,17 @@ def concept_detection(cfg: ConceptsConfig) -> pd.DataFrame:
                 )
                 purity = top_purity(pooled[~w_sel][:, [best]], has[~w_sel], cfg.purity_top)[0]
                 window_auc = aurocs(pooled[~w_sel][:, [best]], has[~w_sel])[0]
+                # The purity unit's onset: its first frame over the level that best tells the
+                # value's windows from the others on the selection half (best F1 of the window
+                # maxima). A sparse event detector, a drum-hit feature, is never on for 80% of
+                # 200 ms, but its first hit over that level marks the entry.
+                level = best_threshold(pooled[w_sel][:, best], has[w_sel])
+                p_sign = -1.0 if best >= n_units else 1.0
+                p_errors = onset_errors_ms(
+                    p_sign * eval_scores[:, best % n_units], level, eval_index, timed, frame_rate, hold_s=0.0
+                )
                 if int(has[~w_sel].sum()) < cfg.purity_top:
-                    log.warning(
-                        "layer %d: %s=%s holds in %d evaluation windows, fewer than purity_top=%d: "
-                        "its purity cannot reach 1 (use more tracks)",
-                        layer,
-                        concept,
-                        value,
-                        int(has[~w_sel].sum()),
-                        cfg.purity_top,
-                    )
+                    thin[f"{concept}={value}"] = int(has[~w_sel].sum())
                 rows.append(
                     {
                         "layer": layer,
@@ -355,10 +364,19 @@ def concept_detection(cfg: ConceptsConfig) -> pd.DataFrame:
                             )[0]
                         ),
                         "purity_chance": float(has[~w_sel].mean()),
+                        "purity_onset_error_ms": float(np.median(p_errors)) if len(p_errors) else np.nan,
                         "n_windows": int((~w_sel).sum()),
                     }
                 )
         log.info("layer %d: %d concept values scored", layer, len(targets))
+    if thin:
+        log.warning(
+            "%d concept values hold in fewer than purity_top=%d evaluation windows, so their purity "
+            "cannot reach 1 (use more tracks): %s",
+            len(thin),
+            cfg.purity_top,
+            ", ".join(f"{name} ({n})" for name, n in thin.items()),
+        )
     if not rows:
         raise ValueError(
             f"corpus: no concept value has {cfg.min_positive_frames} frames on both sides of both "

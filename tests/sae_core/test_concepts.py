@@ -32,14 +32,19 @@ FPS, SECONDS, D = 50, 4.0, 8
 
 
 def _planted_run(
-    root: Path, genre_corpus: bool = False, shift: int = 0, sparse_minor: bool = False
+    root: Path,
+    genre_corpus: bool = False,
+    shift: int = 0,
+    sparse_minor: bool = False,
+    sparse_drums: bool = False,
 ) -> tuple[Path, Path]:
     """12 tracks; dim 0 = minor mode, dim 1 = drums (entering at 2 s in half the tracks),
     dim 2 = genre jazz; the other dims are noise. Latent i of the SAE reads dim i.
 
     ``shift`` > 0 misaligns the rows with their index on purpose: row f holds frame f - shift
     (the bug a wrong delay-pattern offset would make). ``sparse_minor``: dim 0 is silent
-    except one frame a second in minor tracks (a precise but sparse detector)."""
+    except one frame a second in minor tracks (a precise but sparse detector); ``sparse_drums``:
+    dim 1 fires on one frame every 0.5 s from the drums' entry (a drum-hit detector)."""
     rng = np.random.default_rng(0)
     corpus, run = root / "corpus", root / "run"
     corpus.mkdir(parents=True)
@@ -55,6 +60,9 @@ def _planted_run(
             x[:, 0] = 0.0
             x[::FPS, 0] = 3.0 * float(minor)
         x[:, 1] += (time >= drums_from).astype(float)
+        if sparse_drums:
+            x[:, 1] = 0.0
+            x[np.flatnonzero(time >= drums_from)[:: FPS // 2], 1] = 3.0
         x[:, 2] += float(jazz)
         if shift:
             x = np.concatenate([np.repeat(x[:1], shift, axis=0), x[:-shift]])
@@ -151,11 +159,32 @@ def test_drum_entries_are_timed_and_a_misaligned_run_fails_the_bound(tmp_path: P
     )
     drums = table.set_index(["concept", "value", "method"]).loc[("drums", "yes", "sae")]
     assert drums["n_onsets"] >= 1 and drums["onset_error_ms"] <= 60, drums
+    assert drums["purity_onset_error_ms"] <= 60, drums
     bad_run, bad_corpus = _planted_run(tmp_path / "shifted", shift=10)
     shifted = concept_detection(ConceptsConfig(run=bad_run, corpus=bad_corpus))
     drums = shifted.set_index(["concept", "value", "method"]).loc[("drums", "yes", "sae")]
     assert drums["onset_error_ms"] > 60, drums
     assert drums["auroc"] > 0.9  # the detector is as good: only the timing says something broke
+    assert drums["purity_onset_error_ms"] > 60, drums
+
+
+def test_a_drum_hit_feature_times_the_entry_by_its_first_hit(tmp_path: Path) -> None:
+    """Issue 33: a feature firing on one frame per beat is never on for 80% of 200 ms, so the
+    dense rule never sees the entry; its first hit over its window threshold does, and a
+    10-frame misalignment still shows."""
+    run, corpus = _planted_run(tmp_path / "ok", sparse_drums=True)
+    table = concept_detection(ConceptsConfig(run=run, corpus=corpus, purity_top=10))
+    drums = table.set_index(["concept", "value", "method"]).loc[("drums", "yes", "sae")]
+    assert drums["purity_unit"] == 1 and drums["onset_error_ms"] > 1000, drums
+    assert drums["purity_onset_error_ms"] <= 60, drums
+    run, corpus = _planted_run(tmp_path / "shifted", sparse_drums=True, shift=10)
+    shifted = concept_detection(ConceptsConfig(run=run, corpus=corpus, purity_top=10))
+    assert (
+        shifted.set_index(["concept", "value", "method"]).loc[
+            ("drums", "yes", "sae"), "purity_onset_error_ms"
+        ]
+        > 60
+    )
 
 
 def test_a_real_corpus_with_a_genre_column_works(tmp_path: Path) -> None:
