@@ -76,6 +76,11 @@ class Trial(_Strict):
     confidence: RatingScale | None = None
     # Practice trials tell the participant whether they were right.
     feedback: bool = False
+    # Spans (start, end in seconds) of the one reference clip that the options name in
+    # order: a headphone check's three sounds. The page shows which one is playing.
+    segments: list[tuple[Annotated[float, Field(ge=0)], Annotated[float, Field(gt=0)]]] = Field(
+        default_factory=list
+    )
 
     @model_validator(mode="after")
     def _answerable(self) -> Trial:
@@ -84,6 +89,10 @@ class Trial(_Strict):
         ids = [o.id for o in self.options]
         if len(ids) != len(set(ids)):
             raise ValueError(f"option ids must be unique, got {ids}")
+        if self.segments and len(self.references) != 1:
+            raise ValueError(f"'segments' time one reference clip; this trial has {len(self.references)}")
+        if any(end <= start for start, end in self.segments):
+            raise ValueError(f"every segment ends after it starts, got {self.segments}")
         return self
 
 

@@ -85,6 +85,7 @@ class TrialSpec:
     confidence: RatingScale | None = None
     feedback: bool = False
     meta: dict[str, Any] = field(default_factory=dict)  # TrialKey fields
+    segments: list[tuple[float, float]] = field(default_factory=list)  # see Trial.segments
 
 
 @dataclass
@@ -708,6 +709,7 @@ def _screening_trials(config: StudyConfig, gen: Any) -> list[TrialSpec]:
                 options=["The first sound", "The second sound", "The third sound"],
                 correct_option=target,
                 meta={"check": sc.kind, "trial_type": "screening"},
+                segments=generated.interval_spans(),
             )
         )
     return specs

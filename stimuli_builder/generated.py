@@ -51,6 +51,13 @@ def _sequence(intervals: list[np.ndarray], sample_rate: int) -> np.ndarray:
     return np.concatenate(parts)
 
 
+def interval_spans(n: int = 3) -> list[tuple[float, float]]:
+    """Where each of ``n`` intervals of :func:`_sequence` plays (start, end in seconds)."""
+    return [
+        (GAP_S + i * (INTERVAL_S + GAP_S), GAP_S + i * (INTERVAL_S + GAP_S) + INTERVAL_S) for i in range(n)
+    ]
+
+
 def huggins_trial(target: int, rng: np.random.Generator, sample_rate: int) -> np.ndarray:
     """Stereo ``[n, 2]`` audio: three noise intervals, a Huggins pitch in interval ``target``."""
     n = int(INTERVAL_S * sample_rate)

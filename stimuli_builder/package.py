@@ -188,6 +188,7 @@ def _trial(spec: TrialSpec, ids: _Ids, renderer: _Renderer) -> tuple[Trial, Tria
         rating=spec.rating,
         confidence=spec.confidence,
         feedback=spec.feedback,
+        segments=spec.segments,
     )
     key = TrialKey(
         correct_option=options[spec.correct_option].id if spec.correct_option is not None else None,

@@ -156,6 +156,7 @@ def trial(slug: str) -> ResponseReturnValue:
             "rating": t["rating"],
             "confidence": t["confidence"],
             "feedback": t["feedback"],
+            "segments": t.get("segments", []),  # packages built before segments have none
         },
         "preload": [_clip(c, sess)["url"] for c in current.next_clips],
     }

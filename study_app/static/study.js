@@ -127,10 +127,11 @@ function runTrials(root) {
     ];
     for (const [clip, box, label] of clips) {
       state.required.add(clip.id);
-      makePlayer(box, clip.url, label, (n) => {
+      const audio = makePlayer(box, clip.url, label, (n) => {
         state.plays[clip.id] = n;
         update();
       });
+      if (box === $("references") && (t.segments || []).length) showSegments(box, audio, t.segments);
     }
     t.options.forEach((o, i) => {
       const b = el("button", { type: "button", class: "option", "aria-pressed": "false", "data-key": String(i + 1) }, o.text);
@@ -148,6 +149,25 @@ function runTrials(root) {
     }
     update();
     $("question").focus();
+  }
+
+  // A headphone check's three sounds, numbered as the options name them: the one playing is
+  // lit, so nobody has to count noises to know which one they heard (issue 34.4). Polled
+  // each frame while playing: "timeupdate" comes only every 250 ms, a quarter of a sound.
+  function showSegments(box, audio, segments) {
+    const marks = segments.map((_, i) => el("span", { class: "segment" }, "Sound " + (i + 1)));
+    const row = el("div", { class: "segments", "aria-hidden": "true" });
+    row.append(...marks);
+    box.append(row);
+    const light = () => {
+      const now = audio.currentTime;
+      segments.forEach(([start, end], i) => {
+        marks[i].classList.toggle("playing", now >= start && now < end); // paused: where it stopped
+      });
+    };
+    const tick = () => { light(); if (!audio.paused && !audio.ended) requestAnimationFrame(tick); };
+    audio.addEventListener("play", () => requestAnimationFrame(tick));
+    for (const name of ["pause", "ended", "seeked", "timeupdate"]) audio.addEventListener(name, light);
   }
 
   function scale(box, spec, title, set) {

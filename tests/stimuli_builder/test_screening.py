@@ -90,3 +90,37 @@ def test_screening_plays_as_loud_as_the_volume_sound(example_package: Path) -> N
     assert screening
     for clip in screening:
         assert abs(lufs(clip) - calibration) < 1.0, (clip, lufs(clip), calibration)
+
+
+def test_the_lit_sound_is_where_the_built_clip_sounds(example_package: Path) -> None:
+    """Issue 34.4: the page lights "Sound 2" from the trial's segments; in the built file
+    (levelled and encoded) each segment must hold a sound and the gaps between them none."""
+    import soundfile as sf
+
+    from artifact_schemas import load_study
+
+    manifest = load_study(example_package / "study.json")
+    screening = [t for t in manifest.trials if t.phase == "screening"]
+    assert screening
+    for trial in screening:
+        assert len(trial.segments) == len(trial.options) == 3, trial.id
+        audio, sr = sf.read(example_package / manifest.clips[trial.references[0]].file, always_2d=True)
+        frame = int(0.02 * sr)  # 20 ms RMS: a single sample of a sound can cross zero
+        level = np.sqrt(np.convolve(np.mean(audio**2, axis=1), np.ones(frame) / frame, mode="same"))
+        inside = np.zeros(len(level), dtype=bool)
+        for start, end in trial.segments:
+            middle = level[int((start + 0.2) * sr) : int((end - 0.2) * sr)]  # past the ramps
+            assert middle.min() > 1e-3, (trial.id, start, end)
+            inside[int((start - 0.03) * sr) : int((end + 0.03) * sr)] = True
+        assert level[~inside].max() < 1e-3, trial.id  # silence between the sounds
+
+
+def test_segments_time_one_reference_clip() -> None:
+    from artifact_schemas.study import Trial
+
+    base = {"id": "t1", "kind": "screening", "question": "Which?", "options": [{"id": "o1", "text": "1"}]}
+    assert Trial(**base, references=["c1"], segments=[(0.5, 1.5)]).segments == [(0.5, 1.5)]
+    with pytest.raises(ValueError, match="one reference clip"):
+        Trial(**base, references=["c1", "c2"], segments=[(0.5, 1.5)])
+    with pytest.raises(ValueError, match="ends after it starts"):
+        Trial(**base, references=["c1"], segments=[(1.5, 0.5)])

@@ -45,6 +45,7 @@ def test_chromium_completes_demo_session(
     options = {t.id: {o.id: o.text for o in t.options} for t in manifest.trials}
     captured: list[tuple[str, str]] = []
     clicked: dict[str, str | int] = {}
+    lit: list[str] = []  # the screening trial whose sound indicator was checked
 
     def capture(response: Any) -> None:
         body = ""
@@ -113,6 +114,17 @@ def test_chromium_completes_demo_session(
             assert answer_buttons.count() and all(
                 b.is_disabled() for b in answer_buttons.all()
             )  # not before listening
+            if trial["trial"]["phase"] == "screening" and not lit:
+                # The page lights the sound that is playing (issue 34.4): seek into each.
+                lit.append(tid)
+                marks = page.locator("#references .segment")
+                expect(marks).to_have_text(["Sound 1", "Sound 2", "Sound 3"])
+                expect(page.locator(".segment.playing")).to_have_count(0)
+                for i, (start, end) in enumerate(trial["trial"]["segments"]):
+                    page.evaluate(f"players[0].currentTime = {(start + end) / 2}")
+                    expect(page.locator(".segment.playing")).to_have_text(f"Sound {i + 1}")
+                page.evaluate("players[0].currentTime = 0")
+                expect(page.locator(".segment.playing")).to_have_count(0)
             for i in range(plays.count()):
                 plays.nth(i).click()
                 expect(page.locator(".clip.played")).to_have_count(i + 1)
