@@ -1,54 +1,91 @@
-"""Ground truth for the whole method: does the pipeline find and label the concepts its model
-learned? (issue 18.5.)
+"""Ground truth for the whole method: does the pipeline find, label and steer the concepts a
+model that has learned music represents? (issues 18.5 and 33.)
 
 Runs the project's own chain, through the same library entry points the commands call, on
-a demo-sized synthetic corpus whose concepts are known exactly: ``synth.write_corpus``
-(24 tracks x 10 s, seed 0, as ``make demo``), ``extract.extract_activations``,
-``sae.train_sae`` per layer, ``features.run_features``, ``labeling.label_features``
-(``descriptors``, and ``clap-vocab`` with ``--clap``) and ``concepts.run_concepts``, then
-reads the numbers issue 18 asks for:
+a synthetic corpus whose concepts are known exactly (seed 0: the shipped mini MusicGen was
+trained on seed 1, so these tracks are new to it): ``synth.write_corpus``,
+``extract.extract_activations`` at every decoder layer, ``sae.train_sae`` per layer,
+``features.run_features``, ``labeling.label_features`` (``descriptors``, and
+``clap-vocab`` with a CLAP) and ``concepts.run_concepts``, then reads:
 
-* ``concept_auroc``: the mean over concept values of the best SAE feature's held-out AUROC,
-  at the layer where that mean is highest;
-* ``sae_vs_neuron``: that mean over the mean of the best single residual dimension's
-  AUROCs at the same layer (the strongest simple peer: a feature that only re-finds a
-  neuron is no finding);
-* ``onset_err_ms``: the median |detected - true| drum entry of the best drums feature;
-* ``label_acc``: the share of matched features (AUROC >= 0.9) whose top ``descriptors``
-  label names the concept (``n/a`` when nothing matches);
-* ``steer_3way``: ``sae-core steering-truth`` on the matched features (prompts lacking the
-  concept, strengths 0.5-8 x max activation, 8 seeds): the share of cases whose steered
-  clip the reader picks among steered / baseline / control (chance 1/3), at the strength
-  where it is highest; ``n/a`` when nothing matches. The baseline and control shares and
-  the flatness guard at that strength are printed above it.
+* ``concept_purity``: per value of instrument, drums, mode and tempo, the purity of the best
+  SAE feature (of its top 50 one-second windows on the evaluation tracks, the share where
+  the value holds; the feature chosen on the other tracks), averaged, at the layer where
+  that mean is highest (docs/concepts.md says why frame AUROC cannot judge a sparse feature);
+* ``sae_vs_neuron``: that mean over the same mean for the best single residual dimension
+  (either sign), same layer and selection: a feature that only re-finds a neuron is no finding;
+* ``onset_err_ms``: the median |detected - true| drum entry of the purest drums=yes feature
+  there (its first frame over its window threshold: ``purity_onset_error_ms``);
+* ``label_acc``: the share of matched features (AUROC or purity >= 0.9, any layer) whose top
+  ``descriptors`` label names their concept (``n/a`` when nothing matches);
+* ``steer_3way``: ``sae-core steering-truth`` on the best layer's matched features (prompts
+  lacking the concept, strengths x max activation): the share of cases whose steered clip
+  the reader picks among steered / baseline / control (chance 1/3), each feature at its own
+  calibrated strength: where that share is highest among the strengths whose steered audio
+  stays music (spectral flatness within 20% of baseline), or, for a feature with no such
+  strength, the one closest to it (failing the flatness bar); the baseline and control
+  shares and the flatness guard are printed above;
+* ``concept_auroc``: the frame-AUROC mean of the same values, best layer by that mean.
 
 ``--sabotage sign`` flips every steering vector (the bug a sign slip would make): the
-steered share must then fall to or below the control's, or the benchmark cannot catch
-what it exists for. (The 10-frame misalignment check of the onset error is a unit test:
-``tests/sae_core/test_concepts.py``.)
+steered share must then fall to or below the control's. ``--sabotage shift`` misaligns
+every activation row with its frame index by 10 frames (200 ms): onset_err_ms must then
+fail its bar. ``--quick`` (default) fits 15 minutes on 2 cores; ``--full`` uses more
+tracks, a wider SAE and the CLAP labeler; ``--smoke`` runs every stage in seconds
+(a test's mode, not a measurement).
 
-With the random tiny preset (the default ``--model``) the expected reading is chance:
-AUROCs near 0.5-0.7, no matched features. Trained mini models (issue 17) are what should
-move these numbers; run ``--model models/mini/musicgen --clap models/mini/clap`` then.
-
-Usage: python benchmarks/bench_concepts.py [--model DIR] [--clap DIR] [--tracks 24] [--work DIR]
-       [--sabotage sign]
-Last line: ``concept_auroc=... sae_vs_neuron=... onset_err_ms=... label_acc=... steer_3way=...``.
+Usage: python benchmarks/bench_concepts.py [--quick | --full | --smoke] [--model DIR]
+       [--clap DIR] [--work DIR] [--sabotage sign|shift]
+Last line: ``concept_purity=... sae_vs_neuron=... onset_err_ms=... label_acc=... steer_3way=...
+concept_auroc=...``.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
-LAYERS = (1, 3)
+ROOT = Path(__file__).resolve().parents[1]
+MINI = ROOT / "mini-models"
+PURITY_CONCEPTS = ("instrument", "drums", "mode", "tempo")
+BARS = {"concept_purity": 0.9, "sae_vs_neuron": 1.05, "onset_err_ms": 60, "label_acc": 0.8, "steer_3way": 0.6}
 
 
-def run_chain(work: Path, model: str, clap: str | None, tracks: int, seconds: float) -> pd.DataFrame:
+@dataclass(frozen=True)
+class Mode:
+    tracks: int
+    seconds: float
+    expansion: int
+    k: int
+    epochs: int
+    steer_features: int
+    steer_seeds: int
+    strengths: tuple[float, ...]
+    clap: bool
+    purity_top: int = 50
+
+
+MODES = {
+    "smoke": Mode(8, 3.0, 2, 4, 1, 1, 1, (2.0,), False, purity_top=3),
+    "quick": Mode(60, 10.0, 4, 8, 10, 4, 4, (0.25, 0.5, 1.0, 2.0, 4.0), False),
+    "full": Mode(120, 10.0, 8, 16, 20, 12, 8, (0.125, 0.25, 0.5, 1.0, 2.0, 4.0), True),
+}
+
+
+def decoder_layers(model: str) -> list[int]:
+    """Every decoder block of the MusicGen in ``model``."""
+    config = json.loads((Path(model) / "config.json").read_text())
+    return list(range(int(config["decoder"]["num_hidden_layers"])))
+
+
+def run_chain(work: Path, model: str, clap: str | None, mode: Mode, shift: int = 0) -> pd.DataFrame:
     """The pipeline from corpus to concepts.parquet; returns the concepts table."""
     from sae_core.concepts import ConceptsConfig, run_concepts
     from sae_core.extract import ExtractConfig, extract_activations
@@ -58,73 +95,182 @@ def run_chain(work: Path, model: str, clap: str | None, tracks: int, seconds: fl
     from sae_core.synth import SynthConfig, write_corpus
 
     corpus, run = work / "corpus", work / "run"
-    write_corpus(SynthConfig(out=corpus, tracks=tracks, seconds=seconds, seed=0))
+    layers = decoder_layers(model)
+    write_corpus(SynthConfig(out=corpus, tracks=mode.tracks, seconds=mode.seconds, seed=0))
     extract_activations(
-        ExtractConfig(model=model, layers=list(LAYERS), corpus=corpus, out=run / "acts"), progress=False
+        ExtractConfig(model=model, layers=layers, corpus=corpus, out=run / "acts"), progress=False
     )
-    schedule = TrainConfig(batch_size=512, epochs=10, lr=2e-3)
-    for layer in LAYERS:
-        acts = run / "acts" / f"layer_{layer}"
-        train_sae(
-            TrainSaeConfig(acts=acts, out=run / "sae" / f"layer_{layer}", k=8, expansion=4, train=schedule)
-        )
-        sae, out = run / "sae" / f"layer_{layer}", run / "features" / f"layer_{layer}"
+    if shift:
+        misalign(run / "acts", shift)
+    schedule = TrainConfig(batch_size=512, epochs=mode.epochs, lr=2e-3)
+    for layer in layers:
+        acts, sae = run / "acts" / f"layer_{layer}", run / "sae" / f"layer_{layer}"
+        train_sae(TrainSaeConfig(acts=acts, out=sae, k=mode.k, expansion=mode.expansion, train=schedule))
+        out = run / "features" / f"layer_{layer}"
         run_features(
             FeaturesConfig(sae, acts, corpus, out, selection=ExampleSelection(top=5)), progress=False
         )
     labels = run / "labels.parquet"
     labelers = ["descriptors", *(["clap-vocab"] if clap else [])]
-    features = [run / "features" / f"layer_{layer}" for layer in LAYERS]
+    features = [run / "features" / f"layer_{layer}" for layer in layers]
     label_features(LabelConfig(features=features, out=labels, labelers=labelers, corpus=corpus, clap=clap))
-    return run_concepts(ConceptsConfig(run=run, corpus=corpus, labels=labels, clap=clap))
-
-
-def steer(work: Path, model: str) -> pd.DataFrame:
-    """Steering against the truth on the run's matched features (empty when none match)."""
-    from sae_core.steering_truth import SteeringTruthConfig, run_steering_truth
-
-    return run_steering_truth(SteeringTruthConfig(work / "run", work / "corpus", model), progress=False)
-
-
-def best_strength(summary: pd.DataFrame) -> pd.Series | None:
-    """Mean over matched features of each strength's shares; the row where steered is chosen most."""
-    if summary.empty:
-        return None
-    by_strength = summary.groupby("strength")[
-        ["chose_steered", "chose_baseline", "chose_control", "flatness_ratio", "reader_accuracy"]
-    ].mean()
-    return by_strength.loc[by_strength["chose_steered"].idxmax()].rename(
-        by_strength["chose_steered"].idxmax()
+    return run_concepts(
+        ConceptsConfig(run=run, corpus=corpus, labels=labels, clap=clap, purity_top=mode.purity_top)
     )
 
 
+def misalign(acts: Path, shift: int) -> None:
+    """Sabotage: in every layer, each track's rows moved ``shift`` frames later against their
+    index (row f holds frame f - shift), the bug a wrong delay-pattern offset would make."""
+    import torch
+    from safetensors.torch import save_file
+
+    from sae_core.sae.data import ACTS_KEY, ShardedActivations
+
+    for layer in sorted(acts.glob("layer_*")):
+        source = ShardedActivations(layer)
+        x = torch.cat([source.load_shard(i) for i in range(len(source.shards))])
+        tracks = pd.read_parquet(layer / "index.parquet")["track_id"].to_numpy()
+        starts = np.flatnonzero(np.r_[True, tracks[1:] != tracks[:-1]])
+        for a, b in zip(starts, np.r_[starts[1:], len(tracks)], strict=True):
+            x[a + shift : b] = x[a : b - shift].clone()
+        for i, shard in enumerate(source.shards):
+            rows = x[source._offsets[i] : source._offsets[i + 1]].contiguous()
+            save_file({ACTS_KEY: rows}, str(layer / str(shard["file"])))
+
+
+def steer(work: Path, model: str, mode: Mode, layer: int) -> pd.DataFrame:
+    """Steering against the truth on ``layer``'s matched features (empty when none match)."""
+    from sae_core.concepts import matched_features
+    from sae_core.steering_truth import SteeringTruthConfig, run_steering_truth
+
+    table = pd.read_parquet(work / "run" / "concepts" / "concepts.parquet")
+    if matched_features(table[table["layer"] == layer]).empty:
+        return pd.DataFrame()
+    cfg = SteeringTruthConfig(
+        work / "run",
+        work / "corpus",
+        model,
+        strengths=list(mode.strengths),
+        seeds=list(range(mode.steer_seeds)),
+        max_features=mode.steer_features,
+        layers=[layer],
+    )
+    return run_steering_truth(cfg, progress=False)
+
+
+def best_strength(summary: pd.DataFrame) -> pd.Series | None:
+    """Strength calibrated per feature, then averaged over the steered features: each
+    feature at the strength where its steered clip is chosen most among the strengths that
+    keep the audio music (spectral flatness within 20% of baseline), or, where none does, at
+    the strength whose flatness comes closest (it then fails that bar). The row is named by
+    the features' median calibrated strength."""
+    if summary.empty:
+        return None
+    columns = ["chose_steered", "chose_baseline", "chose_control", "flatness_ratio", "reader_accuracy"]
+    chosen = []
+    for _, g in summary.groupby(["layer", "feature_id"]):
+        off = (g["flatness_ratio"] - 1).abs()
+        musical = g[off <= 0.2]
+        chosen.append(musical.loc[musical["chose_steered"].idxmax()] if len(musical) else g.loc[off.idxmin()])
+    table = pd.DataFrame(chosen)
+    return table[columns].mean().rename(float(table["strength"].median()))
+
+
+def probe_ceiling(work: Path, layer: int) -> pd.DataFrame:
+    """The physical limit of any single unit: a linear probe on all of ``layer``'s units
+    (window means, trained on the selection half's tracks) per concept, its accuracy on the
+    evaluation half next to the majority share. A concept the probe cannot read is not in
+    the activations, and no feature of them can be pure for it."""
+    import torch
+    from sklearn.linear_model import LogisticRegression
+
+    from sae_core.concepts import concept_spans, selection_half
+    from sae_core.sae.data import ShardedActivations
+
+    acts = work / "run" / "acts" / f"layer_{layer}"
+    source = ShardedActivations(acts, holdout_fraction=0.0)
+    x = torch.cat([source.load_shard(i) for i in range(len(source.shards))]).numpy()
+    index = pd.read_parquet(acts / "index.parquet")
+    window = index["track_id"].astype(str) + "|" + (index["time_s"] // 1.0).astype(int).astype(str)
+    pooled = pd.DataFrame(x).groupby(window.to_numpy()).mean()
+    tracks = np.array([w.split("|")[0] for w in pooled.index])
+    middle = np.array([int(w.split("|")[1]) + 0.5 for w in pooled.index])
+    spans = concept_spans(work / "corpus")
+    select = selection_half(tracks)
+    z = ((pooled - pooled[select].mean()) / (pooled[select].std() + 1e-6)).to_numpy()
+    rows = []
+    for concept in PURITY_CONCEPTS:
+        y = np.full(len(tracks), "", dtype=object)  # the value holding at each window's middle
+        for span in spans[spans["concept"] == concept].itertuples():
+            y[(tracks == str(span.track_id)) & (middle >= span.start_s) & (middle < span.end_s)] = str(
+                span.value
+            )
+        probe = LogisticRegression(max_iter=2000, C=0.1).fit(z[select], y[select])
+        majority = pd.Series(y[~select]).value_counts(normalize=True).max()
+        rows.append(
+            {"concept": concept, "probe_acc": probe.score(z[~select], y[~select]), "majority": majority}
+        )
+    return pd.DataFrame(rows).set_index("concept")
+
+
+def by_layer(table: pd.DataFrame, measure: str) -> pd.DataFrame:
+    """Mean ``measure`` over the values of PURITY_CONCEPTS, per layer (rows) and method."""
+    rows = table[table["concept"].isin(PURITY_CONCEPTS)]
+    return rows.pivot_table(index="layer", columns="method", values=measure, aggfunc="mean")
+
+
 def readings(table: pd.DataFrame, truth: pd.DataFrame, steering: pd.Series | None) -> dict[str, str]:
-    """Issue 18's numbers from the concepts table and labels_vs_truth."""
-    sae, neuron = (table[table["method"] == m] for m in ("sae", "neuron"))
-    by_layer = sae.groupby("layer")["auroc"].mean()
-    best = int(by_layer.idxmax())
-    neuron_mean = neuron.loc[neuron["layer"] == best, "auroc"].mean()
-    onsets = sae.loc[(sae["layer"] == best) & (sae["concept"] == "drums"), "onset_error_ms"].dropna()
+    """Issue 33's numbers from the concepts table and labels_vs_truth."""
+    purity, auroc = by_layer(table, "purity"), by_layer(table, "auroc")
+    best = int(purity["sae"].idxmax())
+    sae = table[(table["method"] == "sae") & (table["layer"] == best)]
+    onsets = sae.loc[(sae["concept"] == "drums") & (sae["value"] == "yes"), "purity_onset_error_ms"].dropna()
     named = truth.loc[truth["labeler"] == "descriptors", "names_concept"] if len(truth) else pd.Series([])
     return {
         "best_layer": str(best),
-        "concept_auroc": f"{by_layer[best]:.3f}",
-        "sae_vs_neuron": f"{by_layer[best] / neuron_mean:.3f}",
+        "concept_purity": f"{purity.loc[best, 'sae']:.3f}",
+        "sae_vs_neuron": f"{purity.loc[best, 'sae'] / purity.loc[best, 'neuron']:.3f}",
         "onset_err_ms": f"{onsets.median():.0f}" if len(onsets) else "n/a",
         "label_acc": f"{named.mean():.2f}" if len(named) else "n/a",
         "steer_3way": "n/a" if steering is None else f"{steering['chose_steered']:.2f}",
+        "concept_auroc": f"{auroc['sae'].max():.3f}",
     }
+
+
+def verdict(r: dict[str, str], steering: pd.Series | None) -> list[str]:
+    """The bars this reading misses (issue 33's "must show")."""
+    missed = []
+    for name, bar in BARS.items():
+        value = r[name]
+        if value == "n/a":
+            missed.append(f"{name} n/a")
+        elif (float(value) > bar) if name == "onset_err_ms" else (float(value) < bar):
+            missed.append(f"{name} {value} (bar {bar})")
+    if steering is not None:
+        for who in ("baseline", "control"):
+            if steering[f"chose_{who}"] > 0.25:
+                missed.append(f"{who} chosen {steering[f'chose_{who}']:.2f} (bar 0.25)")
+        if abs(steering["flatness_ratio"] - 1) > 0.2:
+            missed.append(f"flatness steered/baseline {steering['flatness_ratio']:.2f} (bar 1 +- 0.2)")
+    return missed
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--model", help="MusicGen directory (default: the random tiny preset, built here)")
-    parser.add_argument("--clap", help="CLAP directory (default: none; descriptors only)")
-    parser.add_argument("--tracks", type=int, default=24)
-    parser.add_argument("--seconds", type=float, default=10.0)
+    size = parser.add_mutually_exclusive_group()
+    for name in MODES:
+        size.add_argument(f"--{name}", dest="mode", action="store_const", const=name)
+    parser.add_argument("--model", default=str(MINI / "musicgen"), help="MusicGen directory (default: mini)")
+    parser.add_argument("--clap", help="CLAP directory (default: the mini CLAP with --full, else none)")
     parser.add_argument("--work", type=Path, help="keep the run here (default: a temporary directory)")
-    parser.add_argument("--sabotage", choices=["sign"], help="break steering on purpose (see above)")
+    parser.add_argument(
+        "--sabotage", choices=["sign", "shift"], help="break the method on purpose (see above)"
+    )
+    parser.add_argument("--no-steer", action="store_true", help="skip steering (steer_3way n/a)")
     args = parser.parse_args()
+    mode = MODES[args.mode or "quick"]
+    clap = args.clap or (str(MINI / "clap") if mode.clap else None)
     if args.sabotage == "sign":
         import sae_core.steering as steering
 
@@ -132,33 +278,41 @@ def main() -> None:
         steering.steering_vector = lambda *a, **k: -right(*a, **k)  # generate_pairs looks it up here
     with tempfile.TemporaryDirectory() as tmp:
         work = args.work or Path(tmp)
-        model = args.model
-        if model is None:
-            from sae_core.models import build_tiny_musicgen
-
-            model = str(build_tiny_musicgen(work / "tiny-musicgen", seed=0))
         started = time.perf_counter()
-        table = run_chain(work, model, args.clap, args.tracks, args.seconds)
+        table = run_chain(work, args.model, clap, mode, shift=10 if args.sabotage == "shift" else 0)
         truth_path = work / "run" / "concepts" / "labels_vs_truth.parquet"
         truth = pd.read_parquet(truth_path) if truth_path.is_file() else pd.DataFrame()
-        print(
-            f"chain on {args.tracks} x {args.seconds:g} s with {model}: {time.perf_counter() - started:.0f} s"
-        )
-        sae = table[table["method"].isin(["sae", "neuron", "pca"])]
-        print(
-            sae.pivot_table(index=["concept", "value"], columns=["method", "layer"], values="auroc").round(3)
-        )
-        at = best_strength(steer(work, model))
-        if at is not None:
+        took = time.perf_counter() - started
+        print(f"chain on {mode.tracks} x {mode.seconds:g} s with {args.model}: {took:.0f} s")
+        shown = table[table["method"].isin(["sae", "neuron"])]
+        for measure in ("purity", "window_auroc", "auroc"):
+            print(f"{measure} per value (evaluation tracks), by method and layer:")
             print(
-                f"steering at {at.name:g} x max activation: steered chosen {at['chose_steered']:.2f}, "
-                f"baseline {at['chose_baseline']:.2f}, control {at['chose_control']:.2f} (chance 0.33); "
-                f"flatness steered/baseline {at['flatness_ratio']:.2f}; "
-                f"reader accuracy {at['reader_accuracy']:.2f}"
+                shown.pivot_table(
+                    index=["concept", "value"], columns=["method", "layer"], values=measure
+                ).round(2)
+            )
+        print("mean purity over instrument, drums, mode and tempo values, by layer:")
+        print(by_layer(table, "purity").round(3))
+        best = int(by_layer(table, "purity")["sae"].idxmax())
+        print(f"linear probe on all of layer {best}'s units (1 s window means), evaluation tracks:")
+        print(probe_ceiling(work, best).round(2))
+        started = time.perf_counter()
+        at = None if args.no_steer else best_strength(steer(work, args.model, mode, best))
+        if at is not None:
+            took = time.perf_counter() - started
+            print(
+                f"steering layer {best}, strength calibrated per feature (median {at.name:g} x max "
+                f"activation; {took:.0f} s): "
+                f"steered chosen {at['chose_steered']:.2f}, baseline {at['chose_baseline']:.2f}, "
+                f"control {at['chose_control']:.2f} (chance 0.33); flatness steered/baseline "
+                f"{at['flatness_ratio']:.2f}; reader accuracy {at['reader_accuracy']:.2f}"
             )
         r = readings(table, truth, at)
-        matched = truth["feature_id"].nunique() if len(truth) else 0
-        print(f"best layer {r.pop('best_layer')}; matched features (AUROC >= 0.9): {matched}")
+        matched = len(truth.drop_duplicates(["layer", "feature_id"])) if len(truth) else 0
+        print(f"best layer {r.pop('best_layer')}; matched features (AUROC or purity >= 0.9): {matched}")
+        missed = verdict(r, at)
+        print("bars missed: " + ("; ".join(missed) if missed else "none"))
         print(" ".join(f"{k}={v}" for k, v in r.items()))
 
 
