@@ -191,7 +191,9 @@ def cohen_kappa(a: pd.Series, b: pd.Series) -> float:
     if len(cats) < 2:
         return float("nan")
     table = pd.crosstab(pd.Categorical(a, cats), pd.Categorical(b, cats), dropna=False).to_numpy()
-    return float(cohens_kappa(table).kappa)
+    # return_results=False: the kappa alone (its variance, unused here, takes sqrt of a
+    # negative number on small tables and warns).
+    return float(cohens_kappa(table, return_results=False))
 
 
 STATISTICS: dict[str, Callable[[Judgements], float]] = {

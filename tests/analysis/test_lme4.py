@@ -87,10 +87,13 @@ def test_ml_glmm_is_lme4s_fit(rscript: str, tmp_path: Path) -> None:
         assert label.loc[term, "ci_low"] < label.loc[term, "coef"] < label.loc[term, "ci_high"]
         assert abs(coef - truth[term]) < 0.5, term  # and near the truth
     assert label.loc["C(labeler)[T.descriptors]", "p"] < 0.001
-    # The variational-Bayes fallback lands within 0.15 log-odds of the ML fit.
-    bayes = models.bayes_mixed(models.designs(df)).query("question == 'label validation'")
-    bayes = bayes.set_index("term")["coef"]
-    assert (bayes - label["coef"]).abs().max() < 0.15, pd.concat([bayes, label["coef"]], axis=1)
+    # The Python fallback (issue 35.2) fits the same model: its sds by a restricted
+    # likelihood, so its estimates differ a little (0.019-0.035 here) and its feature-level
+    # SEs are a few % larger (1.03-1.04 x here; the labeler's 0.98 x).
+    fallback = models.laplace_glmm(models.designs(df)[0]).set_index("term")
+    se = (label["ci_high"] - label["coef"]) / 1.959964
+    assert (fallback["coef"] - label["coef"]).abs().max() < 0.06, pd.concat([fallback, label["coef"]], axis=1)
+    assert ((fallback["se"] / se).between(0.95, 1.15)).all(), pd.concat([fallback["se"], se], axis=1)
     # No steering trials here: that model says so in one row.
     steering = table[table["question"] == "steering detection"]
     assert len(steering) == 1 and "no responses" in steering["note"].iloc[0]
@@ -99,8 +102,11 @@ def test_ml_glmm_is_lme4s_fit(rscript: str, tmp_path: Path) -> None:
 def test_without_r_the_fallback_says_what_it_is(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(lme4, "rscript", lambda: None)
     df, _ = _label_choices()
-    label = models.ml_glmm(models.designs(df)).query("question == 'label validation'")
-    assert set(label["model"]) == {"Bayes GLMM (fallback: no R/lme4)"} and label["coef"].notna().all()
+    table = models.ml_glmm(models.designs(df))
+    label = table.query("question == 'label validation'")
+    assert set(table["model"]) == {"ML GLMM (Laplace in Python, REML-type; fallback: no R/lme4)"}
+    assert label[["coef", "ci_low", "ci_high", "p"]].notna().all().all()
+    assert label["note"].str.contains("fallback fit without R").all()
 
 
 def test_analysis_r_refits_the_reports_models(rscript: str, tmp_path: Path) -> None:

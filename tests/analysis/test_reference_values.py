@@ -155,3 +155,22 @@ def test_rank_correlations_match_scipy(method: str) -> None:
     assert result["ci_low"] <= result["r"] <= result["ci_high"]
     null = correlation(rng.normal(size=40), rng.normal(size=40), method=method, n_perm=999).iloc[0]
     assert null["p_perm"] > 0.01
+
+
+def test_cohen_kappa_matches_statsmodels_without_its_variance_warning() -> None:
+    """Issue 35.4: the report's Cohen's kappa warned "invalid value in sqrt" from a variance
+    it never printed; the kappa itself is statsmodels' (Cohen 1960: 0.0 and 1.0 here)."""
+    import warnings
+
+    from analysis.agreement import cohen_kappa
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert cohen_kappa(pd.Series(list("aabb")), pd.Series(list("abab"))) == pytest.approx(0.0)
+        assert cohen_kappa(pd.Series(list("aaab")), pd.Series(list("aaab"))) == pytest.approx(1.0)
+        # (0.7 - 0.5) / (1 - 0.5): 7 of 10 agree, chance 0.5
+        a, b = pd.Series(list("aaaaabbbbb")), pd.Series(list("aaaabbbbba"))
+        assert cohen_kappa(a, b) == pytest.approx(0.6)
+        # one rater uses one category: agreement is what chance gives (statsmodels' variance
+        # divides by zero here)
+        assert cohen_kappa(pd.Series(list("aaaa")), pd.Series(list("aaab"))) == pytest.approx(0.0)

@@ -65,9 +65,20 @@ def _at(accuracy: float, steer: float, seed: int = 1) -> pd.DataFrame:
     return simulate_export(40, 12, accuracy=np.full(12, accuracy), steer_rate=np.full(12, steer), seed=seed)
 
 
+def _ml_glmm_without_r(ds: object) -> pd.DataFrame:
+    """The ML table as it is where R is not installed: the Python Laplace fallback."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr("analysis.lme4.rscript", lambda: None)
+        return ml_glmm(ds)  # type: ignore[arg-type]
+
+
 @pytest.mark.parametrize(
     "fit",
-    [gee, bayes_mixed, pytest.param(ml_glmm, marks=pytest.mark.skipif(rscript() is None, reason="no R"))],
+    [
+        gee,
+        _ml_glmm_without_r,
+        pytest.param(ml_glmm, marks=pytest.mark.skipif(rscript() is None, reason="no R")),
+    ],
 )
 def test_model_intercepts_test_chance_not_fifty_percent(fit: object) -> None:
     """Steering detection's GEE p was 0.745 and lme4's 0.758 beside the strength table's
@@ -79,9 +90,17 @@ def test_model_intercepts_test_chance_not_fifty_percent(fit: object) -> None:
         null = at.query("question == @question and term == 'Intercept'").iloc[0]
         assert hi["coef"] > 0 and hi["ci_low"] > 0, (question, hi["coef"])  # above chance, below 50 %
         assert null["ci_low"] < 0 < null["ci_high"], (question, null["coef"])
-        if np.isfinite(hi["p"]):  # the Bayes fit prints no p
-            assert hi["p"] < 0.001 and null["p"] > 0.05
+        assert hi["p"] < 0.001 and null["p"] > 0.05
         assert "offset" in hi["note"]
+
+
+def test_the_variational_bayes_glmm_is_descriptive() -> None:
+    """Its posterior sds were 0.1-0.7 x lme4's SEs (issue 35.2): it prints means, no CI, no p."""
+    table = bayes_mixed(designs(_at(0.40, 0.48)))
+    assert table["coef"].notna().all()
+    assert table[["ci_low", "ci_high", "p"]].isna().all().all()
+    assert table["model"].str.contains("descriptive").all()
+    assert table["note"].str.contains("descriptive").all()
 
 
 @pytest.mark.skipif(rscript() is None, reason="needs R with lme4")
