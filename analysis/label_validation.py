@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from analysis.agreement import Judgements, agreements_with_ci, cohen_kappa
+from analysis.agreement import Judgements, agreements_with_ci, cohen_kappa, interval_note
 from analysis.stats import adjust_pvalues, bootstrap_ci, proportion_vs_chance, wilson_ci
 
 
@@ -192,6 +192,7 @@ def inter_rater(df: pd.DataFrame, n_boot: int = 200) -> pd.DataFrame:
                     "n": j.n_items,
                     "n_raters": j.n_raters,
                     "n_responses": len(choices),
+                    "note": interval_note(j.n_items),
                 }
             )
     ratings = df[(df["trial_type"] == "label_rating") & df["rating"].notna()]
@@ -219,6 +220,7 @@ def inter_rater(df: pd.DataFrame, n_boot: int = 200) -> pd.DataFrame:
                     "n": j.n_items,
                     "n_raters": j.n_raters,
                     "n_responses": len(ratings),
+                    "note": "exact F interval" if stat == "icc1" else interval_note(j.n_items),
                 }
             )
     return pd.DataFrame(out)

@@ -99,9 +99,10 @@ def build_report(
     add(
         "inter_rater",
         label_validation.inter_rater(kept, n_boot=n_boot),
-        "Agreement between participants: Fleiss' kappa, Krippendorff's alpha, ICC(1,1) (95% CIs from "
-        "resampling items; ICC: F interval). Items are (feature, labeler target) for choices, (feature, "
-        "labeler) for ratings; n = items, n_raters = participants, n_responses = judgements; no test.",
+        "Agreement between participants: Fleiss' kappa, Krippendorff's alpha, ICC(1,1) (95% CIs: jackknife "
+        "over items with t quantiles; ICC: F interval). Items are (feature, labeler target) for choices, "
+        "(feature, labeler) for ratings; n = items, n_raters = participants, n_responses = judgements; "
+        "the note says where items are too few for the interval; no test.",
     )
     add(
         "steering_by_feature",

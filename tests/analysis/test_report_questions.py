@@ -252,3 +252,15 @@ def test_clap_vs_human_false_positive_rate_with_a_shared_feature_component() -> 
     # Measured: 0.051 (by feature) and 0.168 (over rows); seed 36: 0.047 and 0.150.
     assert rate <= 0.06, rate
     assert naive > 0.1, naive  # the simulation does have the problem
+
+
+def test_inter_rater_says_when_items_are_too_few_for_its_interval() -> None:
+    """Issue 35.1: with under 5 items no interval tried covers 90 %; the table's note says so."""
+    from analysis.label_validation import inter_rater
+    from analysis.simulate import simulate_export
+
+    few = inter_rater(simulate_export(20, 2, seed=0)).set_index("measure")
+    assert few.loc["Fleiss kappa", "note"] == "fewer than 3 items: no interval"
+    assert "only 4 items" in few.loc["Krippendorff alpha (ordinal)", "note"]
+    enough = inter_rater(simulate_export(20, 12, seed=0)).set_index("measure")
+    assert enough.loc["Fleiss kappa", "note"] == "" and enough.loc["Fleiss kappa", "n"] == 12
