@@ -156,7 +156,7 @@ def human_vs_automatic(df: pd.DataFrame, n_options: int = 4) -> pd.DataFrame:
 
 
 def inter_rater(df: pd.DataFrame, n_boot: int = 200) -> pd.DataFrame:
-    """Agreement between participants, each with a CI from resampling items (agreements_with_ci).
+    """Agreement between participants, each with a CI from a jackknife over items (agreements_with_ci).
 
     Choices: Fleiss' kappa and Krippendorff's alpha (nominal), items = (feature,
     labeler target): the trials of one feature under two labelers have different right
