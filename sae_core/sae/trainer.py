@@ -21,6 +21,27 @@ from sae_core.sae.data import ActivationSource
 from sae_core.sae.sparse_coder import SparseCoder
 
 log = logging.getLogger(__name__)
+
+
+def training_problems(metrics: TrainMetrics) -> list[str]:
+    """What a user must hear about a finished run: an SAE that reconstructs worse than the
+    mean (held-out FVU >= 1), or one whose latents are mostly dead (issue 38: a run with the
+    old default learning rate ended at FVU 2.07 and said nothing)."""
+    problems = []
+    if metrics.holdout_fvu >= 1:
+        problems.append(
+            f"held-out FVU {metrics.holdout_fvu:.3g} >= 1: the SAE reconstructs worse than predicting "
+            f"the mean after {metrics.steps} steps (check --lr: too high diverges, too low never "
+            "leaves the random start; and train longer)"
+        )
+    if metrics.dead_fraction > 0.5:
+        problems.append(
+            f"{metrics.dead_fraction:.0%} of the latents are dead (none fired in the last "
+            f"{metrics.dead_window_tokens} rows): fewer latents, or more data"
+        )
+    return problems
+
+
 STATE_FILE = "trainer_state.pt"
 METRICS_FILE = "metrics.json"
 
@@ -205,6 +226,8 @@ class Trainer:
         and write the checkpoint, the SAE and metrics.json."""
         self.elapsed = time.perf_counter() - self._started
         metrics = self.evaluate(holdout)
+        for problem in training_problems(metrics):
+            log.warning("%s%s", f"{self.out_dir}: " if self.out_dir else "", problem)
         if self.out_dir:
             self._save_state()
             self.sae.save_to_disk(self.out_dir)
