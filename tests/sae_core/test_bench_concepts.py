@@ -39,6 +39,7 @@ def _bench(tmp_path: Path, *args: str, timeout: int) -> tuple[dict[str, str], st
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(900)
 def test_bench_concepts_smoke_runs_every_stage(tmp_path: Path) -> None:
     readings, out = _bench(tmp_path, "--smoke", timeout=600)
     assert 0 <= float(readings["concept_purity"]) <= 1
@@ -51,14 +52,16 @@ def test_bench_concepts_smoke_runs_every_stage(tmp_path: Path) -> None:
 
 
 @pytest.mark.long
+@pytest.mark.timeout(3600)
 def test_misaligned_activations_fail_the_onset_bar(tmp_path: Path) -> None:
-    readings, out = _bench(tmp_path, "--quick", "--no-steer", "--sabotage", "shift", timeout=3000)
+    readings, out = _bench(tmp_path, "--quick", "--no-steer", "--sabotage", "shift", timeout=3500)
     assert readings["onset_err_ms"] == "n/a" or float(readings["onset_err_ms"]) > 60, out[-2000:]
 
 
 @pytest.mark.long
+@pytest.mark.timeout(3600)
 def test_a_flipped_steering_sign_brings_the_steered_share_to_the_controls(tmp_path: Path) -> None:
-    _, out = _bench(tmp_path, "--quick", "--sabotage", "sign", timeout=3000)
+    _, out = _bench(tmp_path, "--quick", "--sabotage", "sign", timeout=3500)
     shares = re.search(r"steered chosen (\S+), baseline \S+, control (\S+) ", out)
     assert shares, out[-2000:]
     assert float(shares.group(1)) <= float(shares.group(2)), out[-2000:]
