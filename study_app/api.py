@@ -19,7 +19,7 @@ from werkzeug.exceptions import HTTPException
 
 from study_app import sessions
 from study_app.db import autocommit_request, db
-from study_app.models import Study, StudySession
+from study_app.models import SessionState, StudyRef
 from study_app.participant import study_and_session
 
 bp = Blueprint("api", __name__, url_prefix="/api")
@@ -109,7 +109,7 @@ def json_body() -> Any:
     return data
 
 
-def _session(slug: str) -> tuple[Study, StudySession]:
+def _session(slug: str) -> tuple[StudyRef, SessionState]:
     study, sess = study_and_session(slug)
     if study is None:
         raise sessions.AnswerError(404, f"no study '{slug}'")
@@ -120,14 +120,31 @@ def _session(slug: str) -> tuple[Study, StudySession]:
     return study, sess
 
 
-def _clip(clip_id: str, sess: StudySession) -> dict[str, str]:
-    """A clip's id and URL. The URL is this session's own (``?s=``, which the media
-    endpoint ignores): clips are cached for a year, and a browser that plays a clip an
-    earlier session in it cached (a second preview) from that cache, without asking the
-    server, would never have it count as heard in this session (sessions.unheard_clips).
-    Chromium asks again anyway (tested); the tag keeps any browser from relying on that."""
-    tag = hashlib.sha256(sess.token.encode()).hexdigest()[:12]
-    return {"id": clip_id, "url": url_for("media.clip", clip_id=clip_id, s=tag)}
+# A clip id that url_for would put into the path unchanged.
+_PLAIN_ID = re.compile(r"[A-Za-z0-9_.-]+")
+_PLACEHOLDER = "CLIP-ID-PLACEHOLDER"
+
+
+class _ClipUrls:
+    """Clips' ids and URLs for one session. Each URL is the session's own (``?s=``, which
+    the media endpoint ignores): clips are cached for a year, and a browser that plays a
+    clip an earlier session in it cached (a second preview) from that cache, without
+    asking the server, would never have it count as heard in this session
+    (sessions.unheard_clips). Chromium asks again anyway (tested); the tag keeps any
+    browser from relying on that. One url_for per trial fetch, not one per clip (six
+    were a twentieth of the request: profile, issue 31)."""
+
+    def __init__(self, sess: SessionState) -> None:
+        self.tag = hashlib.sha256(sess.token.encode()).hexdigest()[:12]
+        self.prefix, self.suffix = url_for("media.clip", clip_id=_PLACEHOLDER, s=self.tag).split(_PLACEHOLDER)
+
+    def url(self, clip_id: str) -> str:
+        if _PLAIN_ID.fullmatch(clip_id):
+            return self.prefix + clip_id + self.suffix
+        return url_for("media.clip", clip_id=clip_id, s=self.tag)
+
+    def clip(self, clip_id: str) -> dict[str, str]:
+        return {"id": clip_id, "url": self.url(clip_id)}
 
 
 @bp.get("/s/<slug>/trial")
@@ -139,6 +156,7 @@ def trial(slug: str) -> ResponseReturnValue:
     if current is None:
         return jsonify(stage=sess.stage, redirect=url_for("participant.go", slug=slug))
     t = current.trial
+    clips = _ClipUrls(sess)
     # Built before mark_served commits: reading the session after the commit reloaded it
     # (a second connection checkout, transaction and SELECT per trial).
     body = {
@@ -150,15 +168,15 @@ def trial(slug: str) -> ResponseReturnValue:
             "kind": t["kind"],
             "phase": t["phase"],
             "question": t["question"],
-            "references": [_clip(c, sess) for c in t["references"]],
-            "candidates": [_clip(c, sess) for c in t["candidates"]],
+            "references": [clips.clip(c) for c in t["references"]],
+            "candidates": [clips.clip(c) for c in t["candidates"]],
             "options": t["options"],
             "rating": t["rating"],
             "confidence": t["confidence"],
             "feedback": t["feedback"],
             "segments": t.get("segments", []),  # packages built before segments have none
         },
-        "preload": [_clip(c, sess)["url"] for c in current.next_clips],
+        "preload": [clips.url(c) for c in current.next_clips],
     }
     sessions.mark_served(sess)
     return jsonify(body)
@@ -167,6 +185,8 @@ def trial(slug: str) -> ResponseReturnValue:
 @bp.post("/s/<slug>/answer")
 def answer(slug: str) -> ResponseReturnValue:
     """Record an answer. Repeating a request with the same idempotency_key returns the first result."""
+    # Reads, then one statement that moves the session and stores the row (sessions.submit_answer)
+    autocommit_request()
     study, sess = _session(slug)
     payload = _answer_payload(json_body())
     return jsonify(sessions.submit_answer(sess, study, payload))

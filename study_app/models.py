@@ -6,6 +6,7 @@ migrations and these models agree.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
@@ -186,6 +187,39 @@ class StudySession(db.Model):  # type: ignore[name-defined]
 
     trial_list: Mapped[TrialList] = relationship()
     participant: Mapped[Participant] = relationship()
+
+
+# The participant API reads a study and a session on every request. As ORM objects (identity
+# map, instance state, attribute instrumentation, a flush on commit) that load and the ORM's
+# flush of the answer were over a third of a request's CPU (profile, issue 31); these plain
+# rows of the columns it reads are what study_app.participant.study_and_session returns.
+
+
+@dataclass(frozen=True, slots=True)
+class StudyRef:
+    """The study columns the participant API reads (a row, not an ORM object)."""
+
+    id: int
+    slug: str
+    status: str
+    manifest_sha256: str
+    package_path: str
+
+
+@dataclass(frozen=True, slots=True)
+class SessionState:
+    """A session as the participant API read it at the start of the request (a row, not an
+    ORM object): writes go through statements that check it is still so (sessions.submit_answer)."""
+
+    id: int
+    token: str
+    status: str
+    stage: str
+    trial_order: list[str]
+    position: int
+    screening_attempt: int
+    served_trial: str | None
+    served_at: datetime | None
 
 
 class Response(db.Model):  # type: ignore[name-defined]

@@ -12,7 +12,7 @@ from sqlalchemy import delete, func, select
 
 from artifact_schemas import AnswerKey, StudyManifest, load_key, load_study, manifest_sha256
 from study_app.db import db
-from study_app.models import Event, Participant, Response, Study, StudySession, Trial, TrialList
+from study_app.models import Event, Participant, Response, Study, StudyRef, StudySession, Trial, TrialList
 
 
 class ImportRefused(Exception):
@@ -167,6 +167,6 @@ def _view(study_id: int, sha: str, root: str) -> PackageView:
     )
 
 
-def package_view(study: Study) -> PackageView:
+def package_view(study: Study | StudyRef) -> PackageView:
     # Keyed by content hash: a replaced package gets a fresh view in every worker.
     return _view(study.id, study.manifest_sha256, study.package_path)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
+from dataclasses import fields
 from typing import Any
 
 from flask import Blueprint, abort, current_app, redirect, render_template, request, session, url_for
@@ -14,7 +15,17 @@ from sqlalchemy import bindparam, select
 
 from study_app import sessions
 from study_app.db import db
-from study_app.models import ACTIVE, COMPLETED, DECLINED, SCREENED_OUT, SessionStage, Study, StudySession
+from study_app.models import (
+    ACTIVE,
+    COMPLETED,
+    DECLINED,
+    SCREENED_OUT,
+    SessionStage,
+    SessionState,
+    Study,
+    StudyRef,
+    StudySession,
+)
 from study_app.packages import package_view
 from study_app.prolific_api import is_prolific_id
 
@@ -51,22 +62,33 @@ def session_for(study: Study) -> StudySession | None:
     )
 
 
+def _names(row_type: type) -> list[str]:
+    return [f.name for f in fields(row_type)]
+
+
 # Built once: building a select and its cache key cost a third of running it (profile, issue 31).
+# Core, not ORM: the rows become StudyRef and SessionState (models), without the ORM's load.
+_STUDY_COLS = tuple(Study.__table__.c[name] for name in _names(StudyRef))
+_SESSION_COLS = tuple(StudySession.__table__.c[name] for name in _names(SessionState))
 _STUDY_AND_SESSION = (
-    select(Study, StudySession)
-    .join(StudySession, StudySession.study_id == Study.id)
-    .where(Study.slug == bindparam("slug"), StudySession.token == bindparam("token"))
+    select(*_STUDY_COLS, *_SESSION_COLS)
+    .select_from(Study.__table__.join(StudySession.__table__, StudySession.__table__.c.study_id == Study.id))
+    .where(Study.__table__.c.slug == bindparam("slug"), StudySession.__table__.c.token == bindparam("token"))
 )
+_STUDY_ONLY = select(*_STUDY_COLS).where(Study.__table__.c.slug == bindparam("slug"))
 
 
-def study_and_session(slug: str) -> tuple[Study | None, StudySession | None]:
+def study_and_session(slug: str) -> tuple[StudyRef | None, SessionState | None]:
     """The study and this browser's session in it, in one query (the API's hot path)."""
     token = session.get("studies", {}).get(slug)
+    conn = db.session.connection()
     if token:
-        row = db.session.execute(_STUDY_AND_SESSION, {"slug": slug, "token": token}).first()
+        row = conn.execute(_STUDY_AND_SESSION, {"slug": slug, "token": token}).first()
         if row is not None:
-            return row[0], row[1]
-    return db.session.scalar(select(Study).where(Study.slug == slug)), None
+            n = len(_STUDY_COLS)
+            return StudyRef(*row[:n]), SessionState(*row[n:])
+    found = conn.execute(_STUDY_ONLY, {"slug": slug}).first()
+    return (StudyRef(*found) if found is not None else None), None
 
 
 def remember(study: Study, sess: StudySession) -> None:

@@ -16,7 +16,7 @@ from datetime import timedelta
 from typing import Any
 
 from flask import current_app
-from sqlalchemy import bindparam, func, select, update
+from sqlalchemy import bindparam, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from artifact_schemas.order import list_items, session_order
@@ -31,7 +31,9 @@ from study_app.models import (
     Participant,
     Response,
     SessionStage,
+    SessionState,
     Study,
+    StudyRef,
     StudySession,
     TrialList,
     utcnow,
@@ -339,7 +341,7 @@ def _assign_list(study: Study, lists: list[TrialList], digest: str) -> TrialList
     return min(open_lists, key=lambda lst: (fill.get(lst.id, 0), lst.position))
 
 
-def next_stage(study: Study, stage: SessionStage | None) -> SessionStage:
+def next_stage(study: Study | StudyRef, stage: SessionStage | None) -> SessionStage:
     """The stage after ``stage`` (None: the first) in ``study``'s flow.
 
     volume -> screening -> instructions -> trials -> questionnaire -> done, without the
@@ -360,7 +362,11 @@ def next_stage(study: Study, stage: SessionStage | None) -> SessionStage:
 
 
 def record_event(
-    study: Study, sess: StudySession | None, kind: str, data: dict[str, Any], client_ts: str | None = None
+    study: Study | StudyRef,
+    sess: StudySession | SessionState | None,
+    kind: str,
+    data: dict[str, Any],
+    client_ts: str | None = None,
 ) -> None:
     db.session.add(
         Event(
@@ -370,7 +376,7 @@ def record_event(
     db.session.commit()
 
 
-def recent_events(sess: StudySession, kinds: frozenset[str], seconds: float) -> int:
+def recent_events(sess: StudySession | SessionState, kinds: frozenset[str], seconds: float) -> int:
     """Events of ``kinds`` that ``sess`` recorded in the last ``seconds`` (the event rate limit)."""
     since = utcnow() - timedelta(seconds=seconds)
     query = select(func.count(Event.id)).where(
@@ -413,7 +419,7 @@ def _claim_place(sess: StudySession, study: Study) -> None:
         raise ListFull()
 
 
-def _phase_of(study: Study, trial_key: str) -> str:
+def _phase_of(study: Study | StudyRef, trial_key: str) -> str:
     return package_view(study).trial_types[trial_key]
 
 
@@ -442,7 +448,7 @@ class TrialView:
     next_clips: list[str]
 
 
-def current_trial(sess: StudySession, study: Study) -> TrialView | None:
+def current_trial(sess: StudySession | SessionState, study: Study | StudyRef) -> TrialView | None:
     """The trial the session must answer now (None when the session is on a page stage)."""
     if sess.status != ACTIVE or sess.stage not in (SessionStage.SCREENING, SessionStage.TRIALS):
         return None
@@ -454,7 +460,7 @@ def current_trial(sess: StudySession, study: Study) -> TrialView | None:
     return TrialView(trial, sess.position, main_total, next_clips)
 
 
-def _served_key(sess: StudySession) -> str:
+def _served_key(sess: StudySession | SessionState) -> str:
     return f"{sess.screening_attempt}:{sess.position}"
 
 
@@ -467,13 +473,13 @@ _MARK_SERVED = (
 )
 
 
-def mark_served(sess: StudySession) -> None:
-    """Note when the current trial first went to the browser (a reload keeps the first time).
-
-    The caller must not read ``sess`` afterwards: the commit expires it."""
+def mark_served(sess: SessionState) -> None:
+    """Note when the current trial first went to the browser (a reload keeps the first time)."""
     key = _served_key(sess)
     if sess.served_trial != key:
-        db.session.execute(_MARK_SERVED, {"session_id": sess.id, "served_key": key, "now": utcnow()})
+        db.session.connection().execute(
+            _MARK_SERVED, {"session_id": sess.id, "served_key": key, "now": utcnow()}
+        )
         db.session.commit()
 
 
@@ -554,15 +560,15 @@ _HEARD = select(ClipRequest.clip_id).where(
 )
 
 
-def unheard_clips(sess: StudySession, clips: set[str]) -> set[str]:
+def unheard_clips(sess: StudySession | SessionState, clips: set[str]) -> set[str]:
     """Which of ``clips`` have not been served in full to ``sess``."""
     if not clips:
         return set()
-    heard = db.session.scalars(_HEARD, {"session_id": sess.id, "clips": sorted(clips)})
+    heard = db.session.connection().execute(_HEARD, {"session_id": sess.id, "clips": sorted(clips)}).scalars()
     return clips - set(heard)
 
 
-def listening_floor_s(study: Study, trial: dict[str, Any]) -> float:
+def listening_floor_s(study: Study | StudyRef, trial: dict[str, Any]) -> float:
     """The least time in which the trial's required clips can be heard, times LISTEN_FACTOR."""
     clips = package_view(study).manifest.clips
     required = {*trial["references"], *trial["candidates"]}
@@ -572,7 +578,9 @@ def listening_floor_s(study: Study, trial: dict[str, Any]) -> float:
 LISTEN_FIRST = "Please listen to every clip to the end before answering."
 
 
-def _listening_evidence(sess: StudySession, study: Study, trial: dict[str, Any]) -> tuple[Any, int]:
+def _listening_evidence(
+    sess: StudySession | SessionState, study: Study | StudyRef, trial: dict[str, Any]
+) -> tuple[Any, int]:
     """(served_at, required clips not served in full) for an answer now; AnswerError when
     the server cannot stand behind it.
 
@@ -585,7 +593,7 @@ def _listening_evidence(sess: StudySession, study: Study, trial: dict[str, Any])
     that slept the ``wait_s`` the 425 announced, and fetched one byte of each clip or
     none, was paid (issue 31.3). A browser that plays every clip to the end has fetched
     every byte of it (from the server, or from its cache, filled by this session's
-    earlier fetch: the clip URLs are per session, ``api._clip``). LISTEN_FACTOR = 0
+    earlier fetch: the clip URLs are per session, ``api._ClipUrls``). LISTEN_FACTOR = 0
     turns both checks off (a server only bots use); the count is still recorded.
     """
     served_at = sess.served_at if sess.served_trial == _served_key(sess) else None
@@ -600,7 +608,64 @@ def _listening_evidence(sess: StudySession, study: Study, trial: dict[str, Any])
     return served_at, unheard
 
 
-def submit_answer(sess: StudySession, study: Study, payload: dict[str, Any]) -> dict[str, Any]:
+# The answer's two writes as Core statements (the ORM's unit of work, flush and identity
+# map were a third of an answer's CPU: profile, issue 31). Built once.
+_SESSION_T = StudySession.__table__
+_RESPONSE_T = Response.__table__
+_INSERT_RESPONSE = insert(_RESPONSE_T)
+# The session moves on only from the state this request read: a concurrent answer that
+# moved it first leaves this UPDATE matching no row (PostgreSQL re-checks the WHERE after
+# waiting for that answer's row lock; SQLite's BEGIN IMMEDIATE serialises them).
+_ADVANCE = (
+    update(_SESSION_T)
+    .where(
+        _SESSION_T.c.id == bindparam("session_id"),
+        _SESSION_T.c.position == bindparam("old_position"),
+        _SESSION_T.c.screening_attempt == bindparam("old_attempt"),
+        _SESSION_T.c.stage == bindparam("old_stage"),
+        _SESSION_T.c.status == ACTIVE,
+    )
+    .values(position=bindparam("new_position"), last_seen_at=bindparam("now"))
+)
+_ROW_COLUMNS = (
+    "session_id",
+    "trial_id",
+    "attempt",
+    "position",
+    "answer",
+    "rating",
+    "confidence",
+    "correct",
+    "rt_ms",
+    "play_counts",
+    "client_ts",
+    "idempotency_key",
+    "served_at",
+    "clips_unfetched",
+    "server_ts",
+    "result",
+)
+# PostgreSQL: both writes in one statement, the row inserted only when the session moved.
+# One statement is atomic on its own, so the answer runs in autocommit (api.answer): no
+# BEGIN and COMMIT round trips (6 round trips per answer became 3: issue 31).
+_MOVED = _ADVANCE.returning(_SESSION_T.c.id).cte("moved")
+_ADVANCE_AND_INSERT = (
+    insert(_RESPONSE_T)
+    .from_select(
+        [_RESPONSE_T.c[name] for name in _ROW_COLUMNS],
+        # "r_": a parameter named like a study_session column joins the UPDATE's SET.
+        select(
+            *(bindparam(f"r_{name}", type_=_RESPONSE_T.c[name].type) for name in _ROW_COLUMNS)
+        ).select_from(_MOVED),
+    )
+    .returning(_RESPONSE_T.c.id)
+)
+_RESULT_OF_KEY = select(_RESPONSE_T.c.result).where(
+    _RESPONSE_T.c.session_id == bindparam("session_id"), _RESPONSE_T.c.idempotency_key == bindparam("idem")
+)
+
+
+def submit_answer(sess: SessionState, study: StudyRef, payload: dict[str, Any]) -> dict[str, Any]:
     """Record one answer and move the session on; replay the result for a repeated key.
 
     Raises AnswerError (400 bad input, 409 not the current trial, 425 before its clips
@@ -608,15 +673,19 @@ def submit_answer(sess: StudySession, study: Study, payload: dict[str, Any]) -> 
 
     An idempotency key counts within its session only: a key another session used is a
     new key here (it replayed that session's answer as this one's "duplicate": issue 31.7).
+
+    Most answers only move the session one trial on: the response row and that move are
+    two statements in one transaction. The answer that ends screening or the trials
+    (scoring, the next stage, completion) goes through the ORM (:func:`_submit_final`).
     """
     idem = payload["idempotency_key"]
     current = current_trial(sess, study)
     if current is None or payload["trial_id"] != current.trial["id"]:
         # Most often a retry of a submit that was stored but whose reply got lost: the
         # session has moved on, so replay the stored result. Anything else is stale.
-        previous = _answer_with_key(sess, idem)
+        previous = _result_with_key(sess.id, idem)
         if previous is not None:
-            return {**previous.result, "duplicate": True}
+            return {**previous, "duplicate": True}
         if current is None:
             raise AnswerError(409, "this session has no trial to answer now", stage=sess.stage)
         raise AnswerError(409, "this is not the current trial", current_trial=current.trial["id"])
@@ -626,50 +695,113 @@ def submit_answer(sess: StudySession, study: Study, payload: dict[str, Any]) -> 
     view = package_view(study)
     tkey = view.key.trials[trial["id"]]
     correct = None if tkey.correct_option is None or answer is None else answer == tkey.correct_option
-    response = Response(
-        session_id=sess.id,
-        trial_id=view.trial_rows[trial["id"]],
-        attempt=sess.screening_attempt if trial["phase"] == "screening" else 0,
-        position=current.position,
-        answer=answer,
-        rating=rating,
-        confidence=confidence,
-        correct=correct,
-        rt_ms=float(payload["rt_ms"]),
-        play_counts=payload["plays"],
-        client_ts=payload.get("client_ts"),
-        idempotency_key=idem,
-        served_at=served_at,
-        clips_unfetched=unheard,
-        result={},
-    )
+    row = {
+        "session_id": sess.id,
+        "trial_id": view.trial_rows[trial["id"]],
+        "attempt": sess.screening_attempt if trial["phase"] == "screening" else 0,
+        "position": current.position,
+        "answer": answer,
+        "rating": rating,
+        "confidence": confidence,
+        "correct": correct,
+        "rt_ms": float(payload["rt_ms"]),
+        "play_counts": payload["plays"],
+        "client_ts": payload.get("client_ts"),
+        "idempotency_key": idem,
+        "served_at": served_at,
+        "clips_unfetched": unheard,
+    }
+    position = sess.position + 1
+    order = sess.trial_order
+    if position >= len(order) or (
+        trial["phase"] == "screening" and _phase_of(study, order[position]) != "screening"
+    ):
+        return _submit_final(sess, study, trial, row, idem)
+    result: dict[str, Any] = {"accepted": True, "stage": sess.stage, "position": position}
+    if trial.get("feedback"):
+        result["feedback"] = {"correct": bool(correct)}
+    now = utcnow()
+    move = {
+        "old_position": sess.position,
+        "old_attempt": sess.screening_attempt,
+        "old_stage": sess.stage,
+        "new_position": position,
+        "now": now,
+    }
+    row |= {"server_ts": now, "result": result}
+    try:
+        # The row and the session's move are one transaction (or one statement): when a
+        # unique constraint refuses the row (a concurrent duplicate), the session does
+        # not move on either, and a session that moved meanwhile gets no row.
+        conn = db.session.connection()
+        if conn.dialect.name == "postgresql":
+            params = {**move, "session_id": sess.id, **{f"r_{k}": v for k, v in row.items()}}
+            stored = conn.execute(_ADVANCE_AND_INSERT, params).first() is not None
+        else:
+            stored = conn.execute(_ADVANCE, {**move, "session_id": sess.id}).rowcount == 1
+            if stored:
+                conn.execute(_INSERT_RESPONSE, row)
+        if stored:
+            db.session.commit()
+            return result
+        db.session.rollback()
+    except IntegrityError:
+        db.session.rollback()
+    return _concurrent(sess, idem)
+
+
+def _concurrent(sess: StudySession | SessionState, idem: str) -> dict[str, Any]:
+    """The answer when a concurrent request moved the session first: that request's result
+    when it was this one's duplicate (same key), else 409."""
+    winner = _result_with_key(sess.id, idem)
+    if winner is not None:
+        return {**winner, "duplicate": True}
+    raise AnswerError(409, "this trial was answered concurrently; reload to continue") from None
+
+
+def _submit_final(
+    state: SessionState, study_ref: StudyRef, trial: dict[str, Any], row: dict[str, Any], idem: str
+) -> dict[str, Any]:
+    """The answer that ends screening or the trials, through the ORM (once or twice a session).
+
+    The commit first ends the request's reads, which ran in autocommit on PostgreSQL
+    (api.answer): what follows is one transaction, on a connection out of autocommit."""
+    db.session.commit()
+    sess = db.session.get(StudySession, state.id)
+    study = db.session.get(Study, study_ref.id)
+    assert sess is not None and study is not None
+    if (sess.position, sess.screening_attempt, sess.stage, sess.status) != (
+        state.position,
+        state.screening_attempt,
+        state.stage,
+        state.status,
+    ):
+        db.session.rollback()
+        return _concurrent(state, idem)
+    response = Response(**row, result={})
     db.session.add(response)
     try:
-        # The row and the session's move are one transaction: when a unique constraint
-        # refuses the row (a concurrent duplicate), the session does not move on either.
+        # The row and the session's move are one transaction, as above.
         # The result goes into the INSERT itself (set after a flush, it was an UPDATE more).
         sess.position += 1
         _after_answer(sess, study, trial["phase"])  # flushes the row when it counts screening answers
         result: dict[str, Any] = {"accepted": True, "stage": sess.stage, "position": sess.position}
         if trial.get("feedback"):
-            result["feedback"] = {"correct": bool(correct)}
+            result["feedback"] = {"correct": bool(row["correct"])}
         response.result = result
         touch(sess)
         db.session.commit()
     except IntegrityError:
         # A concurrent duplicate of this submit won the race: answer with its result.
         db.session.rollback()
-        winner = _answer_with_key(sess, idem)
-        if winner is not None:
-            return {**winner.result, "duplicate": True}
-        raise AnswerError(409, "this trial was answered concurrently; reload to continue") from None
+        return _concurrent(state, idem)
     return result
 
 
-def _answer_with_key(sess: StudySession, idem: str) -> Response | None:
-    return db.session.scalar(
-        select(Response).where(Response.session_id == sess.id, Response.idempotency_key == idem)
-    )
+def _result_with_key(session_id: int, idem: str) -> dict[str, Any] | None:
+    """The result stored with the session's answer of idempotency key ``idem``, if any."""
+    found = db.session.connection().execute(_RESULT_OF_KEY, {"session_id": session_id, "idem": idem}).first()
+    return None if found is None else dict(found[0])
 
 
 def _validate(
