@@ -103,7 +103,8 @@ def check(
     honour the order rules, and that nothing in study.json or the audio file names
     reveals the key. Prints every no-listening strategy (position, base rate, rated
     labels, file size, duration, repeated audio) with its expected accuracy; one more
-    than 10 points above chance is a leak. Exits 1 on any problem.
+    than 10 points above chance, and beyond luck on its trials (binomial p < 0.05), is a
+    leak. Exits 1 on any problem.
 
     Example: stimuli-builder check studies/demo
     """

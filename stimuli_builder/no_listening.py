@@ -4,7 +4,8 @@ Each strategy decides every answer from what a browser can fetch (``study.json``
 audio files: option texts, positions, questions, clip bytes, sizes and durations), and is
 scored against ``key.json``: its expected accuracy is the mean, over every (list, trial)
 a participant would answer, of the chance its choice is right (ties are broken at
-random). A strategy above chance + ``LEAK_MARGIN`` on a trial type is a leak (issue 34.2:
+random). A strategy above chance + ``LEAK_MARGIN`` on a trial type, by more than luck
+could give on its number of trials (binomial p < ``LEAK_P``), is a leak (issue 34.2:
 always choosing "energetic" when offered scored 0.625 against chance 0.25 and the check
 said "blinding leaks: 0"). One participant sees one list, so counts are per list.
 
@@ -30,8 +31,10 @@ import soundfile as sf
 from artifact_schemas import AnswerKey, StudyManifest
 from artifact_schemas.study import Trial
 
-# Above chance by more than this (10 points) is a leak.
+# Above chance by more than this (10 points), and unlikely by luck (binomial p < LEAK_P),
+# is a leak.
 LEAK_MARGIN = 0.10
+LEAK_P = 0.05
 # Decoded samples within this many 16-bit steps of another clip's are "the same audio":
 # fresh 1-step dither per trial kept a shared baseline within 2 steps (issue 34.5).
 SAME_SAMPLES_STEPS = 4
@@ -58,8 +61,19 @@ class StrategyResult(NamedTuple):
         return max(self.chance + LEAK_MARGIN, math.ceil(self.trials * self.chance - 1e-9) / self.trials)
 
     @property
+    def p_value(self) -> float:
+        """One-sided binomial p of scoring this well (or better) by guessing at chance."""
+        from scipy.stats import binom
+
+        right = math.ceil(self.accuracy * self.trials - 1e-9)
+        return float(binom.sf(right - 1, self.trials, self.chance))
+
+    @property
     def leak(self) -> bool:
-        return self.accuracy > self.threshold + 1e-9
+        """Above the threshold, and more than luck could give on this few trials (binomial
+        p < ``LEAK_P``): of 4 four-option checks, 3 right by guessing has p = 0.051, and
+        the demo's instructed checks tripped the bare threshold by which labels its SAEs gave."""
+        return self.accuracy > self.threshold + 1e-9 and self.p_value < LEAK_P
 
 
 @dataclass

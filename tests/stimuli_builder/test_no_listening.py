@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+import pytest
 from typer.testing import CliRunner
 
 from artifact_schemas import STEERING, load_key, load_study, save_table
@@ -183,3 +184,15 @@ def test_build_refuses_a_run_without_distances_by_name(
     text = " ".join(result.output.split())
     assert re.search(r"has none for the steered clip of feature 3:\d+, prompt 'Simple melody', seed 0", text)
     assert "re-run sae-core steer" in text
+
+
+def test_a_few_lucky_guesses_are_not_a_leak_but_many_are() -> None:
+    """3 of 4 four-option checks right is what guessing gives 5% of the time (p = 0.051):
+    with other SAE labels the demo's instructed checks read so and make demo stopped. The
+    same share over 24 trials is no luck."""
+    from stimuli_builder.no_listening import StrategyResult
+
+    few = StrategyResult("attention:instructed", "least offered", 4, 0.75, 0.25)
+    many = StrategyResult("label_choice", "least offered", 24, 0.75, 0.25)
+    assert few.p_value == pytest.approx(0.0508, abs=1e-4) and not few.leak
+    assert many.leak and StrategyResult("x", "y", 4, 1.0, 0.25).leak
