@@ -185,27 +185,24 @@ def probe_ceiling(work: Path, layer: int) -> pd.DataFrame:
     import torch
     from sklearn.linear_model import LogisticRegression
 
-    from sae_core.concepts import concept_spans, selection_half
+    from sae_core.concepts import Windows, concept_spans, frame_targets, selection_half
     from sae_core.sae.data import ShardedActivations
 
     acts = work / "run" / "acts" / f"layer_{layer}"
     source = ShardedActivations(acts, holdout_fraction=0.0)
     x = torch.cat([source.load_shard(i) for i in range(len(source.shards))]).numpy()
     index = pd.read_parquet(acts / "index.parquet")
-    window = index["track_id"].astype(str) + "|" + (index["time_s"] // 1.0).astype(int).astype(str)
-    pooled = pd.DataFrame(x).groupby(window.to_numpy()).mean()
-    tracks = np.array([w.split("|")[0] for w in pooled.index])
-    middle = np.array([int(w.split("|")[1]) + 0.5 for w in pooled.index])
-    spans = concept_spans(work / "corpus")
-    select = selection_half(tracks)
-    z = ((pooled - pooled[select].mean()) / (pooled[select].std() + 1e-6)).to_numpy()
+    # The windows purity judges units on, and their values (most of the window's frames).
+    windows = Windows.of(index, selection_half(index["track_id"].astype(str).to_numpy()))
+    pooled, select = windows.mean(x), windows.select
+    z = (pooled - pooled[select].mean(axis=0)) / (pooled[select].std(axis=0) + 1e-6)
+    targets = frame_targets(index, concept_spans(work / "corpus"))
     rows = []
     for concept in PURITY_CONCEPTS:
-        y = np.full(len(tracks), "", dtype=object)  # the value holding at each window's middle
-        for span in spans[spans["concept"] == concept].itertuples():
-            y[(tracks == str(span.track_id)) & (middle >= span.start_s) & (middle < span.end_s)] = str(
-                span.value
-            )
+        y = np.full(len(pooled), "", dtype=object)
+        for (c, value), positive in targets.items():
+            if c == concept:
+                y[windows.has(positive)] = value
         probe = LogisticRegression(max_iter=2000, C=0.1).fit(z[select], y[select])
         majority = pd.Series(y[~select]).value_counts(normalize=True).max()
         rows.append(

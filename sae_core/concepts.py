@@ -230,10 +230,14 @@ class Windows:
     def max(self, scores: np.ndarray) -> np.ndarray:
         return np.maximum.reduceat(scores[self.order], self.starts, axis=0)
 
+    def mean(self, scores: np.ndarray) -> np.ndarray:
+        counts = np.diff(np.r_[self.starts, len(self.order)])
+        sums = np.add.reduceat(scores[self.order].astype(float), self.starts, axis=0)
+        return sums / (counts[:, None] if sums.ndim == 2 else counts)
+
     def has(self, positive: np.ndarray) -> np.ndarray:
         """Windows where most frames have the value."""
-        counts = np.diff(np.r_[self.starts, len(self.order)])
-        return np.add.reduceat(positive[self.order].astype(float), self.starts) / counts >= 0.5
+        return self.mean(positive) >= 0.5
 
 
 def top_purity(pooled: np.ndarray, positive: np.ndarray, top: int) -> np.ndarray:
@@ -291,6 +295,8 @@ def concept_detection(cfg: ConceptsConfig) -> pd.DataFrame:
         no_entries = late.iloc[:0]
         windows = Windows.of(index, select)
         w_sel = windows.select
+        # Which windows have each value: the same for every method, so computed once.
+        window_targets = {target: windows.has(positive) for target, positive in targets.items()}
         for method, scores in units.items():
             sel_scores, eval_scores = scores[select], scores[~select]
             sel_ranks = rankdata(sel_scores, axis=0)  # once per method: shared by every concept
@@ -314,7 +320,7 @@ def concept_detection(cfg: ConceptsConfig) -> pd.DataFrame:
                 # How close is the detected onset to each true entry?
                 timed = entries.get((concept, value), no_entries)
                 errors = onset_errors_ms(test_scores, threshold, eval_index, timed, frame_rate)
-                has = windows.has(positive)
+                has = window_targets[(concept, value)]
                 n_units = scores.shape[1]
                 column = unit + (n_units if sign < 0 else 0)
                 sel_purity = top_purity(pooled[w_sel], has[w_sel], cfg.purity_top)
@@ -332,9 +338,8 @@ def concept_detection(cfg: ConceptsConfig) -> pd.DataFrame:
                 # 200 ms, but its first hit over that level marks the entry.
                 level = best_threshold(pooled[w_sel][:, best], has[w_sel])
                 p_sign = -1.0 if best >= n_units else 1.0
-                p_errors = onset_errors_ms(
-                    p_sign * eval_scores[:, best % n_units], level, eval_index, timed, frame_rate, hold_s=0.0
-                )
+                p_scores = p_sign * eval_scores[:, best % n_units]
+                p_errors = onset_errors_ms(p_scores, level, eval_index, timed, frame_rate, hold_s=0.0)
                 if int(has[~w_sel].sum()) < cfg.purity_top:
                     thin[f"{concept}={value}"] = int(has[~w_sel].sum())
                 rows.append(
@@ -356,13 +361,9 @@ def concept_detection(cfg: ConceptsConfig) -> pd.DataFrame:
                         "n_onsets": len(errors),
                         "window_auroc": float(window_auc),
                         "purity_unit": best % n_units,
-                        "purity_sign": -1.0 if best >= n_units else 1.0,
+                        "purity_sign": p_sign,
                         "purity": float(purity),
-                        "purity_unit_auroc": float(
-                            aurocs(
-                                (-1.0 if best >= n_units else 1.0) * eval_scores[:, [best % n_units]], pos_e
-                            )[0]
-                        ),
+                        "purity_unit_auroc": float(aurocs(p_scores[:, None], pos_e)[0]),
                         "purity_chance": float(has[~w_sel].mean()),
                         "purity_onset_error_ms": float(np.median(p_errors)) if len(p_errors) else np.nan,
                         "n_windows": int((~w_sel).sum()),
