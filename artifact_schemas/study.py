@@ -112,12 +112,22 @@ class Texts(_Strict):
     debrief: str = ""
 
 
+class ScreeningExample(_Strict):
+    """One headphone-check item shown with its answer before the scored ones (never scored)."""
+
+    clip: OpaqueId
+    target: Annotated[int, Field(ge=0, le=2)]
+    """Which of the three sounds is the one to find (0-based): the page says so."""
+    segments: list[tuple[Annotated[float, Field(ge=0)], Annotated[float, Field(gt=0)]]]
+
+
 class Screening(_Strict):
     """Headphone screening: which test, how many of its trials must be right, retries."""
 
     kind: Literal["huggins", "antiphase"]
     pass_threshold: Annotated[int, Field(ge=1)]
     max_attempts: Annotated[int, Field(ge=1)] = 1
+    example: ScreeningExample | None = None
 
 
 class OrderRules(_Strict):
@@ -190,6 +200,9 @@ class StudyManifest(_Strict):
         if self.calibration_clip is not None and self.calibration_clip not in self.clips:
             raise ValueError(f"calibration_clip '{self.calibration_clip}' is not among the clips")
         if self.screening is not None:
+            example = self.screening.example
+            if example is not None and example.clip not in self.clips:
+                raise ValueError(f"screening.example.clip '{example.clip}' is not among the clips")
             n = sum(t.kind == "screening" for t in self.trials)
             if self.screening.pass_threshold > n:
                 raise ValueError(f"screening.pass_threshold {self.screening.pass_threshold} > {n} trials")

@@ -97,6 +97,8 @@ class Design:
     screening_kind: Literal["huggins", "antiphase"] | None
     # What the builder left out and why (also logged): e.g. a label with too few foils.
     warnings: list[str] = field(default_factory=list)
+    # The headphone check's example (shown with its answer, never scored) and that answer.
+    screening_example: tuple[ClipSource, int] | None = None
 
 
 def _rng(*parts: object) -> np.random.Generator:
@@ -127,10 +129,12 @@ def build_design(features: list[SelectedFeature], config: StudyConfig, foils: Fo
     shared: list[str] = []
     sc_kind = config.screening.kind
     screening_kind: Literal["huggins", "antiphase"] | None = None if sc_kind == "none" else sc_kind
+    screening_example = None
     if screening_kind is not None:
         for spec in _screening_trials(config, gen):
             trials[spec.key] = spec
             shared.append(spec.key)
+        screening_example = _screening_example(config, gen)
     for spec in _practice_trials(config, gen):
         trials[spec.key] = spec
         shared.append(spec.key)
@@ -261,7 +265,7 @@ def build_design(features: list[SelectedFeature], config: StudyConfig, foils: Fo
         spec = _attention_trial(kind_name, k, i, answers[(k, i)], features, foils, config, said, seen)
         trials[spec.key] = spec
         lists[k].append(spec.key)
-    return Design(trials, lists, generated_audio, calibration, screening_kind, warnings)
+    return Design(trials, lists, generated_audio, calibration, screening_kind, warnings, screening_example)
 
 
 def _instructed_options(config: StudyConfig, foils: FoilPicker) -> int:
@@ -690,11 +694,7 @@ def _screening_trials(config: StudyConfig, gen: Any) -> list[TrialSpec]:
     }[sc.kind]
     specs = []
     for i, target in enumerate(targets):
-        if sc.kind == "huggins":
-            audio = generated.huggins_trial(target, rng, sr)
-        else:
-            antiphase = int(rng.choice([j for j in range(3) if j != target]))
-            audio = generated.antiphase_trial(target, antiphase, sr)
+        audio = _screening_audio(sc.kind, target, rng, sr)
         # Levelled as one file: a single gain keeps the intervals' relative levels, which
         # the tests depend on, and puts the trial at the study's loudness. At a fixed
         # digital level the noise was 8 LU louder than the sound the volume was set with.
@@ -713,6 +713,24 @@ def _screening_trials(config: StudyConfig, gen: Any) -> list[TrialSpec]:
             )
         )
     return specs
+
+
+def _screening_audio(kind: str, target: int, rng: np.random.Generator, sr: int) -> np.ndarray:
+    if kind == "huggins":
+        return generated.huggins_trial(target, rng, sr)
+    antiphase = int(rng.choice([j for j in range(3) if j != target]))
+    return generated.antiphase_trial(target, antiphase, sr)
+
+
+def _screening_example(config: StudyConfig, gen: Any) -> tuple[ClipSource, int]:
+    """One more item of the check, drawn apart from the scored ones, whose answer the page says.
+
+    Its own draw: the example teaches what to listen for and gives away nothing about the
+    scored items (their targets and roved pitches come from another generator)."""
+    rng = _rng(config.study.seed, "screening-example")
+    target = int(rng.integers(3))
+    audio = _screening_audio(config.screening.kind, target, rng, config.audio.sample_rate)
+    return gen("screening_example", audio, "screening"), target
 
 
 def _practice_trials(config: StudyConfig, gen: Any) -> list[TrialSpec]:

@@ -33,6 +33,7 @@ from artifact_schemas import (
     Option,
     OrderRules,
     Screening,
+    ScreeningExample,
     StudyManifest,
     Texts,
     Trial,
@@ -44,6 +45,7 @@ from artifact_schemas import (
     save_study,
     write_text_atomic,
 )
+from stimuli_builder import generated
 from stimuli_builder.attention import transform
 from stimuli_builder.audio_prep import PAD_HEADER, AudioSpec, PreparedClip, finish, level, pad_to, read_source
 from stimuli_builder.bundle import Bundle
@@ -226,6 +228,12 @@ def write_package(
         keys[trial.id] = trial_key
     trial_id = {k: t.id for k, t in zip(sorted(design.trials), trials, strict=True)}
     calibration = renderer.render(design.calibration)
+    example = None
+    if design.screening_example is not None:
+        source, target = design.screening_example
+        example = ScreeningExample(
+            clip=renderer.render(source), target=target, segments=generated.interval_spans()
+        )
     lists = [
         TrialList(
             id=ids.new("l", 4),
@@ -246,7 +254,10 @@ def write_package(
         screening=None
         if design.screening_kind is None
         else Screening(
-            kind=design.screening_kind, pass_threshold=sc.pass_threshold, max_attempts=sc.max_attempts
+            kind=design.screening_kind,
+            pass_threshold=sc.pass_threshold,
+            max_attempts=sc.max_attempts,
+            example=example,
         ),
         calibration_clip=calibration,
         questionnaire=config.questionnaire.fields,

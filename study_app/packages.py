@@ -147,7 +147,9 @@ def _view(study_id: int, sha: str, root: str) -> PackageView:
     manifest = StudyManifest.model_validate(study.manifest)
     key = AnswerKey.model_validate(study.key)
     trials = {t.id: t for t in manifest.trials}
-    common = {manifest.calibration_clip} if manifest.calibration_clip else set()
+    # Clips every session may fetch: the volume page's sound and the headphone check's example.
+    example = manifest.screening.example if manifest.screening else None
+    common = {c for c in (manifest.calibration_clip, example.clip if example else None) if c}
     list_clips = {
         lst.id: frozenset(
             common | {c for tid in lst.trials for c in (*trials[tid].references, *trials[tid].candidates)}

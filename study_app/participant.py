@@ -236,7 +236,15 @@ def go(slug: str) -> Any:
         return render_template(
             "questionnaire.html", study=study, fields=view.manifest.questionnaire, errors={}
         )
-    return render_template("trial.html", study=study, stage=sess.stage)
+    screening = view.manifest.screening
+    on_check = screening is not None and sess.stage == SessionStage.SCREENING
+    return render_template(
+        "trial.html",
+        study=study,
+        stage=sess.stage,
+        example=screening.example if on_check and screening else None,
+        check=screening.kind if screening else None,
+    )
 
 
 @bp.post("/s/<slug>/<any(volume, instructions):stage>")

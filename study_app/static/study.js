@@ -65,6 +65,25 @@ function makePlayer(container, url, label, onEnded) {
 }
 const players = [];
 
+// A headphone check's three sounds, numbered as the options name them: the one playing is
+// lit, so nobody has to count noises to know which one they heard (issue 34.4). Polled
+// each frame while playing: "timeupdate" comes only every 250 ms, a quarter of a sound.
+function showSegments(box, audio, segments) {
+  const marks = segments.map((_, i) => el("span", { class: "segment" }, "Sound " + (i + 1)));
+  const row = el("div", { class: "segments", "aria-hidden": "true" });
+  row.append(...marks);
+  box.append(row);
+  const light = () => {
+    const now = audio.currentTime;
+    segments.forEach(([start, end], i) => {
+      marks[i].classList.toggle("playing", now >= start && now < end); // paused: where it stopped
+    });
+  };
+  const tick = () => { light(); if (!audio.paused && !audio.ended) requestAnimationFrame(tick); };
+  audio.addEventListener("play", () => requestAnimationFrame(tick));
+  for (const name of ["pause", "ended", "seeked", "timeupdate"]) audio.addEventListener(name, light);
+}
+
 let eventUrl = null;
 function postEvent(kind, data) {
   if (!eventUrl) return;
@@ -110,7 +129,8 @@ function runTrials(root) {
   }
 
   function render(data) {
-    for (const p of players.splice(0)) p.pause();
+    // The page's own players (the headphone check's example) stay; a trial's go with it.
+    for (const p of players.splice(0)) { p.pause(); if (p.keep) players.push(p); }
     const t = data.trial;
     state = { trial: t, plays: {}, required: new Set(), answer: null, rating: null, confidence: null,
               enabledAt: null, key: newKey(), busy: false };
@@ -149,25 +169,6 @@ function runTrials(root) {
     }
     update();
     $("question").focus();
-  }
-
-  // A headphone check's three sounds, numbered as the options name them: the one playing is
-  // lit, so nobody has to count noises to know which one they heard (issue 34.4). Polled
-  // each frame while playing: "timeupdate" comes only every 250 ms, a quarter of a sound.
-  function showSegments(box, audio, segments) {
-    const marks = segments.map((_, i) => el("span", { class: "segment" }, "Sound " + (i + 1)));
-    const row = el("div", { class: "segments", "aria-hidden": "true" });
-    row.append(...marks);
-    box.append(row);
-    const light = () => {
-      const now = audio.currentTime;
-      segments.forEach(([start, end], i) => {
-        marks[i].classList.toggle("playing", now >= start && now < end); // paused: where it stopped
-      });
-    };
-    const tick = () => { light(); if (!audio.paused && !audio.ended) requestAnimationFrame(tick); };
-    audio.addEventListener("play", () => requestAnimationFrame(tick));
-    for (const name of ["pause", "ended", "seeked", "timeupdate"]) audio.addEventListener(name, light);
   }
 
   function scale(box, spec, title, set) {
@@ -274,12 +275,14 @@ document.addEventListener("DOMContentLoaded", () => {
     // A player may hold back a button until its clip has played to the end (the volume
     // page: a volume set without hearing the test sound sets nothing).
     const unlocks = box.dataset.unlocks ? document.getElementById(box.dataset.unlocks) : null;
-    makePlayer(box, box.dataset.clipUrl, box.dataset.label || "Play", () => {
+    const audio = makePlayer(box, box.dataset.clipUrl, box.dataset.label || "Play", () => {
       if (!unlocks) return;
       unlocks.disabled = false;
       const hint = document.getElementById("volume-hint");
       if (hint) hint.hidden = true;
     });
+    audio.keep = true;
+    if (box.dataset.segments) showSegments(box, audio, JSON.parse(box.dataset.segments));
   }
   const runner = document.getElementById("runner");
   if (runner) runTrials(runner);

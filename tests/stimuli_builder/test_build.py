@@ -39,6 +39,8 @@ def canonical_package(root: Path) -> dict[str, Any]:
     names.update({lst.id: f"list{i}" for i, lst in enumerate(manifest.lists)})
     if manifest.calibration_clip:
         names.setdefault(manifest.calibration_clip, "calibration")
+    if manifest.screening and manifest.screening.example:
+        names.setdefault(manifest.screening.example.clip, "screening-example")
     assert set(manifest.clips) <= set(names)
 
     def rename(obj: Any) -> Any:

@@ -115,16 +115,26 @@ def test_chromium_completes_demo_session(
                 b.is_disabled() for b in answer_buttons.all()
             )  # not before listening
             if trial["trial"]["phase"] == "screening" and not lit:
+                # The check explains itself with one example and its answer (issue 34.4),
+                # drawn apart from the scored items; its sound is served to this session.
+                example = manifest.screening.example
+                which = ["first", "second", "third"][example.target]
+                expect(page.locator("section.example")).to_contain_text(f"the tone is in the {which} sound")
+                example_marks = page.locator("section.example .segment")
+                expect(example_marks).to_have_text(["Sound 1", "Sound 2", "Sound 3"])
+                assert page.request.get(f"{server.url}/media/{example.clip}").status == 200
                 # The page lights the sound that is playing (issue 34.4): seek into each.
                 lit.append(tid)
                 marks = page.locator("#references .segment")
                 expect(marks).to_have_text(["Sound 1", "Sound 2", "Sound 3"])
-                expect(page.locator(".segment.playing")).to_have_count(0)
+                playing = page.locator("#references .segment.playing")
+                expect(playing).to_have_count(0)
                 for i, (start, end) in enumerate(trial["trial"]["segments"]):
-                    page.evaluate(f"players[0].currentTime = {(start + end) / 2}")
-                    expect(page.locator(".segment.playing")).to_have_text(f"Sound {i + 1}")
-                page.evaluate("players[0].currentTime = 0")
-                expect(page.locator(".segment.playing")).to_have_count(0)
+                    page.evaluate(f"players.at(-1).currentTime = {(start + end) / 2}")
+                    expect(playing).to_have_text(f"Sound {i + 1}")
+                page.evaluate("players.at(-1).currentTime = 0")
+                expect(playing).to_have_count(0)
+                expect(example_marks.locator(".playing")).to_have_count(0)  # the example's own marks stay
             for i in range(plays.count()):
                 plays.nth(i).click()
                 expect(page.locator(".clip.played")).to_have_count(i + 1)
@@ -225,10 +235,16 @@ def test_phone_sized_screen_and_keyboard_only(
         expect(page.locator("#question")).to_have_text(first["question"])
         # Nothing wider than the phone: no sideways scrolling.
         assert page.evaluate("document.documentElement.scrollWidth") <= 375
-        play = page.locator("button.play").first
+        # The headphone check's example comes first on the page; playing it answers nothing.
+        example = page.locator("section.example button.play")
+        example.focus()
+        page.keyboard.press("Enter")
+        expect(page.locator("section.example .clip.played")).to_have_count(1)
+        expect(page.locator("#options button").first).to_be_disabled()
+        play = page.locator("#runner button.play").first
         play.focus()
         page.keyboard.press("Enter")
-        expect(page.locator(".clip.played")).to_have_count(1)
+        expect(page.locator("#runner .clip.played")).to_have_count(1)
         page.keyboard.press("2")  # number keys pick options
         expect(page.locator("#options button").nth(1)).to_have_attribute("aria-pressed", "true")
         page.locator("#submit").focus()
