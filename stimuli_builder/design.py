@@ -256,7 +256,8 @@ def build_design(features: list[SelectedFeature], config: StudyConfig, foils: Fo
         kinds = config.attention.kinds
         checks += [(k, i, kinds[(k + i) % len(kinds)]) for i in range(n_att)]
     answers = _attention_answers(checks, seed, _instructed_options(config, foils))
-    said: set[str] = set()  # the instructed checks' answers so far
+    # How often each label was offered in, and was the answer of, the instructed checks so far.
+    said: tuple[Counter[str], Counter[str]] = (Counter(), Counter())
     for k, i, kind_name in checks:
         # Labels the list offers or rates elsewhere: an instructed check's options avoid them,
         # so that how often an option recurs in the list says nothing about its answer.
@@ -621,13 +622,16 @@ def _attention_trial(
     features: list[SelectedFeature],
     foils: FoilPicker,
     config: StudyConfig,
-    said: set[str],
+    said: tuple[Counter[str], Counter[str]],
     seen: Collection[str] = (),
 ) -> TrialSpec:
     """A catch trial whose ``answer`` only the audio tells (stimuli_builder.attention).
 
-    ``said`` holds the labels earlier instructed checks had for answer; this one's answer is
-    another where its options allow, so that no one label is the answer of every check."""
+    ``said`` counts, per label, the earlier instructed checks that offered it and that had it
+    for answer. The answer position is fixed (balanced over the package); the label put there
+    is the option answered least often for how often it was offered, so every label is the
+    answer of about 1 in n of the checks that offer it. Preferring labels never answered
+    before (as this did) made the least offered label the answer more often than chance."""
     key = f"attention|{kind}|list{list_index}|{i}"
     rng = _rng(config.study.seed, key)
     feat = features[int(rng.integers(len(features)))]
@@ -658,10 +662,11 @@ def _attention_trial(
     unseen = [x for x in unrelated if normalise(x) not in seen]
     pool = unseen if len(unseen) >= n_options else unrelated if len(unrelated) >= n_options else pool
     options = [str(x) for x in rng.choice(pool, size=n_options, replace=False)]
-    fresh = [j for j, x in enumerate(options) if x not in said]
-    if fresh and options[answer] in said:
-        options[answer], options[fresh[0]] = options[fresh[0]], options[answer]
-    said.add(options[answer])
+    offered, answered = said
+    best = min(range(len(options)), key=lambda j: ((answered[options[j]] + 1) / (offered[options[j]] + 1), j))
+    options[answer], options[best] = options[best], options[answer]
+    offered.update(options)
+    answered[options[answer]] += 1
     examples = [str(p) for p in feat.examples[: config.label_validation.examples_per_trial]]
     spoken = int(rng.integers(len(examples)))
     refs = [

@@ -182,3 +182,36 @@ def test_hard_foils_are_the_nearest_clap_texts(tmp_path: Path) -> None:
     sims = {text: float(emb[0] @ vec) for text, vec in zip(pool, emb[1:], strict=True)}
     rest = [s for t, s in sims.items() if t not in {*chosen, "bright piano", "warm synth"}]
     assert min(sims[c] for c in chosen) >= max(rest)
+
+
+def test_every_label_is_an_instructed_checks_answer_about_one_time_in_n(
+    write_config: Any, example_run: Path, tmp_path: Path
+) -> None:
+    """Issue 34: the instructed checks' answers leaned to labels not yet answered, so that
+    "the option the study offers least often" was right in 3 of the demo's 4 (chance 1 in 4).
+    Now each label is the answer of about 1 in n of the checks that offer it, and picking the
+    option offered least often so far (or most often) is no better than chance."""
+    extra = '\n[attention]\nrate = 0.3\nkinds = ["instructed"]\n'
+    path = write_config(tmp_path, extra, **{"count = 4": "count = 7"})
+    config, _ = load_config(path)
+    bundle = load_bundle(example_run)
+    foils = FoilPicker(list(bundle.labels["label"]), config.label_validation.synonyms)  # type: ignore[index]
+    design = build_design(select_features(bundle, config, path), config, foils)
+    checks = [t for t in design.trials.values() if t.meta.get("check") == "instructed"]
+    assert len(checks) >= 14
+    n = len(checks[0].options)
+    offered: Counter[str] = Counter()
+    answered: Counter[str] = Counter()
+    rarest_right = commonest_right = 0
+    for t in sorted(checks, key=lambda t: t.key):
+        correct = t.options[t.correct_option]
+        rarest_right += min(t.options, key=lambda x: (offered[x], x)) == correct
+        commonest_right += max(t.options, key=lambda x: (offered[x], x)) == correct
+        offered.update(t.options)
+        answered[correct] += 1
+    for label in offered:
+        assert abs(answered[label] - offered[label] / n) <= 1.0, (label, answered[label], offered[label], n)
+    # Chance plus a binomial allowance: a strategy worth using would be well above it.
+    allowance = len(checks) / n + 2 * (len(checks) * (1 / n) * (1 - 1 / n)) ** 0.5
+    assert rarest_right <= allowance, (rarest_right, allowance)
+    assert commonest_right <= allowance, (commonest_right, allowance)
