@@ -7,7 +7,10 @@ held every row, memory would grow with N; the streaming design keeps it flat.
 ``mem_ratio`` is peak memory at N over peak memory at N/10: about 1 means memory
 does not grow with N.
 
-Usage: python benchmarks/bench_export.py [--quick]     (quick: 100k rows; full: 1M)
+``--smoke`` (2,000 rows) runs the code paths in seconds: it runs the code paths; its
+numbers mean nothing (tests/study_app/test_bench_export.py runs it).
+
+Usage: python benchmarks/bench_export.py [--quick | --smoke]     (quick: 100k rows; full: 1M)
 The last line is ``rows=<n> rows_per_s=<x> peak_mb=<y> mem_ratio=<z>``.
 """
 
@@ -101,9 +104,15 @@ def _export(url: str, out: Path) -> tuple[float, float]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="100k rows instead of 1M")
+    size = parser.add_mutually_exclusive_group()
+    size.add_argument("--quick", action="store_true", help="100k rows instead of 1M")
+    size.add_argument(
+        "--smoke",
+        action="store_true",
+        help="2,000 rows: runs the code paths in seconds; its numbers mean nothing",
+    )
     args = parser.parse_args()
-    n = 100_000 if args.quick else 1_000_000
+    n = 2_000 if args.smoke else 100_000 if args.quick else 1_000_000
     with tempfile.TemporaryDirectory() as tmp_dir:
         tmp = Path(tmp_dir)
         (tmp / "small").mkdir()

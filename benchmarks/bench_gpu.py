@@ -2,6 +2,10 @@
 
 Prepared for a lent GPU machine (``python benchmarks/bench_gpu.py --device cuda``); on the
 2-core CPU machine only ``--quick`` makes sense (small shapes: does the script run).
+``--smoke --device cpu`` runs the code paths in seconds without a GPU (the tiny MusicGen
+preset instead of musicgen-small, 512 latents, batch 64, 2 steps; the CUDA-only parts, the
+synchronisation, peak memory and sparsify's Triton decoder, are skipped on a CPU as in any
+CPU run): it runs the code paths; its numbers mean nothing (tests/sae_core/test_bench_gpu.py).
 
 * **forward**: teacher-forced frames/s of the musicgen-small preset (the published shapes,
   random weights: speed does not depend on the values), fp32 and under bf16 autocast,
@@ -48,17 +52,22 @@ def _reset_peak(device: str) -> None:
 
 
 def measure_forward(device: str, preset: str, seconds: float, batch: int, bf16: bool) -> float:
-    """Frames/s of teacher-forced forwards capturing the paper layers (codes already encoded)."""
+    """Frames/s of teacher-forced forwards capturing the paper layers (codes already encoded).
+
+    ``preset`` ``tiny``: the tiny preset (same classes, ~0.6M parameters), for ``--smoke``."""
     from sae_core.models import paper_layers
     from sae_core.models.real_presets import build_real_musicgen, t5_word_tokenizer
+    from sae_core.models.tiny_presets import new_musicgen, tiny_musicgen_config
     from sae_core.models.transformers_musicgen import TransformersMusicGen
 
     torch.manual_seed(0)
-    model = TransformersMusicGen(build_real_musicgen(preset).to(device), t5_word_tokenizer(), name=preset)
+    built = new_musicgen(tiny_musicgen_config()).eval() if preset == "tiny" else build_real_musicgen(preset)
+    model = TransformersMusicGen(built.to(device), t5_word_tokenizer(), name=preset)
     layers = paper_layers(model.n_layers)
     frames = int(seconds * model.frame_rate)
+    vocab = int(built.decoder.config.vocab_size)  # 2048 for every published preset
     gen = torch.Generator().manual_seed(DATA_SEED)
-    codes = torch.randint(0, 2048, (batch, model.num_codebooks, frames), generator=gen).to(device)
+    codes = torch.randint(0, vocab, (batch, model.num_codebooks, frames), generator=gen).to(device)
     autocast = (
         torch.autocast(device_type=torch.device(device).type, dtype=torch.bfloat16)
         if bf16
@@ -142,21 +151,35 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    parser.add_argument("--quick", action="store_true", help="small shapes and few steps (a CPU check)")
+    size = parser.add_mutually_exclusive_group()
+    size.add_argument("--quick", action="store_true", help="small shapes and few steps (a CPU check)")
+    size.add_argument(
+        "--smoke",
+        action="store_true",
+        help="runs the code paths in seconds (tiny MusicGen, tiny SAE shapes; use with --device cpu "
+        "where there is no GPU); its numbers mean nothing",
+    )
     parser.add_argument("--steps", type=int, default=None, help="SAE steps per measurement (default 20)")
     args = parser.parse_args()
     device = args.device
-    steps = args.steps or (3 if args.quick else 20)
-    batch = 256 if args.quick else 4096
-    shapes = [(1024, 2048), (2048, 4096)] if args.quick else [(1024, 32768), (2048, 65536)]
+    steps = args.steps or (2 if args.smoke else 3 if args.quick else 20)
+    batch = 64 if args.smoke else 256 if args.quick else 4096
+    shapes = (
+        [(1024, 512), (2048, 512)]
+        if args.smoke
+        else [(1024, 2048), (2048, 4096)]
+        if args.quick
+        else [(1024, 32768), (2048, 65536)]
+    )
     print(f"device {device} ({torch.cuda.get_device_name() if device.startswith('cuda') else 'CPU'})")
 
-    seconds, clips = (1.0, 1) if args.quick else (10.0, 4)
+    preset = "tiny" if args.smoke else "musicgen-small"
+    seconds, clips = (1.0, 1) if args.quick or args.smoke else (10.0, 4)
     fps = {}
     for bf16 in (False, True):
-        fps[bf16] = measure_forward(device, "musicgen-small", seconds, clips, bf16)
+        fps[bf16] = measure_forward(device, preset, seconds, clips, bf16)
         precision = "bf16" if bf16 else "fp32"
-        print(f"forward musicgen-small, 5 layers captured, {precision}: {fps[bf16]:,.0f} frames/s")
+        print(f"forward {preset}, paper layers captured, {precision}: {fps[bf16]:,.0f} frames/s")
 
     try:
         import sparsify  # noqa: F401
@@ -172,8 +195,10 @@ def main() -> None:
         ours, _ = _timed("ours", step_ours, d, latents, data, device)
         if have_peer:
             peer, _ = _timed("sparsify", step_sparsify, d, latents, data, device)
-            ratios[d] = ours / peer
-    shown = " ".join(f"ratio_vs_sparsify_d{d}={r:.2f}" for d, r in ratios.items()) or "ratio_vs_sparsify=n/a"
+            ratios[d] = f"{ours / peer:.2f}"
+        else:
+            ratios[d] = "n/a"
+    shown = " ".join(f"ratio_vs_sparsify_d{d}={r}" for d, r in ratios.items())
     print(f"{shown} forward_fps_bf16={fps[True]:.0f}")
 
 

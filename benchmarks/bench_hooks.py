@@ -6,7 +6,10 @@ vs no hooks, and (2) sampling 2 s of audio tokens with a steering intervention v
 without. Runs are interleaved in a shuffled order and the medians compared, so drifts
 in machine load hit both sides alike. Goal: <= 1.05 for each.
 
-Usage: python benchmarks/bench_hooks.py [--quick]
+``--smoke`` runs the code paths (one 1 s window, 0.2 s of generation, two rounds) in
+seconds; its numbers mean nothing. It is what tests/sae_core/test_bench_hooks.py runs.
+
+Usage: python benchmarks/bench_hooks.py [--quick | --smoke]
 The last line is ``capture_overhead=<x> steering_overhead=<y>``.
 """
 
@@ -46,19 +49,26 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--quick", action="store_true")
+    size = parser.add_mutually_exclusive_group()
+    size.add_argument("--quick", action="store_true", help="fewer rounds, 1 s of generation")
+    size.add_argument(
+        "--smoke", action="store_true", help="runs the code paths in seconds; its numbers mean nothing"
+    )
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
 
     from sae_core.models import Intervention, build_tiny_musicgen, load_model
+    from sae_core.models.transformers_musicgen import TransformersMusicGen
 
     with tempfile.TemporaryDirectory() as tmp:
         model = load_model(str(build_tiny_musicgen(Path(tmp) / "tiny")))
+    assert isinstance(model, TransformersMusicGen)  # the tiny preset's adapter
     gen = torch.Generator().manual_seed(0)
-    codes = torch.randint(0, 256, (4, model.num_codebooks, 500), generator=gen)
+    windows, frames = (1, 50) if args.smoke else (4, 500)
+    codes = torch.randint(0, 256, (windows, model.num_codebooks, frames), generator=gen)
     ids = model.delayed_input_ids(codes)
-    text = model._text_inputs(None, 4)
+    text = model._text_inputs(None, windows)
 
     def forward() -> None:
         with torch.inference_mode():
@@ -68,11 +78,11 @@ def main() -> None:
         with model.hooks(capture=[1, 3]):
             forward()
 
-    repeats = 5 if args.quick else 21
+    repeats = 2 if args.smoke else 5 if args.quick else 21
     plain, captured = interleaved(forward, forward_captured, repeats)
     direction = torch.nn.functional.normalize(torch.randn(model.d_model, generator=gen), dim=0)
     steer = [Intervention(2, 4.0 * direction)]
-    seconds = 1.0 if args.quick else 2.0
+    seconds = 0.2 if args.smoke else 1.0 if args.quick else 2.0
 
     def generate() -> None:
         model.generate_codes(["a fast piano melody"], seconds, seed=0)
@@ -80,8 +90,21 @@ def main() -> None:
     def generate_steered() -> None:
         model.generate_codes(["a fast piano melody"], seconds, seed=0, interventions=steer)
 
-    base_gen, steered_gen = interleaved(generate, generate_steered, 5 if args.quick else 25)
-    print(f"teacher-forced forward: {plain * 1000:.1f} ms plain, {captured * 1000:.1f} ms with capture")
+    base_gen, steered_gen = interleaved(
+        generate, generate_steered, 2 if args.smoke else 5 if args.quick else 25
+    )
+    # What was timed did the work: the hooks recorded both layers, the intervention moved tokens.
+    with model.hooks(capture=[1, 3]) as recorded:
+        forward()
+    shapes = ", ".join(f"layer {layer} {tuple(recorded.stacked(layer).shape)}" for layer in (1, 3))
+    plain_codes = model.generate_codes(["a fast piano melody"], seconds, seed=0)[0]
+    steered_codes = model.generate_codes(["a fast piano melody"], seconds, seed=0, interventions=steer)[0]
+    changed = float((plain_codes != steered_codes).float().mean())
+    print(f"captured {shapes}; steering changed {changed:.0%} of the generated tokens")
+    print(
+        f"teacher-forced forward of {windows} x {frames} frames: {plain * 1000:.1f} ms plain, "
+        f"{captured * 1000:.1f} ms with capture"
+    )
     print(f"generation {seconds:g} s: {base_gen * 1000:.0f} ms plain, {steered_gen * 1000:.0f} ms steered")
     print(f"capture_overhead={captured / plain:.3f} steering_overhead={steered_gen / base_gen:.3f}")
 

@@ -27,6 +27,11 @@ Needs the peers next to this project: ``make bench-env`` builds ``.venv-bench``,
 ``.venv-bench/bin/python benchmarks/bench_sae_train.py [--quick]``. Last line:
 ``ratio_vs_sparsify=<our tokens/s over sparsify's> fvu_ours=... fvu_sparsify=...
 recovery_ours=... recovery_sparsify=...``.
+
+``--smoke`` runs the code paths in seconds at small shapes (d_in 256, 512 latents, k 16,
+batch 256, 3 steps, every peer that is installed, once): it runs the code paths; its
+numbers mean nothing. It also runs without the peers (the project's own ``.venv``): ours
+alone, the peers' fields ``n/a``. tests/sae_core/test_bench_sae_train.py runs it.
 """
 
 from __future__ import annotations
@@ -36,7 +41,7 @@ import os
 import statistics
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import torch
 
@@ -77,7 +82,11 @@ def assert_data_is_not_init(name: str, init_rows: torch.Tensor, dictionary: torc
     assert worst < 0.5, f"{name}: a planted atom is within cosine {worst:.3f} of an initial decoder row"
 
 
-def quality(encode_decode, holdout: torch.Tensor, num_latents: int) -> tuple[float, float]:  # type: ignore[no-untyped-def]
+def quality(
+    encode_decode: Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]],
+    holdout: torch.Tensor,
+    num_latents: int,
+) -> tuple[float, float]:
     """FVU on held-out rows and the fraction of latents that never fire on them."""
     fired = torch.zeros(num_latents, dtype=torch.bool)
     err = 0.0
@@ -256,7 +265,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--quick", action="store_true", help="few steps, one repeat, sparsify only")
+    size = parser.add_mutually_exclusive_group()
+    size.add_argument("--quick", action="store_true", help="few steps, one repeat, sparsify only")
+    size.add_argument(
+        "--smoke",
+        action="store_true",
+        help="runs the code paths in seconds at small shapes, with whichever peers are installed "
+        "(none needed); its numbers mean nothing",
+    )
     parser.add_argument("--steps", type=int, default=None, help="training steps (default 60, quick 8)")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=None, help="interleaved runs of ours and sparsify (3)")
@@ -264,22 +280,35 @@ def main() -> None:
     os.environ.setdefault("SPARSIFY_DISABLE_TRITON", "1")
     try:
         import sparsify  # noqa: F401
+
+        have_sparsify = True
     except ImportError:
-        print("sparsify (eai-sparsify) is not installed here: 'make bench-env', then .venv-bench/bin/python")
-        sys.exit(2)
+        have_sparsify = False
+        if not args.smoke:
+            print(
+                "sparsify (eai-sparsify) is not installed here: 'make bench-env', then .venv-bench/bin/python"
+            )
+            sys.exit(2)
+        print("sparsify (eai-sparsify) is not installed: ours alone (make bench-env for the peers)")
     torch.set_num_threads(args.threads)
-    steps = args.steps or (8 if args.quick else 60)
-    repeats = args.repeats or (1 if args.quick else 3)
-    cfg = {"d": 1024, "latents": 8192, "k": 32, "batch": 4096, "lr": 2e-4 / (8192 / 2**14) ** 0.5}
-    batch = int(cfg["batch"])
-    data, dictionary = planted_activations((steps + 4) * batch, 1024, atoms=16384, active=32)
+    steps = args.steps or (3 if args.smoke else 8 if args.quick else 60)
+    repeats = args.repeats or (1 if args.quick or args.smoke else 3)
+    if args.smoke:
+        cfg = {"d": 256, "latents": 512, "k": 16, "batch": 256, "lr": 2e-4 / (512 / 2**14) ** 0.5}
+        atoms, active = 1024, 16
+    else:
+        cfg = {"d": 1024, "latents": 8192, "k": 32, "batch": 4096, "lr": 2e-4 / (8192 / 2**14) ** 0.5}
+        atoms, active = 16384, 32
+    batch, d, latents, k = int(cfg["batch"]), int(cfg["d"]), int(cfg["latents"]), int(cfg["k"])
+    data, dictionary = planted_activations((steps + 4) * batch, d, atoms=atoms, active=active)
     batches = list(data[: steps * batch].split(batch))
     holdout = data[steps * batch :]
-    print(f"{steps} steps x {batch} rows, d_in 1024, 8192 latents, k 32, fp32, {args.threads} threads")
-    runs: dict[str, list[dict[str, float]]] = {"ours": [], "sparsify": []}
+    print(f"{steps} steps x {batch} rows, d_in {d}, {latents} latents, k {k}, fp32, {args.threads} threads")
+    runs: dict[str, list[dict[str, float]]] = {"ours": [], **({"sparsify": []} if have_sparsify else {})}
     for _ in range(repeats):
         runs["ours"].append(run_ours(batches, holdout, cfg, dictionary))
-        runs["sparsify"].append(run_sparsify(batches, holdout, cfg, dictionary))
+        if have_sparsify:
+            runs["sparsify"].append(run_sparsify(batches, holdout, cfg, dictionary))
     if not args.quick:
         for name in ("sae_lens", "dictionary_learning"):
             try:
@@ -302,11 +331,16 @@ def main() -> None:
             f"{name:20s} {summary[name]['speed']:9,.0f} tokens/s ({shown})  fvu {mid['fvu']:.4f}  "
             f"dead {mid['dead']:.2%}  recovery {mid['recovery']:.3f}"
         )
-    ours, peer = summary["ours"], summary["sparsify"]
+    ours = summary["ours"]
+    if "sparsify" in summary:
+        peer = summary["sparsify"]
+        ratio, fvu_peer = f"{ours['speed'] / peer['speed']:.2f}", f"{peer['fvu']:.4f}"
+        recovery_peer = f"{peer['recovery']:.3f}"
+    else:
+        ratio = fvu_peer = recovery_peer = "n/a"
     print(
-        f"ratio_vs_sparsify={ours['speed'] / peer['speed']:.2f} fvu_ours={ours['fvu']:.4f} "
-        f"fvu_sparsify={peer['fvu']:.4f} recovery_ours={ours['recovery']:.3f} "
-        f"recovery_sparsify={peer['recovery']:.3f}"
+        f"ratio_vs_sparsify={ratio} fvu_ours={ours['fvu']:.4f} fvu_sparsify={fvu_peer} "
+        f"recovery_ours={ours['recovery']:.3f} recovery_sparsify={recovery_peer}"
     )
 
 
