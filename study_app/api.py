@@ -163,6 +163,8 @@ def trial(slug: str) -> ResponseReturnValue:
         "stage": sess.stage,
         "position": current.position,
         "total": current.total,
+        "step": current.step,
+        "steps": current.steps,
         "trial": {
             "id": t["id"],
             "kind": t["kind"],

@@ -105,6 +105,12 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     app.register_blueprint(api.bp)
     app.register_blueprint(media.bp)
     app.register_blueprint(admin.bp)
+    # Browsers ask for /favicon.ico whatever the pages link (a 404 in every log, issue 37).
+    app.add_url_rule(
+        "/favicon.ico",
+        "favicon",
+        lambda: app.send_static_file("favicon.svg"),
+    )
     app.jinja_env.filters["markdown"] = lambda text: Markup(_markdown.render(text or ""))
     app.before_request(_refuse_cross_origin)
     app.before_request(_refuse_control_characters)

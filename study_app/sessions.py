@@ -446,6 +446,10 @@ class TrialView:
     position: int
     total: int
     next_clips: list[str]
+    step: int = 0
+    """This trial's number among the trials of its phase in the session (1-based)."""
+    steps: int = 0
+    """How many trials of its phase the session has ("Trial 3 of 25": main trials only)."""
 
 
 def current_trial(sess: StudySession | SessionState, study: Study | StudyRef) -> TrialView | None:
@@ -457,7 +461,9 @@ def current_trial(sess: StudySession | SessionState, study: Study | StudyRef) ->
     nxt = sess.trial_order[sess.position + 1] if sess.position + 1 < len(sess.trial_order) else None
     next_clips = [*public[nxt]["references"], *public[nxt]["candidates"]] if nxt else []
     main_total = len(sess.trial_order)
-    return TrialView(trial, sess.position, main_total, next_clips)
+    phases = [public[t]["phase"] for t in sess.trial_order]
+    step = phases[: sess.position + 1].count(trial["phase"])
+    return TrialView(trial, sess.position, main_total, next_clips, step, phases.count(trial["phase"]))
 
 
 def _served_key(sess: StudySession | SessionState) -> str:

@@ -24,7 +24,8 @@ function makePlayer(container, url, label, onEnded) {
   const audio = new Audio();
   audio.preload = "auto";
   audio.src = url;
-  const button = el("button", { type: "button", class: "play" }, "▶ " + label);
+  // Named in words for screen readers ("Play Clip A"); the symbol is for the eyes only.
+  const button = el("button", { type: "button", class: "play", "aria-label": "Play " + label }, "▶ " + label);
   const bar = el("progress", { value: "0", max: "1", "aria-label": label + " progress" });
   const retry = el("button", { type: "button", class: "retry", hidden: "" }, "Audio failed to load — retry");
   const box = el("div", { class: "clip" });
@@ -39,8 +40,12 @@ function makePlayer(container, url, label, onEnded) {
       audio.pause();
     }
   });
-  audio.addEventListener("play", () => { button.textContent = "❚❚ " + label; });
-  audio.addEventListener("pause", () => { button.textContent = "▶ " + label; });
+  const show = (symbol, word) => {
+    button.textContent = symbol + " " + label;
+    button.setAttribute("aria-label", word + " " + label);
+  };
+  audio.addEventListener("play", () => show("❚❚", "Pause"));
+  audio.addEventListener("pause", () => { if (!audio.ended) show(plays ? "↻" : "▶", plays ? "Play again" : "Play"); });
   audio.addEventListener("timeupdate", () => {
     if (audio.duration) bar.value = audio.currentTime / audio.duration;
   });
@@ -48,7 +53,7 @@ function makePlayer(container, url, label, onEnded) {
     plays += 1;
     bar.value = 1;
     box.classList.add("played");
-    button.textContent = "↻ " + label;
+    show("↻", "Play again");
     onEnded(plays);
   });
   function showRetry() {
@@ -137,10 +142,19 @@ function runTrials(root) {
     root.dataset.trial = t.id; // which trial the page shows (tests and support staff read it)
     $("progress").max = data.total;
     $("progress").value = data.position;
+    // "Trial 3 of 25" counts the main trials only; practice and the check say their own.
+    const counted = { main: "Trial", practice: "Practice", screening: "Check" }[t.phase];
+    $("step").textContent = counted && data.steps ? `${counted} ${data.step} of ${data.steps}` : "";
     $("phase").textContent = t.phase === "practice" ? "Practice" : t.phase === "screening" ? "Headphone check" : "";
     $("question").textContent = t.question;
     $("feedback").textContent = "";
     for (const id of ["references", "candidates", "options", "rating", "confidence"]) $(id).replaceChildren();
+    // Comparison trials: the examples set apart from the clips to choose among.
+    const grouped = t.references.length > 0 && t.candidates.length > 0;
+    for (const [id, title] of [["references", "Examples"], ["candidates", "Clips to compare"]]) {
+      if (grouped) $(id).append(el("h2", { class: "group-title" }, title));
+      if (grouped) $(id).setAttribute("aria-label", title); else $(id).removeAttribute("aria-label");
+    }
     const clips = [
       ...t.references.map((c, i) => [c, $("references"), t.references.length > 1 ? "Example " + (i + 1) : "Clip"]),
       ...t.candidates.map((c, i) => [c, $("candidates"), "Clip " + "ABC"[i]]),
@@ -175,7 +189,7 @@ function runTrials(root) {
     box.append(el("span", { class: "scale-title" }, title));
     if (spec.min_label) box.append(el("span", { class: "scale-label" }, spec.min_label));
     for (let v = spec.min; v <= spec.max; v++) {
-      const b = el("button", { type: "button", class: "option scale", "aria-pressed": "false" }, String(v));
+      const b = el("button", { type: "button", class: "option scale", "aria-pressed": "false", "data-key": String(v) }, String(v));
       b.addEventListener("click", () => { set(v); select(box, b); update(); });
       box.append(b);
     }
@@ -260,8 +274,17 @@ function runTrials(root) {
   submitButton.addEventListener("click", submit);
   document.addEventListener("keydown", (e) => {
     if (e.target.tagName === "TEXTAREA" || e.target.tagName === "INPUT") return;
-    const option = document.querySelector(`#options button[data-key="${e.key}"]`);
-    if (option && !option.disabled) option.click();
+    // Number keys pick an option, or on a trial with none a rating; the choice moves focus
+    // off the play button, so that Enter then submits instead of replaying the clip.
+    const hasOptions = document.querySelector("#options button");
+    const target = hasOptions
+      ? document.querySelector(`#options button[data-key="${e.key}"]`)
+      : document.querySelector(`#rating button[data-key="${e.key}"]`);
+    if (target && !target.disabled) {
+      target.click();
+      if (document.activeElement && document.activeElement !== document.body) document.activeElement.blur();
+      return;
+    }
     if (e.key === "Enter" && e.target === document.body) submit();
   });
   load();

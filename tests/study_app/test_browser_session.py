@@ -108,6 +108,14 @@ def test_chromium_completes_demo_session(
                 assert page.request.get(f"{server.url}/api/s/demo/trial").json()["trial"]["id"] == tid
             if step == 10:
                 page.route("**/api/s/demo/answer", drop_first_answer)
+            # "Trial 3 of 25" counts the main trials of the participant's list (issue 37).
+            phase = trial["trial"]["phase"]
+            word = {"main": "Trial", "practice": "Practice", "screening": "Check"}[phase]
+            expect(page.locator("#step")).to_have_text(f"{word} {trial['step']} of {trial['steps']}")
+            if phase == "main":
+                own = next(lst for lst in manifest.lists if tid in lst.trials)
+                trial_phases = {t.id: t.phase for t in manifest.trials}
+                assert trial["steps"] == sum(trial_phases[t] == "main" for t in own.trials)
             plays = page.locator("#references button.play, #candidates button.play")
             assert not page.locator("button.retry").first.is_visible()  # audio loaded: no "failed" message
             answer_buttons = page.locator("#options button, #rating button")
@@ -143,7 +151,11 @@ def test_chromium_completes_demo_session(
                 answer = tk.correct_option or next(iter(options[tid]))
                 page.get_by_role("button", name=options[tid][answer], exact=True).first.click()
                 clicked[tid] = answer
-            if trial["trial"]["rating"]:
+            if trial["trial"]["rating"] and not trial["trial"]["options"]:
+                page.keyboard.press("4")  # number keys pick a rating too (issue 37)
+                expect(page.locator('#rating button[data-key="4"]')).to_have_attribute("aria-pressed", "true")
+                clicked[tid] = 4
+            elif trial["trial"]["rating"]:
                 page.locator("#rating button", has_text="4").click()
                 clicked[tid] = 4
             if trial["trial"]["confidence"]:
@@ -203,6 +215,8 @@ def test_chromium_completes_demo_session(
                 "stage",
                 "position",
                 "total",
+                "step",
+                "steps",
                 "trial",
                 "preload",
                 "redirect",
@@ -232,6 +246,10 @@ def test_phone_sized_screen_and_keyboard_only(
             page.keyboard.press("Enter")
         expect(page.locator("#question")).not_to_be_empty()
         first = page.request.get(f"{server.url}/api/s/pilot/trial").json()["trial"]
+        expect(page.locator("#step")).to_have_text("Check 1 of 6")
+        # Play buttons are named in words for screen readers, not by their symbols.
+        expect(page.locator("#runner button.play")).to_have_attribute("aria-label", "Play Clip")
+        assert page.request.get(f"{server.url}/favicon.ico").ok
         expect(page.locator("#question")).to_have_text(first["question"])
         # Nothing wider than the phone: no sideways scrolling.
         assert page.evaluate("document.documentElement.scrollWidth") <= 375
