@@ -19,8 +19,23 @@ function el(tag, attrs = {}, text = "") {
   return node;
 }
 
+// What this tab has played to the end, by trial and clip URL (the URL is each session's
+// own, api._ClipUrls), so that a reload or Back keeps the clips already heard in the trial
+// on screen (issue 37); a clip met again in a later trial is to be heard again there. Not
+// the server's record: a clip served in full may only have been preloaded. The server
+// still checks every answer.
+function wasHeard(url) {
+  try { return JSON.parse(sessionStorage.getItem("heard") || "[]").includes(url); } catch (e) { return false; }
+}
+function rememberHeard(url) {
+  try {
+    const heard = JSON.parse(sessionStorage.getItem("heard") || "[]").filter((u) => u !== url);
+    sessionStorage.setItem("heard", JSON.stringify([...heard.slice(-200), url]));
+  } catch (e) { /* storage off: a reload asks to listen again, as before */ }
+}
+
 // A clip player: play/pause, progress, "played through" tracking, and a retry path.
-function makePlayer(container, url, label, onEnded) {
+function makePlayer(container, url, label, onEnded, heard = false, heardAs = url) {
   const audio = new Audio();
   audio.preload = "auto";
   audio.src = url;
@@ -54,8 +69,15 @@ function makePlayer(container, url, label, onEnded) {
     bar.value = 1;
     box.classList.add("played");
     show("↻", "Play again");
+    rememberHeard(heardAs);
     onEnded(plays);
   });
+  if (heard) {
+    plays = 1;
+    bar.value = 1;
+    box.classList.add("played");
+    show("↻", "Play again");
+  }
   function showRetry() {
     retry.hidden = false;
     postEvent("audio_error", { clip: label });
@@ -161,10 +183,13 @@ function runTrials(root) {
     ];
     for (const [clip, box, label] of clips) {
       state.required.add(clip.id);
+      const heardAs = t.id + " " + clip.url;
+      const heard = wasHeard(heardAs);
+      if (heard) state.plays[clip.id] = 1;
       const audio = makePlayer(box, clip.url, label, (n) => {
         state.plays[clip.id] = n;
         update();
-      });
+      }, heard, heardAs);
       if (box === $("references") && (t.segments || []).length) showSegments(box, audio, t.segments);
     }
     t.options.forEach((o, i) => {

@@ -146,6 +146,11 @@ def test_chromium_completes_demo_session(
             for i in range(plays.count()):
                 plays.nth(i).click()
                 expect(page.locator(".clip.played")).to_have_count(i + 1)
+            if step == 12:  # reload after listening: the clips heard stay heard (issue 37)
+                page.reload()
+                expect(page.locator("#runner")).to_have_attribute("data-trial", tid)
+                expect(page.locator("#runner .clip.played")).to_have_count(plays.count())
+                expect(page.locator("#options button, #rating button").first).to_be_enabled()
             tk = key.trials[tid]
             if trial["trial"]["options"]:
                 answer = tk.correct_option or next(iter(options[tid]))
