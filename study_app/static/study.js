@@ -133,8 +133,23 @@ function runTrials(root) {
   let state = null;
   const preloaded = [];
 
-  document.addEventListener("visibilitychange", () =>
-    postEvent(document.hidden ? "page_hidden" : "page_visible", {}));
+  // A page that goes on to the next stage is hidden for an instant as it unloads, which the
+  // dashboard read as looking away (issue 37). Only a page still hidden a second later is
+  // reported, with when it was hidden; "page_visible" says for how long.
+  let hiddenAt = null;
+  let hiddenTimer = null;
+  document.addEventListener("visibilitychange", () => {
+    if (document.hidden) {
+      hiddenAt = new Date();
+      const since = hiddenAt.toISOString();
+      hiddenTimer = setTimeout(() => { hiddenTimer = null; postEvent("page_hidden", { since }); }, 1000);
+    } else if (hiddenTimer !== null) {
+      clearTimeout(hiddenTimer); // a blink: nothing to report
+      hiddenTimer = null;
+    } else if (hiddenAt !== null) {
+      postEvent("page_visible", { hidden_ms: Math.round(new Date() - hiddenAt) });
+    }
+  });
 
   async function load() {
     status.textContent = "";

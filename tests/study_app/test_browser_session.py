@@ -17,7 +17,7 @@ from sqlalchemy import select
 
 from artifact_schemas import load_key, load_study
 from study_app.db import db
-from study_app.models import Response, Study, StudySession, Trial
+from study_app.models import Event, Response, Study, StudySession, Trial
 
 # Clips play at 16x in the test (the app is unchanged; only the clock is faster).
 FAST_AUDIO = """
@@ -273,7 +273,25 @@ def test_phone_sized_screen_and_keyboard_only(
         page.locator("#submit").focus()
         page.keyboard.press("Enter")
         _wait_until_answered(page, f"{server.url}/api/s/pilot/trial", first["id"])
+        # Looking away is reported only when it lasts (issue 37: every page change was a
+        # "page_hidden" 59 ms after the last answer): a blink is not, a second and a half is.
+        set_hidden = (
+            "h => { Object.defineProperty(document, 'hidden', {value: h, configurable: true});"
+            " document.dispatchEvent(new Event('visibilitychange')); }"
+        )
+        page.evaluate(set_hidden, True)
+        page.evaluate(set_hidden, False)
+        page.evaluate(set_hidden, True)
+        page.wait_for_timeout(1500)
+        page.evaluate(set_hidden, False)
+        page.wait_for_timeout(500)
     context.close()
     with app.app_context():
         answer = db.session.scalars(select(Response.answer)).one()
         assert answer == first["options"][1]["id"]
+        events = db.session.scalars(
+            select(Event).where(Event.kind.in_(["page_hidden", "page_visible"])).order_by(Event.id)
+        ).all()
+        # The consent, volume and screening pages went by without a single one.
+        assert [e.kind for e in events] == ["page_hidden", "page_visible"], [(e.kind, e.data) for e in events]
+        assert events[0].data["since"] and events[1].data["hidden_ms"] >= 1400
