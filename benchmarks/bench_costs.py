@@ -63,14 +63,14 @@ def _matmul_gflops(device: str, n: int = 4096) -> float:
     return 3 * 2 * n**3 / (time.perf_counter() - start) / 1e9
 
 
-def _smoke_musicgen(device: str) -> tuple[TransformersMusicGen, int]:
-    """The tiny preset (same classes as the published ones, ~0.6M parameters) and its decoder size."""
-    from sae_core.models.tiny_presets import new_musicgen, tiny_musicgen_config
+def _smoke_musicgen(device: str, tmp: Path) -> tuple[TransformersMusicGen, int]:
+    """The tiny preset (same classes as the published ones, ~0.6M parameters), loaded as real
+    weights are, and its decoder size."""
+    from sae_core.models import build_tiny_musicgen, load_model
 
-    torch.manual_seed(0)
-    built = new_musicgen(tiny_musicgen_config()).eval().to(device)
-    model = TransformersMusicGen(built, t5_word_tokenizer(), "tiny")
-    return model, sum(p.numel() for p in built.decoder.parameters())
+    model = load_model(str(build_tiny_musicgen(tmp / "tiny")), device=device)
+    assert isinstance(model, TransformersMusicGen)
+    return model, sum(p.numel() for p in model.model.decoder.parameters())
 
 
 def measure_forward(
@@ -137,13 +137,13 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     with tempfile.TemporaryDirectory() as tmp:
         out = args.out or (Path(tmp) / "plan_costs.json" if args.smoke else COSTS)
-        run(args, out)
+        run(args, out, Path(tmp))
 
 
-def run(args: argparse.Namespace, out: Path) -> None:
+def run(args: argparse.Namespace, out: Path, tmp: Path) -> None:
     captured = 5  # the paper's five layers of a published preset
     if args.smoke:
-        model, decoder_params = _smoke_musicgen(args.device)
+        model, decoder_params = _smoke_musicgen(args.device, tmp)
         captured = len(paper_layers(model.n_layers))
         fps = measure_forward("tiny", args.device, 1, frames=50, model=model)
         shape = SMOKE_SAE_SHAPE

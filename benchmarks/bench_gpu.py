@@ -26,6 +26,7 @@ import argparse
 import contextlib
 import os
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -55,17 +56,19 @@ def measure_forward(device: str, preset: str, seconds: float, batch: int, bf16: 
     """Frames/s of teacher-forced forwards capturing the paper layers (codes already encoded).
 
     ``preset`` ``tiny``: the tiny preset (same classes, ~0.6M parameters), for ``--smoke``."""
-    from sae_core.models import paper_layers
+    from sae_core.models import build_tiny_musicgen, load_model, paper_layers
     from sae_core.models.real_presets import build_real_musicgen, t5_word_tokenizer
-    from sae_core.models.tiny_presets import new_musicgen, tiny_musicgen_config
     from sae_core.models.transformers_musicgen import TransformersMusicGen
 
-    torch.manual_seed(0)
-    built = new_musicgen(tiny_musicgen_config()).eval() if preset == "tiny" else build_real_musicgen(preset)
-    model = TransformersMusicGen(built.to(device), t5_word_tokenizer(), name=preset)
+    if preset == "tiny":  # loaded as real weights are
+        with tempfile.TemporaryDirectory() as tmp:
+            model = load_model(str(build_tiny_musicgen(Path(tmp) / "tiny")), device=device)
+        assert isinstance(model, TransformersMusicGen)
+    else:
+        model = TransformersMusicGen(build_real_musicgen(preset).to(device), t5_word_tokenizer(), name=preset)
     layers = paper_layers(model.n_layers)
     frames = int(seconds * model.frame_rate)
-    vocab = int(built.decoder.config.vocab_size)  # 2048 for every published preset
+    vocab = int(model.model.decoder.config.vocab_size)  # 2048 for every published preset
     gen = torch.Generator().manual_seed(DATA_SEED)
     codes = torch.randint(0, vocab, (batch, model.num_codebooks, frames), generator=gen).to(device)
     autocast = (

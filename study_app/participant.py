@@ -237,13 +237,13 @@ def go(slug: str) -> Any:
             "questionnaire.html", study=study, fields=view.manifest.questionnaire, errors={}
         )
     screening = view.manifest.screening
-    on_check = screening is not None and sess.stage == SessionStage.SCREENING
+    on_check = screening if sess.stage == SessionStage.SCREENING else None
     return render_template(
         "trial.html",
         study=study,
         stage=sess.stage,
-        example=screening.example if on_check and screening else None,
-        check=screening.kind if screening else None,
+        example=on_check.example if on_check else None,
+        check=on_check.kind if on_check else None,
     )
 
 

@@ -35,7 +35,8 @@ function rememberHeard(url) {
 }
 
 // A clip player: play/pause, progress, "played through" tracking, and a retry path.
-function makePlayer(container, url, label, onEnded, heard = false, heardAs = url) {
+// ``heardAs`` (a trial's clip): remembered once played to the end, and shown played if it was.
+function makePlayer(container, url, label, onEnded, heardAs = null) {
   const audio = new Audio();
   audio.preload = "auto";
   audio.src = url;
@@ -64,20 +65,18 @@ function makePlayer(container, url, label, onEnded, heard = false, heardAs = url
   audio.addEventListener("timeupdate", () => {
     if (audio.duration) bar.value = audio.currentTime / audio.duration;
   });
-  audio.addEventListener("ended", () => {
+  const markPlayed = () => {
     plays += 1;
     bar.value = 1;
     box.classList.add("played");
     show("↻", "Play again");
-    rememberHeard(heardAs);
+  };
+  audio.addEventListener("ended", () => {
+    markPlayed();
+    if (heardAs) rememberHeard(heardAs);
     onEnded(plays);
   });
-  if (heard) {
-    plays = 1;
-    bar.value = 1;
-    box.classList.add("played");
-    show("↻", "Play again");
-  }
+  if (heardAs && wasHeard(heardAs)) markPlayed();
   function showRetry() {
     retry.hidden = false;
     postEvent("audio_error", { clip: label });
@@ -199,12 +198,11 @@ function runTrials(root) {
     for (const [clip, box, label] of clips) {
       state.required.add(clip.id);
       const heardAs = t.id + " " + clip.url;
-      const heard = wasHeard(heardAs);
-      if (heard) state.plays[clip.id] = 1;
+      if (wasHeard(heardAs)) state.plays[clip.id] = 1;
       const audio = makePlayer(box, clip.url, label, (n) => {
         state.plays[clip.id] = n;
         update();
-      }, heard, heardAs);
+      }, heardAs);
       if (box === $("references") && (t.segments || []).length) showSegments(box, audio, t.segments);
     }
     t.options.forEach((o, i) => {
