@@ -293,6 +293,7 @@ class Client(threading.Thread):
         self.latencies: list[tuple[float, float]] = []
         self.acked: list[str] = []  # idempotency keys answered with a 200
         self.errors = 0
+        self.dropped = 0  # requests whose connection closed under them (see _timed)
 
     def _go(self) -> bool:
         """Wait for the gate (and think); False when it is time to stop."""
@@ -301,9 +302,19 @@ class Client(threading.Thread):
             self.stop.wait(self.think_s * random.uniform(0.5, 1.5))
         return not self.stop.is_set()
 
-    def _timed(self, send: Callable[..., httpx.Response], path: str, **kwargs: Any) -> httpx.Response:
+    def _timed(self, send: Callable[..., httpx.Response], path: str, **kwargs: Any) -> httpx.Response | None:
+        """The response, timed; None when the connection dropped (counted, not timed).
+
+        gunicorn closes a keep-alive connection idle for ``keepalive`` (5 s): a turn of
+        the other side as long as that left every client's next request on a closed
+        socket, and a client thread that died of it took no further part (runs with
+        --seconds 20 lost 8 of 64 walkers). A browser opens a new connection; so do these."""
         t0 = time.perf_counter()
-        response = send(path, **kwargs)
+        try:
+            response = send(path, **kwargs)
+        except httpx.TransportError:
+            self.dropped += 1
+            return None
         self.latencies.append((t0, time.perf_counter() - t0))
         return response
 
@@ -320,9 +331,12 @@ class Walker(Client):
         self.token = ""
 
     def _enter(self) -> None:
-        if self.client is not None:
-            self.client.close()
-        self.client = httpx.Client(base_url=self.url, timeout=30)
+        # A new participant is an empty cookie jar, not a new httpx.Client: making one
+        # (its TLS context) costs 17 ms of CPU, which the app's side paid once a session
+        # on the cores the servers share; the bare side never did.
+        if self.client is None:
+            self.client = httpx.Client(base_url=self.url, timeout=30)
+        self.client.cookies.clear()
         page = self.client.get("/s/bench")
         token = csrf_token(page.text)
         assert token, "the consent page has no CSRF token"
@@ -346,15 +360,22 @@ class Walker(Client):
             client = self.client
             assert client is not None
             r = self._timed(client.get, "/api/s/bench/trial")
+            if r is None:
+                continue
             data = r.json() if r.status_code == 200 else {}
             if "trial" not in data:
-                self._page(data.get("stage", "done"))
+                try:
+                    self._page(data.get("stage", "done"))
+                except httpx.TransportError:
+                    self.dropped += 1  # the next trial fetch says where the session is
                 continue
             body = answer_body(data["trial"])
             if not self._go():
                 break
             headers = {"X-CSRFToken": self.token}
             r = self._timed(client.post, "/api/s/bench/answer", json=body, headers=headers)
+            if r is None:
+                continue  # the next trial fetch says where the session is
             if r.status_code == 200:
                 self.acked.append(body["idempotency_key"])
             else:
@@ -380,6 +401,8 @@ class BareClient(Client):
             while self._go():
                 body = {**self.TEMPLATE, "idempotency_key": uuid.uuid4().hex}
                 r = self._timed(client.post, "/bare", json=body)
+                if r is None:
+                    continue
                 if r.status_code == 200:
                     self.acked.append(body["idempotency_key"])
                 else:
@@ -499,6 +522,9 @@ class Load:
     def errors(self, side: str) -> int:
         return sum(c.errors for c in self.clients[side])
 
+    def dropped(self, side: str) -> int:
+        return sum(c.dropped for c in self.clients[side])
+
 
 def _p(latencies: list[float], q: float) -> float:
     if not latencies:
@@ -613,13 +639,17 @@ def main() -> None:
         f"saturated bare write ({args.peer}, INSERT + COMMIT): {bare_phase.rps:7.1f} req/s, "
         f"p50 {_p(bare_phase.latencies, 0.5):.1f} ms, p99 {_p(bare_phase.latencies, 0.99):.1f} ms; "
         f"stored {n_bare} of {len(bare_acked)} acknowledged ({load.errors('bare')} refused, "
+        f"{load.dropped('bare')} connections dropped, "
         f"lost {bare_lost}, dup {bare_dup})"
     )
     print(
         f"paced app ({args.think_ms:.0f} ms think time): {paced.rps:.1f} req/s, "
         f"p50 {_p(paced.latencies, 0.5):.1f} ms, p99 {_p(paced.latencies, 0.99):.1f} ms"
     )
-    print(f"stored {n_stored} answers for {len(acked)} acknowledged ({errors} refused)")
+    print(
+        f"stored {n_stored} answers for {len(acked)} acknowledged ({errors} refused, "
+        f"{load.dropped('app')} connections dropped)"
+    )
     for side, name in (("app", "app"), ("bare", "bare write")):
         cpu = load.cpu_ms_per_request(side)
         parts = ", ".join(f"{part} {ms:.2f}" for part, ms in cpu.items())

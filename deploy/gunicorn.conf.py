@@ -23,7 +23,7 @@ timeout = int(os.environ.get("GUNICORN_TIMEOUT", 30))
 graceful_timeout = 30
 keepalive = 5
 # Recycle workers now and then so a slow leak can never take the study down.
-max_requests = 5000
+max_requests = int(os.environ.get("GUNICORN_MAX_REQUESTS", 5000))
 max_requests_jitter = 500
 # preload_app stays off: each worker builds its own app and database pool after
 # the fork (sharing a pool across fork breaks connections), and `kill -HUP`

@@ -20,7 +20,7 @@ from werkzeug.exceptions import HTTPException
 from study_app import sessions
 from study_app.db import autocommit_request, db
 from study_app.models import SessionState, StudyRef
-from study_app.participant import study_and_session
+from study_app.participant import ApiRead, study_and_session
 
 bp = Blueprint("api", __name__, url_prefix="/api")
 
@@ -109,15 +109,21 @@ def json_body() -> Any:
     return data
 
 
-def _session(slug: str) -> tuple[StudyRef, SessionState]:
-    study, sess = study_and_session(slug)
-    if study is None:
+def _read(slug: str, *, serve: bool = False, heard: bool = False) -> ApiRead:
+    read = study_and_session(slug, serve=serve, heard=heard)
+    if read.study is None:
         raise sessions.AnswerError(404, f"no study '{slug}'")
-    if sess is None:
+    if read.session is None:
         raise sessions.AnswerError(
             401, "no session for this study in this browser; open the study link again"
         )
-    return study, sess
+    return read
+
+
+def _session(slug: str) -> tuple[StudyRef, SessionState]:
+    read = _read(slug)
+    assert read.study is not None and read.session is not None
+    return read.study, read.session
 
 
 # A clip id that url_for would put into the path unchanged.
@@ -150,8 +156,10 @@ class _ClipUrls:
 @bp.get("/s/<slug>/trial")
 def trial(slug: str) -> ResponseReturnValue:
     """The current trial (public fields only), or the page the session must go to."""
-    autocommit_request()  # one read, then at most one single-statement write
-    study, sess = _session(slug)
+    autocommit_request()  # one statement on PostgreSQL; a read, then at most one write on SQLite
+    read = _read(slug, serve=True)
+    study, sess = read.study, read.session
+    assert study is not None and sess is not None
     current = sessions.current_trial(sess, study)
     if current is None:
         return jsonify(stage=sess.stage, redirect=url_for("participant.go", slug=slug))
@@ -180,7 +188,8 @@ def trial(slug: str) -> ResponseReturnValue:
         },
         "preload": [clips.url(c) for c in current.next_clips],
     }
-    sessions.mark_served(sess)
+    if not read.served:
+        sessions.mark_served(sess)
     return jsonify(body)
 
 
@@ -189,9 +198,10 @@ def answer(slug: str) -> ResponseReturnValue:
     """Record an answer. Repeating a request with the same idempotency_key returns the first result."""
     # Reads, then one statement that moves the session and stores the row (sessions.submit_answer)
     autocommit_request()
-    study, sess = _session(slug)
+    read = _read(slug, heard=True)
+    assert read.study is not None and read.session is not None
     payload = _answer_payload(json_body())
-    return jsonify(sessions.submit_answer(sess, study, payload))
+    return jsonify(sessions.submit_answer(read.session, read.study, payload, heard=read.heard))
 
 
 def _answer_payload(data: Any) -> dict[str, Any]:

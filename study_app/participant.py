@@ -7,11 +7,11 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import fields
+from dataclasses import dataclass, fields
 from typing import Any
 
 from flask import Blueprint, abort, current_app, redirect, render_template, request, session, url_for
-from sqlalchemy import bindparam, select
+from sqlalchemy import String, bindparam, cast, func, literal_column, or_, select, update
 
 from study_app import sessions
 from study_app.db import db
@@ -20,11 +20,13 @@ from study_app.models import (
     COMPLETED,
     DECLINED,
     SCREENED_OUT,
+    ClipRequest,
     SessionStage,
     SessionState,
     Study,
     StudyRef,
     StudySession,
+    utcnow,
 )
 from study_app.packages import package_view
 from study_app.prolific_api import is_prolific_id
@@ -73,22 +75,88 @@ _SESSION_COLS = tuple(StudySession.__table__.c[name] for name in _names(SessionS
 _STUDY_AND_SESSION = (
     select(*_STUDY_COLS, *_SESSION_COLS)
     .select_from(Study.__table__.join(StudySession.__table__, StudySession.__table__.c.study_id == Study.id))
-    .where(Study.__table__.c.slug == bindparam("slug"), StudySession.__table__.c.token == bindparam("token"))
+    .where(
+        Study.__table__.c.slug == bindparam("slug"),
+        StudySession.__table__.c.token == bindparam("session_token"),
+    )
 )
 _STUDY_ONLY = select(*_STUDY_COLS).where(Study.__table__.c.slug == bindparam("slug"))
 
+# PostgreSQL folds each API request's other statement into this read (issue 31: a
+# statement is a round trip and a backend's parse and plan; two per request were about
+# a fifth of its CPU). The trial fetch marks the current trial served in a data-modifying
+# WITH, which runs whether or not the SELECT reads it, and sees the same snapshot: the
+# session row returned is the one before the mark. The condition is current_trial's (an
+# active session on a trial stage) and the key is sessions._served_key's, so a reload
+# keeps the first time.
+_SESSION_T = StudySession.__table__
+_CLIPS_T = ClipRequest.__table__
+# No parameter here is named like a study_session column: SQLAlchemy adds a parameter
+# named "token" to the UPDATE's SET (as token = a new anonymous parameter, with no value).
+_SERVED_KEY = (
+    cast(_SESSION_T.c.screening_attempt, String) + literal_column("':'") + cast(_SESSION_T.c.position, String)
+)
+_SERVED = (
+    update(_SESSION_T)
+    .where(
+        _SESSION_T.c.token == bindparam("session_token"),
+        _SESSION_T.c.study_id
+        == select(Study.__table__.c.id).where(Study.__table__.c.slug == bindparam("slug")).scalar_subquery(),
+        _SESSION_T.c.status == bindparam("active"),
+        # Not IN with an expanding parameter: that one is rendered anew at every execution.
+        or_(_SESSION_T.c.stage == bindparam("screening"), _SESSION_T.c.stage == bindparam("trials")),
+        _SESSION_T.c.served_trial.is_distinct_from(_SERVED_KEY),
+    )
+    .values(served_trial=_SERVED_KEY, served_at=bindparam("now"))
+    .returning(_SESSION_T.c.id)
+    .cte("served")
+)
+_STUDY_AND_SESSION_SERVED = _STUDY_AND_SESSION.add_cte(_SERVED)
+_SERVED_PARAMS = {"active": ACTIVE, "screening": SessionStage.SCREENING, "trials": SessionStage.TRIALS}
+# The answer's read carries the clips served in full to the session (sessions.unheard_clips).
+_HEARD_NOW = (
+    select(func.array_agg(_CLIPS_T.c.clip_id))
+    .where(_CLIPS_T.c.session_id == _SESSION_T.c.id, _CLIPS_T.c.heard_at.is_not(None))
+    .scalar_subquery()
+)
+_STUDY_AND_SESSION_HEARD = _STUDY_AND_SESSION.add_columns(_HEARD_NOW)
 
-def study_and_session(slug: str) -> tuple[StudyRef | None, SessionState | None]:
-    """The study and this browser's session in it, in one query (the API's hot path)."""
+
+@dataclass(frozen=True)
+class ApiRead:
+    """What an API request read in its first statement."""
+
+    study: StudyRef | None
+    session: SessionState | None
+    served: bool = False
+    """The current trial is marked served (PostgreSQL's trial fetch: no sessions.mark_served)."""
+    heard: frozenset[str] | None = None
+    """The clips served in full to the session, when read with it (the answer, PostgreSQL)."""
+
+
+def study_and_session(slug: str, *, serve: bool = False, heard: bool = False) -> ApiRead:
+    """The study and this browser's session in it, in one query (the API's hot path).
+
+    On PostgreSQL ``serve`` marks the current trial served in the same statement, and
+    ``heard`` reads the clips served in full to the session with it."""
     token = session.get("studies", {}).get(slug)
     conn = db.session.connection()
     if token:
-        row = conn.execute(_STUDY_AND_SESSION, {"slug": slug, "token": token}).first()
+        folded = conn.dialect.name == "postgresql"
+        if folded and serve:
+            params = {"slug": slug, "session_token": token, "now": utcnow(), **_SERVED_PARAMS}
+            row = conn.execute(_STUDY_AND_SESSION_SERVED, params).first()
+        elif folded and heard:
+            row = conn.execute(_STUDY_AND_SESSION_HEARD, {"slug": slug, "session_token": token}).first()
+        else:
+            folded = False
+            row = conn.execute(_STUDY_AND_SESSION, {"slug": slug, "session_token": token}).first()
         if row is not None:
-            n = len(_STUDY_COLS)
-            return StudyRef(*row[:n]), SessionState(*row[n:])
+            n, m = len(_STUDY_COLS), len(_STUDY_COLS) + len(_SESSION_COLS)
+            clips = frozenset(row[m] or ()) if folded and heard else None
+            return ApiRead(StudyRef(*row[:n]), SessionState(*row[n:m]), served=folded and serve, heard=clips)
     found = conn.execute(_STUDY_ONLY, {"slug": slug}).first()
-    return (StudyRef(*found) if found is not None else None), None
+    return ApiRead(StudyRef(*found) if found is not None else None, None)
 
 
 def remember(study: Study, sess: StudySession) -> None:

@@ -566,12 +566,17 @@ _HEARD = select(ClipRequest.clip_id).where(
 )
 
 
-def unheard_clips(sess: StudySession | SessionState, clips: set[str]) -> set[str]:
-    """Which of ``clips`` have not been served in full to ``sess``."""
+def unheard_clips(
+    sess: StudySession | SessionState, clips: set[str], heard: frozenset[str] | None = None
+) -> set[str]:
+    """Which of ``clips`` have not been served in full to ``sess`` (``heard``: the clips
+    that were, when the request read them already)."""
     if not clips:
         return set()
-    heard = db.session.connection().execute(_HEARD, {"session_id": sess.id, "clips": sorted(clips)}).scalars()
-    return clips - set(heard)
+    if heard is None:
+        found = db.session.connection().execute(_HEARD, {"session_id": sess.id, "clips": sorted(clips)})
+        heard = frozenset(found.scalars())
+    return clips - heard
 
 
 def listening_floor_s(study: Study | StudyRef, trial: dict[str, Any]) -> float:
@@ -585,7 +590,10 @@ LISTEN_FIRST = "Please listen to every clip to the end before answering."
 
 
 def _listening_evidence(
-    sess: StudySession | SessionState, study: Study | StudyRef, trial: dict[str, Any]
+    sess: StudySession | SessionState,
+    study: Study | StudyRef,
+    trial: dict[str, Any],
+    heard: frozenset[str] | None = None,
 ) -> tuple[Any, int]:
     """(served_at, required clips not served in full) for an answer now; AnswerError when
     the server cannot stand behind it.
@@ -604,7 +612,7 @@ def _listening_evidence(
     """
     served_at = sess.served_at if sess.served_trial == _served_key(sess) else None
     floor = listening_floor_s(study, trial)
-    unheard = len(unheard_clips(sess, {*trial["references"], *trial["candidates"]}))
+    unheard = len(unheard_clips(sess, {*trial["references"], *trial["candidates"]}, heard))
     if floor > 0:
         if served_at is None:
             raise AnswerError(409, "this trial was not loaded yet; reload to continue")
@@ -671,8 +679,11 @@ _RESULT_OF_KEY = select(_RESPONSE_T.c.result).where(
 )
 
 
-def submit_answer(sess: SessionState, study: StudyRef, payload: dict[str, Any]) -> dict[str, Any]:
+def submit_answer(
+    sess: SessionState, study: StudyRef, payload: dict[str, Any], heard: frozenset[str] | None = None
+) -> dict[str, Any]:
     """Record one answer and move the session on; replay the result for a repeated key.
+    ``heard``: the clips served in full to the session, when the request read them with it.
 
     Raises AnswerError (400 bad input, 409 not the current trial, 425 before its clips
     were all served in full or sooner than its audio could have been heard).
@@ -697,7 +708,7 @@ def submit_answer(sess: SessionState, study: StudyRef, payload: dict[str, Any]) 
         raise AnswerError(409, "this is not the current trial", current_trial=current.trial["id"])
     trial = current.trial
     answer, rating, confidence = _validate(trial, payload)
-    served_at, unheard = _listening_evidence(sess, study, trial)
+    served_at, unheard = _listening_evidence(sess, study, trial, heard)
     view = package_view(study)
     tkey = view.key.trials[trial["id"]]
     correct = None if tkey.correct_option is None or answer is None else answer == tkey.correct_option

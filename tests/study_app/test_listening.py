@@ -32,6 +32,7 @@ from study_app.db import db
 from study_app.models import Response, StudySession
 from study_app.sessions import listening_floor_s, merge_ranges
 from study_app.simulate import csrf_token
+from tests.study_app.conftest import Participant
 from tests.study_app.prolific_ids import prolific_ids
 
 BIN = Path(sys.executable).parent
@@ -57,10 +58,12 @@ def _floor(app: Flask, trial: dict[str, Any]) -> float:
         return listening_floor_s(study, public)
 
 
-def test_answers_sooner_than_the_audio_are_refused(
-    study_app: tuple[Flask, AnswerKey], participant: Any, new_participant: Any, tmp_path: Path
-) -> None:
-    app, _ = study_app
+def test_answers_sooner_than_the_audio_are_refused(any_db_participant: Any, tmp_path: Path) -> None:
+    # Both databases: on PostgreSQL the trial fetch marks the trial served, and the answer
+    # reads the clips heard, in the statement that reads the session (participant.study_and_session).
+    participant = any_db_participant
+    app = participant.client.application
+    new_participant = lambda: Participant(app, "pilot", participant.key)  # noqa: E731
     app.config["LISTEN_FACTOR"] = 0.9
     participant.enter(pid="L1")
     participant.post_stage("volume")
