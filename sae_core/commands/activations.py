@@ -115,7 +115,7 @@ def train(
     l1_coefficient: float = typer.Option(5.0, "--l1-coefficient", help="L1 weight (relu only)."),
     batch_size: int = typer.Option(4096, "--batch-size", min=1, help="Frames per step."),
     lr: float | None = typer.Option(
-        None, "--lr", help="Default: 2e-4 / sqrt(latents / 16384); short runs: try 10x."
+        None, "--lr", help="Default: 2e-3 / sqrt(latents / 16384), ten times Gao et al.'s long-run rule."
     ),
     epochs: float = typer.Option(1.0, "--epochs", min=0.0, help="Passes over the training frames."),
     max_tokens: int | None = typer.Option(None, "--max-tokens", min=1, help="Stop after this many frames."),
