@@ -130,6 +130,7 @@ function runTrials(root) {
   const submitButton = $("submit");
   const status = $("status");
   let state = null;
+  let keyedGroup = null; // the question a number key answered last (see the keydown handler)
   const preloaded = [];
 
   // A page that goes on to the next stage is hidden for an instant as it unloads, which the
@@ -173,6 +174,7 @@ function runTrials(root) {
     // The page's own players (the headphone check's example) stay; a trial's go with it.
     for (const p of players.splice(0)) { p.pause(); if (p.keep) players.push(p); }
     const t = data.trial;
+    keyedGroup = null;
     state = { trial: t, plays: {}, required: new Set(), answer: null, rating: null, confidence: null,
               enabledAt: null, key: newKey(), busy: false };
     root.dataset.trial = t.id; // which trial the page shows (tests and support staff read it)
@@ -312,13 +314,16 @@ function runTrials(root) {
   submitButton.addEventListener("click", submit);
   document.addEventListener("keydown", (e) => {
     if (e.target.tagName === "TEXTAREA" || e.target.tagName === "INPUT") return;
-    // Number keys pick an option, or on a trial with none a rating; the choice moves focus
-    // off the play button, so that Enter then submits instead of replaying the clip.
-    const hasOptions = document.querySelector("#options button");
-    const target = hasOptions
-      ? document.querySelector(`#options button[data-key="${e.key}"]`)
-      : document.querySelector(`#rating button[data-key="${e.key}"]`);
+    // Number keys answer the first question of the trial still open (the options, the
+    // rating, then "How sure are you?"); once all are answered, they change the one last
+    // answered by key. The choice moves focus off the play button, so that Enter then
+    // submits instead of replaying the clip.
+    const groups = ["options", "rating", "confidence"].filter((id) => document.querySelector(`#${id} button`));
+    const open = groups.find((id) => !$(id).querySelector('button[aria-pressed="true"]'));
+    const group = open || keyedGroup || groups[groups.length - 1];
+    const target = group && $(group).querySelector(`button[data-key="${e.key}"]`);
     if (target && !target.disabled) {
+      keyedGroup = group;
       target.click();
       if (document.activeElement && document.activeElement !== document.body) document.activeElement.blur();
       return;

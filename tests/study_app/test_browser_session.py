@@ -164,7 +164,18 @@ def test_chromium_completes_demo_session(
                 page.locator("#rating button", has_text="4").click()
                 clicked[tid] = 4
             if trial["trial"]["confidence"]:
-                page.locator("#confidence button", has_text="5").click()
+                # A number key answers the first question still open: here "How sure are
+                # you?", the answer and any rating being chosen (issue 37). Once all are
+                # answered, keys change the one last answered by key.
+                sure = page.locator("#confidence button[aria-pressed='true']")
+                page.keyboard.press("3")
+                expect(sure).to_have_text("3")
+                page.keyboard.press("5")
+                expect(sure).to_have_text("5")
+                if trial["trial"]["options"]:
+                    expect(page.locator("#options button[aria-pressed='true']")).to_have_text(
+                        options[tid][clicked[tid]]
+                    )
             kind = f"{trial['trial']['phase']}-{trial['trial']['kind']}"
             if kind not in shot_kinds:  # one picture per page layout, answered, before "Next"
                 shot_kinds.add(kind)
