@@ -3,13 +3,14 @@ one self-contained ``report.html``; and ``report.json`` with every number."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 import pandas as pd
 
-from analysis import clap_human, label_validation, models, steering
+from analysis import abx, clap_human, label_validation, models, sliders, steering
 from analysis.exclusions import ExclusionRules, apply_exclusions
 
 
@@ -36,6 +37,7 @@ def build_report(
     stars_on_simulated: bool = False,
     clap_line: bool = False,
     rating_midpoint: float = 3.0,
+    post_screening: sliders.PostScreening = sliders.PostScreening(),
 ) -> Report:
     """Compute every table of the report from an export (see docs/analysis.md).
 
@@ -43,7 +45,9 @@ def build_report(
     the answer key) is analysed and said to be so; its tables carry no significance
     stars unless ``stars_on_simulated``. The CLAP-vs-human figure draws a fitted line only
     where the correlation is significant (permutation p < .05), or with ``clap_line``.
-    Ratings are tested against ``rating_midpoint`` (3 on a 1-5 scale).
+    Ratings are tested against ``rating_midpoint`` (3 on a 1-5 scale). MUSHRA and slider
+    trials, where the export has any, get their own tables (:func:`_slider_tables`); MUSHRA
+    assessors are screened by ``post_screening`` (ITU-R BS.1534-3 §4.1.2).
     """
     kept, exclusions = apply_exclusions(responses, rules)
     r = Report(title)
@@ -177,6 +181,18 @@ def build_report(
         "Human accuracy by CLAP-score bin (Wilson 95% CI; descriptive, no test; n = responses), and the "
         "coverage of each threshold.",
     )
+    _slider_tables(add, sliders.slider_ratings(kept), post_screening)
+    discrimination = abx.abx_table(kept)
+    if len(discrimination):
+        add(
+            "abx",
+            discrimination,
+            "ABX: share of trials where X was named right, per condition told apart from its reference, "
+            "vs chance 1/2: the mean of the participants' own shares with its t 95% CI over participants "
+            "(df = participants - 1), one-sided t test of those shares, Holm across conditions; d' of the "
+            "independent-observation model (Macmillan & Creelman), its interval mapped from the share's; "
+            "n = trials, n_participants = participants.",
+        )
     r.meta = {
         "title": title,
         "responses_in": len(responses),
@@ -190,6 +206,81 @@ def build_report(
     r.meta["stars"] = r.meta["data_source"] != "simulated" or stars_on_simulated
     _figures(r, kept, clap_line=clap_line)
     return r
+
+
+# The coverages quoted are those of 200 simulated studies of 20 assessors x 8 items
+# (docs/analysis.md; tests/analysis/test_sliders.py checks 60 of them).
+CLUSTERED_MEAN = (
+    "the mean of the assessors' mean ratings and its 95% CI clustered by assessor: the t interval of "
+    "those means, df = assessors - 1 (the t interval over all ratings, as BS.1534 writes it, treats an "
+    "assessor's ratings as independent: it covered the true mean in {naive} of simulated studies, this "
+    "one in {clustered}); n = ratings, n_participants = assessors; descriptive, no test"
+)
+DIFFERENCE_MODEL = (
+    "linear mixed model value ~ condition + item (fixed) with random intercepts for assessor and "
+    "assessor x condition (statsmodels MixedLM, REML; with the assessor intercept alone the intervals "
+    "covered {alone} in simulation, with both {both}); Wald 95% CI and two-sided t test with "
+    "assessors - 1 df, Holm across conditions (p_holm); n = ratings, n_participants = assessors"
+)
+
+
+def _slider_tables(
+    add: Callable[[str, pd.DataFrame, str], None], ratings: pd.DataFrame, rules: sliders.PostScreening
+) -> None:
+    """The tables of the MUSHRA and slider trials (docs/analysis.md); none without them."""
+    mushra = ratings[ratings["trial_type"] == sliders.SliderTrial.MUSHRA]
+    if len(mushra):
+        screened = sliders.post_screening(mushra, rules)
+        kept = mushra[~mushra["participant"].isin(screened.loc[screened["excluded"], "participant"])]
+        share = f"{rules.max_share:.0%}"
+        anchor = (
+            ""
+            if rules.anchor_above is None
+            else f", or an anchor above {rules.anchor_above:g} in more than {share} of the trials with one"
+        )
+        n_kept = kept["participant"].nunique()
+        add(
+            "mushra_post_screening",
+            screened,
+            "MUSHRA post-screening (ITU-R BS.1534-3 §4.1.2): an assessor is left out of the MUSHRA tables "
+            f"who rated the hidden reference below {rules.reference_below:g} in more than {share} of "
+            f"their trials{anchor}; one row per assessor, n = their MUSHRA trials with a hidden "
+            f"reference; {n_kept} of {len(screened)} assessors kept"
+            + ("" if n_kept else ", so there are no MUSHRA means or model")
+            + ". Counts, no test.",
+        )
+        if n_kept:
+            means = CLUSTERED_MEAN.format(naive="68-72%", clustered="93-96%")
+            add(
+                "mushra_conditions",
+                sliders.condition_means(kept),
+                f"MUSHRA (ITU-R BS.1534-3) score per condition, 0-100, after post-screening: {means}.",
+            )
+            if kept["item"].nunique() > 1:
+                add(
+                    "mushra_items",
+                    sliders.condition_means(kept, ("item",)),
+                    f"MUSHRA score per item and condition, after post-screening: {means}.",
+                )
+            model = DIFFERENCE_MODEL.format(alone="72-75%", both="93-97%")
+            add(
+                "mushra_model",
+                sliders.condition_differences(kept),
+                "MUSHRA: each condition's difference from the hidden reference, after post-screening: "
+                f"{model}.",
+            )
+    single = ratings[ratings["trial_type"] == sliders.SliderTrial.SLIDER]
+    if len(single):
+        means = CLUSTERED_MEAN.format(naive="70-78%", clustered="94-96%")
+        add("slider_conditions", sliders.condition_means(single), f"Slider ratings per condition: {means}.")
+        if single["condition"].nunique() > 1:
+            model = DIFFERENCE_MODEL.format(alone="72-79%", both="94-97%")
+            add(
+                "slider_model",
+                sliders.condition_differences(single),
+                "Slider ratings: each condition's difference from the one in versus ('reference' where "
+                f"there is one, else the first by name): {model}.",
+            )
 
 
 def data_source(responses: pd.DataFrame) -> str:

@@ -83,3 +83,35 @@ def _figures(r: Report, kept: pd.DataFrame, clap_line: bool = False) -> None:
         ax.set_xlim(0, 1)
     ax.set_xlabel("label accuracy (95% CI)")
     _keep(r, "forest_features", fig)
+    for source, name, label in (
+        ("mushra_conditions", "mushra_scores", "MUSHRA score (95% CI)"),
+        ("slider_conditions", "slider_scores", "rating (95% CI)"),
+    ):
+        if source in r.tables:
+            _keep(r, name, _scores(r.tables[source], label))
+
+
+# Marker colour per role of a rated clip: the hidden reference and the anchors frame the
+# conditions under test, as in a MUSHRA plot.
+_ROLE_COLOURS = {"reference": "black", "anchor": "grey", "condition": "C0"}
+
+
+def _scores(table: pd.DataFrame, label: str) -> Any:
+    """Mean rating per condition with its 95% CI, in the table's order (reference, anchors,
+    conditions); on the 0-100 scale where every number lies on it."""
+    fig, ax = subplots(figsize=(max(3.0, 0.6 * len(table) + 1.5), 3))
+    table = table.assign(_x=np.arange(len(table)))
+    for role, rows in table.groupby("role", sort=False):
+        est = rows["mean"].to_numpy(dtype=float)
+        colour = _ROLE_COLOURS.get(str(role), "C1")
+        ax.errorbar(rows["_x"], est, yerr=_err(est, rows), fmt="o", capsize=4, color=colour, label=role)
+    ax.set_xticks(table["_x"], table["condition"].astype(str), rotation=30, ha="right")
+    numbers = table[["mean", "ci_low", "ci_high"]].to_numpy(dtype=float)
+    if np.nanmin(numbers) >= 0 and np.nanmax(numbers) <= 100:
+        ax.set_ylim(0, 100)
+        ax.set_yticks(range(0, 101, 20))  # BS.1534's five quality bands
+        ax.grid(axis="y", color="0.9")
+    ax.set_xlabel("condition")
+    ax.set_ylabel(label)
+    ax.legend(fontsize="small")
+    return fig

@@ -9,9 +9,11 @@ participant answers by those probabilities.
 from __future__ import annotations
 
 import json
+from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
+from scipy import stats
 
 from artifact_schemas import RESPONSES
 
@@ -49,29 +51,8 @@ def simulate_export(
     steer = np.asarray(steer_rate if steer_rate is not None else rng.uniform(0.3, 0.8, n_features))
     clap = np.clip(0.2 + 0.5 * acc + rng.normal(0, 0.05, n_features), -1, 1)
     rows: list[dict[str, object]] = []
-    empty = dict.fromkeys(RESPONSES.column_names)
     for p in range(n_participants):
-        session = {
-            **empty,
-            "schema_version": RESPONSES.version,
-            "study_id": "sim",
-            "session_id": f"s{p}",
-            "participant": f"{p:064x}",
-            "list_id": f"l{p % 4}",
-            "phase": "main",
-            "attempt": 0,
-            "play_counts": json.dumps({"c": 1}),
-            "server_ts": "2026-11-24T10:00:00Z",
-            "session_status": "completed",
-            "screening_passed": True,
-            "attention_correct": 1.0,
-            "session_started": "2026-11-24T09:50:00Z",
-            "session_finished": "2026-11-24T10:10:00Z",
-            "duration_s": 1200.0,
-            "user_agent": "sim",
-            "screen": "1920x1080",
-            "data_source": "simulated",
-        }
+        session = _session(p, f"l{p % 4}")
         start = len(rows)
         for f in range(n_features):
             layer = layers[f % len(layers)]
@@ -129,3 +110,127 @@ def simulate_export(
         for row in rows[start:]:
             row["rt_ms"] = float(rng.lognormal(7.8, 0.4))
     return RESPONSES.validate(pd.DataFrame(rows, columns=RESPONSES.column_names))
+
+
+class SliderStudy(NamedTuple):
+    """A simulated export of slider trials and the expected rating it was drawn from."""
+
+    responses: pd.DataFrame
+    """The export: one row per trial, ``sliders`` as the study app writes it."""
+    truth: pd.DataFrame
+    """Per item and condition: ``expected``, the mean rating over the population of assessors
+    (clipping to the scale included), which the report's per-condition means estimate."""
+
+
+MUSHRA_MEANS = {"reference": 95.0, "lp3500": 25.0, "codec_a": 70.0, "codec_b": 50.0}
+
+
+def simulate_slider_export(
+    n_participants: int = 20,
+    n_items: int = 8,
+    *,
+    means: dict[str, float] | None = None,
+    anchors: tuple[str, ...] = ("lp3500",),
+    trial_type: str = "mushra",
+    participant_sd: float = 6.0,
+    item_sd: float = 6.0,
+    interaction_sd: float = 5.0,
+    noise_sd: float = 8.0,
+    reference_sd: float = 3.0,
+    seed: int = 0,
+) -> SliderStudy:
+    """Every assessor rates every item under every condition on a 0-100 slider.
+
+    ``mushra``: one trial per item with every condition on its screen, in a random order;
+    ``slider``: one trial per item and condition. A condition's rating is its mean
+    (``means``; the hidden reference is "reference", the names in ``anchors`` are anchors)
+    plus the assessor's leniency (``participant_sd``), the item's effect on that condition
+    (``item_sd``, drawn once per study: the items are the study's own), the assessor's
+    view of the condition (``interaction_sd``) and noise, rounded and clipped to 0-100.
+    The hidden reference is near the ceiling for everyone: its mean plus ``reference_sd``
+    noise only.
+    """
+    rng = np.random.default_rng(seed)
+    means = dict(MUSHRA_MEANS if means is None else means)
+    names = list(means)
+    mean = np.array([means[c] for c in names])
+    is_ref = np.array([c == "reference" for c in names])
+    item = np.where(is_ref, 0.0, rng.normal(0, item_sd, (n_items, len(names))))  # [items, conditions]
+    spread = np.where(is_ref, reference_sd, np.sqrt(participant_sd**2 + interaction_sd**2 + noise_sd**2))
+    centre = mean + item
+    low, high = (0 - centre) / spread, (100 - centre) / spread
+    expected = (  # E[clip(X, 0, 100)], X ~ N(centre, spread^2)
+        100 * stats.norm.sf(high)
+        + centre * (stats.norm.cdf(high) - stats.norm.cdf(low))
+        + spread * (stats.norm.pdf(low) - stats.norm.pdf(high))
+    )
+    truth = pd.DataFrame(
+        {
+            "item": np.repeat([f"item{i}" for i in range(n_items)], len(names)),
+            "condition": names * n_items,
+            "expected": expected.ravel(),
+        }
+    )
+    roles = ["reference" if c == "reference" else "anchor" if c in anchors else "condition" for c in names]
+    rows: list[dict[str, object]] = []
+    for p in range(n_participants):
+        session = {**_session(p, "l0"), "trial_type": trial_type}
+        lenient = rng.normal(0, participant_sd)
+        view = rng.normal(0, interaction_sd, len(names))
+        values = (
+            centre
+            + np.where(is_ref, 0.0, lenient + view)
+            + np.where(
+                is_ref, rng.normal(0, reference_sd, centre.shape), rng.normal(0, noise_sd, centre.shape)
+            )
+        )
+        values = np.clip(np.rint(values), 0, 100).astype(int)
+        screens = (
+            [[(i, c) for c in rng.permutation(len(names))] for i in range(n_items)]
+            if trial_type == "mushra"
+            else [[(i, c)] for i in range(n_items) for c in range(len(names))]
+        )
+        for position, k in enumerate(rng.permutation(len(screens))):
+            screen = screens[k]
+            i = screen[0][0]
+            sliders = [
+                {"clip": f"i{i}c{c}", "role": roles[c], "condition": names[c], "value": int(values[i, c])}
+                for _, c in screen
+            ]
+            rows.append(
+                {
+                    **session,
+                    "trial_id": f"t{i}" if trial_type == "mushra" else f"t{i}-{names[screen[0][1]]}",
+                    "position": position,
+                    "item": f"item{i}",
+                    "sliders": json.dumps(sliders),
+                    "rt_ms": float(rng.lognormal(9.5, 0.4)),
+                }
+            )
+    return SliderStudy(RESPONSES.validate(pd.DataFrame(rows, columns=RESPONSES.column_names)), truth)
+
+
+def _session(p: int, list_id: str) -> dict[str, object]:
+    """Participant ``p``'s columns of a simulated export row: a completed session that
+    passed its checks (every other column null)."""
+    return {
+        **dict.fromkeys(RESPONSES.column_names),
+        "schema_version": RESPONSES.version,
+        "study_id": "sim",
+        "session_id": f"s{p}",
+        "participant": f"{p:064x}",
+        "list_id": list_id,
+        "phase": "main",
+        "attempt": 0,
+        "play_counts": json.dumps({"c": 1}),
+        "server_ts": "2026-11-24T10:00:00Z",
+        "session_status": "completed",
+        "screening_passed": True,
+        "attention_correct": 1.0,
+        "session_started": "2026-11-24T09:50:00Z",
+        "session_finished": "2026-11-24T10:10:00Z",
+        "duration_s": 1200.0,
+        "user_agent": "sim",
+        "screen": "1920x1080",
+        "data_source": "simulated",
+    }

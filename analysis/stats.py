@@ -157,6 +157,37 @@ def _cluster_robust(
     out["test"] = np.where(use, "cluster-robust t", out["test"])
 
 
+def clustered_mean(
+    data: pd.DataFrame, value: str, by: Sequence[str], cluster: str, alpha: float = 0.05
+) -> pd.DataFrame:
+    """Per group: the mean of the clusters' mean ``value`` and its t interval over clusters.
+
+    A cluster's values (an assessor's ratings of one condition, over items) are not
+    independent, so each cluster's mean is one observation: the estimate is the mean of
+    those means and the interval ``mean +- t(1 - alpha/2, m - 1) sd / sqrt(m)`` over the
+    ``m`` clusters (the one-sample t interval of the clusters' means). When every cluster
+    has as many values, the estimate equals the mean of all values. ``n`` counts values,
+    ``n_<cluster>s`` clusters; one cluster gives no interval.
+
+    >>> df = pd.DataFrame({"g": "a", "participant": ["p", "p", "q", "q"], "v": [1.0, 3.0, 5.0, 7.0]})
+    >>> row = clustered_mean(df, "v", ["g"], "participant").iloc[0]  # means 2 and 6: sd 2.83
+    >>> float(row["mean"]), int(row["n"]), int(row["n_participants"]), round(float(row["ci_high"]), 2)
+    (4.0, 4, 2, 29.41)
+    """
+    rows = data.dropna(subset=[value])
+    per = rows.groupby([*by, cluster], sort=True, dropna=False)[value].agg(["mean", "size"]).reset_index()
+    out = per.groupby(list(by), sort=True, dropna=False).agg(
+        n=("size", "sum"), m=("mean", "size"), mean=("mean", "mean"), sd=("mean", "std")
+    )
+    m = out["m"].to_numpy(dtype=float)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        half = stats.t.ppf(1 - alpha / 2, m - 1) * out["sd"].to_numpy(dtype=float) / np.sqrt(m)
+    out["ci_low"] = np.where(m > 1, out["mean"] - half, np.nan)
+    out["ci_high"] = np.where(m > 1, out["mean"] + half, np.nan)
+    out = out.rename(columns={"m": f"n_{cluster}s"}).reset_index()
+    return out[[*by, "n", f"n_{cluster}s", "mean", "ci_low", "ci_high"]]
+
+
 def chisquare_uniform(counts: Sequence[int]) -> pd.DataFrame:
     """Chi-square goodness of fit of ``counts`` against equal shares (df = k - 1).
 

@@ -36,7 +36,9 @@ def choice_counts(df: pd.DataFrame) -> pd.DataFrame:
     chi2 = 48.02 (tests reproduce it).
     """
     rows = _rows(df)
-    roles = ["steered", "baseline"] + (["random_direction"] if rows["chance"].iloc[0] < 0.5 else [])
+    # An export without steering trials (a MUSHRA study) has no chance level to read.
+    three_way = len(rows) > 0 and rows["chance"].iloc[0] < 0.5
+    roles = ["steered", "baseline"] + (["random_direction"] if three_way else [])
     counts = [int((rows["answer_role"] == r).sum()) for r in roles] if len(rows) else [0] * len(roles)
     table = chisquare_uniform(counts) if sum(counts) else pd.DataFrame([{"n": 0}])
     for r, c in zip(roles, counts, strict=True):

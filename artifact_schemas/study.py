@@ -22,8 +22,22 @@ Slug = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9-]{0,63}$")]
 # The public kind is the trial's *layout* only: a steering-detection trial and an
 # identical-pair catch trial both look like "comparison", so study.json never says
 # which trials are catch trials or involve steering. TrialKey.trial_type says it.
-TrialKind = Literal["label_choice", "label_rating", "comparison", "screening"]
-TrialType = Literal["label_choice", "label_rating", "steering", "attention", "screening", "practice"]
+# "mushra" (ITU-R BS.1534: an open reference, then the hidden reference, anchors and the
+# conditions, each on its own 0-100 slider) and "slider" (one clip on a visual-analogue
+# scale) are answered with sliders, one per candidate clip (Trial.sliders). "abx": two
+# references A and B, one candidate X, and the options "A" and "B" (which one X is).
+TrialKind = Literal["label_choice", "label_rating", "comparison", "screening", "mushra", "slider", "abx"]
+TrialType = Literal[
+    "label_choice",
+    "label_rating",
+    "steering",
+    "attention",
+    "screening",
+    "practice",
+    "mushra",
+    "slider",
+    "abx",
+]
 Phase = Literal["screening", "practice", "main"]
 
 
@@ -59,6 +73,27 @@ class RatingScale(_Strict):
         return self
 
 
+class SliderScale(_Strict):
+    """A continuous scale answered with a slider per candidate clip (MUSHRA, visual analogue).
+
+    ``labels`` are spread evenly from ``min`` to ``max`` (BS.1534's five: Bad ... Excellent);
+    the answer is an integer in [min, max]. A slider starts unset: the page needs each one
+    moved before it submits, so a default position is never taken for an answer.
+    """
+
+    min: int = 0
+    max: Annotated[int, Field(le=1000)] = 100
+    labels: list[Annotated[str, Field(min_length=1, max_length=100)]] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> SliderScale:
+        if self.max <= self.min:
+            raise ValueError(f"max ({self.max}) must be greater than min ({self.min})")
+        if len(self.labels) == 1 or len(self.labels) > 11:
+            raise ValueError(f"labels: none or 2-11 (spread from min to max), got {len(self.labels)}")
+        return self
+
+
 class Trial(_Strict):
     """One screen the participant answers."""
 
@@ -72,6 +107,9 @@ class Trial(_Strict):
     candidates: list[OpaqueId] = Field(default_factory=list)
     options: list[Option] = Field(default_factory=list)
     rating: RatingScale | None = None
+    # One slider per candidate clip ("mushra" and "slider" trials): the answer maps each
+    # candidate's id to its value.
+    sliders: SliderScale | None = None
     # Optional "how sure are you?" rating asked with a choice (steering detection).
     confidence: RatingScale | None = None
     # Practice trials tell the participant whether they were right.
@@ -84,8 +122,18 @@ class Trial(_Strict):
 
     @model_validator(mode="after")
     def _answerable(self) -> Trial:
-        if not self.options and self.rating is None:
+        if self.kind in ("mushra", "slider"):
+            self._slider_layout()
+        elif self.sliders is not None:
+            raise ValueError(f"'sliders' belong to mushra and slider trials, not '{self.kind}'")
+        elif not self.options and self.rating is None:
             raise ValueError("a trial needs 'options' or a 'rating' scale to be answerable")
+        shape = (len(self.references), len(self.candidates), len(self.options))
+        if self.kind == "abx" and shape != (2, 1, 2):
+            raise ValueError(
+                "an abx trial has 2 references (A, B), 1 candidate (X) and 2 options, got "
+                f"{len(self.references)}, {len(self.candidates)} and {len(self.options)}"
+            )
         ids = [o.id for o in self.options]
         if len(ids) != len(set(ids)):
             raise ValueError(f"option ids must be unique, got {ids}")
@@ -94,6 +142,23 @@ class Trial(_Strict):
         if any(end <= start for start, end in self.segments):
             raise ValueError(f"every segment ends after it starts, got {self.segments}")
         return self
+
+    def _slider_layout(self) -> None:
+        if self.sliders is None:
+            raise ValueError(f"a {self.kind} trial needs 'sliders'")
+        if self.options or self.rating is not None or self.confidence is not None:
+            raise ValueError(f"a {self.kind} trial is answered with its sliders only (no options or ratings)")
+        if len(set(self.candidates)) != len(self.candidates):
+            raise ValueError(f"a {self.kind} trial's candidates must be distinct, got {self.candidates}")
+        if self.kind == "slider" and len(self.candidates) != 1:
+            raise ValueError(f"a slider trial rates one candidate clip, got {len(self.candidates)}")
+        # BS.1534: the open reference, then the hidden reference, at least one anchor and
+        # at least one condition under test.
+        if self.kind == "mushra" and (len(self.references) != 1 or len(self.candidates) < 3):
+            raise ValueError(
+                "a mushra trial needs one reference and at least 3 candidates (hidden reference, "
+                f"anchor, condition), got {len(self.references)} and {len(self.candidates)}"
+            )
 
 
 class TrialList(_Strict):
@@ -210,7 +275,18 @@ class StudyManifest(_Strict):
 
 
 ClipRole = Literal[
-    "example", "baseline", "steered", "random_direction", "attention", "screening", "calibration"
+    "example",
+    "baseline",
+    "steered",
+    "random_direction",
+    "attention",
+    "screening",
+    "calibration",
+    # A researcher's own stimuli (stimuli-builder build --stimuli): the reference (open and
+    # hidden), an anchor, or a condition under test; ClipKey.condition names which.
+    "reference",
+    "anchor",
+    "condition",
 ]
 
 
@@ -221,6 +297,8 @@ class ClipKey(_Strict):
     source: str = ""
     feature_id: int | None = None
     layer: int | None = None
+    # Own stimuli: the condition of the conditions CSV ("reference", "lp3500", "codec_a", ...).
+    condition: str | None = None
 
 
 class TrialKey(_Strict):
@@ -242,6 +320,10 @@ class TrialKey(_Strict):
     group: str | None = None
     # What the attention or screening trial checks (e.g. 'identical_pair', 'huggins').
     check: str | None = None
+    # Own stimuli: the item (piece of music) of the conditions CSV the trial is about, and
+    # the condition an abx trial tells apart from the item's reference.
+    item: str | None = None
+    condition: str | None = None
 
 
 class CompletionCodes(_Strict):

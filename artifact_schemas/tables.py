@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Literal, get_args
 
 import numpy as np
 import pandas as pd
@@ -20,6 +20,7 @@ import pyarrow.parquet as pq
 
 from artifact_schemas.atomic import atomic_path
 from artifact_schemas.errors import ArtifactError
+from artifact_schemas.study import TrialType
 
 DType = Literal["int", "float", "str", "bool"]
 
@@ -626,7 +627,7 @@ RESPONSES = TableSchema(
             "trial_type",
             "str",
             "what the trial measures (TrialKey.trial_type)",
-            choices=("label_choice", "label_rating", "steering", "attention", "screening", "practice"),
+            choices=get_args(TrialType),
         ),
         Column("phase", "str", "study phase", choices=("screening", "practice", "main")),
         Column("position", "int", "0-based position of the trial in the session", min=0),
@@ -641,6 +642,14 @@ RESPONSES = TableSchema(
         ),
         Column("rating", "float", "rating on the trial's scale", nullable=True),
         Column("confidence", "float", "confidence rating given with a choice", nullable=True),
+        Column(
+            "sliders",
+            "str",
+            "mushra and slider trials: JSON list, one object per candidate clip in screen order: "
+            '{"clip", "role", "condition", "value"} (role: reference, anchor or condition)',
+            nullable=True,
+            optional=True,
+        ),
         Column(
             "correct",
             "bool",
@@ -661,6 +670,14 @@ RESPONSES = TableSchema(
         Column("strength", "float", "steering strength", nullable=True),
         Column("prompt", "str", "steering prompt", nullable=True),
         Column("seed", "int", "steering sampling seed", nullable=True, min=0),
+        Column("item", "str", "own stimuli: the item of the conditions CSV", nullable=True, optional=True),
+        Column(
+            "condition",
+            "str",
+            "abx trials: the condition told apart from the item's reference",
+            nullable=True,
+            optional=True,
+        ),
         Column(
             "check",
             "str",

@@ -1,26 +1,64 @@
-"""``build_package``: config + run directory -> study package (the ``build`` command's library form)."""
+"""``build_package``: config + run directory, or config + your own clips -> study package
+(the ``build`` command's library form)."""
 
 from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import Any
 
 from artifact_schemas import AnswerKey, ArtifactError, StudyManifest
 from stimuli_builder.bundle import load_bundle, select_features
-from stimuli_builder.config import load_config
-from stimuli_builder.design import build_design
+from stimuli_builder.conditions import load_conditions
+from stimuli_builder.config import StudyConfig, load_config
+from stimuli_builder.design import Design, build_design
 from stimuli_builder.foils import FoilPicker
+from stimuli_builder.own_design import build_own_design
 from stimuli_builder.package import write_package
 
 log = logging.getLogger(__name__)
 
 
 def build_package(
-    config_path: str | Path, bundle_dir: str | Path, out: str | Path, *, force: bool = False
+    config_path: str | Path, bundle_dir: str | Path | None, out: str | Path, *, force: bool = False
 ) -> tuple[StudyManifest, AnswerKey]:
-    """Build the package ``out``; errors name the config key or the input file at fault."""
+    """Build the package ``out``; errors name the config key or the input file at fault.
+
+    ``bundle_dir`` is the sae-core run directory a study of SAE features is built from;
+    ``None`` for a config with ``[stimuli]`` (your own clips, listed in a conditions CSV).
+    """
     config_path = Path(config_path)
     config, texts = load_config(config_path)
+    if config.stimuli is not None:
+        if bundle_dir is not None:
+            raise ArtifactError(
+                config_path,
+                "stimuli",
+                f"no run directory (got {bundle_dir}): this config rates your own clips, listed in "
+                f"{config.stimuli.conditions}; leave the run directory (--bundle) out",
+                has_value=False,
+            )
+        design, inputs, parents = _own_stimuli(config, config_path)
+    elif bundle_dir is None:
+        raise ArtifactError(
+            config_path,
+            None,
+            "a run directory from sae-core (stimuli-builder build --bundle RUN_DIR) for a study of SAE "
+            "features, or a [stimuli] section naming your own clips (docs/study-config.md)",
+            has_value=False,
+        )
+    else:
+        design, inputs, parents = _run_features(config, config_path, bundle_dir)
+    for warning in design.warnings:
+        log.warning(warning)
+    return write_package(
+        design, config, texts, out, config_path=config_path, inputs=inputs, parents=parents, force=force
+    )
+
+
+def _run_features(
+    config: StudyConfig, config_path: Path, bundle_dir: str | Path
+) -> tuple[Design, list[Path], list[dict[str, Any]]]:
     bundle = load_bundle(bundle_dir)
     features = select_features(bundle, config, config_path)
     lv = config.label_validation
@@ -29,8 +67,29 @@ def build_package(
     try:
         design = build_design(features, config, foils)
     except ValueError as exc:
-        field, _, message = str(exc).partition(": ")
-        raise ArtifactError(config_path, field, message, has_value=False) from exc
-    for warning in design.warnings:
-        log.warning(warning)
-    return write_package(design, config, texts, bundle, out, config_path=config_path, force=force)
+        raise _config_error(config_path, exc) from exc
+    return design, bundle.inputs, bundle.parents()
+
+
+def _own_stimuli(config: StudyConfig, config_path: Path) -> tuple[Design, list[Path], list[dict[str, Any]]]:
+    assert config.stimuli is not None
+    csv_path = config_path.parent / config.stimuli.conditions
+    if not csv_path.is_file():
+        raise ArtifactError(
+            config_path,
+            "stimuli.conditions",
+            f"a CSV file of your clips' conditions, relative to the config (looked for {csv_path})",
+            config.stimuli.conditions,
+        )
+    stimuli = load_conditions(csv_path, reserved=config.mushra.anchors)
+    try:
+        design = build_own_design(stimuli, config)
+    except ValueError as exc:
+        raise _config_error(config_path, exc) from exc
+    return design, stimuli.inputs, []
+
+
+def _config_error(config_path: Path, exc: ValueError) -> ArtifactError:
+    """A design's "section.key: message" as an error naming the config file and the key."""
+    field, _, message = str(exc).partition(": ")
+    return ArtifactError(config_path, field, message, has_value=False)

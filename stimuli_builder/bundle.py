@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, cast
@@ -66,6 +67,12 @@ class Bundle:
     steering: pd.DataFrame | None
     # Stage directories / files whose run records become the package's parents.
     inputs: list[Path]
+
+    def parents(self) -> list[dict[str, Any]]:
+        """Run records the inputs' directories do not hold: the labels stage writes a file
+        (``labels.parquet``) and its record beside it (``labels.run.json``)."""
+        labels_run = self.root / "labels.run.json"
+        return [json.loads(labels_run.read_text())] if labels_run.is_file() else []
 
 
 def load_bundle(root: str | Path) -> Bundle:

@@ -33,7 +33,9 @@ LEAK_WORDS = (
     "correct",
     "labeler",
 )
-_COUNTED_TYPES = ("label_choice", "label_rating", "steering")
+_COUNTED_TYPES = ("label_choice", "label_rating", "steering", "mushra")
+# Clip roles of a researcher's own stimuli (stimuli_builder.conditions).
+_OWN_ROLES = ("reference", "anchor", "condition")
 
 
 @dataclass
@@ -149,6 +151,8 @@ def _check_balance(manifest: StudyManifest, key: AnswerKey, report: CheckReport)
                 f"balance: {ttype} presentations per feature differ by {spread} across lists"
             )
     _check_candidate_positions(manifest, key, report)
+    _check_hidden_reference(manifest, key, report)
+    _check_slider_balance(manifest, key, report)
 
 
 def _check_candidate_positions(manifest: StudyManifest, key: AnswerKey, report: CheckReport) -> None:
@@ -177,6 +181,52 @@ def _check_candidate_positions(manifest: StudyManifest, key: AnswerKey, report: 
         report.steered_first[group] = positions[group][("steered", 0)] / n
         report.steering_presentations[group] = n
         report.steering_candidates = n_cands
+
+
+def _check_hidden_reference(manifest: StudyManifest, key: AnswerKey, report: CheckReport) -> None:
+    """The hidden reference of an item's MUSHRA trials takes every position equally often
+    (+- one) over the lists, as the steered clip does: no position is a good guess."""
+    by_id = {t.id: t for t in manifest.trials}
+    positions: dict[str, Counter[int]] = defaultdict(Counter)
+    sizes: dict[str, int] = {}
+    for lst in manifest.lists:
+        for tid in lst.trials:
+            t, k = by_id[tid], key.trials[tid]
+            if t.kind != "mushra" or k.item is None:
+                continue
+            hidden = [
+                i for i, c in enumerate(t.candidates) if c in key.clips and key.clips[c].role == "reference"
+            ]
+            if len(hidden) != 1:
+                report.problems.append(f"mushra trial {tid}: {len(hidden)} hidden references (expected 1)")
+                continue
+            positions[k.item][hidden[0]] += 1
+            sizes[k.item] = len(t.candidates)
+    for item, counts in sorted(positions.items()):
+        n, n_cands = sum(counts.values()), sizes[item]
+        values = [counts.get(p, 0) for p in range(n_cands)]
+        if max(values) - min(values) > 1:
+            report.problems.append(
+                f"mushra: item {item!r} has its hidden reference in positions {values} of its {n} "
+                f"presentations (each position {n / n_cands:.1f} +- 1 expected)"
+            )
+
+
+def _check_slider_balance(manifest: StudyManifest, key: AnswerKey, report: CheckReport) -> None:
+    """Each (item, condition) a slider trial rates is in as many lists as the others, +- one."""
+    by_id = {t.id: t for t in manifest.trials}
+    counts: Counter[tuple[str | None, str | None]] = Counter()
+    for lst in manifest.lists:
+        for tid in lst.trials:
+            t = by_id[tid]
+            clip = key.clips.get(t.candidates[0]) if len(t.candidates) == 1 else None
+            if key.trials[tid].trial_type == "slider" and clip is not None:
+                counts[(key.trials[tid].item, clip.condition)] += 1
+    if counts:
+        spread = max(counts.values()) - min(counts.values())
+        report.balance_spread["slider"] = spread
+        if spread > 1:
+            report.problems.append(f"balance: slider presentations per item and condition differ by {spread}")
 
 
 def _check_order(manifest: StudyManifest, key: AnswerKey, report: CheckReport) -> None:
@@ -216,9 +266,13 @@ def blinding_leaks(root: Path, manifest: StudyManifest, key: AnswerKey) -> list[
     for tk in key.trials.values():
         if tk.labeler:
             secret_words.add(tk.labeler.casefold())
+    # A researcher's own files and conditions may have short names ("a", "ref", "64k"): those
+    # are looked for as whole names among the public ids and file names, not inside prose.
+    own = any(ck.role in _OWN_ROLES for ck in key.clips.values())
+    own_words = {ck.condition.casefold() for ck in key.clips.values() if ck.condition}
     for ck in key.clips.values():
         if ck.source and not ck.source.startswith("generated:"):
-            secret_words.add(Path(ck.source).stem.casefold())
+            (own_words if own else secret_words).add(Path(ck.source).stem.casefold())
     id_pattern = re.compile(r"\b(f|l|layer|feat|feature)_?\d+\b", re.IGNORECASE)
 
     public: dict[str, Any] = json.loads((root / "study.json").read_text())
@@ -249,8 +303,47 @@ def blinding_leaks(root: Path, manifest: StudyManifest, key: AnswerKey) -> list[
         leaks.append(
             f"the correct option sits in one position in {max(positions.values())} of {total} trials"
         )
-    leaks += _byte_leaks(root, manifest) + _design_leaks(manifest, key)
+    leaks += _own_name_leaks(root, manifest, own_words)
+    leaks += _byte_leaks(root, manifest) + _slider_leaks(root, manifest, key) + _design_leaks(manifest, key)
     return leaks + _attention_leaks(manifest, key)
+
+
+def _slider_leaks(root: Path, manifest: StudyManifest, key: AnswerKey) -> list[str]:
+    """A slider trial rates one clip, so nothing on its screen to compare it with: but a
+    participant sees every slider trial of an item, and a condition whose files are larger
+    or longer than the others' (a noisier version compresses worse; a codec adds delay)
+    would be known by that. All of an item's slider clips must match in size and length."""
+    by_item: dict[str, set[tuple[int, float]]] = defaultdict(set)
+    for t in manifest.trials:
+        item = key.trials[t.id].item
+        if t.kind != "slider" or item is None:
+            continue
+        for c in t.candidates:
+            path = root / manifest.clips[c].file
+            by_item[item].add((path.stat().st_size if path.is_file() else -1, manifest.clips[c].duration_s))
+    return [
+        f"slider trials of item {item!r}: their clips differ in byte size or duration {sorted(shapes)}"
+        for item, shapes in sorted(by_item.items())
+        if len(shapes) > 1
+    ]
+
+
+def _own_name_leaks(root: Path, manifest: StudyManifest, words: set[str]) -> list[str]:
+    """Public ids or audio file names that are (or hold, between separators) the name of a
+    condition or of a source file: ``audio/codec_64k.flac`` would say what a clip is."""
+    names = {*manifest.clips, *(t.id for t in manifest.trials), *(lst.id for lst in manifest.lists)}
+    names |= {o.id for t in manifest.trials for o in t.options}
+    names |= {Path(c.file).stem for c in manifest.clips.values()}
+    if (root / "audio").is_dir():
+        names |= {p.stem for p in (root / "audio").iterdir()}
+    leaks = []
+    for name in sorted(names):
+        low = name.casefold()
+        parts = set(re.split(r"[^0-9a-z]+", low)) | {low}
+        hits = sorted(w for w in words if w and w in parts)
+        if hits:
+            leaks.append(f"public name {name} is the name of a condition or source file {hits}")
+    return leaks
 
 
 def _byte_leaks(root: Path, manifest: StudyManifest) -> list[str]:
@@ -263,13 +356,16 @@ def _byte_leaks(root: Path, manifest: StudyManifest) -> list[str]:
         for c in (*t.references, *t.candidates):
             uses.setdefault(manifest.clips[c].sha256, set()).add(t.id)
     for t in manifest.trials:
-        if len(t.candidates) < 2:
+        # A MUSHRA trial compares its candidates with the open reference too, an ABX trial
+        # its X with A and B.
+        compared = [*t.references, *t.candidates] if t.kind in ("mushra", "abx") else t.candidates
+        if len(compared) < 2:
             continue
-        files = [root / manifest.clips[c].file for c in t.candidates]
+        files = [root / manifest.clips[c].file for c in compared]
         sizes = sorted({f.stat().st_size for f in files if f.is_file()})
         if len(sizes) > 1:
             leaks.append(f"trial {t.id}: the clips it compares differ in byte size {sizes}")
-        durations = sorted({manifest.clips[c].duration_s for c in t.candidates})
+        durations = sorted({manifest.clips[c].duration_s for c in compared})
         if len(durations) > 1:
             leaks.append(f"trial {t.id}: the clips it compares differ in duration {durations}")
         for c in t.candidates:

@@ -18,7 +18,7 @@ if TYPE_CHECKING:
 app = typer_app(
     "stimuli-builder",
     "Build listening-study packages (trial lists, blinded audio, answer key) from the "
-    "features, labels and steering pairs that sae-core wrote.",
+    "features, labels and steering pairs that sae-core wrote, or from your own clips.",
 )
 
 
@@ -59,18 +59,19 @@ def validate(
 @app.command()
 def build(
     config: Path = typer.Argument(..., help="Study config (TOML); see docs/study-config.md."),
-    bundle: Path = typer.Option(..., "--bundle", help="Run directory written by sae-core (e.g. runs/R)."),
+    bundle: Path | None = typer.Option(None, "--bundle", help="sae-core run dir; none for [stimuli]."),
     out: Path = typer.Option(..., "--out", help="Package directory to create (e.g. studies/S)."),
     force: bool = typer.Option(False, "--force", help="Replace an existing package directory."),
 ) -> None:
-    """Build a blinded, balanced study package from a run directory and a study config.
+    """Build a blinded, balanced study package from a study config and a run directory,
+    or from your own clips: a config with [stimuli] names a CSV of them (MUSHRA, sliders).
 
     Writes OUT/study.json (public: opaque ids, texts, options), OUT/key.json
     (answers and stimulus metadata; stays on the server), OUT/audio/ (loudness-
-    normalised clips under content-addressed names), OUT/checksums.txt and
-    OUT/run.json. The same config, run and seed give a byte-identical package.
+    normalised clips under random names), OUT/checksums.txt and OUT/run.json.
 
-    Example: stimuli-builder build study.toml --bundle runs/demo --out studies/demo
+    Example: stimuli-builder build study.toml --bundle runs/demo --out studies/demo;
+    stimuli-builder build mushra.toml --out studies/mushra (docs/study-config.md)
     """
     from stimuli_builder.build import build_package
 

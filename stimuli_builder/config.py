@@ -9,9 +9,9 @@ values, so nothing is coerced: ``per_list = "6"`` is an error, not a 6).
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from artifact_schemas import ArtifactError, from_validation_error, load_toml
 from artifact_schemas.study import QuestionField, Slug
@@ -149,6 +149,66 @@ class QuestionnaireSection(_Section):
     fields: list[QuestionField] = Field(default_factory=list)
 
 
+class StimuliSection(_Section):
+    """The researcher's own clips (issue 36): a CSV of conditions instead of a run directory."""
+
+    # Relative to the config file; columns item, condition, file, role (stimuli_builder.conditions).
+    conditions: Annotated[str, Field(min_length=1)]
+
+
+# Slider labels, spread evenly from one end of the scale to the other (SliderScale.labels).
+SliderLabels = Annotated[
+    list[Annotated[str, Field(min_length=1, max_length=100)]], Field(min_length=2, max_length=11)
+]
+# BS.1534-3's continuous quality scale: five intervals, Bad to Excellent.
+MUSHRA_LABELS = ["Bad", "Poor", "Fair", "Good", "Excellent"]
+# Anchors made from each item's reference (stimuli_builder.generated.ANCHOR_CUTOFF_HZ).
+AnchorName = Literal["lp3500", "lp7000"]
+
+
+class MushraSection(_Section):
+    """MUSHRA trials (ITU-R BS.1534-3): one per item and list, every condition on a slider."""
+
+    enabled: bool = True
+    question: Annotated[str, Field(min_length=1)] = (
+        "Rate the basic audio quality of each clip compared with the reference."
+    )
+    anchors: list[AnchorName] = Field(default_factory=lambda: ["lp3500"])  # type: ignore[arg-type]
+    labels: SliderLabels = Field(default_factory=lambda: list(MUSHRA_LABELS))
+
+    @field_validator("anchors")
+    @classmethod
+    def _distinct(cls, anchors: list[str]) -> list[str]:
+        if len(set(anchors)) != len(anchors):
+            raise ValueError(f"each anchor once, got {anchors}")
+        return anchors
+
+
+class SliderSection(_Section):
+    """Slider trials: one clip at a time on a visual-analogue scale."""
+
+    enabled: bool = False
+    question: Annotated[str, Field(min_length=1)] = "How much do you like this clip?"
+    labels: SliderLabels = Field(default_factory=lambda: ["Not at all", "Extremely"])
+    # Conditions of the CSV to rate; [] = every condition under test (role "condition").
+    conditions: list[Annotated[str, Field(min_length=1)]] = Field(default_factory=list)
+    # Slider trials per list; default: every selected (item, condition) in every list.
+    per_list: Annotated[int, Field(ge=1)] | None = None
+
+
+class AbxSection(_Section):
+    """ABX trials: A and B (the reference and a condition, in either order), then X, one of
+    the two; the participant says which. Per list, item and condition ``repeats`` trials."""
+
+    enabled: bool = False
+    question: Annotated[str, Field(min_length=1)] = "Which one is X: A or B?"
+    # Conditions of the CSV told apart from the reference; [] = every condition under test.
+    conditions: list[Annotated[str, Field(min_length=1)]] = Field(default_factory=list)
+    # Trials per list, item and condition; the four layouts (which clip is A, whether X is
+    # A or B) take turns, so X is A as often as B within a list when repeats is even.
+    repeats: Annotated[int, Field(ge=1, le=8)] = 2
+
+
 class StudyConfig(_Section):
     """A whole study config file."""
 
@@ -163,11 +223,71 @@ class StudyConfig(_Section):
     lists: ListsSection = Field(default_factory=ListsSection)
     audio: AudioSection = Field(default_factory=AudioSection)
     questionnaire: QuestionnaireSection = Field(default_factory=QuestionnaireSection)
+    stimuli: StimuliSection | None = None
+    mushra: MushraSection = Field(default_factory=MushraSection)
+    slider: SliderSection = Field(default_factory=SliderSection)
+    abx: AbxSection = Field(default_factory=AbxSection)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _own_stimuli_defaults(cls, data: Any) -> Any:
+        """With ``[stimuli]``, the sections about a run's features and the label-choice
+        practice are off unless written, and catch trials are identical pairs: the one kind
+        that needs no labels (docs/study-config.md, "Your own stimuli")."""
+        if not isinstance(data, dict) or "stimuli" not in data:
+            return data
+        data = dict(data)
+        for section in ("label_validation", "steering"):
+            data.setdefault(section, {"enabled": False})
+        data.setdefault("practice", {"trials": 0})
+        attention = data.setdefault("attention", {"rate": 0.0})
+        if isinstance(attention, dict) and "kinds" not in attention:
+            data["attention"] = {**attention, "kinds": ["identical_pair"]}
+        return data
 
     @model_validator(mode="after")
     def _something_to_ask(self) -> StudyConfig:
+        if self.stimuli is not None:
+            return self._own_stimuli_only()
+        wrote = self.model_fields_set
+        own = (("mushra", self.mushra), ("slider", self.slider), ("abx", self.abx))
+        if any(name in wrote and section.enabled for name, section in own):
+            raise ValueError(
+                'stimuli.conditions: a [stimuli] section with conditions = "conditions.csv": mushra, '
+                'slider and abx trials are about your own clips (docs/study-config.md, "Your own stimuli")'
+            )
         if not self.label_validation.enabled and not self.steering.enabled:
-            raise ValueError("enable label_validation or steering (both are off)")
+            raise ValueError(
+                "label_validation.enabled: label_validation or steering enabled (both are off), "
+                "or your own clips rated in a [stimuli] section"
+            )
+        return self
+
+    def _own_stimuli_only(self) -> StudyConfig:
+        """An own-stimuli study asks MUSHRA and slider trials only: label validation, steering,
+        feature selection and practice are about a run's SAE features and its labels."""
+        for name in ("label_validation", "steering"):
+            if getattr(self, name).enabled:
+                raise ValueError(
+                    f"{name}.enabled: no [{name}] in a study of your own clips ([stimuli]): it asks "
+                    f"mushra and slider trials, and {name} needs a run's SAE features"
+                )
+        if "features" in self.model_fields_set:
+            raise ValueError(
+                "features: no [features] in a study of your own clips ([stimuli]): it has no run"
+            )
+        if self.practice.trials:
+            raise ValueError(
+                "practice.trials: 0 in a study of your own clips ([stimuli]): the practice trials "
+                "are label choices and comparisons of generated tones"
+            )
+        if self.attention.rate > 0 and "instructed" in self.attention.kinds:
+            raise ValueError(
+                'attention.kinds: ["identical_pair"] in a study of your own clips ([stimuli]): an '
+                "instructed check looks like a label choice, which such a study never asks"
+            )
+        if not (self.mushra.enabled or self.slider.enabled or self.abx.enabled):
+            raise ValueError("mushra.enabled: mushra, slider or abx trials enabled (all are off)")
         return self
 
 
@@ -181,7 +301,7 @@ def load_config(path: str | Path) -> tuple[StudyConfig, dict[str, str]]:
     try:
         config = StudyConfig.model_validate(data)
     except ValidationError as exc:
-        raise from_validation_error(path, exc, doc="docs/study-config.md") from exc
+        raise _config_error(path, exc) from exc
     texts = {}
     for name in ("consent", "instructions", "debrief"):
         rel = getattr(config.study, name)
@@ -193,3 +313,14 @@ def load_config(path: str | Path) -> tuple[StudyConfig, dict[str, str]]:
         except OSError as exc:
             raise ArtifactError(path, f"study.{name}", "a readable Markdown file", str(text_path)) from exc
     return config, texts
+
+
+def _config_error(path: Path, exc: ValidationError) -> ArtifactError:
+    """The first problem of ``exc``, naming ``section.key``: a check across sections (a model
+    validator) says which key its message is about as "section.key: message"."""
+    err = exc.errors(include_url=False)[0]
+    cause = (err.get("ctx") or {}).get("error")
+    if not err["loc"] and err["type"] == "value_error" and cause is not None:
+        field, _, message = str(cause).partition(": ")
+        return ArtifactError(path, field, message, has_value=False)
+    return from_validation_error(path, exc, doc="docs/study-config.md")

@@ -10,7 +10,7 @@ Balance rules (docs/study-config.md, "How lists are balanced"):
   trial of the list has.
 * Answer positions (the correct label, the steered clip) are balanced per feature
   and over the study, and drawn independently per trial, not cycled per list
-  (``_balanced_positions``, issue 34.5).
+  (``balanced_positions``, issue 34.5).
 * Foils balance base rates within a list (``FoilPicker.assign``); labels whose base
   rate cannot be balanced sit out of label choice (``_balanceable``, issue 34.1).
 * Trial *order* is not fixed here: the server shuffles each session's list under
@@ -24,15 +24,15 @@ from __future__ import annotations
 
 import hashlib
 from collections import Counter
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field, replace
 from itertools import cycle, islice
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 import numpy as np
 
 from artifact_schemas.order import attention_fits
-from artifact_schemas.study import ClipRole, Phase, RatingScale, TrialKind
+from artifact_schemas.study import ClipRole, Phase, RatingScale, SliderScale, TrialKind
 from stimuli_builder import generated
 from stimuli_builder.attention import HALF_SPEED, MAX_SPOKEN_OPTIONS, instruction
 from stimuli_builder.bundle import SelectedFeature, TargetLabel
@@ -65,9 +65,11 @@ class ClipSource:
     use: str = ""
     feature: str | None = None  # "layer:feature_id"
     normalise: bool = True
-    # How the renderer changes the source first (stimuli_builder.attention.transform):
-    # "" none, "half_speed", "instruction:<i>" (a spoken "choose answer number i+1").
+    # How the renderer changes the source first (stimuli_builder.attention.transform and
+    # generated.lowpass): "" none, "half_speed", "instruction:<i>" (a spoken "choose answer
+    # number i+1"), "lowpass:<hz>" (a MUSHRA anchor made from the reference).
     transform: str = ""
+    condition: str | None = None  # own stimuli: the condition of the conditions CSV
 
 
 @dataclass
@@ -83,9 +85,17 @@ class TrialSpec:
     correct_candidate: int | None = None
     rating: RatingScale | None = None
     confidence: RatingScale | None = None
+    sliders: SliderScale | None = None
+    # Trials with the same match group have their candidates rendered together, to one
+    # length and one byte size: one clip per slider trial would otherwise give its
+    # condition away by its file's size (a noisier version compresses worse) or length.
+    match_group: str = ""
     feedback: bool = False
     meta: dict[str, Any] = field(default_factory=dict)  # TrialKey fields
     segments: list[tuple[float, float]] = field(default_factory=list)  # see Trial.segments
+    # MUSHRA: the references are rendered with the candidates (one length, one byte size,
+    # dither of their own), so the open reference's file does not point at the hidden one.
+    matched_reference: bool = False
 
 
 @dataclass
@@ -101,7 +111,8 @@ class Design:
     screening_example: tuple[ClipSource, int] | None = None
 
 
-def _rng(*parts: object) -> np.random.Generator:
+def seeded_rng(*parts: object) -> np.random.Generator:
+    """A generator drawn from the seed and names: every random choice of a design has its own."""
     digest = hashlib.sha256("|".join(map(str, parts)).encode()).digest()
     return np.random.default_rng(int.from_bytes(digest[:8], "little"))
 
@@ -111,14 +122,12 @@ def _rotate(options: list[str], correct: str, position: int) -> list[str]:
     return [*others[:position], correct, *others[position:]]
 
 
-def build_design(features: list[SelectedFeature], config: StudyConfig, foils: FoilPicker) -> Design:
-    """The trials and lists for ``features`` under ``config`` (raises ValueError naming the key)."""
-    seed = config.study.seed
-    k_lists = config.lists.count
+def start_design(config: StudyConfig) -> Design:
+    """A design whose lists hold what every list begins with (the headphone check and the
+    practice trials), with the calibration sound; the study's own trials are added to it."""
     sr = config.audio.sample_rate
     generated_audio: dict[str, np.ndarray] = {}
     trials: dict[str, TrialSpec] = {}
-    lists: list[list[str]] = [[] for _ in range(k_lists)]
 
     def gen(
         name: str, audio: np.ndarray, role: ClipRole, normalise: bool = True, use: str = ""
@@ -139,11 +148,17 @@ def build_design(features: list[SelectedFeature], config: StudyConfig, foils: Fo
         trials[spec.key] = spec
         shared.append(spec.key)
     calibration = gen("calibration", generated.calibration_sound(sr), "calibration")
-    for lst in lists:
-        lst += shared
+    lists = [list(shared) for _ in range(config.lists.count)]
+    return Design(trials, lists, generated_audio, calibration, screening_kind, [], screening_example)
 
+
+def build_design(features: list[SelectedFeature], config: StudyConfig, foils: FoilPicker) -> Design:
+    """The trials and lists for ``features`` under ``config`` (raises ValueError naming the key)."""
+    seed = config.study.seed
+    k_lists = config.lists.count
+    design = start_design(config)
+    trials, lists, warnings = design.trials, design.lists, design.warnings
     lv, st = config.label_validation, config.steering
-    warnings: list[str] = []
     by_type: list[tuple[str, list[SelectedFeature], int | None]] = []
     if lv.enabled:
         labelled = [f for f in features if f.labels]
@@ -190,11 +205,11 @@ def build_design(features: list[SelectedFeature], config: StudyConfig, foils: Fo
             raise ValueError(f"{section}.per_list: at most {len(feats)} (the features available), got {m}")
         # One shuffled cycle of features; list k takes its k-th window of m (at most once per list).
         order = list(feats)
-        _rng(seed, "feature-cycle", kind).shuffle(order)
+        seeded_rng(seed, "feature-cycle", kind).shuffle(order)
         seq = list(islice(cycle(order), k_lists * m))
         n_positions = {"label_choice": lv.n_foils + 1, "steering": 3 if st.mode == "three_way" else 2}
         placed = (
-            _balanced_positions(seq, k_lists, m, n_positions[kind], _rng(seed, "answer-positions", kind))
+            balanced_positions(seq, k_lists, m, n_positions[kind], seeded_rng(seed, "answer-positions", kind))
             if kind in n_positions
             else []
         )
@@ -244,18 +259,8 @@ def build_design(features: list[SelectedFeature], config: StudyConfig, foils: Fo
                     "more prompts or seeds (steering.per_list (prompt, seed) pairs per feature)"
                 )
 
-    checks: list[tuple[int, int, str]] = []  # (list, i, kind) of every catch trial
-    for k in range(k_lists):
-        n_regular = sum(trials[t].phase == "main" for t in lists[k])
-        n_att = 0 if config.attention.rate == 0 else max(1, round(config.attention.rate * n_regular))
-        if not attention_fits(n_regular, n_att):
-            raise ValueError(
-                f"attention.rate: {n_att} catch trial(s) cannot be spread among {n_regular} main trials "
-                "(never first, never adjacent); lower the rate or add trials"
-            )
-        kinds = config.attention.kinds
-        checks += [(k, i, kinds[(k + i) % len(kinds)]) for i in range(n_att)]
-    answers = _attention_answers(checks, seed, _instructed_options(config, foils))
+    checks = plan_attention(design, config)
+    answers = attention_answers(checks, seed, _instructed_options(config, foils))
     # How often each label was offered in, and was the answer of, the instructed checks so far.
     said: tuple[Counter[str], Counter[str]] = (Counter(), Counter())
     for k, i, kind_name in checks:
@@ -266,7 +271,25 @@ def build_design(features: list[SelectedFeature], config: StudyConfig, foils: Fo
         spec = _attention_trial(kind_name, k, i, answers[(k, i)], features, foils, config, said, seen)
         trials[spec.key] = spec
         lists[k].append(spec.key)
-    return Design(trials, lists, generated_audio, calibration, screening_kind, warnings, screening_example)
+    return design
+
+
+def plan_attention(design: Design, config: StudyConfig) -> list[tuple[int, int, str]]:
+    """(list, i, kind) of every catch trial: ``attention.rate`` of each list's main trials (at
+    least one when the rate is above 0), the kinds in turn; raises ValueError where the
+    server could not spread them (never first, never adjacent)."""
+    checks: list[tuple[int, int, str]] = []
+    kinds = config.attention.kinds
+    for k, lst in enumerate(design.lists):
+        n_regular = sum(design.trials[t].phase == "main" for t in lst)
+        n_att = 0 if config.attention.rate == 0 else max(1, round(config.attention.rate * n_regular))
+        if not attention_fits(n_regular, n_att):
+            raise ValueError(
+                f"attention.rate: {n_att} catch trial(s) cannot be spread among {n_regular} main trials "
+                "(never first, never adjacent); lower the rate or add trials"
+            )
+        checks += [(k, i, kinds[(k + i) % len(kinds)]) for i in range(n_att)]
+    return checks
 
 
 def _instructed_options(config: StudyConfig, foils: FoilPicker) -> int:
@@ -278,14 +301,14 @@ def _attention_pool(foils: FoilPicker) -> list[str]:
     return list(foils.pool) or ["piano", "drums", "guitar", "voice"]
 
 
-def _attention_answers(
+def attention_answers(
     checks: list[tuple[int, int, str]], seed: int, n_instructed: int
 ) -> dict[tuple[int, int], int]:
     """Per catch trial, its answer: for an identical pair 0 ("same") or 1 ("different"), for
     an instructed check the position the voice names (issue 31.5: they were always "same"
     and always printed in the question). Each kind's answers take every value about equally
     often over the package, in an order drawn from the seed, so no answer is a safe guess."""
-    rng = _rng(seed, "attention-answers")
+    rng = seeded_rng(seed, "attention-answers")
     answers: dict[tuple[int, int], int] = {}
     for kind in sorted({c[2] for c in checks}):
         where = [(k, i) for k, i, kind_ in checks if kind_ == kind]
@@ -451,8 +474,13 @@ def _rating_trial(
     )
 
 
-def _balanced_positions(
-    seq: list[SelectedFeature], k_lists: int, m: int, n_positions: int, rng: np.random.Generator
+class _Keyed(Protocol):
+    @property
+    def key(self) -> str: ...
+
+
+def balanced_positions(
+    seq: Sequence[_Keyed], k_lists: int, m: int, n_positions: int, rng: np.random.Generator
 ) -> list[list[tuple[int, int]]]:
     """Per list, per trial (in ``seq``'s windows), a (position, square) for its answer.
 
@@ -633,26 +661,12 @@ def _attention_trial(
     answer of about 1 in n of the checks that offer it. Preferring labels never answered
     before (as this did) made the least offered label the answer more often than chance."""
     key = f"attention|{kind}|list{list_index}|{i}"
-    rng = _rng(config.study.seed, key)
+    rng = seeded_rng(config.study.seed, key)
     feat = features[int(rng.integers(len(features)))]
     clip = str(feat.examples[0])
     meta = {"check": kind, "trial_type": "attention"}
     if kind == "identical_pair":
-        # One clip twice under two ids ("same"), or beside itself at half speed ("different").
-        # The altered one is A or B at random; the pair is cut, dithered and padded as any.
-        same = ClipSource("attention", clip, use=f"{key}|a")
-        other = ClipSource("attention", clip, use=f"{key}|b", transform=HALF_SPEED if answer else "")
-        pair = [same, other] if rng.random() < 0.5 else [other, same]
-        return TrialSpec(
-            key,
-            "comparison",
-            "main",
-            "Do clip A and clip B sound the same?",
-            candidates=pair,
-            options=["They sound the same", "They sound different"],
-            correct_option=answer,
-            meta=meta,
-        )
+        return identical_pair_trial(key, clip, answer, rng)
     # Looks like a label choice of the study (its question, its number of examples and of
     # options); one example says aloud which answer to choose. The options are labels not
     # of this feature where the run has enough, so the music points at none of them.
@@ -687,10 +701,29 @@ def _attention_trial(
     )
 
 
+def identical_pair_trial(key: str, clip: str, answer: int, rng: np.random.Generator) -> TrialSpec:
+    """A catch trial asking "Do clip A and clip B sound the same?": ``clip`` twice under two
+    ids (``answer`` 0, "same"), or beside itself at half speed (1, "different"). The altered
+    one is A or B at random; the pair is cut, dithered and padded as any compared clips."""
+    same = ClipSource("attention", clip, use=f"{key}|a")
+    other = ClipSource("attention", clip, use=f"{key}|b", transform=HALF_SPEED if answer else "")
+    pair = [same, other] if rng.random() < 0.5 else [other, same]
+    return TrialSpec(
+        key,
+        "comparison",
+        "main",
+        "Do clip A and clip B sound the same?",
+        candidates=pair,
+        options=["They sound the same", "They sound different"],
+        correct_option=answer,
+        meta={"check": "identical_pair", "trial_type": "attention"},
+    )
+
+
 def _screening_trials(config: StudyConfig, gen: Any) -> list[TrialSpec]:
     sc = config.screening
     sr = config.audio.sample_rate
-    rng = _rng(config.study.seed, "screening")
+    rng = seeded_rng(config.study.seed, "screening")
     targets = [i % 3 for i in range(sc.trials)]
     rng.shuffle(targets)
     question = {
@@ -732,7 +765,7 @@ def _screening_example(config: StudyConfig, gen: Any) -> tuple[ClipSource, int]:
 
     Its own draw: the example teaches what to listen for and gives away nothing about the
     scored items (their targets and roved pitches come from another generator)."""
-    rng = _rng(config.study.seed, "screening-example")
+    rng = seeded_rng(config.study.seed, "screening-example")
     target = int(rng.integers(3))
     audio = _screening_audio(config.screening.kind, target, rng, config.audio.sample_rate)
     return gen("screening_example", audio, "screening"), target
@@ -743,7 +776,7 @@ def _practice_trials(config: StudyConfig, gen: Any) -> list[TrialSpec]:
     names = {"high": "High-pitched melody", "low": "Low-pitched melody", "drums": "Drum beat"}
     specs = []
     for i in range(config.practice.trials):
-        rng = _rng(config.study.seed, "practice", i)
+        rng = seeded_rng(config.study.seed, "practice", i)
         kinds = ["high", "low", "drums"]
         target = kinds[i % 3]
 

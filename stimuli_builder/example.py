@@ -1,4 +1,5 @@
-"""A small example run directory, written through the artifact contract.
+"""A small example run directory, written through the artifact contract; and a small
+folder of one's own clips with its conditions CSV and a MUSHRA study config.
 
 ``write_example_run(out)`` writes what ``sae-core`` stages would (features,
 example clips, two labelers' labels, steering pairs with random controls) with
@@ -128,3 +129,67 @@ def write_example_run(root: Path, *, layers: tuple[int, ...] = (1, 3), n_feature
             )
     save_table(pd.DataFrame(steer_rows), root / "steering" / "steering.parquet", STEERING)
     return root
+
+
+# The own-stimuli example: three items, each a reference, two conditions under test and
+# an anchor of the CSV's own; its config adds BS.1534's 3.5 kHz low-pass anchor, a slider
+# trial per condition and an ABX trial per item and condition.
+EXAMPLE_STIMULI_CONFIG = """\
+[study]
+id = "own-clips"
+title = "How do these versions sound?"
+seed = 5
+
+[stimuli]
+conditions = "conditions.csv"
+
+[mushra]
+anchors = ["lp3500"]
+
+[slider]
+enabled = true
+question = "How natural does this clip sound?"
+labels = ["Not at all", "Extremely"]
+
+[abx]
+enabled = true
+repeats = 1
+
+[audio]
+sample_rate = {sample_rate}
+"""
+
+
+def write_example_stimuli(root: Path, *, sample_rate: int = 16000, seconds: float = 2.0) -> Path:
+    """``root/clips/*.flac`` (12 files), ``root/conditions.csv`` and ``root/study.toml``;
+    returns the config's path (``stimuli-builder build root/study.toml --out S`` builds it).
+
+    Each item is a harmonic melody with noise hits (energy up to the Nyquist frequency, so a
+    low-pass anchor is heard), in four versions: the reference, "noisy" (white noise 20 dB
+    below it), "coarse" (6-bit samples) and the anchor "thin" (clipped at a third of its peak).
+    """
+    rng = np.random.default_rng(0)
+    t = np.arange(int(seconds * sample_rate)) / sample_rate
+    rows = ["item,condition,file,role"]
+    for i, item in enumerate(("melody", "chords", "bass")):
+        base = (330.0, 220.0, 110.0)[i]
+        notes = base * 2 ** (np.floor(t * 4) % 5 * 2 / 12)
+        music = sum(np.sin(2 * np.pi * np.cumsum(notes * h) / sample_rate) / h for h in range(1, 16))
+        hits = rng.standard_normal(t.size) * np.exp(-30 * (t % 0.5))
+        reference = 0.3 * (music / np.abs(music).max() + 0.3 * hits / np.abs(hits).max())
+        peak = np.abs(reference).max()
+        versions = {
+            "original": (reference, "reference"),
+            "noisy": (reference + 0.1 * peak * rng.standard_normal(t.size) / 3, "condition"),
+            "coarse": (np.round(reference * 32) / 32, "condition"),
+            "thin": (np.clip(reference, -peak / 3, peak / 3), "anchor"),
+        }
+        for condition, (audio, role) in versions.items():
+            rel = f"clips/{item}_{condition}.flac"
+            (root / "clips").mkdir(parents=True, exist_ok=True)
+            sf.write(root / rel, audio, sample_rate)
+            rows.append(f"{item},{condition},{rel},{role}")
+    (root / "conditions.csv").write_text("\n".join(rows) + "\n")
+    config = root / "study.toml"
+    config.write_text(EXAMPLE_STIMULI_CONFIG.format(sample_rate=sample_rate))
+    return config

@@ -1,4 +1,5 @@
-"""Stimuli the builder synthesises itself: headphone screening, practice, calibration.
+"""Stimuli the builder synthesises itself: headphone screening, practice, calibration,
+and the low-pass anchors of MUSHRA trials (made from each item's reference).
 
 Headphone screening (docs/study-config.md explains the choice between them):
 
@@ -24,6 +25,7 @@ above a -23 LUFS calibration sound: issue 34.4).
 from __future__ import annotations
 
 import numpy as np
+from scipy import signal
 
 INTERVAL_S = 1.0
 GAP_S = 0.5
@@ -125,3 +127,38 @@ def calibration_sound(sample_rate: int, seconds: float = 8.0) -> np.ndarray:
     chord = sum(np.sin(2 * np.pi * f * t) for f in (220.0, 277.18, 329.63, 440.0))
     pulse = 0.8 + 0.2 * np.sin(2 * np.pi * 2.0 * t)
     return _ramped(_rms_to(chord * pulse, RMS_DBFS), sample_rate)
+
+
+# ITU-R BS.1534-3 (2015), MUSHRA: the low-range anchor is the reference low-pass filtered at
+# 3.5 kHz (every test has it); the mid-range anchor, at 7 kHz, is optional.
+ANCHOR_CUTOFF_HZ = {"lp3500": 3500.0, "lp7000": 7000.0}
+_LOWPASS = "lowpass:"
+# The filter is 6 dB down at the cut-off and 80 dB down 250 Hz above it: nothing of the
+# reference's treble is left to hear above the cut-off, whatever the playback level.
+_LOWPASS_TRANSITION_HZ = 500.0
+_LOWPASS_STOP_DB = 80.0
+
+
+def lowpass_transform(cutoff_hz: float) -> str:
+    """The ClipSource transform that low-pass filters a clip at ``cutoff_hz`` (an anchor)."""
+    return f"{_LOWPASS}{cutoff_hz:g}"
+
+
+def lowpass_cutoff(name: str) -> float | None:
+    """The cut-off of a :func:`lowpass_transform` name, or None for any other transform."""
+    return float(name.removeprefix(_LOWPASS)) if name.startswith(_LOWPASS) else None
+
+
+def lowpass(audio: np.ndarray, cutoff_hz: float, sample_rate: int) -> np.ndarray:
+    """``audio`` (``[n]`` or ``[n, channels]``) low-pass filtered at ``cutoff_hz``.
+
+    A linear-phase FIR (Kaiser window) applied centred, so without delay: the anchor stays
+    time-aligned with the reference it is made from, and switching between them in a MUSHRA
+    trial does not jump.
+    """
+    numtaps, beta = signal.kaiserord(_LOWPASS_STOP_DB, _LOWPASS_TRANSITION_HZ / (sample_rate / 2))
+    numtaps |= 1  # odd: a whole-sample delay, which mode="same" takes back out
+    taps = signal.firwin(numtaps, cutoff_hz, window=("kaiser", beta), fs=sample_rate)
+    if audio.ndim == 2:
+        taps = taps[:, None]
+    return np.asarray(signal.oaconvolve(audio, taps, mode="same", axes=0))

@@ -12,6 +12,12 @@ said "blinding leaks: 0"). One participant sees one list, so counts are per list
 One strategy is listening-assisted: "position by elimination" knows the answers of the
 list's other trials of the type (a participant who heard them) and takes the position
 they used least; a fixed cycle of positions per list handed it the last trial.
+
+A MUSHRA trial has no right answer, but it has a clip to find: the hidden reference,
+which BS.1534 screens assessors by. The strategies look for it among the candidates
+(position, size, duration, recurring audio, and the file or samples of the open
+reference); elimination is left out for it, since a listener finds the hidden reference
+by ear in the trial itself.
 """
 
 from __future__ import annotations
@@ -44,7 +50,7 @@ class StrategyResult(NamedTuple):
     """One no-listening strategy on one trial type."""
 
     trial_type: str
-    """label_choice, steering, attention:instructed, attention:identical_pair."""
+    """label_choice, steering, attention:instructed, attention:identical_pair, mushra."""
     strategy: str
     """What the strategy does, in words."""
     trials: int
@@ -82,9 +88,13 @@ class _Seen:
 
     trial: Trial
     trial_type: str
-    correct: int  # index of the correct option
+    correct: int  # index of the correct option (mushra: of the hidden reference's candidate)
     list_id: str
+    n: int  # options to choose from (mushra: candidates)
 
+
+# Trial types whose answer is one of the trial's candidate clips.
+_CANDIDATE_TYPES = ("steering", "mushra")
 
 # A strategy: the chance of each option being chosen, from public information.
 _Choose = Callable[[_Seen], Sequence[float] | None]
@@ -97,21 +107,30 @@ def no_listening_strategies(root: Path, manifest: StudyManifest, key: AnswerKey)
     for lst in manifest.lists:
         for tid in lst.trials:
             t, k = by_id[tid], key.trials[tid]
-            if t.phase != "main" or not t.options or k.correct_option is None:
+            if t.phase != "main":
+                continue
+            if t.kind == "mushra":
+                hidden = [
+                    i
+                    for i, c in enumerate(t.candidates)
+                    if c in key.clips and key.clips[c].role == "reference"
+                ]
+                if len(hidden) == 1:
+                    seen.append(_Seen(t, "mushra", hidden[0], lst.id, len(t.candidates)))
                 continue
             ids = [o.id for o in t.options]
-            if k.correct_option not in ids:
+            if k.correct_option is None or k.correct_option not in ids:
                 continue
             ttype: str = k.trial_type or t.kind
             if ttype == "attention":
                 ttype = f"attention:{k.check or 'attention'}"
-            seen.append(_Seen(t, ttype, ids.index(k.correct_option), lst.id))
+            seen.append(_Seen(t, ttype, ids.index(k.correct_option), lst.id, len(ids)))
     audio = _Audio(root, manifest)
     strategies = _strategies(seen, manifest, audio)
     results = []
     for ttype in sorted({s.trial_type for s in seen}):
         mine = [s for s in seen if s.trial_type == ttype]
-        chance = float(np.mean([1 / len(s.trial.options) for s in mine]))
+        chance = float(np.mean([1 / s.n for s in mine]))
         for name, choose in strategies:
             scores = []
             for s in mine:
@@ -130,14 +149,14 @@ def _uniform(n: int, chosen: Sequence[int]) -> list[float]:
 
 def _always(j: int) -> _Choose:
     def choose(s: _Seen) -> list[float] | None:
-        return _uniform(len(s.trial.options), [j]) if j < len(s.trial.options) else None
+        return _uniform(s.n, [j]) if j < s.n else None
 
     return choose
 
 
 def _strategies(seen: list[_Seen], manifest: StudyManifest, audio: _Audio) -> list[tuple[str, _Choose]]:
     out: list[tuple[str, _Choose]] = []
-    n_max = max((len(s.trial.options) for s in seen), default=0)
+    n_max = max((s.n for s in seen), default=0)
     for j in range(n_max):
         out.append((f"always option {j + 1}", _always(j)))
 
@@ -194,11 +213,12 @@ def _strategies(seen: list[_Seen], manifest: StudyManifest, audio: _Audio) -> li
         ("an option the list does not ask to rate", by_rated(False)),
     ]
 
-    # Candidate clips: a steering trial's options are its candidates, in order.
+    # Candidate clips: a steering trial's options are its candidates, in order; a MUSHRA
+    # trial's hidden reference is one of its candidates.
     def by_clip(measure: Callable[[str], float], most: bool) -> _Choose:
         def choose(s: _Seen) -> list[float] | None:
             t = s.trial
-            if s.trial_type != "steering" or len(t.candidates) != len(t.options):
+            if s.trial_type not in _CANDIDATE_TYPES or len(t.candidates) != s.n:
                 return None
             values = [measure(c) for c in t.candidates]
             best = max(values) if most else min(values)
@@ -225,7 +245,7 @@ def _strategies(seen: list[_Seen], manifest: StudyManifest, audio: _Audio) -> li
     def by_repeat(pick: bool) -> _Choose:
         def choose(s: _Seen) -> list[float] | None:
             t = s.trial
-            if s.trial_type != "steering" or len(t.candidates) != len(t.options):
+            if s.trial_type not in _CANDIDATE_TYPES or len(t.candidates) != s.n:
                 return None
             hit = repeats(s)
             if not pick:
@@ -241,10 +261,26 @@ def _strategies(seen: list[_Seen], manifest: StudyManifest, audio: _Audio) -> li
             return None
         return [1.0, 0.0] if audio.same(*t.candidates) else [0.0, 1.0]
 
+    def like_reference(match: Callable[[str, str], bool]) -> _Choose:
+        # The hidden reference is the open reference again: a copy of its file, or of its
+        # size, or of its samples, would give it away.
+        def choose(s: _Seen) -> list[float] | None:
+            t = s.trial
+            if s.trial_type != "mushra" or len(t.references) != 1:
+                return None
+            return _uniform(s.n, [i for i, c in enumerate(t.candidates) if match(t.references[0], c)])
+
+        return choose
+
     out += [
         ("a candidate whose audio recurs in the list", by_repeat(True)),
         ("a candidate whose audio does not recur in the list", by_repeat(False)),
         ("same samples in both clips means 'same'", same_pair),
+        (
+            "the candidate with the open reference's file size",
+            like_reference(lambda r, c: audio.size(r) == audio.size(c)),
+        ),
+        ("the candidate with the open reference's bytes or samples", like_reference(audio.same)),
     ]
 
     # Listening-assisted: the answers of the list's other trials of the type are known.

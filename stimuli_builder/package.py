@@ -16,12 +16,13 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import json
 import os
 import secrets
 import shutil
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -48,14 +49,16 @@ from artifact_schemas import (
 from stimuli_builder import generated
 from stimuli_builder.attention import transform
 from stimuli_builder.audio_prep import PAD_HEADER, AudioSpec, PreparedClip, finish, level, pad_to, read_source
-from stimuli_builder.bundle import Bundle
 from stimuli_builder.config import StudyConfig
-from stimuli_builder.design import ClipSource, Design, TrialSpec
+from stimuli_builder.design import ClipSource, Design, TrialSpec, seeded_rng
 
 CHECKSUMS = "checksums.txt"
 # The most a comparison trial's clips are shifted (cut at the start) so that the same
 # source's samples never line up between trials; 50 ms is a fraction of a beat.
 CANDIDATE_SHIFT_S = 0.05
+# A MUSHRA trial's clips (open reference included) are shifted by at most this: a listener
+# switches between them while they play, and 50 ms would be heard as a jump.
+MATCHED_SHIFT_S = 0.005
 AUDIO_MTIME = 946684800  # 2000-01-01T00:00:00Z
 
 
@@ -105,7 +108,7 @@ class _Renderer:
                 audio = self.design.generated[src.source]
             else:
                 audio = read_source(src.source, self.spec.sample_rate)
-            audio = transform(audio, src.transform, self.spec.sample_rate)
+            audio = _transform(audio, src.transform, self.spec.sample_rate)
             self._levelled[cache] = level(audio, self.spec, normalise=src.normalise, source=src.source)
         return self._levelled[cache]
 
@@ -116,7 +119,9 @@ class _Renderer:
             self._prepared[cache] = finish(self._level(src), self.spec)
         return self._add(src, self._prepared[cache])
 
-    def render_candidates(self, srcs: list[ClipSource], trial_key: str) -> list[str]:
+    def render_candidates(
+        self, srcs: list[ClipSource], trial_key: str, max_shift_s: float = CANDIDATE_SHIFT_S
+    ) -> list[str]:
         """The clips a trial asks to compare, indistinguishable but by ear (issue 16.3).
 
         All get the shortest one's length and the largest one's byte size (padding that
@@ -125,18 +130,29 @@ class _Renderer:
         alone left a shared baseline's decoded samples within 2 steps of each other from
         trial to trial, which picked it out in 8 of the demo's 12 steering trials, and the
         "same" pair of an identical-pair check had the same samples twice (issue 34.5);
-        shifted, no decoded sample sequence repeats across clips.
+        shifted, no decoded sample sequence repeats across clips. Two clips of one source
+        (a MUSHRA trial's open and hidden reference, an identical pair) never share an offset.
         """
         if not srcs:
             return []
         audios = [self._level(s) for s in srcs]
-        shift = int(CANDIDATE_SHIFT_S * self.spec.sample_rate)
+        shift = int(max_shift_s * self.spec.sample_rate)
         n = min(a.shape[0] for a in audios)
         shift = min(shift, n // 4)
-        starts = _rng_for(self.seed, trial_key, "start").integers(shift + 1, size=len(audios))
+        starts = [
+            int(x) for x in seeded_rng(self.seed, trial_key, "start").integers(shift + 1, size=len(audios))
+        ]
+        for i, src in enumerate(srcs):
+            taken = {
+                starts[j]
+                for j in range(i)
+                if (srcs[j].source, srcs[j].transform) == (src.source, src.transform)
+            }
+            while starts[i] in taken and len(taken) <= shift:
+                starts[i] = (starts[i] + 1) % (shift + 1)
         n -= shift
         prepared = [
-            finish(a[start : start + n], self.spec, dither=_rng_for(self.seed, trial_key, i))
+            finish(a[start : start + n], self.spec, dither=seeded_rng(self.seed, trial_key, i))
             for i, (a, start) in enumerate(zip(audios, starts, strict=True))
         ]
         size = max(len(p.data) for p in prepared) + PAD_HEADER[self.spec.format]
@@ -163,21 +179,59 @@ class _Renderer:
                     sha256=content,
                     duration_s=prepared.duration_s,
                 ),
-                ClipKey(role=src.role, source=src.source, feature_id=feature_id, layer=layer),
+                ClipKey(
+                    role=src.role,
+                    source=src.source,
+                    feature_id=feature_id,
+                    layer=layer,
+                    condition=src.condition,
+                ),
                 prepared.data,
             )
         return clip_id
 
 
-def _rng_for(*parts: object) -> np.random.Generator:
-    digest = hashlib.sha256("|".join(map(str, parts)).encode()).digest()
-    return np.random.default_rng(int.from_bytes(digest[:8], "little"))
+def _transform(audio: np.ndarray, name: str, sample_rate: int) -> np.ndarray:
+    """A ClipSource's transform: a MUSHRA anchor's low-pass, or an attention check's."""
+    cutoff = generated.lowpass_cutoff(name)
+    if cutoff is not None:
+        return generated.lowpass(audio, cutoff, sample_rate)
+    return transform(audio, name, sample_rate)
 
 
-def _trial(spec: TrialSpec, ids: _Ids, renderer: _Renderer) -> tuple[Trial, TrialKey]:
+def _render_match_groups(design: Design, renderer: _Renderer) -> dict[str, list[str]]:
+    """The candidates of each match group's trials, rendered together (TrialSpec.match_group):
+    trial key -> its candidates' clip ids."""
+    groups: dict[str, list[str]] = {}
+    for key in sorted(design.trials):
+        if design.trials[key].match_group:
+            groups.setdefault(design.trials[key].match_group, []).append(key)
+    matched: dict[str, list[str]] = {}
+    for group, keys in sorted(groups.items()):
+        rendered = iter(
+            renderer.render_candidates(
+                [c for k in keys for c in design.trials[k].candidates], f"match|{group}"
+            )
+        )
+        for k in keys:
+            matched[k] = [next(rendered) for _ in design.trials[k].candidates]
+    return matched
+
+
+def _trial(
+    spec: TrialSpec, ids: _Ids, renderer: _Renderer, rendered: list[str] | None = None
+) -> tuple[Trial, TrialKey]:
+    """``spec`` as a trial and its key; ``rendered``: its candidates, when its match group
+    rendered them."""
     tid = ids.new("t", 6)
-    refs = [renderer.render(c) for c in spec.references]
-    cands = renderer.render_candidates(spec.candidates, spec.key)
+    if rendered is not None:
+        refs, cands = [renderer.render(c) for c in spec.references], rendered
+    elif spec.matched_reference:
+        both = renderer.render_candidates([*spec.references, *spec.candidates], spec.key, MATCHED_SHIFT_S)
+        refs, cands = both[: len(spec.references)], both[len(spec.references) :]
+    else:
+        refs = [renderer.render(c) for c in spec.references]
+        cands = renderer.render_candidates(spec.candidates, spec.key)
     options = [Option(id=ids.new("o", 5), text=text) for text in spec.options]
     trial = Trial(
         id=tid,
@@ -189,6 +243,7 @@ def _trial(spec: TrialSpec, ids: _Ids, renderer: _Renderer) -> tuple[Trial, Tria
         options=options,
         rating=spec.rating,
         confidence=spec.confidence,
+        sliders=spec.sliders,
         feedback=spec.feedback,
         segments=spec.segments,
     )
@@ -204,13 +259,18 @@ def write_package(
     design: Design,
     config: StudyConfig,
     texts: dict[str, str],
-    bundle: Bundle,
     out: str | Path,
     *,
     config_path: Path,
+    inputs: Sequence[Path],
+    parents: Sequence[dict[str, Any]] = (),
     force: bool = False,
 ) -> tuple[StudyManifest, AnswerKey]:
-    """Render ``design`` into the package directory ``out``."""
+    """Render ``design`` into the package directory ``out``.
+
+    ``inputs`` (files or directories) are checksummed into run.json with the config; the
+    run records in their directories, and ``parents``, become the record's parents.
+    """
     out = Path(out)
     if out.exists() and not force:
         raise FileExistsError(f"{out} exists; pass --force to replace it")
@@ -222,8 +282,9 @@ def write_package(
     )
     trials: list[Trial] = []
     keys: dict[str, TrialKey] = {}
+    matched = _render_match_groups(design, renderer)
     for spec_key in sorted(design.trials):
-        trial, trial_key = _trial(design.trials[spec_key], ids, renderer)
+        trial, trial_key = _trial(design.trials[spec_key], ids, renderer, matched.get(spec_key))
         trials.append(trial)
         keys[trial.id] = trial_key
     trial_id = {k: t.id for k, t in zip(sorted(design.trials), trials, strict=True)}
@@ -289,12 +350,10 @@ def write_package(
             "stimuli-build",
             config=config.model_dump(mode="json"),
             seeds={"study": seed},
-            inputs=[config_path, *bundle.inputs],
+            inputs=[config_path, *inputs],
         ) as record:
             record.warnings = list(design.warnings)
-            labels_run = bundle.root / "labels.run.json"
-            if labels_run.is_file():  # the labels stage writes a file, not a directory
-                record.parents.append(json.loads(labels_run.read_text()))
+            record.parents += parents
             (tmp / "audio").mkdir()
             for r in renderer.clips.values():
                 (tmp / r.clip.file).write_bytes(r.data)

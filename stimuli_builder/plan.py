@@ -74,6 +74,11 @@ def plan_study(
             kinds.append(("label_rating", None, lv.per_list))
     if st.enabled:
         kinds.append(("steering", 0.5 if st.mode == "two_way" else 1 / 3, st.per_list))
+    if not kinds:
+        raise ValueError(
+            "stimuli: plan sizes studies of SAE features (label and steering trials); it has no "
+            "power analysis for the mushra and slider trials of your own clips yet"
+        )
     a = alpha / n_features
     for kind, chance, per_list in kinds:
         m = min(per_list or n_features, n_features)

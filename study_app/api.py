@@ -109,7 +109,9 @@ def json_body() -> Any:
     return data
 
 
-def _read(slug: str, *, serve: bool = False, heard: bool = False) -> ApiRead:
+def _read(slug: str, *, serve: bool = False, heard: bool = False) -> tuple[StudyRef, SessionState, ApiRead]:
+    """The study and this browser's session (404 and 401 when either is missing), and the
+    rest of what the one read returned (served, heard)."""
     read = study_and_session(slug, serve=serve, heard=heard)
     if read.study is None:
         raise sessions.AnswerError(404, f"no study '{slug}'")
@@ -117,13 +119,12 @@ def _read(slug: str, *, serve: bool = False, heard: bool = False) -> ApiRead:
         raise sessions.AnswerError(
             401, "no session for this study in this browser; open the study link again"
         )
-    return read
+    return read.study, read.session, read
 
 
 def _session(slug: str) -> tuple[StudyRef, SessionState]:
-    read = _read(slug)
-    assert read.study is not None and read.session is not None
-    return read.study, read.session
+    study, sess, _ = _read(slug)
+    return study, sess
 
 
 # A clip id that url_for would put into the path unchanged.
@@ -157,9 +158,7 @@ class _ClipUrls:
 def trial(slug: str) -> ResponseReturnValue:
     """The current trial (public fields only), or the page the session must go to."""
     autocommit_request()  # one statement on PostgreSQL; a read, then at most one write on SQLite
-    read = _read(slug, serve=True)
-    study, sess = read.study, read.session
-    assert study is not None and sess is not None
+    study, sess, read = _read(slug, serve=True)
     current = sessions.current_trial(sess, study)
     if current is None:
         return jsonify(stage=sess.stage, redirect=url_for("participant.go", slug=slug))
@@ -183,6 +182,7 @@ def trial(slug: str) -> ResponseReturnValue:
             "options": t["options"],
             "rating": t["rating"],
             "confidence": t["confidence"],
+            "sliders": t.get("sliders"),  # packages built before slider trials have none
             "feedback": t["feedback"],
             "segments": t.get("segments", []),  # packages built before segments have none
         },
@@ -198,10 +198,9 @@ def answer(slug: str) -> ResponseReturnValue:
     """Record an answer. Repeating a request with the same idempotency_key returns the first result."""
     # Reads, then one statement that moves the session and stores the row (sessions.submit_answer)
     autocommit_request()
-    read = _read(slug, heard=True)
-    assert read.study is not None and read.session is not None
+    study, sess, read = _read(slug, heard=True)
     payload = _answer_payload(json_body())
-    return jsonify(sessions.submit_answer(read.session, read.study, payload, heard=read.heard))
+    return jsonify(sessions.submit_answer(sess, study, payload, heard=read.heard))
 
 
 def _answer_payload(data: Any) -> dict[str, Any]:
@@ -218,7 +217,7 @@ def _answer_payload(data: Any) -> dict[str, Any]:
     plays = data.get("plays", {})
     if (
         not isinstance(plays, dict)
-        or len(plays) > 20
+        or len(plays) > 64  # a trial's clips: a MUSHRA screen has up to 16 (own_design)
         or not all(
             isinstance(k, str) and isinstance(v, int) and not isinstance(v, bool) and 0 <= v < 1000
             for k, v in plays.items()
@@ -239,6 +238,7 @@ def _answer_payload(data: Any) -> dict[str, Any]:
         "answer": answer,
         "rating": data.get("rating"),
         "confidence": data.get("confidence"),
+        "sliders": data.get("sliders"),  # checked against the trial (sessions._slider_values)
         "client_ts": client_ts,
     }
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import click
 from flask.cli import with_appcontext
 
@@ -30,6 +32,15 @@ def sessions_command(study: str, abandoned: bool, release: bool) -> None:
         where = f"list {s.trial_list.list_key}  at {s.position}/{len(s.trial_order)}"
         click.echo(f"s{s.id}  {where}  last seen {s.last_seen_at}")
     click.echo(f"{len(idle)} abandoned sessions")
+
+
+def _slider_means(ctx: click.Context, param: click.Parameter, pairs: tuple[str, ...]) -> dict[str, float]:
+    from study_app.simulate import parse_slider_means
+
+    try:
+        return parse_slider_means(pairs)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), ctx, param) from None
 
 
 @click.command("simulate")
@@ -71,19 +82,20 @@ def sessions_command(study: str, abandoned: bool, release: bool) -> None:
     help="How bots get the clips: whole, as a browser does; or the cheats the server must "
     "refuse (one byte of each, or none): with LISTEN_FACTOR > 0 such bots end 'refused 425'.",
 )
+@click.option(
+    "--slider-mean",
+    "slider_means",
+    multiple=True,
+    metavar="CONDITION=MEAN",
+    callback=_slider_means,
+    help="Planted true mean (0-100) of a slider condition (mushra, slider trials), e.g. "
+    "codec_a=70; repeat for more. Unnamed: hidden reference 98, anchors 25, conditions 60.",
+)
 @with_appcontext
 def simulate_command(
     study: str,
     url: str,
-    participants: int,
-    concurrency: int,
-    accuracy: float,
-    steer_accuracy: float | None,
-    fail_screening: float,
-    chaos: bool,
-    seed: int,
-    pace: float,
-    listen: str,
+    **options: Any,
 ) -> None:
     """Run bot participants against a served study, then check every answer was stored once.
 
@@ -104,9 +116,7 @@ def simulate_command(
     # End this process's transaction before the bots start: on SQLite an open one
     # would hold the write lock the server needs.
     db.session.rollback()
-    cfg = BotConfig(
-        participants, concurrency, accuracy, steer_accuracy, fail_screening, chaos, seed, pace, listen
-    )
+    cfg = BotConfig(**options)  # the options are named as its fields
     results = run_bots(url.rstrip("/"), slug, view.manifest, view.key, cfg)
     # Their data must never pass for listeners': the export says data_source=simulated.
     marked = mark_simulated(row, [r.pid for r in results])
@@ -116,7 +126,7 @@ def simulate_command(
     for r in results:
         statuses[r.status] = statuses.get(r.status, 0) + 1
     click.echo("bots: " + ", ".join(f"{n} {s}" for s, n in sorted(statuses.items())))
-    if chaos:
+    if cfg.chaos:
         click.echo(
             f"chaos: {sum(r.reloads for r in results)} reloads, {sum(r.dropped for r in results)} dropped "
             f"connections, {sum(r.duplicates_sent for r in results)} repeated submits"

@@ -17,6 +17,7 @@ from typing import Any
 from sqlalchemy import case, func, select
 
 from artifact_schemas import RESPONSES, write_table_batches
+from artifact_schemas.study import ClipKey
 from artifact_schemas.tables import csv_safe
 from artifact_schemas.validity import SessionFacts, facts_from_answers
 from artifact_schemas.version import package_version
@@ -169,6 +170,7 @@ def iter_export_batches(
                 "answer_role": role,
                 "rating": response.rating,
                 "confidence": response.confidence,
+                "sliders": _sliders(response.slider_values, candidates[trial_key], key.clips),
                 "correct": response.correct,
                 "correct_option": tk.correct_option,
                 "correct_text": correct[1] if correct else None,
@@ -189,6 +191,8 @@ def iter_export_batches(
                 "prompt": tk.prompt,
                 "seed": tk.seed,
                 "check": tk.check,
+                "item": tk.item,
+                "condition": tk.condition,
                 **{k: s[k] for k in _SESSION_COLUMNS},
                 **provenance,
             }
@@ -198,6 +202,23 @@ def iter_export_batches(
             batch = []
     if batch:
         yield batch
+
+
+def _sliders(values: dict[str, int] | None, candidates: list[str], keys: dict[str, ClipKey]) -> str | None:
+    """A slider answer as the export's JSON: each candidate in screen order with its role,
+    condition and value (the key says which clip is the hidden reference, anchor, ...)."""
+    if values is None:
+        return None
+    rows = [
+        {
+            "clip": clip,
+            "role": keys[clip].role if clip in keys else None,
+            "condition": keys[clip].condition if clip in keys else None,
+            "value": values.get(clip),
+        }
+        for clip in candidates
+    ]
+    return json.dumps(rows)
 
 
 _SESSION_COLUMNS = (

@@ -242,6 +242,8 @@ class Response(db.Model):  # type: ignore[name-defined]
     answer: Mapped[str | None] = mapped_column(String(64), nullable=True)
     rating: Mapped[float | None] = mapped_column(Float, nullable=True)
     confidence: Mapped[float | None] = mapped_column(Float, nullable=True)
+    # Slider trials (mushra, slider): candidate clip id -> value on the trial's SliderScale.
+    slider_values: Mapped[dict[str, int] | None] = mapped_column(JSON(none_as_null=True), nullable=True)
     correct: Mapped[bool | None] = mapped_column(Boolean, nullable=True)
     rt_ms: Mapped[float] = mapped_column(Float)
     play_counts: Mapped[dict[str, int]] = mapped_column(JSON)

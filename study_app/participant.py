@@ -142,19 +142,18 @@ def study_and_session(slug: str, *, serve: bool = False, heard: bool = False) ->
     token = session.get("studies", {}).get(slug)
     conn = db.session.connection()
     if token:
-        folded = conn.dialect.name == "postgresql"
-        if folded and serve:
-            params = {"slug": slug, "session_token": token, "now": utcnow(), **_SERVED_PARAMS}
-            row = conn.execute(_STUDY_AND_SESSION_SERVED, params).first()
-        elif folded and heard:
-            row = conn.execute(_STUDY_AND_SESSION_HEARD, {"slug": slug, "session_token": token}).first()
+        pg = conn.dialect.name == "postgresql"
+        serve, heard = serve and pg, heard and pg and not serve  # folded into the read on PostgreSQL only
+        params = {"slug": slug, "session_token": token}
+        if serve:
+            statement, params = _STUDY_AND_SESSION_SERVED, {**params, "now": utcnow(), **_SERVED_PARAMS}
         else:
-            folded = False
-            row = conn.execute(_STUDY_AND_SESSION, {"slug": slug, "session_token": token}).first()
+            statement = _STUDY_AND_SESSION_HEARD if heard else _STUDY_AND_SESSION
+        row = conn.execute(statement, params).first()
         if row is not None:
             n, m = len(_STUDY_COLS), len(_STUDY_COLS) + len(_SESSION_COLS)
-            clips = frozenset(row[m] or ()) if folded and heard else None
-            return ApiRead(StudyRef(*row[:n]), SessionState(*row[n:m]), served=folded and serve, heard=clips)
+            clips = frozenset(row[m] or ()) if heard else None
+            return ApiRead(StudyRef(*row[:n]), SessionState(*row[n:m]), served=serve, heard=clips)
     found = conn.execute(_STUDY_ONLY, {"slug": slug}).first()
     return ApiRead(StudyRef(*found) if found is not None else None, None)
 

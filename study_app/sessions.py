@@ -13,7 +13,7 @@ import secrets
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any
+from typing import Any, NamedTuple
 
 from flask import current_app
 from sqlalchemy import bindparam, func, insert, select, update
@@ -649,6 +649,7 @@ _ROW_COLUMNS = (
     "answer",
     "rating",
     "confidence",
+    "slider_values",
     "correct",
     "rt_ms",
     "play_counts",
@@ -707,10 +708,11 @@ def submit_answer(
             raise AnswerError(409, "this session has no trial to answer now", stage=sess.stage)
         raise AnswerError(409, "this is not the current trial", current_trial=current.trial["id"])
     trial = current.trial
-    answer, rating, confidence = _validate(trial, payload)
+    given = _validate(trial, payload)
     served_at, unheard = _listening_evidence(sess, study, trial, heard)
     view = package_view(study)
     tkey = view.key.trials[trial["id"]]
+    answer = given.answer
     correct = None if tkey.correct_option is None or answer is None else answer == tkey.correct_option
     row = {
         "session_id": sess.id,
@@ -718,8 +720,9 @@ def submit_answer(
         "attempt": sess.screening_attempt if trial["phase"] == "screening" else 0,
         "position": current.position,
         "answer": answer,
-        "rating": rating,
-        "confidence": confidence,
+        "rating": given.rating,
+        "confidence": given.confidence,
+        "slider_values": given.sliders,
         "correct": correct,
         "rt_ms": float(payload["rt_ms"]),
         "play_counts": payload["plays"],
@@ -821,9 +824,16 @@ def _result_with_key(session_id: int, idem: str) -> dict[str, Any] | None:
     return None if found is None else dict(found[0])
 
 
-def _validate(
-    trial: dict[str, Any], payload: dict[str, Any]
-) -> tuple[str | None, float | None, float | None]:
+class _Given(NamedTuple):
+    """An answer as checked against its trial: what each of the trial's questions got."""
+
+    answer: str | None
+    rating: float | None
+    confidence: float | None
+    sliders: dict[str, int] | None
+
+
+def _validate(trial: dict[str, Any], payload: dict[str, Any]) -> _Given:
     required = {*trial["references"], *trial["candidates"]}
     plays = payload["plays"]
     unplayed = sorted(c for c in required if plays.get(c, 0) < 1)
@@ -845,7 +855,20 @@ def _validate(
         confidence = _in_scale(confidence, trial["confidence"], "confidence")
     elif confidence is not None:
         raise AnswerError(400, "this trial takes no confidence rating")
-    return answer, rating, confidence
+    return _Given(answer, rating, confidence, _slider_values(trial, payload.get("sliders")))
+
+
+def _slider_values(trial: dict[str, Any], sliders: Any) -> dict[str, int] | None:
+    """A mushra or slider trial's answer: one integer on its scale for each candidate clip,
+    and nothing else (a missing slider was never moved: the page requires each one)."""
+    scale = trial.get("sliders")
+    if not scale:
+        if sliders is not None:
+            raise AnswerError(400, "this trial takes no sliders")
+        return None
+    if not isinstance(sliders, dict) or set(sliders) != set(trial["candidates"]):
+        raise AnswerError(400, "sliders must give one value for each of the trial's candidate clips")
+    return {clip: int(_in_scale(sliders[clip], scale, f"slider {clip}")) for clip in trial["candidates"]}
 
 
 def _in_scale(value: Any, scale: dict[str, Any], name: str) -> float:

@@ -23,7 +23,7 @@ import random
 import re
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
@@ -73,10 +73,44 @@ class BotConfig:
     # as a browser's player does; "first_byte" (Range: bytes=0-0) and "none" are the
     # cheats the server must refuse (issue 31.3), each waiting out the listening time.
     listen: str = "full"
+    # Slider trials (mushra, slider): the planted true mean of each condition (the key's
+    # ClipKey.condition) on a 0-100 scale; a condition not named takes its role's default
+    # (SLIDER_MEANS). Each bot adds its own offset and each rating its own noise.
+    slider_means: dict[str, float] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.listen not in LISTEN_MODES:
             raise ValueError(f"listen must be one of {LISTEN_MODES}, got {self.listen!r}")
+        bad = {c: m for c, m in self.slider_means.items() if not 0 <= m <= 100}
+        if bad:
+            raise ValueError(f"slider_means are on a 0-100 scale, got {bad}")
+
+
+def parse_slider_means(pairs: Iterable[str]) -> dict[str, float]:
+    """``["codec_a=70", ...]`` as BotConfig.slider_means (ValueError names the bad pair)."""
+    means = {}
+    for pair in pairs:
+        condition, _, mean = pair.partition("=")
+        try:
+            value = float(mean)
+        except ValueError:
+            value = math.nan
+        if not condition or not 0 <= value <= 100:  # nan fails the range too
+            raise ValueError(f"expected CONDITION=MEAN with MEAN in 0-100, got {pair!r}")
+        means[condition] = value
+    return means
+
+
+# A slider condition's planted mean when BotConfig.slider_means names none, by clip role:
+# the hidden reference near the top (as BS.1534's post-screening expects of a listener),
+# a low-pass anchor low, a condition under test in between.
+SLIDER_MEANS = {"reference": 98.0, "anchor": 25.0, "condition": 60.0}
+# Sd of a bot's offset from the planted means, and of one rating around that, on 0-100.
+# The hidden reference gets neither: a listener knows it from the open reference and puts
+# it near the top whatever their leniency, with a little noise (post-screening keeps them).
+SLIDER_BOT_SD = 5.0
+SLIDER_NOISE_SD = 8.0
+SLIDER_REFERENCE_SD = 2.0
 
 
 @dataclass
@@ -97,6 +131,7 @@ class Bot:
     ) -> None:
         self.slug, self.manifest, self.key, self.cfg = slug, manifest, key, cfg
         self.rng = random.Random(f"{cfg.seed}:{index}")
+        self.index = index
         self.base_url = base_url
         # Prolific-format ids (24 hex digits), the same for the same seed and index.
         tag = f"sim{cfg.seed}x{index}x{self.rng.randrange(10**8):08d}"
@@ -105,6 +140,7 @@ class Bot:
             session_id=hashlib.sha256(f"session:{tag}".encode()).hexdigest()[:24],
         )
         self.fails_screening = self.rng.random() < cfg.fail_screening
+        self.slider_offset = self.rng.gauss(0, SLIDER_BOT_SD)
         self.client = httpx.Client(base_url=base_url, timeout=30)
         self.token = ""
 
@@ -192,7 +228,11 @@ class Bot:
             p = self.cfg.steer_accuracy if self.cfg.steer_accuracy is not None else self.cfg.accuracy
         else:
             p = self.cfg.accuracy
-        right = self.rng.random() < p
+        # The answer's draws are the trial's own: the same bot answers a trial the same way
+        # whatever order the server served the list in (a test of planted effects is then
+        # the same on every run).
+        rng = random.Random(f"{self.cfg.seed}:{self.index}:{trial['id']}")
+        right = rng.random() < p
         body: dict[str, Any] = {}
         if trial["options"]:
             ids = [o["id"] for o in trial["options"]]
@@ -200,17 +240,32 @@ class Bot:
             if tk.correct_option and (right or not wrong):
                 body["answer"] = tk.correct_option
             else:
-                body["answer"] = self.rng.choice(wrong if tk.correct_option else ids)
+                body["answer"] = rng.choice(wrong if tk.correct_option else ids)
         if trial["rating"]:
             lo, hi = trial["rating"]["min"], trial["rating"]["max"]
             mid = (lo + hi) / 2
             # "Right" raters agree with the label: upper half of the scale.
             upper = [v for v in range(lo, hi + 1) if v > mid]
             lower = [v for v in range(lo, hi + 1) if v < mid]
-            body["rating"] = self.rng.choice(upper if right else lower)
+            body["rating"] = rng.choice(upper if right else lower)
         if trial["confidence"]:
-            body["confidence"] = self.rng.randint(trial["confidence"]["min"], trial["confidence"]["max"])
+            body["confidence"] = rng.randint(trial["confidence"]["min"], trial["confidence"]["max"])
+        if trial.get("sliders"):
+            scale = trial["sliders"]
+            body["sliders"] = {c["id"]: self._slide(c["id"], scale, rng) for c in trial["candidates"]}
         return body
+
+    def _slide(self, clip: str, scale: dict[str, Any], rng: random.Random) -> int:
+        """A slider value: the clip's condition's planted mean (0-100, mapped onto the
+        trial's scale), plus this bot's offset and the rating's noise, on the scale."""
+        ck = self.key.clips[clip]
+        mean = self.cfg.slider_means.get(ck.condition or "", SLIDER_MEANS.get(ck.role, 50.0))
+        lo, hi = scale["min"], scale["max"]
+        if ck.role == "reference":
+            value = mean + rng.gauss(0, SLIDER_REFERENCE_SD)
+        else:
+            value = mean + self.slider_offset + rng.gauss(0, SLIDER_NOISE_SD)
+        return round(min(hi, max(lo, lo + (hi - lo) * value / 100)))
 
     def _listen(self, trial: dict[str, Any]) -> float:
         """Fetch the trial's clips as ``cfg.listen`` says; return how long its audio lasts."""

@@ -90,6 +90,7 @@ function makePlayer(container, url, label, onEnded, heardAs = null) {
   return audio;
 }
 const players = [];
+const LETTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ";
 
 // A headphone check's three sounds, numbered as the options name them: the one playing is
 // lit, so nobody has to count noises to know which one they heard (issue 34.4). Polled
@@ -176,7 +177,7 @@ function runTrials(root) {
     const t = data.trial;
     keyedGroup = null;
     state = { trial: t, plays: {}, required: new Set(), answer: null, rating: null, confidence: null,
-              enabledAt: null, key: newKey(), busy: false };
+              sliders: {}, enabledAt: null, key: newKey(), busy: false };
     root.dataset.trial = t.id; // which trial the page shows (tests and support staff read it)
     $("progress").max = data.total;
     $("progress").value = data.position;
@@ -187,17 +188,26 @@ function runTrials(root) {
     $("question").textContent = t.question;
     $("feedback").textContent = "";
     for (const id of ["references", "candidates", "options", "rating", "confidence"]) $(id).replaceChildren();
-    // Comparison trials: the examples set apart from the clips to choose among.
+    // Comparison trials: the examples set apart from the clips to choose among; MUSHRA: the
+    // reference apart from the clips to rate.
     const grouped = t.references.length > 0 && t.candidates.length > 0;
-    for (const [id, title] of [["references", "Examples"], ["candidates", "Clips to compare"]]) {
+    const titles = t.sliders ? ["Reference", "Clips to rate"]
+      : t.kind === "abx" ? ["A and B", "X: one of the two"] : ["Examples", "Clips to compare"];
+    for (const [id, title] of [["references", titles[0]], ["candidates", titles[1]]]) {
       if (grouped) $(id).append(el("h2", { class: "group-title" }, title));
       if (grouped) $(id).setAttribute("aria-label", title); else $(id).removeAttribute("aria-label");
     }
+    const single = t.sliders ? "Reference" : "Clip";
+    const refName = (i) => t.kind === "abx" ? "ABX"[i] : t.references.length > 1 ? "Example " + (i + 1) : single;
+    const candName = (i) => t.kind === "abx" ? "X" : t.sliders && t.candidates.length === 1 ? "Clip" : "Clip " + LETTERS[i];
     const clips = [
-      ...t.references.map((c, i) => [c, $("references"), t.references.length > 1 ? "Example " + (i + 1) : "Clip"]),
-      ...t.candidates.map((c, i) => [c, $("candidates"), "Clip " + "ABC"[i]]),
+      ...t.references.map((c, i) => [c, $("references"), refName(i)]),
+      ...t.candidates.map((c, i) => [c, $("candidates"), candName(i)]),
     ];
-    for (const [clip, box, label] of clips) {
+    for (const [clip, group, label] of clips) {
+      // A slider trial rates each candidate on its own row: the clip, then its slider.
+      const box = t.sliders && group === $("candidates") ? el("div", { class: "slider-row" }) : group;
+      if (box !== group) group.append(box);
       state.required.add(clip.id);
       const heardAs = t.id + " " + clip.url;
       if (wasHeard(heardAs)) state.plays[clip.id] = 1;
@@ -206,6 +216,7 @@ function runTrials(root) {
         update();
       }, heardAs);
       if (box === $("references") && (t.segments || []).length) showSegments(box, audio, t.segments);
+      if (box !== group) slider(box, clip, label, t.sliders);
     }
     t.options.forEach((o, i) => {
       const b = el("button", { type: "button", class: "option", "aria-pressed": "false", "data-key": String(i + 1) }, o.text);
@@ -236,6 +247,62 @@ function runTrials(root) {
     if (spec.max_label) box.append(el("span", { class: "scale-label" }, spec.max_label));
   }
 
+  // A 0-100 slider for one clip. It starts unset (no thumb, "–"): only a slider the
+  // participant moved counts as an answer, never its starting place. It opens once its clip
+  // has been played to the end; arrow keys move it (the number keys stay with buttons).
+  function slider(row, clip, label, spec) {
+    const middle = String(Math.round((spec.min + spec.max) / 2)); // where the keys start from
+    const input = el("input", {
+      type: "range", class: "slider unset", min: String(spec.min), max: String(spec.max), step: "1",
+      value: middle, "aria-label": "Your rating of " + label,
+      "data-clip": clip.id, "aria-valuetext": "not rated yet",
+    });
+    const value = el("output", { class: "slider-value", "aria-hidden": "true" }, "–");
+    const show = (v) => {
+      if (v === undefined) {
+        delete state.sliders[clip.id];
+        input.value = middle;
+        input.classList.add("unset");
+        input.setAttribute("aria-valuetext", "not rated yet");
+        value.textContent = "–";
+      } else {
+        state.sliders[clip.id] = v;
+        input.value = String(v);
+        input.classList.remove("unset");
+        input.setAttribute("aria-valuetext", String(v));
+        value.textContent = String(v);
+      }
+      update();
+    };
+    const set = () => show(Number(input.value));
+    // A swipe that began on the slider to scroll the page (the browser cancels the pointer,
+    // then still sends its own input and change) is no rating: the slider goes back to what
+    // it was, unset included, and takes no value until the next touch or key.
+    let before = undefined;
+    let swiped = false;
+    for (const kind of ["input", "change", "pointerup"]) {
+      input.addEventListener(kind, () => { if (!input.disabled && !swiped) set(); });
+    }
+    input.addEventListener("pointercancel", () => { swiped = true; show(before); });
+    input.addEventListener("keydown", () => { swiped = false; });
+    // A tap puts the slider where the finger is, in every browser: the thumb of an unset
+    // slider is hidden, so there is nothing to drag (a touch tap did not move it in Chromium).
+    input.addEventListener("pointerdown", (e) => {
+      if (input.disabled) return;
+      swiped = false;
+      before = state.sliders[clip.id];
+      const box = input.getBoundingClientRect();
+      const at = Math.min(1, Math.max(0, (e.clientX - box.left) / box.width));
+      input.value = String(Math.round(spec.min + at * (spec.max - spec.min)));
+      set();
+    });
+    const labels = el("div", { class: "slider-labels", "aria-hidden": "true" });
+    for (const text of spec.labels || []) labels.append(el("span", {}, text));
+    const box = el("div", { class: "slider-box" });
+    box.append(input, labels);
+    row.append(box, value);
+  }
+
   function select(box, chosen) {
     for (const b of box.querySelectorAll("button")) b.setAttribute("aria-pressed", String(b === chosen));
   }
@@ -248,10 +315,15 @@ function runTrials(root) {
     const played = allPlayed();
     if (played && state.enabledAt === null) state.enabledAt = performance.now();
     for (const b of document.querySelectorAll("#options button, #rating button, #confidence button")) b.disabled = !played;
-    $("hint").textContent = played ? "" : "Listen to every clip to the end to answer.";
+    // A slider opens once its clip has played through, and closes while the answer is sent
+    // (the answer sent is the one on screen).
+    for (const s of document.querySelectorAll("#candidates input.slider")) s.disabled = !(state.plays[s.dataset.clip] >= 1) || state.busy;
     const t = state.trial;
+    const rated = !t.sliders || t.candidates.every((c) => state.sliders[c.id] !== undefined);
+    $("hint").textContent = !played ? "Listen to every clip to the end to answer."
+      : rated ? "" : "Move every slider to rate each clip.";
     const answered = (t.options.length === 0 || state.answer !== null) && (!t.rating || state.rating !== null) &&
-      (!t.confidence || state.confidence !== null);
+      (!t.confidence || state.confidence !== null) && rated;
     submitButton.disabled = !(played && answered) || state.busy;
   }
 
@@ -265,6 +337,7 @@ function runTrials(root) {
       answer: state.answer,
       rating: state.rating,
       confidence: state.confidence,
+      sliders: state.trial.sliders ? state.sliders : undefined,
       rt_ms: Math.round(performance.now() - state.enabledAt),
       plays: state.plays,
       client_ts: new Date().toISOString(),

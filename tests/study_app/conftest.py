@@ -92,6 +92,8 @@ class Participant:
             body["rating"] = t["rating"]["max"]
         if t["confidence"]:
             body["confidence"] = 3
+        if t.get("sliders"):
+            body["sliders"] = {c["id"]: t["sliders"]["max"] for c in t["candidates"]}
         body |= override
         self.go()
         response = self.client.post(
@@ -131,6 +133,18 @@ class Participant:
             else:
                 return html
         raise AssertionError("session did not finish")
+
+
+@pytest.fixture(scope="session")
+def own_package(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A study of one's own clips: 12 files and a conditions CSV (MUSHRA and slider trials)."""
+    from stimuli_builder.build import build_package
+    from stimuli_builder.example import write_example_stimuli
+
+    root = tmp_path_factory.mktemp("own-clips")
+    out = root / "package"
+    build_package(write_example_stimuli(root / "in"), None, out)
+    return out
 
 
 @pytest.fixture
