@@ -313,19 +313,27 @@ def _slider_leaks(root: Path, manifest: StudyManifest, key: AnswerKey) -> list[s
     participant sees every slider trial of an item, and a condition whose files are larger
     or longer than the others' (a noisier version compresses worse; a codec adds delay)
     would be known by that. All of an item's slider clips must match in size and length."""
-    by_item: dict[str, set[tuple[int, float]]] = defaultdict(set)
+    by_item: dict[str, list[str]] = defaultdict(list)
     for t in manifest.trials:
         item = key.trials[t.id].item
-        if t.kind != "slider" or item is None:
-            continue
-        for c in t.candidates:
-            path = root / manifest.clips[c].file
-            by_item[item].add((path.stat().st_size if path.is_file() else -1, manifest.clips[c].duration_s))
-    return [
-        f"slider trials of item {item!r}: their clips differ in byte size or duration {sorted(shapes)}"
-        for item, shapes in sorted(by_item.items())
-        if len(shapes) > 1
-    ]
+        if t.kind == "slider" and item is not None:
+            by_item[item] += t.candidates
+    leaks: list[str] = []
+    for item, clips in sorted(by_item.items()):
+        leaks += _shape_leaks(root, manifest, clips, f"slider trials of item {item!r}: their clips")
+    return leaks
+
+
+def _shape_leaks(root: Path, manifest: StudyManifest, clips: list[str], what: str) -> list[str]:
+    """``clips`` a participant can set side by side must match in byte size and duration."""
+    leaks = []
+    sizes = sorted({f.stat().st_size for c in clips if (f := root / manifest.clips[c].file).is_file()})
+    if len(sizes) > 1:
+        leaks.append(f"{what} differ in byte size {sizes}")
+    durations = sorted({manifest.clips[c].duration_s for c in clips})
+    if len(durations) > 1:
+        leaks.append(f"{what} differ in duration {durations}")
+    return leaks
 
 
 def _own_name_leaks(root: Path, manifest: StudyManifest, words: set[str]) -> list[str]:
@@ -361,13 +369,7 @@ def _byte_leaks(root: Path, manifest: StudyManifest) -> list[str]:
         compared = [*t.references, *t.candidates] if t.kind in ("mushra", "abx") else t.candidates
         if len(compared) < 2:
             continue
-        files = [root / manifest.clips[c].file for c in compared]
-        sizes = sorted({f.stat().st_size for f in files if f.is_file()})
-        if len(sizes) > 1:
-            leaks.append(f"trial {t.id}: the clips it compares differ in byte size {sizes}")
-        durations = sorted({manifest.clips[c].duration_s for c in compared})
-        if len(durations) > 1:
-            leaks.append(f"trial {t.id}: the clips it compares differ in duration {durations}")
+        leaks += _shape_leaks(root, manifest, compared, f"trial {t.id}: the clips it compares")
         for c in t.candidates:
             digest = manifest.clips[c].sha256
             others = uses[digest] - {t.id}
