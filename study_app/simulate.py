@@ -131,7 +131,6 @@ class Bot:
     ) -> None:
         self.slug, self.manifest, self.key, self.cfg = slug, manifest, key, cfg
         self.rng = random.Random(f"{cfg.seed}:{index}")
-        self.index = index
         self.base_url = base_url
         # Prolific-format ids (24 hex digits), the same for the same seed and index.
         tag = f"sim{cfg.seed}x{index}x{self.rng.randrange(10**8):08d}"
@@ -228,11 +227,7 @@ class Bot:
             p = self.cfg.steer_accuracy if self.cfg.steer_accuracy is not None else self.cfg.accuracy
         else:
             p = self.cfg.accuracy
-        # The answer's draws are the trial's own: the same bot answers a trial the same way
-        # whatever order the server served the list in (a test of planted effects is then
-        # the same on every run).
-        rng = random.Random(f"{self.cfg.seed}:{self.index}:{trial['id']}")
-        right = rng.random() < p
+        right = self.rng.random() < p
         body: dict[str, Any] = {}
         if trial["options"]:
             ids = [o["id"] for o in trial["options"]]
@@ -240,31 +235,31 @@ class Bot:
             if tk.correct_option and (right or not wrong):
                 body["answer"] = tk.correct_option
             else:
-                body["answer"] = rng.choice(wrong if tk.correct_option else ids)
+                body["answer"] = self.rng.choice(wrong if tk.correct_option else ids)
         if trial["rating"]:
             lo, hi = trial["rating"]["min"], trial["rating"]["max"]
             mid = (lo + hi) / 2
             # "Right" raters agree with the label: upper half of the scale.
             upper = [v for v in range(lo, hi + 1) if v > mid]
             lower = [v for v in range(lo, hi + 1) if v < mid]
-            body["rating"] = rng.choice(upper if right else lower)
+            body["rating"] = self.rng.choice(upper if right else lower)
         if trial["confidence"]:
-            body["confidence"] = rng.randint(trial["confidence"]["min"], trial["confidence"]["max"])
+            body["confidence"] = self.rng.randint(trial["confidence"]["min"], trial["confidence"]["max"])
         if trial.get("sliders"):
             scale = trial["sliders"]
-            body["sliders"] = {c["id"]: self._slide(c["id"], scale, rng) for c in trial["candidates"]}
+            body["sliders"] = {c["id"]: self._slide(c["id"], scale) for c in trial["candidates"]}
         return body
 
-    def _slide(self, clip: str, scale: dict[str, Any], rng: random.Random) -> int:
+    def _slide(self, clip: str, scale: dict[str, Any]) -> int:
         """A slider value: the clip's condition's planted mean (0-100, mapped onto the
         trial's scale), plus this bot's offset and the rating's noise, on the scale."""
         ck = self.key.clips[clip]
         mean = self.cfg.slider_means.get(ck.condition or "", SLIDER_MEANS.get(ck.role, 50.0))
         lo, hi = scale["min"], scale["max"]
         if ck.role == "reference":
-            value = mean + rng.gauss(0, SLIDER_REFERENCE_SD)
+            value = mean + self.rng.gauss(0, SLIDER_REFERENCE_SD)
         else:
-            value = mean + self.slider_offset + rng.gauss(0, SLIDER_NOISE_SD)
+            value = mean + self.slider_offset + self.rng.gauss(0, SLIDER_NOISE_SD)
         return round(min(hi, max(lo, lo + (hi - lo) * value / 100)))
 
     def _listen(self, trial: dict[str, Any]) -> float:

@@ -14,9 +14,9 @@ from typing import Any
 
 import pytest
 from flask import Flask
+from scipy import stats
 from sqlalchemy import select
 
-from analysis.abx import abx_d_prime
 from analysis.report import build_report
 from artifact_schemas import RESPONSES, AnswerKey, load_key, load_study, load_table
 from study_app.db import db
@@ -107,9 +107,11 @@ def test_bots_with_planted_effects_export_every_slider_with_its_role_and_the_rep
     app, key = own_app
     manifest = load_study(own_package / "study.json")
     planted = {"noisy": 70.0, "coarse": 45.0}
-    # One at a time: the lists are then assigned in the same order on every run, and each
-    # bot's answers are its trials' own draws, so the data (and this test) are the same.
-    cfg = BotConfig(participants=8, concurrency=1, seed=3, accuracy=0.8, slider_means=planted)
+    # The package's ids, the list each bot gets and the order of its trials change from run
+    # to run, so the bots' data do too: the checks below hold on any such data, not only
+    # on one lucky draw (an ABX test at accuracy 0.8 with 8 bots once missed p < .05).
+    n = 16
+    cfg = BotConfig(participants=n, concurrency=4, seed=3, accuracy=0.9, slider_means=planted)
     with serve(app) as server:
         results = run_bots(server.url, SLUG, manifest, key, cfg)
     assert {r.status for r in results} == {"completed"}
@@ -118,7 +120,7 @@ def test_bots_with_planted_effects_export_every_slider_with_its_role_and_the_rep
     assert result.exit_code == 0, result.output
     df = load_table(out, RESPONSES)
     rated = df[df.trial_type.isin(["mushra", "slider"])]
-    assert len(rated) == 8 * 9  # each list: 3 MUSHRA and 6 slider trials
+    assert len(rated) == n * 9  # each list: 3 MUSHRA and 6 slider trials
     assert rated.item.notna().all() and rated.answer.isna().all()
     roles: dict[str, set[str]] = {}
     values: dict[str, list[int]] = {}
@@ -142,24 +144,31 @@ def test_bots_with_planted_effects_export_every_slider_with_its_role_and_the_rep
     # The bots' planted order comes back: hidden reference > noisy > coarse > anchors.
     assert mean["original"] > mean["noisy"] > mean["coarse"] > max(mean["lp3500"], mean["thin"])
     abx = df[df.trial_type == "abx"]
-    assert len(abx) == 8 * 6 and set(abx.condition) == {"noisy", "coarse"} and abx.correct.notna().all()
+    assert len(abx) == n * 6 and set(abx.condition) == {"noisy", "coarse"} and abx.correct.notna().all()
 
-    # The report recovers what was planted: each condition's MUSHRA and slider mean within
-    # its interval, the ABX sensitivity of bots right 80% of the time within its interval.
+    # The report recovers what was planted: each condition's MUSHRA and slider mean, and the
+    # ABX share right of bots right 90% of the time, within 4 standard errors (read off the
+    # 95% interval: whether the interval itself covers 95% of the time is tested over many
+    # simulated studies in tests/analysis; one study misses it 1 time in 20 by design).
     report = build_report(df, bayes=False)
+    t = stats.t.ppf(0.975, n - 1)
+
+    def near(estimate: float, row: Any, value: float) -> bool:
+        return abs(estimate - value) <= 4 * (row.ci_high - row.ci_low) / (2 * t)
+
     for table in ("mushra_conditions", "slider_conditions"):
         rows = report.tables[table].set_index("condition")
         for condition, value in planted.items():
-            low, high = rows.loc[condition, ["ci_low", "ci_high"]]
-            assert low <= value <= high, (table, condition, low, high)
+            row = rows.loc[condition]
+            assert near(row["mean"], row, value), (table, condition, row.to_dict())
     # Differences are from the hidden reference, whatever the CSV named it ("original").
     model = report.tables["mushra_model"]
     assert set(model["versus"]) == {"original"} and "original" not in set(model["condition"])
     screened = report.tables["mushra_post_screening"]
-    assert len(screened) == 8 and not screened["excluded"].any()  # bots rate the reference near 98
-    d = abx_d_prime(0.8)
+    assert len(screened) == n and not screened["excluded"].any()  # bots rate the reference near 98
     for _, row in report.tables["abx"].iterrows():
-        assert row.d_prime_low <= d <= row.d_prime_high and row.p_holm < 0.05, row.to_dict()
+        assert near(row.p_correct, row, 0.9), row.to_dict()
+        assert row.p_holm < 0.001 and row.d_prime_low > 0, row.to_dict()
 
 
 def test_the_dashboard_and_its_download_show_a_study_of_own_clips(own_app: tuple[Flask, AnswerKey]) -> None:
