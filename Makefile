@@ -11,7 +11,7 @@ space := $(empty) $(empty)
 # Keep every intermediate file (stage outputs are reused by later runs, never deleted).
 .SECONDARY:
 
-.PHONY: install demo test lint format browser-deps clean bench bench-env test-audiocraft mini-models
+.PHONY: install demo test lint format browser-deps clean bench bench-env test-audiocraft mini-models translations
 
 install: $(STAMP)
 
@@ -27,6 +27,23 @@ $(STAMP): pyproject.toml
 
 browser-deps:
 	bash tests/ensure_services.sh
+
+# What the software says to participants, per language (docs/study-app.md, "Adding a
+# language"): extract the marked texts, update each language's .po (NEW_LANGUAGE=xx starts
+# a new one), compile the .mo files the app and the builder read.
+translations: $(STAMP)
+	for pkg in study_app stimuli_builder; do \
+		(cd $$pkg && ../$(BIN)/pybabel extract -F babel.cfg -k N_ --no-location --omit-header \
+			-o translations/messages.pot . ) || exit 1; \
+		if [ -n "$(NEW_LANGUAGE)" ] && [ ! -e $$pkg/translations/$(NEW_LANGUAGE) ]; then \
+			$(BIN)/pybabel init -i $$pkg/translations/messages.pot -d $$pkg/translations \
+				-l $(NEW_LANGUAGE) --no-wrap || exit 1; \
+		fi; \
+		$(BIN)/pybabel update -i $$pkg/translations/messages.pot -d $$pkg/translations --no-wrap \
+			--no-fuzzy-matching --ignore-obsolete || exit 1; \
+		$(BIN)/pybabel compile -d $$pkg/translations --statistics || exit 1; \
+		rm $$pkg/translations/messages.pot; \
+	done
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

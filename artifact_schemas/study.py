@@ -8,7 +8,7 @@ labeler, CLAP score) lives in ``key.json``, which never leaves the server.
 
 from __future__ import annotations
 
-from typing import Annotated, Final, Literal
+from typing import Annotated, Final, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -26,6 +26,13 @@ Slug = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9-]{0,63}$")]
 # conditions, each on its own 0-100 slider) and "slider" (one clip on a visual-analogue
 # scale) are answered with sliders, one per candidate clip (Trial.sliders). "abx": two
 # references A and B, one candidate X, and the options "A" and "B" (which one X is).
+# The languages a study can be in: each has a complete catalog of what the software itself
+# says to participants, in stimuli_builder/translations (question texts, scale labels,
+# the headphone check) and study_app/translations (pages, buttons, messages). English
+# is the source; docs/study-app.md, "Adding a language", says how to add one.
+Language = Literal["en", "de"]
+LANGUAGES: Final[tuple[str, ...]] = get_args(Language)
+
 TrialKind = Literal["label_choice", "label_rating", "comparison", "screening", "mushra", "slider", "abx"]
 TrialType = Literal[
     "label_choice",
@@ -244,6 +251,9 @@ class StudyManifest(_Strict):
     questionnaire: list[QuestionField] = Field(default_factory=list)
     # The consent page refuses to start a session without a Prolific participant id.
     require_prolific_id: bool = False
+    # What the app says to participants is in this language (the texts above are the
+    # researcher's own, written in it).
+    language: Language = "en"
 
     @model_validator(mode="after")
     def _references_resolve(self) -> StudyManifest:

@@ -13,10 +13,11 @@ check printed its answer in the question, so a bot passed all of them unheard. N
   of its example clips carrying a spoken instruction over the music, "Attention check.
   Please choose answer number two". The text shows no answer.
 
-The voice is a recording shipped with the package (``voice/``, made once with espeak-ng
-by ``voice/make_voice.sh``), not speech synthesised at build time: a fresh machine, CI or
-a researcher's laptop builds without espeak-ng installed, and the same seed gives the
-same bytes whatever espeak version a machine has. It names the answer's position, not its
+The voice is a recording shipped with the package, one per study language
+(``voice/<language>/``, made once with espeak-ng by ``voice/make_voice.sh``), not speech
+synthesised at build time: a fresh machine, CI or a researcher's laptop builds without
+espeak-ng installed, and the same seed gives the same bytes whatever espeak version a
+machine has. It names the answer's position, not its
 words, so one recording serves every label set; the page shows the options in package
 order and numbers them 1 to n on the keyboard.
 """
@@ -32,7 +33,7 @@ import soundfile as sf
 from stimuli_builder.audio_prep import resample
 
 VOICE_DIR = Path(__file__).parent / "voice"
-MAX_SPOKEN_OPTIONS = 10  # voice/number-1.flac .. number-10.flac
+MAX_SPOKEN_OPTIONS = 10  # voice/<language>/number-1.flac .. number-10.flac
 HALF_SPEED = "half_speed"
 _INSTRUCTION = "instruction:"
 _LEAD_S = 1.0  # music before the voice starts
@@ -41,16 +42,19 @@ _DUCK_DB = 15.0  # the music under the voice
 _GAP_S = 0.12  # between "answer number" and the number
 
 
-def instruction(position: int) -> str:
-    """The transform that speaks "choose answer number ``position + 1``" over a clip."""
+def instruction(position: int, language: str = "en") -> str:
+    """The transform that speaks "choose answer number ``position + 1``" over a clip, in
+    ``language`` (the study's: a German study's participants hear German)."""
     if not 0 <= position < MAX_SPOKEN_OPTIONS:
         raise ValueError(f"the voice says answer numbers 1 to {MAX_SPOKEN_OPTIONS}, not {position + 1}")
-    return f"{_INSTRUCTION}{position}"
+    if not (VOICE_DIR / language).is_dir():
+        raise ValueError(f"no spoken instruction in language {language!r} (voice/make_voice.sh makes them)")
+    return f"{_INSTRUCTION}{language}:{position}"
 
 
 def spoken_position(name: str) -> int | None:
     """The answer position a transform speaks (0-based), or None."""
-    return int(name.removeprefix(_INSTRUCTION)) if name.startswith(_INSTRUCTION) else None
+    return int(name.rpartition(":")[2]) if name.startswith(_INSTRUCTION) else None
 
 
 def transform(audio: np.ndarray, name: str, sample_rate: int) -> np.ndarray:
@@ -63,25 +67,27 @@ def transform(audio: np.ndarray, name: str, sample_rate: int) -> np.ndarray:
     position = spoken_position(name)
     if position is None:
         raise ValueError(f"unknown clip transform {name!r}")
-    return with_voice(audio, voice(position, sample_rate), sample_rate)
+    language = name.removeprefix(_INSTRUCTION).partition(":")[0]
+    return with_voice(audio, voice(position, sample_rate, language), sample_rate)
 
 
 @cache
-def _voice_file(name: str, sample_rate: int) -> np.ndarray:
-    audio, sr = sf.read(str(VOICE_DIR / f"{name}.flac"), dtype="float64")
+def _voice_file(name: str, sample_rate: int, language: str) -> np.ndarray:
+    audio, sr = sf.read(str(VOICE_DIR / language / f"{name}.flac"), dtype="float64")
     return resample(audio, sr, sample_rate)
 
 
-def voice(position: int, sample_rate: int) -> np.ndarray:
+def voice(position: int, sample_rate: int, language: str = "en") -> np.ndarray:
     """ "Attention check. Please choose answer number <position + 1>", at ``sample_rate``."""
-    instruction(position)  # range check
+    instruction(position, language)  # range check
     gap = np.zeros(int(_GAP_S * sample_rate))
     # Every number gets the longest one's slot: "two" is shorter than "seven", and a clip's
     # length (what study.json and the file say without listening) must not tell them apart.
-    slot = max(_voice_file(f"number-{n}", sample_rate).shape[0] for n in range(1, MAX_SPOKEN_OPTIONS + 1))
-    number = _voice_file(f"number-{position + 1}", sample_rate)
+    numbers = range(1, MAX_SPOKEN_OPTIONS + 1)
+    slot = max(_voice_file(f"number-{n}", sample_rate, language).shape[0] for n in numbers)
+    number = _voice_file(f"number-{position + 1}", sample_rate, language)
     number = np.concatenate([number, np.zeros(slot - number.shape[0])])
-    return np.concatenate([_voice_file("instruction", sample_rate), gap, number])
+    return np.concatenate([_voice_file("instruction", sample_rate, language), gap, number])
 
 
 def with_voice(music: np.ndarray, speech: np.ndarray, sample_rate: int) -> np.ndarray:

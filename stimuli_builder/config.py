@@ -14,7 +14,8 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from artifact_schemas import ArtifactError, from_validation_error, load_toml
-from artifact_schemas.study import QuestionField, Slug
+from artifact_schemas.study import Language, QuestionField, Slug
+from stimuli_builder.i18n import N_
 
 # Log-mel distance (dB, sae_core.clips.log_mel_distance) under which a steered or control
 # clip counts as the same audio as its baseline. Measured on the shipped mini MusicGen at
@@ -38,6 +39,10 @@ class StudySection(_Section):
     # Only people who arrive from Prolific (the link carries PROLIFIC_PID) may start a
     # session: a stranger who finds the URL cannot take a place (issue 16.5).
     require_prolific_id: bool = False
+    # The language of what the software says to participants (pages, buttons, the default
+    # questions and scale labels below, the headphone check). Consent, instructions,
+    # debrief, questionnaire and any question you set here are yours, in this language.
+    language: Language = "en"
 
 
 class CodesSection(_Section):
@@ -72,10 +77,14 @@ class LabelValidationSection(_Section):
     # Groups of words that mean the same; a foil never shares a group with the target.
     synonyms: list[list[str]] = Field(default_factory=list)
     rating_scale: Literal[5, 7] = 5
-    rating_min_label: str = "Not at all"
-    rating_max_label: str = "Perfectly"
-    question_choice: str = "Which description fits what these clips have in common?"
-    question_rating: str = "How well does “{label}” describe what these clips have in common?"
+    # What participants read for a label, where it is not the labeler's word: a study in
+    # another language names each label in it, e.g. {"energetic" = "energiegeladen"}. The
+    # export's answer_text and the analysis use the text shown; key.json keeps the label.
+    shown_as: dict[str, Annotated[str, Field(min_length=1, max_length=200)]] = Field(default_factory=dict)
+    rating_min_label: str = N_("Not at all")
+    rating_max_label: str = N_("Perfectly")
+    question_choice: str = N_("Which description fits what these clips have in common?")
+    question_rating: str = N_("How well does “{label}” describe what these clips have in common?")
 
     @model_validator(mode="after")
     def _hard_needs_clap(self) -> LabelValidationSection:
@@ -95,7 +104,7 @@ class SteeringSection(_Section):
     strengths: list[float] = Field(default_factory=list)
     prompts: list[str] = Field(default_factory=list)
     seeds: list[int] = Field(default_factory=list)
-    question: str = "Which clip sounds more like the examples above?"
+    question: str = N_("Which clip sounds more like the examples above?")
     confidence: bool = True
     # The least log-mel distance (dB, from sae-core steer's steering.parquet) a steered
     # clip, and in three_way a random-direction control, must have from its baseline;
@@ -161,7 +170,7 @@ SliderLabels = Annotated[
     list[Annotated[str, Field(min_length=1, max_length=100)]], Field(min_length=2, max_length=11)
 ]
 # BS.1534-3's continuous quality scale: five intervals, Bad to Excellent.
-MUSHRA_LABELS = ["Bad", "Poor", "Fair", "Good", "Excellent"]
+MUSHRA_LABELS = [N_("Bad"), N_("Poor"), N_("Fair"), N_("Good"), N_("Excellent")]
 # Anchors made from each item's reference (stimuli_builder.generated.ANCHOR_CUTOFF_HZ).
 AnchorName = Literal["lp3500", "lp7000"]
 
@@ -170,7 +179,7 @@ class MushraSection(_Section):
     """MUSHRA trials (ITU-R BS.1534-3): one per item and list, every condition on a slider."""
 
     enabled: bool = True
-    question: Annotated[str, Field(min_length=1)] = (
+    question: Annotated[str, Field(min_length=1)] = N_(
         "Rate the basic audio quality of each clip compared with the reference."
     )
     anchors: list[AnchorName] = Field(default_factory=lambda: ["lp3500"])  # type: ignore[arg-type]
@@ -188,8 +197,8 @@ class SliderSection(_Section):
     """Slider trials: one clip at a time on a visual-analogue scale."""
 
     enabled: bool = False
-    question: Annotated[str, Field(min_length=1)] = "How much do you like this clip?"
-    labels: SliderLabels = Field(default_factory=lambda: ["Not at all", "Extremely"])
+    question: Annotated[str, Field(min_length=1)] = N_("How much do you like this clip?")
+    labels: SliderLabels = Field(default_factory=lambda: [N_("Not at all"), N_("Extremely")])
     # Conditions of the CSV to rate; [] = every condition under test (role "condition").
     conditions: list[Annotated[str, Field(min_length=1)]] = Field(default_factory=list)
     # Slider trials per list; default: every selected (item, condition) in every list.
@@ -201,7 +210,7 @@ class AbxSection(_Section):
     the two; the participant says which. Per list, item and condition ``repeats`` trials."""
 
     enabled: bool = False
-    question: Annotated[str, Field(min_length=1)] = "Which one is X: A or B?"
+    question: Annotated[str, Field(min_length=1)] = N_("Which one is X: A or B?")
     # Conditions of the CSV told apart from the reference; [] = every condition under test.
     conditions: list[Annotated[str, Field(min_length=1)]] = Field(default_factory=list)
     # Trials per list, item and condition; the four layouts (which clip is A, whether X is

@@ -38,6 +38,7 @@ from stimuli_builder.attention import HALF_SPEED, MAX_SPOKEN_OPTIONS, instructio
 from stimuli_builder.bundle import SelectedFeature, TargetLabel
 from stimuli_builder.config import StudyConfig
 from stimuli_builder.foils import FoilPicker, normalise
+from stimuli_builder.i18n import N_, translator
 
 # Candidate orders for three-way steering (S = steered, B = baseline, R = random
 # direction). Each half is a Latin square: three presentations taken from one half
@@ -51,7 +52,8 @@ _THREE_WAY: list[tuple[str, ...]] = [
     ("B", "S", "R"),
 ]
 _TWO_WAY: list[tuple[str, ...]] = [("S", "B"), ("B", "S")]
-_LETTERS = "ABC"
+# The options of a comparison, named as the page names its clips.
+_CLIP_NAMES = [N_("Clip A"), N_("Clip B"), N_("Clip C")]
 
 
 @dataclass(frozen=True)
@@ -271,7 +273,30 @@ def build_design(features: list[SelectedFeature], config: StudyConfig, foils: Fo
         spec = _attention_trial(kind_name, k, i, answers[(k, i)], features, foils, config, said, seen)
         trials[spec.key] = spec
         lists[k].append(spec.key)
+    warnings += _labels_untranslated(design, config)
     return design
+
+
+def _labels_untranslated(design: Design, config: StudyConfig) -> list[str]:
+    """A study in another language shows the labelers' words (English) where
+    ``[label_validation.shown_as]`` gives them no text of its own: say which."""
+    if config.study.language == "en":
+        return []
+    shown_as = config.label_validation.shown_as
+    labels = {
+        text
+        for spec in design.trials.values()
+        if spec.phase == "main" and spec.kind in ("label_choice", "label_rating")
+        for text in (*spec.options, *([spec.meta["label"]] if spec.kind == "label_rating" else []))
+        if text not in shown_as
+    }
+    if not labels:
+        return []
+    return [
+        f"study.language is {config.study.language!r}, but {len(labels)} label(s) are shown as the "
+        f"labeler wrote them: {', '.join(sorted(labels))}; give each its text in "
+        "[label_validation.shown_as] (docs/study-config.md)"
+    ]
 
 
 def plan_attention(design: Design, config: StudyConfig) -> list[tuple[int, int, str]]:
@@ -467,7 +492,9 @@ def _rating_trial(
         f"label_rating|{feat.key}|list{list_index}",
         "label_rating",
         "main",
-        lv.question_rating.replace("{label}", target.label),
+        translator(config.study.language)(lv.question_rating).replace(
+            "{label}", lv.shown_as.get(target.label, target.label)
+        ),
         _references(feat, lv.examples_per_trial),
         rating=scale,
         meta=_label_meta(feat, target, "label_rating"),
@@ -615,9 +642,8 @@ def _steering_trial(
         "B": ClipSource("baseline", str(cond.baseline), use=key, feature=feat.key),
         "R": ClipSource("random_direction", str(cond.random), use=key, feature=feat.key),
     }
-    confidence = (
-        RatingScale(min=1, max=5, min_label="Guessing", max_label="Certain") if st.confidence else None
-    )
+    sure = RatingScale(min=1, max=5, min_label=N_("Guessing"), max_label=N_("Certain"))
+    confidence = sure if st.confidence else None
     meta = {
         "feature_id": feat.feature_id,
         "layer": feat.layer,
@@ -634,7 +660,7 @@ def _steering_trial(
         st.question,
         _references(feat, st.references),
         candidates=[clip_of[c] for c in order],
-        options=[f"Clip {_LETTERS[i]}" for i in range(len(order))],
+        options=[_CLIP_NAMES[i] for i in range(len(order))],
         correct_option=order.index("S"),
         correct_candidate=order.index("S"),
         confidence=confidence,
@@ -684,7 +710,7 @@ def _attention_trial(
     examples = [str(p) for p in feat.examples[: config.label_validation.examples_per_trial]]
     spoken = int(rng.integers(len(examples)))
     refs = [
-        ClipSource("attention", p, use=key, transform=instruction(answer))
+        ClipSource("attention", p, use=key, transform=instruction(answer, config.study.language))
         if j == spoken
         else ClipSource("example", p, feature=feat.key)
         for j, p in enumerate(examples)
@@ -712,9 +738,9 @@ def identical_pair_trial(key: str, clip: str, answer: int, rng: np.random.Genera
         key,
         "comparison",
         "main",
-        "Do clip A and clip B sound the same?",
+        N_("Do clip A and clip B sound the same?"),
         candidates=pair,
-        options=["They sound the same", "They sound different"],
+        options=[N_("They sound the same"), N_("They sound different")],
         correct_option=answer,
         meta={"check": "identical_pair", "trial_type": "attention"},
     )
@@ -727,8 +753,8 @@ def _screening_trials(config: StudyConfig, gen: Any) -> list[TrialSpec]:
     targets = [i % 3 for i in range(sc.trials)]
     rng.shuffle(targets)
     question = {
-        "huggins": "Which of the three noises contained a faint tone? Listen through headphones.",
-        "antiphase": "Which of the three tones was the quietest? Listen through headphones.",
+        "huggins": N_("Which of the three noises contained a faint tone? Listen through headphones."),
+        "antiphase": N_("Which of the three tones was the quietest? Listen through headphones."),
     }[sc.kind]
     specs = []
     for i, target in enumerate(targets):
@@ -744,7 +770,7 @@ def _screening_trials(config: StudyConfig, gen: Any) -> list[TrialSpec]:
                 "screening",
                 question,
                 references=[clip],
-                options=["The first sound", "The second sound", "The third sound"],
+                options=[N_("The first sound"), N_("The second sound"), N_("The third sound")],
                 correct_option=target,
                 meta={"check": sc.kind, "trial_type": "screening"},
                 segments=generated.interval_spans(),
@@ -773,7 +799,7 @@ def _screening_example(config: StudyConfig, gen: Any) -> tuple[ClipSource, int]:
 
 def _practice_trials(config: StudyConfig, gen: Any) -> list[TrialSpec]:
     sr = config.audio.sample_rate
-    names = {"high": "High-pitched melody", "low": "Low-pitched melody", "drums": "Drum beat"}
+    names = {"high": N_("High-pitched melody"), "low": N_("Low-pitched melody"), "drums": N_("Drum beat")}
     specs = []
     for i in range(config.practice.trials):
         rng = seeded_rng(config.study.seed, "practice", i)
@@ -817,7 +843,7 @@ def _practice_trials(config: StudyConfig, gen: Any) -> list[TrialSpec]:
                     config.steering.question,
                     refs,
                     candidates=cands,
-                    options=["Clip A", "Clip B"],
+                    options=_CLIP_NAMES[:2],
                     correct_option=first,
                     correct_candidate=first,
                     feedback=True,

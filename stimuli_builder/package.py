@@ -19,7 +19,7 @@ import hashlib
 import os
 import secrets
 import shutil
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -33,6 +33,7 @@ from artifact_schemas import (
     CompletionCodes,
     Option,
     OrderRules,
+    RatingScale,
     Screening,
     ScreeningExample,
     StudyManifest,
@@ -51,6 +52,7 @@ from stimuli_builder.attention import transform
 from stimuli_builder.audio_prep import PAD_HEADER, AudioSpec, PreparedClip, finish, level, pad_to, read_source
 from stimuli_builder.config import StudyConfig
 from stimuli_builder.design import ClipSource, Design, TrialSpec, seeded_rng
+from stimuli_builder.i18n import translator
 
 CHECKSUMS = "checksums.txt"
 # The most a comparison trial's clips are shifted (cut at the start) so that the same
@@ -219,10 +221,15 @@ def _render_match_groups(design: Design, renderer: _Renderer) -> dict[str, list[
 
 
 def _trial(
-    spec: TrialSpec, ids: _Ids, renderer: _Renderer, rendered: list[str] | None = None
+    spec: TrialSpec,
+    ids: _Ids,
+    renderer: _Renderer,
+    rendered: list[str] | None,
+    _: Callable[[str], str],
 ) -> tuple[Trial, TrialKey]:
     """``spec`` as a trial and its key; ``rendered``: its candidates, when its match group
-    rendered them."""
+    rendered them. ``_`` translates the texts participants read into the study's language
+    (the builder's defaults; the researcher's own texts pass through)."""
     tid = ids.new("t", 6)
     if rendered is not None:
         refs, cands = [renderer.render(c) for c in spec.references], rendered
@@ -232,18 +239,23 @@ def _trial(
     else:
         refs = [renderer.render(c) for c in spec.references]
         cands = renderer.render_candidates(spec.candidates, spec.key)
-    options = [Option(id=ids.new("o", 5), text=text) for text in spec.options]
+    options = [Option(id=ids.new("o", 5), text=_(text)) for text in spec.options]
+
+    def scale(s: RatingScale | None) -> RatingScale | None:
+        return s and s.model_copy(update={"min_label": _(s.min_label), "max_label": _(s.max_label)})
+
     trial = Trial(
         id=tid,
         kind=spec.kind,
         phase=spec.phase,
-        question=spec.question,
+        question=_(spec.question),
         references=refs,
         candidates=cands,
         options=options,
-        rating=spec.rating,
-        confidence=spec.confidence,
-        sliders=spec.sliders,
+        rating=scale(spec.rating),
+        confidence=scale(spec.confidence),
+        sliders=spec.sliders
+        and spec.sliders.model_copy(update={"labels": list(map(_, spec.sliders.labels))}),
         feedback=spec.feedback,
         segments=spec.segments,
     )
@@ -282,9 +294,14 @@ def write_package(
     )
     trials: list[Trial] = []
     keys: dict[str, TrialKey] = {}
+    catalog, shown_as = translator(config.study.language), config.label_validation.shown_as
+
+    def translate(text: str) -> str:
+        return shown_as.get(text) or catalog(text)
+
     matched = _render_match_groups(design, renderer)
     for spec_key in sorted(design.trials):
-        trial, trial_key = _trial(design.trials[spec_key], ids, renderer, matched.get(spec_key))
+        trial, trial_key = _trial(design.trials[spec_key], ids, renderer, matched.get(spec_key), translate)
         trials.append(trial)
         keys[trial.id] = trial_key
     trial_id = {k: t.id for k, t in zip(sorted(design.trials), trials, strict=True)}
@@ -323,6 +340,7 @@ def write_package(
         calibration_clip=calibration,
         questionnaire=config.questionnaire.fields,
         require_prolific_id=config.study.require_prolific_id,
+        language=config.study.language,
     )
     codes = config.codes
     key = AnswerKey(

@@ -13,6 +13,7 @@ from typing import Any
 
 from flask import Blueprint, current_app, jsonify, request, url_for
 from flask.typing import ResponseReturnValue
+from flask_babel import gettext
 from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 from werkzeug.exceptions import HTTPException
@@ -50,7 +51,8 @@ def _bad_request(exc: BadRequest) -> ResponseReturnValue:
 
 @bp.errorhandler(sessions.AnswerError)
 def _answer_error(exc: sessions.AnswerError) -> ResponseReturnValue:
-    return jsonify(error=str(exc), **exc.extra), exc.status
+    # The trial runner shows the message to the participant: in the study's language.
+    return jsonify(error=gettext(str(exc)), **exc.extra), exc.status
 
 
 @bp.get("/health")
@@ -172,6 +174,9 @@ def trial(slug: str) -> ResponseReturnValue:
         "total": current.total,
         "step": current.step,
         "steps": current.steps,
+        # A retried headphone check plays the same trials again: the page must not show
+        # them heard from the failed attempt (study.js keys what was heard by it).
+        "attempt": sess.screening_attempt if t["phase"] == "screening" else 0,
         "trial": {
             "id": t["id"],
             "kind": t["kind"],

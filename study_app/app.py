@@ -11,12 +11,15 @@ from urllib.parse import urlsplit
 
 from flask import Flask, current_app, jsonify, render_template, request
 from flask.typing import ResponseReturnValue
+from flask_babel import gettext
 from flask_wtf.csrf import CSRFError, CSRFProtect
 from markdown_it import MarkdownIt
 from markupsafe import Markup
 from sqlalchemy.exc import InterfaceError, OperationalError
 from werkzeug.middleware.proxy_fix import ProxyFix
 from werkzeug.wrappers import Response
+
+from study_app.i18n import N_
 
 csrf = CSRFProtect()
 
@@ -93,13 +96,14 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
         # server build the app through this factory (issue 31.7).
         raise UnsafeConfig(weak)
 
-    from study_app import admin, api, media, participant
+    from study_app import admin, api, i18n, media, participant
     from study_app.cli import register_commands
     from study_app.db import init_app as init_db
 
     init_db(app)
     app.wsgi_app = _TrustedProxies(app)  # type: ignore[method-assign]
     csrf.init_app(app)
+    i18n.init_app(app)
     register_commands(app)
     app.register_blueprint(participant.bp)
     app.register_blueprint(api.bp)
@@ -211,8 +215,8 @@ def _cross_origin(reason: str) -> ResponseReturnValue:
     return _refuse(
         403,
         f"refused: {reason}",
-        "This request was refused",
-        "It came from another website. Open the study from its own address and try again.",
+        N_("This request was refused"),
+        N_("It came from another website. Open the study from its own address and try again."),
     )
 
 
@@ -220,11 +224,11 @@ def _refuse(status: int, error: str, heading: str, text: str) -> ResponseReturnV
     """``{"error": error}`` to the trial runner (``/api/``), the message page to a person."""
     if request.path.startswith("/api/"):
         return jsonify(error=error), status
-    return render_template("message.html", heading=heading, text=text), status
+    return render_template("message.html", heading=gettext(heading), text=gettext(text)), status
 
 
 def _bad_input(message: str) -> ResponseReturnValue:
-    return _refuse(400, message, "This address is not valid", message)
+    return _refuse(400, message, N_("This address is not valid"), message)
 
 
 def _refuse_control_characters() -> ResponseReturnValue | None:
@@ -234,13 +238,13 @@ def _refuse_control_characters() -> ResponseReturnValue | None:
     HTTP 500 there (issue 16.10). JSON bodies are checked where they are parsed (api.json_body).
     """
     if any(ord(ch) < 32 for ch in request.path):
-        return _bad_input("The address contains control characters.")
+        return _bad_input(N_("The address contains control characters."))
     values = [v for vs in request.args.listvalues() for v in vs]
     values.append(request.headers.get("User-Agent", ""))
     if request.mimetype in ("application/x-www-form-urlencoded", "multipart/form-data"):
         values += [v for vs in request.form.listvalues() for v in vs]
     if any("\x00" in v for v in values):
-        return _bad_input("A value in this request contains a NUL character.")
+        return _bad_input(N_("A value in this request contains a NUL character."))
     return None
 
 
@@ -258,9 +262,11 @@ def _database_unavailable(exc: Exception) -> ResponseReturnValue:
         _refuse(
             503,
             "the study server cannot reach its database; retrying is safe",
-            "Please try again in a minute",
-            "The study server has a problem right now. Your answers so far are saved. "
-            "Reload this page in a minute to continue where you were.",
+            N_("Please try again in a minute"),
+            N_(
+                "The study server has a problem right now. Your answers so far are saved. "
+                "Reload this page in a minute to continue where you were."
+            ),
         )
     )
     response.headers["Retry-After"] = "30"
@@ -271,13 +277,13 @@ def _csrf_error(exc: CSRFError) -> ResponseReturnValue:
     return _refuse(
         400,
         f"CSRF check failed: {exc.description}; reload the page",
-        "Please reload the page",
-        "Your page had expired. Reload it and try again.",
+        N_("Please reload the page"),
+        N_("Your page had expired. Reload it and try again."),
     )
 
 
 def _not_found(exc: Exception) -> ResponseReturnValue:
-    return _refuse(404, "not found", "Not found", "There is nothing at this address.")
+    return _refuse(404, "not found", N_("Not found"), N_("There is nothing at this address."))
 
 
 def _too_large(exc: Exception) -> ResponseReturnValue:

@@ -64,6 +64,12 @@ class SessionStage(StrEnum):
     DONE = "done"
 
 
+# How `study-app simulate`'s bots name themselves (User-Agent): the dashboard marks their
+# sessions and leaves them out of the durations it reports (issue 37: "median duration
+# 0.0 min" with bots). A participant who sends it only marks their own session a bot's.
+BOT_AGENT = "study-app-simulate"
+
+
 class StudyStatus(StrEnum):
     """Participants can start only ``open`` studies."""
 

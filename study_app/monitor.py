@@ -18,6 +18,7 @@ from study_app.db import db
 from study_app.models import (
     ABANDONED,
     ACTIVE,
+    BOT_AGENT,
     COMPLETED,
     Event,
     Response,
@@ -39,12 +40,12 @@ def stale_before() -> datetime:
 
 def completed_durations_s(study: Study, *, include_previews: bool = False) -> list[float]:
     """Seconds from start to finish of every completed session (previews, the researcher's
-    pilots, only when asked: the dashboard leaves them out, the Prolific time check not)."""
+    pilots, and bots only when asked: the dashboard leaves them out, the Prolific time check not)."""
     query = select(StudySession.started_at, StudySession.finished_at).where(
         StudySession.study_id == study.id, StudySession.status == COMPLETED
     )
     if not include_previews:
-        query = query.where(~StudySession.preview)
+        query = query.where(~StudySession.preview, ~StudySession.user_agent.startswith(BOT_AGENT))
     return [(f - s).total_seconds() for s, f in db.session.execute(query) if f is not None]
 
 
@@ -56,9 +57,13 @@ def study_stats(study: Study, recent: int = 15) -> dict[str, Any]:
         ((StudySession.status == ACTIVE) & (StudySession.last_seen_at < stale), ABANDONED),
         else_=StudySession.status,
     )
-    per_list: dict[str, dict[str, int]] = {}
+    names = list_names(study)
+    per_list: dict[str, dict[str, Any]] = {}
     for lst in study.lists:
-        per_list[lst.list_key] = {s: 0 for s in STATUSES} | {"target": lst.target}
+        per_list[lst.list_key] = {s: 0 for s in STATUSES} | {
+            "target": lst.target,
+            "name": names[lst.list_key],
+        }
     rows = db.session.execute(
         select(TrialList.list_key, shown_status, func.count(StudySession.id))
         .join(TrialList, StudySession.list_id == TrialList.id)
@@ -68,6 +73,11 @@ def study_stats(study: Study, recent: int = 15) -> dict[str, Any]:
     for list_key, status, n in rows:
         per_list[list_key][status] = per_list[list_key].get(status, 0) + n
     totals = {s: sum(v[s] for v in per_list.values()) for s in STATUSES}
+    bots = db.session.scalar(
+        select(func.count(StudySession.id)).where(
+            StudySession.study_id == study.id, StudySession.user_agent.startswith(BOT_AGENT)
+        )
+    )
     declined = db.session.scalar(
         select(func.count(Event.id)).where(Event.study_id == study.id, Event.kind == "decline")
     )
@@ -111,15 +121,21 @@ def study_stats(study: Study, recent: int = 15) -> dict[str, Any]:
         "title": study.title,
         "status": study.status,
         "lists": per_list,
-        "totals": totals | {"declined": declined or 0, "started": started, "responses": n_responses},
+        "totals": totals
+        | {"declined": declined or 0, "started": started, "responses": n_responses, "bots": bots or 0},
         "completion_rate": totals[COMPLETED] / started if started else None,
         "median_duration_s": statistics.median(durations) if durations else None,
         "screening_failure_rate": screening.get("screening_fail", 0) / screening_n if screening_n else None,
         "attention_failure_rate": attention_wrong / attention_n if attention_n else None,
         "per_feature": dict(sorted(per_feature.items())),
         "timeline": _timeline(study),
-        "recent_sessions": _recent_sessions(study, recent, stale),
+        "recent_sessions": _recent_sessions(study, recent, stale, names),
     }
+
+
+def list_names(study: Study) -> dict[str, str]:
+    """ "List 1" ... in the package's order, for the opaque list ids (issue 37: shown as hashes)."""
+    return {lst.id: f"List {i + 1}" for i, lst in enumerate(package_view(study).manifest.lists)}
 
 
 def _timeline(study: Study, bins: int = 24) -> list[dict[str, Any]]:
@@ -140,7 +156,7 @@ def _timeline(study: Study, bins: int = 24) -> list[dict[str, Any]]:
     return [{"start": (first + i * width).isoformat(), "responses": c} for i, c in enumerate(counts)]
 
 
-def _recent_sessions(study: Study, n: int, stale: datetime) -> list[dict[str, Any]]:
+def _recent_sessions(study: Study, n: int, stale: datetime, names: dict[str, str]) -> list[dict[str, Any]]:
     sessions = db.session.scalars(
         select(StudySession)
         .where(StudySession.study_id == study.id, ~StudySession.preview)
@@ -165,7 +181,8 @@ def _recent_sessions(study: Study, n: int, stale: datetime) -> list[dict[str, An
         out.append(
             {
                 "session": f"s{s.id}",
-                "list": s.trial_list.list_key,
+                "list": f"{names.get(s.trial_list.list_key, '?')} ({s.trial_list.list_key})",
+                "who": "bot" if s.user_agent.startswith(BOT_AGENT) else "participant",
                 "status": status,
                 "prolific": s.prolific_status or "",  # at the last `study-app prolific --sync`
                 "progress": f"{s.position}/{len(s.trial_order)}",

@@ -11,10 +11,13 @@ from dataclasses import dataclass, fields
 from typing import Any
 
 from flask import Blueprint, abort, current_app, redirect, render_template, request, session, url_for
+from flask_babel import gettext
 from sqlalchemy import String, bindparam, cast, func, literal_column, or_, select, update
 
+from artifact_schemas import StudyManifest
 from study_app import sessions
 from study_app.db import db
+from study_app.i18n import N_
 from study_app.models import (
     ACTIVE,
     COMPLETED,
@@ -168,34 +171,38 @@ def remember(study: Study, sess: StudySession) -> None:
 # The pages that turn someone away: (heading, text, HTTP status).
 _REFUSALS = {
     "full": (
-        "This study is full",
-        "Thank you for your interest. All places are taken; please return the study on Prolific.",
+        N_("This study is full"),
+        N_("Thank you for your interest. All places are taken; please return the study on Prolific."),
         503,
     ),
     "already": (
-        "You have already started this study",
-        "Please continue in the browser where you started, or open the study again "
-        "from your Prolific account (its link carries your session).",
+        N_("You have already started this study"),
+        N_(
+            "Please continue in the browser where you started, or open the study again "
+            "from your Prolific account (its link carries your session)."
+        ),
         409,
     ),
     "prolific_only": (
-        "Please open this study from Prolific",
-        "This study takes part only through Prolific. Open it from your Prolific "
-        "account: its link tells us who you are, so your place and payment are yours.",
+        N_("Please open this study from Prolific"),
+        N_(
+            "This study takes part only through Prolific. Open it from your Prolific "
+            "account: its link tells us who you are, so your place and payment are yours."
+        ),
         403,
     ),
     "closed": (
-        "This study is not open",
-        "It is not taking part in new sessions right now. Please try again later.",
+        N_("This study is not open"),
+        N_("It is not taking part in new sessions right now. Please try again later."),
         403,
     ),
-    "rate_limited": ("Too many attempts", "Please wait a minute and try again.", 429),
+    "rate_limited": (N_("Too many attempts"), N_("Please wait a minute and try again."), 429),
 }
 
 
 def _refusal(study: Study, which: str) -> tuple[str, int]:
     heading, text, status = _REFUSALS[which]
-    return render_template("message.html", study=study, heading=heading, text=text), status
+    return render_template("message.html", study=study, heading=gettext(heading), text=gettext(text)), status
 
 
 def _malformed_id(values: Mapping[str, str]) -> str | None:
@@ -206,11 +213,13 @@ def _malformed_id(values: Mapping[str, str]) -> str | None:
 
 
 def _malformed_page(study: Study, name: str) -> tuple[str, int]:
-    text = (
-        f"The link's {name} is not a Prolific id (24 characters, digits and a to f). "
-        "Please open the study again from your Prolific account, without changing its link."
+    text = gettext(
+        "The link's %(name)s is not a Prolific id (24 characters, digits and a to f). "
+        "Please open the study again from your Prolific account, without changing its link.",
+        name=name,
     )
-    return render_template("message.html", study=study, heading="This link is not valid", text=text), 400
+    heading = gettext("This link is not valid")
+    return render_template("message.html", study=study, heading=heading, text=text), 400
 
 
 @bp.get("/s/<slug>")
@@ -237,7 +246,10 @@ def entry(slug: str) -> Any:
     manifest = package_view(study).manifest
     if manifest.require_prolific_id and not params["PROLIFIC_PID"]:
         return _refusal(study, "prolific_only")
-    return render_template("consent.html", study=study, consent=manifest.texts.consent, params=params)
+    consent = manifest.texts.consent
+    return render_template(
+        "consent.html", study=study, consent=consent, params=params, **_steps(manifest, "consent")
+    )
 
 
 @bp.post("/s/<slug>/consent")
@@ -293,15 +305,16 @@ def go(slug: str) -> Any:
         return _done_page(study, sess.status)
     sessions.touch(sess)
     db.session.commit()
+    m = view.manifest
     if sess.stage == SessionStage.VOLUME:
-        return render_template("volume.html", study=study, clip=view.manifest.calibration_clip)
+        return render_template("volume.html", study=study, clip=m.calibration_clip, **_steps(m, "volume"))
     if sess.stage == SessionStage.INSTRUCTIONS:
         return render_template(
-            "instructions.html", study=study, instructions=view.manifest.texts.instructions
+            "instructions.html", study=study, instructions=m.texts.instructions, **_steps(m, "instructions")
         )
     if sess.stage == SessionStage.QUESTIONNAIRE:
         return render_template(
-            "questionnaire.html", study=study, fields=view.manifest.questionnaire, errors={}
+            "questionnaire.html", study=study, fields=m.questionnaire, errors={}, **_steps(m, "questionnaire")
         )
     screening = view.manifest.screening
     on_check = screening if sess.stage == SessionStage.SCREENING else None
@@ -311,7 +324,25 @@ def go(slug: str) -> Any:
         stage=sess.stage,
         example=on_check.example if on_check else None,
         check=on_check.kind if on_check else None,
+        # study.js marks practice and the main trials as their phase comes
+        **_steps(m, "screening" if on_check else "main"),
     )
+
+
+def _steps(manifest: StudyManifest, current: str) -> dict[str, Any]:
+    """The study's steps, for the indicator at the top of each page (issue 37): only those
+    this study has, in the order a session meets them, and which one the page is."""
+    practice = any(t.phase == "practice" for t in manifest.trials)
+    steps = [
+        ("consent", gettext("Consent"), True),
+        ("volume", gettext("Volume"), manifest.calibration_clip is not None),
+        ("screening", gettext("Headphone check"), manifest.screening is not None),
+        ("instructions", gettext("Instructions"), True),
+        ("practice", gettext("Practice"), practice),
+        ("main", gettext("Listening"), True),
+        ("questionnaire", gettext("Last questions"), bool(manifest.questionnaire)),
+    ]
+    return {"steps": [(key, name) for key, name, present in steps if present], "current_step": current}
 
 
 @bp.post("/s/<slug>/<any(volume, instructions):stage>")
@@ -339,7 +370,7 @@ def questionnaire(slug: str) -> Any:
         value = request.form.get(f.id, "").strip()[:2000]
         if not value:
             if f.required:
-                errors[f.id] = "Please answer this question."
+                errors[f.id] = gettext("Please answer this question.")
             continue
         if f.type == "number":
             try:
@@ -349,9 +380,9 @@ def questionnaire(slug: str) -> Any:
             if math.isfinite(number):  # "nan", "inf" and "1e999" parse, and cannot be stored as JSON
                 answers[f.id] = number
             else:
-                errors[f.id] = "Please enter a number."
+                errors[f.id] = gettext("Please enter a number.")
         elif f.type == "choice" and value not in f.choices:
-            errors[f.id] = "Please choose one of the options."
+            errors[f.id] = gettext("Please choose one of the options.")
         else:
             answers[f.id] = value
     if errors:

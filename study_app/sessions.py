@@ -21,6 +21,7 @@ from sqlalchemy.exc import IntegrityError
 
 from artifact_schemas.order import list_items, session_order
 from study_app.db import db
+from study_app.i18n import N_
 from study_app.models import (
     ACTIVE,
     COMPLETED,
@@ -586,7 +587,7 @@ def listening_floor_s(study: Study | StudyRef, trial: dict[str, Any]) -> float:
     return float(current_app.config["LISTEN_FACTOR"]) * sum(clips[c].duration_s for c in required)
 
 
-LISTEN_FIRST = "Please listen to every clip to the end before answering."
+LISTEN_FIRST = N_("Please listen to every clip to the end before answering.")
 
 
 def _listening_evidence(
@@ -838,7 +839,9 @@ def _validate(trial: dict[str, Any], payload: dict[str, Any]) -> _Given:
     plays = payload["plays"]
     unplayed = sorted(c for c in required if plays.get(c, 0) < 1)
     if unplayed:
-        raise AnswerError(400, "every clip must be played to the end before answering", unplayed=unplayed)
+        raise AnswerError(
+            400, N_("Please listen to every clip to the end before answering."), unplayed=unplayed
+        )
     answer = payload.get("answer")
     rating = payload.get("rating")
     confidence = payload.get("confidence")

@@ -31,6 +31,7 @@ from typing import Any
 import httpx
 
 from artifact_schemas import AnswerKey, StudyManifest
+from study_app.models import BOT_AGENT
 
 _CSRF = re.compile(r'name="csrf-token" content="([^"]+)"')
 
@@ -140,7 +141,7 @@ class Bot:
         )
         self.fails_screening = self.rng.random() < cfg.fail_screening
         self.slider_offset = self.rng.gauss(0, SLIDER_BOT_SD)
-        self.client = httpx.Client(base_url=base_url, timeout=30)
+        self.client = httpx.Client(base_url=base_url, timeout=30, headers={"User-Agent": f"{BOT_AGENT}/1"})
         self.token = ""
 
     # ------------------------------------------------------------------ HTTP with retries

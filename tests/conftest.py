@@ -374,6 +374,28 @@ def screenshot(tmp_path: Path) -> Any:
     return take
 
 
+@pytest.fixture(scope="session")
+def accessible() -> Any:
+    """``accessible(page, where)``: axe-core finds no serious or critical violation on the page.
+
+    axe-core (the engine of Deque's checkers and Lighthouse) comes bundled with the
+    axe-playwright-python package; it runs in the page through Playwright's evaluate,
+    which the pages' CSP does not block (issue 37)."""
+    from axe_playwright_python.sync_playwright import Axe
+
+    axe = Axe()
+
+    def check(page: Any, where: str) -> None:
+        page.wait_for_load_state("load")
+        found = axe.run(page).response["violations"]
+        bad = [v for v in found if v["impact"] in ("serious", "critical")]
+        assert not bad, f"{where}: " + "; ".join(
+            f"{v['id']} ({v['impact']}): {v['help']} at {[n['target'] for n in v['nodes']][:3]}" for v in bad
+        )
+
+    return check
+
+
 def free_port() -> int:
     """A free loopback TCP port (for servers the tests start as subprocesses)."""
     import socket

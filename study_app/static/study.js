@@ -3,6 +3,16 @@
 // and submits it with an idempotency key, retrying until the server has it.
 "use strict";
 
+// The page's words in the study's language: i18n.py puts the catalog's translations of every
+// _("...") text of this file on <body> (no inline script: the CSP forbids it). "{name}"
+// takes a value; a text the catalog lacks is shown as written.
+const STRINGS = (() => {
+  try { return JSON.parse(document.body.dataset.strings || "{}"); } catch (e) { return {}; }
+})();
+function _(text, values = {}) {
+  return (STRINGS[text] || text).replace(/\{(\w+)\}/g, (m, name) => (name in values ? String(values[name]) : m));
+}
+
 const csrfToken = () => document.querySelector('meta[name="csrf-token"]').content;
 
 function newKey() {
@@ -41,9 +51,9 @@ function makePlayer(container, url, label, onEnded, heardAs = null) {
   audio.preload = "auto";
   audio.src = url;
   // Named in words for screen readers ("Play Clip A"); the symbol is for the eyes only.
-  const button = el("button", { type: "button", class: "play", "aria-label": "Play " + label }, "▶ " + label);
-  const bar = el("progress", { value: "0", max: "1", "aria-label": label + " progress" });
-  const retry = el("button", { type: "button", class: "retry", hidden: "" }, "Audio failed to load — retry");
+  const button = el("button", { type: "button", class: "play", "aria-label": _("Play {clip}", { clip: label }) }, "▶ " + label);
+  const bar = el("progress", { value: "0", max: "1", "aria-label": _("{clip} progress", { clip: label }) });
+  const retry = el("button", { type: "button", class: "retry", hidden: "" }, _("Audio failed to load — retry"));
   const box = el("div", { class: "clip" });
   box.append(button, bar, retry);
   container.append(box);
@@ -56,12 +66,13 @@ function makePlayer(container, url, label, onEnded, heardAs = null) {
       audio.pause();
     }
   });
-  const show = (symbol, word) => {
+  const show = (symbol, name) => {
     button.textContent = symbol + " " + label;
-    button.setAttribute("aria-label", word + " " + label);
+    button.setAttribute("aria-label", name);
   };
-  audio.addEventListener("play", () => show("❚❚", "Pause"));
-  audio.addEventListener("pause", () => { if (!audio.ended) show(plays ? "↻" : "▶", plays ? "Play again" : "Play"); });
+  const playName = () => (plays ? _("Play again {clip}", { clip: label }) : _("Play {clip}", { clip: label }));
+  audio.addEventListener("play", () => show("❚❚", _("Pause {clip}", { clip: label })));
+  audio.addEventListener("pause", () => { if (!audio.ended) show(plays ? "↻" : "▶", playName()); });
   audio.addEventListener("timeupdate", () => {
     if (audio.duration) bar.value = audio.currentTime / audio.duration;
   });
@@ -69,7 +80,7 @@ function makePlayer(container, url, label, onEnded, heardAs = null) {
     plays += 1;
     bar.value = 1;
     box.classList.add("played");
-    show("↻", "Play again");
+    show("↻", playName());
   };
   audio.addEventListener("ended", () => {
     markPlayed();
@@ -96,7 +107,7 @@ const LETTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ";
 // lit, so nobody has to count noises to know which one they heard (issue 34.4). Polled
 // each frame while playing: "timeupdate" comes only every 250 ms, a quarter of a sound.
 function showSegments(box, audio, segments) {
-  const marks = segments.map((_, i) => el("span", { class: "segment" }, "Sound " + (i + 1)));
+  const marks = segments.map((_segment, i) => el("span", { class: "segment" }, _("Sound {n}", { n: i + 1 })));
   const row = el("div", { class: "segments", "aria-hidden": "true" });
   row.append(...marks);
   box.append(row);
@@ -163,7 +174,7 @@ function runTrials(root) {
         data = await r.json();
         break;
       } catch (e) {
-        status.textContent = "Connection problem — retrying…";
+        status.textContent = _("Connection problem — retrying…");
         await sleep(Math.min(10000, 500 * 2 ** attempt));
       }
     }
@@ -182,24 +193,35 @@ function runTrials(root) {
     $("progress").max = data.total;
     $("progress").value = data.position;
     // "Trial 3 of 25" counts the main trials only; practice and the check say their own.
-    const counted = { main: "Trial", practice: "Practice", screening: "Check" }[t.phase];
-    $("step").textContent = counted && data.steps ? `${counted} ${data.step} of ${data.steps}` : "";
-    $("phase").textContent = t.phase === "practice" ? "Practice" : t.phase === "screening" ? "Headphone check" : "";
+    const counted = {
+      main: _("Trial {n} of {total}"), practice: _("Practice {n} of {total}"), screening: _("Check {n} of {total}"),
+    }[t.phase];
+    $("step").textContent = counted && data.steps ? counted.replace("{n}", data.step).replace("{total}", data.steps) : "";
+    $("phase").textContent = t.phase === "practice" ? _("Practice") : t.phase === "screening" ? _("Headphone check") : "";
+    // The step indicator at the top follows the phase (the page came as the check or the trials).
+    for (const li of document.querySelectorAll(".steps li")) {
+      if (li.dataset.step === t.phase) li.setAttribute("aria-current", "step"); else li.removeAttribute("aria-current");
+    }
     $("question").textContent = t.question;
     $("feedback").textContent = "";
-    for (const id of ["references", "candidates", "options", "rating", "confidence"]) $(id).replaceChildren();
+    for (const id of ["references", "candidates", "options", "rating", "confidence"]) {
+      $(id).replaceChildren();
+      $(id).classList.remove("scale-box");
+    }
     // Comparison trials: the examples set apart from the clips to choose among; MUSHRA: the
     // reference apart from the clips to rate.
     const grouped = t.references.length > 0 && t.candidates.length > 0;
-    const titles = t.sliders ? ["Reference", "Clips to rate"]
-      : t.kind === "abx" ? ["A and B", "X: one of the two"] : ["Examples", "Clips to compare"];
+    const titles = t.sliders ? [_("Reference"), _("Clips to rate")]
+      : t.kind === "abx" ? [_("A and B"), _("X: one of the two")] : [_("Examples"), _("Clips to compare")];
     for (const [id, title] of [["references", titles[0]], ["candidates", titles[1]]]) {
       if (grouped) $(id).append(el("h2", { class: "group-title" }, title));
       if (grouped) $(id).setAttribute("aria-label", title); else $(id).removeAttribute("aria-label");
     }
-    const single = t.sliders ? "Reference" : "Clip";
-    const refName = (i) => t.kind === "abx" ? "ABX"[i] : t.references.length > 1 ? "Example " + (i + 1) : single;
-    const candName = (i) => t.kind === "abx" ? "X" : t.sliders && t.candidates.length === 1 ? "Clip" : "Clip " + LETTERS[i];
+    const single = t.sliders ? _("Reference") : _("Clip");
+    const refName = (i) => t.kind === "abx" ? "ABX"[i] : t.references.length > 1 ? _("Example {n}", { n: i + 1 }) : single;
+    // "Clip A" as the package's options name it (the builder's catalog says it the same way).
+    const candName = (i) => t.kind === "abx" ? "X" : t.sliders && t.candidates.length === 1 ? _("Clip")
+      : _("Clip {letter}", { letter: LETTERS[i] });
     const clips = [
       ...t.references.map((c, i) => [c, $("references"), refName(i)]),
       ...t.candidates.map((c, i) => [c, $("candidates"), candName(i)]),
@@ -209,7 +231,7 @@ function runTrials(root) {
       const box = t.sliders && group === $("candidates") ? el("div", { class: "slider-row" }) : group;
       if (box !== group) group.append(box);
       state.required.add(clip.id);
-      const heardAs = t.id + " " + clip.url;
+      const heardAs = t.id + " " + (data.attempt || 0) + " " + clip.url; // a retried check is heard anew
       if (wasHeard(heardAs)) state.plays[clip.id] = 1;
       const audio = makePlayer(box, clip.url, label, (n) => {
         state.plays[clip.id] = n;
@@ -223,8 +245,8 @@ function runTrials(root) {
       b.addEventListener("click", () => { state.answer = o.id; select($("options"), b); update(); });
       $("options").append(b);
     });
-    if (t.rating) scale($("rating"), t.rating, "Your rating", (v) => { state.rating = v; });
-    if (t.confidence) scale($("confidence"), t.confidence, "How sure are you?", (v) => { state.confidence = v; });
+    if (t.rating) scale($("rating"), t.rating, _("Your rating"), (v) => { state.rating = v; });
+    if (t.confidence) scale($("confidence"), t.confidence, _("How sure are you?"), (v) => { state.confidence = v; });
     for (const url of data.preload || []) {
       const a = new Audio();
       a.preload = "auto";
@@ -236,15 +258,20 @@ function runTrials(root) {
     $("question").focus();
   }
 
+  // An ordinal scale: its numbers always on one line, the end labels beside them on a wide
+  // screen and under the two ends on a phone (study.css), read in order: low end, numbers, high end.
   function scale(box, spec, title, set) {
+    box.classList.add("scale-box");
     box.append(el("span", { class: "scale-title" }, title));
-    if (spec.min_label) box.append(el("span", { class: "scale-label" }, spec.min_label));
+    if (spec.min_label) box.append(el("span", { class: "scale-label min" }, spec.min_label));
+    const row = el("div", { class: "scale-row" });
     for (let v = spec.min; v <= spec.max; v++) {
       const b = el("button", { type: "button", class: "option scale", "aria-pressed": "false", "data-key": String(v) }, String(v));
       b.addEventListener("click", () => { set(v); select(box, b); update(); });
-      box.append(b);
+      row.append(b);
     }
-    if (spec.max_label) box.append(el("span", { class: "scale-label" }, spec.max_label));
+    box.append(row);
+    if (spec.max_label) box.append(el("span", { class: "scale-label max" }, spec.max_label));
   }
 
   // A 0-100 slider for one clip. It starts unset (no thumb, "–"): only a slider the
@@ -254,8 +281,8 @@ function runTrials(root) {
     const middle = String(Math.round((spec.min + spec.max) / 2)); // where the keys start from
     const input = el("input", {
       type: "range", class: "slider unset", min: String(spec.min), max: String(spec.max), step: "1",
-      value: middle, "aria-label": "Your rating of " + label,
-      "data-clip": clip.id, "aria-valuetext": "not rated yet",
+      value: middle, "aria-label": _("Your rating of {clip}", { clip: label }),
+      "data-clip": clip.id, "aria-valuetext": _("not rated yet"),
     });
     const value = el("output", { class: "slider-value", "aria-hidden": "true" }, "–");
     const show = (v) => {
@@ -263,7 +290,7 @@ function runTrials(root) {
         delete state.sliders[clip.id];
         input.value = middle;
         input.classList.add("unset");
-        input.setAttribute("aria-valuetext", "not rated yet");
+        input.setAttribute("aria-valuetext", _("not rated yet"));
         value.textContent = "–";
       } else {
         state.sliders[clip.id] = v;
@@ -320,8 +347,8 @@ function runTrials(root) {
     for (const s of document.querySelectorAll("#candidates input.slider")) s.disabled = !(state.plays[s.dataset.clip] >= 1) || state.busy;
     const t = state.trial;
     const rated = !t.sliders || t.candidates.every((c) => state.sliders[c.id] !== undefined);
-    $("hint").textContent = !played ? "Listen to every clip to the end to answer."
-      : rated ? "" : "Move every slider to rate each clip.";
+    $("hint").textContent = !played ? _("Listen to every clip to the end to answer.")
+      : rated ? "" : _("Move every slider to rate each clip.");
     const answered = (t.options.length === 0 || state.answer !== null) && (!t.rating || state.rating !== null) &&
       (!t.confidence || state.confidence !== null) && rated;
     submitButton.disabled = !(played && answered) || state.busy;
@@ -358,7 +385,7 @@ function runTrials(root) {
         const result = await r.json();
         status.textContent = "";
         if (result.feedback) {
-          $("feedback").textContent = result.feedback.correct ? "Correct!" : "Not quite — the right answer was another one.";
+          $("feedback").textContent = result.feedback.correct ? _("Correct!") : _("Not quite — the right answer was another one.");
           await sleep(1500);
         }
         await load();
@@ -372,13 +399,13 @@ function runTrials(root) {
       // all of it, so is not refused.
       if (r && (r.status === 400 || r.status === 425)) {
         const err = await r.json().catch(() => ({}));
-        status.textContent = err.error || "That answer could not be saved.";
+        status.textContent = err.error || _("That answer could not be saved.");
         if (/CSRF/.test(err.error || "")) { location.reload(); return; }
         state.busy = false;
         update();
         return;
       }
-      status.textContent = "Connection problem — your answer is kept and will be sent…";
+      status.textContent = _("Connection problem — your answer is kept and will be sent…");
       if (attempt === 0) postEvent("network_retry", {});
       await sleep(Math.min(10000, 500 * 2 ** attempt));
     }
@@ -414,7 +441,7 @@ document.addEventListener("DOMContentLoaded", () => {
     // A player may hold back a button until its clip has played to the end (the volume
     // page: a volume set without hearing the test sound sets nothing).
     const unlocks = box.dataset.unlocks ? document.getElementById(box.dataset.unlocks) : null;
-    const audio = makePlayer(box, box.dataset.clipUrl, box.dataset.label || "Play", () => {
+    const audio = makePlayer(box, box.dataset.clipUrl, box.dataset.label || _("Play"), () => {
       if (!unlocks) return;
       unlocks.disabled = false;
       const hint = document.getElementById("volume-hint");

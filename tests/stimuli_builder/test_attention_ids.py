@@ -115,7 +115,7 @@ def test_attention_checks_are_answered_only_by_listening(demo_package: Path, tmp
     choice_question = config.label_validation.question_choice
     assert len({answer(t) for t in instructed}) > 1
     numbers = [
-        resample(sf.read(str(VOICE_DIR / f"number-{n}.flac"))[0], 16000, sr)
+        resample(sf.read(str(VOICE_DIR / "en" / f"number-{n}.flac"))[0], 16000, sr)
         for n in range(1, len(instructed[0].options) + 1)
     ]
     for t in instructed:

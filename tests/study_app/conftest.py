@@ -12,9 +12,17 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
-from artifact_schemas import AnswerKey, load_key
+from artifact_schemas import AnswerKey, StudyManifest, load_key, load_study
 from study_app.simulate import csrf_token
 from tests.study_app.prolific_ids import prolific_ids
+
+
+def import_package(app: Flask, package: Path) -> tuple[AnswerKey, StudyManifest]:
+    """``study-app import package`` into ``app``; the package's key and manifest."""
+    with app.app_context():
+        result = app.test_cli_runner().invoke(args=["import", str(package)])
+        assert result.exit_code == 0, result.output
+    return load_key(package / "key.json"), load_study(package / "study.json")
 
 
 def csrf_of(html: str) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -44,7 +45,24 @@ def test_dashboard_updates_live_and_export_downloads(
         expect(completed).to_have_text("1")
         expect(page.locator("#recent tbody tr")).to_have_count(1)
         expect(page.locator("#per-feature tbody tr").first).to_be_visible()  # refreshed in place too
+        # The bot is marked as one and kept out of the durations (issue 37: "0.0 min" with
+        # bots); lists carry names; the chart has its axes: counts 0 to the peak, and times.
+        expect(page.locator("#recent tbody td").nth(1)).to_have_text("bot")
+        expect(page.locator('[data-stat="totals.bots"]')).to_have_text("1")
+        none = "\u2013"  # no duration: only a bot finished
+        expect(page.locator('[data-stat="median_duration_s"]')).to_have_text(none)
+        expect(page.locator("#recent tbody td").nth(2)).to_contain_text("List ")
+        ticks = page.locator("#timeline text.tick")
+        expect(ticks).to_have_count(5)
+        peak = int(ticks.nth(1).text_content())
+        assert peak >= 1 and page.locator("#timeline rect").count() == 24
+        assert re.fullmatch(r"\d\d:\d\d", ticks.nth(4).text_content() or ""), ticks.nth(4).text_content()
         screenshot(page, "admin-dashboard")
+        # Readable on a phone: the page is no wider than the screen (tables scroll inside).
+        page.set_viewport_size({"width": 390, "height": 844})
+        assert page.evaluate("document.documentElement.scrollWidth") <= 390
+        screenshot(page, "admin-dashboard-390")
+        page.set_viewport_size({"width": 1280, "height": 800})
         assert page.url.endswith("/admin/s/pilot")
         with page.expect_download() as download:
             page.get_by_role("link", name="Download responses (CSV)").click()

@@ -15,9 +15,9 @@ from flask import Flask
 from playwright.sync_api import expect
 from sqlalchemy import select
 
-from artifact_schemas import load_key, load_study
 from study_app.db import db
 from study_app.models import Event, Response, Study, StudySession, Trial
+from tests.study_app.conftest import import_package
 
 # Clips play at 16x in the test (the app is unchanged; only the clock is faster).
 FAST_AUDIO = """
@@ -38,10 +38,7 @@ def _wait_until_answered(page: Any, url: str, tid: str) -> None:
 def test_chromium_completes_demo_session(
     app: Flask, demo_package: Path, serve: Any, browser: Any, tmp_path: Path, screenshot: Any
 ) -> None:
-    with app.app_context():
-        assert app.test_cli_runner().invoke(args=["import", str(demo_package)]).exit_code == 0
-    key = load_key(demo_package / "key.json")
-    manifest = load_study(demo_package / "study.json")
+    key, manifest = import_package(app, demo_package)
     options = {t.id: {o.id: o.text for o in t.options} for t in manifest.trials}
     captured: list[tuple[str, str]] = []
     clicked: dict[str, str | int] = {}
@@ -233,6 +230,7 @@ def test_chromium_completes_demo_session(
                 "total",
                 "step",
                 "steps",
+                "attempt",
                 "trial",
                 "preload",
                 "redirect",

@@ -153,7 +153,7 @@ def test_answers_need_every_clip_played(participant: Any, study_app: tuple[Flask
     participant.post_stage("volume")
     trial = participant.trial()
     response = participant.answer(trial, plays={})
-    assert response.status_code == 400 and "played" in response.get_json()["error"]
+    assert response.status_code == 400 and "listen to every clip to the end" in response.get_json()["error"]
     assert _count(app, Response) == 0
 
 
@@ -184,11 +184,14 @@ def test_screening_retry_policy(new_participant: Any, study_app: tuple[Flask, An
     p = new_participant()
     p.enter()
     p.post_stage("volume")
+    assert p.trial()["attempt"] == 0
     n_screening = sum(1 for t in key.trials.values() if t.trial_type == "screening")
     for _ in range(n_screening):  # first attempt: all wrong
         assert p.answer(p.trial(), correct=False).status_code == 200
     retry = p.trial()
     assert retry["stage"] == "screening" and retry["position"] == 0
+    # The page keys the clips it heard by attempt: the retry's are not heard yet.
+    assert retry["attempt"] == 1
     for _ in range(n_screening):  # second attempt: all right
         assert p.answer(p.trial()).status_code == 200
     assert p.trial()["stage"] == "instructions"
