@@ -651,6 +651,14 @@ RESPONSES = TableSchema(
             optional=True,
         ),
         Column(
+            "problems",
+            "str",
+            "what the participant reported with 'Problem with the audio?' on this trial: a JSON list "
+            'of {"reason", "text"} (reason: silent, level, distorted or other); null when none',
+            nullable=True,
+            optional=True,
+        ),
+        Column(
             "correct",
             "bool",
             "answer matches the key (null when the trial has no right answer)",

@@ -26,10 +26,24 @@ from study_app.participant import ApiRead, study_and_session
 bp = Blueprint("api", __name__, url_prefix="/api")
 
 EVENT_KINDS = frozenset(
-    {"visibility", "audio_error", "network_retry", "resync", "client_error", "page_hidden", "page_visible"}
+    {
+        "visibility",
+        "audio_error",
+        "network_retry",
+        "resync",
+        "client_error",
+        "page_hidden",
+        "page_visible",
+        "clip_problem",
+    }
 )
+# "Problem with the audio?" under a trial (issue 36): why, as the page's list says, and the
+# participant's own words. Exported with the trial's answer (export.py, column problems).
+PROBLEM_REASONS = frozenset({"silent", "level", "distorted", "other"})
+PROBLEM_TEXT_MAX = 500
 # fullmatch, not match with "$": "$" also matches before a trailing newline.
 _IDEM = re.compile(r"[A-Za-z0-9_-]{8,64}")
+_TRIAL_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")  # artifact_schemas.study.OpaqueId
 # Deeper than any body the runner sends; walking it stays far from the recursion limit.
 _MAX_DEPTH = 16
 
@@ -248,6 +262,18 @@ def _answer_payload(data: Any) -> dict[str, Any]:
     }
 
 
+def _problem(detail: dict[str, Any]) -> dict[str, str]:
+    """A problem report as stored: the trial it is about, a reason of the list, the text."""
+    trial, reason, text = detail.get("trial"), detail.get("reason"), detail.get("text", "")
+    if not isinstance(trial, str) or not _TRIAL_ID.fullmatch(trial):
+        raise BadRequest("data.trial must be the trial's id")
+    if reason not in PROBLEM_REASONS:
+        raise BadRequest(f"data.reason must be one of {sorted(PROBLEM_REASONS)}")
+    if not isinstance(text, str) or len(text) > PROBLEM_TEXT_MAX:
+        raise BadRequest(f"data.text must be text of at most {PROBLEM_TEXT_MAX} characters")
+    return {"trial": trial, "reason": str(reason), "text": text.strip()}
+
+
 @bp.post("/s/<slug>/event")
 def event(slug: str) -> ResponseReturnValue:
     """Record a client-side event (tab hidden, audio failed, retries) for the researcher."""
@@ -258,6 +284,8 @@ def event(slug: str) -> ResponseReturnValue:
     detail = data.get("data", {})
     if not isinstance(detail, dict) or len(str(detail)) > 2000:
         raise BadRequest("data must be a small JSON object")
+    if data["kind"] == "clip_problem":
+        detail = _problem(detail)
     client_ts = data.get("client_ts") if isinstance(data.get("client_ts"), str) else None
     if (
         sessions.recent_events(sess, EVENT_KINDS, seconds=60)

@@ -129,6 +129,7 @@ def iter_export_batches(
         "exported_at": _iso(datetime.now(UTC)),
     }
     options = {t.id: {o.id: (i, o.text) for i, o in enumerate(t.options)} for t in view.manifest.trials}
+    problems = _problems(study)
     candidates = {t.id: t.candidates for t in view.manifest.trials}
     clips = view.manifest.clips
     audio_s = {
@@ -171,6 +172,7 @@ def iter_export_batches(
                 "rating": response.rating,
                 "confidence": response.confidence,
                 "sliders": _sliders(response.slider_values, candidates[trial_key], key.clips),
+                "problems": problems.get((response.session_id, trial_key)),
                 "correct": response.correct,
                 "correct_option": tk.correct_option,
                 "correct_text": correct[1] if correct else None,
@@ -202,6 +204,20 @@ def iter_export_batches(
             batch = []
     if batch:
         yield batch
+
+
+def _problems(study: Study) -> dict[tuple[int, str], str]:
+    """(session, trial id) -> the problem reports sent under that trial, as a JSON list."""
+    reports: dict[tuple[int, str], list[dict[str, str]]] = {}
+    query = (
+        select(Event.session_id, Event.data)
+        .where(Event.study_id == study.id, Event.kind == "clip_problem", Event.session_id.is_not(None))
+        .order_by(Event.id)
+    )
+    for session_id, data in db.session.execute(query):
+        report = {"reason": str(data.get("reason", "")), "text": str(data.get("text", ""))}
+        reports.setdefault((session_id, str(data.get("trial", ""))), []).append(report)
+    return {k: json.dumps(v, ensure_ascii=False) for k, v in reports.items()}
 
 
 def _sliders(values: dict[str, int] | None, candidates: list[str], keys: dict[str, ClipKey]) -> str | None:

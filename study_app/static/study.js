@@ -203,6 +203,7 @@ function runTrials(root) {
       if (li.dataset.step === t.phase) li.setAttribute("aria-current", "step"); else li.removeAttribute("aria-current");
     }
     $("question").textContent = t.question;
+    resetProblem();
     $("feedback").textContent = "";
     for (const id of ["references", "candidates", "options", "rating", "confidence"]) {
       $(id).replaceChildren();
@@ -411,9 +412,43 @@ function runTrials(root) {
     }
   }
 
+  // "Problem with the audio?": a report about the trial on screen, kept with its answer.
+  function resetProblem() {
+    const box = $("problem");
+    if (!box) return;
+    box.open = false;
+    $("problem-form").reset();
+    $("problem-sent").hidden = true;
+    $("problem-failed").hidden = true;
+  }
+  const problemForm = $("problem-form");
+  if (problemForm) {
+    problemForm.addEventListener("submit", async (e) => {
+      e.preventDefault();
+      const send = problemForm.querySelector("button");
+      send.disabled = true;
+      const body = JSON.stringify({
+        kind: "clip_problem",
+        data: { trial: state.trial.id, reason: $("problem-reason").value, text: $("problem-text").value.slice(0, 500) },
+        client_ts: new Date().toISOString(),
+      });
+      let ok = false;
+      try {
+        const r = await fetch(eventUrl, {
+          method: "POST", headers: { "Content-Type": "application/json", "X-CSRFToken": csrfToken() }, body,
+        });
+        ok = r.ok;
+      } catch (err) { ok = false; }
+      send.disabled = false;
+      $("problem-sent").hidden = !ok;
+      $("problem-failed").hidden = ok;
+      if (ok) $("problem-text").value = "";
+    });
+  }
+
   submitButton.addEventListener("click", submit);
   document.addEventListener("keydown", (e) => {
-    if (e.target.tagName === "TEXTAREA" || e.target.tagName === "INPUT") return;
+    if (["TEXTAREA", "INPUT", "SELECT"].includes(e.target.tagName)) return;
     // Number keys answer the first question of the trial still open (the options, the
     // rating, then "How sure are you?"); once all are answered, they change the one last
     // answered by key. The choice moves focus off the play button, so that Enter then

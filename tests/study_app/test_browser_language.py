@@ -20,7 +20,10 @@ from typing import Any
 import pytest
 from flask import Flask
 from playwright.sync_api import expect
+from sqlalchemy import select
 
+from study_app.db import db
+from study_app.models import Event
 from tests.study_app.conftest import Participant, import_package
 from tests.study_app.test_browser_session import FAST_AUDIO, _wait_until_answered
 from tests.test_translations import catalog
@@ -100,6 +103,7 @@ def test_chromium_completes_the_german_demo_with_no_english_left(
         screenshot(page, "phone-de-2-volume")
         proceed.click()
         kinds: set[str] = set()
+        reported: list[str] = []
         for _step in range(100):
             state = page.request.get(f"{server.url}/api/s/demo/trial").json()
             if state["stage"] == "instructions":
@@ -122,6 +126,14 @@ def test_chromium_completes_the_german_demo_with_no_english_left(
             for i in range(plays.count()):
                 plays.nth(i).click()
                 expect(page.locator(".clip.played")).to_have_count(i + 1)
+            if trial["phase"] == "main" and not reported:  # "Problem with the audio?", once
+                page.get_by_text("Problem mit dem Ton?").click()
+                page.get_by_label("Was stimmt nicht?").select_option("level")
+                page.get_by_label("Erzählen Sie uns mehr (freiwillig)").fill("viel zu laut")
+                page.get_by_role("button", name="Meldung senden").click()
+                expect(page.locator("#problem-sent")).to_be_visible()
+                scan(page, "problem report")
+                reported.append(tid)
             tk = key.trials[tid]
             if trial["options"]:
                 answer = tk.correct_option or next(iter(options[tid]))
@@ -153,6 +165,9 @@ def test_chromium_completes_the_german_demo_with_no_english_left(
         scan(page, "done")
         screenshot(page, "phone-de-8-done")
     context.close()
+    with app.app_context():
+        sent = db.session.scalars(select(Event.data).where(Event.kind == "clip_problem")).all()
+    assert sent == [{"trial": reported[0], "reason": "level", "text": "viel zu laut"}]
     # Every kind of page was met: consent, volume, check, instructions, practice, main, end.
     assert {"screening-screening answered", "practice feedback", "questionnaire", "done"} <= set(pages)
     assert {k for k in kinds if k.startswith("main-")} == {
