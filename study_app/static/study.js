@@ -223,6 +223,7 @@ function runTrials(root) {
     // "Clip A" as the package's options name it (the builder's catalog says it the same way).
     const candName = (i) => t.kind === "abx" ? "X" : t.sliders && t.candidates.length === 1 ? _("Clip")
       : _("Clip {letter}", { letter: LETTERS[i] });
+    const kept = t.id + " " + (data.attempt || 0); // what this tab keeps of the trial over a reload
     const clips = [
       ...t.references.map((c, i) => [c, $("references"), refName(i)]),
       ...t.candidates.map((c, i) => [c, $("candidates"), candName(i)]),
@@ -232,14 +233,14 @@ function runTrials(root) {
       const box = t.sliders && group === $("candidates") ? el("div", { class: "slider-row" }) : group;
       if (box !== group) group.append(box);
       state.required.add(clip.id);
-      const heardAs = t.id + " " + (data.attempt || 0) + " " + clip.url; // a retried check is heard anew
+      const heardAs = kept + " " + clip.url; // a retried check is heard anew
       if (wasHeard(heardAs)) state.plays[clip.id] = 1;
       const audio = makePlayer(box, clip.url, label, (n) => {
         state.plays[clip.id] = n;
         update();
       }, heardAs);
       if (box === $("references") && (t.segments || []).length) showSegments(box, audio, t.segments);
-      if (box !== group) slider(box, clip, label, t.sliders);
+      if (box !== group) slider(box, clip, label, t.sliders, kept);
     }
     t.options.forEach((o, i) => {
       const b = el("button", { type: "button", class: "option", "aria-pressed": "false", "data-key": String(i + 1) }, o.text);
@@ -278,7 +279,20 @@ function runTrials(root) {
   // A 0-100 slider for one clip. It starts unset (no thumb, "–"): only a slider the
   // participant moved counts as an answer, never its starting place. It opens once its clip
   // has been played to the end; arrow keys move it (the number keys stay with buttons).
-  function slider(row, clip, label, spec) {
+  // The values set are kept in the tab's sessionStorage by trial, so a reload or Back
+  // brings them back with the clips heard (issue 36); the answer sent is still the page's.
+  function keptSliders(kept) {
+    try { return JSON.parse(sessionStorage.getItem("sliders " + kept) || "{}"); } catch (e) { return {}; }
+  }
+  function keepSlider(kept, clipId, v) {
+    try {
+      const values = keptSliders(kept);
+      if (v === undefined) delete values[clipId]; else values[clipId] = v;
+      sessionStorage.setItem("sliders " + kept, JSON.stringify(values));
+    } catch (e) { /* storage off: a reload asks for the sliders again */ }
+  }
+
+  function slider(row, clip, label, spec, kept) {
     const middle = String(Math.round((spec.min + spec.max) / 2)); // where the keys start from
     const input = el("input", {
       type: "range", class: "slider unset", min: String(spec.min), max: String(spec.max), step: "1",
@@ -300,6 +314,7 @@ function runTrials(root) {
         input.setAttribute("aria-valuetext", String(v));
         value.textContent = String(v);
       }
+      keepSlider(kept, clip.id, v);
       update();
     };
     const set = () => show(Number(input.value));
@@ -329,6 +344,10 @@ function runTrials(root) {
     const box = el("div", { class: "slider-box" });
     box.append(input, labels);
     row.append(box, value);
+    const restored = keptSliders(kept)[clip.id];
+    if (Number.isInteger(restored) && restored >= spec.min && restored <= spec.max && state.plays[clip.id] >= 1) {
+      show(restored);
+    }
   }
 
   function select(box, chosen) {

@@ -38,6 +38,7 @@ def test_chromium_rates_mushra_and_slider_trials(
     page = context.new_page()
     set_values: dict[str, dict[str, int]] = {}
     chosen: dict[str, str | None] = {}
+    reloaded: list[str] = []
     with serve(app) as server:
         trial_url = f"{server.url}/api/s/{SLUG}/trial"
         page.goto(f"{server.url}/s/{SLUG}")
@@ -126,6 +127,12 @@ def test_chromium_rates_mushra_and_slider_trials(
                 _swipe(context, page, first.locator("input.slider"))
                 expect(first.locator(".slider-value")).to_have_text(str(mine[t["candidates"][0]["id"]]))
             assert page.evaluate("document.documentElement.scrollWidth") <= width  # nothing off screen
+            if not reloaded and t["kind"] == "mushra":  # a reload keeps the values set (issue 36)
+                reloaded.append(t["id"])
+                page.reload()
+                expect(page.locator("#runner")).to_have_attribute("data-trial", t["id"])
+                expect(values).to_have_text([str(mine[c["id"]]) for c in t["candidates"]])
+                expect(page.locator("#submit")).to_be_enabled()
             if not any(_kind(manifest, k) == t["kind"] for k in set_values):  # one picture per kind
                 screenshot(page, f"own-{t['kind']}-{width}")
             set_values[t["id"]] = mine
