@@ -47,6 +47,7 @@ class Stimulus:
     path: Path
     row: int
     duration_s: float
+    channels: int = 1
 
 
 @dataclass
@@ -171,7 +172,9 @@ def _stimulus(csv_path: Path, n: int, row: dict[str, str], reserved: Collection[
         raise ArtifactError(csv_path, where, f"readable audio ({exc})", row["file"]) from exc
     except AudioError as exc:
         raise ArtifactError(csv_path, where, f"usable audio, not {exc.reason}", row["file"]) from exc
-    return Stimulus(row["item"], row["condition"], role, path.resolve(), n, float(info.duration))
+    return Stimulus(
+        row["item"], row["condition"], role, path.resolve(), n, float(info.duration), int(info.channels)
+    )
 
 
 def _item(csv_path: Path, name: str, stimuli: list[Stimulus]) -> Item:
@@ -205,6 +208,25 @@ def _warnings(csv_path: Path, items: list[Item]) -> list[str]:
                 f"{max(durations):.2f} s (rows {', '.join(str(s.row) for s in item.stimuli)}); its "
                 "MUSHRA trials cut every clip to the shortest"
             )
+    rows_of: dict[Path, list[int]] = {}
+    for item in items:
+        for s in item.stimuli:
+            rows_of.setdefault(s.path, []).append(s.row)
+    for path, rows in rows_of.items():
+        if len(rows) > 1:  # a copy-paste slip, or a condition meant to be the reference itself
+            warnings.append(
+                f"{csv_path.name}: rows {', '.join(map(str, rows))} name the same file {path.name}; "
+                "participants rate the same audio under different names (the hidden reference is "
+                "added by the builder, not listed)"
+            )
+    stereo = [s for item in items for s in item.stimuli if s.channels > 1]
+    if stereo:
+        warnings.append(
+            f"{csv_path.name}: {'rows' if len(stereo) > 1 else 'row'} "
+            f"{', '.join(str(s.row) for s in stereo)} {'are' if len(stereo) > 1 else 'is'} not mono "
+            f"({', '.join(sorted({f'{s.channels} channels' for s in stereo}))}); every clip is played "
+            "mono, the mean of its channels, so differences between the channels are not heard"
+        )
     every = {s.condition for item in items for s in item.stimuli if s.role != "reference"}
     for item in items:
         lacking = sorted(every - {s.condition for s in item.stimuli})

@@ -443,3 +443,27 @@ def test_an_items_slider_clips_match_in_size_and_length(package: Path, tmp_path:
     clip.write_bytes(clip.read_bytes()[:-100])
     leaks = "\n".join(check_package(pkg).blinding_leaks)
     assert f"slider trials of item {key.trials[t.id].item!r}: their clips differ in byte size" in leaks
+
+
+def test_a_file_listed_twice_and_a_stereo_file_are_warned_about(
+    stimuli_dir: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Issue 36: a condition pointing at another row's file, and a stereo file played mono,
+    built silently before."""
+    root = _copy(stimuli_dir, tmp_path)
+    rows = _rows(root)
+    rows[3] = rows[3].replace("clips/melody_coarse.flac", "clips/melody_noisy.flac")  # a slip
+    _write_csv(root, rows)
+    audio, sr = sf.read(root / "clips" / "bass_coarse.flac")
+    sf.write(root / "clips" / "bass_coarse.flac", np.stack([audio, 0.5 * audio], axis=1), sr)
+    with caplog.at_level(logging.WARNING):
+        build_package(root / "study.toml", None, tmp_path / "pkg")
+    warned = " ".join(r.getMessage() for r in caplog.records if r.levelname == "WARNING")
+    assert "rows 3, 4 name the same file melody_noisy.flac" in warned, warned
+    assert "row 12 is not mono (2 channels)" in warned, warned
+    # A clean CSV warns of neither.
+    caplog.clear()
+    with caplog.at_level(logging.WARNING):
+        build_package(stimuli_dir / "study.toml", None, tmp_path / "clean")
+    clean = " ".join(r.getMessage() for r in caplog.records)
+    assert "same file" not in clean and "not mono" not in clean
