@@ -145,6 +145,9 @@ def write_report(report: Report, out: str | Path) -> Path:
 
 
 def _html(report: Report) -> str:
+    # A table with no rows asks a question this study's trials do not (a MUSHRA-only study
+    # has no label trials): one line names them all, instead of a heading and "no data"
+    # each (issue 36). tables/ and report.json keep every table, empty or not.
     tables = [
         {
             "name": name.replace("_", " "),
@@ -152,10 +155,13 @@ def _html(report: Report) -> str:
             **_rows(table, bool(report.meta.get("stars", True))),
         }
         for name, table in report.tables.items()
+        if len(table) or name == "exclusions"
     ]
+    absent = [name.replace("_", " ") for name, table in report.tables.items() if not len(table)]
+    absent = [name for name in absent if name != "exclusions"]
     figures = [{"name": name.replace("_", " "), "svg": svg} for name, svg in report.figures.items()]
     return (
         _templates()
         .get_template("report.html")
-        .render(title=report.title, meta=report.meta, tables=tables, figures=figures)
+        .render(title=report.title, meta=report.meta, tables=tables, absent=absent, figures=figures)
     )

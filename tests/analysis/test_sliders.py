@@ -141,6 +141,10 @@ def test_the_report_has_the_slider_tables_and_figures(tmp_path: Path, check_repo
     write_report(alone, tmp_path / "alone")
     ours = [p for p in check_report(tmp_path / "alone" / "report.json") if p.startswith("mushra")]
     assert ours == [] and {"mushra_conditions", "mushra_model"} <= set(alone.tables)
+    # The page of a MUSHRA-only study: no heading over an empty label table, one line naming them.
+    page = (tmp_path / "alone" / "report.html").read_text()
+    assert "<h2>label accuracy by layer</h2>" not in page and "<h2>mushra conditions</h2>" in page
+    assert "label accuracy by layer" in page.split('id="absent"')[1]
     for name in ("mushra_scores", "slider_scores"):
         assert (tmp_path / "sim" / "figures" / f"{name}.png").read_bytes()[:4] == b"\x89PNG"
         assert (tmp_path / "sim" / "figures" / f"{name}.svg").read_text().startswith("<svg")
