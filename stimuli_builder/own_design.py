@@ -27,8 +27,11 @@ from __future__ import annotations
 from collections import defaultdict
 from itertools import cycle, islice
 
+import numpy as np
+
 from artifact_schemas.order import groups_separable
 from artifact_schemas.study import SliderScale
+from stimuli_builder.audio_prep import read_source
 from stimuli_builder.conditions import Item, OwnStimuli, Stimulus
 from stimuli_builder.config import StudyConfig
 from stimuli_builder.design import (
@@ -48,6 +51,11 @@ from stimuli_builder.generated import ANCHOR_CUTOFF_HZ, lowpass_transform
 # (BS.1534-3 advises few conditions per trial; webMUSHRA's strict mode stops at 12), and the
 # app takes play counts for at most 64 clips a trial.
 MAX_MUSHRA_CANDIDATES = 15
+# A generated anchor that removes less of its reference's energy than this (dB, the share
+# above the cut-off) sounds like the reference: BS.1534's anchor is meant to be heard as
+# clearly worse, and one that is not makes a low rating of it a sign of guessing, not of
+# listening. -40 dB is 1/10,000 of the energy; the example's clips lose -15 to -39 dB.
+INAUDIBLE_ANCHOR_DB = -40.0
 
 
 def build_own_design(stimuli: OwnStimuli, config: StudyConfig) -> Design:
@@ -98,6 +106,7 @@ def _add_mushra(design: Design, stimuli: OwnStimuli, config: StudyConfig) -> Non
                 "split its conditions into two studies or leave some out"
             )
         by_size[n].append(item)
+        design.warnings += _inaudible_anchors(item, mu.anchors, config.audio.sample_rate)
     scale = SliderScale(min=0, max=100, labels=list(mu.labels))
     # Items with as many candidates share one balance of the hidden reference's position.
     for n, items in sorted(by_size.items()):
@@ -108,6 +117,26 @@ def _add_mushra(design: Design, stimuli: OwnStimuli, config: StudyConfig) -> Non
                 spec = _mushra_trial(item, k, position, config, scale)
                 design.trials[spec.key] = spec
                 design.lists[k].append(spec.key)
+
+
+def _inaudible_anchors(item: Item, names: list[str], sample_rate: int) -> list[str]:
+    """A warning for each generated anchor that would take almost nothing from the reference."""
+    if not names:
+        return []
+    audio = read_source(item.reference.path, sample_rate)
+    power = np.abs(np.fft.rfft(audio)) ** 2
+    freqs = np.fft.rfftfreq(audio.shape[0], 1 / sample_rate)
+    warnings = []
+    for name in names:
+        above = float(power[freqs > ANCHOR_CUTOFF_HZ[name]].sum()) / max(float(power.sum()), 1e-30)
+        db = 10 * np.log10(max(above, 1e-30))
+        if db < INAUDIBLE_ANCHOR_DB:
+            warnings.append(
+                f"mushra.anchors: {name} of item {item.name!r} removes only {db:.0f} dB of its reference's "
+                f"energy (what lies above {ANCHOR_CUTOFF_HZ[name]:.0f} Hz): it will sound like the "
+                "reference; add an anchor row of your own for this item (role anchor) or a lower cut-off"
+            )
+    return warnings
 
 
 def _mushra_trial(item: Item, k: int, position: int, config: StudyConfig, scale: SliderScale) -> TrialSpec:

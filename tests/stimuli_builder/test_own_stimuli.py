@@ -467,3 +467,18 @@ def test_a_file_listed_twice_and_a_stereo_file_are_warned_about(
         build_package(stimuli_dir / "study.toml", None, tmp_path / "clean")
     clean = " ".join(r.getMessage() for r in caplog.records)
     assert "same file" not in clean and "not mono" not in clean
+
+
+def test_an_anchor_that_would_sound_like_its_reference_is_warned_about(
+    stimuli_dir: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Issue 36: a 3.5 kHz low-pass of a clip with nothing above 1 kHz changes nothing audible."""
+    root = _copy(stimuli_dir, tmp_path)
+    audio, sr = sf.read(root / "clips" / "bass_original.flac")
+    t = np.arange(audio.shape[0]) / sr
+    low = sum(0.2 / h * np.sin(2 * np.pi * 110 * h * t) for h in range(1, 6))  # all under 600 Hz
+    sf.write(root / "clips" / "bass_original.flac", low * np.hanning(t.size) ** 0.1, sr)
+    with caplog.at_level(logging.WARNING):
+        build_package(root / "study.toml", None, tmp_path / "pkg")
+    warned = [r.getMessage() for r in caplog.records if "mushra.anchors" in r.getMessage()]
+    assert len(warned) == 1 and "lp3500 of item 'bass'" in warned[0], warned
