@@ -25,6 +25,7 @@ renders it with dither and an offset of its own, so no file recurs anywhere.
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Sequence
 from itertools import cycle, islice
 
 import numpy as np
@@ -119,7 +120,7 @@ def _add_mushra(design: Design, stimuli: OwnStimuli, config: StudyConfig) -> Non
                 design.lists[k].append(spec.key)
 
 
-def _inaudible_anchors(item: Item, names: list[str], sample_rate: int) -> list[str]:
+def _inaudible_anchors(item: Item, names: Sequence[str], sample_rate: int) -> list[str]:
     """A warning for each generated anchor that would take almost nothing from the reference."""
     if not names:
         return []
