@@ -79,6 +79,18 @@ def report(
         "--stars-on-simulated",
         help="Print significance stars even when every response is from study-app simulate's bots.",
     ),
+    reference_below: float = typer.Option(
+        90.0, "--mushra-reference-below", help="MUSHRA post-screening: a hidden reference rated below this..."
+    ),
+    anchor_above: float = typer.Option(
+        90.0, "--mushra-anchor-above", help="...or an anchor rated above this..."
+    ),
+    anchor_rule: bool = typer.Option(
+        True, "--mushra-anchor-rule/--no-mushra-anchor-rule", help="Apply the anchor rule at all."
+    ),
+    max_share: float = typer.Option(
+        0.15, "--mushra-max-share", help="...in more than this share of trials leaves the assessor out."
+    ),
 ) -> None:
     """Write the full report: tables (CSV, Markdown, LaTeX), figures (PNG, SVG), report.html, report.json.
 
@@ -86,13 +98,19 @@ def report(
     """
     from analysis.exclusions import ExclusionRules
     from analysis.run import ReportConfig, run_report
+    from analysis.sliders import PostScreening
 
     rules = ExclusionRules(
         min_attention_correct=min_attention, min_median_rt_ms=min_median_rt, incomplete=not keep_incomplete
     )
     try:
+        screening = PostScreening(reference_below, anchor_above if anchor_rule else None, max_share)
+    except ValueError as exc:
+        print_error("invalid option", exc)
+        raise typer.Exit(2) from exc
+    try:
         cfg = ReportConfig(
-            out, export, database_url, study_id, study, n_options, rules, bayes, stars_on_simulated
+            out, export, database_url, study_id, study, n_options, rules, bayes, stars_on_simulated, screening
         )
         path, built = run_report(cfg)
     except ArtifactError as exc:

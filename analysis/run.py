@@ -8,6 +8,7 @@ from pathlib import Path
 from analysis.exclusions import ExclusionRules
 from analysis.report import Report, build_report, write_report
 from analysis.responses import load_responses
+from analysis.sliders import PostScreening
 from artifact_schemas import ArtifactError
 
 
@@ -27,6 +28,8 @@ class ReportConfig:
     bayes: bool = True
     stars_on_simulated: bool = False
     """Significance stars even on an export of simulated participants only."""
+    post_screening: PostScreening = field(default_factory=PostScreening)
+    """Which MUSHRA assessors the analysis leaves out (ITU-R BS.1534-3 §4.1.2)."""
 
     def __post_init__(self) -> None:
         if self.export is None and not (self.database_url and self.study_id):
@@ -81,5 +84,6 @@ def run_report(cfg: ReportConfig) -> tuple[Path, Report]:
         bayes=cfg.bayes,
         stars_on_simulated=cfg.stars_on_simulated,
         rating_midpoint=midpoint if midpoint is not None else 3.0,
+        post_screening=cfg.post_screening,
     )
     return write_report(built, cfg.out), built

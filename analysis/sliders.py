@@ -76,6 +76,14 @@ class PostScreening:
     anchor_above: float | None = 90.0
     max_share: float = 0.15
 
+    def __post_init__(self) -> None:
+        for name in ("reference_below", "anchor_above"):
+            value = getattr(self, name)
+            if value is not None and not 0 <= value <= 100:
+                raise ValueError(f"PostScreening.{name}: a value on the 0-100 scale, got {value}")
+        if not 0 <= self.max_share < 1:
+            raise ValueError(f"PostScreening.max_share: a share from 0 to under 1, got {self.max_share}")
+
 
 def slider_ratings(responses: pd.DataFrame) -> pd.DataFrame:
     """One row per rated clip of the ``mushra`` and ``slider`` trials: participant,

@@ -209,3 +209,32 @@ def test_the_intervals_cover_at_the_nominal_rate(trial_type: str) -> None:
     means, differences, naive = coverage(trial_type, 60)
     assert means >= 0.90 and differences >= 0.90
     assert naive < 0.85  # why the means are clustered by assessor
+
+
+def test_the_report_command_takes_the_post_screening_rules(tmp_path: Path) -> None:
+    """Issue 36: BS.1534's thresholds were the defaults and could not be changed from the CLI."""
+    from typer.testing import CliRunner
+
+    from analysis.cli import app
+    from artifact_schemas import RESPONSES, save_table
+
+    responses = simulate_slider_export(20, 8, seed=2).responses
+    set_value(responses, 0, list(range(8)), "reference", 100)
+    set_value(responses, 0, [1, 4, 6], "reference", 60)  # 37.5 % of trials below 90
+    export = save_table(responses, tmp_path / "responses.parquet", RESPONSES)
+
+    def screened(*options: str) -> pd.DataFrame:
+        out = tmp_path / f"r{len(list(tmp_path.iterdir()))}"
+        args = ["report", "--export", str(export), "--out", str(out), "--no-bayes", *options]
+        result = CliRunner().invoke(app, args)
+        assert result.exit_code == 0, result.output
+        return pd.read_csv(out / "tables" / "mushra_post_screening.csv").set_index("participant")
+
+    first = f"{0:064x}"
+    assert screened().loc[first, "excluded"]  # BS.1534's 15 %
+    assert not screened("--mushra-max-share", "0.4").loc[first, "excluded"]
+    assert not screened("--mushra-reference-below", "50").loc[first, "excluded"]
+    bad = CliRunner().invoke(
+        app, ["report", "--export", str(export), "--out", str(tmp_path / "x"), "--mushra-max-share", "2"]
+    )
+    assert bad.exit_code == 2 and "PostScreening.max_share" in bad.output
