@@ -61,6 +61,10 @@ RATING_COLUMNS = [
 ]
 
 
+# The slider scale of MUSHRA and slider trials (stimuli_builder makes every one 0-100).
+SCALE = (0.0, 100.0)
+
+
 @dataclass(frozen=True)
 class PostScreening:
     """ITU-R BS.1534-3 §4.1.2: an assessor is left out of the MUSHRA analysis who rates
@@ -221,8 +225,14 @@ def condition_means(ratings: pd.DataFrame, by: tuple[str, ...] = ()) -> pd.DataF
     observation, and the interval is their t interval (df = assessors - 1;
     :func:`analysis.stats.clustered_mean`). ``n`` counts ratings, ``n_participants``
     assessors. Descriptive: no test.
+
+    The interval is cut to the scale (``SCALE``): with few assessors a t interval of a mean
+    near 100 reached past it (issue 36), a value no rating can have. Cutting only drops
+    impossible values, so the interval covers at least as often.
     """
     table = clustered_mean(ratings, "value", [*by, "condition", "role"], "participant")
+    table["ci_low"] = table["ci_low"].clip(lower=SCALE[0])
+    table["ci_high"] = table["ci_high"].clip(upper=SCALE[1])
     return _role_order(table, by).reset_index(drop=True)
 
 

@@ -238,3 +238,20 @@ def test_the_report_command_takes_the_post_screening_rules(tmp_path: Path) -> No
         app, ["report", "--export", str(export), "--out", str(tmp_path / "x"), "--mushra-max-share", "2"]
     )
     assert bad.exit_code == 2 and "PostScreening.max_share" in bad.output
+
+
+def test_a_mean_near_the_top_has_no_interval_past_the_scale() -> None:
+    """Issue 36: three assessors rating the hidden reference 100, 100 and 70 gave an upper
+    bound above 100; the bound is the scale's end, the lower one unchanged."""
+    ratings = pd.DataFrame(
+        {
+            "participant": ["a", "b", "c"],
+            "condition": "original",
+            "role": "reference",
+            "value": [100, 100, 70],
+        }
+    )
+    row = condition_means(ratings).iloc[0]
+    half = stats.t.ppf(0.975, 2) * np.std([100, 100, 70], ddof=1) / np.sqrt(3)
+    assert row["ci_high"] == 100 and row["ci_low"] == pytest.approx(90 - half)
+    assert 90 + half > 100  # the t interval itself went past the scale
