@@ -10,7 +10,9 @@ Output (``--out runs/R/acts``)::
 
 A shard is a fixed group of tracks, so what a shard holds does not depend on how many
 processes share the work: under ``torchrun`` rank r computes shards r, r+W, r+2W, ...
-and the result is byte-identical to a single-process run with the same ``--threads``.
+(data parallelism: each rank reads its own tracks, so the forward splits; its marker
+names the rank) and the result is byte-identical to a single-process run with the same
+``--threads``.
 """
 
 from __future__ import annotations
@@ -326,7 +328,9 @@ def _extract_shard(
     rows: dict[int, list[torch.Tensor]] = {layer: [] for layer in cfg.layer_numbers()}
     index: list[pd.DataFrame] = []
     skipped: list[dict[str, str]] = []
+    forward_passes = 0
     for batch in window_batches(model, tracks, cfg.window_seconds, cfg.batch_seconds, skipped):
+        forward_passes += 1
         acts, n_frames = batch_residuals(
             model, batch, cfg.layer_numbers(), cfg.text_condition, cfg.bf16_forward
         )
@@ -379,6 +383,8 @@ def _extract_shard(
         "rows": len(frame_index),
         "tracks": [t.track_id for t in tracks],
         "skipped": skipped,
+        "rank": rank(),  # who computed it, and with how many forwards: the split is auditable
+        "forward_passes": forward_passes,
     }
     write_text_atomic(out / "progress" / f"{name}.json", json.dumps(marker, indent=2) + "\n")
 

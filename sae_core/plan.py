@@ -5,6 +5,9 @@ activations at every chosen layer, then ``sae-core train`` reads them) and **onl
 (the model runs teacher-forced and the SAEs train on its activations as they come; only
 checkpoints are written). Both run the model over every frame once and train the same
 SAEs on the same rows, so their compute is the same; they differ in disk and memory.
+On several devices online training splits the tracks (data-parallel, the default of
+``sae-core train --parallel``: the forward divides, plus an all-reduce of the SAEs'
+gradients each step) or deals the layers (every device runs every forward).
 
 The times are derived from *measured* per-frame costs, never guessed: a costs file
 (default ``sae_core/plan_costs.json``, written by ``benchmarks/bench_costs.py`` on the
@@ -52,6 +55,9 @@ class PlanConfig:
     batch_size: int = 4096
     storage_bytes: int = 2  # float16 activations
     costs: Path = COSTS
+    allreduce_gb_per_s: float = 25.0
+    """Bus bandwidth of the data-parallel gradient all-reduce between devices: assumed, not
+    measured (PCIe 4.0 x16 is ~25 GB/s; NVLink several times more)."""
 
     def __post_init__(self) -> None:
         if self.model not in DECODERS:
@@ -65,6 +71,8 @@ class PlanConfig:
             raise ValueError(f"clip_seconds must be > 0, got {self.clip_seconds}")
         if not 0 < self.keep_fraction <= 1:
             raise ValueError(f"keep_fraction must be in (0, 1], got {self.keep_fraction}")
+        if not self.allreduce_gb_per_s > 0:
+            raise ValueError(f"allreduce_gb_per_s must be > 0, got {self.allreduce_gb_per_s}")
 
     @property
     def n_layers(self) -> int:
@@ -112,29 +120,44 @@ def plan(cfg: PlanConfig) -> Plan:
     fwd_fps = fwd["frames_per_s"] * parameter_counts(fwd["model"])[0] / parameter_counts(cfg.model)[0]
     # The SAE step: measured tokens/s at one shape, scaled by d_in x latents.
     sae_tps = sae["tokens_per_s"] * (sae["d_in"] * sae["latents"]) / (d * latents)
-    forward_h = frames / fwd_fps / 3600 / cfg.devices
-    sae_h = kept * cfg.n_layers / sae_tps / 3600 / cfg.devices
+    n = cfg.devices
+    forward_h = frames / fwd_fps / 3600  # on one device
+    sae_h = kept * cfg.n_layers / sae_tps / 3600  # every layer's SAE, on one device
+    online_sae_h = (
+        sae_h / cfg.keep_fraction
+    )  # online SAEs see every frame (--keep-fraction thins extraction only)
     sae_params = 2 * d * latents + latents + d
     # Parameters, gradients and Adam's two moments in fp32, plus the batch's kept
     # [batch, latents] pre-activation buffer and its top-k bookkeeping.
     sae_gb = (4 * 4 * sae_params + 2 * 4 * cfg.batch_size * latents) / 1e9
     model_gb = 4 * parameter_counts(cfg.model)[1] / 1e9  # fp32 weights; half in bf16
     checkpoints_gb = cfg.n_layers * 3 * 4 * sae_params / 1e9  # weights + Adam state
-    layers_per_device = math.ceil(cfg.n_layers / cfg.devices)
+    # Data-parallel: every step sums every layer's fp32 gradients over the devices; a ring
+    # all-reduce sends and receives 2 (n - 1) / n of them per device.
+    steps = frames / (n * cfg.batch_size)
+    gradient_gb = 4 * sae_params * cfg.n_layers / 1e9
+    allreduce_h = steps * gradient_gb * 2 * (n - 1) / n / cfg.allreduce_gb_per_s / 3600
+    layers_per_device = math.ceil(cfg.n_layers / n)
     paths = {
         "extract then train": {
             "disk_gb": kept * cfg.n_layers * d * cfg.storage_bytes / 1e9 + checkpoints_gb,
             "memory_gb": max(model_gb, sae_gb),  # the stages run one after the other
-            "hours": forward_h + sae_h,
+            "hours": (forward_h + sae_h) / n,  # shards, then layers, dealt to the devices
         },
-        "online": {
+        # Each device: the model and every layer's SAE, on its share of the tracks.
+        "online" if n == 1 else "online, data-parallel": {
             "disk_gb": checkpoints_gb,
-            # The model and this device's share of the SAEs at once.
-            "memory_gb": model_gb + layers_per_device * sae_gb,
-            # Online SAEs see every frame (--keep-fraction thins extraction only).
-            "hours": forward_h + sae_h / cfg.keep_fraction,
+            "memory_gb": model_gb + cfg.n_layers * sae_gb,
+            "hours": (forward_h + online_sae_h) / n + allreduce_h,
         },
     }
+    if n > 1:
+        paths["online, layers dealt"] = {
+            "disk_gb": checkpoints_gb,
+            "memory_gb": model_gb + layers_per_device * sae_gb,
+            # Every device runs every forward and trains its share of the layers.
+            "hours": forward_h + online_sae_h * layers_per_device / cfg.n_layers,
+        }
     notes = [
         f"forward: {fwd['frames_per_s']:,.0f} frames/s measured on {fwd['model']}"
         + (
@@ -151,5 +174,11 @@ def plan(cfg: PlanConfig) -> Plan:
         "the extract path also writes and reads its activations once; disk speed is not in its hours",
         "online (sae-core train --model): one epoch; each further epoch is another forward pass",
     ]
+    if n > 1:
+        notes.append(
+            f"data-parallel: each of {steps:,.0f} steps ({n} x {cfg.batch_size} frames) all-reduces "
+            f"{gradient_gb:.2f} GB of SAE gradients, at an assumed {cfg.allreduce_gb_per_s:g} GB/s "
+            f"(--allreduce-gbps; not measured): {allreduce_h:.2f} h of its hours"
+        )
     source = f"{cfg.costs} (measured {costs['measured']} on {costs['machine']})"
     return Plan(frames, kept, d, latents, paths, notes, source)

@@ -126,8 +126,17 @@ def train(
     ),
     shuffle_rows: int = typer.Option(65536, "--shuffle-rows", min=1, help="Online: frames mixed per layer."),
     window_seconds: float = typer.Option(10.0, "--window-seconds", min=0.1, help="Online: context window."),
+    batch_seconds: float = typer.Option(
+        40.0, "--batch-seconds", min=0.1, help="Online: audio seconds per forward batch."
+    ),
     bf16_forward: bool = typer.Option(
         False, "--bf16-forward", help="Online: the forward under bf16 autocast."
+    ),
+    parallel: str = typer.Option(
+        "data",
+        "--parallel",
+        help="Online under torchrun: data (each rank a share of the tracks, gradients summed: "
+        "the forward splits) or layers (rank r trains layers r, r+N, ...; every rank runs every forward).",
     ),
     resume: bool = typer.Option(False, "--resume", help="Continue from the checkpoint in --out."),
     device: str = typer.Option("cpu", "--device"),
@@ -141,7 +150,8 @@ def train(
     fraction) and run.json; --resume continues an interrupted run.
     Online (--model, --corpus, --layers instead of --acts): the model runs teacher-forced
     over the corpus and every chosen layer's SAE trains from the same forward pass, with
-    no activations written (docs/sae.md).
+    no activations written (docs/sae.md). Under 'torchrun --nproc_per_node=N' the ranks split
+    the tracks and train one SAE per layer together (--parallel data), or split the layers.
 
     Example: sae-core train --acts runs/R/acts/layer_8 --out runs/R/sae/layer_8 --k 32 --expansion 8
     """
@@ -158,9 +168,13 @@ def train(
             if corpus is None or layers is None:
                 raise FieldError("model", "needs {other} and --layers (online training)", other="corpus")
             chosen: list[int] | Literal["paper"] = "paper" if layers == "paper" else parse_layers(layers)
-            cfg = OnlineTrainConfig(model, corpus, out, chosen, shuffle_rows=shuffle_rows,
-                                    window_seconds=window_seconds, bf16_forward=bf16_forward, **shape)  # type: ignore[arg-type]  # fmt: skip
+            online = {"shuffle_rows": shuffle_rows, "window_seconds": window_seconds,
+                      "batch_seconds": batch_seconds, "bf16_forward": bf16_forward,
+                      "parallel": parallel}  # fmt: skip
+            cfg = OnlineTrainConfig(model, corpus, out, chosen, **online, **shape)  # type: ignore[arg-type]
             results = train_online(cfg)
+            if not results:
+                return  # a rank other than 0 of a data-parallel launch: rank 0 reports
         elif acts is None:
             raise FieldError("acts", "is needed (or --model, --corpus and --layers to train online)")
         else:

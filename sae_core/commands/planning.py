@@ -23,6 +23,12 @@ def plan(
     expansion: int = typer.Option(32, "--expansion", min=1, help="SAE latents per model dimension."),
     devices: int = typer.Option(1, "--devices", min=1, help="GPUs (or processes) sharing the work."),
     keep_fraction: float = typer.Option(1.0, "--keep-fraction", help="Share of frames kept (extract)."),
+    allreduce_gbps: float = typer.Option(
+        25.0,
+        "--allreduce-gbps",
+        help="Assumed bus bandwidth between devices, GB/s, for the data-parallel gradient "
+        "all-reduce (PCIe 4.0 x16 ~25; NVLink several times more).",
+    ),
     costs: Path | None = typer.Option(
         None, "--costs", help="Measured costs (benchmarks/bench_costs.py); default: the shipped file."
     ),
@@ -31,7 +37,9 @@ def plan(
     """Disk, memory and time of an experiment, extract-then-train against online.
 
     The times come from measured per-frame costs (the costs file says on what machine),
-    scaled to the chosen model and SAE shape; the plan prints how.
+    scaled to the chosen model and SAE shape; the plan prints how. With --devices N online
+    training has two rows: data-parallel (the tracks split, gradients all-reduced at
+    --allreduce-gbps) and layers dealt (every device runs every forward).
 
     Example: sae-core plan --clips 160000 --model musicgen-large --layers paper --expansion 32
     """
@@ -41,7 +49,7 @@ def plan(
     with reporting():
         cfg = PlanConfig(
             clips, clip_seconds, model, "paper" if layers == "paper" else len(parse_layers(layers)),
-            expansion, devices, keep_fraction, costs=costs or COSTS,
+            expansion, devices, keep_fraction, costs=costs or COSTS, allreduce_gb_per_s=allreduce_gbps,
         )  # fmt: skip
         result = make_plan(cfg)
     if as_json:

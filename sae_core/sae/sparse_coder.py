@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -183,11 +184,16 @@ class SparseCoder(nn.Module):
         """Reconstruction in the input's units from a sparse code."""
         return (sparse_decode(indices, acts, self.W_dec) + self.b_dec) / self.input_scale
 
-    def forward(self, x: Tensor, dead_mask: Tensor | None = None) -> ForwardOutput:
+    def forward(
+        self, x: Tensor, dead_mask: Tensor | None = None, across: Callable[[Tensor], Tensor] | None = None
+    ) -> ForwardOutput:
         """Encode, decode and compute the losses for a batch of raw inputs [batch, d_in].
 
         ``latent_acts`` and ``latent_indices`` have the same shape; entry i is the activation
         of latent ``latent_indices[i]`` (topk: [batch, k]; batchtopk: flat; relu: dense).
+        ``across`` sums a tensor over the ranks of a data-parallel step: the losses are then
+        normalised by the whole step's variance and rows, so that the ranks' losses add up
+        to the loss of all their rows at once.
         """
         xs = x * self.input_scale
         centred = xs - self.b_dec
@@ -205,11 +211,11 @@ class SparseCoder(nn.Module):
             else:
                 acts, idx, recon = self._batch_topk(centred, pre)
             if dead_mask is not None and bool(dead_mask.any()):
-                auxk = self._auxk(centred, xs - recon.detach(), pre, dead_mask)
+                auxk = self._auxk(centred, xs - recon.detach(), pre, dead_mask, across)
         err = recon - xs
-        total_var = (xs - xs.mean(dim=0)).pow(2).sum()
-        fvu = err.pow(2).sum() / total_var.clamp_min(1e-12)
-        l1 = acts.abs().sum() / x.shape[0]
+        fvu = err.pow(2).sum() / _spread(xs, across).clamp_min(1e-12)
+        rows = x.shape[0] if across is None else across(x.new_tensor(float(x.shape[0])))
+        l1 = acts.abs().sum() / rows
         return ForwardOutput(recon / self.input_scale, acts, idx, fvu, auxk, l1)
 
     def _batch_topk(self, centred: Tensor, pre: Tensor) -> tuple[Tensor, Tensor, Tensor]:
@@ -227,7 +233,14 @@ class SparseCoder(nn.Module):
         recon = torch.sparse.mm(code, self.W_dec) + self.b_dec
         return acts, cols, recon
 
-    def _auxk(self, centred: Tensor, residual: Tensor, pre: Tensor, dead_mask: Tensor) -> Tensor:
+    def _auxk(
+        self,
+        centred: Tensor,
+        residual: Tensor,
+        pre: Tensor,
+        dead_mask: Tensor,
+        across: Callable[[Tensor], Tensor] | None,
+    ) -> Tensor:
         """How well the top dead latents reconstruct the residual, normalised by its variance.
 
         Overwrites ``pre`` (the kept buffer, no longer needed once the live top-k is taken)."""
@@ -236,7 +249,7 @@ class SparseCoder(nn.Module):
         vals, idx = masked.topk(k_aux, dim=1, sorted=False)
         acts = _encode_at(self, centred, idx, vals)
         residual_hat = sparse_decode(idx, acts, self.W_dec)
-        scale = (residual - residual.mean(dim=0)).pow(2).sum().clamp_min(1e-12)
+        scale = _spread(residual, across).clamp_min(1e-12)
         return torch.nan_to_num((residual_hat - residual).pow(2).sum() / scale, nan=0.0)
 
     # -- decoder constraints ---------------------------------------------------------------
@@ -274,6 +287,16 @@ class SparseCoder(nn.Module):
         sae = cls(cfg, device=device)
         sae.load_state_dict(load_file(str(path / "sae.safetensors"), device=str(device)))
         return sae
+
+
+def _spread(x: Tensor, across: Callable[[Tensor], Tensor] | None) -> Tensor:
+    """sum_i ||x_i - mean||^2 over the batch; with ``across``, over every rank's rows."""
+    if across is None:
+        return (x - x.mean(dim=0)).pow(2).sum()
+    x = x.detach()  # a loss's denominator: a constant, as in one process
+    rows = across(x.new_tensor(float(x.shape[0])))
+    mean = across(x.sum(dim=0)) / rows
+    return across((x - mean).pow(2).sum())
 
 
 def _threshold_to_dense_indices(pre: Tensor, threshold: Tensor) -> tuple[Tensor, Tensor]:

@@ -1,4 +1,12 @@
-"""Training loop: Adam, warm-up and linear decay, AuxK, unit-norm decoder, checkpoints, resume."""
+"""Training loop: Adam, warm-up and linear decay, AuxK, unit-norm decoder, checkpoints, resume.
+
+Data parallelism (``data_parallel``, under ``torchrun``): every rank holds the same SAE and
+steps it on its own ``batch_size`` rows. The losses are normalised by the whole step's
+variance (``SparseCoder.forward``'s ``across``) and the gradients summed over the ranks, so
+a step of N ranks is the step one process would take on their N x ``batch_size`` rows at
+once (tested with two CPU ranks against one); which latents fired is summed too, so AuxK's
+dead latents are the same everywhere. Rank 0 writes the checkpoints.
+"""
 
 from __future__ import annotations
 
@@ -16,6 +24,7 @@ from torch import Tensor
 
 from artifact_schemas import atomic_path, write_text_atomic
 from artifact_schemas.console import step_progress
+from sae_core.runtime import gather_rows, rank, sum_over_ranks
 from sae_core.sae.config import SaeConfig, TrainConfig
 from sae_core.sae.data import ActivationSource
 from sae_core.sae.sparse_coder import SparseCoder
@@ -79,6 +88,13 @@ class HoldoutStats:
         self.rows = 0
         self.mean: Tensor | None = None
 
+    def merge(self, other: HoldoutStats) -> None:
+        """Add another's rows (another rank's share of the held-out tracks)."""
+        self.err += other.err
+        self.active += other.active
+        if other.mean is not None:
+            self._combine(other.rows, other.mean, other.m2)
+
     @torch.no_grad()
     def add(self, sae: SparseCoder, x: Tensor) -> None:
         sae.eval()
@@ -88,8 +104,10 @@ class HoldoutStats:
         self.err += float((recon - x).double().pow(2).sum())
         self.active += float((code.latent_acts > 0).sum())
         xd = x.double()
-        n_b, mean_b = xd.shape[0], xd.mean(dim=0)
-        m2_b = float((xd - mean_b).pow(2).sum())
+        mean_b = xd.mean(dim=0)
+        self._combine(xd.shape[0], mean_b, float((xd - mean_b).pow(2).sum()))
+
+    def _combine(self, n_b: int, mean_b: Tensor, m2_b: float) -> None:
         if self.mean is None:
             self.mean, self.m2 = mean_b, m2_b
         else:
@@ -108,13 +126,20 @@ class Trainer:
         out_dir: str | Path | None = None,
         device: str = "cpu",
         progress: bool = True,
+        data_parallel: bool = False,
     ) -> None:
         if sae_cfg.d_in != source.d_in:
             raise ValueError(f"SAE d_in {sae_cfg.d_in} != activation width {source.d_in}")
+        self.ranks = torch.distributed.get_world_size() if data_parallel else 1
+        self.writes = not data_parallel or rank() == 0
+        # Rows of one step, every rank's: the schedule, the token counts and the dead-latent
+        # window count these, so N ranks follow the schedule of one process with N x the batch.
+        self.step_rows = train_cfg.batch_size * self.ranks
         n_train = source.count("train")
-        if n_train < train_cfg.batch_size:
+        if n_train < self.step_rows:
+            ranks = f" x {self.ranks} ranks" if self.ranks > 1 else ""
             raise ValueError(
-                f"only {n_train} training rows, fewer than --batch-size {train_cfg.batch_size}; "
+                f"only {n_train} training rows, fewer than --batch-size {train_cfg.batch_size}{ranks}; "
                 "use a smaller batch or extract more audio"
             )
         self.sae_cfg, self.cfg, self.source = sae_cfg, train_cfg, source
@@ -122,14 +147,14 @@ class Trainer:
         self.device = device
         self.progress = progress
         if train_cfg.max_tokens is not None:
-            self.total_steps = max(1, train_cfg.max_tokens // train_cfg.batch_size)
+            self.total_steps = max(1, train_cfg.max_tokens // self.step_rows)
         else:
-            self.total_steps = max(1, int(train_cfg.epochs * (n_train // train_cfg.batch_size)))
-        self.steps_per_epoch = n_train // train_cfg.batch_size
-        total_tokens = self.total_steps * train_cfg.batch_size
+            self.total_steps = max(1, int(train_cfg.epochs * (n_train // self.step_rows)))
+        self.steps_per_epoch = n_train // self.step_rows
+        total_tokens = self.total_steps * self.step_rows
         # A short run never reaches Gao et al.'s 10M-token window; a tenth of the run
         # keeps AuxK useful there without calling a latent dead after one batch.
-        self.dead_window = min(sae_cfg.dead_after_tokens, max(train_cfg.batch_size, total_tokens // 10))
+        self.dead_window = min(sae_cfg.dead_after_tokens, max(self.step_rows, total_tokens // 10))
         self.sae = SparseCoder(sae_cfg, device=device)
         # fused: one kernel per parameter instead of foreach temporaries the size of the
         # dictionary (each freshly mapped and zero-filled on CPU): 0.44 s of a 1.2 s step at
@@ -197,7 +222,12 @@ class Trainer:
         else:
             if sample is None:
                 sample = self.source.sample(min(self.source.count("train"), 65536), self.cfg.seed)
-            self.sae.init_from_data(sample.to(self.device))
+            sample = sample.to(self.device)
+            # Every rank starts from every rank's first rows, so from the same SAE.
+            self.sae.init_from_data(gather_rows(sample) if self.ranks > 1 else sample)
+        if self.ranks > 1:
+            for tensor in self.sae.state_dict().values():  # and bit for bit rank 0's, as DDP does
+                torch.distributed.broadcast(tensor, src=0)
         self._started = time.perf_counter() - self.elapsed
 
     def train_batch(self, x: Tensor) -> bool:
@@ -226,9 +256,9 @@ class Trainer:
         and write the checkpoint, the SAE and metrics.json."""
         self.elapsed = time.perf_counter() - self._started
         metrics = self.evaluate(holdout)
-        for problem in training_problems(metrics):
+        for problem in training_problems(metrics) if self.writes else []:
             log.warning("%s%s", f"{self.out_dir}: " if self.out_dir else "", problem)
-        if self.out_dir:
+        if self.out_dir and self.writes:
             self._save_state()
             self.sae.save_to_disk(self.out_dir)
             payload = {
@@ -244,24 +274,41 @@ class Trainer:
         for group in self.optimizer.param_groups:
             group["lr"] = self.lr_at(self.step)
         dead = self.tokens_since_fired >= self.dead_window
-        out = self.sae(x, dead_mask=dead)
+        out = self.sae(x, dead_mask=dead, across=sum_over_ranks if self.ranks > 1 else None)
         if self.sae_cfg.activation == "relu":
             loss = out.fvu + self.sae_cfg.l1_coefficient * out.l1_loss / self.sae_cfg.d_in
         else:
             loss = out.fvu + self.sae_cfg.auxk_alpha * out.auxk_loss
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
+        if self.ranks > 1:
+            # Each rank's loss is its share of the step's loss: the sum is the step's gradient.
+            for param in self.sae.parameters():
+                if param.grad is not None:
+                    sum_over_ranks(param.grad)
         self.sae.remove_gradient_parallel_to_decoder_directions()
         self.optimizer.step()
         self.sae.set_decoder_norm_to_unit_norm()
         with torch.no_grad():
-            fired = out.latent_indices[out.latent_acts > 0]
-            self.tokens_since_fired += x.shape[0]
-            self.tokens_since_fired[fired] = 0
-            l0 = float((out.latent_acts > 0).sum()) / x.shape[0]
-        fvu = float(out.fvu.detach())
+            active = out.latent_acts > 0
+            latents = self.sae_cfg.num_latents
+            # Per-latent firing counts, then the losses' and the active count's shares: one sum
+            # over the ranks gives every rank the whole step's.
+            tally = torch.cat(
+                [
+                    torch.bincount(out.latent_indices[active], minlength=latents).double(),
+                    torch.stack([out.fvu.detach(), out.auxk_loss.detach(), active.sum()]).double(),
+                ]
+            )
+            if self.ranks > 1:
+                sum_over_ranks(tally)
+                if self.sae_cfg.activation == "batchtopk":  # each rank's batch moved it its own way
+                    sum_over_ranks(self.sae.threshold).div_(self.ranks)
+            self.tokens_since_fired += self.step_rows
+            self.tokens_since_fired[tally[:latents] > 0] = 0
+            fvu, auxk, n_active = tally[latents:].tolist()
         self.fvu_history.append(fvu)
-        return fvu, float(out.auxk_loss.detach()), l0
+        return fvu, auxk, n_active / self.step_rows
 
     def _dead_fraction(self) -> float:
         return float((self.tokens_since_fired >= self.dead_window).float().mean())
@@ -274,7 +321,7 @@ class Trainer:
             for batch in self.source.batches(self.cfg.batch_size, self.cfg.seed, 0, "holdout"):
                 holdout.add(self.sae, batch.to(self.device))
         tail = self.fvu_history[-max(1, len(self.fvu_history) // 10) :] or [math.nan]
-        tokens = self.step * self.cfg.batch_size
+        tokens = self.step * self.step_rows
         return TrainMetrics(
             steps=self.step,
             tokens=tokens,
@@ -291,6 +338,8 @@ class Trainer:
 
     def _save_state(self) -> None:
         assert self.out_dir is not None
+        if not self.writes:
+            return
         self.sae.save_to_disk(self.out_dir)
         state: dict[str, Any] = {
             "step": self.step,

@@ -18,12 +18,23 @@ def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return build_tiny_musicgen(tmp_path_factory.mktemp("models") / "tiny-musicgen", seed=0)
 
 
-@pytest.fixture(scope="session")
-def small_corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def _synth_corpus(tmp_path_factory: pytest.TempPathFactory, n_tracks: int) -> Path:
     out = tmp_path_factory.mktemp("corpus")
     with recorded_run(out, "synth-corpus", seeds={"seed": 2}):
-        synth_corpus(out, n_tracks=6, seconds=3, seed=2)
+        synth_corpus(out, n_tracks=n_tracks, seconds=3, seed=2)
     return out
+
+
+@pytest.fixture(scope="session")
+def small_corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return _synth_corpus(tmp_path_factory, 6)
+
+
+@pytest.fixture(scope="session")
+def ten_track_corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Ten tracks of 3 s: at holdout 0.3, 8 train and 2 held out (by their ids' stable hash),
+    an even share of each for two ranks."""
+    return _synth_corpus(tmp_path_factory, 10)
 
 
 @pytest.fixture(scope="session")

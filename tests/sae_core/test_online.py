@@ -87,7 +87,8 @@ def test_interrupted_online_training_resumes_from_its_checkpoint(
 def test_train_command_runs_online_and_two_ranks_train_the_same_saes(
     tiny_model_dir: Path, small_corpus: Path, tmp_path: Path
 ) -> None:
-    """Under torchrun the layers are dealt out to the ranks; each SAE equals the one-process SAE."""
+    """Under torchrun with --parallel layers the layers are dealt out to the ranks; each SAE
+    equals the one-process SAE."""
     import os
 
     from safetensors.torch import load_file
@@ -108,7 +109,7 @@ def test_train_command_runs_online_and_two_ranks_train_the_same_saes(
     rows = ("│ 1 ", "│ 3 ", "1 ", "3 ")
     assert len([line for line in done.stdout.splitlines() if line.strip().startswith(rows)]) == 2, done.stdout
     torchrun = [str(BIN / "torchrun"), "--standalone", "--nproc_per_node=2", "-m", "sae_core"]
-    two = run(tmp_path / "two", torchrun, *options)
+    two = run(tmp_path / "two", torchrun, *options, "--parallel", "layers")
     assert two.returncode == 0, two.stderr
     for layer in (1, 3):
         one_sae = load_file(tmp_path / "one" / f"layer_{layer}" / "sae.safetensors")
