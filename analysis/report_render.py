@@ -157,8 +157,11 @@ def _html(report: Report) -> str:
         for name, table in report.tables.items()
         if len(table) or name == "exclusions"
     ]
-    absent = [name.replace("_", " ") for name, table in report.tables.items() if not len(table)]
-    absent = [name for name in absent if name != "exclusions"]
+    absent = [
+        name.replace("_", " ")
+        for name, table in report.tables.items()
+        if not len(table) and name != "exclusions"
+    ]
     figures = [{"name": name.replace("_", " "), "svg": svg} for name, svg in report.figures.items()]
     return (
         _templates()

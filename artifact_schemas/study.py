@@ -33,6 +33,13 @@ Slug = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9-]{0,63}$")]
 Language = Literal["en", "de"]
 LANGUAGES: Final[tuple[str, ...]] = get_args(Language)
 
+
+def N_(text: str) -> str:
+    """Mark ``text`` for its package's catalog (``make translations``); it is translated
+    where it is shown (stimuli_builder.i18n.translator, study_app's gettext)."""
+    return text
+
+
 TrialKind = Literal["label_choice", "label_rating", "comparison", "screening", "mushra", "slider", "abx"]
 TrialType = Literal[
     "label_choice",

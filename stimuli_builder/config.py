@@ -14,8 +14,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from artifact_schemas import ArtifactError, from_validation_error, load_toml
-from artifact_schemas.study import Language, QuestionField, Slug
-from stimuli_builder.i18n import N_
+from artifact_schemas.study import N_, Language, QuestionField, Slug
 
 # Log-mel distance (dB, sae_core.clips.log_mel_distance) under which a steered or control
 # clip counts as the same audio as its baseline. Measured on the shipped mini MusicGen at

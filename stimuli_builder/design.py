@@ -32,13 +32,13 @@ from typing import Any, Literal, Protocol
 import numpy as np
 
 from artifact_schemas.order import attention_fits
-from artifact_schemas.study import ClipRole, Phase, RatingScale, SliderScale, TrialKind
+from artifact_schemas.study import N_, ClipRole, Phase, RatingScale, SliderScale, TrialKind
 from stimuli_builder import generated
 from stimuli_builder.attention import HALF_SPEED, MAX_SPOKEN_OPTIONS, instruction
 from stimuli_builder.bundle import SelectedFeature, TargetLabel
 from stimuli_builder.config import StudyConfig
 from stimuli_builder.foils import FoilPicker, normalise
-from stimuli_builder.i18n import N_, translator
+from stimuli_builder.i18n import translator
 
 # Candidate orders for three-way steering (S = steered, B = baseline, R = random
 # direction). Each half is a Latin square: three presentations taken from one half

@@ -1,7 +1,7 @@
 """What the builder writes for participants, in the study's language.
 
 The question texts, scale labels, headphone-check items and clip names the builder
-writes into ``study.json`` are English in the code, marked with ``N_`` so that Babel's
+writes into ``study.json`` are English in the code, marked with ``artifact_schemas.study.N_`` so that Babel's
 extractor finds them (``make translations``), and translated from this package's
 catalog (``translations/<language>/LC_MESSAGES/messages.po``) when a trial is written
 (``package._trial``). A text the researcher wrote in the config is not in the catalog
@@ -17,11 +17,6 @@ from pathlib import Path
 from babel.support import NullTranslations, Translations
 
 CATALOGS = Path(__file__).parent / "translations"
-
-
-def N_(text: str) -> str:
-    """Mark ``text`` for the catalog; it is translated where it is written out."""
-    return text
 
 
 @lru_cache(maxsize=8)

@@ -21,6 +21,7 @@ from werkzeug.exceptions import HTTPException
 from study_app import sessions
 from study_app.db import autocommit_request, db
 from study_app.models import SessionState, StudyRef
+from study_app.packages import package_view
 from study_app.participant import ApiRead, study_and_session
 
 bp = Blueprint("api", __name__, url_prefix="/api")
@@ -43,7 +44,6 @@ PROBLEM_REASONS = frozenset({"silent", "level", "distorted", "other"})
 PROBLEM_TEXT_MAX = 500
 # fullmatch, not match with "$": "$" also matches before a trailing newline.
 _IDEM = re.compile(r"[A-Za-z0-9_-]{8,64}")
-_TRIAL_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")  # artifact_schemas.study.OpaqueId
 # Deeper than any body the runner sends; walking it stays far from the recursion limit.
 _MAX_DEPTH = 16
 
@@ -262,11 +262,11 @@ def _answer_payload(data: Any) -> dict[str, Any]:
     }
 
 
-def _problem(detail: dict[str, Any]) -> dict[str, str]:
-    """A problem report as stored: the trial it is about, a reason of the list, the text."""
+def _problem(detail: dict[str, Any], study: StudyRef) -> dict[str, str]:
+    """A problem report as stored: a trial of the study, a reason of the list, the text."""
     trial, reason, text = detail.get("trial"), detail.get("reason"), detail.get("text", "")
-    if not isinstance(trial, str) or not _TRIAL_ID.fullmatch(trial):
-        raise BadRequest("data.trial must be the trial's id")
+    if not isinstance(trial, str) or trial not in package_view(study).public:
+        raise BadRequest("data.trial must be the id of one of the study's trials")
     if reason not in PROBLEM_REASONS:
         raise BadRequest(f"data.reason must be one of {sorted(PROBLEM_REASONS)}")
     if not isinstance(text, str) or len(text) > PROBLEM_TEXT_MAX:
@@ -285,7 +285,7 @@ def event(slug: str) -> ResponseReturnValue:
     if not isinstance(detail, dict) or len(str(detail)) > 2000:
         raise BadRequest("data must be a small JSON object")
     if data["kind"] == "clip_problem":
-        detail = _problem(detail)
+        detail = _problem(detail, study)
     client_ts = data.get("client_ts") if isinstance(data.get("client_ts"), str) else None
     if (
         sessions.recent_events(sess, EVENT_KINDS, seconds=60)

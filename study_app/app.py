@@ -19,7 +19,7 @@ from sqlalchemy.exc import InterfaceError, OperationalError
 from werkzeug.middleware.proxy_fix import ProxyFix
 from werkzeug.wrappers import Response
 
-from study_app.i18n import N_
+from artifact_schemas.study import N_
 
 csrf = CSRFProtect()
 

@@ -21,19 +21,14 @@ from babel.messages.extract import extract_from_file
 from flask import Flask, g, request
 from flask_babel import Babel, get_locale, gettext
 from markupsafe import Markup
-from sqlalchemy import select
 from sqlalchemy.exc import SQLAlchemyError
 
 from artifact_schemas.study import LANGUAGES
 from study_app.db import db
-from study_app.models import Study, StudyRef
 from study_app.packages import package_view
+from study_app.participant import study_ref
 
 SCRIPT = Path(__file__).parent / "static" / "study.js"
-
-
-def N_(text: str) -> str:  # Babel's marker: in the catalog, translated where it is shown
-    return text
 
 
 def init_app(app: Flask) -> None:
@@ -57,12 +52,8 @@ def study_language(slug: str) -> str | None:
     """The language of study ``slug``'s package (None: no such study, or no database now)."""
     if "study_language" not in g:
         try:
-            row = db.session.execute(
-                select(Study.id, Study.slug, Study.status, Study.manifest_sha256, Study.package_path).where(
-                    Study.slug == slug
-                )
-            ).first()
-            g.study_language = package_view(StudyRef(*row)).manifest.language if row else None
+            ref = study_ref(slug)
+            g.study_language = package_view(ref).manifest.language if ref else None
         except SQLAlchemyError:
             # The page saying the database is down must still render (app._database_unavailable).
             db.session.rollback()

@@ -15,9 +15,9 @@ from flask_babel import gettext
 from sqlalchemy import String, bindparam, cast, func, literal_column, or_, select, update
 
 from artifact_schemas import StudyManifest
+from artifact_schemas.study import N_
 from study_app import sessions
 from study_app.db import db
-from study_app.i18n import N_
 from study_app.models import (
     ACTIVE,
     COMPLETED,
@@ -157,8 +157,13 @@ def study_and_session(slug: str, *, serve: bool = False, heard: bool = False) ->
             n, m = len(_STUDY_COLS), len(_STUDY_COLS) + len(_SESSION_COLS)
             clips = frozenset(row[m] or ()) if heard else None
             return ApiRead(StudyRef(*row[:n]), SessionState(*row[n:m]), served=serve, heard=clips)
-    found = conn.execute(_STUDY_ONLY, {"slug": slug}).first()
-    return ApiRead(StudyRef(*found) if found is not None else None, None)
+    return ApiRead(study_ref(slug), None)
+
+
+def study_ref(slug: str) -> StudyRef | None:
+    """Study ``slug``'s columns the participant pages read (None: no such study)."""
+    found = db.session.connection().execute(_STUDY_ONLY, {"slug": slug}).first()
+    return StudyRef(*found) if found is not None else None
 
 
 def remember(study: Study, sess: StudySession) -> None:

@@ -20,8 +20,8 @@ from sqlalchemy import bindparam, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from artifact_schemas.order import list_items, session_order
+from artifact_schemas.study import N_
 from study_app.db import db
-from study_app.i18n import N_
 from study_app.models import (
     ACTIVE,
     COMPLETED,

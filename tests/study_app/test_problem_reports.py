@@ -1,6 +1,6 @@
 """Issue 36: "Problem with the audio?" under a trial reaches the researcher with its answer.
 
-A report names the trial on screen, a reason of the page's list and the participant's
+A report names a trial of the study, a reason of the page's list and the participant's
 words; the server refuses anything else (a made-up reason, a novel, another shape), and
 the export puts each trial's reports, in the order sent, beside its answer.
 """
@@ -36,6 +36,7 @@ def test_problem_reports_are_checked_and_exported_with_the_trials_answer(
         ({"trial": tid, "reason": "boring"}, "data.reason"),
         ({"trial": tid, "reason": "other", "text": "x" * 501}, "data.text"),
         ({"trial": "../../etc", "reason": "other"}, "data.trial"),
+        ({"trial": "t999999", "reason": "other"}, "data.trial"),  # not a trial of the study
         ({"reason": "silent"}, "data.trial"),
         ({"trial": tid, "reason": "other", "text": 7}, "data.text"),
     ):
