@@ -4,7 +4,7 @@ one self-contained ``report.html``; and ``report.json`` with every number."""
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from datetime import UTC, datetime
 from typing import Any
 
@@ -12,18 +12,9 @@ import pandas as pd
 
 from analysis import abx, clap_human, label_validation, models, sliders, steering
 from analysis.exclusions import ExclusionRules, apply_exclusions
-
-
-@dataclass
-class Report:
-    title: str
-    tables: dict[str, pd.DataFrame] = field(default_factory=dict)
-    captions: dict[str, str] = field(default_factory=dict)
-    figures: dict[str, str] = field(default_factory=dict)  # name -> SVG text
-    pngs: dict[str, bytes] = field(default_factory=dict)  # name -> PNG bytes (same figure)
-    meta: dict[str, Any] = field(default_factory=dict)
-    # question -> (formula, the rows the models used): written for analysis.R
-    model_data: dict[str, tuple[str, str, pd.DataFrame]] = field(default_factory=dict)
+from analysis.report_data import Report
+from analysis.report_figures import _figures
+from analysis.report_render import write_report
 
 
 def build_report(
@@ -318,8 +309,5 @@ def provenance(responses: pd.DataFrame) -> dict[str, Any]:
 
 
 # Rendering lives in report_render (tables as CSV/Markdown/LaTeX, report.html), the
-# figures in report_figures; both are re-exported here for the callers of this module.
-from analysis.report_figures import _figures  # noqa: E402
-from analysis.report_render import ANALYSIS_R, stars, to_latex, to_markdown, write_report  # noqa: E402
-
-__all__ = ["ANALYSIS_R", "Report", "build_report", "stars", "to_latex", "to_markdown", "write_report"]
+# figures in report_figures; write_report is re-exported for this module's callers.
+__all__ = ["Report", "build_report", "write_report"]

@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from analysis import clap_human
+from analysis.report_data import Report
 from artifact_schemas.figures import figure_bytes, subplots
-
-if TYPE_CHECKING:
-    from analysis.report import Report
 
 
 def _keep(r: Report, name: str, fig: Any) -> None:

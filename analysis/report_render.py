@@ -1,4 +1,4 @@
-"""Rendering a computed :class:`~analysis.report.Report`: every table as CSV, Markdown
+"""Rendering a computed :class:`~analysis.report_data.Report`: every table as CSV, Markdown
 (a Jinja template) and LaTeX (pandas' ``Styler.to_latex``, booktabs), the figures as
 files, ``report.json``, ``analysis.R`` with the models' data, and one self-contained
 ``report.html`` (a Jinja template, autoescaped). Every file is written atomically."""
@@ -9,17 +9,15 @@ import functools
 import json
 import math
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import jinja2
 import numpy as np
 import pandas as pd
 
 from analysis.lme4 import R_FIT, r_formula
+from analysis.report_data import Report
 from artifact_schemas import write_bytes_atomic, write_text_atomic
-
-if TYPE_CHECKING:
-    from analysis.report import Report
 
 # Rerun outside this tool: R with lme4, in the report directory (Rscript analysis.R).
 ANALYSIS_R = (

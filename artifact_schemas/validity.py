@@ -1,7 +1,7 @@
 """Which sessions' data is valid: one definition, used to pay and to analyse.
 
 ``study-app prolific --approve`` (and ``--bonus``) pays a completed session without a
-person's look only when it passes these rules (``study_app.prolific_pay``), and the
+person's look only when it passes these rules (``study_app.prolific.pay``), and the
 analysis removes the sessions that fail them (``analysis.exclusions``): the same rules,
 the same thresholds, the same reasons, computed from the same facts. Before, each side
 kept its own copy, and only the analysis looked at reaction times, while neither looked

@@ -141,7 +141,7 @@ def misalign(acts: Path, shift: int) -> None:
 
 def steer(work: Path, model: str, mode: Mode, layer: int) -> pd.DataFrame:
     """Steering against the truth on ``layer``'s matched features (empty when none match)."""
-    from sae_core.concepts import matched_features
+    from sae_core.concepts_match import matched_features
     from sae_core.steering_truth import SteeringTruthConfig, run_steering_truth
 
     table = pd.read_parquet(work / "run" / "concepts" / "concepts.parquet")

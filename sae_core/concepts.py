@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -40,7 +39,20 @@ import pandas as pd
 import torch
 from scipy.stats import rankdata
 
-from artifact_schemas import ACTIVATION_INDEX, CORPUS_CONCEPTS, CORPUS_METADATA, load_table
+from artifact_schemas import (
+    ACTIVATION_INDEX,
+    CLAP_VS_TRUTH,
+    CONCEPTS,
+    CORPUS_CONCEPTS,
+    CORPUS_METADATA,
+    LABELS,
+    LABELS_VS_TRUTH,
+    load_table,
+    recorded_run,
+    save_table,
+)
+from artifact_schemas.figures import save_figure, subplots
+from sae_core.concepts_match import clap_against_truth, labels_against_truth
 from sae_core.sae.data import ShardedActivations
 from sae_core.sae.sparse_coder import SparseCoder
 
@@ -386,121 +398,20 @@ def concept_detection(cfg: ConceptsConfig) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-# The words a label must contain to name a concept value: the descriptor labeler's words
-# for the synthetic corpus's concepts. Any other (concept, value), e.g. a genre tag column
-# of a real corpus, is named by a label containing the value's own words.
-_CONCEPT_WORDS = {
-    "tempo": "{} tempo",
-    "mode": "{} key",
-    "register": "{} pitched",
-}
-# Values without a word: the absence of something, or the middle of a scale.
-_UNNAMEABLE = {("drums", "no"), ("register", "mid"), ("tempo", "medium")}
-_DRUM_WORDS = ("drums", "percussive")
-
-
-def _words(text: str) -> set[str]:
-    return set(re.findall(r"[a-z0-9#]+", text.lower()))
-
-
-def names_concept(label: str, concept: str, value: str) -> bool:
-    """Does ``label`` name ``concept=value``? ("minor key" names mode=minor; "A minor" names
-    key=A; "jazz" names genre=jazz; "percussive" or "drums" name drums=yes.)"""
-    words = _words(label)
-    if concept == "drums" and value == "yes":
-        return any(w in words for w in _DRUM_WORDS)
-    if concept == "key":
-        return label.strip().lower().split(" ")[0] == value.lower()
-    return _words(_CONCEPT_WORDS.get(concept, "{}").format(value)) <= words
-
-
-def matched_features(table: pd.DataFrame, min_auroc: float = 0.9, min_purity: float = 0.9) -> pd.DataFrame:
-    """The SAE rows of a concepts table whose feature is matched to its value, for a value a
-    word can name: the best SAE unit of its layer by held-out AUROC when that is >=
-    ``min_auroc``, and the best by purity (as ``unit``, its AUROC as ``auroc``) when its
-    held-out purity is >= ``min_purity`` (a sparse feature that fires only where the value
-    holds: its frame AUROC stays low) where no unit reaches ``min_auroc``. One row per
-    (layer, value)."""
-    sae = table[table["method"] == "sae"]
-    matched = sae[sae["auroc"] >= min_auroc]
-    if "purity" in sae.columns:
-        pure = sae[sae["purity"] >= min_purity].assign(
-            unit=lambda d: d["purity_unit"], auroc=lambda d: d["purity_unit_auroc"]
-        )
-        # One feature per (layer, value): the AUROC match where there is one (it is also
-        # steered under layer_L/concept=value, so a second feature there would collide).
-        matched = pd.concat([matched, pure]).drop_duplicates(["layer", "concept", "value"])
-    # A boolean array, not a list: an empty list would select no columns, not no rows.
-    nameable = [(c, v) not in _UNNAMEABLE for c, v in zip(matched["concept"], matched["value"], strict=True)]
-    return matched[np.array(nameable, dtype=bool)]
-
-
-def concept_phrase(concept: str, value: str) -> str:
-    """The words for ``concept=value`` that labels and CLAP prompts use: 'minor key',
-    'fast tempo', 'high pitched', 'drums' / 'without drums', 'A key', or the value itself."""
-    if concept == "drums":
-        return "drums" if value == "yes" else "without drums"
-    if concept == "key":
-        return f"{value} key"
-    return _CONCEPT_WORDS.get(concept, "{}").format(value)
-
-
-def labels_against_truth(
-    table: pd.DataFrame, labels: pd.DataFrame, min_auroc: float = 0.9, min_purity: float = 0.9
-) -> pd.DataFrame:
-    """For every SAE feature matched to a concept value (the best SAE unit of its layer,
-    held-out AUROC >= ``min_auroc``) and every labeler: the feature's top label (highest
-    confidence) and whether it names the value. A matched feature the labeler left
-    unlabelled counts as not named."""
-    matched = matched_features(table, min_auroc, min_purity)
-    top = (
-        labels.sort_values("confidence", ascending=False, kind="stable")
-        .drop_duplicates(["layer", "feature_id", "labeler"])
-        .set_index(["layer", "feature_id", "labeler"])["label"]
-    )
-    rows = []
-    records = matched[["layer", "concept", "value", "unit", "auroc"]].to_dict("records")
-    for labeler in sorted(str(x) for x in labels["labeler"].unique()):
-        for r in records:
-            layer, concept, value, unit = int(r["layer"]), str(r["concept"]), str(r["value"]), int(r["unit"])
-            label = top.get((layer, unit, labeler))
-            rows.append(
-                {
-                    "layer": layer,
-                    "concept": concept,
-                    "value": value,
-                    "feature_id": unit,
-                    "auroc": float(r["auroc"]),
-                    "labeler": labeler,
-                    "label": None if label is None else str(label),
-                    "names_concept": label is not None and names_concept(str(label), concept, value),
-                }
-            )
-    columns = ["layer", "concept", "value", "feature_id", "auroc", "labeler", "label", "names_concept"]
-    return pd.DataFrame(rows, columns=columns)
-
-
 def write_concepts(cfg: ConceptsConfig, out: Path | None = None) -> tuple[pd.DataFrame, list[Path]]:
     """Score the run (:func:`concept_detection`) and write ``concepts.parquet`` and the
     layer x concept heatmap (PNG + SVG) into ``out`` (default ``RUN/concepts``)."""
-    from artifact_schemas import CONCEPTS, save_table
-    from artifact_schemas.figures import save_figure, subplots
-
     out = Path(out) if out is not None else cfg.run / "concepts"
     table = concept_detection(cfg)
     out.mkdir(parents=True, exist_ok=True)
     written = [save_table(table, out / "concepts.parquet", CONCEPTS)]
     if cfg.labels is not None:
-        from artifact_schemas import LABELS, LABELS_VS_TRUTH, load_table
-
         truth = labels_against_truth(
             table, load_table(cfg.labels, LABELS), cfg.min_match_auroc, cfg.min_match_purity
         )
         written.append(save_table(truth, out / "labels_vs_truth.parquet", LABELS_VS_TRUTH))
     if cfg.clap is not None:
-        from artifact_schemas import CLAP_VS_TRUTH
-        from sae_core.clap import ClapScorer
-        from sae_core.concepts_clap import clap_against_truth
+        from sae_core.clap import ClapScorer  # transformers: seconds to import, only with a CLAP
 
         scorer = ClapScorer.load(cfg.clap)
         heard = clap_against_truth(
@@ -526,8 +437,6 @@ def write_concepts(cfg: ConceptsConfig, out: Path | None = None) -> tuple[pd.Dat
 
 def run_concepts(cfg: ConceptsConfig, out: Path | None = None) -> pd.DataFrame:
     """The ``concepts`` stage: :func:`write_concepts` and run.json in ``out`` (default ``RUN/concepts``)."""
-    from artifact_schemas import recorded_run
-
     target = Path(out) if out is not None else cfg.run / "concepts"
     inputs = [cfg.run / "sae", cfg.corpus, *([cfg.labels] if cfg.labels else [])]
     if cfg.clap is not None and Path(cfg.clap).is_dir():

@@ -36,7 +36,8 @@ import numpy as np
 import pandas as pd
 
 from artifact_schemas import CONCEPTS, FEATURES, FieldError, load_table, write_bytes_atomic
-from sae_core.concepts import concept_spans, matched_features, selection_half
+from sae_core.concepts import concept_spans, selection_half
+from sae_core.concepts_match import matched_features
 
 log = logging.getLogger(__name__)
 

@@ -20,6 +20,12 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 from werkzeug.wrappers import Response
 
 from artifact_schemas.study import N_
+from study_app import admin, api, i18n, media, participant
+from study_app.commands import participants as participant_commands
+from study_app.commands import study as study_commands
+from study_app.db import db
+from study_app.db import init_app as init_db
+from study_app.prolific.commands import prolific_command
 
 csrf = CSRFProtect()
 
@@ -96,15 +102,12 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
         # server build the app through this factory (issue 31.7).
         raise UnsafeConfig(weak)
 
-    from study_app import admin, api, i18n, media, participant
-    from study_app.cli import register_commands
-    from study_app.db import init_app as init_db
-
     init_db(app)
     app.wsgi_app = _TrustedProxies(app)  # type: ignore[method-assign]
     csrf.init_app(app)
     i18n.init_app(app)
-    register_commands(app)
+    for command in (*study_commands.COMMANDS, *participant_commands.COMMANDS, prolific_command):
+        app.cli.add_command(command)
     app.register_blueprint(participant.bp)
     app.register_blueprint(api.bp)
     app.register_blueprint(media.bp)
@@ -254,8 +257,6 @@ def _database_unavailable(exc: Exception) -> ResponseReturnValue:
     Nothing is lost: an answer's transaction either committed or rolled back, and the
     trial runner retries a 503 with the same idempotency key until it is stored.
     """
-    from study_app.db import db
-
     db.session.rollback()
     current_app.logger.error("database unavailable: %s", exc)
     response = current_app.make_response(

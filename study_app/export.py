@@ -45,7 +45,7 @@ def _seconds(start: datetime | None, end: datetime | None) -> float | None:
 def session_facts(study: Study) -> dict[int, dict[str, Any]]:
     """Per session id: status, screening passed, share of attention checks right, times:
     the export's per-session columns, one query per fact (not per response); also what
-    ``prolific_pay`` approves by."""
+    ``study_app.prolific.pay`` approves by."""
     view = package_view(study)
     attention_rows = [view.trial_rows[t] for t, k in view.key.trials.items() if k.trial_type == "attention"]
     facts: dict[int, dict[str, Any]] = {}

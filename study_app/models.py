@@ -345,7 +345,7 @@ class LoginThrottle(db.Model):  # type: ignore[name-defined]
 
 class ProlificPayment(db.Model):  # type: ignore[name-defined]
     """A bonus or screen-out payment to one session's Prolific submission: the record that
-    makes paying at most once (``study_app.prolific_pay``).
+    makes paying at most once (``study_app.prolific.pay``).
 
     ``state``: "set_up" (Prolific holds a bulk bonus, not yet paid), "sent" (committed just
     before the payment call: from here on the command never pays it again, even when the

@@ -32,7 +32,7 @@ from study_app.models import (
     utcnow,
 )
 from study_app.packages import package_view
-from study_app.prolific_api import is_prolific_id
+from study_app.prolific.client import is_prolific_id
 
 bp = Blueprint("participant", __name__)
 

@@ -119,7 +119,7 @@ def _holds_pid(sess: StudySession, prolific_session_id: str | None) -> bool:
     only a claim: not finished (completed, screened out) and no answer given, e.g. a
     stranger's session opened with the id and a made-up or no SESSION_ID. The two
     sessions then exist side by side, neither touched; payment follows the session that
-    matches Prolific's submission (PID, SESSION_ID and STUDY_ID: prolific_pay). A session
+    matches Prolific's submission (PID, SESSION_ID and STUDY_ID: study_app.prolific.pay). A session
     with answers or a finished one keeps the id: one participant, one attempt (issue 31.2).
     An arrival without a SESSION_ID has nothing of its own to show and is refused as before.
     """

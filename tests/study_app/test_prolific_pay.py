@@ -229,7 +229,7 @@ def test_approve_screen_outs_and_bonuses_pay_each_participant_once(
         db.session.commit()
     prolific.payouts.clear()
     with pytest.MonkeyPatch.context() as patch:
-        from study_app.prolific_api import ProlificClient
+        from study_app.prolific.client import ProlificClient
 
         real = ProlificClient.set_up_bonuses
 
@@ -305,7 +305,7 @@ def test_two_bonus_runs_at_once_collide_before_any_money_moves(
     assert _cli(app, "--bonus", "flat=0.30").exit_code == 0
     assert prolific.payouts == {pid_of("GOOD"): 30}
     with pytest.MonkeyPatch.context() as patch:
-        from study_app import prolific_pay
+        from study_app.prolific import pay as prolific_pay
 
         patch.setattr(prolific_pay, "_records", lambda study, kind: {})  # read before the other's write
         late = _cli(app, "--bonus", "flat=0.30")
@@ -332,7 +332,7 @@ def test_two_bonus_runs_at_once_collide_before_any_money_moves(
         "ACTIVE"  # as if the other run's call were still out
     )
     with pytest.MonkeyPatch.context() as patch:
-        from study_app import prolific_pay
+        from study_app.prolific import pay as prolific_pay
 
         patch.setattr(prolific_pay, "_records", lambda study, kind: {})
         late = _cli(app, "--pay-screen-outs")

@@ -143,7 +143,7 @@ def _list_of(app: Flask, submission: str) -> int:
 
 
 def test_an_unreachable_prolific_is_one_line_without_the_token(port: Any) -> None:
-    from study_app.prolific_api import ProlificClient, ProlificError
+    from study_app.prolific.client import ProlificClient, ProlificError
 
     with ProlificClient(TOKEN, f"http://127.0.0.1:{port()}", retries=1, backoff_s=0.0) as client:
         assert TOKEN not in repr(client)
@@ -162,7 +162,7 @@ def test_one_arrivals_bad_study_id_is_skipped_and_reaches_no_api_path(
     and made every --sync exit 1. Such ids (from sessions stored before entry checked them)
     are not asked about, one Prolific does not know is passed over, both said; the client
     refuses any id that is not Prolific's before sending."""
-    from study_app.prolific_api import ProlificClient, ProlificError
+    from study_app.prolific.client import ProlificClient, ProlificError
     from tests.study_app.fake_prolific import FakeProlific as PayingProlific
 
     app, _ = study_app

@@ -21,7 +21,7 @@ from artifact_schemas import RESPONSES, load_table
 from artifact_schemas.validity import SessionFacts, ValidityRules
 from study_app.db import db
 from study_app.models import Response, StudySession
-from study_app.prolific_pay import ApprovalRules
+from study_app.prolific.pay import ApprovalRules
 from tests.study_app.fake_prolific import FakeProlific
 from tests.study_app.prolific_ids import STUDY, submission_of
 

@@ -11,7 +11,7 @@ call and Prolific's own message.
 A call Prolific documents as not idempotent (paying a bulk bonus, screening out) is sent
 with ``idempotent=False``: a 429 is still retried (Prolific did not act on it), but a 5xx
 or a lost answer is not, because the payment may have gone through; the caller's records
-(``study_app.prolific_pay``) decide what happens next.
+(``study_app.prolific.pay``) decide what happens next.
 
 No SDK: Prolific publishes none for Python, and the handful of calls is smaller than a
 dependency (``httpx`` is already the project's HTTP client).

@@ -7,7 +7,7 @@ places, and an estimated completion time. All of them follow from the package an
 the public address the app is served at, so ``study-app prolific`` prints them, and
 ``--create`` sends them (with the reward and device requirements of a
 :class:`ProlificSettings`) as a draft study. Paying (approvals, screen-outs, bonuses) is
-in ``study_app.prolific_pay``.
+in ``study_app.prolific.pay``.
 """
 
 from __future__ import annotations
@@ -21,8 +21,10 @@ from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from sqlalchemy import select
 
 from artifact_schemas import from_validation_error, load_toml
+from study_app.db import db
 from study_app.models import (
     REJECTED,
     RETURNED,
@@ -32,9 +34,11 @@ from study_app.models import (
     StudySession,
     utcnow,
 )
+from study_app.monitor import completed_durations_s
 from study_app.packages import package_view
 from study_app.participant import PROLIFIC_COMPLETE, PROLIFIC_PLACEHOLDERS
-from study_app.prolific_api import ProlificClient, ProlificError, is_prolific_id
+from study_app.prolific.client import ProlificClient, ProlificError, is_prolific_id
+from study_app.sessions import pid_hash
 
 # A rough per-screen cost beyond listening: reading, deciding, clicking. Pilots replace it.
 SECONDS_PER_ANSWER = 6.0
@@ -162,8 +166,6 @@ def load_prolific_settings(path: Path | None, **overrides: Any) -> ProlificSetti
 def pilot_minutes(study: Study) -> tuple[float, int] | None:
     """Median duration in minutes of the completed sessions, previews (pilots) included,
     and how many there were; ``None`` before the first."""
-    from study_app.monitor import completed_durations_s
-
     durations = completed_durations_s(study, include_previews=True)
     if not durations:
         return None
@@ -208,8 +210,6 @@ def create_prolific_study(
     sessions have completed, their median duration is checked against the estimate and
     against Prolific's minimum per hour (warnings, not errors: the researcher decides).
     """
-    from study_app.db import db
-
     if study.prolific and study.prolific.get("id"):
         raise ValueError(
             f"'{study.slug}' is already on Prolific as study {study.prolific['id']}: "
@@ -270,8 +270,6 @@ def publish_prolific_study(study: Study, client: ProlificClient) -> str:
     Refused unless the study is open here: participants sent to a draft or paused study
     would meet a closed door while Prolific counts their time.
     """
-    from study_app.db import db
-
     prolific_id = (study.prolific or {}).get("id")
     if not prolific_id:
         raise ValueError(f"'{study.slug}' has no Prolific study yet: create it with --create first")
@@ -305,8 +303,6 @@ def sync_submissions(
     place, so the next arrival can take it; its answers stay, flagged in the export's
     ``session_status``. Idempotent: a second sync changes nothing.
     """
-    from study_app.db import db
-
     result = SyncResult(0, 0, [], {})
     for _, sub, sess in matched_submissions(study, client, prolific_study_ids, skipped=result.skipped):
         result.seen += 1
@@ -363,13 +359,8 @@ def matched_submissions(
     researcher's study) is passed over; both are listed in ``skipped``. A session is
     matched by Prolific's submission id (the SESSION_ID it was opened with), else by the
     participant's Prolific id (hashed as stored; the participant's latest session): paying
-    checks that all three ids agree (``prolific_pay``).
+    checks that all three ids agree (``study_app.prolific.pay``).
     """
-    from sqlalchemy import select
-
-    from study_app.db import db
-    from study_app.sessions import pid_hash
-
     # One query: the sessions with their participants' hashed ids (no lazy load per session).
     rows = db.session.execute(
         select(StudySession, Participant.pid_hash)

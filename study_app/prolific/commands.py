@@ -1,6 +1,6 @@
 """``study-app prolific``: a study on Prolific, from the form's values to the last bonus.
 
-One action per run; each is one call into ``study_app.prolific`` / ``study_app.prolific_pay``
+One action per run; each is one call into ``study_app.prolific.study`` / ``study_app.prolific.pay``
 and the printing of its result. The API token comes from PROLIFIC_TOKEN only (never an
 option: it would land in shell history and process lists).
 """
@@ -16,6 +16,12 @@ import click
 from flask.cli import with_appcontext
 
 from artifact_schemas import ArtifactError
+from study_app.commands.common import get_study_or_fail
+from study_app.participant import PROLIFIC_COMPLETE
+from study_app.prolific import pay
+from study_app.prolific import study as prolific_study
+from study_app.prolific.client import ProlificClient, ProlificError
+from study_app.prolific.pay import PaymentConflict
 
 ACTIONS = ("sync", "create", "publish", "approve", "pay_screen_outs", "bonus")
 
@@ -86,10 +92,6 @@ def prolific_command(study: str, base_url: str | None, as_json: bool, **options:
     Example: study-app prolific demo --create --reward-per-hour 12 --base-url https://study.example.org
     Example: study-app prolific demo --bonus per_correct=0.05 --dry-run
     """
-    from study_app.cli import get_study_or_fail
-    from study_app.prolific_api import ProlificClient, ProlificError
-    from study_app.prolific_pay import PaymentConflict
-
     chosen = [a for a in ACTIONS if options.get(a) if a != "bonus"] + (
         ["bonus"] if options["bonus_rule"] else []
     )
@@ -113,33 +115,31 @@ def prolific_command(study: str, base_url: str | None, as_json: bool, **options:
 
 
 def _settings(options: dict[str, Any]) -> Any:
-    from study_app.prolific import load_prolific_settings
-
-    return load_prolific_settings(options["settings"], reward_per_hour=options["reward_per_hour"])
+    return prolific_study.load_prolific_settings(
+        options["settings"], reward_per_hour=options["reward_per_hour"]
+    )
 
 
 def _run(
     action: str, row: Any, client: Any, base_url: str | None, settings: Any, options: dict[str, Any]
 ) -> Any:
-    from study_app import prolific, prolific_pay
-
-    rules = prolific_pay.ApprovalRules(min_attention_correct=options["min_attention"])
+    rules = pay.ApprovalRules(min_attention_correct=options["min_attention"])
     dry = options["dry_run"]
     given = list(options["prolific_studies"]) or None
     if action == "sync":
-        return prolific.sync_submissions(row, client, list(options["prolific_studies"]))
+        return prolific_study.sync_submissions(row, client, list(options["prolific_studies"]))
     if action == "create":
         if not base_url:
             raise ValueError("--create needs --base-url (where participants reach the app)")
-        return prolific.create_prolific_study(row, client, settings, base_url)
+        return prolific_study.create_prolific_study(row, client, settings, base_url)
     if action == "publish":
-        return {"published": prolific.publish_prolific_study(row, client)}
+        return {"published": prolific_study.publish_prolific_study(row, client)}
     if action == "approve":
-        return prolific_pay.approve_submissions(row, client, rules, dry_run=dry, prolific_study_ids=given)
+        return pay.approve_submissions(row, client, rules, dry_run=dry, prolific_study_ids=given)
     if action == "pay_screen_outs":
-        return prolific_pay.pay_screen_outs(row, client, dry_run=dry, prolific_study_ids=given)
-    rule = prolific_pay.BonusRule.parse(options["bonus_rule"])
-    return prolific_pay.pay_bonuses(row, client, rule, rules, dry_run=dry, prolific_study_ids=given)
+        return pay.pay_screen_outs(row, client, dry_run=dry, prolific_study_ids=given)
+    rule = pay.BonusRule.parse(options["bonus_rule"])
+    return pay.pay_bonuses(row, client, rule, rules, dry_run=dry, prolific_study_ids=given)
 
 
 def _print(action: str, result: Any, as_json: bool) -> None:
@@ -193,13 +193,10 @@ def _print_payments(data: dict[str, Any]) -> None:
 
 
 def _print_form(row: Any, base_url: str | None, as_json: bool) -> None:
-    from study_app.participant import PROLIFIC_COMPLETE
-    from study_app.prolific import prolific_setup
-
     if not base_url:
         raise click.UsageError("--base-url is required (or an action such as --sync)")
     try:
-        setup = prolific_setup(row, base_url)
+        setup = prolific_study.prolific_setup(row, base_url)
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--base-url") from exc
     if as_json:

@@ -7,7 +7,12 @@ from typing import Any
 import click
 from flask.cli import with_appcontext
 
-from study_app.cli import get_study_or_fail
+from study_app.commands.common import get_study_or_fail
+from study_app.db import db
+from study_app.monitor import idle_sessions, release_abandoned, stored_answers
+from study_app.packages import package_view
+from study_app.privacy import NoSuchParticipant, forget_participant
+from study_app.sessions import mark_simulated
 
 
 @click.command("sessions")
@@ -20,8 +25,6 @@ def sessions_command(study: str, abandoned: bool, release: bool) -> None:
 
     Example: study-app sessions demo --abandoned --release
     """
-    from study_app.monitor import idle_sessions, release_abandoned
-
     row = get_study_or_fail(study)
     if release:
         released = release_abandoned(row)
@@ -35,6 +38,7 @@ def sessions_command(study: str, abandoned: bool, release: bool) -> None:
 
 
 def _slider_means(ctx: click.Context, param: click.Parameter, pairs: tuple[str, ...]) -> dict[str, float]:
+    # The bots are a test driver: imported when this runs, not by every web worker's create_app.
     from study_app.simulate import parse_slider_means
 
     try:
@@ -104,11 +108,7 @@ def simulate_command(
 
     Example: study-app simulate demo --url http://127.0.0.1:5000 --participants 50 --concurrency 16 --chaos
     """
-    from study_app.db import db
-    from study_app.monitor import stored_answers
-    from study_app.packages import package_view
-    from study_app.sessions import mark_simulated
-    from study_app.simulate import BotConfig, run_bots
+    from study_app.simulate import BotConfig, run_bots  # a test driver: see _slider_means
 
     row = get_study_or_fail(study)
     view = package_view(row)
@@ -151,8 +151,6 @@ def forget_command(study: str, prolific_pid: str | None, pid_hash: str | None) -
 
     Example: study-app forget demo --prolific-pid 5f1c0e8a9b
     """
-    from study_app.privacy import NoSuchParticipant, forget_participant
-
     row = get_study_or_fail(study)
     if (prolific_pid is None) == (pid_hash is None):
         raise click.UsageError("give exactly one of --prolific-pid and --participant")
@@ -164,3 +162,6 @@ def forget_command(study: str, prolific_pid: str | None, pid_hash: str | None) -
         click.echo(f"deleted {gone.declines} decline record(s) of {gone.digest[:12]}... from '{row.slug}'")
         return
     click.echo(f"deleted participant {gone.digest[:12]}... and {gone.responses} responses from '{row.slug}'")
+
+
+COMMANDS = (sessions_command, simulate_command, forget_command)

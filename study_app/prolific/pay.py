@@ -34,8 +34,8 @@ from study_app.models import (
     utcnow,
 )
 from study_app.packages import package_view
-from study_app.prolific import MINIMUM_PER_HOUR, matched_submissions, paying_study_ids
-from study_app.prolific_api import ProlificClient, ProlificError
+from study_app.prolific.client import ProlificClient, ProlificError
+from study_app.prolific.study import MINIMUM_PER_HOUR, matched_submissions, paying_study_ids
 from study_app.sessions import pid_hash
 
 AWAITING_REVIEW = "AWAITING REVIEW"
@@ -106,7 +106,7 @@ def approve_submissions(
     prolific_study_ids: list[str] | None = None,
 ) -> ApprovalResult:
     """Approve every AWAITING REVIEW submission of this study on Prolific
-    (:func:`~study_app.prolific.paying_study_ids`) whose session here is its own (PID,
+    (:func:`~study_app.prolific.study.paying_study_ids`) whose session here is its own (PID,
     SESSION_ID and STUDY_ID agree), completed and passes ``rules``; list the others with
     the reason. Approving pays the study's reward; a submission Prolific has already
     approved is no longer awaiting review, so a second run approves nothing again."""
