@@ -1,7 +1,7 @@
 """Measure the per-frame costs ``sae-core plan`` derives its times from (issue 22.2c).
 
 * **forward**: teacher-forced frames/s of a published MusicGen architecture
-  (``real_presets``, random weights: the cost does not depend on the values) capturing the
+  (``sae_core.presets.real``, random weights: the cost does not depend on the values) capturing the
   paper's five layers, on 10 s windows, as ``sae-core extract`` runs it;
 * **sae**: tokens/s of ``sae_core.sae.Trainer`` at d_in 1024, 8192 latents, k 32, batch 4096.
 
@@ -35,9 +35,10 @@ import torch
 
 from artifact_schemas import write_text_atomic
 from sae_core.models import paper_layers
-from sae_core.models.real_presets import build_real_musicgen, t5_word_tokenizer
 from sae_core.models.transformers_musicgen import TransformersMusicGen
 from sae_core.plan import COSTS, parameter_counts
+from sae_core.presets.musicgen import t5_word_tokenizer
+from sae_core.presets.real import build_real_musicgen
 from sae_core.sae import InMemoryActivations, SaeConfig, TrainConfig, Trainer
 
 
@@ -66,7 +67,8 @@ def _matmul_gflops(device: str, n: int = 4096) -> float:
 def _smoke_musicgen(device: str, tmp: Path) -> tuple[TransformersMusicGen, int]:
     """The tiny preset (same classes as the published ones, ~0.6M parameters), loaded as real
     weights are, and its decoder size."""
-    from sae_core.models import build_tiny_musicgen, load_model
+    from sae_core.models import load_model
+    from sae_core.presets.tiny import build_tiny_musicgen
 
     model = load_model(str(build_tiny_musicgen(tmp / "tiny")), device=device)
     assert isinstance(model, TransformersMusicGen)

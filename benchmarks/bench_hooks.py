@@ -58,8 +58,9 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
 
-    from sae_core.models import Intervention, build_tiny_musicgen, load_model
+    from sae_core.models import Intervention, load_model
     from sae_core.models.transformers_musicgen import TransformersMusicGen
+    from sae_core.presets.tiny import build_tiny_musicgen
 
     with tempfile.TemporaryDirectory() as tmp:
         model = load_model(str(build_tiny_musicgen(Path(tmp) / "tiny")))

@@ -510,7 +510,7 @@ def main() -> None:
             parser.error("--tracks: at least 2")
         sizes = replace(sizes, held_tracks=args.tracks)
     from sae_core.clap import build_tiny_clap
-    from sae_core.models import build_tiny_musicgen
+    from sae_core.presets.tiny import build_tiny_musicgen
 
     results: dict[str, float | None] = dict.fromkeys(
         ("codec_concepts", "prompt_adherence", "clap_zero_shot", "steer_db")

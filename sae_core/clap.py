@@ -16,7 +16,9 @@ from typing import Any
 import numpy as np
 import torch
 
+from artifact_schemas import FieldError, atomic_path
 from sae_core.audio import load_mono
+from sae_core.presets.musicgen import word_level_tokenizer
 
 
 class ClapScorer:
@@ -94,8 +96,6 @@ class ClapScorer:
 
     def _save_cached(self, key: str, vec: np.ndarray) -> None:
         if self.cache_dir is not None:
-            from artifact_schemas import atomic_path
-
             self.cache_dir.mkdir(parents=True, exist_ok=True)
             with atomic_path(self.cache_dir / f"{key}.npy") as tmp, open(tmp, "wb") as fh:
                 np.save(fh, vec)
@@ -148,8 +148,6 @@ class ClapFrontEnd:
     max_length_s: int = 10
 
     def __post_init__(self) -> None:
-        from artifact_schemas import FieldError
-
         for name in ("sample_rate", "fft_window_size", "hop_length", "num_mel_bins", "max_length_s"):
             if getattr(self, name) < 1:
                 raise FieldError(name, f"must be >= 1, got {getattr(self, name)}")
@@ -204,8 +202,6 @@ def clap_parts(
     The tiny random preset and the trained mini CLAP (sae_core.mini.clap) both start here.
     """
     from transformers import ClapAudioConfig, ClapConfig, ClapFeatureExtractor, ClapModel, ClapTextConfig
-
-    from sae_core.models.tiny_presets import word_level_tokenizer
 
     fe = front_end if front_end is not None else ClapFrontEnd()
     text = ClapTextConfig(

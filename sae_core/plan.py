@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sae_core.models.real_presets import DECODERS
+from sae_core.presets.real import DECODERS
 
 COSTS = Path(__file__).with_name("plan_costs.json")
 FRAME_RATE = 50.0  # every MusicGen: 32 kHz EnCodec, hop 640
@@ -35,8 +35,8 @@ FRAME_RATE = 50.0  # every MusicGen: 32 kHz EnCodec, hop 640
 @functools.cache
 def parameter_counts(model: str) -> tuple[int, int]:
     """(decoder, whole model) parameters of a published configuration, counted on the meta
-    device (real_presets): small 0.42 B / 0.59 B, medium 1.84 B / 2.01 B, large 3.26 B / 3.42 B."""
-    from sae_core.models.real_presets import build_real_musicgen
+    device (presets.real): small 0.42 B / 0.59 B, medium 1.84 B / 2.01 B, large 3.26 B / 3.42 B."""
+    from sae_core.presets.real import build_real_musicgen
 
     built = build_real_musicgen(model, device="meta")
     return sum(p.numel() for p in built.decoder.parameters()), sum(p.numel() for p in built.parameters())

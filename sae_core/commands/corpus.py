@@ -58,7 +58,7 @@ def tiny_model(
 
     Example: sae-core tiny-model --out models/tiny-musicgen
     """
-    from sae_core.models import build_tiny
+    from sae_core.presets.tiny import build_tiny
 
     with reporting():
         build_tiny(str(out), seed=seed, backend=backend)

@@ -30,6 +30,7 @@ import torch
 from sae_core.mini.codec import load_corpus_audio, save_pretrained_atomic
 from sae_core.mini.loop import LoopConfig, LossMetrics, StepLoop
 from sae_core.models.codec import MODEL_CODEC_DIR, Codec, EncodecCodec, is_codec_dir, load_codec
+from sae_core.presets.musicgen import CAPTION_WORDS, musicgen_config, new_musicgen, word_level_tokenizer
 
 log = logging.getLogger(__name__)
 
@@ -73,10 +74,8 @@ class MusicgenTrainConfig(LoopConfig):
 
 def caption_vocabulary(captions: list[str]) -> list[str]:
     """The word tokenizer's vocabulary: the tiny preset's music words plus the corpus's."""
-    from sae_core.models.tiny_presets import _TINY_VOCAB
-
     words = {w for c in captions for w in re.findall(r"\w+|[^\w\s]", c.lower())}
-    return [*_TINY_VOCAB, *sorted(words - set(_TINY_VOCAB))]
+    return [*CAPTION_WORDS, *sorted(words - set(CAPTION_WORDS))]
 
 
 def delay_labels(codes: torch.Tensor, pad: int) -> torch.Tensor:
@@ -100,44 +99,32 @@ def build_untrained(cfg: MusicgenTrainConfig, vocab: list[str], codec: Codec) ->
     Over a fitted codec the model's ``audio_encoder`` is a small placeholder with the
     codec's rate, frames and codebooks (never run); the codec is saved beside it.
     """
-    from transformers import MusicgenConfig, MusicgenDecoderConfig, T5Config
-
-    from sae_core.models.tiny_presets import new_musicgen, word_level_tokenizer
-
-    size, n_books = codec.codebook_size, codec.num_codebooks
+    size = codec.codebook_size
     encodec = codec.model if isinstance(codec, EncodecCodec) else None
     audio_config = encodec.config if encodec is not None else codec.encodec_config()  # type: ignore[attr-defined]
-    text = T5Config(  # type: ignore[call-arg]
-        vocab_size=len(vocab),
-        d_model=cfg.text_hidden_size,
-        d_kv=cfg.text_hidden_size // cfg.heads,
-        d_ff=4 * cfg.text_hidden_size,
-        num_layers=cfg.text_layers,
-        num_heads=cfg.heads,
-        pad_token_id=0,
-        eos_token_id=1,
-        decoder_start_token_id=0,
-    )
-    from sae_core.models.transformers_musicgen import quiet_delay_pattern_warning
-
-    quiet_delay_pattern_warning()  # MusicGen's pad token lies past the vocabulary by design
-    decoder = MusicgenDecoderConfig(
-        vocab_size=size,
-        hidden_size=cfg.hidden_size,
-        num_hidden_layers=cfg.layers,
-        num_attention_heads=cfg.heads,
-        ffn_dim=cfg.ffn_dim,
-        num_codebooks=n_books,
-        max_position_embeddings=2048,
-        pad_token_id=size,
-        bos_token_id=size,
-        audio_channels=1,
-        dropout=0.1,
-    )
-    decoder_dict = {**decoder.to_dict(), "decoder_start_token_id": size}  # labels shift right by it
-    config = MusicgenConfig(
-        text_encoder=text.to_dict(), audio_encoder=audio_config.to_dict(), decoder=decoder_dict
-    )
+    text = {
+        "vocab_size": len(vocab),
+        "d_model": cfg.text_hidden_size,
+        "d_kv": cfg.text_hidden_size // cfg.heads,
+        "d_ff": 4 * cfg.text_hidden_size,
+        "num_layers": cfg.text_layers,
+        "num_heads": cfg.heads,
+        "pad_token_id": 0,
+        "eos_token_id": 1,
+        "decoder_start_token_id": 0,
+    }
+    decoder = {
+        "hidden_size": cfg.hidden_size,
+        "num_hidden_layers": cfg.layers,
+        "num_attention_heads": cfg.heads,
+        "ffn_dim": cfg.ffn_dim,
+        "num_codebooks": codec.num_codebooks,
+        "max_position_embeddings": 2048,
+        "audio_channels": 1,
+        "dropout": 0.1,
+        "decoder_start_token_id": size,  # labels shift right by it
+    }
+    config = musicgen_config(text, audio_config, decoder, size)
     torch.manual_seed(cfg.seed)
     model = new_musicgen(config)
     if encodec is not None:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from artifact_schemas import FieldError
 from sae_core.models.base import Captured, Intervention, MusicModel
-from sae_core.models.tiny_presets import build_tiny_musicgen
 from sae_core.models.transformers_musicgen import TransformersMusicGen
 
 BACKENDS = ("transformers", "audiocraft")
@@ -14,22 +13,6 @@ def paper_layers(n_layers: int) -> list[int]:
     """Layer 2, 25%, 50% and 75% depth, and the second-to-last layer (Singh et al.)."""
     picks = {2, n_layers // 4, n_layers // 2, (3 * n_layers) // 4, n_layers - 2}
     return sorted(layer for layer in picks if 0 <= layer < n_layers)
-
-
-def build_tiny(out: str, seed: int = 0, backend: str = "transformers") -> None:
-    """The tiny random preset of ``backend``, saved in that backend's checkpoint format."""
-    if backend == "transformers":
-        build_tiny_musicgen(out, seed=seed)
-    elif backend == "audiocraft":
-        try:
-            from sae_core.models.audiocraft_musicgen import build_tiny_audiocraft
-        except ImportError as exc:
-            raise FieldError(
-                "backend", f"audiocraft needs the audiocraft package ({exc}); see docs/models.md"
-            ) from exc
-        build_tiny_audiocraft(out, seed=seed)
-    else:
-        raise FieldError("backend", f"must be one of {', '.join(BACKENDS)}, got {backend!r}")
 
 
 def load_model(path_or_id: str, backend: str = "transformers", device: str = "cpu") -> MusicModel:
@@ -49,8 +32,6 @@ __all__ = [
     "Intervention",
     "MusicModel",
     "TransformersMusicGen",
-    "build_tiny",
-    "build_tiny_musicgen",
     "load_model",
     "paper_layers",
 ]

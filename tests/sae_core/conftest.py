@@ -13,7 +13,7 @@ from sae_core.synth import synth_corpus
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The tiny preset, built and saved with save_pretrained once per test session."""
-    from sae_core.models import build_tiny_musicgen
+    from sae_core.presets.tiny import build_tiny_musicgen
 
     return build_tiny_musicgen(tmp_path_factory.mktemp("models") / "tiny-musicgen", seed=0)
 

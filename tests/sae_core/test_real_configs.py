@@ -18,8 +18,9 @@ import soundfile as sf
 import torch
 
 from sae_core.models import Intervention, load_model, paper_layers
-from sae_core.models.real_presets import build_real_musicgen, t5_word_tokenizer
 from sae_core.models.transformers_musicgen import TransformersMusicGen
+from sae_core.presets.musicgen import t5_word_tokenizer
+from sae_core.presets.real import build_real_musicgen
 
 
 def _clip(small_corpus: Path, seconds: float) -> torch.Tensor:
