@@ -18,7 +18,7 @@ from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 from werkzeug.exceptions import HTTPException
 
-from study_app import sessions
+from study_app import answers, listening, stages
 from study_app.db import autocommit_request, db
 from study_app.models import SessionState, StudyRef
 from study_app.packages import package_view
@@ -63,8 +63,8 @@ def _bad_request(exc: BadRequest) -> ResponseReturnValue:
     return jsonify(error=str(exc)), 400
 
 
-@bp.errorhandler(sessions.AnswerError)
-def _answer_error(exc: sessions.AnswerError) -> ResponseReturnValue:
+@bp.errorhandler(answers.AnswerError)
+def _answer_error(exc: answers.AnswerError) -> ResponseReturnValue:
     # The trial runner shows the message to the participant: in the study's language.
     return jsonify(error=gettext(str(exc)), **exc.extra), exc.status
 
@@ -130,11 +130,9 @@ def _read(slug: str, *, serve: bool = False, heard: bool = False) -> tuple[Study
     rest of what the one read returned (served, heard)."""
     read = study_and_session(slug, serve=serve, heard=heard)
     if read.study is None:
-        raise sessions.AnswerError(404, f"no study '{slug}'")
+        raise answers.AnswerError(404, f"no study '{slug}'")
     if read.session is None:
-        raise sessions.AnswerError(
-            401, "no session for this study in this browser; open the study link again"
-        )
+        raise answers.AnswerError(401, "no session for this study in this browser; open the study link again")
     return read.study, read.session, read
 
 
@@ -153,7 +151,7 @@ class _ClipUrls:
     the media endpoint ignores): clips are cached for a year, and a browser that plays a
     clip an earlier session in it cached (a second preview) from that cache, without
     asking the server, would never have it count as heard in this session
-    (sessions.unheard_clips). Chromium asks again anyway (tested); the tag keeps any
+    (listening.unheard_clips). Chromium asks again anyway (tested); the tag keeps any
     browser from relying on that. One url_for per trial fetch, not one per clip (six
     were a twentieth of the request: profile, issue 31)."""
 
@@ -175,7 +173,7 @@ def trial(slug: str) -> ResponseReturnValue:
     """The current trial (public fields only), or the page the session must go to."""
     autocommit_request()  # one statement on PostgreSQL; a read, then at most one write on SQLite
     study, sess, read = _read(slug, serve=True)
-    current = sessions.current_trial(sess, study)
+    current = stages.current_trial(sess, study)
     if current is None:
         return jsonify(stage=sess.stage, redirect=url_for("participant.go", slug=slug))
     t = current.trial
@@ -208,18 +206,18 @@ def trial(slug: str) -> ResponseReturnValue:
         "preload": [clips.url(c) for c in current.next_clips],
     }
     if not read.served:
-        sessions.mark_served(sess)
+        listening.mark_served(sess)
     return jsonify(body)
 
 
 @bp.post("/s/<slug>/answer")
 def answer(slug: str) -> ResponseReturnValue:
     """Record an answer. Repeating a request with the same idempotency_key returns the first result."""
-    # Reads, then one statement that moves the session and stores the row (sessions.submit_answer)
+    # Reads, then one statement that moves the session and stores the row (answers.submit_answer)
     autocommit_request()
     study, sess, read = _read(slug, heard=True)
     payload = _answer_payload(json_body())
-    return jsonify(sessions.submit_answer(sess, study, payload, heard=read.heard))
+    return jsonify(answers.submit_answer(sess, study, payload, heard=read.heard))
 
 
 def _answer_payload(data: Any) -> dict[str, Any]:
@@ -257,7 +255,7 @@ def _answer_payload(data: Any) -> dict[str, Any]:
         "answer": answer,
         "rating": data.get("rating"),
         "confidence": data.get("confidence"),
-        "sliders": data.get("sliders"),  # checked against the trial (sessions._slider_values)
+        "sliders": data.get("sliders"),  # checked against the trial (answers._slider_values)
         "client_ts": client_ts,
     }
 
@@ -288,9 +286,9 @@ def event(slug: str) -> ResponseReturnValue:
         detail = _problem(detail, study)
     client_ts = data.get("client_ts") if isinstance(data.get("client_ts"), str) else None
     if (
-        sessions.recent_events(sess, EVENT_KINDS, seconds=60)
+        stages.recent_events(sess, EVENT_KINDS, seconds=60)
         >= current_app.config["EVENTS_PER_SESSION_PER_MINUTE"]
     ):
         return jsonify(error="too many events; they are not needed for the study to go on"), 429
-    sessions.record_event(study, sess, data["kind"], detail, client_ts[:40] if client_ts else None)
+    stages.record_event(study, sess, data["kind"], detail, client_ts[:40] if client_ts else None)
     return "", 204

@@ -7,7 +7,7 @@ caching come from ``send_file``; with ``MEDIA_X_ACCEL_PREFIX`` set, nginx sends 
 file instead (X-Accel-Redirect) and the app only checks access.
 
 Every response records which bytes of the clip it carries to the session
-(``sessions.record_clip_served``, the listening evidence): from the response itself
+(``listening.record_clip_served``, the listening evidence): from the response itself
 when the app sends the file, from the request when nginx does (nginx sends exactly
 the requested ranges; the app counts only what it is sure nginx sends).
 """
@@ -18,9 +18,9 @@ from flask import Blueprint, Request, Response, abort, current_app, request, sen
 from sqlalchemy import select
 
 from study_app.db import db
+from study_app.listening import record_clip_served
 from study_app.models import Study, StudySession, TrialList
 from study_app.packages import package_view
-from study_app.sessions import record_clip_served
 
 bp = Blueprint("media", __name__, url_prefix="/media")
 

@@ -54,7 +54,7 @@ ACTIVE, COMPLETED, SCREENED_OUT, DECLINED, ABANDONED, FULL, RETURNED, TIMED_OUT,
 
 class SessionStage(StrEnum):
     """Where an active session is, in this order; the server decides, the pages follow.
-    A study skips the stages its package lacks (``sessions.next_stage``)."""
+    A study skips the stages its package lacks (``stages.next_stage``)."""
 
     VOLUME = "volume"
     SCREENING = "screening"
@@ -180,7 +180,7 @@ class StudySession(db.Model):  # type: ignore[name-defined]
     ip_hash: Mapped[str] = mapped_column(String(64), default="", index=True)
     questionnaire: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
     # When the current trial was first sent to the browser ("attempt:position"): answers
-    # sooner than its audio lasts are refused (sessions.listening_floor_s).
+    # sooner than its audio lasts are refused (listening.listening_floor_s).
     served_trial: Mapped[str | None] = mapped_column(String(32), nullable=True)
     served_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
     preview: Mapped[bool] = mapped_column(Boolean, default=False)
@@ -215,7 +215,7 @@ class StudyRef:
 @dataclass(frozen=True, slots=True)
 class SessionState:
     """A session as the participant API read it at the start of the request (a row, not an
-    ORM object): writes go through statements that check it is still so (sessions.submit_answer)."""
+    ORM object): writes go through statements that check it is still so (answers.submit_answer)."""
 
     id: int
     token: str
@@ -259,7 +259,7 @@ class Response(db.Model):  # type: ignore[name-defined]
     # Listening evidence the server saw: when the trial was served, and how many of its
     # clips had not been served in full to this session by the time it answered (named
     # for what it counted before migration 0008: clips never fetched at all). Answers
-    # with any are refused since then (sessions._listening_evidence), so new rows have 0.
+    # with any are refused since then (answers._listening_evidence), so new rows have 0.
     served_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
     clips_unfetched: Mapped[int | None] = mapped_column(Integer, nullable=True)
     # What the server answered, replayed verbatim for a duplicate submit.
@@ -268,7 +268,7 @@ class Response(db.Model):  # type: ignore[name-defined]
 
 class ClipRequest(db.Model):  # type: ignore[name-defined]
     """Which bytes of a clip the media endpoint served to a session (send_file, or nginx
-    told by X-Accel-Redirect to send exactly the requested range): ``sessions.record_clip_served``.
+    told by X-Accel-Redirect to send exactly the requested range): ``listening.record_clip_served``.
 
     A clip counts as heard once the served ranges cover its whole file (``heard_at``);
     one byte of it (``Range: bytes=0-0``) or a request the server did not answer with its

@@ -16,7 +16,7 @@ from sqlalchemy import String, bindparam, cast, func, literal_column, or_, selec
 
 from artifact_schemas import StudyManifest
 from artifact_schemas.study import N_
-from study_app import sessions
+from study_app import sessions, stages
 from study_app.db import db
 from study_app.models import (
     ACTIVE,
@@ -90,7 +90,7 @@ _STUDY_ONLY = select(*_STUDY_COLS).where(Study.__table__.c.slug == bindparam("sl
 # a fifth of its CPU). The trial fetch marks the current trial served in a data-modifying
 # WITH, which runs whether or not the SELECT reads it, and sees the same snapshot: the
 # session row returned is the one before the mark. The condition is current_trial's (an
-# active session on a trial stage) and the key is sessions._served_key's, so a reload
+# active session on a trial stage) and the key is listening.served_key's, so a reload
 # keeps the first time.
 _SESSION_T = StudySession.__table__
 _CLIPS_T = ClipRequest.__table__
@@ -116,7 +116,7 @@ _SERVED = (
 )
 _STUDY_AND_SESSION_SERVED = _STUDY_AND_SESSION.add_cte(_SERVED)
 _SERVED_PARAMS = {"active": ACTIVE, "screening": SessionStage.SCREENING, "trials": SessionStage.TRIALS}
-# The answer's read carries the clips served in full to the session (sessions.unheard_clips).
+# The answer's read carries the clips served in full to the session (listening.unheard_clips).
 _HEARD_NOW = (
     select(func.array_agg(_CLIPS_T.c.clip_id))
     .where(_CLIPS_T.c.session_id == _SESSION_T.c.id, _CLIPS_T.c.heard_at.is_not(None))
@@ -132,7 +132,7 @@ class ApiRead:
     study: StudyRef | None
     session: SessionState | None
     served: bool = False
-    """The current trial is marked served (PostgreSQL's trial fetch: no sessions.mark_served)."""
+    """The current trial is marked served (PostgreSQL's trial fetch: no listening.mark_served)."""
     heard: frozenset[str] | None = None
     """The clips served in full to the session, when read with it (the answer, PostgreSQL)."""
 
@@ -308,7 +308,7 @@ def go(slug: str) -> Any:
     view = package_view(study)
     if sess.status != ACTIVE or sess.stage == SessionStage.DONE:
         return _done_page(study, sess.status)
-    sessions.touch(sess)
+    stages.touch(sess)
     db.session.commit()
     m = view.manifest
     if sess.stage == SessionStage.VOLUME:
@@ -392,7 +392,7 @@ def questionnaire(slug: str) -> Any:
             answers[f.id] = value
     if errors:
         return render_template("questionnaire.html", study=study, fields=fields, errors=errors), 400
-    sessions.finish_questionnaire(sess, answers)
+    stages.finish_questionnaire(sess, answers)
     return redirect(url_for(".go", slug=slug))
 
 

@@ -46,7 +46,7 @@ def test_the_code_marks_what_participants_read() -> None:
     """The extraction is not empty by accident: texts from each kind of source are there."""
     app = marked_texts("study_app")
     assert {"I agree, start the study", "Trial {n} of {total}", "This study is full"} <= app  # html, js, py
-    assert "Please listen to every clip to the end before answering." in app  # sessions.py
+    assert "Please listen to every clip to the end before answering." in app  # answers.py
     builder = marked_texts("stimuli_builder")
     assert {"The first sound", "Which one is X: A or B?", "Bad", "Clip A"} <= builder
 

@@ -29,8 +29,8 @@ from sqlalchemy import func, select
 
 from artifact_schemas import RESPONSES, AnswerKey, load_key, load_study, load_table
 from study_app.db import db
+from study_app.listening import listening_floor_s, merge_ranges
 from study_app.models import Response, StudySession
-from study_app.sessions import listening_floor_s, merge_ranges
 from study_app.simulate import csrf_token
 from tests.study_app.conftest import Participant
 from tests.study_app.prolific_ids import prolific_ids
