@@ -34,7 +34,7 @@ from pathlib import Path
 import torch
 
 from artifact_schemas import write_text_atomic
-from sae_core.models import paper_layers
+from sae_core.layers import paper_layers
 from sae_core.models.transformers_musicgen import TransformersMusicGen
 from sae_core.plan import COSTS, parameter_counts
 from sae_core.presets.musicgen import t5_word_tokenizer

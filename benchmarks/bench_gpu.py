@@ -56,7 +56,8 @@ def measure_forward(device: str, preset: str, seconds: float, batch: int, bf16: 
     """Frames/s of teacher-forced forwards capturing the paper layers (codes already encoded).
 
     ``preset`` ``tiny``: the tiny preset (same classes, ~0.6M parameters), for ``--smoke``."""
-    from sae_core.models import load_model, paper_layers
+    from sae_core.layers import paper_layers
+    from sae_core.models import load_model
     from sae_core.models.transformers_musicgen import TransformersMusicGen
     from sae_core.presets.musicgen import t5_word_tokenizer
     from sae_core.presets.real import build_real_musicgen

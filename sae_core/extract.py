@@ -22,7 +22,7 @@ import json
 import logging
 import zlib
 from collections.abc import Iterator, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -44,6 +44,7 @@ from artifact_schemas import (
     write_text_atomic,
 )
 from sae_core.audio import AUDIO_SUFFIXES, AudioError, load_mono
+from sae_core.layers import LayerChoice, check_layers, resolve_layers
 from sae_core.models import MusicModel
 from sae_core.runtime import barrier, init_distributed, rank, set_threads, world_size
 from sae_core.sae.data import ACTS_KEY, LAYER_META
@@ -72,8 +73,8 @@ class ExtractConfig:
     """What ``extract_activations`` records; validated on construction, naming the field."""
 
     model: str
-    layers: list[int] | Literal["paper"]
-    """Decoder blocks (0-based), or ``paper``: resolved by :func:`paper_layers` once loaded."""
+    layers: LayerChoice
+    """Decoder blocks (0-based), or ``paper``: resolved once loaded (``layers.resolve_layers``)."""
     backend: str = "transformers"
     text_condition: TextCondition = "empty"
     window_seconds: float = 10.0
@@ -106,12 +107,7 @@ class ExtractConfig:
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
                 raise FieldError(name, f"must be one of {', '.join(allowed)}, got {getattr(self, name)!r}")
-        if self.layers != "paper":
-            if not self.layers or min(self.layers) < 0:
-                raise FieldError(
-                    "layers", f"must be non-negative layer numbers or 'paper', got {self.layers}"
-                )
-            self.layers = sorted(set(self.layers))
+        self.layers = check_layers(self.layers)
         for name in ("window_seconds", "batch_seconds"):
             if not getattr(self, name) > 0:
                 raise FieldError(name, f"must be > 0, got {getattr(self, name)}")
@@ -154,23 +150,23 @@ def extract_activations(cfg: ExtractConfig, progress: bool = True) -> ExtractRes
     rank 0 writes run.json once every shard is there. ``result.finished`` is False when
     shards are missing (another rank failed): rerunning the same config finishes them.
     """
-    from sae_core.models import load_model, paper_layers
+    from sae_core.models import load_model
 
-    if cfg.corpus is None or cfg.out is None:
-        raise FieldError("corpus" if cfg.corpus is None else "out", "is needed to extract")
+    corpus, out = cfg.corpus, cfg.out
+    if corpus is None or out is None:
+        raise FieldError("corpus" if corpus is None else "out", "is needed to extract")
     set_threads(cfg.threads)
     device = init_distributed(cfg.device)
     model = load_model(cfg.model, backend=cfg.backend, device=device)
-    if cfg.layers == "paper":
-        cfg.layers = paper_layers(model.n_layers)
+    cfg = replace(cfg, layers=resolve_layers(cfg.layers, model.n_layers))  # a copy: the caller's stays
     # Only rank 0 records the run, and only once every shard is there.
     recording = (
-        recorded_run(cfg.out, "extract", config=cfg.settings(), inputs=[cfg.corpus])
+        recorded_run(out, "extract", config=cfg.settings(), inputs=[corpus])
         if rank() == 0
         else contextlib.nullcontext()
     )
     with recording:
-        result = extract(model, cfg, cfg.corpus, cfg.out, progress=progress)
+        result = extract(model, cfg, corpus, out, progress=progress)
         if rank() == 0 and not result.finished:
             # Raised inside the record, so that an unfinished run writes no run.json.
             raise ValueError(f"some shards are missing in {cfg.out}; rerun the same command to finish")

@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from sae_core.layers import paper_layers
 from sae_core.presets.real import DECODERS
 
 COSTS = Path(__file__).with_name("plan_costs.json")
@@ -79,8 +80,6 @@ class PlanConfig:
         """Layers that get an SAE (``paper``: five for 24 and 48 blocks, by ``paper_layers``)."""
         if isinstance(self.layers, int):
             return self.layers
-        from sae_core.models import paper_layers
-
         return len(paper_layers(DECODERS[self.model][1]))
 
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -32,50 +32,16 @@ log = logging.getLogger(__name__)
 
 
 @dataclass
-class SteeringPlan:
-    """What to generate: every (prompt, seed) baseline, and each feature at each strength."""
-
-    features: list[int]
-    prompts: list[str]
-    seeds: list[int]
-    strengths: list[float]
-    relative: bool = False
-    seconds: float = 8.0
-    guidance_scale: float = 3.0
-    apply_to: ApplyTo = "both"
-    random_control: bool = True
-    audio_format: str = "flac"
-    betas: dict[int, float] | None = None
-    """Relative steering: each feature's largest activation (``features.parquet``)."""
-
-    def __post_init__(self) -> None:
-        for name in ("features", "prompts", "seeds", "strengths"):
-            if not getattr(self, name):
-                raise FieldError(name, "needs at least one value")
-        if self.apply_to not in ("both", "conditional"):
-            raise FieldError("apply_to", f"must be both or conditional, got {self.apply_to!r}")
-        if self.seconds <= 0:
-            raise FieldError("seconds", f"must be > 0, got {self.seconds}")
-        check_write_format(self.audio_format)
-        if self.relative:
-            missing = [f for f in self.features if f not in (self.betas or {})]
-            if missing:
-                raise FieldError("betas", f"relative steering needs the max activation of features {missing}")
-
-    def beta(self, feature: int) -> float | None:
-        return self.betas[feature] if self.relative and self.betas is not None else None
-
-
-@dataclass
 class SteerConfig:
-    """What ``run_steering`` needs; validated on construction, naming the field at fault."""
+    """What ``run_steering`` (and ``generate_pairs``) need; validated on construction,
+    naming the field at fault. :meth:`resolved` fills in what is read from files."""
 
     model: str
     sae: Path
     features: list[int] | str
     """Feature ids, or ``top:N``: the N kept features with the largest max activation."""
-    prompts: Path
-    """A text file, one prompt per line."""
+    prompts: Path | list[str]
+    """A text file, one prompt per line; or the prompts themselves."""
     out: Path
     seeds: list[int] = field(default_factory=lambda: [0])
     strengths: list[float] = field(default_factory=lambda: [1.0])
@@ -91,29 +57,48 @@ class SteerConfig:
     backend: str = "transformers"
     device: str = "cpu"
     audio_format: str = "flac"
+    betas: dict[int, float] | None = None
+    """Relative steering: each feature's largest activation (else read from ``features_table``)."""
 
     def __post_init__(self) -> None:
-        self.sae, self.prompts, self.out = Path(self.sae), Path(self.prompts), Path(self.out)
-        if not self.prompts.is_file():
-            raise FieldError("prompts", f"{self.prompts}: no such file")
+        self.sae, self.out = Path(self.sae), Path(self.out)
+        if not isinstance(self.prompts, list):
+            self.prompts = Path(self.prompts)
+            if not self.prompts.is_file():
+                raise FieldError("prompts", f"{self.prompts}: no such file")
+        for name in ("features", "prompts", "seeds", "strengths"):
+            if not getattr(self, name):
+                raise FieldError(name, "needs at least one value")
         if isinstance(self.features, str) and not re.fullmatch(r"top:[1-9]\d*", self.features):
             raise FieldError("features", f"must be feature ids or top:N, got {self.features!r}")
+        if self.apply_to not in ("both", "conditional"):
+            raise FieldError("apply_to", f"must be both or conditional, got {self.apply_to!r}")
+        if self.seconds <= 0:
+            raise FieldError("seconds", f"must be > 0, got {self.seconds}")
+        check_write_format(self.audio_format)
         if self.features_table is None:
             if isinstance(self.features, str):
                 raise FieldError("features", "top:N needs {other}", other="features_table")
-            if self.relative:
+            if self.relative and self.betas is None:
                 raise FieldError(
                     "relative", "needs {other} (features.parquet with max_activation)", other="features_table"
                 )
+        if self.relative and self.betas is not None and isinstance(self.features, list):
+            missing = [f for f in self.features if f not in self.betas]
+            if missing:
+                raise FieldError("betas", f"relative steering needs the max activation of features {missing}")
 
     def prompt_list(self) -> list[str]:
+        if isinstance(self.prompts, list):
+            return self.prompts
         prompts = [line.strip() for line in self.prompts.read_text().splitlines() if line.strip()]
         if not prompts:
             raise FieldError("prompts", f"{self.prompts}: no prompts (one per line)")
         return prompts
 
-    def plan(self) -> SteeringPlan:
-        """The plan: features chosen, prompts read and, when relative, each feature's beta."""
+    def resolved(self) -> SteerConfig:
+        """A copy with the features chosen, the prompts read and, when relative, each
+        feature's beta (this config is left as it is)."""
         table = None
         if self.features_table is not None:
             table = load_table(self.features_table, FEATURES).set_index("feature_id")
@@ -125,47 +110,38 @@ class SteerConfig:
                 raise FieldError("features_table", f"{self.features_table}: no kept features")
         else:
             chosen = list(self.features)
-        betas = None
-        if self.relative:
+        betas = self.betas
+        if self.relative and betas is None:
             assert table is not None  # checked in __post_init__
             missing = [f for f in chosen if f not in table.index]
             if missing:
                 raise FieldError("features", f"{missing}: not in {self.features_table}")
             peaks = table["max_activation"].astype(float)
             betas = {f: float(peaks.loc[f]) for f in chosen}
-        return SteeringPlan(
-            features=chosen,
-            prompts=self.prompt_list(),
-            seeds=self.seeds,
-            strengths=self.strengths,
-            relative=self.relative,
-            seconds=self.seconds,
-            guidance_scale=self.guidance_scale,
-            apply_to=self.apply_to,
-            random_control=self.random_control,
-            audio_format=self.audio_format,
-            betas=betas,
-        )
+        return replace(self, features=chosen, prompts=self.prompt_list(), betas=betas)
+
+    def beta(self, feature: int) -> float | None:
+        return self.betas[feature] if self.relative and self.betas is not None else None
 
 
-def run_steering(cfg: SteerConfig, progress: bool = True) -> tuple[pd.DataFrame, SteeringPlan, int]:
+def run_steering(cfg: SteerConfig, progress: bool = True) -> tuple[pd.DataFrame, SteerConfig, int]:
     """The ``steer`` stage: audio, steering.parquet and run.json in ``cfg.out``.
 
-    Returns the table, the plan and the layer steered.
+    Returns the table, the config as run (:meth:`SteerConfig.resolved`) and the layer steered.
     """
     from sae_core.models import load_model
 
-    plan = cfg.plan()
+    run = cfg.resolved()
     coder = SparseCoder.load_from_disk(cfg.sae)
     layer = cfg.layer if cfg.layer is not None else coder.cfg.layer
     if layer is None:
         raise FieldError("layer", f"is needed: the checkpoint {cfg.sae} does not record its layer")
-    seeds = {f"sampling_{i}": s for i, s in enumerate(plan.seeds)}
-    with recorded_run(cfg.out, "steer", config=asdict(plan), seeds=seeds, inputs=[cfg.sae]):
+    seeds = {f"sampling_{i}": s for i, s in enumerate(run.seeds)}
+    with recorded_run(cfg.out, "steer", config=asdict(run), seeds=seeds, inputs=[cfg.sae]):
         model = load_model(cfg.model, backend=cfg.backend, device=cfg.device)
-        pairs = generate_pairs(model, coder, layer, plan, cfg.out, progress=progress)
+        pairs = generate_pairs(model, coder, layer, run, progress=progress)
         save_table(pairs, cfg.out / "steering.parquet", STEERING)
-    return pairs, plan, layer
+    return pairs, run, layer
 
 
 def steering_vector(sae: SparseCoder, feature: int, strength: float, beta: float | None) -> torch.Tensor:
@@ -196,12 +172,12 @@ def generate_pairs(
     model: MusicModel,
     sae: SparseCoder,
     layer: int,
-    plan: SteeringPlan,
-    out: str | Path,
+    cfg: SteerConfig,
     progress: bool = True,
     level: bool = True,
 ) -> pd.DataFrame:
-    """Generate baselines once per (prompt, seed), then steered (and control) clips; return the table.
+    """Generate baselines once per (prompt, seed), then steered (and control) clips into
+    ``cfg.out``; return the table.
 
     Each row records the steered (and control) clip's log-mel distance from its baseline in
     dB (``steered_db``, ``random_db``), which stimuli-builder build checks is audible.
@@ -209,11 +185,13 @@ def generate_pairs(
     ``level``: write each clip at ``GENERATION_LUFS`` (what listeners hear); without it the
     model's own level is kept (only clipped at full scale), for measurements of loudness.
     """
-    out = Path(out)
+    cfg = cfg.resolved()  # a copy: the caller's config is left as it is
+    out = cfg.out
+    assert isinstance(cfg.features, list) and isinstance(cfg.prompts, list)  # as resolved() leaves them
     model._check_layer(layer)
     rows = []
     baselines: dict[tuple[int, int], str] = {}
-    total = len(plan.prompts) * len(plan.seeds) * (1 + len(plan.features) * len(plan.strengths))
+    total = len(cfg.prompts) * len(cfg.seeds) * (1 + len(cfg.features) * len(cfg.strengths))
     with Progress(disable=not progress, transient=True) as bar:
         task = bar.add_task("generating", total=total)
 
@@ -221,7 +199,7 @@ def generate_pairs(
             name: str, interventions: Sequence[Intervention], prompt: str, seed: int
         ) -> tuple[str, np.ndarray]:
             audio = model.generate(
-                [prompt], plan.seconds, seed, interventions, guidance_scale=plan.guidance_scale
+                [prompt], cfg.seconds, seed, interventions, guidance_scale=cfg.guidance_scale
             )
             # A guided generation can overshoot full scale (a CFG-3 mini MusicGen peaked at
             # 2.5x): levelled as study clips are (EBU R128's -23 LUFS, peak <= -1 dBFS) it
@@ -231,7 +209,7 @@ def generate_pairs(
             if level:
                 clip, _ = loudness_normalise(clip, model.sample_rate, GENERATION_LUFS)
             clip = np.clip(clip, -1, 1)
-            write_audio(out / name, clip, model.sample_rate, plan.audio_format)
+            write_audio(out / name, clip, model.sample_rate, cfg.audio_format)
             return name, clip
 
         def distance(clip: np.ndarray, baseline: np.ndarray) -> float:
@@ -239,27 +217,27 @@ def generate_pairs(
             # a listener cannot tell apart makes a comparison trial nobody can answer.
             return round(log_mel_distance(clip, baseline, model.sample_rate), 3)
 
-        for p, prompt in enumerate(plan.prompts):
-            for seed in plan.seeds:
-                base_name, base_audio = render(f"baseline_p{p}_s{seed}.{plan.audio_format}", [], prompt, seed)
+        for p, prompt in enumerate(cfg.prompts):
+            for seed in cfg.seeds:
+                base_name, base_audio = render(f"baseline_p{p}_s{seed}.{cfg.audio_format}", [], prompt, seed)
                 baselines[(p, seed)] = base_name
                 bar.advance(task)
-                for feature in plan.features:
-                    for strength in plan.strengths:
-                        vector = steering_vector(sae, feature, strength, plan.beta(feature))
+                for feature in cfg.features:
+                    for strength in cfg.strengths:
+                        vector = steering_vector(sae, feature, strength, cfg.beta(feature))
                         stem = f"f{feature}_p{p}_s{seed}_a{strength:g}"
                         steered, steered_audio = render(
-                            f"{stem}.{plan.audio_format}",
-                            [Intervention(layer, vector, plan.apply_to)],
+                            f"{stem}.{cfg.audio_format}",
+                            [Intervention(layer, vector, cfg.apply_to)],
                             prompt,
                             seed,
                         )
                         random_path, random_db = None, None
-                        if plan.random_control:
+                        if cfg.random_control:
                             control = random_like(vector, seed=feature * 1_000_003 + seed)
                             random_path, random_audio = render(
-                                f"random_{stem}.{plan.audio_format}",
-                                [Intervention(layer, control, plan.apply_to)],
+                                f"random_{stem}.{cfg.audio_format}",
+                                [Intervention(layer, control, cfg.apply_to)],
                                 prompt,
                                 seed,
                             )
@@ -271,15 +249,15 @@ def generate_pairs(
                                 "prompt": prompt,
                                 "seed": seed,
                                 "strength": strength,
-                                "relative": plan.relative,
+                                "relative": cfg.relative,
                                 "vector_norm": float(vector.norm()),
                                 "path": steered,
                                 "baseline_path": baselines[(p, seed)],
                                 "random_path": random_path,
                                 "steered_db": distance(steered_audio, base_audio),
                                 "random_db": random_db,
-                                "apply_to": plan.apply_to,
-                                "guidance_scale": plan.guidance_scale,
+                                "apply_to": cfg.apply_to,
+                                "guidance_scale": cfg.guidance_scale,
                             }
                         )
                         bar.advance(task)

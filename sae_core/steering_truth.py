@@ -211,7 +211,7 @@ def steer_matched(cfg: SteeringTruthConfig, model: Any, progress: bool = True) -
     """Generate baseline, steered and control clips for every matched feature; one row per
     (feature, prompt, seed, strength), paths relative to ``cfg.out``."""
     from sae_core.sae.sparse_coder import SparseCoder
-    from sae_core.steering import SteeringPlan, generate_pairs
+    from sae_core.steering import SteerConfig, generate_pairs
 
     assert cfg.out is not None
     frames = []
@@ -220,9 +220,13 @@ def steer_matched(cfg: SteeringTruthConfig, model: Any, progress: bool = True) -
         sae = SparseCoder.load_from_disk(cfg.run / "sae" / f"layer_{layer}")
         peaks = load_table(cfg.run / "features" / f"layer_{layer}" / "features.parquet", FEATURES)
         beta = float(peaks.set_index("feature_id")["max_activation"].astype(float).loc[feature])
-        plan = SteeringPlan(
+        sub = f"layer_{layer}/{r['concept']}={r['value']}"
+        steer = SteerConfig(
+            model=cfg.model,
+            sae=cfg.run / "sae" / f"layer_{layer}",
             features=[feature],
             prompts=prompts_lacking(cfg.corpus, str(r["concept"]), str(r["value"]), cfg.prompts_per_feature),
+            out=cfg.out / sub,
             seeds=cfg.seeds,
             strengths=cfg.strengths,
             relative=True,
@@ -230,9 +234,8 @@ def steer_matched(cfg: SteeringTruthConfig, model: Any, progress: bool = True) -
             guidance_scale=cfg.guidance_scale,
             betas={feature: beta},
         )
-        sub = f"layer_{layer}/{r['concept']}={r['value']}"
         # Levels kept: loudness is one of the concepts whose steering this reads.
-        pairs = generate_pairs(model, sae, layer, plan, cfg.out / sub, progress=progress, level=False)
+        pairs = generate_pairs(model, sae, layer, steer, progress=progress, level=False)
         for column in ("path", "baseline_path", "random_path"):
             pairs[column] = sub + "/" + pairs[column].astype(str)
         frames.append(pairs.assign(concept=str(r["concept"]), value=str(r["value"]), auroc=float(r["auroc"])))

@@ -10,6 +10,7 @@ import typer
 
 from artifact_schemas import ArtifactError, FieldError
 from artifact_schemas.console import print_error
+from sae_core.layers import PAPER, LayerChoice
 
 # Config fields whose flag is not the field's name with dashes.
 FLAGS = {
@@ -51,5 +52,13 @@ def parse_list(text: str, kind: type[Any], option: str, what: str = "") -> list[
     return values
 
 
-def parse_layers(text: str) -> list[int]:
+def parse_layer_numbers(text: str) -> list[int]:
+    """``--layers`` where only numbers make sense: 4,8."""
     return parse_list(text, int, "--layers", "layer numbers like 4,8")
+
+
+def parse_layers(text: str) -> LayerChoice:
+    """``--layers``: layer numbers like 4,8, or the word paper (``sae_core.layers``)."""
+    if text.strip() == PAPER:
+        return "paper"
+    return parse_list(text, int, "--layers", "layer numbers like 4,8 or paper")

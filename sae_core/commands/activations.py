@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import typer
 from rich.table import Table
@@ -65,7 +65,7 @@ def extract(
         with reporting():
             cfg = ExtractConfig(
                 model=model,
-                layers="paper" if layers == "paper" else parse_layers(layers),
+                layers=parse_layers(layers),
                 backend=backend,
                 text_condition=text_condition,  # type: ignore[arg-type]  # the config checks it
                 window_seconds=window_seconds,
@@ -167,7 +167,7 @@ def train(
         if model is not None:
             if corpus is None or layers is None:
                 raise FieldError("model", "needs {other} and --layers (online training)", other="corpus")
-            chosen: list[int] | Literal["paper"] = "paper" if layers == "paper" else parse_layers(layers)
+            chosen = parse_layers(layers)
             online = {"shuffle_rows": shuffle_rows, "window_seconds": window_seconds,
                       "batch_seconds": batch_seconds, "bf16_forward": bf16_forward,
                       "parallel": parallel}  # fmt: skip

@@ -8,7 +8,7 @@ import typer
 from rich.table import Table
 
 from artifact_schemas.console import stdout_console
-from sae_core.commands._common import parse_layers, reporting
+from sae_core.commands._common import parse_layer_numbers, reporting
 
 
 def features(
@@ -109,7 +109,7 @@ def concepts(
 
     target = out or run / "concepts"
     with reporting({"run": "RUN"}):
-        chosen = tuple(parse_layers(layers)) if layers else None
+        chosen = tuple(parse_layer_numbers(layers)) if layers else None
         cfg = ConceptsConfig(run=run, corpus=corpus, layers=chosen, labels=labels, clap=clap)
         table = run_concepts(cfg, target)
     means = layer_means(table)

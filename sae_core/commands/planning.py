@@ -47,8 +47,9 @@ def plan(
     from sae_core.plan import plan as make_plan
 
     with reporting():
+        chosen = parse_layers(layers)
         cfg = PlanConfig(
-            clips, clip_seconds, model, "paper" if layers == "paper" else len(parse_layers(layers)),
+            clips, clip_seconds, model, chosen if chosen == "paper" else len(chosen),
             expansion, devices, keep_fraction, costs=costs or COSTS, allreduce_gb_per_s=allreduce_gbps,
         )  # fmt: skip
         result = make_plan(cfg)

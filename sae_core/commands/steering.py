@@ -70,7 +70,7 @@ def steer(
         )  # fmt: skip
         pairs, plan, steered_layer = run_steering(cfg)
     stdout_console().print(
-        f"{len(pairs)} steered generations (+ {len(plan.prompts) * len(plan.seeds)} baselines"
+        f"{len(pairs)} steered generations (+ {len(plan.prompt_list()) * len(plan.seeds)} baselines"
         f"{' + random controls' if random_control else ''}) at layer {steered_layer} in {out}"
     )
 

@@ -9,12 +9,6 @@ from sae_core.models.transformers_musicgen import TransformersMusicGen
 BACKENDS = ("transformers", "audiocraft")
 
 
-def paper_layers(n_layers: int) -> list[int]:
-    """Layer 2, 25%, 50% and 75% depth, and the second-to-last layer (Singh et al.)."""
-    picks = {2, n_layers // 4, n_layers // 2, (3 * n_layers) // 4, n_layers - 2}
-    return sorted(layer for layer in picks if 0 <= layer < n_layers)
-
-
 def load_model(path_or_id: str, backend: str = "transformers", device: str = "cpu") -> MusicModel:
     """Load a music generator from a local directory or hub id with the chosen backend."""
     if backend == "transformers":
@@ -33,5 +27,4 @@ __all__ = [
     "MusicModel",
     "TransformersMusicGen",
     "load_model",
-    "paper_layers",
 ]

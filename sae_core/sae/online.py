@@ -47,6 +47,7 @@ from torch import Tensor
 
 from artifact_schemas import FieldError, recorded_run, write_text_atomic
 from artifact_schemas.console import step_progress
+from sae_core.layers import LayerChoice, check_layers, resolve_layers
 from sae_core.runtime import (
     Parallel,
     barrier,
@@ -72,7 +73,7 @@ class OnlineTrainConfig(SaeOptions):
     corpus: Path
     out: Path
     """Checkpoints go to ``out/layer_<l>/`` (e.g. runs/R/sae)."""
-    layers: list[int] | Literal["paper"]
+    layers: LayerChoice
     window_seconds: float = 10.0
     batch_seconds: float = 40.0
     text_condition: Literal["empty", "caption"] = "empty"
@@ -94,8 +95,7 @@ class OnlineTrainConfig(SaeOptions):
         self.parallel = Parallel(self.parallel)
         if not self.corpus.is_dir():
             raise FieldError("corpus", f"{self.corpus}: no such directory")
-        if self.layers != "paper" and (not self.layers or min(self.layers) < 0):
-            raise FieldError("layers", f"must be layer numbers >= 0 or 'paper', got {self.layers}")
+        self.layers = check_layers(self.layers)
         self.check_options()
         if self.text_condition not in ("empty", "caption"):
             raise FieldError("text_condition", f"must be empty or caption, got {self.text_condition!r}")
@@ -246,12 +246,12 @@ def train_online(cfg: OnlineTrainConfig) -> dict[int, TrainMetrics]:
     return an empty dict); with ``layers`` each rank returns its own layers'.
     """
     from sae_core.extract import list_tracks
-    from sae_core.models import load_model, paper_layers
+    from sae_core.models import load_model
 
     set_threads(cfg.threads)
     device = init_distributed(cfg.device)
     model = load_model(cfg.model, backend=cfg.backend, device=device)
-    chosen = paper_layers(model.n_layers) if cfg.layers == "paper" else sorted(set(cfg.layers))
+    chosen = resolve_layers(cfg.layers, model.n_layers)
     for layer in chosen:
         model._check_layer(layer)
     data_parallel = cfg.parallel == Parallel.DATA and world_size() > 1

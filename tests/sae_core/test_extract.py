@@ -243,7 +243,7 @@ def test_torchrun_two_ranks_gives_identical_files(
 
 
 def test_paper_layers_preset(tiny_model_dir: Path, small_corpus: Path, tmp_path: Path) -> None:
-    from sae_core.models import paper_layers
+    from sae_core.layers import paper_layers
 
     assert paper_layers(24) == [2, 6, 12, 18, 22]  # musicgen-small
     assert paper_layers(48) == [2, 12, 24, 36, 46]  # medium / large
@@ -342,3 +342,24 @@ def test_bf16_forward_extracts_rows_close_to_fp32_and_records_it(
     assert np.corrcoef(fp32.ravel(), bf16.ravel())[0, 1] > 0.99
     settings = json.loads((tmp_path / "bf16" / "extract.json").read_text())["config"]
     assert settings["bf16_forward"] is True
+
+
+def test_paper_is_resolved_into_a_copy_of_the_config(
+    tiny_model_dir: Path, small_corpus: Path, tmp_path: Path
+) -> None:
+    # 'paper' needs the model's depth: extract_activations resolves it into the run it
+    # records, and the config the caller holds (and may run again) still says paper.
+    from artifact_schemas import FieldError
+    from sae_core.extract import ExtractConfig, extract_activations
+    from sae_core.layers import check_layers
+
+    cfg = ExtractConfig(
+        str(tiny_model_dir), "paper", window_seconds=2.0, corpus=small_corpus, out=tmp_path / "a"
+    )
+    result = extract_activations(cfg, progress=False)
+    assert result.layers == [1, 2, 3] and cfg.layers == "paper"
+    assert json.loads((tmp_path / "a" / "run.json").read_text())["config"]["layers"] == [1, 2, 3]
+    assert check_layers([3, 1, 3]) == [1, 3]
+    for bad in ([], [-1], "all"):
+        with pytest.raises(FieldError, match="layers"):
+            check_layers(bad)  # type: ignore[arg-type]

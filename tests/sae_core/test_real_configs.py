@@ -17,7 +17,8 @@ import pytest
 import soundfile as sf
 import torch
 
-from sae_core.models import Intervention, load_model, paper_layers
+from sae_core.layers import paper_layers
+from sae_core.models import Intervention, load_model
 from sae_core.models.transformers_musicgen import TransformersMusicGen
 from sae_core.presets.musicgen import t5_word_tokenizer
 from sae_core.presets.real import build_real_musicgen

@@ -150,3 +150,37 @@ def test_cli_errors_are_one_clear_line(sae_dir: Path, tiny_model_dir: Path, tmp_
     assert result.returncode == 2 and "--relative needs --features-table" in result.stderr
     result = _steer([*common, "--features", "two"])
     assert result.returncode == 2 and "--features" in result.stderr
+
+
+def test_the_config_is_resolved_into_a_copy_and_never_changed(tmp_path: Path) -> None:
+    # One config from flag to generation (no second "plan" copying its fields): top:N and
+    # relative are read from features.parquet into a copy; the caller's config stays as given.
+    from artifact_schemas import FieldError
+    from sae_core.steering import SteerConfig
+
+    table = pd.DataFrame(
+        {
+            "feature_id": [0, 1, 2, 3],
+            "layer": 3,
+            "frequency": 0.1,
+            "max_activation": [1.0, 5.0, 9.0, 3.0],
+            "n_tracks": 2,
+            "kept": [True, True, False, True],
+            "filter_reason": [None, None, "too rare", None],
+        }
+    )
+    features = save_table(table, tmp_path / "features.parquet", FEATURES)
+    prompts = tmp_path / "prompts.txt"
+    prompts.write_text("slow piano\n\nfast drums\n")
+    cfg = SteerConfig("m", tmp_path, "top:2", prompts, tmp_path / "o", relative=True, features_table=features)
+    run = cfg.resolved()
+    assert run.features == [1, 3] and run.betas == {1: 5.0, 3: 3.0}  # the unkept feature 2 is not chosen
+    assert run.prompts == ["slow piano", "fast drums"] and run.beta(3) == 3.0
+    assert cfg.features == "top:2" and cfg.prompts == prompts and cfg.betas is None
+    assert run.resolved() == run  # what generate_pairs does again changes nothing
+    # Prompts and betas given directly (steering-truth): no files needed, each feature its beta.
+    given = SteerConfig("m", tmp_path, [4], ["a"], tmp_path / "o", relative=True, betas={4: 2.0})
+    assert given.resolved().beta(4) == 2.0
+    with pytest.raises(FieldError) as err:
+        SteerConfig("m", tmp_path, [4, 5], ["a"], tmp_path / "o", relative=True, betas={4: 2.0})
+    assert err.value.field == "betas" and "[5]" in str(err.value)
