@@ -60,7 +60,9 @@ def report(
         None, "--study", help="Study package (for the title and option count)."
     ),
     n_options: int | None = typer.Option(
-        None, "--n-options", help="Options per label-choice trial (chance = 1/N)."
+        None,
+        "--n-options",
+        help="Options per label-choice trial (chance = 1/N), for an export without its n_options column.",
     ),
     min_attention: float = typer.Option(
         0.5, "--min-attention", help="Exclude below this attention accuracy."

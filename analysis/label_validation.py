@@ -12,22 +12,44 @@ from analysis.agreement import Judgements, agreements_with_ci, cohen_kappa, inte
 from analysis.stats import adjust_pvalues, bootstrap_ci, proportion_vs_chance, wilson_ci
 
 
-def _choice_rows(df: pd.DataFrame) -> pd.DataFrame:
+def choice_rows(df: pd.DataFrame, n_options: int | None = None) -> pd.DataFrame:
+    """The answered label-choice rows, each with its ``chance``: 1 / the options it offered.
+
+    The export's ``n_options`` says how many that was (n_foils + 1). An export written
+    before that column existed has it null; ``n_options`` (``study-analysis report
+    --n-options``, or counted in the study package) stands in for it, and without either
+    the chance level is unknown: a ValueError says so rather than assuming one.
+    """
     rows = df[(df["trial_type"] == "label_choice") & df["correct"].notna()].copy()
-    # Chance = 1 / number of options shown; the options of a trial are not in the export,
-    # but the number is the same for every choice trial of a study (n_foils + 1).
-    return rows
+    column = rows["n_options"] if "n_options" in rows else pd.Series(np.nan, index=rows.index)
+    shown = pd.to_numeric(column, errors="coerce").astype(float)  # Int64 with <NA> -> NaN
+    if shown.isna().any():
+        if n_options is None:
+            raise ValueError(
+                "label-choice trials: the export does not say how many options they offered (its "
+                "n_options column is missing or empty: an export from before it was added); give "
+                "--n-options or --study"
+            )
+        shown = shown.fillna(n_options)
+    return rows.assign(chance=1 / shown)
+
+
+def options_shown(df: pd.DataFrame, n_options: int | None = None) -> int | None:
+    """The number of options of the label-choice trials (the most common, if they differ)."""
+    rows = choice_rows(df, n_options)
+    return round(1 / float(rows["chance"].mode().iloc[0])) if len(rows) else n_options
 
 
 def choice_accuracy(
-    df: pd.DataFrame, by: Sequence[str] = ("layer", "feature_id"), n_options: int = 4
+    df: pd.DataFrame, by: Sequence[str] = ("layer", "feature_id"), n_options: int | None = None
 ) -> pd.DataFrame:
-    """Accuracy (target label chosen) per group vs 1/n_options, Holm/BH.
+    """Accuracy (target label chosen) per group vs chance (1 / the trial's options:
+    :func:`choice_rows`), Holm/BH.
 
     Exact binomial test and Wilson CI where each participant answered once in a group,
     else participant-clustered (cluster-robust t; :func:`analysis.stats.proportion_vs_chance`).
     """
-    rows = _choice_rows(df).assign(chance=1 / n_options)
+    rows = choice_rows(df, n_options)
     return proportion_vs_chance(rows, "correct", list(by), "chance", cluster="participant")
 
 
@@ -116,18 +138,19 @@ def labeler_comparison(df: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(out)
 
 
-def human_vs_automatic(df: pd.DataFrame, n_options: int = 4) -> pd.DataFrame:
+def human_vs_automatic(df: pd.DataFrame, n_options: int | None = None) -> pd.DataFrame:
     """Share of labelled features whose most chosen label is the automatic label, and Cohen's kappa.
 
     An item is a (feature, labeler) pair: the automatic label a labeler gave a feature,
     and the label participants chose most often on its trials. ``n`` counts those items,
     ``n_features`` the distinct features. If participants chose at random, the most
-    chosen label would be the automatic one with probability 1/n_options (``chance``):
+    chosen label would be the automatic one with probability 1 / the options shown (``chance``,
+    :func:`choice_rows`; their mean where trials differ):
     the Wilson CI and exact one-sided binomial test are over the items, which are
     independent where each feature has one labeler's label (else approximately).
     """
-    rows = _choice_rows(df).dropna(subset=["answer_text", "correct_text"])
-    chance = 1 / n_options
+    rows = choice_rows(df, n_options).dropna(subset=["answer_text", "correct_text"])
+    chance = float(rows["chance"].mean()) if len(rows) else (1 / n_options if n_options else np.nan)
     if rows.empty:
         return pd.DataFrame(
             [{"n": 0, "n_features": 0, "agreement": np.nan, "chance": chance, "kappa": np.nan}]
@@ -166,7 +189,7 @@ def inter_rater(df: pd.DataFrame, n_boot: int = 200) -> pd.DataFrame:
     participants, ``n_responses`` the judgements.
     """
     out = []
-    choices = _choice_rows(df).dropna(subset=["answer_text"])
+    choices = df[(df["trial_type"] == "label_choice") & df["correct"].notna()].dropna(subset=["answer_text"])
     if not choices.empty:
         item = (
             choices["layer"].astype(str)

@@ -48,7 +48,9 @@ from scipy import stats as sps
 from statsmodels.genmod.bayes_mixed_glm import BinomialBayesMixedGLM
 from statsmodels.tools.sm_exceptions import ConvergenceWarning
 
+from analysis.label_validation import choice_rows
 from analysis.stats import coefficient_table
+from analysis.steering import steering_rows
 
 COLUMNS = [
     "model",
@@ -159,14 +161,14 @@ def _design(
     )
 
 
-def designs(df: pd.DataFrame, n_options: int = 4) -> list[ModelDesign]:
-    """The label-validation and steering-detection designs of an export."""
-    from analysis.steering import _rows as steering_rows
-
-    choice = df[(df["trial_type"] == "label_choice") & df["correct"].notna()]
-    choice = _common(choice).assign(correct=lambda d: d["correct"].astype(float))
+def designs(df: pd.DataFrame, n_options: int | None = None) -> list[ModelDesign]:
+    """The label-validation and steering-detection designs of an export (``n_options``: for
+    an export that does not say how many options its choice trials offered)."""
+    choice = _common(choice_rows(df, n_options)).assign(correct=lambda d: d["correct"].astype(float))
     terms = [("C(labeler)", "labeler"), ("C(layer)", "layer")]
-    label = _design("label validation", choice, "correct", terms, "label-choice", 1 / n_options)
+    # One offset per model: the trials' mean chance (a study's choice trials share n_foils).
+    label_chance = float(choice["chance"].mean()) if len(choice) else None
+    label = _design("label validation", choice, "correct", terms, "label-choice", label_chance)
     steer = _common(steering_rows(df).dropna(subset=["strength"]))
     steer = steer[steer["strength"].astype(float) > 0].assign(
         chose_steered=lambda d: d["chose_steered"].astype(float),

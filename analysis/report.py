@@ -21,7 +21,7 @@ def build_report(
     responses: pd.DataFrame,
     *,
     title: str = "Study report",
-    n_options: int = 4,
+    n_options: int | None = None,
     rules: ExclusionRules = ExclusionRules(),
     bayes: bool = True,
     n_boot: int = 200,
@@ -36,6 +36,8 @@ def build_report(
     the answer key) is analysed and said to be so; its tables carry no significance
     stars unless ``stars_on_simulated``. The CLAP-vs-human figure draws a fitted line only
     where the correlation is significant (permutation p < .05), or with ``clap_line``.
+    Choices are tested against each trial's chance, 1 / its options (the export's
+    ``n_options``; ``n_options`` here only for an export without that column).
     Ratings are tested against ``rating_midpoint`` (3 on a 1-5 scale). MUSHRA and slider
     trials, where the export has any, get their own tables (:func:`_slider_tables`); MUSHRA
     assessors are screened by ``post_screening`` (ITU-R BS.1534-3 §4.1.2).
@@ -57,20 +59,24 @@ def build_report(
         "else participant-clustered: cluster-robust SE, one-sided t test with participants - 1 df "
         "(column test); Holm and BH across rows; n = responses, n_participants = participants"
     )
+    # Chance is each trial's own (the export's n_options); n_options stands in only for an
+    # export without that column (label_validation.choice_rows says so rather than guess).
+    shown = label_validation.options_shown(kept, n_options)
+    chance = f"1/{shown}" if shown else "1/options"
     add(
         "label_accuracy_by_layer",
         label_validation.choice_accuracy(kept, ["layer"], n_options),
-        f"Label choice: accuracy by layer vs chance 1/{n_options} ({clustered}).",
+        f"Label choice: accuracy by layer vs chance {chance} ({clustered}).",
     )
     add(
         "label_accuracy_by_labeler",
         label_validation.choice_accuracy(kept, ["labeler"], n_options),
-        f"Label choice: accuracy by labeler vs chance 1/{n_options} ({clustered}).",
+        f"Label choice: accuracy by labeler vs chance {chance} ({clustered}).",
     )
     add(
         "label_accuracy_by_feature",
         label_validation.choice_accuracy(kept, ["layer", "feature_id"], n_options),
-        f"Label choice: accuracy per feature vs chance 1/{n_options} ({clustered}).",
+        f"Label choice: accuracy per feature vs chance {chance} ({clustered}).",
     )
     add(
         "label_ratings",
@@ -88,7 +94,7 @@ def build_report(
         "human_vs_automatic",
         label_validation.human_vs_automatic(kept, n_options=n_options),
         "Labelled features (items: feature x labeler; n = items, n_features = features) whose most chosen "
-        f"label is the automatic label, vs chance 1/{n_options}: Wilson 95% CI, exact one-sided binomial "
+        f"label is the automatic label, vs chance {chance}: Wilson 95% CI, exact one-sided binomial "
         "test; Cohen's kappa.",
     )
     add(
@@ -116,8 +122,7 @@ def build_report(
         "Steering: how often each candidate was chosen; chi-square test against equal shares "
         "(descriptive: responses pooled over participants; n = responses).",
     )
-    # One list of designs for every engine (and the chance of this study's n_options: the
-    # engines once built their own, with the default 4 options, whatever the study had).
+    # One list of designs for every engine, each with the chance of the trials it models.
     designs = models.designs(kept, n_options=n_options)
     rating = models.rating_design(kept, midpoint=rating_midpoint)
     add(
@@ -189,7 +194,7 @@ def build_report(
         "responses_in": len(responses),
         "responses_analysed": len(kept),
         "participants_analysed": int(kept["participant"].nunique()) if len(kept) else 0,
-        "n_options": n_options,
+        "n_options": shown,
         "rating_midpoint": rating_midpoint,
         "rules": asdict(rules),
         **provenance(responses),

@@ -79,7 +79,7 @@ def run_report(cfg: ReportConfig) -> tuple[Path, Report]:
     built = build_report(
         responses,
         title=title,
-        n_options=options or 4,
+        n_options=options,
         rules=cfg.rules,
         bayes=cfg.bayes,
         stars_on_simulated=cfg.stars_on_simulated,

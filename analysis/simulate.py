@@ -71,6 +71,7 @@ def simulate_export(
                     "correct": right,
                     "correct_option": "o1",
                     "correct_text": target,
+                    "n_options": n_options,
                     "labeler": "descriptors",
                 }
             )
@@ -98,6 +99,7 @@ def simulate_export(
                     "answer_text": f"Clip {'ABC'[roles.index(role)]}",
                     "correct": hit,
                     "correct_option": "o0",
+                    "n_options": len(roles),
                     "strength": float(strengths[f % len(strengths)]),
                     "prompt": "Simple melody",
                     "seed": 0,

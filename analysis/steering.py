@@ -4,18 +4,24 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import numpy as np
 import pandas as pd
 
 from analysis.stats import chisquare_uniform, proportion_vs_chance
 
 
-def _rows(df: pd.DataFrame) -> pd.DataFrame:
+def steering_rows(df: pd.DataFrame) -> pd.DataFrame:
+    """The answered steering rows, each with its ``chance`` and ``chose_steered``."""
     rows = df[(df["trial_type"] == "steering") & df["answer_role"].notna()].copy()
-    # Three candidates when the study had a random-direction control (one was ever chosen
-    # or offered); the export records roles of chosen clips, so a study where nobody
-    # picked the control at all is treated as two-way (noted in the report).
+    # Chance is 1 / the clips the trial offered (the export's n_options). An export from
+    # before that column records only the roles of chosen clips: three candidates are
+    # assumed when anyone chose the random-direction control, so a study where nobody
+    # picked it reads as two-way there (noted in the report).
     three_way = rows["answer_role"].eq("random_direction").any()
-    rows["chance"] = 1 / 3 if three_way else 1 / 2
+    guessed = pd.Series(1 / 3 if three_way else 1 / 2, index=rows.index)
+    column = rows["n_options"] if "n_options" in rows else pd.Series(np.nan, index=rows.index)
+    shown = pd.to_numeric(column, errors="coerce").astype(float)  # Int64 with <NA> -> NaN
+    rows["chance"] = (1 / shown).fillna(guessed)
     rows["chose_steered"] = rows["answer_role"].eq("steered")
     return rows
 
@@ -26,7 +32,7 @@ def detection(df: pd.DataFrame, by: Sequence[str] = ("layer", "feature_id")) -> 
     Exact binomial test and Wilson CI where each participant answered once in a group,
     else participant-clustered (cluster-robust t; :func:`analysis.stats.proportion_vs_chance`).
     """
-    return proportion_vs_chance(_rows(df), "chose_steered", list(by), "chance", cluster="participant")
+    return proportion_vs_chance(steering_rows(df), "chose_steered", list(by), "chance", cluster="participant")
 
 
 def choice_counts(df: pd.DataFrame) -> pd.DataFrame:
@@ -35,7 +41,7 @@ def choice_counts(df: pd.DataFrame) -> pd.DataFrame:
     The paper's three-way result (66 steered, 17 baseline, 17 random of 100) gives
     chi2 = 48.02 (tests reproduce it).
     """
-    rows = _rows(df)
+    rows = steering_rows(df)
     # An export without steering trials (a MUSHRA study) has no chance level to read.
     three_way = len(rows) > 0 and rows["chance"].iloc[0] < 0.5
     roles = ["steered", "baseline"] + (["random_direction"] if three_way else [])

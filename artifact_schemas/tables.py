@@ -666,6 +666,15 @@ RESPONSES = TableSchema(
         ),
         Column("correct_option", "str", "option id the key marks correct", nullable=True),
         Column("correct_text", "str", "text of the correct option (the target label)", nullable=True),
+        Column(
+            "n_options",
+            "int",
+            "how many options the trial offered (label choice: n_foils + 1; steering: 2 or 3 clips): "
+            "chance is 1 / n_options; null on trials without options (ratings, sliders)",
+            nullable=True,
+            min=1,
+            optional=True,
+        ),
         Column("rt_ms", "float", "reaction time from answer enabled to submit (ms)", min=0),
         Column("play_counts", "str", "JSON object: clip id -> times played to the end"),
         Column("client_ts", "str", "browser time of the submit, ISO 8601", nullable=True),

@@ -176,6 +176,7 @@ def iter_export_batches(
                 "correct": response.correct,
                 "correct_option": tk.correct_option,
                 "correct_text": correct[1] if correct else None,
+                "n_options": len(options[trial_key]) or None,
                 "rt_ms": response.rt_ms,
                 "play_counts": json.dumps(response.play_counts, sort_keys=True),
                 "client_ts": response.client_ts,

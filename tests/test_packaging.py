@@ -54,3 +54,18 @@ def test_light_packages_never_import_torch_or_transformers() -> None:
     )
     result = _run(sys.executable, "-c", code)
     assert result.returncode == 0, result.stderr
+
+
+def test_the_web_worker_loads_no_test_driver_and_no_other_stage() -> None:
+    # What gunicorn's create_app imports: the app, not the bots (study_app.simulate, a test
+    # driver behind `study-app simulate`), the analysis' simulator or another stage.
+    code = (
+        "import sys\n"
+        "from study_app import create_app\n"
+        "create_app({'SQLALCHEMY_DATABASE_URI': 'sqlite://'})\n"
+        "loaded = sorted(m for m in sys.modules if m == 'study_app.simulate'\n"
+        "                or m.split('.')[0] in ('analysis', 'sae_core', 'stimuli_builder', 'torch'))\n"
+        "assert not loaded, loaded\n"
+    )
+    result = _run(sys.executable, "-c", code)
+    assert result.returncode == 0, result.stderr

@@ -42,7 +42,11 @@ def glmm_study(
     for labeler, shift in (("clap-vocab", 0.0), ("descriptors", LABEL["C(labeler)[T.descriptors]"])):
         eta = np.log(1 / 3) + LABEL["Intercept"] + shift + LABEL["C(layer)[T.6.0]"] * (layer == 6)
         correct = rng.random(p.size) < special.expit(eta + u[p] + v_label[f])
-        frames.append(base.assign(trial_type="label_choice", labeler=labeler, correct=correct, strength=None))
+        frames.append(
+            base.assign(
+                trial_type="label_choice", labeler=labeler, correct=correct, strength=None, n_options=4
+            )
+        )
     eta = np.log(1 / 2) + STEER["Intercept"] + STEER["log_strength"] * np.log(strength)
     eta = eta + STEER["C(layer)[T.6.0]"] * (layer == 6) + 0.8 * u[p] + v_steer[f]
     hit = rng.random(p.size) < special.expit(eta)
@@ -54,6 +58,7 @@ def glmm_study(
             correct=hit,
             answer_role=np.where(hit, "steered", other),
             strength=strength,
+            n_options=3,
         )
     )
     return pd.concat(frames, ignore_index=True)

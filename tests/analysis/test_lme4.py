@@ -42,6 +42,7 @@ def _label_choices(seed: int = 3) -> tuple[pd.DataFrame, dict[str, float]]:
             rows.append(
                 {
                     "trial_type": "label_choice",
+                    "n_options": 4,  # chance 1/4: the models' offset
                     "participant": f"p{p}",
                     "feature_id": f,
                     "layer": layer,

@@ -161,11 +161,30 @@ def test_every_model_table_of_a_three_option_study_gives_its_chance() -> None:
     from analysis.report import build_report
 
     df = simulate_export(30, 8, n_options=3, seed=4)
-    report = build_report(df, n_options=3, n_boot=20)
+    report = build_report(df, n_boot=20)  # the export's n_options, nothing given
     for name in ("correctness_gee", "correctness_ml_glmm", "correctness_bayes_glmm"):
         label = report.tables[name].query("question == 'label validation'")
         assert (label["note"].str.contains("chance 0.333, log-odds -0.69")).all(), name
     assert set(report.model_data) == {"label validation", "steering detection", "label ratings"}
+
+
+def test_chance_is_each_trials_own_and_never_assumed() -> None:
+    """n_options was re-defaulted to 4 in five places, and a three-way steering test where
+    nobody chose the random control was read as two-way (chance 1/2). The export now says
+    how many options each trial offered."""
+    df = simulate_export(20, 6, n_options=3, steer_rate=np.ones(6), seed=5)  # 3 clips, control never chosen
+    assert set(detection(df, ["layer"])["chance"].round(3)) == {0.333}
+    assert set(choice_accuracy(df, ["layer"])["chance"].round(3)) == {0.333}
+    report = build_report(df, bayes=False, n_boot=20)
+    assert report.meta["n_options"] == 3 and "vs chance 1/3" in report.captions["label_accuracy_by_layer"]
+    # An export from before the column: the chance level is asked for, not assumed.
+    old = df.assign(n_options=pd.NA)
+    with pytest.raises(ValueError, match="--n-options or --study"):
+        build_report(old, bayes=False, n_boot=20)
+    given = build_report(old, n_options=5, bayes=False, n_boot=20)
+    assert given.meta["n_options"] == 5 and set(given.tables["label_accuracy_by_layer"]["chance"]) == {0.2}
+    # Steering rows of an old export still fall back to the roles chosen: only 2 seen here.
+    assert set(detection(old, ["layer"])["chance"]) == {0.5}
 
 
 def test_a_report_on_simulated_participants_says_so_and_prints_no_stars(tmp_path: Path) -> None:

@@ -59,7 +59,7 @@ def test_bots_answer_by_trial_type_and_every_answer_is_stored_once(
 
 
 def test_export_round_trips_with_documented_columns_and_types(
-    simulated: tuple[Flask, list[Any]], tmp_path: Path
+    simulated: tuple[Flask, list[Any]], example_package: Path, tmp_path: Path
 ) -> None:
     app, _ = simulated
     runner = app.test_cli_runner()
@@ -91,6 +91,10 @@ def test_export_round_trips_with_documented_columns_and_types(
     assert len(steering) and not steering["correct"].any()  # --steer-accuracy 0
     assert set(steering["answer_role"]) <= {"baseline", "random_direction"}
     assert steering["strength"].notna().all() and steering["prompt"].eq("Simple melody").all()
+    # Each row says how many options its trial offered, so the analysis reads chance, not guesses it.
+    offered = {t.id: len(t.options) for t in load_study(example_package / "study.json").trials}
+    assert main["n_options"].fillna(0).astype(int).tolist() == main["trial_id"].map(offered).tolist()
+    assert choice["n_options"].ge(2).all() and steering["n_options"].isin([2, 3]).all()
     per_session = parquet.groupby("session_id")["screening_passed"].first()
     statuses = parquet.groupby("session_id")["session_status"].first()
     assert ((statuses == "screened_out") == ~per_session.astype(bool)).all()
