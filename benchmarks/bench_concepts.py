@@ -87,12 +87,12 @@ def decoder_layers(model: str) -> list[int]:
 
 def run_chain(work: Path, model: str, clap: str | None, mode: Mode, shift: int = 0) -> pd.DataFrame:
     """The pipeline from corpus to concepts.parquet; returns the concepts table."""
-    from sae_core.concepts import ConceptsConfig, run_concepts
-    from sae_core.extract import ExtractConfig, extract_activations
-    from sae_core.features import ExampleSelection, FeaturesConfig, run_features
-    from sae_core.labeling import LabelConfig, label_features
+    from sae_core.activations.extract import ExtractConfig, extract_activations
+    from sae_core.features.stage import ExampleSelection, FeaturesConfig, run_features
+    from sae_core.labels.stage import LabelConfig, label_features
     from sae_core.sae import TrainConfig, TrainSaeConfig, train_sae
     from sae_core.synth import SynthConfig, write_corpus
+    from sae_core.truth.concepts import ConceptsConfig, run_concepts
 
     corpus, run = work / "corpus", work / "run"
     layers = decoder_layers(model)
@@ -141,8 +141,8 @@ def misalign(acts: Path, shift: int) -> None:
 
 def steer(work: Path, model: str, mode: Mode, layer: int) -> pd.DataFrame:
     """Steering against the truth on ``layer``'s matched features (empty when none match)."""
-    from sae_core.concepts_match import matched_features
-    from sae_core.steering_truth import SteeringTruthConfig, run_steering_truth
+    from sae_core.truth.match import matched_features
+    from sae_core.truth.steering import SteeringTruthConfig, run_steering_truth
 
     table = pd.read_parquet(work / "run" / "concepts" / "concepts.parquet")
     if matched_features(table[table["layer"] == layer]).empty:
@@ -185,8 +185,8 @@ def probe_ceiling(work: Path, layer: int) -> pd.DataFrame:
     import torch
     from sklearn.linear_model import LogisticRegression
 
-    from sae_core.concepts import Windows, concept_spans, frame_targets, selection_half
     from sae_core.sae.data import ShardedActivations
+    from sae_core.truth.concepts import Windows, concept_spans, frame_targets, selection_half
 
     acts = work / "run" / "acts" / f"layer_{layer}"
     source = ShardedActivations(acts, holdout_fraction=0.0)
@@ -269,7 +269,7 @@ def main() -> None:
     mode = MODES[args.mode or "quick"]
     clap = args.clap or (str(MINI / "clap") if mode.clap else None)
     if args.sabotage == "sign":
-        import sae_core.steering as steering
+        import sae_core.steering.generate as steering
 
         right = steering.steering_vector
         steering.steering_vector = lambda *a, **k: -right(*a, **k)  # generate_pairs looks it up here

@@ -1,6 +1,6 @@
 """Descriptors against the truth of real compositions, not the synthetic corpus (issue 18.7).
 
-The ``descriptors`` labeler (``sae_core.labels.describe_segment``) was tuned on the
+The ``descriptors`` labeler (``sae_core.labels.labelers.describe_segment``) was tuned on the
 synthetic corpus, whose tones are clean sine mixtures; a key finder can look right there
 and be wrong on real music. Here the material is Bach's chorales from music21's corpus
 (real four-part harmony, modulations and all), rendered through FluidSynth with a
@@ -42,7 +42,7 @@ from pathlib import Path
 
 import numpy as np
 
-from sae_core.labels import PITCH_CLASSES, DescriptorThresholds, describe_segment
+from sae_core.labels.labelers import PITCH_CLASSES, DescriptorThresholds, describe_segment
 
 SOUNDFONTS = ("/usr/share/sounds/sf2/FluidR3_GM.sf2", "/usr/share/sounds/sf2/default-GM.sf2")
 SR = 22050

@@ -6,7 +6,7 @@ measured was seen in training, and nothing shares a seed with any model's init. 
 reader hears audio loudness-normalised as the study's clips are (-23 LUFS, -1 dBFS peak:
 ``sae_core.clips.loudness_normalise``), classifiers' training audio included.
 
-Readers: ``sae_core.labels.describe_segment`` for key (its tonic), mode and tempo class;
+Readers: ``sae_core.labels.labelers.describe_segment`` for key (its tonic), mode and tempo class;
 an MFCC-statistics + logistic-regression classifier, fitted on seed-3 originals, for
 instrument and drums (yes/no; tracks whose drums enter mid-track are left out of the
 drums concept everywhere: which 5 s of them has drums is not in the caption).
@@ -53,7 +53,7 @@ import pandas as pd
 import torch
 
 from sae_core.clips import log_mel_distance, loudness_normalise
-from sae_core.labels import describe_segment
+from sae_core.labels.labelers import describe_segment
 from sae_core.mini.codec import load_corpus_audio
 from sae_core.synth import synth_corpus
 

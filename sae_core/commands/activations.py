@@ -59,7 +59,7 @@ def extract(
 
     Example: sae-core extract --model models/tiny --corpus corpus --layers 1,3 --out runs/R/acts
     """
-    from sae_core.extract import ExtractConfig, extract_activations
+    from sae_core.activations.extract import ExtractConfig, extract_activations
 
     try:
         with reporting():

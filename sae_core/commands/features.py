@@ -60,7 +60,7 @@ def features(
     torchrun --nproc_per_node=4 -m sae_core features --sae runs/R/sae/layer_12 --model M
     --corpus corpus --out runs/R/features/layer_12 --device cuda
     """
-    from sae_core.features import ExampleSelection, FeatureFilters, FeaturesConfig, run_features
+    from sae_core.features.stage import ExampleSelection, FeatureFilters, FeaturesConfig, run_features
 
     with reporting():
         filters = FeatureFilters(min_frequency, max_frequency, min_tracks, min_max_activation)
@@ -105,7 +105,7 @@ def concepts(
 
     Example: sae-core concepts runs/r1 --corpus corpus
     """
-    from sae_core.concepts import ConceptsConfig, findings, layer_means, run_concepts
+    from sae_core.truth.concepts import ConceptsConfig, findings, layer_means, run_concepts
 
     target = out or run / "concepts"
     with reporting({"run": "RUN"}):
@@ -173,7 +173,7 @@ def label(
     Example: sae-core label --features runs/R/features/layer_8 --corpus corpus --clap models/clap
     --out runs/R/labels.parquet
     """
-    from sae_core.labeling import LabelConfig, label_features
+    from sae_core.labels.stage import LabelConfig, label_features
 
     with reporting({"features": "--features"}):
         cfg = LabelConfig(

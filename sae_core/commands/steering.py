@@ -51,7 +51,7 @@ def steer(
     --seeds 0,1 --strengths 0.5,1 --relative --features-table runs/R/features/layer_8/features.parquet
     --out runs/R/steering
     """
-    from sae_core.steering import SteerConfig, run_steering
+    from sae_core.steering.generate import SteerConfig, run_steering
 
     with reporting({"seconds": "--duration", "layer": "--layer"}):
         chosen = (
@@ -88,7 +88,7 @@ def steering_eval(
 
     Example: sae-core steering-eval runs/R --clap models/clap
     """
-    from sae_core.steering_eval import SteeringEvalConfig, run_steering_eval
+    from sae_core.steering.clap_eval import SteeringEvalConfig, run_steering_eval
 
     with reporting({"run": "RUN"}):
         _, summary = run_steering_eval(SteeringEvalConfig(run, clap))
@@ -129,7 +129,7 @@ def steering_truth(
 
     Example: sae-core steering-truth runs/r1 --corpus corpus --model models/mini/musicgen
     """
-    from sae_core.steering_truth import SteeringTruthConfig, run_steering_truth
+    from sae_core.truth.steering import SteeringTruthConfig, run_steering_truth
 
     with reporting({"run": "RUN", "prompts_per_feature": "--prompts", "seconds": "--duration"}):
         sweep = parse_list(strengths, float, "--strengths"), parse_list(seeds, int, "--seeds")

@@ -175,7 +175,7 @@ def _forward(
     model: Any, cfg: OnlineTrainConfig, layers: list[int], tracks: list[Any], skip: int = 0
 ) -> Iterator[tuple[int, dict[int, Tensor]]]:
     """(chunk number, rows of every layer) per forward batch of windows, after ``skip`` chunks."""
-    from sae_core.extract import batch_residuals, window_batches
+    from sae_core.activations.extract import batch_residuals, window_batches
 
     for chunk, batch in enumerate(window_batches(model, tracks, cfg.window_seconds, cfg.batch_seconds, [])):
         if chunk < skip:
@@ -245,7 +245,7 @@ def train_online(cfg: OnlineTrainConfig) -> dict[int, TrainMetrics]:
     Under torchrun with ``parallel`` ``data`` only rank 0 returns the metrics (the others
     return an empty dict); with ``layers`` each rank returns its own layers'.
     """
-    from sae_core.extract import list_tracks
+    from sae_core.activations.extract import list_tracks
     from sae_core.models import load_model
 
     set_threads(cfg.threads)

@@ -42,7 +42,7 @@ def extracted_small(
     tiny_model_dir: Path, small_corpus: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> Path:
     """Activations of the small corpus at layers 1 and 3 (in-process, through the library)."""
-    from sae_core.extract import ExtractConfig, extract
+    from sae_core.activations.extract import ExtractConfig, extract
     from sae_core.models import load_model
 
     out = tmp_path_factory.mktemp("run") / "acts"

@@ -26,7 +26,7 @@ def test_bench_mini_models_runs_every_part(tmp_path: Path) -> None:
     from sae_core.mini.musicgen import MusicgenTrainConfig, train_musicgen
     from sae_core.mini.spectral import CodecFitConfig, fit_codec
     from sae_core.sae import SaeConfig, SparseCoder
-    from sae_core.steering import SteerConfig, run_steering
+    from sae_core.steering.generate import SteerConfig, run_steering
     from sae_core.synth import synth_corpus
 
     synth_corpus(tmp_path / "corpus", n_tracks=6, seconds=3, seed=6, sr=16000)

@@ -22,10 +22,10 @@ from safetensors.torch import save_file
 from sklearn.metrics import roc_auc_score
 
 from artifact_schemas import ACTIVATION_INDEX, CONCEPTS, load_table, save_table
-from sae_core.concepts import ConceptsConfig, aurocs, concept_detection
 from sae_core.sae.config import SaeConfig
 from sae_core.sae.data import ACTS_KEY, LAYER_META
 from sae_core.sae.sparse_coder import SparseCoder
+from sae_core.truth.concepts import ConceptsConfig, aurocs, concept_detection
 
 CLI = str(Path(sys.executable).parent / "sae-core")
 FPS, SECONDS, D = 50, 4.0, 8
@@ -127,7 +127,7 @@ def test_a_sparse_precise_feature_has_low_frame_auroc_but_full_purity(tmp_path: 
     """Issue 33: a feature firing on 2% of minor frames and nowhere else scores AUROC ~0.51
     on frames, however precise it is; its top windows are all minor (purity 1, above chance:
     the minor windows' share), and it counts as matched."""
-    from sae_core.concepts_match import matched_features
+    from sae_core.truth.match import matched_features
 
     run, corpus = _planted_run(tmp_path, sparse_minor=True)
     table = CONCEPTS.validate(concept_detection(ConceptsConfig(run=run, corpus=corpus, purity_top=10)))
@@ -142,7 +142,7 @@ def test_a_sparse_precise_feature_has_low_frame_auroc_but_full_purity(tmp_path: 
 def test_purity_shares_tied_places_instead_of_taking_the_first_windows() -> None:
     """A unit silent on every window scores the positives' share, not the share of whichever
     windows happen to come first."""
-    from sae_core.concepts import top_purity
+    from sae_core.truth.concepts import top_purity
 
     pooled = np.zeros((100, 1))
     positive = np.r_[np.ones(50, bool), np.zeros(50, bool)]
@@ -246,7 +246,7 @@ def test_labels_are_scored_against_the_truth_of_their_features(tmp_path: Path) -
     "percussive" names both, one that swaps them names neither, and one that skipped
     feature 1 names one of two."""
     from artifact_schemas import LABELS, LABELS_VS_TRUTH
-    from sae_core.concepts_match import names_concept
+    from sae_core.truth.match import names_concept
 
     run, corpus = _planted_run(tmp_path)
     rows = []
@@ -354,7 +354,7 @@ def test_clap_scores_each_matched_features_clips_against_its_words_and_the_best_
         assert row["true_wins"] == (expected[0] > expected[1])
     assert heard.loc[("mode", "minor"), "text"] == "minor key"
     # A matched feature the features stage filtered out has no clips, so no scores.
-    from sae_core.concepts_match import clap_against_truth
+    from sae_core.truth.match import clap_against_truth
 
     unclipped = table[(table["method"] == "sae") & (table["value"] == "minor")].assign(unit=5)
     unheard = clap_against_truth(unclipped, run / "features", scorer).iloc[0]
@@ -373,7 +373,7 @@ def test_a_run_where_nothing_matches_gives_empty_truth_tables_not_a_crash(tmp_pa
     """The random tiny model matches no feature (AUROC < 0.9 everywhere); labels_vs_truth
     is then empty (it raised a KeyError: an empty list selected no columns)."""
     from artifact_schemas import LABELS_VS_TRUTH
-    from sae_core.concepts_match import labels_against_truth, matched_features
+    from sae_core.truth.match import labels_against_truth, matched_features
 
     run, corpus = _planted_run(tmp_path)
     table = concept_detection(ConceptsConfig(run=run, corpus=corpus)).assign(auroc=0.6)

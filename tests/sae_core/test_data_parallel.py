@@ -16,7 +16,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from sae_core.extract import ExtractConfig, batch_residuals, extract, list_tracks, window_batches
+from sae_core.activations.extract import ExtractConfig, batch_residuals, extract, list_tracks, window_batches
 from sae_core.models import load_model
 from sae_core.sae import InMemoryActivations, SparseCoder, TrainConfig, Trainer
 from sae_core.sae.data import stable_fraction

@@ -328,7 +328,7 @@ def test_keep_fraction_stores_a_quarter_of_the_frames_at_their_times(
 def test_bf16_forward_extracts_rows_close_to_fp32_and_records_it(
     tiny_model_dir: Path, small_corpus: Path, tmp_path: Path
 ) -> None:
-    from sae_core.extract import ExtractConfig, extract
+    from sae_core.activations.extract import ExtractConfig, extract
     from sae_core.models import load_model
 
     model, runs = load_model(str(tiny_model_dir)), {}
@@ -350,7 +350,7 @@ def test_paper_is_resolved_into_a_copy_of_the_config(
     # 'paper' needs the model's depth: extract_activations resolves it into the run it
     # records, and the config the caller holds (and may run again) still says paper.
     from artifact_schemas import FieldError
-    from sae_core.extract import ExtractConfig, extract_activations
+    from sae_core.activations.extract import ExtractConfig, extract_activations
     from sae_core.layers import check_layers
 
     cfg = ExtractConfig(

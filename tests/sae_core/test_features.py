@@ -14,7 +14,7 @@ import soundfile as sf
 import torch
 
 from artifact_schemas import EXAMPLES, FEATURES, load_table, save_table
-from sae_core.features import (
+from sae_core.features.stage import (
     ExampleSelection,
     FeatureFilters,
     apply_filters,
@@ -186,7 +186,7 @@ def test_cli_features_writes_valid_tables(
 
 def test_tallies_of_parts_merge_into_the_tally_of_the_whole() -> None:
     """What ranks rely on: counts, sums, maxima and top candidates merge exactly, ties included."""
-    from sae_core.features import LatentTally
+    from sae_core.features.stage import LatentTally
     from sae_core.sae.sparse_coder import EncoderOutput
 
     rng = np.random.default_rng(5)
@@ -220,7 +220,7 @@ def test_tallies_of_parts_merge_into_the_tally_of_the_whole() -> None:
 
 
 def _extract_fp32(model_dir: Path, corpus: Path, out: Path) -> Path:
-    from sae_core.extract import ExtractConfig, extract
+    from sae_core.activations.extract import ExtractConfig, extract
     from sae_core.models import load_model
 
     cfg = ExtractConfig(
@@ -235,8 +235,8 @@ def test_features_from_the_model_equal_those_from_stored_activations(
 ) -> None:
     """After online training nothing is stored: the model's own forward gives the same table
     and the same example moments as an extraction (in fp32, with the same windows)."""
-    from sae_core.extract import list_tracks
-    from sae_core.features import StreamSource, stream_feature_stats
+    from sae_core.activations.extract import list_tracks
+    from sae_core.features.stage import StreamSource, stream_feature_stats
     from sae_core.models import load_model
 
     sae = SparseCoder.load_from_disk(sae_dir)
@@ -297,7 +297,7 @@ def test_features_from_the_model_default_to_the_windows_the_sae_was_trained_with
     import shutil
 
     from artifact_schemas import recorded_run
-    from sae_core.features import FeaturesConfig
+    from sae_core.features.stage import FeaturesConfig
 
     online = tmp_path / "sae"
     shutil.copytree(sae_dir, online / "layer_3")

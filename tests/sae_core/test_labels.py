@@ -13,7 +13,7 @@ import pytest
 
 from artifact_schemas import EXAMPLES, LABELS, ArtifactError, load_table, save_table
 from sae_core.clap import ClapScorer, build_tiny_clap
-from sae_core.labels import clap_vocabulary_labels, descriptor_labels, manual_labels, score_labels
+from sae_core.labels.labelers import clap_vocabulary_labels, descriptor_labels, manual_labels, score_labels
 from sae_core.synth import synth_corpus
 
 BIN = Path(sys.executable).parent

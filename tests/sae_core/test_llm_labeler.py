@@ -15,7 +15,7 @@ import pandas as pd
 import pytest
 
 from artifact_schemas import EXAMPLES, LABELS, load_table, save_table
-from sae_core.llm_labeler import LLMConfig, LLMError, LLMLabeler, parse_answer
+from sae_core.labels.llm import LLMConfig, LLMError, LLMLabeler, parse_answer
 
 BIN = Path(sys.executable).parent
 ANSWER = {

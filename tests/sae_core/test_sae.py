@@ -265,7 +265,7 @@ def test_a_run_that_learned_nothing_says_so(caplog: pytest.LogCaptureFixture) ->
 def shipped_model_acts(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Layer 3 of the shipped mini MusicGen on twelve unseen synthetic tracks (the demo's
     layer, model and kind of music: real activations, not planted ones)."""
-    from sae_core.extract import ExtractConfig, extract
+    from sae_core.activations.extract import ExtractConfig, extract
     from sae_core.models import load_model
     from sae_core.synth import synth_corpus
 

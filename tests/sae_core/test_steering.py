@@ -15,7 +15,7 @@ import torch
 from artifact_schemas import FEATURES, STEERING, load_table, save_table
 from sae_core.models import Intervention, load_model
 from sae_core.sae import SaeConfig, ShardedActivations, SparseCoder, TrainConfig, Trainer
-from sae_core.steering import random_like, steering_vector
+from sae_core.steering.generate import random_like, steering_vector
 
 BIN = Path(sys.executable).parent
 
@@ -156,7 +156,7 @@ def test_the_config_is_resolved_into_a_copy_and_never_changed(tmp_path: Path) ->
     # One config from flag to generation (no second "plan" copying its fields): top:N and
     # relative are read from features.parquet into a copy; the caller's config stays as given.
     from artifact_schemas import FieldError
-    from sae_core.steering import SteerConfig
+    from sae_core.steering.generate import SteerConfig
 
     table = pd.DataFrame(
         {

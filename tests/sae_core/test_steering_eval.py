@@ -12,7 +12,7 @@ import pytest
 
 from artifact_schemas import EXAMPLES, LABELS, STEERING, save_table
 from sae_core.clap import ClapScorer, build_tiny_clap
-from sae_core.steering_eval import evaluate_steering
+from sae_core.steering.clap_eval import evaluate_steering
 
 BIN = Path(sys.executable).parent
 

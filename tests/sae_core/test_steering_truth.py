@@ -25,7 +25,7 @@ CLI = str(Path(sys.executable).parent / "sae-core")
 
 
 def test_the_reader_hears_instrument_and_drums_in_corpus_windows_it_was_not_fitted_on(tmp_path: Path) -> None:
-    from sae_core.steering_truth import ConceptReader
+    from sae_core.truth.steering import ConceptReader
 
     synth_corpus(tmp_path, n_tracks=48, seconds=8, seed=4, sr=16000)
     reader = ConceptReader.fit(tmp_path, seconds=4.0)
@@ -40,9 +40,9 @@ def matched_run(
 ) -> Path:
     """A run of the tiny model: a real SAE and features at layer 3, and concepts.parquet with
     the best mode=minor feature declared matched (AUROC set to 0.95)."""
-    from sae_core.concepts import ConceptsConfig, concept_detection
-    from sae_core.features import FeaturesConfig, run_features
+    from sae_core.features.stage import FeaturesConfig, run_features
     from sae_core.sae import SaeConfig, ShardedActivations, TrainConfig, Trainer
+    from sae_core.truth.concepts import ConceptsConfig, concept_detection
 
     run = tmp_path_factory.mktemp("truth") / "run"
     run.mkdir()
@@ -120,8 +120,8 @@ def test_steering_truth_without_concepts_or_matches_says_so(
 def test_prompts_and_reader_labels_come_from_a_real_corpus_tag_column(tmp_path: Path) -> None:
     """Issue 18.6: a corpus with a genre column and no synthetic concepts.csv. Prompts for
     genre=jazz are the captions of tracks that are not jazz; readers label windows by tag."""
-    from sae_core.concepts import concept_spans
-    from sae_core.steering_truth import _labels_at, prompts_lacking
+    from sae_core.truth.concepts import concept_spans
+    from sae_core.truth.steering import _labels_at, prompts_lacking
 
     rows = [
         {

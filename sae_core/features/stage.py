@@ -202,7 +202,7 @@ def stream_feature_stats(
     whose top-k is the top-k of the whole), so rank 0 returns what one process would and
     the other ranks return None.
     """
-    from sae_core.extract import batch_residuals, window_batches
+    from sae_core.activations.extract import batch_residuals, window_batches
     from sae_core.runtime import rank, world_size
 
     selection = selection or ExampleSelection()
@@ -339,9 +339,9 @@ def write_features(
     progress: bool = True,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Filters and example clips (written to ``out/clips``) of ``stats``; returns the two tables."""
+    from sae_core.activations.extract import list_tracks
     from sae_core.audio import check_write_format
     from sae_core.clips import cut_clip
-    from sae_core.extract import list_tracks
 
     check_write_format(audio_format)
     filters = filters or FeatureFilters()
@@ -444,7 +444,7 @@ class FeaturesConfig:
 
     def stats(self, progress: bool) -> FeatureStats | None:
         """The statistics pass (None on the ranks other than 0 under torchrun)."""
-        from sae_core.extract import list_tracks
+        from sae_core.activations.extract import list_tracks
         from sae_core.models import load_model
         from sae_core.runtime import init_distributed
 

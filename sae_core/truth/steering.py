@@ -36,8 +36,8 @@ import numpy as np
 import pandas as pd
 
 from artifact_schemas import CONCEPTS, FEATURES, FieldError, load_table, write_bytes_atomic
-from sae_core.concepts import concept_spans, selection_half
-from sae_core.concepts_match import matched_features
+from sae_core.truth.concepts import concept_spans, selection_half
+from sae_core.truth.match import matched_features
 
 log = logging.getLogger(__name__)
 
@@ -127,8 +127,8 @@ class ConceptReader:
         from sklearn.pipeline import make_pipeline
         from sklearn.preprocessing import StandardScaler
 
+        from sae_core.activations.extract import list_tracks
         from sae_core.audio import load_mono
-        from sae_core.extract import list_tracks
 
         spans = concept_spans(corpus)
         windows: list[tuple[str, float]] = []
@@ -211,7 +211,7 @@ def steer_matched(cfg: SteeringTruthConfig, model: Any, progress: bool = True) -
     """Generate baseline, steered and control clips for every matched feature; one row per
     (feature, prompt, seed, strength), paths relative to ``cfg.out``."""
     from sae_core.sae.sparse_coder import SparseCoder
-    from sae_core.steering import SteerConfig, generate_pairs
+    from sae_core.steering.generate import SteerConfig, generate_pairs
 
     assert cfg.out is not None
     frames = []

@@ -52,9 +52,9 @@ from artifact_schemas import (
     save_table,
 )
 from artifact_schemas.figures import save_figure, subplots
-from sae_core.concepts_match import clap_against_truth, labels_against_truth
 from sae_core.sae.data import ShardedActivations
 from sae_core.sae.sparse_coder import SparseCoder
+from sae_core.truth.match import clap_against_truth, labels_against_truth
 
 log = logging.getLogger(__name__)
 

@@ -88,9 +88,9 @@ class LabelConfig:
 
 def label_features(cfg: LabelConfig) -> pd.DataFrame:
     """Run the labelers of ``cfg`` on every layer; write labels.parquet and return it."""
+    from sae_core.activations.extract import list_tracks
     from sae_core.clap import ClapScorer
-    from sae_core.extract import list_tracks
-    from sae_core.labels import DEFAULT_VOCABULARY, load_examples, score_labels
+    from sae_core.labels.labelers import DEFAULT_VOCABULARY, load_examples, score_labels
 
     scorer = ClapScorer.load(cfg.clap, cache_dir=cfg.out.parent / ".clap_cache") if cfg.clap else None
     vocab = (
@@ -145,7 +145,7 @@ class _Tools:
 
 def _label_layer(cfg: LabelConfig, root: Path, examples: pd.DataFrame, tools: _Tools) -> pd.DataFrame | None:
     """Every chosen labeler's proposals for one layer's features (None: nothing proposed)."""
-    from sae_core.labels import clap_vocabulary_labels, descriptor_labels, manual_labels
+    from sae_core.labels.labelers import clap_vocabulary_labels, descriptor_labels, manual_labels
 
     parts = []
     if "descriptors" in cfg.labelers:
@@ -166,7 +166,7 @@ def _label_layer(cfg: LabelConfig, root: Path, examples: pd.DataFrame, tools: _T
 
 
 def _llm(cfg: LabelConfig) -> Any:
-    from sae_core.llm_labeler import LLMConfig, LLMLabeler
+    from sae_core.labels.llm import LLMConfig, LLMLabeler
 
     llm_cfg = LLMConfig(
         api_key=os.environ[cfg.llm_key_env], model=cfg.llm_model, cache_dir=cfg.out.parent / ".llm_cache"
