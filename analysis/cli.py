@@ -8,7 +8,7 @@ import typer
 from rich.table import Table
 
 from analysis.responses import load_responses, response_summary, save_summary
-from artifact_schemas import ArtifactError
+from artifact_schemas import ArtifactError, FieldError
 from artifact_schemas.console import print_error, stdout_console, typer_app
 
 app = typer_app(
@@ -118,6 +118,9 @@ def report(
     except ArtifactError as exc:
         print_error("invalid input", exc)
         raise typer.Exit(1) from exc
+    except FieldError as exc:  # e.g. an old export that does not say its trials' options
+        print_error("invalid option", exc.render(lambda name: "--" + name.replace("_", "-")))
+        raise typer.Exit(2) from exc
     if built.meta["data_source"] == "simulated":
         stdout_console().print("data source: simulated participants (study-app simulate's bots)")
     stdout_console().print(f"report: {path} ({len(built.tables)} tables, {len(built.figures)} figures)")

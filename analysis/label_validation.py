@@ -10,6 +10,7 @@ from scipy import stats
 
 from analysis.agreement import Judgements, agreements_with_ci, cohen_kappa, interval_note
 from analysis.stats import adjust_pvalues, bootstrap_ci, proportion_vs_chance, wilson_ci
+from artifact_schemas import FieldError
 
 
 def choice_rows(df: pd.DataFrame, n_options: int | None = None) -> pd.DataFrame:
@@ -18,17 +19,19 @@ def choice_rows(df: pd.DataFrame, n_options: int | None = None) -> pd.DataFrame:
     The export's ``n_options`` says how many that was (n_foils + 1). An export written
     before that column existed has it null; ``n_options`` (``study-analysis report
     --n-options``, or counted in the study package) stands in for it, and without either
-    the chance level is unknown: a ValueError says so rather than assuming one.
+    the chance level is unknown: a FieldError says so rather than assuming one.
     """
     rows = df[(df["trial_type"] == "label_choice") & df["correct"].notna()].copy()
     column = rows["n_options"] if "n_options" in rows else pd.Series(np.nan, index=rows.index)
     shown = pd.to_numeric(column, errors="coerce").astype(float)  # Int64 with <NA> -> NaN
     if shown.isna().any():
         if n_options is None:
-            raise ValueError(
-                "label-choice trials: the export does not say how many options they offered (its "
-                "n_options column is missing or empty: an export from before it was added); give "
-                "--n-options or --study"
+            raise FieldError(
+                "n_options",
+                "is needed: the export does not say how many options its label-choice trials offered "
+                "(its n_options column is missing or empty: an export from before it was added); "
+                "give it, or {other}",
+                other="study",
             )
         shown = shown.fillna(n_options)
     return rows.assign(chance=1 / shown)

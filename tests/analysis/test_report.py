@@ -18,7 +18,7 @@ from analysis.label_validation import choice_accuracy, labeler_comparison
 from analysis.report import build_report, write_report
 from analysis.simulate import simulate_export
 from analysis.steering import detection
-from artifact_schemas import RESPONSES, save_table
+from artifact_schemas import RESPONSES, FieldError, save_table
 
 CLI = str(Path(sys.executable).parent / "study-analysis")
 
@@ -168,7 +168,7 @@ def test_every_model_table_of_a_three_option_study_gives_its_chance() -> None:
     assert set(report.model_data) == {"label validation", "steering detection", "label ratings"}
 
 
-def test_chance_is_each_trials_own_and_never_assumed() -> None:
+def test_chance_is_each_trials_own_and_never_assumed(tmp_path: Path) -> None:
     """n_options was re-defaulted to 4 in five places, and a three-way steering test where
     nobody chose the random control was read as two-way (chance 1/2). The export now says
     how many options each trial offered."""
@@ -179,8 +179,26 @@ def test_chance_is_each_trials_own_and_never_assumed() -> None:
     assert report.meta["n_options"] == 3 and "vs chance 1/3" in report.captions["label_accuracy_by_layer"]
     # An export from before the column: the chance level is asked for, not assumed.
     old = df.assign(n_options=pd.NA)
-    with pytest.raises(ValueError, match="--n-options or --study"):
+    with pytest.raises(FieldError, match="n_options is needed") as refused:
         build_report(old, bayes=False, n_boot=20)
+    assert refused.value.field == "n_options" and refused.value.other == "study"
+    save_table(old, tmp_path / "old.parquet", RESPONSES)
+    done = subprocess.run(
+        [
+            CLI,
+            "report",
+            "--export",
+            str(tmp_path / "old.parquet"),
+            "--out",
+            str(tmp_path / "r"),
+            "--no-bayes",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert done.returncode == 2 and "--n-options is needed" in done.stderr and "or --study" in done.stderr
+    assert "Traceback" not in done.stderr and not (tmp_path / "r" / "report.html").exists()
     given = build_report(old, n_options=5, bayes=False, n_boot=20)
     assert given.meta["n_options"] == 5 and set(given.tables["label_accuracy_by_layer"]["chance"]) == {0.2}
     # Steering rows of an old export still fall back to the roles chosen: only 2 seen here.
