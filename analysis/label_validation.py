@@ -9,8 +9,13 @@ import pandas as pd
 from scipy import stats
 
 from analysis.agreement import Judgements, agreements_with_ci, cohen_kappa, interval_note
+from analysis.responses import options_offered
 from analysis.stats import adjust_pvalues, bootstrap_ci, proportion_vs_chance, wilson_ci
 from artifact_schemas import FieldError
+
+
+def _answered_choices(df: pd.DataFrame) -> pd.DataFrame:
+    return df[(df["trial_type"] == "label_choice") & df["correct"].notna()].copy()
 
 
 def choice_rows(df: pd.DataFrame, n_options: int | None = None) -> pd.DataFrame:
@@ -21,9 +26,8 @@ def choice_rows(df: pd.DataFrame, n_options: int | None = None) -> pd.DataFrame:
     --n-options``, or counted in the study package) stands in for it, and without either
     the chance level is unknown: a FieldError says so rather than assuming one.
     """
-    rows = df[(df["trial_type"] == "label_choice") & df["correct"].notna()].copy()
-    column = rows["n_options"] if "n_options" in rows else pd.Series(np.nan, index=rows.index)
-    shown = pd.to_numeric(column, errors="coerce").astype(float)  # Int64 with <NA> -> NaN
+    rows = _answered_choices(df)
+    shown = options_offered(rows)
     if shown.isna().any():
         if n_options is None:
             raise FieldError(
@@ -192,7 +196,7 @@ def inter_rater(df: pd.DataFrame, n_boot: int = 200) -> pd.DataFrame:
     participants, ``n_responses`` the judgements.
     """
     out = []
-    choices = df[(df["trial_type"] == "label_choice") & df["correct"].notna()].dropna(subset=["answer_text"])
+    choices = _answered_choices(df).dropna(subset=["answer_text"])
     if not choices.empty:
         item = (
             choices["layer"].astype(str)

@@ -17,6 +17,14 @@ def load_responses(path: str | Path) -> pd.DataFrame:
     return load_table(path, RESPONSES)
 
 
+def options_offered(rows: pd.DataFrame) -> pd.Series:
+    """Each row's ``n_options`` as floats, NaN where the export does not say (an export
+    from before that column, or a trial without options)."""
+    if "n_options" not in rows:
+        return pd.Series(float("nan"), index=rows.index)
+    return pd.to_numeric(rows["n_options"], errors="coerce").astype(float)  # Int64 <NA> -> NaN
+
+
 def load_from_database(database_url: str, study: str) -> pd.DataFrame:
     """The export of ``study`` read straight from the study app's database (no file in between).
 

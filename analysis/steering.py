@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-import numpy as np
 import pandas as pd
 
+from analysis.responses import options_offered
 from analysis.stats import chisquare_uniform, proportion_vs_chance
 
 
@@ -19,9 +19,7 @@ def steering_rows(df: pd.DataFrame) -> pd.DataFrame:
     # picked it reads as two-way there (noted in the report).
     three_way = rows["answer_role"].eq("random_direction").any()
     guessed = pd.Series(1 / 3 if three_way else 1 / 2, index=rows.index)
-    column = rows["n_options"] if "n_options" in rows else pd.Series(np.nan, index=rows.index)
-    shown = pd.to_numeric(column, errors="coerce").astype(float)  # Int64 with <NA> -> NaN
-    rows["chance"] = (1 / shown).fillna(guessed)
+    rows["chance"] = (1 / options_offered(rows)).fillna(guessed)
     rows["chose_steered"] = rows["answer_role"].eq("steered")
     return rows
 

@@ -100,7 +100,8 @@ class SteerConfig:
         """A copy with the features chosen, the prompts read and, when relative, each
         feature's beta (this config is left as it is)."""
         table = None
-        if self.features_table is not None:
+        needs_table = isinstance(self.features, str) or (self.relative and self.betas is None)
+        if needs_table and self.features_table is not None:  # a resolved copy reads nothing again
             table = load_table(self.features_table, FEATURES).set_index("feature_id")
         if isinstance(self.features, str):
             assert table is not None  # checked in __post_init__
