@@ -15,6 +15,8 @@ from typing import Literal
 import krippendorff
 import numpy as np
 import pandas as pd
+from scipy.stats import f as f_dist
+from scipy.stats import t as t_dist
 from statsmodels.stats.inter_rater import cohens_kappa
 
 Level = Literal["nominal", "ordinal", "interval", "ratio"]
@@ -315,7 +317,6 @@ def _leave_one_item_out(
 
 def _jackknife_t(leave_one_out: np.ndarray, estimate: float, alpha: float) -> tuple[float, float]:
     """Bias-corrected jackknife estimate +- t(m - 1) jackknife standard errors, high <= 1."""
-    from scipy.stats import t as t_dist
 
     values = leave_one_out[np.isfinite(leave_one_out)]
     m = values.size
@@ -329,7 +330,6 @@ def _jackknife_t(leave_one_out: np.ndarray, estimate: float, alpha: float) -> tu
 
 
 def _icc_f_interval(j: Judgements, alpha: float) -> tuple[float, float]:
-    from scipy.stats import f as f_dist
 
     sizes = np.bincount(j.item, minlength=j.n_items).astype(float)
     keep = sizes >= 2

@@ -3,13 +3,37 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import typer
 from rich.table import Table
 
+from analysis.exclusions import ExclusionRules
 from analysis.responses import load_responses, response_summary, save_summary
+from analysis.run import ReportConfig, run_report
+from analysis.sliders import PostScreening
 from artifact_schemas import ArtifactError, FieldError
-from artifact_schemas.console import print_error, stdout_console, typer_app
+from artifact_schemas.console import config_option, print_error, stdout_console, typer_app
+
+# Config fields whose flag is not the field's name with dashes (tests/test_thin_commands.py
+# says why each is renamed).
+FLAGS = {
+    "min_attention_correct": "--min-attention",
+    "min_median_rt_ms": "--min-median-rt",
+    "reference_below": "--mushra-reference-below",
+    "anchor_above": "--mushra-anchor-above",
+    "max_share": "--mushra-max-share",
+}
+
+
+def _flag(field: str) -> str:
+    return FLAGS.get(field) or "--" + field.replace("_", "-")
+
+
+def _option(config: type, field: str) -> Any:
+    """The option of a config field: flag, default, help and range from the field."""
+    return config_option(config, field, _flag(field))
+
 
 app = typer_app(
     "study-analysis",
@@ -64,51 +88,33 @@ def report(
         "--n-options",
         help="Options per label-choice trial (chance = 1/N), for an export without its n_options column.",
     ),
-    min_attention: float = typer.Option(
-        0.5, "--min-attention", help="Exclude below this attention accuracy."
-    ),
-    min_median_rt: float = typer.Option(500.0, "--min-median-rt", help="Exclude median RT below this (ms)."),
+    min_attention: float = _option(ExclusionRules, "min_attention_correct"),
+    min_median_rt: float = _option(ExclusionRules, "min_median_rt_ms"),
     keep_incomplete: bool = typer.Option(
         False, "--keep-incomplete", help="Keep sessions that did not finish."
     ),
-    bayes: bool = typer.Option(
-        True,
-        "--bayes/--no-bayes",
-        help="Fit the mixed models: ML (lme4, where R is installed) and variational Bayes (slower).",
-    ),
-    stars_on_simulated: bool = typer.Option(
-        False,
-        "--stars-on-simulated",
-        help="Print significance stars even when every response is from study-app simulate's bots.",
-    ),
-    reference_below: float = typer.Option(
-        90.0, "--mushra-reference-below", help="MUSHRA post-screening: a hidden reference rated below this..."
-    ),
-    anchor_above: float = typer.Option(
-        90.0, "--mushra-anchor-above", help="...or an anchor rated above this..."
-    ),
+    bayes: bool = _option(ReportConfig, "bayes"),
+    stars_on_simulated: bool = _option(ReportConfig, "stars_on_simulated"),
+    reference_below: float = _option(PostScreening, "reference_below"),
+    anchor_above: float = _option(PostScreening, "anchor_above"),
     anchor_rule: bool = typer.Option(
         True, "--mushra-anchor-rule/--no-mushra-anchor-rule", help="Apply the anchor rule at all."
     ),
-    max_share: float = typer.Option(
-        0.15, "--mushra-max-share", help="...in more than this share of trials leaves the assessor out."
-    ),
+    max_share: float = _option(PostScreening, "max_share"),
 ) -> None:
     """Write the full report: tables (CSV, Markdown, LaTeX), figures (PNG, SVG), report.html, report.json.
 
     Example: study-analysis report --export exports/demo.parquet --study studies/demo --out reports/demo
     """
-    from analysis.exclusions import ExclusionRules
-    from analysis.run import ReportConfig, run_report
-    from analysis.sliders import PostScreening
-
-    rules = ExclusionRules(
-        min_attention_correct=min_attention, min_median_rt_ms=min_median_rt, incomplete=not keep_incomplete
-    )
     try:
+        rules = ExclusionRules(
+            min_attention_correct=min_attention,
+            min_median_rt_ms=min_median_rt,
+            incomplete=not keep_incomplete,
+        )
         screening = PostScreening(reference_below, anchor_above if anchor_rule else None, max_share)
-    except ValueError as exc:
-        print_error("invalid option", exc)
+    except FieldError as exc:
+        print_error("invalid option", exc.render(_flag))
         raise typer.Exit(2) from exc
     try:
         cfg = ReportConfig(
@@ -119,7 +125,7 @@ def report(
         print_error("invalid input", exc)
         raise typer.Exit(1) from exc
     except FieldError as exc:  # e.g. an old export that does not say its trials' options
-        print_error("invalid option", exc.render(lambda name: "--" + name.replace("_", "-")))
+        print_error("invalid option", exc.render(_flag))
         raise typer.Exit(2) from exc
     if built.meta["data_source"] == "simulated":
         stdout_console().print("data source: simulated participants (study-app simulate's bots)")

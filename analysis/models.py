@@ -48,7 +48,9 @@ from scipy import stats as sps
 from statsmodels.genmod.bayes_mixed_glm import BinomialBayesMixedGLM
 from statsmodels.tools.sm_exceptions import ConvergenceWarning
 
+from analysis import lme4
 from analysis.label_validation import choice_rows
+from analysis.lme4 import fit_lme4
 from analysis.stats import coefficient_table
 from analysis.steering import steering_rows
 
@@ -347,7 +349,6 @@ def ml_glmm(ds: Sequence[ModelDesign]) -> pd.DataFrame:
     the same model fitted in Python, with variances that allow for the fixed effects and
     t intervals, so that its intervals cover at 12 features (lme4's Wald z did not).
     """
-    from analysis import lme4
 
     engine = "ML GLMM (lme4)" if lme4.rscript() is not None else LAPLACE_MODEL
     tables = []
@@ -587,7 +588,6 @@ def ratings_lmm(d: ModelDesign) -> pd.DataFrame:
     statsmodels' ``MixedLM`` with the two intercepts as crossed variance components (the
     same REML fit, slower: it builds one group of every row).
     """
-    from analysis.lme4 import fit_lme4
 
     fitted, failure, model = None, None, "LMM (lme4 lmer)"
     notes: list[str] = []
@@ -607,9 +607,6 @@ def ratings_lmm(d: ModelDesign) -> pd.DataFrame:
 
 
 def _mixedlm(d: ModelDesign) -> pd.DataFrame:
-    import warnings
-
-    from statsmodels.tools.sm_exceptions import ConvergenceWarning
 
     rows = d.rows.assign(_all=1)
     with warnings.catch_warnings(record=True) as caught:

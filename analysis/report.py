@@ -15,6 +15,7 @@ from analysis.exclusions import ExclusionRules, apply_exclusions
 from analysis.report_data import Report
 from analysis.report_figures import _figures
 from analysis.report_render import write_report
+from artifact_schemas.version import package_version
 
 
 def build_report(
@@ -290,7 +291,6 @@ def data_source(responses: pd.DataFrame) -> str:
 
 def provenance(responses: pd.DataFrame) -> dict[str, Any]:
     """Where the numbers come from: who answered, which package, which software, when."""
-    from artifact_schemas.version import package_version
 
     def values(column: str) -> list[str]:
         if column not in responses:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from artifact_schemas import RESPONSES, ArtifactError, load_table
+from artifact_schemas import RESPONSES, ArtifactError, load_table, write_text_atomic
 
 
 def load_responses(path: str | Path) -> pd.DataFrame:
@@ -31,6 +31,7 @@ def load_from_database(database_url: str, study: str) -> pd.DataFrame:
     Same rows and columns as ``study-app export`` (docs/export.md). Imports the app
     (Flask, SQLAlchemy), not torch.
     """
+    # The study app (Flask, SQLAlchemy) only for a database, not for every export read.
     from study_app import create_app
     from study_app.db import db
     from study_app.export import iter_export_batches
@@ -50,7 +51,6 @@ def load_from_database(database_url: str, study: str) -> pd.DataFrame:
 
 def save_summary(table: pd.DataFrame, out: str | Path) -> None:
     """The summary table as CSV, written atomically."""
-    from artifact_schemas import write_text_atomic
 
     write_text_atomic(out, table.to_csv(index=False))
 

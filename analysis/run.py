@@ -7,9 +7,9 @@ from pathlib import Path
 
 from analysis.exclusions import ExclusionRules
 from analysis.report import Report, build_report, write_report
-from analysis.responses import load_responses
+from analysis.responses import load_from_database, load_responses
 from analysis.sliders import PostScreening
-from artifact_schemas import ArtifactError
+from artifact_schemas import ArtifactError, load_study
 
 
 @dataclass
@@ -23,9 +23,11 @@ class ReportConfig:
     study: Path | None = None
     """The study package: gives the title and the options per label-choice trial."""
     n_options: int | None = None
-    """Options per label-choice trial (chance = 1/N); default from ``study``, else 4."""
+    """Options per label-choice trial (chance = 1/N), for an export without its n_options
+    column; default from ``study`` (an old export needs one of the two)."""
     rules: ExclusionRules = field(default_factory=ExclusionRules)
     bayes: bool = True
+    """Fit the mixed models: ML (lme4, where R is installed) and variational Bayes (slower)."""
     stars_on_simulated: bool = False
     """Significance stars even on an export of simulated participants only."""
     post_screening: PostScreening = field(default_factory=PostScreening)
@@ -38,7 +40,6 @@ class ReportConfig:
 
 def label_choice_options(study: Path) -> int | None:
     """The most common number of options of the package's main label-choice trials."""
-    from artifact_schemas import load_study
 
     manifest = load_study(study / "study.json")
     counts = [len(t.options) for t in manifest.trials if t.kind == "label_choice" and t.phase == "main"]
@@ -47,7 +48,6 @@ def label_choice_options(study: Path) -> int | None:
 
 def rating_midpoint(study: Path) -> float | None:
     """The midpoint of the package's label-rating scale ((min + max) / 2 of the most common)."""
-    from artifact_schemas import load_study
 
     manifest = load_study(study / "study.json")
     scales = [
@@ -60,14 +60,11 @@ def rating_midpoint(study: Path) -> float | None:
 
 def run_report(cfg: ReportConfig) -> tuple[Path, Report]:
     """Read the responses, build the report, write it under ``cfg.out``; return report.html."""
-    from artifact_schemas import load_study
 
     if cfg.export is not None:
         responses = load_responses(cfg.export)
         title = f"Report: {cfg.export.name}"
     else:
-        from analysis.responses import load_from_database
-
         assert cfg.database_url and cfg.study_id  # checked in __post_init__
         responses = load_from_database(cfg.database_url, cfg.study_id)
         title = f"Report: {cfg.study_id}"

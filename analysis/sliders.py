@@ -30,6 +30,7 @@ from statsmodels.tools.sm_exceptions import ConvergenceWarning
 
 from analysis.stats import adjust_pvalues, clustered_mean
 from artifact_schemas import ArtifactError
+from artifact_schemas.settings import check_settings, setting
 
 
 class SliderTrial(StrEnum):
@@ -76,17 +77,15 @@ class PostScreening:
     anchor is which, so any anchor counts: a low anchor rated above 90 is the plainer sign.
     """
 
-    reference_below: float = 90.0
-    anchor_above: float | None = 90.0
-    max_share: float = 0.15
+    reference_below: float = setting(90.0, ge=0, le=100)
+    """MUSHRA post-screening: a hidden reference rated below this..."""
+    anchor_above: float | None = setting(90.0, ge=0, le=100)
+    """...or an anchor rated above this..."""
+    max_share: float = setting(0.15, ge=0, lt=1)
+    """...in more than this share of trials leaves the assessor out."""
 
     def __post_init__(self) -> None:
-        for name in ("reference_below", "anchor_above"):
-            value = getattr(self, name)
-            if value is not None and not 0 <= value <= 100:
-                raise ValueError(f"PostScreening.{name}: a value on the 0-100 scale, got {value}")
-        if not 0 <= self.max_share < 1:
-            raise ValueError(f"PostScreening.max_share: a share from 0 to under 1, got {self.max_share}")
+        check_settings(self)
 
 
 def slider_ratings(responses: pd.DataFrame) -> pd.DataFrame:

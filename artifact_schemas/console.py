@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import logging
+from dataclasses import MISSING
+from enum import Enum
+from typing import Any
 
 import typer
 from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
+from artifact_schemas.settings import setting_default, setting_help, setting_range
 from artifact_schemas.version import version_option
 
 
@@ -64,3 +68,25 @@ def step_progress(disable: bool = False) -> Progress:
         TimeRemainingColumn(),
     )
     return Progress(*columns, disable=disable, transient=True)
+
+
+def config_option(config: type, name: str, flag: str, help: str | None = None) -> Any:
+    """The typer option ``flag`` of ``config``'s field ``name``: default, help and range from
+    the field (``artifact_schemas.settings``), so a command restates none of them.
+
+    ``help`` replaces the field's docstring where the command line needs other words. A
+    field whose default is True becomes ``--flag/--no-flag``; a list default is one
+    comma-separated word (the command splits it).
+    """
+    default = setting_default(config, name)
+    if isinstance(default, Enum):
+        default = default.value  # the word the command line takes and shows (data, not Parallel.DATA)
+    elif isinstance(default, list | tuple):
+        default = ",".join(f"{v:g}" if isinstance(v, float) else str(v) for v in default)
+    text = help or setting_help(config, name)
+    shown = setting_range(config, name)
+    if shown:
+        text = f"{text} [{shown}]"
+    if default is True:
+        flag = f"{flag}/--no-{flag[2:]}"  # on unless switched off
+    return typer.Option(... if default is MISSING else default, flag, help=text)

@@ -16,6 +16,7 @@ from artifact_schemas.atomic import atomic_path
 
 def subplots(nrows: int = 1, ncols: int = 1, **figure_kwargs: Any) -> tuple[Any, Any]:
     """``(figure, axes)`` like ``pyplot.subplots``, but a plain ``Figure`` nobody has to close."""
+    # matplotlib only where a figure is drawn: the web worker imports artifact_schemas.
     from matplotlib.figure import Figure
 
     fig = Figure(**figure_kwargs)
@@ -28,7 +29,7 @@ _SVG_SALT = "music-concepts"
 
 
 def _save(fig: Any, target: Any, fmt: str) -> None:
-    import matplotlib
+    import matplotlib  # as in subplots: not at the web worker's import
 
     metadata = {"Date": None} if fmt == "svg" else None
     with matplotlib.rc_context({"svg.hashsalt": _SVG_SALT}):

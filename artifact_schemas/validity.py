@@ -12,7 +12,7 @@ carries them (``screening_passed``, ``attention_correct``, per answer ``phase``,
 ``rt_ms`` and ``clips_unfetched``): :func:`facts_from_answers` turns those into one value
 each, for the app reading its database and for the analysis reading an export.
 
-Light (standard library only): the web app and the analysis both import it.
+Light (standard library and artifact_schemas only): the web app and the analysis both import it.
 """
 
 from __future__ import annotations
@@ -21,6 +21,8 @@ import math
 import statistics
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+
+from artifact_schemas.settings import check_settings, setting
 
 
 @dataclass(frozen=True)
@@ -86,18 +88,15 @@ class ValidityRules:
     """The thresholds; ``None`` (or ``False``) turns a rule off."""
 
     require_screening_pass: bool = True
-    # Fraction of the attention checks answered right, at least.
-    min_attention_correct: float | None = 0.5
-    # Every required clip of every answer served to the session in full.
+    min_attention_correct: float | None = setting(0.5, ge=0, le=1)
+    """Exclude below this share of the attention checks answered right."""
     require_clips_heard: bool = True
-    # Median reaction time over the main trials, at least (ms).
-    min_median_rt_ms: float | None = 500.0
+    """Every required clip of every answer served to the session in full."""
+    min_median_rt_ms: float | None = setting(500.0, ge=0)
+    """Exclude a median reaction time over the main trials below this (ms)."""
 
     def __post_init__(self) -> None:
-        if self.min_attention_correct is not None and not 0 <= self.min_attention_correct <= 1:
-            raise ValueError(f"min_attention_correct must be in [0, 1], got {self.min_attention_correct}")
-        if self.min_median_rt_ms is not None and not self.min_median_rt_ms >= 0:
-            raise ValueError(f"min_median_rt_ms must be >= 0, got {self.min_median_rt_ms}")
+        check_settings(self)
 
     def rules(self) -> list[Rule]:
         """The rules that are on, in the order the analysis applies them."""

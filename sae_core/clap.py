@@ -37,6 +37,7 @@ class ClapScorer:
     @classmethod
     def load(cls, path_or_id: str, cache_dir: str | Path | None = None) -> ClapScorer:
         """From a directory written by ``save_pretrained`` or a hub id in the local cache."""
+        # transformers' model classes take ~2 s to import: loaded where a model is built.
         from transformers import AutoTokenizer, ClapFeatureExtractor, ClapModel
 
         try:
@@ -201,6 +202,7 @@ def clap_parts(
 
     The tiny random preset and the trained mini CLAP (sae_core.mini.clap) both start here.
     """
+    # transformers' model classes take ~2 s to import: loaded where a model is built.
     from transformers import ClapAudioConfig, ClapConfig, ClapFeatureExtractor, ClapModel, ClapTextConfig
 
     fe = front_end if front_end is not None else ClapFrontEnd()

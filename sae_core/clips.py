@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
+import librosa
 import numpy as np
 import pyloudnorm
 import soundfile as sf
@@ -49,7 +50,6 @@ def log_mel_distance(a: np.ndarray, b: np.ndarray, sr: int, target_lufs: float =
     peak counts as that floor in both. Used by benchmarks/bench_mini_models.py and by the
     demo's test, so both read steering the same way.
     """
-    import librosa
 
     def levelled(y: np.ndarray) -> np.ndarray:
         y = np.nan_to_num(np.asarray(y, dtype=np.float64), nan=0.0, posinf=0.0, neginf=0.0)

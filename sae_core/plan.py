@@ -26,8 +26,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from artifact_schemas import FieldError
+from artifact_schemas.settings import check_settings, same_as, setting
+from sae_core.activations.extract import ExtractConfig
 from sae_core.layers import paper_layers
-from sae_core.presets.real import DECODERS
+from sae_core.presets.real import DECODERS, build_real_musicgen
+from sae_core.sae.config import TrainConfig
 
 COSTS = Path(__file__).with_name("plan_costs.json")
 FRAME_RATE = 50.0  # every MusicGen: 32 kHz EnCodec, hop 640
@@ -37,7 +41,6 @@ FRAME_RATE = 50.0  # every MusicGen: 32 kHz EnCodec, hop 640
 def parameter_counts(model: str) -> tuple[int, int]:
     """(decoder, whole model) parameters of a published configuration, counted on the meta
     device (presets.real): small 0.42 B / 0.59 B, medium 1.84 B / 2.01 B, large 3.26 B / 3.42 B."""
-    from sae_core.presets.real import build_real_musicgen
 
     built = build_real_musicgen(model, device="meta")
     return sum(p.numel() for p in built.decoder.parameters()), sum(p.numel() for p in built.parameters())
@@ -45,35 +48,30 @@ def parameter_counts(model: str) -> tuple[int, int]:
 
 @dataclass(frozen=True)
 class PlanConfig:
-    clips: int
-    clip_seconds: float
-    model: str = "musicgen-small"
+    clips: int = setting(ge=1)
+    """Number of clips, e.g. 160000."""
+    clip_seconds: float = setting(10.0, gt=0)
+    """Seconds per clip."""
+    model: str = setting("musicgen-small", choices=tuple(DECODERS))
+    """Which MusicGen: its width and depth set the costs."""
     layers: int | str = "paper"
     """How many layers get an SAE, or ``paper``: the paper's choice for this model's depth."""
-    expansion: int = 32
-    devices: int = 1
-    keep_fraction: float = 1.0
-    batch_size: int = 4096
+    expansion: int = setting(32, ge=1)
+    """SAE latents per model dimension (the paper's 32; sae-core train's 8 is for mini models)."""
+    devices: int = setting(1, ge=1)
+    """GPUs (or processes) sharing the work."""
+    keep_fraction: float = same_as(ExtractConfig, "keep_fraction")
+    batch_size: int = same_as(TrainConfig, "batch_size")
     storage_bytes: int = 2  # float16 activations
     costs: Path = COSTS
-    allreduce_gb_per_s: float = 25.0
+    allreduce_gb_per_s: float = setting(25.0, gt=0)
     """Bus bandwidth of the data-parallel gradient all-reduce between devices: assumed, not
     measured (PCIe 4.0 x16 is ~25 GB/s; NVLink several times more)."""
 
     def __post_init__(self) -> None:
-        if self.model not in DECODERS:
-            raise ValueError(f"model must be one of {', '.join(DECODERS)}, got {self.model!r}")
+        check_settings(self)
         if self.layers != "paper" and not (isinstance(self.layers, int) and self.layers >= 1):
-            raise ValueError(f"layers must be 'paper' or a count >= 1, got {self.layers!r}")
-        for name in ("clips", "expansion", "devices", "batch_size"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-        if self.clip_seconds <= 0:
-            raise ValueError(f"clip_seconds must be > 0, got {self.clip_seconds}")
-        if not 0 < self.keep_fraction <= 1:
-            raise ValueError(f"keep_fraction must be in (0, 1], got {self.keep_fraction}")
-        if not self.allreduce_gb_per_s > 0:
-            raise ValueError(f"allreduce_gb_per_s must be > 0, got {self.allreduce_gb_per_s}")
+            raise FieldError("layers", f"must be 'paper' or a count >= 1, got {self.layers!r}")
 
     @property
     def n_layers(self) -> int:

@@ -10,6 +10,8 @@ import os
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
+import torch
+
 if TYPE_CHECKING:
     from torch import Tensor
 
@@ -28,8 +30,6 @@ class Parallel(StrEnum):
 def set_threads(threads: int | None) -> None:
     """Use ``threads`` CPU threads (None: torch's default). The same value gives the same bytes."""
     if threads is not None:
-        import torch
-
         torch.set_num_threads(threads)
 
 
@@ -47,7 +47,6 @@ def init_distributed(device: str) -> str:
 
     NCCL between GPUs, gloo on CPUs; under torchrun ``cuda`` means this rank's own GPU.
     """
-    import torch
 
     if device == "cuda" and "LOCAL_RANK" in os.environ:
         device = f"cuda:{os.environ['LOCAL_RANK']}"
@@ -61,7 +60,6 @@ def init_distributed(device: str) -> str:
 
 def barrier() -> None:
     """Wait for every rank (a no-op when run alone)."""
-    import torch
 
     if world_size() > 1 and torch.distributed.is_initialized():
         torch.distributed.barrier()
@@ -69,7 +67,6 @@ def barrier() -> None:
 
 def sum_over_ranks(values: Tensor) -> Tensor:
     """``values`` summed over every rank, in place (returned, to use in an expression)."""
-    import torch
 
     torch.distributed.all_reduce(values)
     return values
@@ -77,7 +74,6 @@ def sum_over_ranks(values: Tensor) -> Tensor:
 
 def every_rank(has: bool, device: str) -> bool:
     """Whether ``has`` holds on every rank (each rank must ask as often as the others)."""
-    import torch
 
     flag = torch.tensor([int(has)], device=device)
     torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MIN)
@@ -86,7 +82,6 @@ def every_rank(has: bool, device: str) -> bool:
 
 def gather_rows(rows: Tensor) -> Tensor:
     """Every rank's ``rows`` (``[n_r, ...]``, n_r may differ) concatenated in rank order."""
-    import torch
 
     counts = [torch.zeros(1, dtype=torch.long, device=rows.device) for _ in range(world_size())]
     torch.distributed.all_gather(counts, torch.tensor([rows.shape[0]], device=rows.device))
@@ -100,7 +95,6 @@ def gather_rows(rows: Tensor) -> Tensor:
 
 def gather_objects(obj: Any) -> list[Any]:
     """Every rank's ``obj`` (picklable, CPU tensors only), in rank order."""
-    import torch
 
     parts: list[Any] = [None] * world_size()
     torch.distributed.all_gather_object(parts, obj)

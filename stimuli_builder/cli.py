@@ -4,16 +4,20 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import typer
 from rich.markup import escape
+from rich.table import Table
 
-from artifact_schemas import KNOWN_FILES, ArtifactError, validate_artifact
-from artifact_schemas.console import print_error, stdout_console, typer_app
-
-if TYPE_CHECKING:
-    from stimuli_builder.check import CheckReport
+from artifact_schemas import KNOWN_FILES, ArtifactError, FieldError, validate_artifact
+from artifact_schemas.console import config_option, print_error, stdout_console, typer_app
+from stimuli_builder.build import build_package
+from stimuli_builder.bundle import load_bundle, select_features
+from stimuli_builder.check import CheckReport, check_package
+from stimuli_builder.config import load_config
+from stimuli_builder.example import write_example_run
+from stimuli_builder.plan import PowerTargets, plan_study
 
 app = typer_app(
     "stimuli-builder",
@@ -73,7 +77,6 @@ def build(
     Example: stimuli-builder build study.toml --bundle runs/demo --out studies/demo;
     stimuli-builder build mushra.toml --out studies/mushra (docs/study-config.md)
     """
-    from stimuli_builder.build import build_package
 
     out_console = stdout_console()
     try:
@@ -119,9 +122,6 @@ def check(
 
 
 def _print_check(package: Path) -> CheckReport:
-    from rich.table import Table
-
-    from stimuli_builder.check import check_package
 
     out = stdout_console()
     report = check_package(package)
@@ -151,7 +151,6 @@ def _print_check(package: Path) -> CheckReport:
 
 
 def _print_strategies(report: CheckReport) -> None:
-    from rich.table import Table
 
     table = Table(title="no-listening strategies: expected accuracy from study.json and the audio files")
     for col in ("trial type", "strategy", "trials", "accuracy", "chance", ""):
@@ -180,14 +179,14 @@ _PLAN_COLUMNS: dict[str, Callable[[Any], str]] = {
 @app.command()
 def plan(
     config: Path = typer.Argument(..., help="Study config (TOML)."),
-    effect: float = typer.Option(0.65, "--effect", help="Accuracy to detect in choice trials (vs chance)."),
+    effect: float = config_option(PowerTargets, "effect", "--effect"),
     bundle: Path | None = typer.Option(
         None, "--bundle", help="Run directory: count the features it selects."
     ),
     features: int | None = typer.Option(None, "--features", help="Number of features (instead of --bundle)."),
-    alpha: float = typer.Option(0.05, "--alpha", help="Family-wise error rate (Holm over features)."),
-    power: float = typer.Option(0.8, "--power", help="Wanted power per feature."),
-    rating_d: float = typer.Option(0.5, "--rating-d", help="Effect size d for rating trials (vs midpoint)."),
+    alpha: float = config_option(PowerTargets, "alpha", "--alpha"),
+    power: float = config_option(PowerTargets, "power", "--power"),
+    rating_d: float = config_option(PowerTargets, "rating_d", "--rating-d"),
 ) -> None:
     """Participants per list needed to detect EFFECT accuracy vs chance for every feature.
 
@@ -198,21 +197,19 @@ def plan(
 
     Example: stimuli-builder plan study.toml --bundle runs/demo --effect 0.65
     """
-    from rich.table import Table
-
-    from stimuli_builder.bundle import load_bundle, select_features
-    from stimuli_builder.config import load_config
-    from stimuli_builder.plan import plan_study
 
     try:
+        targets = PowerTargets(effect, alpha, power, rating_d)
         cfg, _ = load_config(config)
         if features is None:
             if bundle is None:
                 raise ValueError("give --bundle RUN_DIR or --features N")
             features = len(select_features(load_bundle(bundle), cfg, config))
-        rows = plan_study(cfg, features, effect, alpha=alpha, power=power, rating_d=rating_d)
-    except (ArtifactError, ValueError) as exc:
-        print_error("error", exc)
+        rows = plan_study(cfg, features, targets)
+    except (ArtifactError, ValueError) as exc:  # a FieldError names its flag
+        print_error(
+            "error", exc.render(lambda f: "--" + f.replace("_", "-")) if isinstance(exc, FieldError) else exc
+        )
         raise typer.Exit(1) from exc
     table = Table(
         title=f"power: {features} features, {cfg.lists.count} lists, alpha {alpha} (Holm), power {power}"
@@ -239,7 +236,6 @@ def example_run(
     Example: stimuli-builder example-run /tmp/run, then
     stimuli-builder build study.toml --bundle /tmp/run --out /tmp/s
     """
-    from stimuli_builder.example import write_example_run
 
     write_example_run(out)
     stdout_console().print(f"wrote an example run to {escape(str(out))}")

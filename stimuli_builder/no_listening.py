@@ -33,6 +33,7 @@ from typing import NamedTuple
 
 import numpy as np
 import soundfile as sf
+from scipy.stats import binom
 
 from artifact_schemas import AnswerKey, StudyManifest
 from artifact_schemas.study import Trial
@@ -69,7 +70,6 @@ class StrategyResult(NamedTuple):
     @property
     def p_value(self) -> float:
         """One-sided binomial p of scoring this well (or better) by guessing at chance."""
-        from scipy.stats import binom
 
         right = math.ceil(self.accuracy * self.trials - 1e-9)
         return float(binom.sf(right - 1, self.trials, self.chance))

@@ -16,7 +16,25 @@ from dataclasses import dataclass
 from scipy import stats
 from statsmodels.stats.power import TTestPower
 
+from artifact_schemas.settings import check_settings, setting
 from stimuli_builder.config import StudyConfig
+
+
+@dataclass(frozen=True)
+class PowerTargets:
+    """What a study is sized to detect, and how surely."""
+
+    effect: float = setting(0.65, gt=0, lt=1)
+    """Accuracy to detect in choice trials (vs chance)."""
+    alpha: float = setting(0.05, gt=0, lt=1)
+    """Family-wise error rate (Holm over features)."""
+    power: float = setting(0.8, gt=0, lt=1)
+    """Wanted power per feature."""
+    rating_d: float = setting(0.5, gt=0)
+    """Effect size d for rating trials (vs midpoint)."""
+
+    def __post_init__(self) -> None:
+        check_settings(self)
 
 
 @dataclass(frozen=True)
@@ -53,16 +71,9 @@ def binomial_n(p0: float, p1: float, alpha: float, power: float, n_max: int = 10
     raise ValueError(f"no n <= {n_max} reaches power {power}")
 
 
-def plan_study(
-    config: StudyConfig,
-    n_features: int,
-    effect: float,
-    *,
-    alpha: float = 0.05,
-    power: float = 0.8,
-    rating_d: float = 0.5,
-) -> list[PowerRow]:
+def plan_study(config: StudyConfig, n_features: int, targets: PowerTargets) -> list[PowerRow]:
     """One row per trial type of ``config`` with ``n_features`` selected features."""
+    effect, alpha, power, rating_d = targets.effect, targets.alpha, targets.power, targets.rating_d
     k = config.lists.count
     rows = []
     kinds: list[tuple[str, float | None, int | None]] = []

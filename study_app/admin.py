@@ -32,8 +32,11 @@ from sqlalchemy.dialects import postgresql, sqlite
 from werkzeug.security import check_password_hash, generate_password_hash
 
 from study_app.db import db
+from study_app.export import csv_stream
 from study_app.models import Admin, LoginThrottle, Study, StudyStatus, TrialList, utcnow
-from study_app.participant import get_study
+from study_app.monitor import study_stats
+from study_app.participant import get_study, remember
+from study_app.sessions import start_session
 
 bp = Blueprint("admin", __name__, url_prefix="/admin")
 
@@ -214,7 +217,6 @@ def dashboard() -> str:
 @bp.get("/s/<slug>")
 @login_required
 def study_page(slug: str) -> str:
-    from study_app.monitor import study_stats
 
     study = get_study(slug)
     return render_template("admin/study.html", study=study, stats=study_stats(study), statuses=STATUSES)
@@ -223,7 +225,6 @@ def study_page(slug: str) -> str:
 @bp.get("/api/s/<slug>/stats")
 @login_required
 def stats(slug: str) -> Any:
-    from study_app.monitor import study_stats
 
     return jsonify(study_stats(get_study(slug)))
 
@@ -242,7 +243,6 @@ def set_status(slug: str) -> Any:
 @bp.get("/s/<slug>/export.csv")
 @login_required
 def export_csv(slug: str) -> Response:
-    from study_app.export import csv_stream
 
     study = get_study(slug)
     response = Response(stream_with_context(csv_stream(study)), mimetype="text/csv")
@@ -254,8 +254,6 @@ def export_csv(slug: str) -> Response:
 @login_required
 def preview(slug: str) -> Any:
     """Walk through one list as a participant would, in a session flagged as preview."""
-    from study_app.participant import remember
-    from study_app.sessions import start_session
 
     study = get_study(slug)
     list_key = request.form.get("list", "")

@@ -8,6 +8,8 @@ are never exported. ``docs/export.md`` documents every column
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -261,8 +263,6 @@ def export_responses(study: Study, out: str | Path, *, include_prolific_ids: boo
 
 def csv_stream(study: Study) -> Iterator[str]:
     """The CSV export as text chunks, for a streamed HTTP download."""
-    import csv
-    import io
 
     names = RESPONSES.column_names
     buf = io.StringIO()

@@ -8,6 +8,7 @@ from typing import Any
 
 from flask import current_app
 from sqlalchemy import bindparam, select, update
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 
 from study_app.db import db
@@ -66,8 +67,6 @@ def _insert_clip_row(sess: StudySession, clip_id: str, size: int) -> None:
     values = {"session_id": sess.id, "clip_id": clip_id, "size": size, "served": []}
     dialect = db.session.get_bind().dialect.name
     if dialect in ("postgresql", "sqlite"):
-        from sqlalchemy.dialects import postgresql, sqlite
-
         insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
         stmt = insert(ClipRequest).values(**values, first_at=utcnow())
         db.session.execute(stmt.on_conflict_do_nothing(index_elements=["session_id", "clip_id"]))

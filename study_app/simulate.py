@@ -23,7 +23,7 @@ import random
 import re
 import time
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
@@ -31,6 +31,7 @@ from typing import Any
 import httpx
 
 from artifact_schemas import AnswerKey, StudyManifest
+from study_app.bot_config import BotConfig
 from study_app.models import BOT_AGENT
 
 _CSRF = re.compile(r'name="csrf-token" content="([^"]+)"')
@@ -52,54 +53,10 @@ ATTENTION_ACCURACY = 0.95
 SIMULATED_STUDY_ID = "5e1f" + "0" * 20
 
 
-LISTEN_MODES = ("full", "first_byte", "none")
 # A refused (425) answer is sent again, at growing pauses, until this long after the trial's
 # audio could have been played through since it was served; still refused then, the bot
 # gives up: the server will not take it (it never heard the clips).
 RETRY_AFTER_AUDIO_S = 2.0
-
-
-@dataclass(frozen=True)
-class BotConfig:
-    participants: int = 10
-    concurrency: int = 4
-    accuracy: float = 0.7
-    steer_accuracy: float | None = None
-    fail_screening: float = 0.0
-    chaos: bool = False
-    seed: int = 0
-    # Seconds actually waited per second of simulated reaction time (0 = answer at once).
-    pace: float = 0.0
-    # How a bot gets each trial's clips before answering: "full" fetches every clip whole,
-    # as a browser's player does; "first_byte" (Range: bytes=0-0) and "none" are the
-    # cheats the server must refuse (issue 31.3), each waiting out the listening time.
-    listen: str = "full"
-    # Slider trials (mushra, slider): the planted true mean of each condition (the key's
-    # ClipKey.condition) on a 0-100 scale; a condition not named takes its role's default
-    # (SLIDER_MEANS). Each bot adds its own offset and each rating its own noise.
-    slider_means: dict[str, float] = field(default_factory=dict)
-
-    def __post_init__(self) -> None:
-        if self.listen not in LISTEN_MODES:
-            raise ValueError(f"listen must be one of {LISTEN_MODES}, got {self.listen!r}")
-        bad = {c: m for c, m in self.slider_means.items() if not 0 <= m <= 100}
-        if bad:
-            raise ValueError(f"slider_means are on a 0-100 scale, got {bad}")
-
-
-def parse_slider_means(pairs: Iterable[str]) -> dict[str, float]:
-    """``["codec_a=70", ...]`` as BotConfig.slider_means (ValueError names the bad pair)."""
-    means = {}
-    for pair in pairs:
-        condition, _, mean = pair.partition("=")
-        try:
-            value = float(mean)
-        except ValueError:
-            value = math.nan
-        if not condition or not 0 <= value <= 100:  # nan fails the range too
-            raise ValueError(f"expected CONDITION=MEAN with MEAN in 0-100, got {pair!r}")
-        means[condition] = value
-    return means
 
 
 # A slider condition's planted mean when BotConfig.slider_means names none, by clip role:

@@ -43,9 +43,10 @@ from artifact_schemas import (
     save_table,
     write_text_atomic,
 )
+from artifact_schemas.settings import check_settings, setting
 from sae_core.audio import AUDIO_SUFFIXES, AudioError, load_mono
 from sae_core.layers import LayerChoice, check_layers, resolve_layers
-from sae_core.models import MusicModel
+from sae_core.models import BACKENDS, MusicModel, load_model
 from sae_core.runtime import barrier, init_distributed, rank, set_threads, world_size
 from sae_core.sae.data import ACTS_KEY, LAYER_META
 
@@ -75,48 +76,37 @@ class ExtractConfig:
     model: str
     layers: LayerChoice
     """Decoder blocks (0-based), or ``paper``: resolved once loaded (``layers.resolve_layers``)."""
-    backend: str = "transformers"
-    text_condition: TextCondition = "empty"
-    window_seconds: float = 10.0
+    backend: str = setting("transformers", choices=BACKENDS)
+    """Which MusicGen implementation runs the model: transformers or audiocraft."""
+    text_condition: TextCondition = setting("empty", choices=("empty", "caption"))
+    """What the model is conditioned on: empty text, or each track's caption (metadata.csv)."""
+    window_seconds: float = setting(10.0, gt=0)
     """Audio is cut into windows this long, each teacher-forced from a fresh context."""
-    batch_seconds: float = 40.0
+    batch_seconds: float = setting(40.0, gt=0)
     """Audio seconds per forward pass (windows of equal length are batched)."""
-    tracks_per_shard: int = 8
-    dtype: Literal["float16", "float32"] = "float16"
-    keep_fraction: float = 1.0
+    tracks_per_shard: int = setting(8, ge=1)
+    """Tracks per resumable shard (an interrupted run keeps its finished shards)."""
+    dtype: Literal["float16", "float32"] = setting("float16", choices=("float16", "float32"))
+    """Storage type of the activations."""
+    keep_fraction: float = setting(1.0, gt=0, le=1)
     """Share of each window's frames stored (issue 22: the paper's corpus at every frame is
     terabytes). The kept frames are drawn per window from (keep_seed, track, window start),
     so they do not depend on batching, sharding or ranks; the index keeps each row's time."""
-    keep_seed: int = 0
+    keep_seed: int = setting(0, ge=0)
+    """Seed of the frames keep_fraction keeps."""
     bf16_forward: bool = False
     """Run the decoder under bf16 autocast (the fast path on GPUs; stored rows are cast to ``dtype``)."""
     corpus: Path | None = None
     """The corpus directory (needed by ``extract_activations``)."""
     out: Path | None = None
     device: str = "cpu"
-    threads: int | None = None
+    """Where the model runs: cpu, cuda, cuda:1 ..."""
+    threads: int | None = setting(None, ge=1)
+    """CPU threads (the same value gives the same bytes)."""
 
     def __post_init__(self) -> None:
-        from sae_core.models import BACKENDS
-
-        choices = {
-            "backend": BACKENDS,
-            "text_condition": ("empty", "caption"),
-            "dtype": ("float16", "float32"),
-        }
-        for name, allowed in choices.items():
-            if getattr(self, name) not in allowed:
-                raise FieldError(name, f"must be one of {', '.join(allowed)}, got {getattr(self, name)!r}")
+        check_settings(self)
         self.layers = check_layers(self.layers)
-        for name in ("window_seconds", "batch_seconds"):
-            if not getattr(self, name) > 0:
-                raise FieldError(name, f"must be > 0, got {getattr(self, name)}")
-        if self.tracks_per_shard < 1:
-            raise FieldError("tracks_per_shard", f"must be >= 1, got {self.tracks_per_shard}")
-        if not 0 < self.keep_fraction <= 1:
-            raise FieldError("keep_fraction", f"must be in (0, 1], got {self.keep_fraction}")
-        if self.keep_seed < 0:
-            raise FieldError("keep_seed", f"must be >= 0, got {self.keep_seed}")
         if self.corpus is not None and not Path(self.corpus).is_dir():
             raise FieldError("corpus", f"{self.corpus}: no such directory")
 
@@ -150,7 +140,6 @@ def extract_activations(cfg: ExtractConfig, progress: bool = True) -> ExtractRes
     rank 0 writes run.json once every shard is there. ``result.finished`` is False when
     shards are missing (another rank failed): rerunning the same config finishes them.
     """
-    from sae_core.models import load_model
 
     corpus, out = cfg.corpus, cfg.out
     if corpus is None or out is None:

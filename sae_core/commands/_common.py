@@ -1,4 +1,4 @@
-"""What every ``sae-core`` command shares: one-line errors, list options, field -> flag."""
+"""What every ``sae-core`` command shares: options from config fields, one-line errors, lists."""
 
 from __future__ import annotations
 
@@ -9,15 +9,20 @@ from typing import Any, NoReturn
 import typer
 
 from artifact_schemas import ArtifactError, FieldError
-from artifact_schemas.console import print_error
+from artifact_schemas.console import config_option, print_error
 from sae_core.layers import PAPER, LayerChoice
 
-# Config fields whose flag is not the field's name with dashes.
+# Config fields whose flag is not the field's name with dashes, by field (in every config)
+# or by "Config.field"; tests/test_thin_commands.py says why each is renamed.
 FLAGS = {
     "audio_format": "--format",
     "holdout_fraction": "--holdout",
-    "seconds": "--seconds",
     "guidance_scale": "--guidance",
+    "parts": "--only",
+    "allreduce_gb_per_s": "--allreduce-gbps",
+    "SteerConfig.seconds": "--duration",
+    "SteeringTruthConfig.seconds": "--duration",
+    "SteeringTruthConfig.prompts_per_feature": "--prompts",
 }
 
 
@@ -26,17 +31,33 @@ def fail(message: str) -> NoReturn:
     raise typer.Exit(2)
 
 
-def flag(field: str, overrides: dict[str, str] | None = None) -> str:
-    return (overrides or {}).get(field) or FLAGS.get(field) or "--" + field.replace("_", "-")
+def flag(field: str, overrides: dict[str, str] | None = None, config: type | None = None) -> str:
+    """The flag of a config field: ``overrides`` (a command's arguments), then ``FLAGS``."""
+    qualified = f"{config.__name__}.{field}" if config is not None else None
+    return (
+        (overrides or {}).get(field)
+        or (FLAGS.get(qualified) if qualified else None)
+        or FLAGS.get(field)
+        or "--" + field.replace("_", "-")
+    )
+
+
+def option(config: type, name: str, help: str | None = None) -> Any:
+    """The option of ``config``'s field ``name``: its flag (``FLAGS``), default, help and
+    range, all from the field (``artifact_schemas.console.config_option``). ``help``
+    replaces the field's docstring where the command line needs other words (which of a
+    command's modes the option belongs to)."""
+    return config_option(config, name, flag(name, config=config), help)
 
 
 @contextmanager
-def reporting(flags: dict[str, str] | None = None) -> Iterator[None]:
-    """Turn a library error into one line on stderr and exit status 2 (fields as flags)."""
+def reporting(flags: dict[str, str] | None = None, config: type | None = None) -> Iterator[None]:
+    """Turn a library error into one line on stderr and exit status 2 (``config``'s fields
+    as their flags; ``flags`` names the command's arguments)."""
     try:
         yield
     except FieldError as exc:
-        fail(exc.render(lambda name: flag(name, flags)))
+        fail(exc.render(lambda name: flag(name, flags, config)))
     except (ValueError, ArtifactError, FileNotFoundError, RuntimeError) as exc:
         fail(str(exc))
 

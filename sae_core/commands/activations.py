@@ -11,7 +11,11 @@ from rich.table import Table
 
 from artifact_schemas import FieldError
 from artifact_schemas.console import print_error, stdout_console
-from sae_core.commands._common import parse_layers, reporting
+from sae_core.activations.extract import ExtractConfig, extract_activations
+from sae_core.commands._common import option, parse_layers, reporting
+from sae_core.sae import TrainConfig, TrainSaeConfig, metrics_table, train_sae
+from sae_core.sae.online import OnlineTrainConfig, train_online
+from sae_core.sae.stage import SaeOptions
 
 
 def extract(
@@ -26,27 +30,17 @@ def extract(
         "layer 2, 25%, 50%, 75% depth and the second-to-last layer (Singh et al.).",
     ),
     out: Path = typer.Option(..., "--out", help="Output directory, e.g. runs/R/acts."),
-    backend: str = typer.Option("transformers", "--backend", help="transformers or audiocraft."),
-    text_condition: str = typer.Option(
-        "empty", "--text-condition", help="empty, or caption (metadata.csv captions)."
-    ),
-    window_seconds: float = typer.Option(
-        10.0, "--window-seconds", min=0.1, help="Context window per forward pass."
-    ),
-    batch_seconds: float = typer.Option(
-        40.0, "--batch-seconds", min=0.1, help="Audio seconds per forward batch."
-    ),
-    tracks_per_shard: int = typer.Option(8, "--tracks-per-shard", min=1, help="Tracks per resumable shard."),
-    dtype: str = typer.Option("float16", "--dtype", help="Storage type: float16 or float32."),
-    keep_fraction: float = typer.Option(
-        1.0, "--keep-fraction", help="Store this share of each window's frames (seeded; e.g. 0.25)."
-    ),
-    keep_seed: int = typer.Option(0, "--keep-seed", help="Seed of the frames --keep-fraction keeps."),
-    bf16_forward: bool = typer.Option(False, "--bf16-forward", help="The decoder under bf16 autocast (GPU)."),
-    device: str = typer.Option("cpu", "--device", help="cpu, cuda, cuda:1 ..."),
-    threads: int | None = typer.Option(
-        None, "--threads", min=1, help="CPU threads (same value = same bytes)."
-    ),
+    backend: str = option(ExtractConfig, "backend"),
+    text_condition: str = option(ExtractConfig, "text_condition"),
+    window_seconds: float = option(ExtractConfig, "window_seconds"),
+    batch_seconds: float = option(ExtractConfig, "batch_seconds"),
+    tracks_per_shard: int = option(ExtractConfig, "tracks_per_shard"),
+    dtype: str = option(ExtractConfig, "dtype"),
+    keep_fraction: float = option(ExtractConfig, "keep_fraction"),
+    keep_seed: int = option(ExtractConfig, "keep_seed"),
+    bf16_forward: bool = option(ExtractConfig, "bf16_forward"),
+    device: str = option(ExtractConfig, "device"),
+    threads: int | None = option(ExtractConfig, "threads"),
 ) -> None:
     """Record residual-stream activations of a corpus at chosen layers.
 
@@ -59,8 +53,6 @@ def extract(
 
     Example: sae-core extract --model models/tiny --corpus corpus --layers 1,3 --out runs/R/acts
     """
-    from sae_core.activations.extract import ExtractConfig, extract_activations
-
     try:
         with reporting():
             cfg = ExtractConfig(
@@ -108,39 +100,37 @@ def train(
     ),
     corpus: Path | None = typer.Option(None, "--corpus", help="Online: the corpus to run the model over."),
     layers: str | None = typer.Option(None, "--layers", help="Online: comma-separated layers, or 'paper'."),
-    k: int = typer.Option(32, "--k", min=1, help="Active latents per frame (topk, batchtopk)."),
-    expansion: int = typer.Option(8, "--expansion", min=1, help="Latents = expansion x d_model."),
-    num_latents: int | None = typer.Option(None, "--num-latents", min=1, help="Overrides --expansion."),
-    activation: str = typer.Option("topk", "--activation", help="topk, batchtopk or relu (L1)."),
-    l1_coefficient: float = typer.Option(5.0, "--l1-coefficient", help="L1 weight (relu only)."),
-    batch_size: int = typer.Option(4096, "--batch-size", min=1, help="Frames per step."),
-    lr: float | None = typer.Option(
-        None, "--lr", help="Default: 2e-3 / sqrt(latents / 16384), ten times Gao et al.'s long-run rule."
+    k: int = option(SaeOptions, "k"),
+    expansion: int = option(SaeOptions, "expansion"),
+    num_latents: int | None = option(SaeOptions, "num_latents", help="Overrides --expansion."),
+    activation: str = option(SaeOptions, "activation"),
+    l1_coefficient: float = option(SaeOptions, "l1_coefficient"),
+    batch_size: int = option(TrainConfig, "batch_size"),
+    lr: float | None = option(
+        TrainConfig, "lr", help="Default: 2e-3 / sqrt(latents / 16384), ten times Gao et al.'s long-run rule."
     ),
-    epochs: float = typer.Option(1.0, "--epochs", min=0.0, help="Passes over the training frames."),
-    max_tokens: int | None = typer.Option(None, "--max-tokens", min=1, help="Stop after this many frames."),
-    holdout: float = typer.Option(0.05, "--holdout", min=0.0, max=0.9, help="Share of tracks held out."),
-    seed: int = typer.Option(0, "--seed", min=0),
-    checkpoint_every: int = typer.Option(
-        1000, "--checkpoint-every", min=0, help="Steps between checkpoints."
+    epochs: float = option(TrainConfig, "epochs"),
+    max_tokens: int | None = option(TrainConfig, "max_tokens", help="Stop after this many frames."),
+    holdout: float = option(TrainConfig, "holdout_fraction"),
+    seed: int = option(TrainConfig, "seed"),
+    checkpoint_every: int = option(TrainConfig, "checkpoint_every"),
+    shuffle_rows: int = option(OnlineTrainConfig, "shuffle_rows", help="Online: frames mixed per layer."),
+    window_seconds: float = option(OnlineTrainConfig, "window_seconds", help="Online: context window."),
+    batch_seconds: float = option(
+        OnlineTrainConfig, "batch_seconds", help="Online: audio seconds per forward batch."
     ),
-    shuffle_rows: int = typer.Option(65536, "--shuffle-rows", min=1, help="Online: frames mixed per layer."),
-    window_seconds: float = typer.Option(10.0, "--window-seconds", min=0.1, help="Online: context window."),
-    batch_seconds: float = typer.Option(
-        40.0, "--batch-seconds", min=0.1, help="Online: audio seconds per forward batch."
+    bf16_forward: bool = option(
+        OnlineTrainConfig, "bf16_forward", help="Online: the forward under bf16 autocast."
     ),
-    bf16_forward: bool = typer.Option(
-        False, "--bf16-forward", help="Online: the forward under bf16 autocast."
-    ),
-    parallel: str = typer.Option(
-        "data",
-        "--parallel",
+    parallel: str = option(
+        OnlineTrainConfig,
+        "parallel",
         help="Online under torchrun: data (each rank a share of the tracks, gradients summed: "
         "the forward splits) or layers (rank r trains layers r, r+N, ...; every rank runs every forward).",
     ),
-    resume: bool = typer.Option(False, "--resume", help="Continue from the checkpoint in --out."),
-    device: str = typer.Option("cpu", "--device"),
-    threads: int | None = typer.Option(None, "--threads", min=1, help="CPU threads."),
+    resume: bool = option(SaeOptions, "resume"),
+    device: str = option(SaeOptions, "device"),
+    threads: int | None = option(SaeOptions, "threads"),
 ) -> None:
     """Train a sparse autoencoder on one layer's activations, or online on several layers.
 
@@ -155,9 +145,6 @@ def train(
 
     Example: sae-core train --acts runs/R/acts/layer_8 --out runs/R/sae/layer_8 --k 32 --expansion 8
     """
-    from sae_core.sae import TrainConfig, TrainSaeConfig, train_sae
-    from sae_core.sae.online import OnlineTrainConfig, train_online
-
     with reporting():
         schedule = TrainConfig(batch_size, lr, epochs, max_tokens, holdout_fraction=holdout, seed=seed,
                                checkpoint_every=checkpoint_every)  # fmt: skip
@@ -204,8 +191,6 @@ def metrics(
 
     Example: sae-core metrics runs/R/sae
     """
-    from sae_core.sae import metrics_table
-
     with reporting({"sae_dir": "SAE_DIR"}):
         rows = metrics_table(sae_dir)
     formats = {

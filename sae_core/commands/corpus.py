@@ -9,16 +9,20 @@ import typer
 from rich.table import Table
 
 from artifact_schemas.console import stdout_console
-from sae_core.commands._common import reporting
+from sae_core.activations.extract import ExtractConfig
+from sae_core.clap import build_tiny_clap
+from sae_core.commands._common import option, reporting
+from sae_core.presets.tiny import build_tiny
+from sae_core.synth import SynthConfig, write_corpus
 
 
 def synth_corpus(
-    out: Path = typer.Option(..., "--out", help="Directory to write the corpus into."),
-    tracks: int = typer.Option(24, "--tracks", min=1, help="Number of tracks."),
-    seconds: float = typer.Option(10.0, "--seconds", min=1.0, help="Length of each track (s)."),
-    seed: int = typer.Option(0, "--seed", min=0, help="Random seed; same seed, same bytes."),
-    sample_rate: int = typer.Option(32000, "--sample-rate", help="Hz (MusicGen uses 32000)."),
-    audio_format: str = typer.Option("flac", "--format", help="flac or wav (16-bit PCM)."),
+    out: Path = option(SynthConfig, "out"),
+    tracks: int = option(SynthConfig, "tracks"),
+    seconds: float = option(SynthConfig, "seconds"),
+    seed: int = option(SynthConfig, "seed"),
+    sample_rate: int = option(SynthConfig, "sample_rate"),
+    audio_format: str = option(SynthConfig, "audio_format"),
 ) -> None:
     """Render a synthetic music corpus with ground-truth concept tags.
 
@@ -29,8 +33,6 @@ def synth_corpus(
 
     Example: sae-core synth-corpus --out corpus --tracks 8 --seconds 4 --seed 1
     """
-    from sae_core.synth import SynthConfig, write_corpus
-
     with reporting():
         rendered = write_corpus(SynthConfig(out, tracks, seconds, seed, sample_rate, audio_format))
     table = Table(title=f"Synthetic corpus: {len(rendered)} tracks x {seconds:g} s in {out}")
@@ -48,7 +50,9 @@ def synth_corpus(
 def tiny_model(
     out: Path = typer.Option(..., "--out", help="Directory to save the model into."),
     seed: int = typer.Option(0, "--seed", help="Seed of the random weights."),
-    backend: str = typer.Option("transformers", "--backend", help="transformers or audiocraft."),
+    backend: str = option(
+        ExtractConfig, "backend", help="transformers or audiocraft: the --backend that loads it."
+    ),
 ) -> None:
     """Build a tiny random MusicGen (4 layers, d_model 64) and save it like real weights.
 
@@ -58,8 +62,6 @@ def tiny_model(
 
     Example: sae-core tiny-model --out models/tiny-musicgen
     """
-    from sae_core.presets.tiny import build_tiny
-
     with reporting():
         build_tiny(str(out), seed=seed, backend=backend)
     stdout_console().print(f"saved a tiny random MusicGen ({backend}) to {out}")
@@ -76,7 +78,5 @@ def tiny_clap(
 
     Example: sae-core tiny-clap --out models/tiny-clap
     """
-    from sae_core.clap import build_tiny_clap
-
     build_tiny_clap(out, seed=seed)
     stdout_console().print(f"saved a tiny random CLAP to {out}")

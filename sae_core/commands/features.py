@@ -8,7 +8,11 @@ import typer
 from rich.table import Table
 
 from artifact_schemas.console import stdout_console
-from sae_core.commands._common import parse_layer_numbers, reporting
+from sae_core.commands._common import option, parse_layer_numbers, reporting
+from sae_core.features.stage import ExampleSelection, FeatureFilters, FeaturesConfig, run_features
+from sae_core.labels.stage import LabelConfig, label_features
+from sae_core.summary import summarize_run
+from sae_core.truth.concepts import ConceptsConfig, findings, layer_means, run_concepts
 
 
 def features(
@@ -18,9 +22,7 @@ def features(
     model: str | None = typer.Option(
         None, "--model", help="Instead of --acts: run this model over --corpus (after online training)."
     ),
-    backend: str = typer.Option(
-        "transformers", "--backend", help="With --model: transformers or audiocraft."
-    ),
+    backend: str = option(FeaturesConfig, "backend", help="With --model: transformers or audiocraft."),
     window_seconds: float | None = typer.Option(
         None, "--window-seconds", help="With --model; default: the online training's, else 10."
     ),
@@ -30,20 +32,18 @@ def features(
     text_condition: str | None = typer.Option(
         None, "--text-condition", help="With --model: empty or caption; default: the training's, else empty."
     ),
-    device: str = typer.Option(
-        "cpu", "--device", help="With --model: cpu, cuda (under torchrun: each rank's)."
+    device: str = option(
+        FeaturesConfig, "device", help="With --model: cpu, cuda (under torchrun: each rank's)."
     ),
     out: Path = typer.Option(..., "--out", help="Output directory, e.g. runs/R/features/layer_8."),
-    top: int = typer.Option(10, "--top", min=1, help="Example clips per kept feature."),
-    clip_seconds: float = typer.Option(4.0, "--clip-seconds", min=0.1, help="Example clip length."),
-    min_frequency: float = typer.Option(0.01, "--min-frequency", min=0.0, max=1.0, help="Drop rarer."),
-    max_frequency: float = typer.Option(0.25, "--max-frequency", min=0.0, max=1.0, help="Drop denser."),
-    min_tracks: int = typer.Option(2, "--min-tracks", min=1, help="Drop features seen in fewer tracks."),
-    min_max_activation: float = typer.Option(
-        0.05, "--min-max-activation", min=0.0, help="Drop features weaker than this x the median peak."
-    ),
-    lufs: float = typer.Option(-23.0, "--lufs", help="Loudness of the clips (LUFS)."),
-    audio_format: str = typer.Option("flac", "--format", help="flac or wav."),
+    top: int = option(ExampleSelection, "top"),
+    clip_seconds: float = option(ExampleSelection, "clip_seconds"),
+    min_frequency: float = option(FeatureFilters, "min_frequency"),
+    max_frequency: float = option(FeatureFilters, "max_frequency"),
+    min_tracks: int = option(FeatureFilters, "min_tracks"),
+    min_max_activation: float = option(FeatureFilters, "min_max_activation"),
+    lufs: float = option(FeaturesConfig, "lufs"),
+    audio_format: str = option(FeaturesConfig, "audio_format"),
 ) -> None:
     """Feature statistics, filters and top-activating example clips for one layer.
 
@@ -60,11 +60,9 @@ def features(
     torchrun --nproc_per_node=4 -m sae_core features --sae runs/R/sae/layer_12 --model M
     --corpus corpus --out runs/R/features/layer_12 --device cuda
     """
-    from sae_core.features.stage import ExampleSelection, FeatureFilters, FeaturesConfig, run_features
-
     with reporting():
         filters = FeatureFilters(min_frequency, max_frequency, min_tracks, min_max_activation)
-        selection = ExampleSelection(top=top, window_seconds=clip_seconds)
+        selection = ExampleSelection(top=top, clip_seconds=clip_seconds)
         cfg = FeaturesConfig(
             sae, acts, corpus, out, filters, selection, lufs, audio_format, model=model, backend=backend,
             window_seconds=window_seconds, batch_seconds=batch_seconds, text_condition=text_condition,
@@ -105,8 +103,6 @@ def concepts(
 
     Example: sae-core concepts runs/r1 --corpus corpus
     """
-    from sae_core.truth.concepts import ConceptsConfig, findings, layer_means, run_concepts
-
     target = out or run / "concepts"
     with reporting({"run": "RUN"}):
         chosen = tuple(parse_layer_numbers(layers)) if layers else None
@@ -131,33 +127,18 @@ def label(
         ..., "--features", help="features/layer_<l> directories (repeat)."
     ),
     out: Path = typer.Option(..., "--out", help="labels.parquet to write, e.g. runs/R/labels.parquet."),
-    labelers: str = typer.Option(
-        "descriptors,clap-vocab", "--labelers", help="Comma-separated: descriptors, clap-vocab, manual."
-    ),
+    labelers: str = option(LabelConfig, "labelers"),
     corpus: Path | None = typer.Option(None, "--corpus", help="The corpus (descriptors read source audio)."),
     clap: str | None = typer.Option(None, "--clap", help="CLAP directory or hub id (scores every label)."),
     vocabulary: Path | None = typer.Option(None, "--vocabulary", help="clap-vocab terms, one per line."),
-    top_n: int = typer.Option(3, "--top-n", min=1, help="clap-vocab labels per feature."),
+    top_n: int = option(LabelConfig, "top_n"),
     manual: Path | None = typer.Option(None, "--manual", help="CSV: feature_id, layer, label[, confidence]."),
-    min_agreement: float = typer.Option(
-        0.6, "--min-agreement", min=0.0, max=1.0, help="descriptors: share of examples that must agree."
-    ),
-    max_features: int | None = typer.Option(
-        None,
-        "--max-features",
-        min=1,
-        help="Label only the N features with the largest activations per layer.",
-    ),
-    descriptor_backend: str = typer.Option(
-        "essentia",
-        "--descriptor-backend",
-        help="descriptors' key/mode finder: essentia (KeyExtractor) or librosa (chroma profiles).",
-    ),
-    llm_model: str = typer.Option("gemini-2.5-flash", "--llm-model", help="llm: the model name."),
-    llm_url: str | None = typer.Option(None, "--llm-url", help="llm: API base URL (default: Gemini's)."),
-    llm_key_env: str = typer.Option(
-        "GEMINI_API_KEY", "--llm-key-env", help="llm: env variable with the API key."
-    ),
+    min_agreement: float = option(LabelConfig, "min_agreement"),
+    max_features: int | None = option(LabelConfig, "max_features"),
+    descriptor_backend: str = option(LabelConfig, "descriptor_backend"),
+    llm_model: str = option(LabelConfig, "llm_model"),
+    llm_url: str | None = option(LabelConfig, "llm_url"),
+    llm_key_env: str = option(LabelConfig, "llm_key_env"),
 ) -> None:
     """Label features automatically and score every label with CLAP.
 
@@ -173,8 +154,6 @@ def label(
     Example: sae-core label --features runs/R/features/layer_8 --corpus corpus --clap models/clap
     --out runs/R/labels.parquet
     """
-    from sae_core.labels.stage import LabelConfig, label_features
-
     with reporting({"features": "--features"}):
         cfg = LabelConfig(
             features_dirs, out, [x.strip() for x in labelers.split(",") if x.strip()],
@@ -198,8 +177,6 @@ def summarize(
 
     Example: sae-core summarize runs/R
     """
-    from sae_core.summary import summarize_run
-
     with reporting():
         paths = summarize_run(run, out)
     stdout_console().print(f"wrote {len(paths)} files to {paths[0].parent}")

@@ -5,34 +5,33 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-import typer
-
 from artifact_schemas.console import stdout_console
-from sae_core.commands._common import parse_list, reporting
-
-_DEVICE = typer.Option("cpu", "--device", help="cpu or cuda.")
-_THREADS = typer.Option(None, "--threads", min=1, help="CPU threads.")
-_RESUME = typer.Option(False, "--resume", help="Continue from the checkpoint in --out.")
+from sae_core.commands._common import option, parse_list, reporting
+from sae_core.mini import clap as mini_clap
+from sae_core.mini import codec as mini_codec
+from sae_core.mini import musicgen as mini_musicgen
+from sae_core.mini import spectral
+from sae_core.mini.clap import ClapTrainConfig
+from sae_core.mini.codec import CodecTrainConfig
+from sae_core.mini.musicgen import MusicgenTrainConfig
+from sae_core.mini.recipe import MiniModelsConfig, build_mini_models
+from sae_core.mini.spectral import CodecFitConfig
 
 
 def fit_codec(
-    corpus: Path = typer.Option(..., "--corpus", help="A corpus directory (sae-core synth-corpus)."),
-    out: Path = typer.Option(..., "--out", help="Directory to save the codec into."),
-    sample_rate: int = typer.Option(16000, "--sample-rate", help="Audio rate of the codec (Hz)."),
-    n_fft: int = typer.Option(1024, "--n-fft", help="STFT size."),
-    hop_length: int = typer.Option(
-        320, "--hop-length", help="STFT hop: sample_rate / hop frames per second."
-    ),
-    pca_dims: int = typer.Option(128, "--pca-dims", help="PCA dimensions kept of the log-magnitude frames."),
-    codebooks: int = typer.Option(4, "--codebooks", help="Residual codebooks (MusicGen: 4)."),
-    codebook_size: int = typer.Option(1024, "--codebook-size", help="Entries per codebook."),
-    griffin_lim_iters: int = typer.Option(32, "--griffin-lim-iters", help="Phase reconstruction iterations."),
-    kmeans_iters: int = typer.Option(30, "--kmeans-iters", help="k-means iterations per codebook."),
-    max_fit_frames: int = typer.Option(
-        60000, "--max-fit-frames", help="Frames k-means sees (seeded sample)."
-    ),
-    seed: int = typer.Option(1, "--seed", help="Seed of the frame sample and the k-means init."),
-    threads: int | None = _THREADS,
+    corpus: Path = option(CodecFitConfig, "corpus"),
+    out: Path = option(CodecFitConfig, "out"),
+    sample_rate: int = option(CodecFitConfig, "sample_rate"),
+    n_fft: int = option(CodecFitConfig, "n_fft"),
+    hop_length: int = option(CodecFitConfig, "hop_length"),
+    pca_dims: int = option(CodecFitConfig, "pca_dims"),
+    codebooks: int = option(CodecFitConfig, "codebooks"),
+    codebook_size: int = option(CodecFitConfig, "codebook_size"),
+    griffin_lim_iters: int = option(CodecFitConfig, "griffin_lim_iters"),
+    kmeans_iters: int = option(CodecFitConfig, "kmeans_iters"),
+    max_fit_frames: int = option(CodecFitConfig, "max_fit_frames"),
+    seed: int = option(CodecFitConfig, "seed"),
+    threads: int | None = option(CodecFitConfig, "threads"),
 ) -> None:
     """Fit a spectral codec on a corpus (no gradient descent; minutes on 2 CPU cores).
 
@@ -42,10 +41,8 @@ def fit_codec(
 
     Example: sae-core fit-codec --corpus corpus16k --out models/mini/codec
     """
-    from sae_core.mini.spectral import CodecFitConfig, fit_codec
-
     with reporting():
-        fit = fit_codec(
+        fit = spectral.fit_codec(
             CodecFitConfig(
                 corpus=corpus, out=out, sample_rate=sample_rate, n_fft=n_fft, hop_length=hop_length,
                 pca_dims=pca_dims, codebooks=codebooks, codebook_size=codebook_size,
@@ -61,18 +58,10 @@ def fit_codec(
 
 
 def mini_models(
-    out: Path = typer.Option(
-        Path("mini-models"), "--out", help="Where the weights go (the repository's mini-models/)."
-    ),
-    corpus: Path = typer.Option(
-        Path("build/mini-corpus"),
-        "--corpus",
-        help="Where the training corpus is rendered (reused when it matches).",
-    ),
-    only: str = typer.Option(
-        "codec,musicgen,clap", "--only", help="Which parts to (re)train: codec, musicgen, clap."
-    ),
-    threads: int | None = _THREADS,
+    out: Path = option(MiniModelsConfig, "out"),
+    corpus: Path = option(MiniModelsConfig, "corpus"),
+    only: str = option(MiniModelsConfig, "parts"),
+    threads: int | None = option(MiniModelsConfig, "threads"),
 ) -> None:
     """Retrain the shipped mini models from nothing: corpus, fitted codec, mini MusicGen, mini CLAP.
 
@@ -81,9 +70,7 @@ def mini_models(
 
     Example: sae-core mini-models            (what 'make mini-models' runs)
     """
-    from sae_core.mini.recipe import MiniModelsConfig, build_mini_models
-
-    with reporting({"parts": "--only"}):
+    with reporting():
         written = build_mini_models(
             MiniModelsConfig(
                 out=out,
@@ -96,19 +83,19 @@ def mini_models(
 
 
 def train_codec(
-    corpus: Path = typer.Option(..., "--corpus", help="A corpus directory (sae-core synth-corpus)."),
-    out: Path = typer.Option(..., "--out", help="Directory to save the codec into."),
-    sample_rate: int = typer.Option(16000, "--sample-rate", help="16000, 24000 or 32000 (50 frames/s)."),
-    codebooks: int = typer.Option(4, "--codebooks", help="Residual codebooks (MusicGen: 4)."),
-    codebook_size: int = typer.Option(256, "--codebook-size", help="Entries per codebook."),
-    steps: int = typer.Option(3000, "--steps", help="Optimizer steps."),
-    batch_size: int = typer.Option(8, "--batch-size", help="Crops per step."),
-    crop_seconds: float = typer.Option(1.0, "--crop-seconds", help="Length of each training crop."),
-    lr: float = typer.Option(1e-3, "--lr", help="Peak Adam learning rate."),
-    seed: int = typer.Option(1, "--seed", help="Seed of the weights and the crops."),
-    resume: bool = _RESUME,
-    device: str = _DEVICE,
-    threads: int | None = _THREADS,
+    corpus: Path = option(CodecTrainConfig, "corpus"),
+    out: Path = option(CodecTrainConfig, "out", help="Directory to save the codec into."),
+    sample_rate: int = option(CodecTrainConfig, "sample_rate"),
+    codebooks: int = option(CodecTrainConfig, "codebooks"),
+    codebook_size: int = option(CodecTrainConfig, "codebook_size"),
+    steps: int = option(CodecTrainConfig, "steps"),
+    batch_size: int = option(CodecTrainConfig, "batch_size", help="Crops per step."),
+    crop_seconds: float = option(CodecTrainConfig, "crop_seconds"),
+    lr: float = option(CodecTrainConfig, "lr", help="Peak Adam learning rate."),
+    seed: int = option(CodecTrainConfig, "seed", help="Seed of the weights and the crops."),
+    resume: bool = option(CodecTrainConfig, "resume"),
+    device: str = option(CodecTrainConfig, "device"),
+    threads: int | None = option(CodecTrainConfig, "threads"),
 ) -> None:
     """Train a small EnCodec (transformers EncodecModel) on a corpus and save it.
 
@@ -119,10 +106,8 @@ def train_codec(
 
     Example: sae-core train-codec --corpus corpus16k --out models/mini-codec --steps 3000
     """
-    from sae_core.mini.codec import CodecTrainConfig, train_codec
-
     with reporting():
-        metrics = train_codec(
+        metrics = mini_codec.train_codec(
             CodecTrainConfig(
                 corpus=corpus,
                 out=out,
@@ -147,24 +132,20 @@ def train_codec(
 
 
 def train_musicgen(
-    corpus: Path = typer.Option(..., "--corpus", help="A corpus directory (captions in metadata.csv)."),
-    codec: Path = typer.Option(..., "--codec", help="A trained codec (sae-core train-codec)."),
-    out: Path = typer.Option(..., "--out", help="Directory to save the model into."),
-    layers: int = typer.Option(4, "--layers", help="Decoder blocks."),
-    hidden_size: int = typer.Option(128, "--hidden-size", help="Decoder width (d_model)."),
-    steps: int = typer.Option(3000, "--steps", help="Optimizer steps."),
-    batch_size: int = typer.Option(4, "--batch-size", help="Tracks per step."),
-    crop_frames: int = typer.Option(
-        250, "--crop-frames", help="Frames per example, cut at a seeded offset (0: whole tracks)."
-    ),
-    lr: float = typer.Option(1e-3, "--lr", help="Peak AdamW learning rate."),
-    condition_dropout: float = typer.Option(
-        0.15, "--condition-dropout", help="Share of examples trained without their caption (for CFG)."
-    ),
-    seed: int = typer.Option(1, "--seed", help="Seed of the weights, the batches and the drops."),
-    resume: bool = _RESUME,
-    device: str = _DEVICE,
-    threads: int | None = _THREADS,
+    corpus: Path = option(MusicgenTrainConfig, "corpus"),
+    codec: Path = option(MusicgenTrainConfig, "codec"),
+    out: Path = option(MusicgenTrainConfig, "out"),
+    layers: int = option(MusicgenTrainConfig, "layers"),
+    hidden_size: int = option(MusicgenTrainConfig, "hidden_size"),
+    steps: int = option(MusicgenTrainConfig, "steps"),
+    batch_size: int = option(MusicgenTrainConfig, "batch_size"),
+    crop_frames: int = option(MusicgenTrainConfig, "crop_frames"),
+    lr: float = option(MusicgenTrainConfig, "lr", help="Peak AdamW learning rate."),
+    condition_dropout: float = option(MusicgenTrainConfig, "condition_dropout"),
+    seed: int = option(MusicgenTrainConfig, "seed", help="Seed of the weights, the batches and the drops."),
+    resume: bool = option(MusicgenTrainConfig, "resume"),
+    device: str = option(MusicgenTrainConfig, "device"),
+    threads: int | None = option(MusicgenTrainConfig, "threads"),
 ) -> None:
     """Train a mini MusicGen (transformers MusicgenForConditionalGeneration) on a corpus.
 
@@ -179,10 +160,8 @@ def train_musicgen(
 
     Example: sae-core train-musicgen --corpus corpus16k --codec models/mini/codec --out models/mini/musicgen
     """
-    from sae_core.mini.musicgen import MusicgenTrainConfig, train_musicgen
-
     with reporting():
-        metrics = train_musicgen(
+        metrics = mini_musicgen.train_musicgen(
             MusicgenTrainConfig(
                 corpus=corpus,
                 codec=codec,
@@ -207,23 +186,23 @@ def train_musicgen(
 
 
 def train_clap(
-    corpus: Path = typer.Option(..., "--corpus", help="A corpus directory (captions in metadata.csv)."),
-    out: Path = typer.Option(..., "--out", help="Directory to save the model into."),
-    steps: int = typer.Option(900, "--steps", help="Optimizer steps."),
-    batch_size: int = typer.Option(32, "--batch-size", help="Clip-text pairs per step (distinct tracks)."),
-    lr: float = typer.Option(1e-3, "--lr", help="Peak AdamW learning rate."),
-    seed: int = typer.Option(1, "--seed", help="Seed of the weights, the batches and the texts."),
-    sample_rate: int = typer.Option(16000, "--sample-rate", help="The feature extractor's rate (Hz)."),
-    fft_window_size: int = typer.Option(2048, "--fft-window-size", help="STFT window (samples)."),
-    hop_length: int = typer.Option(320, "--hop-length", help="STFT hop (samples)."),
-    num_mel_bins: int = typer.Option(128, "--num-mel-bins", help="Mel bins (divides --spec-size)."),
-    frequency_min: float = typer.Option(1000.0, "--frequency-min", help="Lowest mel frequency (Hz)."),
-    frequency_max: float = typer.Option(8000.0, "--frequency-max", help="Highest mel frequency (Hz)."),
-    spec_size: int = typer.Option(256, "--spec-size", help="HTSAT's square spectrogram image side."),
-    patch_size: int = typer.Option(8, "--patch-size", help="HTSAT's patch side (and stride)."),
-    resume: bool = _RESUME,
-    device: str = _DEVICE,
-    threads: int | None = _THREADS,
+    corpus: Path = option(ClapTrainConfig, "corpus"),
+    out: Path = option(ClapTrainConfig, "out"),
+    steps: int = option(ClapTrainConfig, "steps"),
+    batch_size: int = option(ClapTrainConfig, "batch_size"),
+    lr: float = option(ClapTrainConfig, "lr", help="Peak AdamW learning rate."),
+    seed: int = option(ClapTrainConfig, "seed", help="Seed of the weights, the batches and the texts."),
+    sample_rate: int = option(ClapTrainConfig, "sample_rate"),
+    fft_window_size: int = option(ClapTrainConfig, "fft_window_size"),
+    hop_length: int = option(ClapTrainConfig, "hop_length"),
+    num_mel_bins: int = option(ClapTrainConfig, "num_mel_bins"),
+    frequency_min: float = option(ClapTrainConfig, "frequency_min"),
+    frequency_max: float = option(ClapTrainConfig, "frequency_max"),
+    spec_size: int = option(ClapTrainConfig, "spec_size"),
+    patch_size: int = option(ClapTrainConfig, "patch_size"),
+    resume: bool = option(ClapTrainConfig, "resume"),
+    device: str = option(ClapTrainConfig, "device"),
+    threads: int | None = option(ClapTrainConfig, "threads"),
 ) -> None:
     """Train a mini CLAP (transformers ClapModel) contrastively on a corpus's clips and texts.
 
@@ -235,8 +214,6 @@ def train_clap(
 
     Example: sae-core train-clap --corpus corpus --out models/mini/clap
     """
-    from sae_core.mini.clap import ClapTrainConfig, train_clap
-
     with reporting():
         cfg = ClapTrainConfig(
             corpus=corpus, out=out, steps=steps, batch_size=batch_size, lr=lr, seed=seed,
@@ -244,6 +221,6 @@ def train_clap(
             num_mel_bins=num_mel_bins, frequency_min=frequency_min, frequency_max=frequency_max,
             spec_size=spec_size, patch_size=patch_size, resume=resume, device=device, threads=threads,
         )  # fmt: skip
-        metrics = train_clap(cfg)
+        metrics = mini_clap.train_clap(cfg)
     said = f"{metrics.steps} steps, loss {metrics.loss:.3f} (chance {math.log(cfg.batch_size):.3f})"
     stdout_console().print(f"CLAP saved to {out}: {said}")

@@ -10,25 +10,20 @@ import typer
 from rich.table import Table
 
 from artifact_schemas.console import stdout_console
-from sae_core.commands._common import parse_layers, reporting
+from sae_core.commands._common import option, parse_layers, reporting
+from sae_core.plan import COSTS, PlanConfig
+from sae_core.plan import plan as make_plan
 
 
 def plan(
-    clips: int = typer.Option(..., "--clips", min=1, help="Number of clips, e.g. 160000."),
-    clip_seconds: float = typer.Option(10.0, "--clip-seconds", help="Seconds per clip."),
-    model: str = typer.Option(
-        "musicgen-small", "--model", help="musicgen-small, musicgen-medium or musicgen-large."
-    ),
-    layers: str = typer.Option("paper", "--layers", help="'paper' (five layers) or a comma list."),
-    expansion: int = typer.Option(32, "--expansion", min=1, help="SAE latents per model dimension."),
-    devices: int = typer.Option(1, "--devices", min=1, help="GPUs (or processes) sharing the work."),
-    keep_fraction: float = typer.Option(1.0, "--keep-fraction", help="Share of frames kept (extract)."),
-    allreduce_gbps: float = typer.Option(
-        25.0,
-        "--allreduce-gbps",
-        help="Assumed bus bandwidth between devices, GB/s, for the data-parallel gradient "
-        "all-reduce (PCIe 4.0 x16 ~25; NVLink several times more).",
-    ),
+    clips: int = option(PlanConfig, "clips"),
+    clip_seconds: float = option(PlanConfig, "clip_seconds"),
+    model: str = option(PlanConfig, "model"),
+    layers: str = option(PlanConfig, "layers", help="'paper' (five layers) or a comma list."),
+    expansion: int = option(PlanConfig, "expansion"),
+    devices: int = option(PlanConfig, "devices"),
+    keep_fraction: float = option(PlanConfig, "keep_fraction"),
+    allreduce_gbps: float = option(PlanConfig, "allreduce_gb_per_s"),
     costs: Path | None = typer.Option(
         None, "--costs", help="Measured costs (benchmarks/bench_costs.py); default: the shipped file."
     ),
@@ -43,9 +38,6 @@ def plan(
 
     Example: sae-core plan --clips 160000 --model musicgen-large --layers paper --expansion 32
     """
-    from sae_core.plan import COSTS, PlanConfig
-    from sae_core.plan import plan as make_plan
-
     with reporting():
         chosen = parse_layers(layers)
         cfg = PlanConfig(

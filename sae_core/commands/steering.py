@@ -9,7 +9,10 @@ import typer
 from rich.table import Table
 
 from artifact_schemas.console import stdout_console
-from sae_core.commands._common import parse_list, reporting
+from sae_core.commands._common import option, parse_list, reporting
+from sae_core.steering.clap_eval import SteeringEvalConfig, run_steering_eval
+from sae_core.steering.generate import SteerConfig, run_steering
+from sae_core.truth.steering import SteeringTruthConfig, run_steering_truth
 
 
 def steer(
@@ -23,22 +26,20 @@ def steer(
     ),
     prompts: Path = typer.Option(..., "--prompts", help="Text file, one prompt per line."),
     out: Path = typer.Option(..., "--out", help="Output directory, e.g. runs/R/steering."),
-    seeds: str = typer.Option("0", "--seeds", help="Comma-separated sampling seeds."),
-    strengths: str = typer.Option("1", "--strengths", help="Comma-separated strengths (alpha)."),
-    relative: bool = typer.Option(False, "--relative", help="Strength x the feature's max activation."),
+    seeds: str = option(SteerConfig, "seeds"),
+    strengths: str = option(SteerConfig, "strengths"),
+    relative: bool = option(SteerConfig, "relative"),
     features_table: Path | None = typer.Option(
         None, "--features-table", help="features.parquet (needed with --relative)."
     ),
-    duration: float = typer.Option(8.0, "--duration", min=0.1, help="Seconds of audio per generation."),
-    guidance: float = typer.Option(3.0, "--guidance", help="Classifier-free guidance scale (1 = off)."),
-    apply_to: str = typer.Option("both", "--apply-to", help="both, or conditional (CFG half only)."),
-    random_control: bool = typer.Option(
-        True, "--random-control/--no-random-control", help="Also generate a same-norm random direction."
-    ),
+    duration: float = option(SteerConfig, "seconds"),
+    guidance: float = option(SteerConfig, "guidance_scale"),
+    apply_to: str = option(SteerConfig, "apply_to"),
+    random_control: bool = option(SteerConfig, "random_control"),
     layer: int | None = typer.Option(None, "--layer", help="Override the SAE's recorded layer."),
-    backend: str = typer.Option("transformers", "--backend", help="transformers or audiocraft."),
-    device: str = typer.Option("cpu", "--device"),
-    audio_format: str = typer.Option("flac", "--format", help="flac or wav."),
+    backend: str = option(SteerConfig, "backend"),
+    device: str = option(SteerConfig, "device"),
+    audio_format: str = option(SteerConfig, "audio_format"),
 ) -> None:
     """Generate baseline and steered audio with the same prompt, seed and sampling settings.
 
@@ -51,9 +52,7 @@ def steer(
     --seeds 0,1 --strengths 0.5,1 --relative --features-table runs/R/features/layer_8/features.parquet
     --out runs/R/steering
     """
-    from sae_core.steering.generate import SteerConfig, run_steering
-
-    with reporting({"seconds": "--duration", "layer": "--layer"}):
+    with reporting(config=SteerConfig):
         chosen = (
             features_list
             if features_list.startswith("top:")
@@ -88,8 +87,6 @@ def steering_eval(
 
     Example: sae-core steering-eval runs/R --clap models/clap
     """
-    from sae_core.steering.clap_eval import SteeringEvalConfig, run_steering_eval
-
     with reporting({"run": "RUN"}):
         _, summary = run_steering_eval(SteeringEvalConfig(run, clap))
     view = Table(title=f"Steering success in {run} (share of features)")
@@ -107,18 +104,12 @@ def steering_truth(
     ),
     model: str = typer.Option(..., "--model", help="The MusicGen the SAEs were trained on."),
     out: Path | None = typer.Option(None, "--out", help="Output directory; default RUN/steering_truth."),
-    strengths: str = typer.Option(
-        "0.5,1,2,4,8", "--strengths", help="Relative strengths (x max activation)."
-    ),
-    seeds: str = typer.Option(
-        "0,1,2,3,4,5,6,7", "--seeds", help="Sampling seeds (the same for all three clips)."
-    ),
-    prompts_per_feature: int = typer.Option(
-        2, "--prompts", min=1, help="Prompts lacking the concept, per feature."
-    ),
-    seconds: float = typer.Option(4.0, "--duration", min=0.5, help="Seconds per clip."),
-    max_features: int | None = typer.Option(None, "--max-features", min=1, help="Steer the N best matched."),
-    device: str = typer.Option("cpu", "--device", help="cpu, cuda ..."),
+    strengths: str = option(SteeringTruthConfig, "strengths"),
+    seeds: str = option(SteeringTruthConfig, "seeds"),
+    prompts_per_feature: int = option(SteeringTruthConfig, "prompts_per_feature"),
+    seconds: float = option(SteeringTruthConfig, "seconds"),
+    max_features: int | None = option(SteeringTruthConfig, "max_features"),
+    device: str = option(SteeringTruthConfig, "device"),
 ) -> None:
     """Steer every feature matched to a concept on prompts that lack it, and read the concept
     back from the audio: steered vs baseline vs random-direction control, per strength.
@@ -129,9 +120,7 @@ def steering_truth(
 
     Example: sae-core steering-truth runs/r1 --corpus corpus --model models/mini/musicgen
     """
-    from sae_core.truth.steering import SteeringTruthConfig, run_steering_truth
-
-    with reporting({"run": "RUN", "prompts_per_feature": "--prompts", "seconds": "--duration"}):
+    with reporting({"run": "RUN"}, SteeringTruthConfig):
         sweep = parse_list(strengths, float, "--strengths"), parse_list(seeds, int, "--seeds")
         cfg = SteeringTruthConfig(
             run,

@@ -21,7 +21,23 @@ import pandas as pd
 import torch
 from rich.progress import Progress
 
-from artifact_schemas import ACTIVATION_INDEX, ArtifactError, FieldError, load_table
+from artifact_schemas import (
+    ACTIVATION_INDEX,
+    EXAMPLES,
+    FEATURES,
+    ArtifactError,
+    FieldError,
+    load_run_record,
+    load_table,
+    recorded_run,
+    save_table,
+)
+from artifact_schemas.settings import check_settings, same_as, setting, setting_default
+from sae_core.activations.extract import ExtractConfig, batch_residuals, list_tracks, window_batches
+from sae_core.audio import check_write_format
+from sae_core.clips import cut_clip
+from sae_core.models import load_model
+from sae_core.runtime import init_distributed, rank, world_size
 from sae_core.sae.data import ShardedActivations
 from sae_core.sae.sparse_coder import EncoderOutput, SparseCoder
 
@@ -35,26 +51,32 @@ HIST_EDGES = np.concatenate([[-np.inf], np.linspace(-3, 2, 51), [np.inf]])
 class FeatureFilters:
     """Which features are worth showing to people (defaults after Singh et al.)."""
 
-    min_frequency: float = 0.01
+    min_frequency: float = setting(0.01, ge=0, le=1)
     """Drop features active on fewer frames than this ("too rare"; paper: r < 0.01)."""
-    max_frequency: float = 0.25
+    max_frequency: float = setting(0.25, ge=0, le=1)
     """Drop features active on more frames than this ("too dense"; paper: r > 0.25)."""
-    min_tracks: int = 2
+    min_tracks: int = setting(2, ge=1)
     """Drop features whose top examples come from fewer distinct tracks ("single track")."""
-    min_max_activation: float = 0.05
+    min_max_activation: float = setting(0.05, ge=0)
     """Drop features whose largest activation is below this fraction of the median
     largest activation of the live features ("too weak")."""
+
+    def __post_init__(self) -> None:
+        check_settings(self)
 
 
 @dataclass
 class ExampleSelection:
-    top: int = 10
-    """Examples per feature (paper: 10)."""
-    window_seconds: float = 4.0
+    top: int = setting(10, ge=1)
+    """Example clips per kept feature (paper: 10)."""
+    clip_seconds: float = setting(4.0, ge=0.1)
     """Length of an example clip; two examples of one feature are never closer than this
     within the same track."""
-    candidates: int = 200
+    candidates: int = setting(200, ge=1)
     """Candidate peaks kept per feature while streaming (>= top; more = more diversity)."""
+
+    def __post_init__(self) -> None:
+        check_settings(self)
 
 
 @dataclass
@@ -182,9 +204,9 @@ class StreamSource:
     tracks: list[Any]
     """The corpus's tracks (``extract.list_tracks``), in corpus order."""
     layer: int
-    window_seconds: float = 10.0
-    batch_seconds: float = 40.0
-    text_condition: str = "empty"
+    window_seconds: float = same_as(ExtractConfig, "window_seconds")
+    batch_seconds: float = same_as(ExtractConfig, "batch_seconds")
+    text_condition: str = same_as(ExtractConfig, "text_condition")
 
 
 @torch.no_grad()
@@ -202,8 +224,6 @@ def stream_feature_stats(
     whose top-k is the top-k of the whole), so rank 0 returns what one process would and
     the other ranks return None.
     """
-    from sae_core.activations.extract import batch_residuals, window_batches
-    from sae_core.runtime import rank, world_size
 
     selection = selection or ExampleSelection()
     model, layer = source.model, source.layer
@@ -296,7 +316,7 @@ def _diverse_top(
         for i in group.to_numpy():
             t_id, f = str(track[i]), int(frame[i])
             time_s = f / frame_rate + half_frame
-            if any(t_id == c_t and abs(time_s - c_time) < selection.window_seconds for c_t, c_time in chosen):
+            if any(t_id == c_t and abs(time_s - c_time) < selection.clip_seconds for c_t, c_time in chosen):
                 continue
             chosen.append((t_id, time_s))
             out.append((int(feature), len(chosen), t_id, f, time_s, float(vals[i])))
@@ -339,9 +359,6 @@ def write_features(
     progress: bool = True,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Filters and example clips (written to ``out/clips``) of ``stats``; returns the two tables."""
-    from sae_core.activations.extract import list_tracks
-    from sae_core.audio import check_write_format
-    from sae_core.clips import cut_clip
 
     check_write_format(audio_format)
     filters = filters or FeatureFilters()
@@ -372,7 +389,7 @@ def write_features(
             start, end = cut_clip(
                 paths[str(track)],
                 float(peak_s),
-                selection.window_seconds,
+                selection.clip_seconds,
                 out / rel,
                 target_lufs,
                 audio_format,
@@ -404,17 +421,18 @@ class FeaturesConfig:
     filters: FeatureFilters = field(default_factory=FeatureFilters)
     selection: ExampleSelection = field(default_factory=ExampleSelection)
     lufs: float = -23.0
+    """Loudness of the example clips (LUFS)."""
     audio_format: str = "flac"
+    """Format of the example clips: flac or wav."""
     model: str | None = None
-    backend: str = "transformers"
-    window_seconds: float | None = None
-    batch_seconds: float | None = None
-    text_condition: str | None = None
+    backend: str = same_as(ExtractConfig, "backend")
+    window_seconds: float | None = setting(None, gt=0)
+    batch_seconds: float | None = setting(None, gt=0)
+    text_condition: str | None = setting(None, choices=("empty", "caption"))
     device: str = "cpu"
 
     def __post_init__(self) -> None:
-        from sae_core.audio import check_write_format
-
+        check_settings(self)
         if (self.acts is None) == (self.model is None):
             raise FieldError(
                 "acts",
@@ -430,11 +448,9 @@ class FeaturesConfig:
         self.out = Path(self.out)
         check_write_format(self.audio_format)
         trained = _online_settings(self.sae) if self.model is not None else {}
-        for name, default in (("window_seconds", 10.0), ("batch_seconds", 40.0), ("text_condition", "empty")):
+        for name in ("window_seconds", "batch_seconds", "text_condition"):
             if getattr(self, name) is None:
-                setattr(self, name, trained.get(name, default))
-        if self.text_condition not in ("empty", "caption"):
-            raise FieldError("text_condition", f"empty or caption, got {self.text_condition!r}")
+                setattr(self, name, trained.get(name, setting_default(ExtractConfig, name)))
         assert self.window_seconds is not None and self.batch_seconds is not None
         if not 0 < self.window_seconds <= self.batch_seconds:
             raise FieldError(
@@ -444,9 +460,6 @@ class FeaturesConfig:
 
     def stats(self, progress: bool) -> FeatureStats | None:
         """The statistics pass (None on the ranks other than 0 under torchrun)."""
-        from sae_core.activations.extract import list_tracks
-        from sae_core.models import load_model
-        from sae_core.runtime import init_distributed
 
         if self.acts is not None:
             return compute_feature_stats(
@@ -474,7 +487,6 @@ class FeaturesConfig:
 
 def _online_settings(sae_dir: Path) -> dict[str, Any]:
     """Windows and text condition of the online run that trained ``sae_dir`` ({} if none)."""
-    from artifact_schemas import load_run_record
 
     record_path = sae_dir.parent / "run.json"
     if not record_path.is_file():
@@ -495,8 +507,6 @@ def run_features(cfg: FeaturesConfig, progress: bool = True) -> tuple[pd.DataFra
     Under torchrun (with ``cfg.model``) every rank runs its share of the corpus and rank 0
     writes; the other ranks return None.
     """
-    from artifact_schemas import EXAMPLES, FEATURES, recorded_run, save_table
-    from sae_core.runtime import rank
 
     config: dict[str, Any] = {
         "filters": asdict(cfg.filters),

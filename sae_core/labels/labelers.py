@@ -13,12 +13,14 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import librosa
 import numpy as np
 import pandas as pd
 import pyloudnorm
 import soundfile as sf
 
-from artifact_schemas import ArtifactError, load_table
+from artifact_schemas import EXAMPLES, ArtifactError, load_table
+from sae_core.clap import ClapScorer
 
 log = logging.getLogger(__name__)
 
@@ -96,7 +98,7 @@ DESCRIPTOR_BACKENDS = ("librosa", "essentia")
 
 def _essentia_key(y: np.ndarray, sr: int) -> tuple[str, str]:
     """Key and mode from essentia's KeyExtractor (HPCP + key profiles)."""
-    import essentia.standard as es
+    import essentia.standard as es  # essentia: a compiled package, loaded only by its labeler
 
     key, scale, _strength = es.KeyExtractor(sampleRate=float(sr))(y.astype(np.float32))
     return str(key), str(scale)
@@ -115,7 +117,6 @@ def describe_segment(
     Tempo stays librosa's: essentia's RhythmExtractor2013 doubled the slow tempi of the
     synthetic corpus (4 of 6 tempo features right, vs 6 of 6).
     """
-    import librosa
 
     th = th or DescriptorThresholds()
     y = y.astype(np.float32)
@@ -235,7 +236,6 @@ def clap_vocabulary_labels(
     Confidence is CLAP's softmax over the vocabulary (its learned temperature) of the mean
     similarity, so it says how much a term stands out from the alternatives.
     """
-    from sae_core.clap import ClapScorer
 
     assert isinstance(scorer, ClapScorer)
     vocab = list(dict.fromkeys(vocabulary))
@@ -268,7 +268,6 @@ def score_labels(
     labels: pd.DataFrame, examples: pd.DataFrame, root: Path, scorer: object
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Set each label's ``clap_score`` (mean over the feature's clips) and return per-clip scores too."""
-    from sae_core.clap import ClapScorer
 
     assert isinstance(scorer, ClapScorer)
     labels = labels.copy()
@@ -320,6 +319,5 @@ def manual_labels(path: str | Path) -> pd.DataFrame:
 
 
 def load_examples(feature_dirs: Sequence[str | Path]) -> list[tuple[Path, pd.DataFrame]]:
-    from artifact_schemas import EXAMPLES
 
     return [(Path(d), load_table(Path(d) / "examples.parquet", EXAMPLES)) for d in feature_dirs]

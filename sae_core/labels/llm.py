@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pandas as pd
 
 from artifact_schemas import write_text_atomic
@@ -65,7 +66,6 @@ def parse_answer(text: str) -> tuple[str, str]:
 
 class LLMLabeler:
     def __init__(self, config: LLMConfig, sleep: Callable[[float], None] = time.sleep) -> None:
-        import httpx
 
         self.config = config
         self._sleep = sleep
@@ -94,7 +94,6 @@ class LLMLabeler:
         return label, description
 
     def _request(self, clips: Sequence[Path]) -> str:
-        import httpx
 
         parts: list[dict[str, Any]] = [{"text": self.config.prompt}]
         for clip in clips:

@@ -15,6 +15,18 @@ from typing import Any
 import pandas as pd
 
 from artifact_schemas import LABELS, FieldError, recorded_run, save_table, write_bytes_atomic
+from artifact_schemas.settings import check_settings, setting
+from sae_core.activations.extract import list_tracks
+from sae_core.clap import ClapScorer
+from sae_core.labels.labelers import (
+    DEFAULT_VOCABULARY,
+    clap_vocabulary_labels,
+    descriptor_labels,
+    load_examples,
+    manual_labels,
+    score_labels,
+)
+from sae_core.labels.llm import LLMConfig, LLMLabeler
 
 LABELERS = ("descriptors", "clap-vocab", "manual", "llm")
 # Which field each labeler cannot run without.
@@ -30,23 +42,32 @@ class LabelConfig:
     out: Path
     """labels.parquet to write."""
     labelers: list[str] = field(default_factory=lambda: ["descriptors", "clap-vocab"])
+    """Which labelers run: descriptors, clap-vocab, manual, llm (comma-separated)."""
     corpus: Path | None = None
     """The corpus (descriptors read the source audio)."""
     clap: str | None = None
     """CLAP directory or hub id: scores every label, and clap-vocab needs it."""
     vocabulary: Path | None = None
     """clap-vocab terms, one per line (default: ``labels.DEFAULT_VOCABULARY``)."""
-    top_n: int = 3
+    top_n: int = setting(3, ge=1)
+    """clap-vocab labels per feature."""
     manual: Path | None = None
-    min_agreement: float = 0.6
-    max_features: int | None = None
+    """CSV of hand-made labels: feature_id, layer, label[, confidence]."""
+    min_agreement: float = setting(0.6, ge=0, le=1)
+    """descriptors: the share of a feature's examples that must agree before a word is proposed."""
+    max_features: int | None = setting(None, ge=1)
     """Label only the N features with the largest activations per layer."""
-    descriptor_backend: str = "essentia"
+    descriptor_backend: str = setting("essentia", choices=("essentia", "librosa"))
+    """descriptors' key/mode finder: essentia (KeyExtractor) or librosa (chroma profiles)."""
     llm_model: str = "gemini-2.5-flash"
+    """llm: the model name."""
     llm_url: str | None = None
+    """llm: API base URL (default: Gemini's)."""
     llm_key_env: str = "GEMINI_API_KEY"
+    """llm: the environment variable holding the API key."""
 
     def __post_init__(self) -> None:
+        check_settings(self)
         self.out = Path(self.out)
         unknown = sorted(set(self.labelers) - set(LABELERS))
         if unknown or not self.labelers:
@@ -60,10 +81,6 @@ class LabelConfig:
             raise FieldError(
                 "labelers", f"llm needs an API key in the environment variable {self.llm_key_env}"
             )
-        if self.descriptor_backend not in ("librosa", "essentia"):
-            raise FieldError(
-                "descriptor_backend", f"must be librosa or essentia, got {self.descriptor_backend!r}"
-            )
         if self.descriptor_backend == "essentia" and "descriptors" in self.labelers:
             try:
                 import essentia  # noqa: F401
@@ -73,8 +90,6 @@ class LabelConfig:
                     "essentia needs the essentia package (a dependency: reinstall the project, "
                     "or use librosa)",
                 ) from None
-        if not 0 <= self.min_agreement <= 1:
-            raise FieldError("min_agreement", f"must be in [0, 1], got {self.min_agreement}")
 
     def record(self) -> dict[str, Any]:
         return {
@@ -88,9 +103,6 @@ class LabelConfig:
 
 def label_features(cfg: LabelConfig) -> pd.DataFrame:
     """Run the labelers of ``cfg`` on every layer; write labels.parquet and return it."""
-    from sae_core.activations.extract import list_tracks
-    from sae_core.clap import ClapScorer
-    from sae_core.labels.labelers import DEFAULT_VOCABULARY, load_examples, score_labels
 
     scorer = ClapScorer.load(cfg.clap, cache_dir=cfg.out.parent / ".clap_cache") if cfg.clap else None
     vocab = (
@@ -145,7 +157,6 @@ class _Tools:
 
 def _label_layer(cfg: LabelConfig, root: Path, examples: pd.DataFrame, tools: _Tools) -> pd.DataFrame | None:
     """Every chosen labeler's proposals for one layer's features (None: nothing proposed)."""
-    from sae_core.labels.labelers import clap_vocabulary_labels, descriptor_labels, manual_labels
 
     parts = []
     if "descriptors" in cfg.labelers:
@@ -166,7 +177,6 @@ def _label_layer(cfg: LabelConfig, root: Path, examples: pd.DataFrame, tools: _T
 
 
 def _llm(cfg: LabelConfig) -> Any:
-    from sae_core.labels.llm import LLMConfig, LLMLabeler
 
     llm_cfg = LLMConfig(
         api_key=os.environ[cfg.llm_key_env], model=cfg.llm_model, cache_dir=cfg.out.parent / ".llm_cache"

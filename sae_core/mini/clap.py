@@ -16,6 +16,7 @@ loads it through :meth:`ClapScorer.load`, the path of real checkpoints.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,7 +24,9 @@ import numpy as np
 import pandas as pd
 import torch
 
-from sae_core.clap import ClapFrontEnd
+from artifact_schemas import CORPUS_METADATA, load_table
+from artifact_schemas.settings import setting
+from sae_core.clap import _TINY_WORDS, ClapFrontEnd, clap_parts
 from sae_core.mini.codec import load_corpus_audio, save_pretrained_atomic
 from sae_core.mini.loop import LoopConfig, LossMetrics, StepLoop
 
@@ -45,25 +48,32 @@ def concept_phrases(row: pd.Series) -> list[str]:
 class ClapTrainConfig(LoopConfig):
     """What ``train_clap`` needs; validated on construction, naming the field at fault."""
 
-    steps: int = 900
+    steps: int = setting(900, ge=1)
     audio_hidden_size: int = 64
     text_hidden_size: int = 64
     projection_dim: int = 64
-    batch_size: int = 32
-    lr: float = 1e-3
+    batch_size: int = setting(32, ge=2)  # a contrastive loss needs two pairs at least
+    """Clip-text pairs per step (distinct tracks)."""
     # The audio front end (ClapFrontEnd; saved in the feature extractor's config).
     sample_rate: int = 16000
+    """The feature extractor's rate (Hz)."""
     fft_window_size: int = 2048
-    """128 ms: FFT bins of 7.8 Hz, a semitone at 131 Hz."""
+    """STFT window (samples). 128 ms: FFT bins of 7.8 Hz, a semitone at 131 Hz."""
     hop_length: int = 320
-    """50 frames/s; 501 frames per 10 s fit HTSAT's 256 x 256 image with 128 mel bins."""
+    """STFT hop (samples). 50 frames/s: 501 frames per 10 s fit HTSAT's 256 x 256 image with
+    128 mel bins."""
     num_mel_bins: int = 128
+    """Mel bins (divides spec_size)."""
     frequency_min: float = 1000.0
-    """Slaney's mel scale is linear below 1 kHz: from here up every bin is the same share of a semitone."""
+    """Lowest mel frequency (Hz). Slaney's mel scale is linear below 1 kHz: from here up every
+    bin is the same share of a semitone."""
     frequency_max: float = 8000.0
+    """Highest mel frequency (Hz)."""
     spec_size: int = 256
+    """HTSAT's square spectrogram image side."""
     patch_size: int = 8
-    """8 x 8 patches: 1,024 tokens a clip, a quarter of the real geometry's 4,096 (4 x 4 patches)."""
+    """HTSAT's patch side (and stride). 8 x 8 patches: 1,024 tokens a clip, a quarter of the
+    real geometry's 4,096 (4 x 4 patches)."""
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -72,8 +82,6 @@ class ClapTrainConfig(LoopConfig):
             value = getattr(self, name)
             if value < 8 or value % 4:
                 raise ValueError(f"{name}: a multiple of 4, at least 8, got {value}")
-        if self.batch_size < 2:
-            raise ValueError(f"batch_size: contrastive training needs >= 2 pairs, got {self.batch_size}")
 
     def front_end(self) -> ClapFrontEnd:
         return ClapFrontEnd(
@@ -89,7 +97,6 @@ class ClapTrainConfig(LoopConfig):
 
 
 def build_untrained(cfg: ClapTrainConfig, vocab: list[str]) -> tuple[Any, Any, Any]:
-    from sae_core.clap import clap_parts
 
     return clap_parts(
         vocab, cfg.audio_hidden_size, cfg.text_hidden_size, cfg.projection_dim, cfg.seed, cfg.front_end()
@@ -98,9 +105,6 @@ def build_untrained(cfg: ClapTrainConfig, vocab: list[str]) -> tuple[Any, Any, A
 
 def clap_vocabulary(texts: list[str]) -> list[str]:
     """Special tokens, the tiny CLAP's music words, and every word of the training texts."""
-    import re
-
-    from sae_core.clap import _TINY_WORDS
 
     words = {w for t in texts for w in re.findall(r"\w+|[^\w\s]", t.lower())}
     return ["<pad>", "<s>", "</s>", "<unk>", *sorted(set(_TINY_WORDS) | words)]
@@ -163,8 +167,6 @@ def corpus_features(audio: list[np.ndarray], feature_extractor: Any) -> torch.Te
 def train_clap(cfg: ClapTrainConfig) -> LossMetrics:
     """Train on ``cfg.corpus``'s tracks and captions; save to ``cfg.out`` (``save_pretrained``)."""
     with cfg.recorded("train-clap", cfg.corpus):
-        from artifact_schemas import CORPUS_METADATA, load_table
-
         # Checked on the metadata, before minutes of reading and resampling every track.
         n_tracks = len(load_table(cfg.corpus / "metadata.csv", CORPUS_METADATA))
         if n_tracks < cfg.batch_size:

@@ -27,11 +27,14 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import auraloss
 import numpy as np
 import pandas as pd
 import torch
 
-from artifact_schemas import CORPUS_METADATA, load_table, write_text_atomic
+from artifact_schemas import CORPUS_METADATA, FieldError, load_table, write_text_atomic
+from artifact_schemas.settings import setting
+from sae_core.audio import load_mono
 from sae_core.mini.loop import METRICS_FILE, LoopConfig, StepLoop
 from sae_core.models.codec import replace_dir
 
@@ -47,30 +50,25 @@ FRAME_RATE = 50
 class CodecTrainConfig(LoopConfig):
     """What ``train_codec`` needs; validated on construction, naming the field at fault."""
 
-    sample_rate: int = 16000
-    codebooks: int = 4
-    codebook_size: int = 256
-    num_filters: int = 16
-    hidden_size: int = 64
-    crop_seconds: float = 1.0
+    sample_rate: int = setting(16000, choices=sorted(_RATIOS))
+    """Audio rate (Hz); each rate has its own strides, all giving 50 frames/s."""
+    codebooks: int = setting(4, ge=1)
+    """Residual codebooks (MusicGen: 4)."""
+    codebook_size: int = setting(256, ge=1)
+    """Entries per codebook (a power of two: EnCodec chooses codebooks by bandwidth)."""
+    num_filters: int = setting(16, ge=1)
+    hidden_size: int = setting(64, ge=1)
+    crop_seconds: float = setting(1.0, ge=0.2, le=10)
+    """Length of each training crop."""
     commitment_weight: float = 0.25
     dead_code_threshold: float = 2.0
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if self.sample_rate not in _RATIOS:
-            raise ValueError(
-                f"sample_rate: one of {sorted(_RATIOS)} Hz (50 frames/s), got {self.sample_rate}"
-            )
-        for name in ("codebooks", "codebook_size", "num_filters", "hidden_size"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name}: must be >= 1, got {getattr(self, name)}")
         if self.codebook_size & (self.codebook_size - 1):
-            raise ValueError(
-                f"codebook_size: a power of two (EnCodec's bandwidths), got {self.codebook_size}"
+            raise FieldError(
+                "codebook_size", f"must be a power of two (EnCodec's bandwidths), got {self.codebook_size}"
             )
-        if not 0.2 <= self.crop_seconds <= 10:
-            raise ValueError(f"crop_seconds: between 0.2 and 10, got {self.crop_seconds}")
 
     @property
     def bandwidth(self) -> float:
@@ -78,6 +76,7 @@ class CodecTrainConfig(LoopConfig):
         return self.codebooks * FRAME_RATE * math.log2(self.codebook_size) / 1000
 
     def encodec_config(self) -> Any:
+        # transformers' model classes take ~2 s to import: loaded where a model is built.
         from transformers import EncodecConfig
 
         return EncodecConfig(
@@ -111,7 +110,6 @@ class CodecMetrics:
 def load_corpus_audio(corpus: Path, sample_rate: int) -> tuple[list[np.ndarray], pd.DataFrame]:
     """Every track of a corpus as mono float32 at ``sample_rate``, and its metadata.csv rows
     in the same order (read once: the trainers need the captions and concepts too)."""
-    from sae_core.audio import load_mono
 
     meta = load_table(corpus / "metadata.csv", CORPUS_METADATA)
     audio = [load_mono(corpus / p, sample_rate).astype(np.float32) for p in meta["path"]]
@@ -139,7 +137,6 @@ class _Crops:
 
 class _Losses(torch.nn.Module):
     def __init__(self, sample_rate: int) -> None:
-        import auraloss
 
         super().__init__()
         self.stft = auraloss.freq.MultiResolutionSTFTLoss(
@@ -161,8 +158,9 @@ class CodecTrainer(StepLoop):
     name = "codec"
 
     def __init__(self, cfg: CodecTrainConfig, crops: _Crops | None = None) -> None:
+        # transformers' model classes take ~2 s to import: loaded where a model is built.
         from transformers import EncodecModel
-        from vector_quantize_pytorch import ResidualVQ
+        from vector_quantize_pytorch import ResidualVQ  # ~1.5 s to import (einx), only train-codec needs it
 
         super().__init__(cfg)
         self.cfg, self.crops = cfg, crops

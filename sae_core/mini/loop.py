@@ -19,8 +19,10 @@ from typing import Any
 
 import torch
 
-from artifact_schemas import atomic_path, write_text_atomic
+from artifact_schemas import atomic_path, recorded_run, write_text_atomic
 from artifact_schemas.console import step_progress
+from artifact_schemas.settings import check_settings, setting
+from sae_core.runtime import set_threads
 
 log = logging.getLogger(__name__)
 
@@ -44,17 +46,26 @@ class LoopConfig:
     """The fields every mini-model trainer has; subclasses add theirs and validate them."""
 
     corpus: Path
+    """A corpus directory (sae-core synth-corpus; captions in metadata.csv)."""
     out: Path
-    steps: int = 3000
-    batch_size: int = 8
-    lr: float = 1e-3
+    """Directory to save the model into."""
+    steps: int = setting(3000, ge=1)
+    """Optimizer steps."""
+    batch_size: int = setting(8, ge=1)
+    """Training examples per step."""
+    lr: float = setting(1e-3, gt=0)
+    """Peak learning rate (Adam/AdamW, after warm-up)."""
     seed: int = 1
+    """Seed of the weights and of every draw of the training data."""
     device: str = "cpu"
+    """cpu or cuda[:N]."""
     checkpoint_every: int = 250
     log_every: int = 50
     resume: bool = False
+    """Continue from the checkpoint in out."""
     progress: bool = True
-    threads: int | None = None
+    threads: int | None = setting(None, ge=1)
+    """CPU threads."""
 
     # Fields that do not change what is trained: a checkpoint resumes across them.
     RUNNING = frozenset(
@@ -62,12 +73,8 @@ class LoopConfig:
     )
 
     def __post_init__(self) -> None:
+        check_settings(self)
         self.corpus, self.out = Path(self.corpus), Path(self.out)
-        for name in ("steps", "batch_size"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name}: must be >= 1, got {getattr(self, name)}")
-        if not self.lr > 0:
-            raise ValueError(f"lr: must be > 0, got {self.lr}")
         if self.device not in ("cpu", "cuda") and not self.device.startswith("cuda:"):
             raise ValueError(f"device: cpu or cuda[:N], got {self.device!r}")
         if not (self.corpus / "metadata.csv").is_file():
@@ -84,8 +91,6 @@ class LoopConfig:
 
     def recorded(self, stage: str, *inputs: Path) -> Any:
         """Set the CPU threads; the context that writes ``out/run.json`` when training ends well."""
-        from artifact_schemas import recorded_run
-        from sae_core.runtime import set_threads
 
         set_threads(self.threads)
         return recorded_run(

@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from artifact_schemas.settings import setting
 from sae_core.mini.codec import load_corpus_audio, save_pretrained_atomic
 from sae_core.mini.loop import LoopConfig, LossMetrics, StepLoop
 from sae_core.models.codec import MODEL_CODEC_DIR, Codec, EncodecCodec, is_codec_dir, load_codec
@@ -40,32 +41,31 @@ class MusicgenTrainConfig(LoopConfig):
     """What ``train_musicgen`` needs; validated on construction, naming the field at fault."""
 
     codec: Path
-    layers: int = 4
-    hidden_size: int = 128
-    heads: int = 4
-    ffn_dim: int = 512
-    text_layers: int = 2
-    text_hidden_size: int = 64
-    batch_size: int = 4
-    crop_frames: int = 250
+    """A fitted codec (sae-core fit-codec; saved into the model's codec/) or a trained
+    EnCodec (sae-core train-codec; the model's audio_encoder)."""
+    layers: int = setting(4, ge=1)
+    """Decoder blocks."""
+    hidden_size: int = setting(128, ge=1)
+    """Decoder width (d_model)."""
+    heads: int = setting(4, ge=1)
+    ffn_dim: int = setting(512, ge=1)
+    text_layers: int = setting(2, ge=1)
+    text_hidden_size: int = setting(64, ge=1)
+    batch_size: int = setting(4, ge=1)
+    """Tracks per step."""
+    crop_frames: int = setting(250, ge=0)
     """Frames of each training example, cut at a seeded offset (0: whole tracks)."""
-    condition_dropout: float = 0.15
+    condition_dropout: float = setting(0.15, ge=0, lt=1)
+    """Share of examples trained without their caption (for classifier-free guidance)."""
 
     def __post_init__(self) -> None:
         super().__post_init__()
         self.codec = Path(self.codec)
-        for name in ("layers", "hidden_size", "heads", "ffn_dim", "text_layers", "text_hidden_size"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name}: must be >= 1, got {getattr(self, name)}")
         if self.hidden_size % self.heads or self.text_hidden_size % self.heads:
             raise ValueError(
                 f"heads: must divide hidden_size ({self.hidden_size}) and text_hidden_size "
                 f"({self.text_hidden_size}), got {self.heads}"
             )
-        if not 0 <= self.condition_dropout < 1:
-            raise ValueError(f"condition_dropout: in [0, 1), got {self.condition_dropout}")
-        if self.crop_frames < 0:
-            raise ValueError(f"crop_frames: must be >= 0 (0: whole tracks), got {self.crop_frames}")
         if not is_codec_dir(self.codec):
             raise ValueError(
                 f"codec: no codec in {self.codec} (sae-core fit-codec or sae-core train-codec writes one)"

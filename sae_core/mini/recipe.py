@@ -13,12 +13,13 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from artifact_schemas import FieldError
-from sae_core.mini.clap import ClapTrainConfig
-from sae_core.mini.loop import STATE_FILE
-from sae_core.mini.musicgen import MusicgenTrainConfig
-from sae_core.mini.spectral import CodecFitConfig
-from sae_core.synth import SynthConfig
+from artifact_schemas import FieldError, load_run_record
+from artifact_schemas.settings import same_as
+from sae_core.mini.clap import ClapTrainConfig, train_clap
+from sae_core.mini.loop import STATE_FILE, LoopConfig
+from sae_core.mini.musicgen import MusicgenTrainConfig, train_musicgen
+from sae_core.mini.spectral import CodecFitConfig, fit_codec
+from sae_core.synth import SynthConfig, write_corpus
 
 PARTS = ("codec", "musicgen", "clap")
 #: Where the repository keeps the shipped weights.
@@ -39,10 +40,13 @@ class MiniModelsConfig:
     """What ``build_mini_models`` trains, and where."""
 
     out: Path = SHIPPED
+    """Where the weights go (the repository's mini-models/)."""
     corpus: Path = Path("build/mini-corpus")
-    """The training corpus is rendered here (not shipped: it is 200 tracks of audio)."""
+    """Where the training corpus is rendered, reused when it matches (not shipped: it is 200
+    tracks of audio)."""
     parts: tuple[str, ...] = PARTS
-    threads: int | None = None
+    """Which parts to (re)train: codec, musicgen, clap (comma-separated)."""
+    threads: int | None = same_as(LoopConfig, "threads")
     progress: bool = True
 
     # The corpus: what the benchmark's held-out seeds 2 and 3 are drawn like.
@@ -96,10 +100,6 @@ class MiniModelsConfig:
 
 def build_mini_models(cfg: MiniModelsConfig) -> list[Path]:
     """Render the corpus, then fit or train each part of ``cfg.parts`` into ``cfg.out``."""
-    from sae_core.mini.clap import train_clap
-    from sae_core.mini.musicgen import train_musicgen
-    from sae_core.mini.spectral import fit_codec
-    from sae_core.synth import write_corpus
 
     synth = SynthConfig(cfg.corpus, cfg.tracks, cfg.seconds, cfg.seed, cfg.sample_rate, "flac")
     if not _rendered_as(cfg.corpus, synth):
@@ -125,7 +125,6 @@ def build_mini_models(cfg: MiniModelsConfig) -> list[Path]:
 
 def _rendered_as(corpus: Path, synth: SynthConfig) -> bool:
     """Whether ``corpus`` already holds this rendering (a rerun reuses it; anything else is redone)."""
-    from artifact_schemas import load_run_record
 
     try:
         record = load_run_record(corpus / "run.json")

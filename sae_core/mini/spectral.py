@@ -22,9 +22,15 @@ from typing import Any
 
 import numpy as np
 import torch
+from sklearn.cluster import KMeans
+from threadpoolctl import threadpool_limits
 
-from artifact_schemas import FieldError
+from artifact_schemas import FieldError, recorded_run
+from artifact_schemas.settings import check_settings, same_as, setting
+from sae_core.mini.codec import load_corpus_audio
+from sae_core.mini.loop import LoopConfig
 from sae_core.models.codec import SpectralCodec, SpectralCodecConfig, nearest
+from sae_core.runtime import set_threads
 
 log = logging.getLogger(__name__)
 
@@ -34,26 +40,28 @@ class CodecFitConfig:
     """What ``fit_codec`` needs; validated on construction, naming the field at fault."""
 
     corpus: Path
+    """A corpus directory (sae-core synth-corpus)."""
     out: Path
-    sample_rate: int = 16000
-    n_fft: int = 1024
-    hop_length: int = 320
-    pca_dims: int = 128
-    codebooks: int = 4
-    codebook_size: int = 1024
-    griffin_lim_iters: int = 32
-    kmeans_iters: int = 30
-    max_fit_frames: int = 60000
+    """Directory to save the codec into."""
+    sample_rate: int = same_as(SpectralCodecConfig, "sample_rate")
+    n_fft: int = same_as(SpectralCodecConfig, "n_fft")
+    hop_length: int = same_as(SpectralCodecConfig, "hop_length")
+    pca_dims: int = same_as(SpectralCodecConfig, "pca_dims")
+    codebooks: int = same_as(SpectralCodecConfig, "codebooks")
+    codebook_size: int = same_as(SpectralCodecConfig, "codebook_size")
+    griffin_lim_iters: int = same_as(SpectralCodecConfig, "griffin_lim_iters")
+    kmeans_iters: int = setting(30, ge=1)
+    """k-means iterations per codebook."""
+    max_fit_frames: int = setting(60000, ge=1)
     """k-means sees at most this many frames (a seeded sample); the PCA sees all."""
     seed: int = 1
-    threads: int | None = None
+    """Seed of the frame sample and the k-means init."""
+    threads: int | None = same_as(LoopConfig, "threads")
 
     def __post_init__(self) -> None:
+        check_settings(self)
         self.corpus, self.out = Path(self.corpus), Path(self.out)
-        self.codec_config()  # validates the codec's own fields
-        for name in ("kmeans_iters", "max_fit_frames"):
-            if getattr(self, name) < 1:
-                raise FieldError(name, f"must be >= 1, got {getattr(self, name)}")
+        self.codec_config()  # validates the codec's own fields (how they relate)
         if self.max_fit_frames < self.codebook_size:
             raise FieldError(
                 "max_fit_frames",
@@ -99,7 +107,6 @@ def corpus_frames(codec: SpectralCodec, tracks: list[np.ndarray]) -> torch.Tenso
 
 def fit_spectral_codec(cfg: CodecFitConfig, tracks: list[np.ndarray]) -> tuple[SpectralCodec, CodecFit]:
     """The fitted codec of ``tracks`` (mono float32 at ``cfg.sample_rate``) and its fit facts."""
-    from sklearn.cluster import KMeans
 
     started = time.monotonic()
     ccfg = cfg.codec_config()
@@ -156,9 +163,6 @@ def fit_spectral_codec(cfg: CodecFitConfig, tracks: list[np.ndarray]) -> tuple[S
 
 def fit_codec(cfg: CodecFitConfig) -> CodecFit:
     """Fit the codec on ``cfg.corpus``; save it to ``cfg.out`` (codec.json, codec.safetensors, run.json)."""
-    from artifact_schemas import recorded_run
-    from sae_core.mini.codec import load_corpus_audio
-    from sae_core.runtime import set_threads
 
     set_threads(cfg.threads)
     with recorded_run(
@@ -166,7 +170,6 @@ def fit_codec(cfg: CodecFitConfig) -> CodecFit:
     ):
         tracks, _ = load_corpus_audio(cfg.corpus, cfg.sample_rate)
         # scikit-learn's k-means threads through OpenMP, which torch's setting does not reach.
-        from threadpoolctl import threadpool_limits
 
         with threadpool_limits(cfg.threads):
             codec, fit = fit_spectral_codec(cfg, tracks)

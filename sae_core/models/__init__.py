@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from artifact_schemas import FieldError
+from sae_core.models.audiocraft_musicgen import AudiocraftMusicGen
 from sae_core.models.base import Captured, Intervention, MusicModel
 from sae_core.models.transformers_musicgen import TransformersMusicGen
 
@@ -14,8 +15,6 @@ def load_model(path_or_id: str, backend: str = "transformers", device: str = "cp
     if backend == "transformers":
         return TransformersMusicGen.load(path_or_id, device=device)
     if backend == "audiocraft":
-        from sae_core.models.audiocraft_musicgen import AudiocraftMusicGen
-
         return AudiocraftMusicGen.load(path_or_id, device=device)
     raise FieldError("backend", f"must be one of {', '.join(BACKENDS)}, got {backend!r}")
 

@@ -15,7 +15,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from sae_core.models.base import Intervention, MusicModel
+from sae_core.models.base import GUIDANCE_SCALE, Intervention, MusicModel
 
 
 class AudiocraftMusicGen(MusicModel):
@@ -35,7 +35,7 @@ class AudiocraftMusicGen(MusicModel):
     def load(cls, path_or_id: str, device: str = "cpu") -> AudiocraftMusicGen:
         """A directory with ``state_dict.bin`` + ``compression_state_dict.bin``, or a hub id."""
         try:
-            from audiocraft.models import MusicGen
+            from audiocraft.models import MusicGen  # optional (the audiocraft extra)
         except ImportError as exc:
             raise ValueError(
                 f"--backend audiocraft needs the audiocraft package ({exc}); see docs/models.md"
@@ -78,7 +78,7 @@ class AudiocraftMusicGen(MusicModel):
         return codes[:, : self.num_codebooks]
 
     def _conditions(self, texts: Sequence[str] | None, batch: int) -> list[Any]:
-        from audiocraft.modules.conditioners import ConditioningAttributes
+        from audiocraft.modules.conditioners import ConditioningAttributes  # optional (the audiocraft extra)
 
         texts = list(texts) if texts is not None else [""] * batch
         return [ConditioningAttributes(text={"description": t or None}) for t in texts]
@@ -109,7 +109,7 @@ class AudiocraftMusicGen(MusicModel):
         seconds: float,
         seed: int,
         interventions: Sequence[Intervention] = (),
-        guidance_scale: float = 3.0,
+        guidance_scale: float = GUIDANCE_SCALE,
         temperature: float = 1.0,
         top_k: int = 250,
     ) -> tuple[torch.Tensor, torch.Tensor]:

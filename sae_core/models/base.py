@@ -21,6 +21,11 @@ from torch import nn
 ApplyTo = Literal["both", "conditional"]
 
 
+#: MusicGen's classifier-free guidance scale (its generation_config's): every generation
+#: that does not choose its own uses it.
+GUIDANCE_SCALE = 3.0
+
+
 @dataclass(frozen=True)
 class Intervention:
     """Add ``delta`` (``[d_model]``, in the model's units) to the residual stream after block ``layer``.
@@ -105,7 +110,7 @@ class MusicModel(ABC):
         seconds: float,
         seed: int,
         interventions: Sequence[Intervention] = (),
-        guidance_scale: float = 3.0,
+        guidance_scale: float = GUIDANCE_SCALE,
         temperature: float = 1.0,
         top_k: int = 250,
     ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -122,7 +127,7 @@ class MusicModel(ABC):
         seconds: float,
         seed: int,
         interventions: Sequence[Intervention] = (),
-        guidance_scale: float = 3.0,
+        guidance_scale: float = GUIDANCE_SCALE,
         temperature: float = 1.0,
         top_k: int = 250,
     ) -> torch.Tensor:

@@ -28,10 +28,13 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
+import librosa
 import numpy as np
 import torch
+from safetensors.torch import load_file, save_file
 
-from artifact_schemas import FieldError
+from artifact_schemas import FieldError, atomic_path, write_text_atomic
+from artifact_schemas.settings import check_settings, setting
 
 CODEC_FILE = "codec.json"
 WEIGHTS_FILE = "codec.safetensors"
@@ -134,30 +137,31 @@ class EncodecCodec(Codec):
 class SpectralCodecConfig:
     """The fixed settings of a fitted spectral codec (``codec.json``)."""
 
-    sample_rate: int = 16000
-    n_fft: int = 1024
-    hop_length: int = 320
-    pca_dims: int = 128
-    codebooks: int = 4
-    codebook_size: int = 1024
-    griffin_lim_iters: int = 32
-    log_floor: float = 1e-4
+    sample_rate: int = setting(16000, ge=1)
+    """Audio rate of the codec (Hz)."""
+    n_fft: int = setting(1024, ge=1)
+    """STFT size."""
+    hop_length: int = setting(320, ge=1)
+    """STFT hop: sample_rate / hop frames per second."""
+    pca_dims: int = setting(128, ge=1)
+    """PCA dimensions kept of the log-magnitude frames."""
+    codebooks: int = setting(4, ge=1)
+    """Residual codebooks (MusicGen: 4)."""
+    codebook_size: int = setting(1024, ge=1)
+    """Entries per codebook."""
+    griffin_lim_iters: int = setting(32, ge=0)
+    """Phase reconstruction iterations."""
+    log_floor: float = setting(1e-4, gt=0)
     """Added to magnitudes before the log: silence sits at log(1e-4), not at -inf."""
 
     def __post_init__(self) -> None:
-        for name in ("sample_rate", "n_fft", "hop_length", "pca_dims", "codebooks", "codebook_size"):
-            if getattr(self, name) < 1:
-                raise FieldError(name, f"must be >= 1, got {getattr(self, name)}")
+        check_settings(self)
         if self.hop_length > self.n_fft:
             raise FieldError("hop_length", f"at most n_fft ({self.n_fft}), got {self.hop_length}")
         if self.pca_dims > self.n_fft // 2 + 1:
             raise FieldError(
                 "pca_dims", f"at most n_fft // 2 + 1 = {self.n_fft // 2 + 1}, got {self.pca_dims}"
             )
-        if self.griffin_lim_iters < 0:
-            raise FieldError("griffin_lim_iters", f"must be >= 0, got {self.griffin_lim_iters}")
-        if not self.log_floor > 0:
-            raise FieldError("log_floor", f"must be > 0, got {self.log_floor}")
         if self.sample_rate % self.hop_length:
             raise FieldError(
                 "hop_length",
@@ -269,7 +273,6 @@ class SpectralCodec(Codec):
 
     @torch.inference_mode()
     def decode(self, codes: torch.Tensor) -> torch.Tensor:
-        import librosa
 
         cfg = self.config
         log_mag = self.embed(codes) @ self.components + self.mean  # [batch, frames, bins]
@@ -297,9 +300,6 @@ class SpectralCodec(Codec):
 
     def save(self, directory: str | Path) -> None:
         """``codec.json`` and ``codec.safetensors``, each written whole or not at all."""
-        from safetensors.torch import save_file
-
-        from artifact_schemas import atomic_path, write_text_atomic
 
         out = Path(directory)
         out.mkdir(parents=True, exist_ok=True)
@@ -313,7 +313,6 @@ class SpectralCodec(Codec):
 
     @classmethod
     def load(cls, directory: str | Path) -> SpectralCodec:
-        from safetensors.torch import load_file
 
         d = Path(directory)
         meta = json.loads((d / CODEC_FILE).read_text())
@@ -359,6 +358,7 @@ class SpectralCodec(Codec):
         placeholder EnCodec with these facts. Its weights are never used: the adapter
         encodes and decodes with this codec (``codec/`` in the model directory).
         """
+        # transformers' model classes take ~2 s to import: loaded where a model is built.
         from transformers import EncodecConfig
 
         cfg = self.config
@@ -430,6 +430,7 @@ def load_codec(directory: str | Path, device: str = "cpu") -> Codec:
             raise FieldError("codec", f"{d / CODEC_FILE}: unknown codec kind {kind!r} (known: spectral)")
         return SpectralCodec.load(d)
     if is_codec_dir(d):
+        # transformers' model classes take ~2 s to import: loaded where a model is built.
         from transformers import EncodecModel
 
         return EncodecCodec(EncodecModel.from_pretrained(d).to(device))  # type: ignore[arg-type]

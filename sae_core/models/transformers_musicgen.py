@@ -23,7 +23,7 @@ import torch
 from torch import nn
 
 from artifact_schemas import FieldError
-from sae_core.models.base import Intervention, MusicModel
+from sae_core.models.base import GUIDANCE_SCALE, Intervention, MusicModel
 from sae_core.models.codec import MODEL_CODEC_DIR, Codec, EncodecCodec, is_placeholder, load_codec
 
 log = logging.getLogger(__name__)
@@ -105,6 +105,7 @@ class TransformersMusicGen(MusicModel):
         cls, path_or_id: str, device: str = "cpu", dtype: torch.dtype | None = None
     ) -> TransformersMusicGen:
         """Load from a local directory or a hub id (offline when it is in the HF cache)."""
+        # transformers' model classes take ~2 s to import: loaded where a model is built.
         from transformers import AutoConfig, AutoTokenizer, MusicgenForConditionalGeneration
 
         quiet_delay_pattern_warning()
@@ -198,7 +199,7 @@ class TransformersMusicGen(MusicModel):
         seconds: float,
         seed: int,
         interventions: Sequence[Intervention] = (),
-        guidance_scale: float = 3.0,
+        guidance_scale: float = GUIDANCE_SCALE,
         temperature: float = 1.0,
         top_k: int = 250,
     ) -> tuple[torch.Tensor, torch.Tensor]:

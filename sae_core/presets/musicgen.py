@@ -12,6 +12,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from tokenizers import Tokenizer, models, normalizers, pre_tokenizers
+
+from sae_core.models.base import GUIDANCE_SCALE
 from sae_core.models.transformers_musicgen import quiet_delay_pattern_warning
 
 
@@ -39,7 +42,8 @@ def new_musicgen(config: Any) -> Any:
     """A freshly initialised ``MusicgenForConditionalGeneration`` (torch's generator as the
     caller seeded it) with MusicGen's generation defaults: sampling, top-k 250, CFG 3, and
     the start/pad token one past the codebook, as in the real checkpoints."""
-    from transformers import GenerationConfig, MusicgenForConditionalGeneration  # see musicgen_config
+    # transformers' model classes take ~2 s to import: loaded where a model is built.
+    from transformers import GenerationConfig, MusicgenForConditionalGeneration
     from transformers.utils import logging as hf_logging
 
     quiet_delay_pattern_warning()
@@ -58,7 +62,7 @@ def new_musicgen(config: Any) -> Any:
         pad_token_id=start,
         bos_token_id=start,
         do_sample=True,
-        guidance_scale=3.0,
+        guidance_scale=GUIDANCE_SCALE,
         max_length=1500,
         top_k=250,
     )
@@ -71,8 +75,8 @@ def word_level_tokenizer(vocab: Sequence[str], **special_tokens: str) -> Any:
     Real checkpoints ship their own (sentencepiece or BPE) tokenizers; the tiny presets
     need one that builds offline and saves with ``save_pretrained`` like those.
     """
-    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers
-    from transformers import PreTrainedTokenizerFast  # see musicgen_config
+    # transformers' model classes take ~2 s to import: loaded where a model is built.
+    from transformers import PreTrainedTokenizerFast
 
     core = Tokenizer(models.WordLevel({w: i for i, w in enumerate(vocab)}, unk_token="<unk>"))
     core.normalizer = normalizers.Lowercase()

@@ -81,8 +81,8 @@ def build_tiny_audiocraft(out: str | Path, seed: int = 0) -> Path:
     the output heads are scaled so that interventions change samples.
     """
     # audiocraft is optional (docs/models.md): imported only when its preset is built.
-    from audiocraft.models import builders
-    from omegaconf import OmegaConf
+    from audiocraft.models import builders  # optional (the audiocraft extra)
+    from omegaconf import OmegaConf  # comes with the optional audiocraft extra
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)

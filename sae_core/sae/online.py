@@ -47,7 +47,10 @@ from torch import Tensor
 
 from artifact_schemas import FieldError, recorded_run, write_text_atomic
 from artifact_schemas.console import step_progress
+from artifact_schemas.settings import same_as, setting
+from sae_core.activations.extract import ExtractConfig, batch_residuals, list_tracks, window_batches
 from sae_core.layers import LayerChoice, check_layers, resolve_layers
+from sae_core.models import load_model
 from sae_core.runtime import (
     Parallel,
     barrier,
@@ -74,15 +77,15 @@ class OnlineTrainConfig(SaeOptions):
     out: Path
     """Checkpoints go to ``out/layer_<l>/`` (e.g. runs/R/sae)."""
     layers: LayerChoice
-    window_seconds: float = 10.0
-    batch_seconds: float = 40.0
-    text_condition: Literal["empty", "caption"] = "empty"
-    shuffle_rows: int = 65536
+    window_seconds: float = same_as(ExtractConfig, "window_seconds")
+    batch_seconds: float = same_as(ExtractConfig, "batch_seconds")
+    text_condition: Literal["empty", "caption"] = same_as(ExtractConfig, "text_condition")
+    shuffle_rows: int = setting(65536, ge=1)
     """Frames mixed in each layer's buffer before batches are drawn from it."""
-    backend: str = "transformers"
+    backend: str = same_as(ExtractConfig, "backend")
     bf16_forward: bool = False
     """Run the model's forward under bf16 autocast (GPUs; the SAEs still train in fp32)."""
-    parallel: Parallel = Parallel.DATA
+    parallel: Parallel = setting(Parallel.DATA, choices=tuple(Parallel))
     """Under torchrun: ``data`` splits the tracks over the ranks and sums the SAEs' gradients
     (the forward splits; a step is N x ``batch_size`` frames); ``layers`` deals the layers
     (every rank runs every forward; each SAE is exactly the one-process SAE)."""
@@ -90,18 +93,11 @@ class OnlineTrainConfig(SaeOptions):
 
     def __post_init__(self) -> None:
         self.corpus, self.out = Path(self.corpus), Path(self.out)
-        if self.parallel not in tuple(Parallel):
-            raise FieldError("parallel", f"must be one of {', '.join(Parallel)}, got {self.parallel!r}")
+        self.check_options()
         self.parallel = Parallel(self.parallel)
         if not self.corpus.is_dir():
             raise FieldError("corpus", f"{self.corpus}: no such directory")
         self.layers = check_layers(self.layers)
-        self.check_options()
-        if self.text_condition not in ("empty", "caption"):
-            raise FieldError("text_condition", f"must be empty or caption, got {self.text_condition!r}")
-        for name in ("window_seconds", "batch_seconds"):
-            if not getattr(self, name) > 0:
-                raise FieldError(name, f"must be > 0, got {getattr(self, name)}")
         if self.shuffle_rows < self.train.batch_size:
             raise FieldError("shuffle_rows", f"must be >= the batch size {self.train.batch_size}")
 
@@ -175,7 +171,6 @@ def _forward(
     model: Any, cfg: OnlineTrainConfig, layers: list[int], tracks: list[Any], skip: int = 0
 ) -> Iterator[tuple[int, dict[int, Tensor]]]:
     """(chunk number, rows of every layer) per forward batch of windows, after ``skip`` chunks."""
-    from sae_core.activations.extract import batch_residuals, window_batches
 
     for chunk, batch in enumerate(window_batches(model, tracks, cfg.window_seconds, cfg.batch_seconds, [])):
         if chunk < skip:
@@ -245,8 +240,6 @@ def train_online(cfg: OnlineTrainConfig) -> dict[int, TrainMetrics]:
     Under torchrun with ``parallel`` ``data`` only rank 0 returns the metrics (the others
     return an empty dict); with ``layers`` each rank returns its own layers'.
     """
-    from sae_core.activations.extract import list_tracks
-    from sae_core.models import load_model
 
     set_threads(cfg.threads)
     device = init_distributed(cfg.device)

@@ -9,8 +9,9 @@ from pathlib import Path
 import pandas as pd
 
 from artifact_schemas import FieldError, recorded_run
+from artifact_schemas.settings import check_settings, same_as, setting
 from sae_core.runtime import set_threads
-from sae_core.sae.config import ACTIVATIONS, Activation, SaeConfig, TrainConfig
+from sae_core.sae.config import Activation, SaeConfig, TrainConfig
 from sae_core.sae.data import ShardedActivations
 from sae_core.sae.trainer import Trainer, TrainMetrics
 
@@ -20,24 +21,23 @@ class SaeOptions:
     """The SAE's shape and its training, shared by offline (``train_sae``) and online
     (``sae.online.train_online``) training."""
 
-    k: int = 32
-    expansion: int = 8
-    num_latents: int | None = None
+    k: int = same_as(SaeConfig, "k")
+    expansion: int = setting(8, ge=1)
+    """Latents = expansion x the model's width (d_model)."""
+    num_latents: int | None = setting(None, ge=1)
     """Overrides ``expansion``."""
-    activation: Activation = "topk"
-    l1_coefficient: float = 5.0
+    activation: Activation = same_as(SaeConfig, "activation")
+    l1_coefficient: float = same_as(SaeConfig, "l1_coefficient")
     train: TrainConfig = field(default_factory=TrainConfig)
     resume: bool = False
+    """Continue from the checkpoint in ``out``."""
     device: str = "cpu"
-    threads: int | None = None
+    """Where the SAE trains (and, online, the model runs): cpu, cuda, cuda:1 ..."""
+    threads: int | None = setting(None, ge=1)
+    """CPU threads."""
 
     def check_options(self) -> None:
-        if self.activation not in ACTIVATIONS:
-            allowed = ", ".join(ACTIVATIONS)
-            raise FieldError("activation", f"must be one of {allowed}, got {self.activation!r}")
-        for name in ("k", "expansion"):
-            if getattr(self, name) < 1:
-                raise FieldError(name, f"must be >= 1, got {getattr(self, name)}")
+        check_settings(self)
 
     def sae_config(self, d_in: int, layer: int | None) -> SaeConfig:
         return SaeConfig(
@@ -59,12 +59,12 @@ class TrainSaeConfig(SaeOptions):
     out: Path
 
     def __post_init__(self) -> None:
+        self.check_options()
         self.acts, self.out = Path(self.acts), Path(self.out)
         if not self.acts.is_dir():
             raise FieldError(
                 "acts", f"{self.acts}: no such directory (expected one layer of 'sae-core extract' output)"
             )
-        self.check_options()
 
 
 def train_sae(cfg: TrainSaeConfig) -> tuple[SaeConfig, TrainMetrics]:

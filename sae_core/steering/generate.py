@@ -23,9 +23,12 @@ import torch
 from rich.progress import Progress
 
 from artifact_schemas import FEATURES, STEERING, FieldError, load_table, recorded_run, save_table
+from artifact_schemas.settings import check_settings, same_as, setting
+from sae_core.activations.extract import ExtractConfig
 from sae_core.audio import check_write_format, write_audio
 from sae_core.clips import log_mel_distance, loudness_normalise
-from sae_core.models.base import ApplyTo, Intervention, MusicModel
+from sae_core.models import load_model
+from sae_core.models.base import GUIDANCE_SCALE, ApplyTo, Intervention, MusicModel
 from sae_core.sae.sparse_coder import SparseCoder
 
 log = logging.getLogger(__name__)
@@ -37,30 +40,43 @@ class SteerConfig:
     naming the field at fault. :meth:`resolved` fills in what is read from files."""
 
     model: str
+    """MusicGen directory or hub id."""
     sae: Path
+    """SAE checkpoint directory (its layer is steered)."""
     features: list[int] | str
     """Feature ids, or ``top:N``: the N kept features with the largest max activation."""
     prompts: Path | list[str]
     """A text file, one prompt per line; or the prompts themselves."""
     out: Path
+    """Output directory, e.g. runs/R/steering."""
     seeds: list[int] = field(default_factory=lambda: [0])
+    """Sampling seeds (comma-separated)."""
     strengths: list[float] = field(default_factory=lambda: [1.0])
+    """Strengths (alpha): each multiplies the feature's unit decoder direction (comma-separated)."""
     relative: bool = False
+    """Strength x the feature's max activation (in the model's units)."""
     features_table: Path | None = None
     """features.parquet of the SAE's layer (``top:N`` and ``relative`` read it)."""
-    seconds: float = 8.0
-    guidance_scale: float = 3.0
-    apply_to: ApplyTo = "both"
+    seconds: float = setting(8.0, ge=0.1)
+    """Seconds of audio per generation."""
+    guidance_scale: float = GUIDANCE_SCALE
+    """Classifier-free guidance scale (1 = off; MusicGen's default 3)."""
+    apply_to: ApplyTo = setting("both", choices=("both", "conditional"))
+    """Which half of the CFG batch is steered: both, or conditional only."""
     random_control: bool = True
+    """Also generate a random direction of the same norm, as a control."""
     layer: int | None = None
     """Overrides the layer the SAE records."""
-    backend: str = "transformers"
+    backend: str = same_as(ExtractConfig, "backend")
     device: str = "cpu"
+    """Where the model runs: cpu, cuda ..."""
     audio_format: str = "flac"
+    """flac or wav."""
     betas: dict[int, float] | None = None
     """Relative steering: each feature's largest activation (else read from ``features_table``)."""
 
     def __post_init__(self) -> None:
+        check_settings(self)
         self.sae, self.out = Path(self.sae), Path(self.out)
         if not isinstance(self.prompts, list):
             self.prompts = Path(self.prompts)
@@ -71,10 +87,6 @@ class SteerConfig:
                 raise FieldError(name, "needs at least one value")
         if isinstance(self.features, str) and not re.fullmatch(r"top:[1-9]\d*", self.features):
             raise FieldError("features", f"must be feature ids or top:N, got {self.features!r}")
-        if self.apply_to not in ("both", "conditional"):
-            raise FieldError("apply_to", f"must be both or conditional, got {self.apply_to!r}")
-        if self.seconds <= 0:
-            raise FieldError("seconds", f"must be > 0, got {self.seconds}")
         check_write_format(self.audio_format)
         if self.features_table is None:
             if isinstance(self.features, str):
@@ -130,7 +142,6 @@ def run_steering(cfg: SteerConfig, progress: bool = True) -> tuple[pd.DataFrame,
 
     Returns the table, the config as run (:meth:`SteerConfig.resolved`) and the layer steered.
     """
-    from sae_core.models import load_model
 
     run = cfg.resolved()
     coder = SparseCoder.load_from_disk(cfg.sae)

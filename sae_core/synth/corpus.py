@@ -17,7 +17,8 @@ import numpy as np
 import pandas as pd
 import pyloudnorm
 
-from artifact_schemas import CORPUS_CONCEPTS, CORPUS_METADATA, FieldError, recorded_run, save_table
+from artifact_schemas import CORPUS_CONCEPTS, CORPUS_METADATA, recorded_run, save_table
+from artifact_schemas.settings import check_settings, setting
 from sae_core.audio import check_write_format, write_audio
 from sae_core.synth.score import (
     DENSITIES,
@@ -140,21 +141,20 @@ class SynthConfig:
     """What ``write_corpus`` renders; validated on construction, naming the field at fault."""
 
     out: Path
-    tracks: int = 24
-    seconds: float = 10.0
-    seed: int = 0
-    sample_rate: int = 32000
+    """Directory to write the corpus into."""
+    tracks: int = setting(24, ge=1)
+    """Number of tracks."""
+    seconds: float = setting(10.0, ge=1)  # the loudness meter needs 400 ms blocks, with margin
+    """Length of each track (s)."""
+    seed: int = setting(0, ge=0)
+    """Random seed; same seed, same bytes."""
+    sample_rate: int = setting(32000, ge=8000)
+    """Hz (MusicGen uses 32000)."""
     audio_format: str = "flac"
+    """flac or wav (16-bit PCM)."""
 
     def __post_init__(self) -> None:
-        if self.tracks < 1:
-            raise FieldError("tracks", f"must be >= 1, got {self.tracks}")
-        if self.seconds < 1.0:
-            raise FieldError("seconds", f"must be >= 1 (loudness needs 400 ms blocks), got {self.seconds}")
-        if self.sample_rate < 8000:
-            raise FieldError("sample_rate", f"must be >= 8000 Hz, got {self.sample_rate}")
-        if self.seed < 0:
-            raise FieldError("seed", f"must be >= 0, got {self.seed}")
+        check_settings(self)
         check_write_format(self.audio_format)
 
 

@@ -52,6 +52,8 @@ from artifact_schemas import (
     save_table,
 )
 from artifact_schemas.figures import save_figure, subplots
+from artifact_schemas.settings import check_settings, setting
+from sae_core.clap import ClapScorer
 from sae_core.sae.data import ShardedActivations
 from sae_core.sae.sparse_coder import SparseCoder
 from sae_core.truth.match import clap_against_truth, labels_against_truth
@@ -71,32 +73,27 @@ class ConceptsConfig:
     run: Path
     corpus: Path
     layers: tuple[int, ...] | None = None  # default: every layer with an SAE
-    min_positive_frames: int = 20
-    batch_size: int = 4096
+    min_positive_frames: int = setting(20, ge=1)
+    batch_size: int = setting(4096, ge=1)
     labels: Path | None = None  # labels.parquet (sae-core label): scored against the truth
-    min_match_auroc: float = 0.9  # a feature "is" a concept's detector from this AUROC on
-    min_match_purity: float = 0.9  # ... or from this purity (its top windows, see above)
-    purity_top: int = 50  # windows behind purity
+    min_match_auroc: float = setting(
+        0.9, ge=0.5, le=1
+    )  # a feature "is" a concept's detector from this AUROC on
+    min_match_purity: float = setting(0.9, ge=0, le=1)  # ... or from this purity (its top windows, see above)
+    purity_top: int = setting(50, ge=1)  # windows behind purity
     clap: str | None = None  # a CLAP checkpoint: scores matched features' clips against the truth
 
     def __post_init__(self) -> None:
+        check_settings(self)
         self.run, self.corpus = Path(self.run), Path(self.corpus)
         if self.labels is not None:
             self.labels = Path(self.labels)
             if not self.labels.is_file():
                 raise ValueError(f"labels: no such file {self.labels} (sae-core label writes labels.parquet)")
-        if not 0.5 <= self.min_match_auroc <= 1:
-            raise ValueError(f"min_match_auroc: must be in [0.5, 1], got {self.min_match_auroc}")
         if not (self.run / "sae").is_dir() or not (self.run / "acts").is_dir():
             raise ValueError(f"run: {self.run} has no sae/ and acts/ (sae-core extract and train write them)")
         if not (self.corpus / "metadata.csv").is_file():
             raise ValueError(f"corpus: no metadata.csv in {self.corpus}")
-        if not 0 <= self.min_match_purity <= 1:
-            raise ValueError(f"min_match_purity: must be in [0, 1], got {self.min_match_purity}")
-        if self.purity_top < 1:
-            raise ValueError(f"purity_top: must be >= 1, got {self.purity_top}")
-        if self.min_positive_frames < 1:
-            raise ValueError(f"min_positive_frames: must be >= 1, got {self.min_positive_frames}")
 
     def layer_numbers(self) -> list[int]:
         found = sorted(int(p.name.split("_")[1]) for p in (self.run / "sae").glob("layer_*") if p.is_dir())
@@ -411,8 +408,6 @@ def write_concepts(cfg: ConceptsConfig, out: Path | None = None) -> tuple[pd.Dat
         )
         written.append(save_table(truth, out / "labels_vs_truth.parquet", LABELS_VS_TRUTH))
     if cfg.clap is not None:
-        from sae_core.clap import ClapScorer  # transformers: seconds to import, only with a CLAP
-
         scorer = ClapScorer.load(cfg.clap)
         heard = clap_against_truth(
             table, cfg.run / "features", scorer, cfg.min_match_auroc, cfg.min_match_purity

@@ -32,11 +32,31 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import librosa
 import numpy as np
 import pandas as pd
+from sklearn.linear_model import LogisticRegression
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
 
-from artifact_schemas import CONCEPTS, FEATURES, FieldError, load_table, write_bytes_atomic
-from sae_core.truth.concepts import concept_spans, selection_half
+from artifact_schemas import (
+    CONCEPTS,
+    FEATURES,
+    STEERING_TRUTH,
+    FieldError,
+    load_table,
+    recorded_run,
+    save_table,
+    write_bytes_atomic,
+)
+from artifact_schemas.figures import save_figure, subplots
+from artifact_schemas.settings import check_settings, same_as, setting
+from sae_core.activations.extract import ExtractConfig, list_tracks
+from sae_core.audio import load_mono
+from sae_core.models import load_model
+from sae_core.sae.sparse_coder import SparseCoder
+from sae_core.steering.generate import SteerConfig, generate_pairs
+from sae_core.truth.concepts import ConceptsConfig, concept_spans, selection_half
 from sae_core.truth.match import matched_features
 
 log = logging.getLogger(__name__)
@@ -51,26 +71,33 @@ class SteeringTruthConfig:
     run: Path
     """A run with concepts/concepts.parquet (sae-core concepts), sae/ and features/."""
     corpus: Path
+    """The corpus with the ground truth (concepts.csv or tags)."""
     model: str
+    """The MusicGen the SAEs were trained on."""
     out: Path | None = None
     """Default ``RUN/steering_truth``."""
     strengths: list[float] = field(default_factory=lambda: [0.5, 1.0, 2.0, 4.0, 8.0])
     """Relative strengths: x the feature's largest activation (features.parquet)."""
     seeds: list[int] = field(default_factory=lambda: list(range(8)))
-    prompts_per_feature: int = 2
-    seconds: float = 4.0
-    guidance_scale: float = 3.0
-    min_auroc: float = 0.9
-    min_purity: float = 0.9
+    """Sampling seeds (the same for all three clips)."""
+    prompts_per_feature: int = setting(2, ge=1)
+    """Prompts lacking the concept, per feature."""
+    seconds: float = setting(4.0, ge=0.5)
+    """Seconds per clip."""
+    guidance_scale: float = same_as(SteerConfig, "guidance_scale")
+    min_auroc: float = same_as(ConceptsConfig, "min_match_auroc")
+    min_purity: float = same_as(ConceptsConfig, "min_match_purity")
     """A feature is matched from this AUROC or this purity on (``matched_features``)."""
-    max_features: int | None = None
+    max_features: int | None = setting(None, ge=1)
     """Steer only the N matched features with the highest AUROC."""
     layers: list[int] | None = None
     """Steer only these layers' matched features (default: every layer's)."""
-    backend: str = "transformers"
+    backend: str = same_as(ExtractConfig, "backend")
     device: str = "cpu"
+    """Where the model runs: cpu, cuda ..."""
 
     def __post_init__(self) -> None:
+        check_settings(self)
         self.run, self.corpus = Path(self.run), Path(self.corpus)
         self.out = Path(self.out) if self.out is not None else self.run / "steering_truth"
         if not (self.run / "concepts" / "concepts.parquet").is_file():
@@ -81,12 +108,6 @@ class SteeringTruthConfig:
             raise FieldError("strengths", f"positive relative strengths, got {self.strengths}")
         if not self.seeds:
             raise FieldError("seeds", "needs at least one seed")
-        for name in ("prompts_per_feature", "max_features"):
-            value = getattr(self, name)
-            if value is not None and value < 1:
-                raise FieldError(name, f"must be >= 1, got {value}")
-        if self.seconds <= 0:
-            raise FieldError("seconds", f"must be > 0, got {self.seconds}")
 
 
 # -- reading a concept from audio ---------------------------------------------------------
@@ -96,7 +117,6 @@ def audio_features(y: np.ndarray, sr: int = READ_RATE) -> np.ndarray:
     """What the readers see of a clip: timbre (MFCC mean/std), harmony relative to its
     strongest pitch class (chroma rolled to start there: minor and major thirds apart in
     any key), log tempo, log median pitch, onset rate and spectral flatness."""
-    import librosa
 
     y = y.astype(np.float32)
     mfcc = librosa.feature.mfcc(y=y, sr=sr, n_mfcc=20)
@@ -123,12 +143,6 @@ class ConceptReader:
     def fit(cls, corpus: Path, seconds: float) -> ConceptReader:
         """Fit on windows of ``seconds`` of the corpus tracks, labelled at their midpoints;
         accuracy is measured on the other half of the tracks (``concepts.selection_half``)."""
-        from sklearn.linear_model import LogisticRegression
-        from sklearn.pipeline import make_pipeline
-        from sklearn.preprocessing import StandardScaler
-
-        from sae_core.activations.extract import list_tracks
-        from sae_core.audio import load_mono
 
         spans = concept_spans(corpus)
         windows: list[tuple[str, float]] = []
@@ -210,8 +224,6 @@ def _matched(cfg: SteeringTruthConfig) -> pd.DataFrame:
 def steer_matched(cfg: SteeringTruthConfig, model: Any, progress: bool = True) -> pd.DataFrame:
     """Generate baseline, steered and control clips for every matched feature; one row per
     (feature, prompt, seed, strength), paths relative to ``cfg.out``."""
-    from sae_core.sae.sparse_coder import SparseCoder
-    from sae_core.steering.generate import SteerConfig, generate_pairs
 
     assert cfg.out is not None
     frames = []
@@ -245,7 +257,6 @@ def steer_matched(cfg: SteeringTruthConfig, model: Any, progress: bool = True) -
 def read_generations(pairs: pd.DataFrame, out: Path, reader: ConceptReader) -> pd.DataFrame:
     """Each (feature, prompt, seed, strength) with P(value) of its three clips, which of the
     three the reader picks, and the spectral flatness of steered and baseline clips."""
-    from sae_core.audio import load_mono
 
     seen: dict[str, np.ndarray] = {}  # one baseline serves every strength: read it once
 
@@ -289,7 +300,6 @@ def summarise(reads: pd.DataFrame, reader: ConceptReader) -> pd.DataFrame:
 
 def strength_figure(summary: pd.DataFrame, out: Path) -> list[Path]:
     """Strength-response: per matched feature, the share read as having the value."""
-    from artifact_schemas.figures import save_figure, subplots
 
     groups = list(summary.groupby(["layer", "feature_id", "concept", "value"], sort=True))
     fig, axes = subplots(1, max(1, len(groups)), figsize=(3.2 * max(1, len(groups)), 2.8))
@@ -309,8 +319,6 @@ def strength_figure(summary: pd.DataFrame, out: Path) -> list[Path]:
 def run_steering_truth(cfg: SteeringTruthConfig, progress: bool = True) -> pd.DataFrame:
     """The ``steering-truth`` stage: clips, generations.parquet, steering_truth.parquet, the
     strength-response figure and run.json in ``cfg.out``; returns the summary."""
-    from artifact_schemas import STEERING_TRUTH, recorded_run, save_table
-    from sae_core.models import load_model
 
     assert cfg.out is not None
     config = {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(cfg).items()}

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+from dataclasses import MISSING
+from typing import Any
+
 import click
 from sqlalchemy import select
 
+from artifact_schemas.settings import setting_default, setting_help, setting_range
 from study_app.db import db
 from study_app.models import Study
 
@@ -16,3 +20,25 @@ def get_study_or_fail(slug: str) -> Study:
         known = ", ".join(db.session.scalars(select(Study.slug))) or "none"
         raise click.BadParameter(f"no study '{slug}' (imported studies: {known})", param_hint="STUDY")
     return study
+
+
+def field_option(
+    config: type, name: str, flag: str | None = None, help: str | None = None, **kwargs: Any
+) -> Any:
+    """``click.option`` for ``config``'s field ``name``: default, help and the range shown come
+    from the field (``artifact_schemas.settings``); the config checks the range. The flag is
+    the field's name with dashes unless ``flag`` names another; ``help`` replaces the
+    field's docstring where the command needs other words."""
+    default = setting_default(config, name)
+    text = help or setting_help(config, name)
+    shown = setting_range(config, name)
+    if shown:
+        text = f"{text} [{shown}]"
+    decls = [flag or "--" + name.replace("_", "-")]
+    if flag and flag.lstrip("-").replace("-", "_") != name:
+        decls.append(name)  # the parameter keeps the field's name
+    if default is MISSING or default is None:
+        return click.option(*decls, help=text, **kwargs)
+    if isinstance(default, bool):
+        return click.option(*decls, is_flag=True, default=default, help=text, **kwargs)
+    return click.option(*decls, default=default, show_default=True, help=text, **kwargs)

@@ -7,7 +7,9 @@ from typing import Any
 import click
 from flask.cli import with_appcontext
 
-from study_app.commands.common import get_study_or_fail
+from artifact_schemas import FieldError
+from study_app.bot_config import BotConfig, parse_slider_means
+from study_app.commands.common import field_option, get_study_or_fail
 from study_app.db import db
 from study_app.monitor import idle_sessions, release_abandoned, stored_answers
 from study_app.packages import package_view
@@ -38,9 +40,6 @@ def sessions_command(study: str, abandoned: bool, release: bool) -> None:
 
 
 def _slider_means(ctx: click.Context, param: click.Parameter, pairs: tuple[str, ...]) -> dict[str, float]:
-    # The bots are a test driver: imported when this runs, not by every web worker's create_app.
-    from study_app.simulate import parse_slider_means
-
     try:
         return parse_slider_means(pairs)
     except ValueError as exc:
@@ -50,42 +49,15 @@ def _slider_means(ctx: click.Context, param: click.Parameter, pairs: tuple[str, 
 @click.command("simulate")
 @click.argument("study")
 @click.option("--url", required=True, help="Where the study is served, e.g. http://127.0.0.1:5000")
-@click.option("--participants", default=10, show_default=True, type=click.IntRange(1))
-@click.option("--concurrency", default=4, show_default=True, type=click.IntRange(1, 512))
-@click.option(
-    "--accuracy",
-    default=0.7,
-    show_default=True,
-    type=click.FloatRange(0, 1),
-    help="Probability of the right answer in label trials (and practice).",
-)
-@click.option(
-    "--steer-accuracy", type=click.FloatRange(0, 1), help="Same for steering trials (default: --accuracy)."
-)
-@click.option(
-    "--fail-screening",
-    default=0.0,
-    show_default=True,
-    type=click.FloatRange(0, 1),
-    help="Fraction of bots that fail the headphone check.",
-)
-@click.option("--chaos", is_flag=True, help="Random reloads, repeated submits, dropped connections, retries.")
-@click.option("--seed", default=0, show_default=True, type=int)
-@click.option(
-    "--pace",
-    default=0.0,
-    show_default=True,
-    type=float,
-    help="Seconds waited per second of simulated reaction time (0: answer at once).",
-)
-@click.option(
-    "--listen",
-    type=click.Choice(["full", "first_byte", "none"]),
-    default="full",
-    show_default=True,
-    help="How bots get the clips: whole, as a browser does; or the cheats the server must "
-    "refuse (one byte of each, or none): with LISTEN_FACTOR > 0 such bots end 'refused 425'.",
-)
+@field_option(BotConfig, "participants")
+@field_option(BotConfig, "concurrency")
+@field_option(BotConfig, "accuracy")
+@field_option(BotConfig, "steer_accuracy", type=float)
+@field_option(BotConfig, "fail_screening")
+@field_option(BotConfig, "chaos")
+@field_option(BotConfig, "seed")
+@field_option(BotConfig, "pace")
+@field_option(BotConfig, "listen")
 @click.option(
     "--slider-mean",
     "slider_means",
@@ -108,15 +80,19 @@ def simulate_command(
 
     Example: study-app simulate demo --url http://127.0.0.1:5000 --participants 50 --concurrency 16 --chaos
     """
-    from study_app.simulate import BotConfig, run_bots  # a test driver: see _slider_means
+    # The bots are a test driver (httpx): loaded when this runs, not by every web worker.
+    from study_app.simulate import run_bots
 
+    try:
+        cfg = BotConfig(**options)  # the options are named as its fields
+    except FieldError as exc:
+        raise click.UsageError(exc.render(lambda name: "--" + name.replace("_", "-"))) from None
     row = get_study_or_fail(study)
     view = package_view(row)
     slug = row.slug
     # End this process's transaction before the bots start: on SQLite an open one
     # would hold the write lock the server needs.
     db.session.rollback()
-    cfg = BotConfig(**options)  # the options are named as its fields
     results = run_bots(url.rstrip("/"), slug, view.manifest, view.key, cfg)
     # Their data must never pass for listeners': the export says data_source=simulated.
     marked = mark_simulated(row, [r.pid for r in results])

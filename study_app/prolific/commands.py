@@ -15,8 +15,8 @@ from typing import Any
 import click
 from flask.cli import with_appcontext
 
-from artifact_schemas import ArtifactError
-from study_app.commands.common import get_study_or_fail
+from artifact_schemas import ArtifactError, FieldError
+from study_app.commands.common import field_option, get_study_or_fail
 from study_app.participant import PROLIFIC_COMPLETE
 from study_app.prolific import pay
 from study_app.prolific import study as prolific_study
@@ -60,11 +60,10 @@ ACTIONS = ("sync", "create", "publish", "approve", "pay_screen_outs", "bonus")
     is_flag=True,
     help="Approve completed submissions that pass the exclusion rules; list the rest for review.",
 )
-@click.option(
+@field_option(
+    pay.ApprovalRules,
+    "min_attention_correct",
     "--min-attention",
-    type=click.FloatRange(0, 1),
-    default=0.5,
-    show_default=True,
     help="Share of attention checks right below which a submission goes to review (--approve, --bonus).",
 )
 @click.option(
@@ -123,7 +122,10 @@ def _settings(options: dict[str, Any]) -> Any:
 def _run(
     action: str, row: Any, client: Any, base_url: str | None, settings: Any, options: dict[str, Any]
 ) -> Any:
-    rules = pay.ApprovalRules(min_attention_correct=options["min_attention"])
+    try:
+        rules = pay.ApprovalRules(min_attention_correct=options["min_attention_correct"])
+    except FieldError:
+        raise click.BadParameter("must be in [0, 1]", param_hint="--min-attention") from None
     dry = options["dry_run"]
     given = list(options["prolific_studies"]) or None
     if action == "sync":

@@ -237,7 +237,7 @@ def test_the_report_command_takes_the_post_screening_rules(tmp_path: Path) -> No
     bad = CliRunner().invoke(
         app, ["report", "--export", str(export), "--out", str(tmp_path / "x"), "--mushra-max-share", "2"]
     )
-    assert bad.exit_code == 2 and "PostScreening.max_share" in bad.output
+    assert bad.exit_code == 2 and "--mushra-max-share must be in [0, 1), got 2" in bad.output
 
 
 def test_a_mean_near_the_top_has_no_interval_past_the_scale() -> None:

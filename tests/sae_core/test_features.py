@@ -40,7 +40,7 @@ def written(
     sae_dir: Path, extracted_small: Path, small_corpus: Path, tmp_path_factory: pytest.TempPathFactory
 ):  # type: ignore[no-untyped-def]
     out = tmp_path_factory.mktemp("features")
-    selection = ExampleSelection(top=4, window_seconds=1.0)
+    selection = ExampleSelection(top=4, clip_seconds=1.0)
     filters = FeatureFilters(min_frequency=0.0, max_frequency=1.0, min_tracks=1, min_max_activation=0.0)
     stats = compute_feature_stats(SparseCoder.load_from_disk(sae_dir), extracted_small / "layer_3", selection)
     features, examples = write_features(
@@ -240,7 +240,7 @@ def test_features_from_the_model_equal_those_from_stored_activations(
     from sae_core.models import load_model
 
     sae = SparseCoder.load_from_disk(sae_dir)
-    selection = ExampleSelection(top=4, window_seconds=1.0)
+    selection = ExampleSelection(top=4, clip_seconds=1.0)
     stored = compute_feature_stats(
         sae, _extract_fp32(tiny_model_dir, small_corpus, tmp_path / "acts"), selection
     )

@@ -71,7 +71,7 @@ def test_the_command_names_bad_fields(corpus: Path, tmp_path: Path) -> None:
         (["--frequency-max", "9000"], "--frequency-max must be <= half the --sample-rate (8000)"),
     )
     for extra, field in (
-        (["--batch-size", "1"], "batch_size"),
+        (["--batch-size", "1"], "--batch-size must be >= 2"),
         (["--batch-size", "9"], "batch_size"),
         *front_end,
     ):

@@ -114,8 +114,8 @@ def test_the_command_saves_a_loadable_codec_and_names_bad_fields(corpus16k: Path
     run = (out / "run.json").read_text()
     assert '"stage": "train-codec"' in run and str(corpus16k) in run  # the corpus and its checksum
     for extra, field in (
-        (["--sample-rate", "22050"], "sample_rate"),
-        (["--codebook-size", "100"], "codebook_size"),
+        (["--sample-rate", "22050"], "--sample-rate must be one of 16000, 24000, 32000"),
+        (["--codebook-size", "100"], "--codebook-size must be a power of two"),
         (["--steps", "4"], "resume"),  # out already holds a checkpoint
     ):
         bad = subprocess.run([*args, *extra], capture_output=True, text=True, check=False)

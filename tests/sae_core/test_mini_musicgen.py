@@ -143,7 +143,7 @@ def test_the_command_names_bad_fields(corpus_and_codec: tuple[Path, Path], tmp_p
     for extra, field in (
         (["--codec", str(tmp_path)], "codec: no codec in"),
         (["--codec", str(codec), "--crop-frames", "500"], "crop_frames: 500 is longer than the tracks"),
-        (["--codec", str(codec), "--condition-dropout", "1.5"], "condition_dropout"),
+        (["--codec", str(codec), "--condition-dropout", "1.5"], "--condition-dropout must be in [0, 1)"),
         (["--codec", str(codec), "--hidden-size", "30"], "heads"),
     ):
         bad = subprocess.run([*base, *extra], capture_output=True, text=True, check=False)
