@@ -12,7 +12,7 @@ from analysis.exclusions import ExclusionRules
 from analysis.responses import load_responses, response_summary, save_summary
 from analysis.run import ReportConfig, run_report
 from analysis.sliders import PostScreening
-from artifact_schemas import ArtifactError, FieldError
+from artifact_schemas import ArtifactError, FieldError, as_flag
 from artifact_schemas.console import config_option, print_error, stdout_console, typer_app
 
 # Config fields whose flag is not the field's name with dashes (tests/test_thin_commands.py
@@ -27,7 +27,7 @@ FLAGS = {
 
 
 def _flag(field: str) -> str:
-    return FLAGS.get(field) or "--" + field.replace("_", "-")
+    return FLAGS.get(field) or as_flag(field)
 
 
 def _option(config: type, field: str) -> Any:

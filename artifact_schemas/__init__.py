@@ -6,7 +6,7 @@ it, including the web worker.
 
 from artifact_schemas.atomic import atomic_path, write_bytes_atomic, write_text_atomic
 from artifact_schemas.detect import KNOWN_FILES, validate_artifact
-from artifact_schemas.errors import ArtifactError, FieldError
+from artifact_schemas.errors import ArtifactError, FieldError, as_flag
 from artifact_schemas.jsonfiles import (
     dump_json_model,
     from_validation_error,
@@ -102,6 +102,7 @@ __all__ = [
     "Trial",
     "TrialKey",
     "TrialList",
+    "as_flag",
     "atomic_path",
     "checksum_path",
     "dump_json_model",

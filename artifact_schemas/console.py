@@ -12,7 +12,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
-from artifact_schemas.settings import setting_default, setting_help, setting_range
+from artifact_schemas.settings import option_help, setting_default
 from artifact_schemas.version import version_option
 
 
@@ -83,10 +83,6 @@ def config_option(config: type, name: str, flag: str, help: str | None = None) -
         default = default.value  # the word the command line takes and shows (data, not Parallel.DATA)
     elif isinstance(default, list | tuple):
         default = ",".join(f"{v:g}" if isinstance(v, float) else str(v) for v in default)
-    text = help or setting_help(config, name)
-    shown = setting_range(config, name)
-    if shown:
-        text = f"{text} [{shown}]"
     if default is True:
         flag = f"{flag}/--no-{flag[2:]}"  # on unless switched off
-    return typer.Option(... if default is MISSING else default, flag, help=text)
+    return typer.Option(... if default is MISSING else default, flag, help=option_help(config, name, help))

@@ -50,6 +50,11 @@ class AudioError(ValueError):
         super().__init__(f"{path}: {reason}")
 
 
+def as_flag(field: str) -> str:
+    """``keep_fraction`` -> ``--keep-fraction``: a field's flag where no command renames it."""
+    return "--" + field.replace("_", "-")
+
+
 class FieldError(ValueError):
     """A config field with a bad value: ``FieldError("keep_fraction", "must be in (0, 1]")``.
 

@@ -44,15 +44,13 @@ class Bounds:
 
     def describe(self) -> str:
         """``>= 1``, ``> 0``, ``in (0, 1]``: how the message and the help say the range."""
-        low = (f"{_num(self.ge)}", "[") if self.ge is not None else (f"{_num(self.gt)}", "(")
-        high = (f"{_num(self.le)}", "]") if self.le is not None else (f"{_num(self.lt)}", ")")
-        has_low = self.ge is not None or self.gt is not None
-        has_high = self.le is not None or self.lt is not None
-        if has_low and has_high:
-            return f"in {low[1]}{low[0]}, {high[0]}{high[1]}"
-        if has_low:
-            return f"{'>=' if self.ge is not None else '>'} {low[0]}"
-        return f"{'<=' if self.le is not None else '<'} {high[0]}"
+        low, closed_low = (self.ge, True) if self.ge is not None else (self.gt, False)
+        high, closed_high = (self.le, True) if self.le is not None else (self.lt, False)
+        if low is not None and high is not None:
+            return f"in {'[' if closed_low else '('}{_num(low)}, {_num(high)}{']' if closed_high else ')'}"
+        if low is not None:
+            return f"{'>=' if closed_low else '>'} {_num(low)}"
+        return f"{'<=' if closed_high else '<'} {_num(high)}"
 
 
 def _num(value: float | None) -> str:
@@ -124,6 +122,14 @@ def setting_range(config: type, name: str) -> str | None:
     if "choices" in f.metadata:
         return "one of " + ", ".join(map(str, f.metadata["choices"]))
     return None
+
+
+def option_help(config: type, name: str, help: str | None = None) -> str:
+    """What a command line says of the field: ``help`` or its docstring, then its range
+    (``[>= 1]``). Shared by the typer and the click option builders."""
+    text = help or setting_help(config, name)
+    shown = setting_range(config, name)
+    return f"{text} [{shown}]" if shown else text
 
 
 def setting_help(config: type, name: str) -> str:

@@ -10,7 +10,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from artifact_schemas import KNOWN_FILES, ArtifactError, FieldError, validate_artifact
+from artifact_schemas import KNOWN_FILES, ArtifactError, FieldError, as_flag, validate_artifact
 from artifact_schemas.console import config_option, print_error, stdout_console, typer_app
 from stimuli_builder.build import build_package
 from stimuli_builder.bundle import load_bundle, select_features
@@ -207,9 +207,7 @@ def plan(
             features = len(select_features(load_bundle(bundle), cfg, config))
         rows = plan_study(cfg, features, targets)
     except (ArtifactError, ValueError) as exc:  # a FieldError names its flag
-        print_error(
-            "error", exc.render(lambda f: "--" + f.replace("_", "-")) if isinstance(exc, FieldError) else exc
-        )
+        print_error("error", exc.render(as_flag) if isinstance(exc, FieldError) else exc)
         raise typer.Exit(1) from exc
     table = Table(
         title=f"power: {features} features, {cfg.lists.count} lists, alpha {alpha} (Holm), power {power}"

@@ -8,7 +8,7 @@ from typing import Any, NoReturn
 
 import typer
 
-from artifact_schemas import ArtifactError, FieldError
+from artifact_schemas import ArtifactError, FieldError, as_flag
 from artifact_schemas.console import config_option, print_error
 from sae_core.layers import PAPER, LayerChoice
 
@@ -38,7 +38,7 @@ def flag(field: str, overrides: dict[str, str] | None = None, config: type | Non
         (overrides or {}).get(field)
         or (FLAGS.get(qualified) if qualified else None)
         or FLAGS.get(field)
-        or "--" + field.replace("_", "-")
+        or as_flag(field)
     )
 
 

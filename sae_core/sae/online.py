@@ -47,7 +47,7 @@ from torch import Tensor
 
 from artifact_schemas import FieldError, recorded_run, write_text_atomic
 from artifact_schemas.console import step_progress
-from artifact_schemas.settings import same_as, setting
+from artifact_schemas.settings import check_settings, same_as, setting
 from sae_core.activations.extract import ExtractConfig, batch_residuals, list_tracks, window_batches
 from sae_core.layers import LayerChoice, check_layers, resolve_layers
 from sae_core.models import load_model
@@ -93,7 +93,7 @@ class OnlineTrainConfig(SaeOptions):
 
     def __post_init__(self) -> None:
         self.corpus, self.out = Path(self.corpus), Path(self.out)
-        self.check_options()
+        check_settings(self)
         self.parallel = Parallel(self.parallel)
         if not self.corpus.is_dir():
             raise FieldError("corpus", f"{self.corpus}: no such directory")

@@ -36,9 +36,6 @@ class SaeOptions:
     threads: int | None = setting(None, ge=1)
     """CPU threads."""
 
-    def check_options(self) -> None:
-        check_settings(self)
-
     def sae_config(self, d_in: int, layer: int | None) -> SaeConfig:
         return SaeConfig(
             d_in=d_in,
@@ -59,7 +56,7 @@ class TrainSaeConfig(SaeOptions):
     out: Path
 
     def __post_init__(self) -> None:
-        self.check_options()
+        check_settings(self)
         self.acts, self.out = Path(self.acts), Path(self.out)
         if not self.acts.is_dir():
             raise FieldError(

@@ -8,7 +8,8 @@ from typing import Any
 import click
 from sqlalchemy import select
 
-from artifact_schemas.settings import setting_default, setting_help, setting_range
+from artifact_schemas import as_flag
+from artifact_schemas.settings import option_help, setting_default
 from study_app.db import db
 from study_app.models import Study
 
@@ -30,11 +31,8 @@ def field_option(
     the field's name with dashes unless ``flag`` names another; ``help`` replaces the
     field's docstring where the command needs other words."""
     default = setting_default(config, name)
-    text = help or setting_help(config, name)
-    shown = setting_range(config, name)
-    if shown:
-        text = f"{text} [{shown}]"
-    decls = [flag or "--" + name.replace("_", "-")]
+    text = option_help(config, name, help)
+    decls = [flag or as_flag(name)]
     if flag and flag.lstrip("-").replace("-", "_") != name:
         decls.append(name)  # the parameter keeps the field's name
     if default is MISSING or default is None:

@@ -7,7 +7,7 @@ from typing import Any
 import click
 from flask.cli import with_appcontext
 
-from artifact_schemas import FieldError
+from artifact_schemas import FieldError, as_flag
 from study_app.bot_config import BotConfig, parse_slider_means
 from study_app.commands.common import field_option, get_study_or_fail
 from study_app.db import db
@@ -86,7 +86,7 @@ def simulate_command(
     try:
         cfg = BotConfig(**options)  # the options are named as its fields
     except FieldError as exc:
-        raise click.UsageError(exc.render(lambda name: "--" + name.replace("_", "-"))) from None
+        raise click.UsageError(exc.render(as_flag)) from None
     row = get_study_or_fail(study)
     view = package_view(row)
     slug = row.slug

@@ -15,7 +15,7 @@ from typing import Any
 import click
 from flask.cli import with_appcontext
 
-from artifact_schemas import ArtifactError, FieldError
+from artifact_schemas import ArtifactError, FieldError, as_flag
 from study_app.commands.common import field_option, get_study_or_fail
 from study_app.participant import PROLIFIC_COMPLETE
 from study_app.prolific import pay
@@ -95,7 +95,7 @@ def prolific_command(study: str, base_url: str | None, as_json: bool, **options:
         ["bonus"] if options["bonus_rule"] else []
     )
     if len(chosen) > 1:
-        raise click.UsageError("give one action: " + ", ".join("--" + a.replace("_", "-") for a in chosen))
+        raise click.UsageError("give one action: " + ", ".join(as_flag(a) for a in chosen))
     row = get_study_or_fail(study)
     if not chosen:
         _print_form(row, base_url, as_json)
