@@ -790,6 +790,46 @@ RESPONSES = TableSchema(
     unique=(("session_id", "trial_id", "attempt"),),
 )
 
+#: The reasons a participant can give under "Problem with the audio?" (the page's list).
+PROBLEM_REASONS = ("silent", "level", "distorted", "other")
+
+PROBLEM_REPORTS = TableSchema(
+    name="problem_reports",
+    version=1,
+    doc="study_app export --table problem_reports: one row per 'Problem with the audio?' report, "
+    "answered trials or not (a participant who gave up after a silent clip left no response row).",
+    columns=(
+        # Who and which trial: the same columns as the responses export's, to join on.
+        *(
+            c
+            for c in RESPONSES.columns
+            if c.name
+            in (
+                "schema_version",
+                "study_id",
+                "session_id",
+                "participant",
+                "list_id",
+                "trial_id",
+                "trial_type",
+                "phase",
+            )
+        ),
+        Column("clips", "str", "JSON list of the trial's clip ids (references, then candidates)"),
+        Column("reason", "str", "the reason picked", choices=PROBLEM_REASONS),
+        Column("text", "str", "the participant's own words (at most 500 characters, may be empty)"),
+        Column(
+            "answered",
+            "bool",
+            "whether the session has a stored response to this trial (false: reported, never answered)",
+        ),
+        Column("client_ts", "str", "browser time of the report, ISO 8601", nullable=True),
+        Column("server_ts", "str", "server receive time of the report, ISO 8601 UTC"),
+        Column("session_status", "str", "final or current session status", choices=SESSION_STATUSES),
+        Column("data_source", "str", "`simulated` (a bot) or `participant`", choices=DATA_SOURCES),
+    ),
+)
+
 TABLES: dict[str, TableSchema] = {
     s.name: s
     for s in (
@@ -805,5 +845,6 @@ TABLES: dict[str, TableSchema] = {
         LABELS,
         STEERING,
         RESPONSES,
+        PROBLEM_REPORTS,
     )
 }

@@ -243,10 +243,20 @@ def set_status(slug: str) -> Any:
 @bp.get("/s/<slug>/export.csv")
 @login_required
 def export_csv(slug: str) -> Response:
+    return _csv_download(slug, "responses")
 
+
+@bp.get("/s/<slug>/problem-reports.csv")
+@login_required
+def export_problems_csv(slug: str) -> Response:
+    return _csv_download(slug, "problem_reports")
+
+
+def _csv_download(slug: str, table: str) -> Response:
     study = get_study(slug)
-    response = Response(stream_with_context(csv_stream(study)), mimetype="text/csv")
-    response.headers["Content-Disposition"] = f'attachment; filename="{study.slug}-responses.csv"'
+    response = Response(stream_with_context(csv_stream(study, table)), mimetype="text/csv")
+    name = table.replace("_", "-")
+    response.headers["Content-Disposition"] = f'attachment; filename="{study.slug}-{name}.csv"'
     return response
 
 

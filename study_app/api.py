@@ -18,6 +18,7 @@ from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 from werkzeug.exceptions import HTTPException
 
+from artifact_schemas import PROBLEM_REASONS
 from study_app import answers, listening, stages
 from study_app.db import autocommit_request, db
 from study_app.models import SessionState, StudyRef
@@ -39,8 +40,8 @@ EVENT_KINDS = frozenset(
     }
 )
 # "Problem with the audio?" under a trial (issue 36): why, as the page's list says, and the
-# participant's own words. Exported with the trial's answer (export.py, column problems).
-PROBLEM_REASONS = frozenset({"silent", "level", "distorted", "other"})
+# participant's own words. Exported with the trial's answer (export.py, column problems) and,
+# answered or not, in the problem_reports table (export --table problem_reports).
 PROBLEM_TEXT_MAX = 500
 # fullmatch, not match with "$": "$" also matches before a trailing newline.
 _IDEM = re.compile(r"[A-Za-z0-9_-]{8,64}")

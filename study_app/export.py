@@ -18,7 +18,7 @@ from typing import Any
 
 from sqlalchemy import case, func, select
 
-from artifact_schemas import RESPONSES, write_table_batches
+from artifact_schemas import PROBLEM_REPORTS, RESPONSES, write_table_batches
 from artifact_schemas.study import ClipKey
 from artifact_schemas.tables import csv_safe
 from artifact_schemas.validity import SessionFacts, facts_from_answers
@@ -223,6 +223,60 @@ def _problems(study: Study) -> dict[tuple[int, str], str]:
     return {k: json.dumps(v, ensure_ascii=False) for k, v in reports.items()}
 
 
+def iter_problem_batches(study: Study) -> Iterator[list[dict[str, Any]]]:
+    """Every "Problem with the audio?" report of the study's sessions (previews left out), in
+    the order sent, whether or not the trial was then answered: the responses export can only
+    carry reports beside an answer, and a participant who gave up on a silent clip left none."""
+    view = package_view(study)
+    facts = session_facts(study)
+    trials = {t.id: t for t in view.manifest.trials}
+    answered = {
+        (session_id, trial_key)
+        for session_id, trial_key in db.session.execute(
+            select(Response.session_id, Trial.trial_key)
+            .join(Trial, Response.trial_id == Trial.id)
+            .where(Trial.study_id == study.id)
+        )
+    }
+    query = (
+        select(Event.session_id, Event.data, Event.client_ts, Event.server_ts)
+        .where(Event.study_id == study.id, Event.kind == "clip_problem", Event.session_id.is_not(None))
+        .order_by(Event.id)
+        .execution_options(yield_per=BATCH)
+    )
+    batch: list[dict[str, Any]] = []
+    for session_id, data, client_ts, server_ts in db.session.execute(query):
+        s = facts.get(session_id)
+        trial = trials.get(str(data.get("trial", "")))
+        if s is None or trial is None:  # a preview session; a trial of an older package
+            continue
+        batch.append(
+            {
+                "schema_version": PROBLEM_REPORTS.version,
+                "study_id": study.slug,
+                "session_id": s["session_id"],
+                "participant": s["participant"],
+                "list_id": s["list_id"],
+                "trial_id": trial.id,
+                "trial_type": view.key.trials[trial.id].trial_type,
+                "phase": trial.phase,
+                "clips": json.dumps([*trial.references, *trial.candidates]),
+                "reason": str(data.get("reason", "")),
+                "text": str(data.get("text", "")),
+                "answered": (session_id, trial.id) in answered,
+                "client_ts": client_ts,
+                "server_ts": _iso(server_ts),
+                "session_status": s["session_status"],
+                "data_source": s["data_source"],
+            }
+        )
+        if len(batch) >= BATCH:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
 def _sliders(values: dict[str, int] | None, candidates: list[str], keys: dict[str, ClipKey]) -> str | None:
     """A slider answer as the export's JSON: each candidate in screen order with its role,
     condition and value (the key says which clip is the hidden reference, anchor, ...)."""
@@ -261,15 +315,25 @@ def export_responses(study: Study, out: str | Path, *, include_prolific_ids: boo
     )
 
 
-def csv_stream(study: Study) -> Iterator[str]:
-    """The CSV export as text chunks, for a streamed HTTP download."""
+def export_problem_reports(study: Study, out: str | Path) -> int:
+    """Write the problem reports to ``out`` (.csv or .parquet, atomically); return the number of rows."""
+    return write_table_batches(out, PROBLEM_REPORTS, iter_problem_batches(study))
 
-    names = RESPONSES.column_names
+
+def csv_stream(study: Study, table: str = RESPONSES.name) -> Iterator[str]:
+    """The CSV export of ``table`` (responses or problem_reports) as text chunks, for a
+    streamed HTTP download."""
+
+    schema, batches = (
+        (PROBLEM_REPORTS, iter_problem_batches(study))
+        if table == PROBLEM_REPORTS.name
+        else (RESPONSES, iter_export_batches(study))
+    )
     buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=names, extrasaction="ignore")
+    writer = csv.DictWriter(buf, fieldnames=schema.column_names, extrasaction="ignore")
     writer.writeheader()
     yield buf.getvalue()
-    for batch in iter_export_batches(study):
+    for batch in batches:
         buf.seek(0)
         buf.truncate()
         for row in batch:

@@ -2,7 +2,8 @@
 
 Everything is computed with aggregate queries (counts per list and status, one
 pass over responses per feature), so the dashboard stays cheap to refresh while a
-study runs. Preview sessions are left out everywhere.
+study runs. Preview sessions are left out of every count; the recent sessions show them,
+marked "pilot".
 """
 
 from __future__ import annotations
@@ -82,6 +83,10 @@ def study_stats(study: Study, recent: int = 15) -> dict[str, Any]:
         select(func.count(Event.id)).where(Event.study_id == study.id, Event.kind == "decline")
     )
     started = sum(totals.values())
+    previews = db.session.scalar(
+        select(func.count(StudySession.id)).where(StudySession.study_id == study.id, StudySession.preview)
+    )
+    problems = _problem_counts(study)
 
     durations = completed_durations_s(study)
     screening = dict(
@@ -122,7 +127,16 @@ def study_stats(study: Study, recent: int = 15) -> dict[str, Any]:
         "status": study.status,
         "lists": per_list,
         "totals": totals
-        | {"declined": declined or 0, "started": started, "responses": n_responses, "bots": bots or 0},
+        | {
+            "declined": declined or 0,
+            "started": started,
+            "responses": n_responses,
+            "bots": bots or 0,
+            "previews": previews or 0,
+        },
+        # Nothing but the researcher's previews and bots so far: the numbers are a pilot's.
+        "pilot": started == (bots or 0) and bool(previews or bots),
+        "problem_reports": problems,
         "completion_rate": totals[COMPLETED] / started if started else None,
         "median_duration_s": statistics.median(durations) if durations else None,
         "screening_failure_rate": screening.get("screening_fail", 0) / screening_n if screening_n else None,
@@ -156,10 +170,35 @@ def _timeline(study: Study, bins: int = 24) -> list[dict[str, Any]]:
     return [{"start": (first + i * width).isoformat(), "responses": c} for i, c in enumerate(counts)]
 
 
+def _problem_counts(study: Study) -> dict[str, int]:
+    """ "Problem with the audio?" reports of participants and bots (not previews), and how many
+    were sent under a trial the session never answered (it may have given up there)."""
+    reports = db.session.execute(
+        select(Event.session_id, Event.data)
+        .join(StudySession, Event.session_id == StudySession.id)
+        .where(Event.study_id == study.id, Event.kind == "clip_problem", ~StudySession.preview)
+    ).all()
+    if not reports:
+        return {"all": 0, "unanswered": 0}
+    view = package_view(study)
+    answered = {
+        (session_id, trial_row)
+        for session_id, trial_row in db.session.execute(
+            select(Response.session_id, Response.trial_id).where(
+                Response.session_id.in_({sid for sid, _ in reports})
+            )
+        )
+    }
+    unanswered = sum(
+        (sid, view.trial_rows.get(str(data.get("trial")))) not in answered for sid, data in reports
+    )
+    return {"all": len(reports), "unanswered": unanswered}
+
+
 def _recent_sessions(study: Study, n: int, stale: datetime, names: dict[str, str]) -> list[dict[str, Any]]:
     sessions = db.session.scalars(
         select(StudySession)
-        .where(StudySession.study_id == study.id, ~StudySession.preview)
+        .where(StudySession.study_id == study.id)
         .order_by(StudySession.last_seen_at.desc())
         .limit(n)
     ).all()
@@ -182,7 +221,12 @@ def _recent_sessions(study: Study, n: int, stale: datetime, names: dict[str, str
             {
                 "session": f"s{s.id}",
                 "list": f"{names.get(s.trial_list.list_key, '?')} ({s.trial_list.list_key})",
-                "who": "bot" if s.user_agent.startswith(BOT_AGENT) else "participant",
+                # "pilot": the researcher's own preview (never counted or exported).
+                "who": "pilot"
+                if s.preview
+                else "bot"
+                if s.user_agent.startswith(BOT_AGENT)
+                else "participant",
                 "status": status,
                 "prolific": s.prolific_status or "",  # at the last `study-app prolific --sync`
                 "progress": f"{s.position}/{len(s.trial_order)}",

@@ -15,7 +15,7 @@ from artifact_schemas import ArtifactError
 from study_app.admin import set_admin_password, set_study_status
 from study_app.commands.common import get_study_or_fail
 from study_app.db import db
-from study_app.export import export_responses
+from study_app.export import export_problem_reports, export_responses
 from study_app.models import Study
 from study_app.monitor import study_stats
 from study_app.packages import ImportRefused, import_package
@@ -91,21 +91,37 @@ def create_admin_command(username: str, password_stdin: bool) -> None:
 
 @click.command("export")
 @click.argument("study")
+@click.option(
+    "--table",
+    type=click.Choice(["responses", "problem_reports"]),
+    default="responses",
+    show_default=True,
+    help="responses: one row per stored answer; problem_reports: one row per 'Problem with the "
+    "audio?' report, answered trials or not (docs/export.md).",
+)
 @click.option("--format", "fmt", type=click.Choice(["csv", "parquet"]), default="csv", show_default=True)
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), required=True, help="File to write.")
 @click.option(
     "--include-prolific-ids",
     is_flag=True,
-    help="Fill prolific_pid (only stored with import --store-prolific-ids).",
+    help="Fill prolific_pid (only stored with import --store-prolific-ids; responses only).",
 )
 @with_appcontext
-def export_command(study: str, fmt: str, out: Path, include_prolific_ids: bool) -> None:
-    """Export STUDY's responses, one row per response (docs/export.md).
+def export_command(study: str, table: str, fmt: str, out: Path, include_prolific_ids: bool) -> None:
+    """Export STUDY's responses, one row per response, or its problem reports (docs/export.md).
 
     Example: study-app export demo --format parquet --out exports/demo.parquet
     """
     if out.suffix.lower() != f".{fmt}":
         out = out.with_suffix(f".{fmt}")
+    if table == "problem_reports":
+        if include_prolific_ids:
+            raise click.BadParameter(
+                "the problem reports carry no Prolific ids", param_hint="--include-prolific-ids"
+            )
+        n = export_problem_reports(get_study_or_fail(study), out)
+        click.echo(f"wrote {n} problem reports to {out}")
+        return
     n = export_responses(get_study_or_fail(study), out, include_prolific_ids=include_prolific_ids)
     click.echo(f"wrote {n} responses to {out}")
 

@@ -65,6 +65,7 @@ function redraw(stats) {
     el.textContent = show(lookup(stats, el.dataset.stat), el.dataset.format);
   }
   drawTimeline(document.getElementById("timeline"), stats.timeline);
+  document.getElementById("pilot-mark").hidden = !stats.pilot;
   const body = document.querySelector("#recent tbody");
   body.replaceChildren(...stats.recent_sessions.map((s) => {
     const tr = document.createElement("tr");

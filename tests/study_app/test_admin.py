@@ -147,7 +147,7 @@ def test_paused_study_turns_new_participants_away(
 
 
 def test_preview_is_a_walk_through_that_counts_nowhere(
-    study_app: tuple[Flask, AnswerKey], admin_client: FlaskClient, tmp_path: Any
+    study_app: tuple[Flask, AnswerKey], admin_client: FlaskClient, tmp_path: Any, new_participant: Any
 ) -> None:
     app, _ = study_app
     token = _csrf(admin_client, "/admin/s/pilot")
@@ -182,6 +182,18 @@ def test_preview_is_a_walk_through_that_counts_nowhere(
     out = tmp_path / "export.csv"
     result = app.test_cli_runner().invoke(args=["export", "pilot", "--out", str(out)])
     assert "wrote 0 responses" in result.output
+    # Issue 37: the dashboard says that what it shows so far is a pilot, and marks the session.
+    assert stats["pilot"] and [s["who"] for s in stats["recent_sessions"]] == ["pilot"]
+    page = admin_client.get("/admin/s/pilot").get_data(as_text=True)
+    assert '<p class="pilot-mark" id="pilot-mark">' in page  # shown, not hidden
+    new_participant().enter()  # the first participant: the mark goes
+    stats = admin_client.get("/admin/api/s/pilot/stats").get_json()
+    assert not stats["pilot"] and sorted(s["who"] for s in stats["recent_sessions"]) == [
+        "participant",
+        "pilot",
+    ]
+    page = admin_client.get("/admin/s/pilot").get_data(as_text=True)
+    assert '<p class="pilot-mark" id="pilot-mark" hidden>' in page
 
 
 def test_create_admin_rejects_short_passwords(study_app: tuple[Flask, AnswerKey]) -> None:

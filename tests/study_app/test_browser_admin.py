@@ -38,6 +38,7 @@ def test_dashboard_updates_live_and_export_downloads(
         expect(page.get_by_role("heading", name="Sessions per list")).to_be_visible()
         completed = page.locator('[data-stat="totals.completed"]')
         expect(completed).to_have_text("0")
+        expect(page.locator("#pilot-mark")).to_be_hidden()  # no session yet: nothing to mark
         manifest = load_study(example_package / "study.json")
         bots = run_bots(server.url, "pilot", manifest, key, BotConfig(participants=1, accuracy=1.0))
         assert bots[0].status == "completed"
@@ -49,6 +50,8 @@ def test_dashboard_updates_live_and_export_downloads(
         # bots); lists carry names; the chart has its axes: counts 0 to the peak, and times.
         expect(page.locator("#recent tbody td").nth(1)).to_have_text("bot")
         expect(page.locator('[data-stat="totals.bots"]')).to_have_text("1")
+        # Only a bot so far: the refresh puts up the pilot mark (issue 37).
+        expect(page.locator("#pilot-mark")).to_be_visible()
         none = "\u2013"  # no duration: only a bot finished
         expect(page.locator('[data-stat="median_duration_s"]')).to_have_text(none)
         expect(page.locator("#recent tbody td").nth(2)).to_contain_text("List ")
