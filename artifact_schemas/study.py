@@ -258,6 +258,9 @@ class StudyManifest(_Strict):
     questionnaire: list[QuestionField] = Field(default_factory=list)
     # The consent page refuses to start a session without a Prolific participant id.
     require_prolific_id: bool = False
+    # Every trial offers an optional comment box (at most 500 characters), sent and
+    # exported with the trial's answer (the responses' comment column).
+    trial_comments: bool = False
     # What the app says to participants is in this language (the texts above are the
     # researcher's own, written in it).
     language: Language = "en"

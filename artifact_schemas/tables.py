@@ -659,6 +659,14 @@ RESPONSES = TableSchema(
             optional=True,
         ),
         Column(
+            "comment",
+            "str",
+            "the participant's optional comment on this trial (study.trial_comments), at most 500 "
+            "characters; null when none was written",
+            nullable=True,
+            optional=True,
+        ),
+        Column(
             "correct",
             "bool",
             "answer matches the key (null when the trial has no right answer)",

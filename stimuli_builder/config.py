@@ -38,6 +38,9 @@ class StudySection(_Section):
     # Only people who arrive from Prolific (the link carries PROLIFIC_PID) may start a
     # session: a stranger who finds the URL cannot take a place (issue 16.5).
     require_prolific_id: bool = False
+    # Under every trial, an optional box for a comment in the participant's own words
+    # (at most 500 characters), exported beside the answer.
+    trial_comments: bool = False
     # The language of what the software says to participants (pages, buttons, the default
     # questions and scale labels below, the headphone check). Consent, instructions,
     # debrief, questionnaire and any question you set here are yours, in this language.

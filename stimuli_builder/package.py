@@ -340,6 +340,7 @@ def write_package(
         calibration_clip=calibration,
         questionnaire=config.questionnaire.fields,
         require_prolific_id=config.study.require_prolific_id,
+        trial_comments=config.study.trial_comments,
         language=config.study.language,
     )
     codes = config.codes

@@ -43,6 +43,8 @@ EVENT_KINDS = frozenset(
 # participant's own words. Exported with the trial's answer (export.py, column problems) and,
 # answered or not, in the problem_reports table (export --table problem_reports).
 PROBLEM_TEXT_MAX = 500
+# The optional comment under a trial (study.trial_comments), stored with its answer.
+COMMENT_MAX = 500
 # fullmatch, not match with "$": "$" also matches before a trailing newline.
 _IDEM = re.compile(r"[A-Za-z0-9_-]{8,64}")
 # Deeper than any body the runner sends; walking it stays far from the recursion limit.
@@ -218,6 +220,8 @@ def answer(slug: str) -> ResponseReturnValue:
     autocommit_request()
     study, sess, read = _read(slug, heard=True)
     payload = _answer_payload(json_body())
+    if payload["comment"] is not None and not package_view(study).manifest.trial_comments:
+        raise BadRequest("comment: this study has no comment box (study.trial_comments is false)")
     return jsonify(answers.submit_answer(sess, study, payload, heard=read.heard))
 
 
@@ -248,6 +252,9 @@ def _answer_payload(data: Any) -> dict[str, Any]:
     client_ts = data.get("client_ts")
     if client_ts is not None and (not isinstance(client_ts, str) or len(client_ts) > 40):
         raise BadRequest("client_ts must be an ISO 8601 string")
+    comment = data.get("comment")
+    if comment is not None and (not isinstance(comment, str) or len(comment) > COMMENT_MAX):
+        raise BadRequest(f"comment must be text of at most {COMMENT_MAX} characters")
     return {
         "idempotency_key": idem,
         "trial_id": data["trial_id"],
@@ -258,6 +265,8 @@ def _answer_payload(data: Any) -> dict[str, Any]:
         "confidence": data.get("confidence"),
         "sliders": data.get("sliders"),  # checked against the trial (answers._slider_values)
         "client_ts": client_ts,
+        # An empty box is no comment.
+        "comment": comment.strip() or None if comment is not None else None,
     }
 
 

@@ -175,6 +175,7 @@ def iter_export_batches(
                 "confidence": response.confidence,
                 "sliders": _sliders(response.slider_values, candidates[trial_key], key.clips),
                 "problems": problems.get((response.session_id, trial_key)),
+                "comment": response.comment,
                 "correct": response.correct,
                 "correct_option": tk.correct_option,
                 "correct_text": correct[1] if correct else None,

@@ -250,6 +250,8 @@ class Response(db.Model):  # type: ignore[name-defined]
     confidence: Mapped[float | None] = mapped_column(Float, nullable=True)
     # Slider trials (mushra, slider): candidate clip id -> value on the trial's SliderScale.
     slider_values: Mapped[dict[str, int] | None] = mapped_column(JSON(none_as_null=True), nullable=True)
+    # The participant's optional comment on the trial (study.trial_comments), at most 500 characters.
+    comment: Mapped[str | None] = mapped_column(Text, nullable=True)
     correct: Mapped[bool | None] = mapped_column(Boolean, nullable=True)
     rt_ms: Mapped[float] = mapped_column(Float)
     play_counts: Mapped[dict[str, int]] = mapped_column(JSON)

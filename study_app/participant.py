@@ -329,6 +329,7 @@ def go(slug: str) -> Any:
         stage=sess.stage,
         example=on_check.example if on_check else None,
         check=on_check.kind if on_check else None,
+        comments=m.trial_comments,
         # study.js marks practice and the main trials as their phase comes
         **_steps(m, "screening" if on_check else "main"),
     )

@@ -190,6 +190,7 @@ function runTrials(root) {
     state = { trial: t, plays: {}, required: new Set(), answer: null, rating: null, confidence: null,
               sliders: {}, enabledAt: null, key: newKey(), busy: false };
     root.dataset.trial = t.id; // which trial the page shows (tests and support staff read it)
+    if ($("comment")) $("comment").value = ""; // a comment belongs to the trial it was written under
     $("progress").max = data.total;
     $("progress").value = data.position;
     // "Trial 3 of 25" counts the main trials only; practice and the check say their own.
@@ -385,6 +386,7 @@ function runTrials(root) {
       rating: state.rating,
       confidence: state.confidence,
       sliders: state.trial.sliders ? state.sliders : undefined,
+      comment: $("comment") ? $("comment").value.trim().slice(0, 500) || undefined : undefined,
       rt_ms: Math.round(performance.now() - state.enabledAt),
       plays: state.plays,
       client_ts: new Date().toISOString(),

@@ -23,7 +23,7 @@ from playwright.sync_api import expect
 from sqlalchemy import select
 
 from study_app.db import db
-from study_app.models import Event
+from study_app.models import Event, Response, Trial
 from tests.study_app.conftest import Participant, import_package
 from tests.study_app.test_browser_session import FAST_AUDIO, _wait_until_answered
 from tests.test_translations import catalog
@@ -134,6 +134,8 @@ def test_chromium_completes_the_german_demo_with_no_english_left(
                 expect(page.locator("#problem-sent")).to_be_visible()
                 scan(page, "problem report")
                 reported.append(tid)
+                # The optional comment box (study.trial_comments, issue 36) goes with the answer.
+                page.get_by_label("Ihr Kommentar zu dieser Aufgabe (freiwillig)").fill("  klingt wie Regen  ")
             tk = key.trials[tid]
             if trial["options"]:
                 answer = tk.correct_option or next(iter(options[tid]))
@@ -168,6 +170,10 @@ def test_chromium_completes_the_german_demo_with_no_english_left(
     with app.app_context():
         sent = db.session.scalars(select(Event.data).where(Event.kind == "clip_problem")).all()
     assert sent == [{"trial": reported[0], "reason": "level", "text": "viel zu laut"}]
+    with app.app_context():
+        comments = db.session.execute(select(Trial.trial_key, Response.comment).join(Trial)).all()
+    # Written under one trial, stored with that trial's answer only (the box empties on the next).
+    assert [(t, c) for t, c in comments if c is not None] == [(reported[0], "klingt wie Regen")]
     # Every kind of page was met: consent, volume, check, instructions, practice, main, end.
     assert {"screening-screening answered", "practice feedback", "questionnaire", "done"} <= set(pages)
     assert {k for k in kinds if k.startswith("main-")} == {
