@@ -10,6 +10,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from flask import Flask, current_app, jsonify, render_template, request
+from flask.sessions import SecureCookieSessionInterface
 from flask.typing import ResponseReturnValue
 from flask_babel import gettext
 from flask_wtf.csrf import CSRFError, CSRFProtect
@@ -103,6 +104,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
         raise UnsafeConfig(weak)
 
     init_db(app)
+    app.session_interface = _SessionCookies()
     app.wsgi_app = _TrustedProxies(app)  # type: ignore[method-assign]
     csrf.init_app(app)
     i18n.init_app(app)
@@ -130,6 +132,21 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     return app
 
 
+class _SessionCookies(SecureCookieSessionInterface):
+    """Flask's signed session cookie, its serializer built once per key rather than on every
+    request (Flask makes a new one each time: 2% of a trial fetch's CPU, issue 31 profile).
+    A changed SECRET_KEY or SECRET_KEY_FALLBACKS builds a new one."""
+
+    _cached: tuple[object, Any] | None = None
+
+    def get_signing_serializer(self, app: Flask) -> Any:
+        key = (app.secret_key, tuple(app.config.get("SECRET_KEY_FALLBACKS") or ()))
+        cached = self._cached
+        if cached is None or cached[0] != key:
+            cached = self._cached = (key, super().get_signing_serializer(app))
+        return cached[1]
+
+
 class _TrustedProxies:
     """werkzeug's ProxyFix for ``TRUSTED_PROXIES`` hops, read per request so tests can set it.
 
@@ -152,18 +169,33 @@ class _TrustedProxies:
         return fix(environ, start_response)
 
 
+# Every response carries these unless its view set its own. "same-origin", not
+# "no-referrer": no other site ever sees a URL of ours (they carry Prolific ids), while our
+# own POSTs keep a real Origin header; under "no-referrer" browsers send "Origin: null" on
+# every form POST (Fetch standard, "serializing a request origin"), which left nothing to
+# check the origin by.
+_SECURITY_HEADERS = tuple(
+    (name, name.lower(), value)
+    for name, value in (
+        ("Content-Security-Policy", CSP),
+        ("X-Content-Type-Options", "nosniff"),
+        ("Referrer-Policy", "same-origin"),
+        ("X-Frame-Options", "DENY"),
+        ("Permissions-Policy", "camera=(), microphone=(), geolocation=()"),
+    )
+)
+
+
 def _security_headers(response: Response) -> Response:
-    response.headers.setdefault("Content-Security-Policy", CSP)
-    response.headers.setdefault("X-Content-Type-Options", "nosniff")
-    # "same-origin", not "no-referrer": no other site ever sees a URL of ours (they carry
-    # Prolific ids), while our own POSTs keep a real Origin header; under "no-referrer"
-    # browsers send "Origin: null" on every form POST (Fetch standard, "serializing a
-    # request origin"), which left nothing to check the origin by.
-    response.headers.setdefault("Referrer-Policy", "same-origin")
-    response.headers.setdefault("X-Frame-Options", "DENY")
-    response.headers.setdefault("Permissions-Policy", "camera=(), microphone=(), geolocation=()")
-    if response.mimetype in ("text/html", "application/json"):
-        response.headers.setdefault("Cache-Control", "no-store")
+    # One pass over the response's headers, not a setdefault per header (each scans them
+    # all, lower-casing every name): 4% of a trial fetch's CPU in the issue 31 profile.
+    headers = response.headers
+    present = {name.lower() for name, _ in headers.items()}
+    for name, lower, value in _SECURITY_HEADERS:
+        if lower not in present:
+            headers.add(name, value)
+    if "cache-control" not in present and response.mimetype in ("text/html", "application/json"):
+        headers.add("Cache-Control", "no-store")
     return response
 
 
