@@ -41,7 +41,9 @@ class SliderTrial(StrEnum):
 
 
 class Role(StrEnum):
-    """What a rated clip is: the hidden reference, an anchor, or a condition under test."""
+    """What a rated clip is: the hidden reference, an anchor, or a condition under test
+    (artifact_schemas.study.StimulusRole, in its order: an enum built from the Literal would
+    be invisible to mypy, so a test holds the two equal)."""
 
     REFERENCE = "reference"
     ANCHOR = "anchor"

@@ -294,20 +294,25 @@ class StudyManifest(_Strict):
         return self
 
 
-ClipRole = Literal[
-    "example",
-    "baseline",
-    "steered",
-    "random_direction",
-    "attention",
-    "screening",
-    "calibration",
-    # A researcher's own stimuli (stimuli-builder build --stimuli): the reference (open and
-    # hidden), an anchor, or a condition under test; ClipKey.condition names which.
-    "reference",
-    "anchor",
-    "condition",
-]
+# A researcher's own stimuli (stimuli-builder build --stimuli): the reference (open and
+# hidden), an anchor, or a condition under test; ClipKey.condition names which. The one
+# definition of these roles: the conditions CSV, the builder's check and the slider
+# analysis read them from here.
+StimulusRole = Literal["reference", "anchor", "condition"]
+STIMULUS_ROLES: tuple[StimulusRole, ...] = get_args(StimulusRole)
+
+ClipRole = (
+    Literal[
+        "example",
+        "baseline",
+        "steered",
+        "random_direction",
+        "attention",
+        "screening",
+        "calibration",
+    ]
+    | StimulusRole
+)
 
 
 class ClipKey(_Strict):

@@ -15,6 +15,7 @@ import soundfile as sf
 
 from artifact_schemas import AnswerKey, ArtifactError, StudyManifest, load_key, load_study
 from artifact_schemas.order import attention_fits, groups_separable, list_items, session_order
+from artifact_schemas.study import STIMULUS_ROLES
 from stimuli_builder.no_listening import StrategyResult, no_listening_strategies
 from stimuli_builder.package import CHECKSUMS, package_files
 
@@ -34,8 +35,6 @@ LEAK_WORDS = (
     "labeler",
 )
 _COUNTED_TYPES = ("label_choice", "label_rating", "steering", "mushra")
-# Clip roles of a researcher's own stimuli (stimuli_builder.conditions).
-_OWN_ROLES = ("reference", "anchor", "condition")
 
 
 @dataclass
@@ -268,7 +267,7 @@ def blinding_leaks(root: Path, manifest: StudyManifest, key: AnswerKey) -> list[
             secret_words.add(tk.labeler.casefold())
     # A researcher's own files and conditions may have short names ("a", "ref", "64k"): those
     # are looked for as whole names among the public ids and file names, not inside prose.
-    own = any(ck.role in _OWN_ROLES for ck in key.clips.values())
+    own = any(ck.role in STIMULUS_ROLES for ck in key.clips.values())
     own_words = {ck.condition.casefold() for ck in key.clips.values() if ck.condition}
     for ck in key.clips.values():
         if ck.source and not ck.source.startswith("generated:"):

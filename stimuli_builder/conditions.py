@@ -20,16 +20,15 @@ import csv
 from collections.abc import Collection
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
 
 import soundfile as sf
 
 from artifact_schemas import ArtifactError
 from artifact_schemas.errors import AudioError
+from artifact_schemas.study import STIMULUS_ROLES, StimulusRole
 from stimuli_builder.audio_prep import read_source
 
-StimulusRole = Literal["reference", "anchor", "condition"]
-ROLES: tuple[StimulusRole, ...] = ("reference", "anchor", "condition")
+ROLES = STIMULUS_ROLES
 REQUIRED_COLUMNS = ("item", "condition", "file")
 COLUMNS = (*REQUIRED_COLUMNS, "role")
 # Clips of one item longer than the shortest by more than this fraction get a warning: a

@@ -255,3 +255,13 @@ def test_a_mean_near_the_top_has_no_interval_past_the_scale() -> None:
     half = stats.t.ppf(0.975, 2) * np.std([100, 100, 70], ddof=1) / np.sqrt(3)
     assert row["ci_high"] == 100 and row["ci_low"] == pytest.approx(90 - half)
     assert 90 + half > 100  # the t interval itself went past the scale
+
+
+def test_the_analysis_reads_the_roles_the_package_writes() -> None:
+    """One definition of an own study's clip roles (artifact_schemas.study.StimulusRole):
+    the conditions CSV, the builder's check and the analysis' enum all hold to it."""
+    from analysis.sliders import Role
+    from artifact_schemas.study import STIMULUS_ROLES
+    from stimuli_builder.conditions import ROLES
+
+    assert tuple(Role) == STIMULUS_ROLES == ROLES == ("reference", "anchor", "condition")
