@@ -27,8 +27,9 @@ SHIPPED = Path("mini-models")
 
 
 #: 1,200 steps of 8 x 250-frame crops: ~20 minutes on two quiet cores (~1 s a step), 41
-#: on a busy machine. The loss is still falling there (docs/models.md): more steps are the
-#: first lever, within the one-hour budget of issue 32.
+#: on a busy machine. 2,000 and 3,000 steps were measured and did not raise
+#: prompt_adherence (docs/models.md, "More steps, measured"): the corpus, not the steps,
+#: is what runs out.
 MUSICGEN_STEPS = 1200
 
 #: 900 steps of 32 clip-text pairs: 15.5 minutes on one core of a busy machine (~1 s a step).
