@@ -173,6 +173,11 @@ CLICK_OWN_DEFAULTS = {
     ("study_app.commands.study", "serve_command", "--host"): "where the server listens, not what a study is",
     ("study_app.commands.study", "serve_command", "--port"): "as --host",
     ("study_app.commands.study", "export_command", "--format"): "the file type written, a click.Choice",
+    (
+        "study_app.commands.study",
+        "export_command",
+        "--table",
+    ): "which table is written, a click.Choice as --format",
 }
 
 
