@@ -11,7 +11,7 @@ from __future__ import annotations
 import csv
 import io
 import json
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -231,14 +231,10 @@ def iter_problem_batches(study: Study) -> Iterator[list[dict[str, Any]]]:
     view = package_view(study)
     facts = session_facts(study)
     trials = {t.id: t for t in view.manifest.trials}
-    answered = {
-        (session_id, trial_key)
-        for session_id, trial_key in db.session.execute(
-            select(Response.session_id, Trial.trial_key)
-            .join(Trial, Response.trial_id == Trial.id)
-            .where(Trial.study_id == study.id)
-        )
-    }
+    reported = db.session.scalars(
+        select(Event.session_id).distinct().where(Event.study_id == study.id, Event.kind == "clip_problem")
+    )
+    answered = answered_trials([sid for sid in reported if sid is not None])
     query = (
         select(Event.session_id, Event.data, Event.client_ts, Event.server_ts)
         .where(Event.study_id == study.id, Event.kind == "clip_problem", Event.session_id.is_not(None))
@@ -264,7 +260,7 @@ def iter_problem_batches(study: Study) -> Iterator[list[dict[str, Any]]]:
                 "clips": json.dumps([*trial.references, *trial.candidates]),
                 "reason": str(data.get("reason", "")),
                 "text": str(data.get("text", "")),
-                "answered": (session_id, trial.id) in answered,
+                "answered": (session_id, view.trial_rows[trial.id]) in answered,
                 "client_ts": client_ts,
                 "server_ts": _iso(server_ts),
                 "session_status": s["session_status"],
@@ -276,6 +272,20 @@ def iter_problem_batches(study: Study) -> Iterator[list[dict[str, Any]]]:
             batch = []
     if batch:
         yield batch
+
+
+def answered_trials(session_ids: Collection[int]) -> set[tuple[int, int]]:
+    """(session id, trial row id) of every stored answer of these sessions: whether a trial
+    reported on was answered (the problem-report export and the dashboard's count). Only
+    the sessions asked about are read, not every answer of the study."""
+    ids = sorted(set(session_ids))
+    found: set[tuple[int, int]] = set()
+    for i in range(0, len(ids), 500):
+        rows = db.session.execute(
+            select(Response.session_id, Response.trial_id).where(Response.session_id.in_(ids[i : i + 500]))
+        )
+        found.update((session_id, trial_row) for session_id, trial_row in rows)
+    return found
 
 
 def _sliders(values: dict[str, int] | None, candidates: list[str], keys: dict[str, ClipKey]) -> str | None:

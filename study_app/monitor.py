@@ -16,6 +16,7 @@ from flask import current_app
 from sqlalchemy import case, func, select
 
 from study_app.db import db
+from study_app.export import answered_trials
 from study_app.models import (
     ABANDONED,
     ACTIVE,
@@ -181,14 +182,7 @@ def _problem_counts(study: Study) -> dict[str, int]:
     if not reports:
         return {"all": 0, "unanswered": 0}
     view = package_view(study)
-    answered = {
-        (session_id, trial_row)
-        for session_id, trial_row in db.session.execute(
-            select(Response.session_id, Response.trial_id).where(
-                Response.session_id.in_({sid for sid, _ in reports})
-            )
-        )
-    }
+    answered = answered_trials([sid for sid, _ in reports])
     unanswered = sum(
         (sid, view.trial_rows.get(str(data.get("trial")))) not in answered for sid, data in reports
     )
