@@ -133,7 +133,8 @@ def build_report(
         "(correct ~ labeler + layer) and steering detection (chose_steered ~ log strength + layer), "
         "with offset logit(chance): the intercept is the log-odds against chance and its Wald z test "
         "tests accuracy at chance; each row names its formula, rows and n (responses), and the note says "
-        "what was left out and the chance level.",
+        "what was left out and the chance level. Participants are its only clusters: its intervals are "
+        "about these features, not features like them (for that, the mixed models).",
     )
     for d in [*designs, rating]:
         if d.reason is None:
@@ -143,17 +144,19 @@ def build_report(
             "correctness_ml_glmm",
             models.ml_glmm(designs),
             "The two models by maximum likelihood: binomial GLMMs with random intercepts for participant "
-            "and feature and offset logit(chance), so that the intercept's Wald z test tests accuracy at "
-            "chance (lme4 glmer, Laplace; Wald CIs). analysis.R refits them from model_data/. Without R "
-            "the model column says so: the same model fitted in Python (Laplace, random-intercept sds by "
-            "restricted likelihood, Wald t test with between-within df), whose intervals covered in "
-            "simulation where lme4's z intervals fell short with 12 features.",
+            "and feature and offset logit(chance), so that the intercept's test tests accuracy at chance "
+            "(lme4 glmer, Laplace). Wald t intervals and t tests with between-within df (column df: "
+            "features, or participants, minus the fixed effects at that level; empty = z) for terms "
+            "constant within a feature or participant: with z, intervals of 12 features fell short in "
+            "simulation. analysis.R refits them from model_data/. Without R the model column says so: "
+            "the same model fitted in Python (Laplace, random-intercept sds by restricted likelihood).",
         )
         add(
             "ratings_lmm",
             models.ratings_lmm(rating),
             "Label ratings: rating - midpoint ~ labeler + layer, a linear mixed model with random "
-            "intercepts for participant and feature (lme4 lmer, REML; Wald CIs, Wald z test). "
+            "intercepts for participant and feature (lme4 lmer, REML; Wald t intervals and t tests with "
+            "between-within df, column df; empty = z). "
             "The intercept is the distance from the scale midpoint (its test: rating = midpoint); the "
             "other coefficients are differences in rating points. analysis.R refits it from model_data/.",
         )

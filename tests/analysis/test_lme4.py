@@ -8,22 +8,13 @@ from __future__ import annotations
 
 import subprocess
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pandas as pd
 import pytest
+from scipy import stats as sps
 
 from analysis import lme4, models
-
-
-@pytest.fixture
-def rscript(need_service: Any) -> str:
-    exe = lme4.rscript()
-    if exe is None:
-        need_service("R with lme4 is not installed (bash tests/ensure_services.sh installs r-cran-lme4)")
-    assert exe is not None
-    return exe
 
 
 def _label_choices(seed: int = 3) -> tuple[pd.DataFrame, dict[str, float]]:
@@ -88,11 +79,15 @@ def test_ml_glmm_is_lme4s_fit(rscript: str, tmp_path: Path) -> None:
         assert label.loc[term, "ci_low"] < label.loc[term, "coef"] < label.loc[term, "ci_high"]
         assert abs(coef - truth[term]) < 0.5, term  # and near the truth
     assert label.loc["C(labeler)[T.descriptors]", "p"] < 0.001
+    # t with the between-within df for feature-level terms (24 features - intercept and
+    # layer), z (df empty) for the labeler, which varies within features and participants
+    assert label.loc["Intercept", "df"] == 22 and label.loc["C(layer)[T.6.0]", "df"] == 22
+    assert np.isinf(label.loc["C(labeler)[T.descriptors]", "df"])
     # The Python fallback (issue 35.2) fits the same model: its sds by a restricted
     # likelihood, so its estimates differ a little (0.019-0.035 here) and its feature-level
     # SEs are a few % larger (1.03-1.04 x here; the labeler's 0.98 x).
     fallback = models.laplace_glmm(models.designs(df)[0]).set_index("term")
-    se = (label["ci_high"] - label["coef"]) / 1.959964
+    se = (label["ci_high"] - label["coef"]) / sps.t.ppf(0.975, label["df"])
     assert (fallback["coef"] - label["coef"]).abs().max() < 0.06, pd.concat([fallback, label["coef"]], axis=1)
     assert ((fallback["se"] / se).between(0.95, 1.15)).all(), pd.concat([fallback["se"], se], axis=1)
     # No steering trials here: that model says so in one row.
@@ -129,6 +124,9 @@ def test_analysis_r_refits_the_reports_models(rscript: str, tmp_path: Path) -> N
         ours = ml[ml["question"] == question]
         assert np.allclose(sorted(refit["coef"]), sorted(ours["coef"]), atol=1e-3), question
         assert np.allclose(sorted(refit["p"]), sorted(ours["p"]), atol=1e-6), question
+        # and the same t intervals (between-within df computed in R as in Python)
+        for bound in ("ci_low", "ci_high"):
+            assert np.allclose(sorted(refit[bound]), sorted(ours[bound]), atol=1e-3), (question, bound)
 
 
 def _ratings(seed: int = 5) -> tuple[pd.DataFrame, dict[str, float]]:
@@ -177,8 +175,11 @@ def test_ratings_lmm_is_lmers_fit_and_the_fallback_agrees(
         assert abs(ours.loc[term, "coef"] - fallback.loc[term, "coef"]) < 1e-3, term
         assert abs(ours.loc[term, "ci_high"] - fallback.loc[term, "ci_high"]) < 0.01, term
         assert ours.loc[term, "ci_low"] < ours.loc[term, "coef"] < ours.loc[term, "ci_high"]
-        se = (ours.loc[term, "ci_high"] - ours.loc[term, "coef"]) / 1.96
+        se = (ours.loc[term, "ci_high"] - ours.loc[term, "coef"]) / sps.t.ppf(0.975, ours.loc[term, "df"])
         assert abs(ours.loc[term, "coef"] - true) < 3 * se, term  # and near the truth
+    # Both give t with the same between-within df: 20 features minus intercept and layer
+    assert ours.loc["Intercept", "df"] == fallback.loc["Intercept", "df"] == 18
+    assert np.isinf(ours.loc["C(labeler)[T.descriptors]", "df"])
     assert ours.loc["C(labeler)[T.descriptors]", "p"] < 0.001
 
 
