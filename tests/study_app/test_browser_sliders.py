@@ -24,7 +24,14 @@ from tests.study_app.test_own_stimuli_study import SLUG
 
 @pytest.mark.parametrize(("width", "height"), [(1280, 800), (390, 844)])
 def test_chromium_rates_mushra_and_slider_trials(
-    app: Flask, own_package: Path, serve: Any, browser: Any, screenshot: Any, width: int, height: int
+    app: Flask,
+    own_package: Path,
+    serve: Any,
+    browser: Any,
+    screenshot: Any,
+    accessible: Any,
+    width: int,
+    height: int,
 ) -> None:
     with app.app_context():
         assert app.test_cli_runner().invoke(args=["import", str(own_package)]).exit_code == 0
@@ -68,7 +75,8 @@ def test_chromium_rates_mushra_and_slider_trials(
                 page.get_by_role("button", name=right, exact=True).click()
                 if t["kind"] == "abx":
                     chosen[t["id"]] = key.trials[t["id"]].correct_option
-                    if len(chosen) == 1:
+                    if len(chosen) == 1:  # axe-core: no serious violation (issue 37)
+                        accessible(page, f"abx at {width} px")
                         screenshot(page, f"own-abx-{width}")
                 page.locator("#submit").click()
                 _wait_until_answered(page, trial_url, t["id"])
@@ -134,6 +142,7 @@ def test_chromium_rates_mushra_and_slider_trials(
                 expect(values).to_have_text([str(mine[c["id"]]) for c in t["candidates"]])
                 expect(page.locator("#submit")).to_be_enabled()
             if not any(_kind(manifest, k) == t["kind"] for k in set_values):  # one picture per kind
+                accessible(page, f"{t['kind']} at {width} px")
                 screenshot(page, f"own-{t['kind']}-{width}")
             set_values[t["id"]] = mine
             page.locator("#submit").click()
