@@ -223,13 +223,20 @@ class Server:
 _TICK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 
 
-def _proc_cpu_s(pid: int) -> float:
-    """User + system CPU seconds of one process (Linux /proc); 0 once it has gone."""
+def _proc_cpu_s(pid: int, reaped: bool = False) -> float:
+    """User + system CPU seconds of one process (Linux /proc); 0 once it has gone.
+
+    ``reaped``: add what its children that have exited and been waited for used
+    (cutime, cstime). gunicorn restarts a worker after ``max_requests``; the master reaps
+    it, so its CPU moves into the master's cutime instead of vanishing from the count."""
     try:
         fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     except (FileNotFoundError, ProcessLookupError, IndexError):
         return 0.0
-    return (int(fields[11]) + int(fields[12])) / _TICK  # utime, stime (fields 14, 15)
+    ticks = int(fields[11]) + int(fields[12])  # utime, stime (fields 14, 15)
+    if reaped:
+        ticks += int(fields[13]) + int(fields[14])  # cutime, cstime (fields 16, 17)
+    return ticks / _TICK
 
 
 def _children(pid: int) -> list[int]:
@@ -255,9 +262,10 @@ class CpuMeter:
             return [int(r[0]) for r in rows]
 
     def read(self) -> dict[str, float]:
-        pids = [self.server.proc.pid, *_children(self.server.proc.pid)]
+        master = self.server.proc.pid
         return {
-            "workers": sum(_proc_cpu_s(p) for p in pids),
+            # live workers, plus the master with the workers it has reaped (restarted ones)
+            "workers": _proc_cpu_s(master, reaped=True) + sum(_proc_cpu_s(p) for p in _children(master)),
             "postgres": sum(_proc_cpu_s(p) for p in self._backends()),
             "load generator": time.process_time(),
         }

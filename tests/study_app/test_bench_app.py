@@ -41,3 +41,25 @@ def test_bench_app_runs_and_loses_nothing(postgres_url: str) -> None:
     for side in ("app", "bare write"):
         cpu = re.search(rf"CPU ms per saturated request, {side}: workers (\S+), postgres (\S+),", run.stdout)
         assert cpu and float(cpu[1]) > 0 and float(cpu[2]) > 0, run.stdout
+
+
+def test_the_cpu_meter_keeps_a_restarted_workers_time() -> None:
+    """gunicorn restarts a worker after max_requests: its CPU time must not leave the count
+    (it did: the meter summed live workers only). A parent that ran a CPU-bound child to
+    its end holds the child's second in its reaped total; the live-process reading misses it."""
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    try:
+        import bench_app
+    finally:
+        sys.path.remove(str(ROOT / "benchmarks"))
+    burn = "import time\nt = time.process_time()\nwhile time.process_time() - t < 1.0: pass"
+    run_child = f"import subprocess, sys, time\nsubprocess.run([sys.executable, '-c', {burn!r}])\n"
+    script = run_child + "print('reaped', flush=True)\ntime.sleep(60)"
+    parent = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    try:
+        assert parent.stdout is not None and parent.stdout.readline().strip() == "reaped"
+        assert bench_app._proc_cpu_s(parent.pid, reaped=True) >= 0.8
+        assert bench_app._proc_cpu_s(parent.pid) < 0.5  # the child's second is not its own
+    finally:
+        parent.kill()
+        parent.wait()
