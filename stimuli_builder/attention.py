@@ -7,8 +7,8 @@ check printed its answer in the question, so a bot passed all of them unheard. N
   an octave lower and half the tempo (answer "different"); the builder picks which per
   check, balanced over the package. Half speed changes any music, drone or noise audibly
   (pitch, tempo and brightness at once), whereas two clips of different features may
-  happen to sound alike. Both clips are then cut to one length, dithered and padded to
-  one byte size like every compared pair, so neither file names the answer.
+  happen to sound alike. Both clips are then cut to one length, dithered and written as
+  PCM WAV of one byte size like every compared pair, so neither file names the answer.
 * **instructed**: a label choice whose question is the study's ordinary one, with one
   of its example clips carrying a spoken instruction over the music, "Attention check.
   Please choose answer number two". The text shows no answer.

@@ -135,41 +135,9 @@ def encode(audio: np.ndarray, spec: AudioSpec) -> bytes:
     return buf.getvalue()
 
 
-def pad_to(data: bytes, size: int, audio_format: str) -> bytes:
-    """``data`` grown to exactly ``size`` bytes with a block that decoders skip.
-
-    Compressed files of the same duration differ in size with their content: the steered
-    clip was the smallest file in 10 of 12 steering trials (issue 16.3). FLAC gets a
-    PADDING metadata block, WAV a JUNK chunk, MP3 a leading ID3v2 tag of padding; each
-    needs room for its header (4, 8, 10 bytes), so pad every clip to the largest + that.
-    """
-    extra = size - len(data)
-    if extra == 0:
-        return data
-    if audio_format == "flac":
-        if extra < 4 or data[:4] != b"fLaC":
-            raise ValueError(f"cannot pad FLAC by {extra} bytes")
-        pos = 4
-        while not data[pos] & 0x80:  # walk the metadata blocks to the last one
-            pos += 4 + int.from_bytes(data[pos + 1 : pos + 4], "big")
-        end = pos + 4 + int.from_bytes(data[pos + 1 : pos + 4], "big")
-        padding = bytes([0x80 | 1]) + (extra - 4).to_bytes(3, "big") + bytes(extra - 4)
-        return data[:pos] + bytes([data[pos] & 0x7F]) + data[pos + 1 : end] + padding + data[end:]
-    if audio_format == "wav":
-        if extra < 8 or extra % 2 or data[:4] != b"RIFF":
-            raise ValueError(f"cannot pad WAV by {extra} bytes")
-        riff = (int.from_bytes(data[4:8], "little") + extra).to_bytes(4, "little")
-        return data[:4] + riff + data[8:] + b"JUNK" + (extra - 8).to_bytes(4, "little") + bytes(extra - 8)
-    if audio_format == "mp3":
-        if extra < 10:
-            raise ValueError(f"cannot pad MP3 by {extra} bytes")
-        n = extra - 10
-        syncsafe = bytes([(n >> 21) & 0x7F, (n >> 14) & 0x7F, (n >> 7) & 0x7F, n & 0x7F])
-        return b"ID3\x03\x00\x00" + syncsafe + bytes(n) + data
-    raise ValueError(f"no padding for {audio_format!r}")
-
-
-PAD_HEADER = {"flac": 4, "wav": 8, "mp3": 10}
+#: The format of the clips a trial compares (its candidates): uncompressed, so one length
+#: is one byte size and no field of a file tells how well its audio compressed (issue 34).
+COMPARED_FORMAT = "wav"
 
 
 def _fade(audio: np.ndarray, sample_rate: int, fade_ms: float) -> np.ndarray:

@@ -730,7 +730,7 @@ def _attention_trial(
 def identical_pair_trial(key: str, clip: str, answer: int, rng: np.random.Generator) -> TrialSpec:
     """A catch trial asking "Do clip A and clip B sound the same?": ``clip`` twice under two
     ids (``answer`` 0, "same"), or beside itself at half speed (1, "different"). The altered
-    one is A or B at random; the pair is cut, dithered and padded as any compared clips."""
+    one is A or B at random; the pair is cut, dithered and written as any compared clips."""
     same = ClipSource("attention", clip, use=f"{key}|a")
     other = ClipSource("attention", clip, use=f"{key}|b", transform=HALF_SPEED if answer else "")
     pair = [same, other] if rng.random() < 0.5 else [other, same]

@@ -49,7 +49,7 @@ from artifact_schemas import (
 )
 from stimuli_builder import generated
 from stimuli_builder.attention import transform
-from stimuli_builder.audio_prep import PAD_HEADER, AudioSpec, PreparedClip, finish, level, pad_to, read_source
+from stimuli_builder.audio_prep import COMPARED_FORMAT, AudioSpec, PreparedClip, finish, level, read_source
 from stimuli_builder.config import StudyConfig
 from stimuli_builder.design import ClipSource, Design, TrialSpec, seeded_rng
 from stimuli_builder.i18n import translator
@@ -126,8 +126,13 @@ class _Renderer:
     ) -> list[str]:
         """The clips a trial asks to compare, indistinguishable but by ear (issue 16.3).
 
-        All get the shortest one's length and the largest one's byte size (padding that
-        decoders skip), and each its own dither, so no candidate's bytes recur anywhere.
+        All get the shortest one's length and each its own dither, so no candidate's bytes
+        recur anywhere. They are written as 16-bit PCM WAV whatever ``audio.format``, so that
+        they have one byte size by construction and nothing in a file depends on how well its
+        audio compresses: FLAC clips padded to one size (the earlier design) still told the
+        steered clip apart in 12 of 12 demo steering trials by the padding block's size or
+        the stream header's frame sizes, and an identical pair from a different one by the
+        same fields (issue 34, an independent attack).
         Each clip also starts at an offset of its own (0 to ``CANDIDATE_SHIFT_S``): dither
         alone left a shared baseline's decoded samples within 2 steps of each other from
         trial to trial, which picked it out in 8 of the demo's 12 steering trials, and the
@@ -153,17 +158,16 @@ class _Renderer:
             while starts[i] in taken and len(taken) <= shift:
                 starts[i] = (starts[i] + 1) % (shift + 1)
         n -= shift
+        spec = dataclasses.replace(self.spec, format=COMPARED_FORMAT)
         prepared = [
-            finish(a[start : start + n], self.spec, dither=seeded_rng(self.seed, trial_key, i))
+            finish(a[start : start + n], spec, dither=seeded_rng(self.seed, trial_key, i))
             for i, (a, start) in enumerate(zip(audios, starts, strict=True))
         ]
-        size = max(len(p.data) for p in prepared) + PAD_HEADER[self.spec.format]
-        return [
-            self._add(s, dataclasses.replace(p, data=pad_to(p.data, size, self.spec.format)))
-            for s, p in zip(srcs, prepared, strict=True)
-        ]
+        if len({len(p.data) for p in prepared}) != 1:  # PCM of one length: cannot happen
+            raise RuntimeError(f"{trial_key}: compared clips of unequal byte sizes")
+        return [self._add(s, p, COMPARED_FORMAT) for s, p in zip(srcs, prepared, strict=True)]
 
-    def _add(self, src: ClipSource, prepared: PreparedClip) -> str:
+    def _add(self, src: ClipSource, prepared: PreparedClip, audio_format: str | None = None) -> str:
         content = hashlib.sha256(prepared.data).hexdigest()
         # One id per content and use (comparison clips get their own per trial), drawn at
         # random: never reused by another build, so immutable caching stays safe, and not a
@@ -177,7 +181,7 @@ class _Renderer:
             self.clips[clip_id] = _Rendered(
                 clip_id,
                 Clip(
-                    file=f"audio/{clip_id}.{self.spec.format}",
+                    file=f"audio/{clip_id}.{audio_format or self.spec.format}",
                     sha256=content,
                     duration_s=prepared.duration_s,
                 ),

@@ -6,6 +6,8 @@ scored with key.json, so they do not trust the check they are testing.
 
 from __future__ import annotations
 
+import hashlib
+import io
 import json
 import re
 import shutil
@@ -13,13 +15,16 @@ from collections import Counter, defaultdict
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import pytest
+import soundfile as sf
 from typer.testing import CliRunner
 
 from artifact_schemas import STEERING, load_key, load_study, save_table
 from stimuli_builder.check import check_package
 from stimuli_builder.cli import app
+from stimuli_builder.no_listening import audio_bytes
 
 
 def _choices_by_list(package: Path) -> dict[str, list[tuple[list[str], int, Any]]]:
@@ -196,3 +201,50 @@ def test_a_few_lucky_guesses_are_not_a_leak_but_many_are() -> None:
     many = StrategyResult("label_choice", "least offered", 24, 0.75, 0.25)
     assert few.p_value == pytest.approx(0.0508, abs=1e-4) and not few.leak
     assert many.leak and StrategyResult("x", "y", 4, 1.0, 0.25).leak
+
+
+def _flac_padded(samples: np.ndarray, sample_rate: int, size: int) -> bytes:
+    """``samples`` as FLAC grown to ``size`` bytes by a PADDING block: the earlier design."""
+    buf = io.BytesIO()
+    sf.write(buf, samples, sample_rate, format="FLAC", subtype="PCM_16")
+    data = buf.getvalue()
+    pos = 4
+    while not data[pos] & 0x80:  # to the last metadata block, which stops being the last
+        pos += 4 + int.from_bytes(data[pos + 1 : pos + 4], "big")
+    end = pos + 4 + int.from_bytes(data[pos + 1 : pos + 4], "big")
+    extra = size - len(data)
+    block = bytes([0x80 | 1]) + (extra - 4).to_bytes(3, "big") + bytes(extra - 4)
+    return data[:pos] + bytes([data[pos] & 0x7F]) + data[pos + 1 : end] + block + data[end:]
+
+
+def test_check_sees_through_padding_to_one_size(demo_package: Path, tmp_path: Path) -> None:
+    """Issue 34: compressed clips padded to one size still told the steered clip apart (the
+    one FLAC file without padding, 12 of 12 demo trials, an independent attack found). The
+    builder now writes compared clips as PCM WAV; `check` measures the audio data less
+    padding, and fails the demo package with its steering clips padded FLAC as before."""
+    pkg = tmp_path / "pkg"
+    shutil.copytree(demo_package, pkg)
+    study = json.loads((pkg / "study.json").read_text())
+    key = json.loads((pkg / "key.json").read_text())
+    for t in study["trials"]:
+        if key["trials"][t["id"]].get("trial_type") != "steering":
+            continue
+        audio = {c: sf.read(pkg / study["clips"][c]["file"], dtype="int16") for c in t["candidates"]}
+        sizes = {}
+        for c, (a, sr) in audio.items():
+            buf = io.BytesIO()
+            sf.write(buf, a, sr, format="FLAC", subtype="PCM_16")
+            sizes[c] = len(buf.getvalue())
+        for c, (a, sr) in audio.items():
+            data = _flac_padded(a, sr, max(sizes.values()) + 4)
+            assert audio_bytes(data) == sizes[c]  # the padding block is what is left out
+            (pkg / study["clips"][c]["file"]).write_bytes(data)
+            study["clips"][c]["sha256"] = hashlib.sha256(data).hexdigest()
+    (pkg / "study.json").write_text(json.dumps(study))
+    report = check_package(pkg)
+    leaks = [x for x in report.blinding_leaks if "no-listening strategy" in x]
+    # (the most data in the demo, the least on the test's untrained model: either gives it away)
+    assert any("audio data (size less padding)' scores" in x and "steering" in x for x in leaks), leaks
+    assert not report.ok
+    # The package as built has no such leak: one WAV size, no padding anywhere.
+    assert not [x for x in check_package(demo_package).blinding_leaks if "audio data" in x]
