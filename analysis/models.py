@@ -381,16 +381,16 @@ def ml_glmm(ds: Sequence[ModelDesign]) -> pd.DataFrame:
 
 
 def _wald(coefs: pd.DataFrame, d: ModelDesign, engine: str, odds: bool) -> tuple[pd.DataFrame, list[str]]:
-    """The table rows of a fit's term/coef/se/p/message (and df, if any), with Wald 95% CIs
-    (t quantiles where df is given), and its notes.
+    """The table rows of a fit's term/coef/se/df/p/message, with Wald 95% CIs (t quantiles
+    with df; inf gives z), and its notes.
 
     The design is not touched: the same designs go to every engine, and one engine's
     message must not turn up in another's table.
     """
     notes = [f"{engine}: {coefs['message'].iloc[0]}"] if coefs["message"].iloc[0] else []
-    # t quantiles where the fit gives each term's degrees of freedom (every fit here: lme4's
-    # coef_table, laplace_glmm, _mixedlm), else z
-    quantile = sps.t.ppf(0.975, coefs["df"]) if "df" in coefs else 1.959964
+    # t quantiles with each term's degrees of freedom (lme4's coef_table, laplace_glmm and
+    # _mixedlm all give them; inf is the normal z)
+    quantile = sps.t.ppf(0.975, coefs["df"])
     frame = pd.DataFrame(
         {
             "term": coefs["term"],
@@ -399,7 +399,7 @@ def _wald(coefs: pd.DataFrame, d: ModelDesign, engine: str, odds: bool) -> tuple
             "ci_high": coefs["coef"] + quantile * coefs["se"],
             "odds_ratio": np.exp(coefs["coef"]) if odds else np.nan,
             "p": coefs["p"],
-            "df": coefs.get("df", np.inf),
+            "df": coefs["df"],
             "n": len(d.rows),
         }
     )

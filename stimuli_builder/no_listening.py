@@ -310,20 +310,24 @@ def _named_in(label: str, questions: list[str]) -> bool:
 
 
 class _Audio:
-    """Clip sizes and decoded samples, read once."""
+    """Clip sizes, audio data less padding and decoded samples, read once."""
 
     def __init__(self, root: Path, manifest: StudyManifest) -> None:
         self.root = root
         self.manifest = manifest
         self._samples: dict[str, np.ndarray] = {}
+        self._payload: dict[str, float] = {}
 
     def size(self, clip_id: str) -> float:
         path = self.root / self.manifest.clips[clip_id].file
         return float(path.stat().st_size) if path.is_file() else 0.0
 
     def payload(self, clip_id: str) -> float:
-        path = self.root / self.manifest.clips[clip_id].file
-        return float(audio_bytes(path.read_bytes())) if path.is_file() else 0.0
+        # read once: the "most" and "least audio data" strategies both ask for every candidate
+        if clip_id not in self._payload:
+            path = self.root / self.manifest.clips[clip_id].file
+            self._payload[clip_id] = float(audio_bytes(path.read_bytes())) if path.is_file() else 0.0
+        return self._payload[clip_id]
 
     def samples(self, clip_id: str) -> np.ndarray:
         if clip_id not in self._samples:

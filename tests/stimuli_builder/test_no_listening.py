@@ -203,11 +203,14 @@ def test_a_few_lucky_guesses_are_not_a_leak_but_many_are() -> None:
     assert many.leak and StrategyResult("x", "y", 4, 1.0, 0.25).leak
 
 
-def _flac_padded(samples: np.ndarray, sample_rate: int, size: int) -> bytes:
-    """``samples`` as FLAC grown to ``size`` bytes by a PADDING block: the earlier design."""
+def _flac(samples: np.ndarray, sample_rate: int) -> bytes:
     buf = io.BytesIO()
     sf.write(buf, samples, sample_rate, format="FLAC", subtype="PCM_16")
-    data = buf.getvalue()
+    return buf.getvalue()
+
+
+def _padded(data: bytes, size: int) -> bytes:
+    """FLAC ``data`` grown to ``size`` bytes by a PADDING block: the earlier design."""
     pos = 4
     while not data[pos] & 0x80:  # to the last metadata block, which stops being the last
         pos += 4 + int.from_bytes(data[pos + 1 : pos + 4], "big")
@@ -229,15 +232,11 @@ def test_check_sees_through_padding_to_one_size(demo_package: Path, tmp_path: Pa
     for t in study["trials"]:
         if key["trials"][t["id"]].get("trial_type") != "steering":
             continue
-        audio = {c: sf.read(pkg / study["clips"][c]["file"], dtype="int16") for c in t["candidates"]}
-        sizes = {}
-        for c, (a, sr) in audio.items():
-            buf = io.BytesIO()
-            sf.write(buf, a, sr, format="FLAC", subtype="PCM_16")
-            sizes[c] = len(buf.getvalue())
-        for c, (a, sr) in audio.items():
-            data = _flac_padded(a, sr, max(sizes.values()) + 4)
-            assert audio_bytes(data) == sizes[c]  # the padding block is what is left out
+        flac = {c: _flac(*sf.read(pkg / study["clips"][c]["file"], dtype="int16")) for c in t["candidates"]}
+        size = max(len(f) for f in flac.values()) + 4
+        for c, plain in flac.items():
+            data = _padded(plain, size)
+            assert audio_bytes(data) == len(plain)  # the padding block is what is left out
             (pkg / study["clips"][c]["file"]).write_bytes(data)
             study["clips"][c]["sha256"] = hashlib.sha256(data).hexdigest()
     (pkg / "study.json").write_text(json.dumps(study))

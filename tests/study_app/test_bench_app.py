@@ -47,11 +47,12 @@ def test_the_cpu_meter_keeps_a_restarted_workers_time() -> None:
     """gunicorn restarts a worker after max_requests: its CPU time must not leave the count
     (it did: the meter summed live workers only). A parent that ran a CPU-bound child to
     its end holds the child's second in its reaped total; the live-process reading misses it."""
-    sys.path.insert(0, str(ROOT / "benchmarks"))
+    sys.path.insert(0, str(ROOT / "benchmarks"))  # benchmarks/ is scripts, not a package
     try:
         import bench_app
     finally:
         sys.path.remove(str(ROOT / "benchmarks"))
+
     burn = "import time\nt = time.process_time()\nwhile time.process_time() - t < 1.0: pass"
     run_child = f"import subprocess, sys, time\nsubprocess.run([sys.executable, '-c', {burn!r}])\n"
     script = run_child + "print('reaped', flush=True)\ntime.sleep(60)"
