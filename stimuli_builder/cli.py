@@ -13,11 +13,9 @@ from rich.table import Table
 from artifact_schemas import KNOWN_FILES, ArtifactError, FieldError, as_flag, validate_artifact
 from artifact_schemas.console import config_option, print_error, stdout_console, typer_app
 from stimuli_builder.build import build_package
-from stimuli_builder.bundle import load_bundle, select_features
 from stimuli_builder.check import CheckReport, check_package
-from stimuli_builder.config import load_config
 from stimuli_builder.example import write_example_run
-from stimuli_builder.plan import PowerTargets, plan_study
+from stimuli_builder.plan import PowerTargets, plan_config
 
 app = typer_app(
     "stimuli-builder",
@@ -165,6 +163,7 @@ def _print_strategies(report: CheckReport) -> None:
 
 _PLAN_COLUMNS: dict[str, Callable[[Any], str]] = {
     "trial type": lambda r: r.kind,
+    "features": lambda r: str(r.features),
     "chance": lambda r: "-" if r.chance is None else f"{r.chance:.3f}",
     "effect": lambda r: f"d={r.effect}" if r.chance is None else f"{r.effect:.2f}",
     "alpha/test": lambda r: f"{r.alpha_per_test:.4f}",
@@ -187,6 +186,9 @@ def plan(
     alpha: float = config_option(PowerTargets, "alpha", "--alpha"),
     power: float = config_option(PowerTargets, "power", "--power"),
     rating_d: float = config_option(PowerTargets, "rating_d", "--rating-d"),
+    slider_d: float = config_option(PowerTargets, "slider_d", "--slider-d"),
+    abx_correct: float = config_option(PowerTargets, "abx_correct", "--abx-correct"),
+    abx_sd: float = config_option(PowerTargets, "abx_sd", "--abx-sd"),
 ) -> None:
     """Participants per list needed to detect EFFECT accuracy vs chance for every feature.
 
@@ -195,30 +197,28 @@ def plan(
     the scale midpoint. Give --bundle (features are selected as 'build' would)
     or --features N.
 
+    A study of your own clips ([stimuli] in the config) is sized per condition
+    from its conditions CSV: MUSHRA and slider trials by a paired t test of
+    effect size --slider-d, ABX by a t test of the participants' proportions
+    correct (--abx-correct, --abx-sd) against 1/2; no --bundle.
+
     Example: stimuli-builder plan study.toml --bundle runs/demo --effect 0.65
     """
 
     try:
-        targets = PowerTargets(effect, alpha, power, rating_d)
-        cfg, _ = load_config(config)
-        if features is None:
-            if bundle is None:
-                raise ValueError("give --bundle RUN_DIR or --features N")
-            features = len(select_features(load_bundle(bundle), cfg, config))
-        rows = plan_study(cfg, features, targets)
+        targets = PowerTargets(effect, alpha, power, rating_d, slider_d, abx_correct, abx_sd)
+        result = plan_config(config, targets, bundle, features)
     except (ArtifactError, ValueError) as exc:  # a FieldError names its flag
         print_error("error", exc.render(as_flag) if isinstance(exc, FieldError) else exc)
         raise typer.Exit(1) from exc
-    table = Table(
-        title=f"power: {features} features, {cfg.lists.count} lists, alpha {alpha} (Holm), power {power}"
-    )
+    table = Table(title=f"power: {result.tested}, {result.lists} lists, alpha {alpha} (Holm), power {power}")
     for col in _PLAN_COLUMNS:
-        table.add_column(col, justify="right")
-    for r in rows:
+        table.add_column(col.replace("feature", result.unit), justify="right")
+    for r in result.rows:
         table.add_row(*(show(r) for show in _PLAN_COLUMNS.values()))
     stdout_console().print(table)
-    needed = max(r.participants_per_list for r in rows)
-    stdout_console().print(f"participants per list needed: {needed} (total {needed * cfg.lists.count})")
+    needed = max(r.participants_per_list for r in result.rows)
+    stdout_console().print(f"participants per list needed: {needed} (total {needed * result.lists})")
 
 
 @app.command("example-run")
