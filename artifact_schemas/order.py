@@ -36,9 +36,9 @@ def session_order(items: Sequence[OrderItem], rules: OrderRules, seed: int) -> l
     2 3 1 2 1 3 for every participant, to be learned once and typed (issue 16.2).
     Practice keeps the package's order. Main trials are shuffled
     with ``random.Random(seed)`` (reproducible: the server can rebuild a
-    session's order from its seed alone); attention trials go into evenly
-    spaced gaps, never first and never adjacent; with ``rules.separate_groups``
-    no two trials of one group follow each other when that is possible.
+    session's order from its seed alone); attention trials go one into each of equal
+    stretches of the session, at a drawn place, never first and never adjacent; with
+    ``rules.separate_groups`` no two trials of one group follow each other when possible.
     """
     rng = random.Random(seed)
     screening = [it.trial_id for it in items if it.phase == _PHASES[0]]
@@ -107,19 +107,20 @@ def _spread(regular: list[OrderItem], attention: list[OrderItem], rng: random.Ra
     gaps = len(attention) + 1
     if len(regular) < gaps:  # cannot honour the spacing; keep catch trials off the first slot
         return [it.trial_id for it in regular[:1] + attention + regular[1:]]
-    # Chunks of regular trials between catch trials: sizes differ by at most one and the
-    # larger chunks fall in random places, so a catch trial's position is not predictable.
-    sizes = [len(regular) // gaps] * gaps
-    for i in rng.sample(range(gaps), len(regular) % gaps):
-        sizes[i] += 1
+    # The i-th catch trial follows a number of regular trials drawn from the i-th of
+    # len(attention) equal stretches of the session (1 .. n), so they are spread out, never
+    # first and never adjacent, and where each falls is not predictable. Chunks of equal
+    # size put the demo's two checks after the 5th and 10th regular trials in every session
+    # (issue 34: an independent attack read which trials were checks from their position).
+    n, k = len(regular), len(attention)
+    cuts = [rng.randint(i * n // k + 1, (i + 1) * n // k) for i in range(k)]
     out: list[str] = []
     pos = 0
-    for i, size in enumerate(sizes):
-        out += [it.trial_id for it in regular[pos : pos + size]]
-        pos += size
-        if i < len(attention):
-            out.append(attention[i].trial_id)
-    return out
+    for cut, catch in zip(cuts, attention, strict=True):
+        out += [it.trial_id for it in regular[pos:cut]]
+        out.append(catch.trial_id)
+        pos = cut
+    return out + [it.trial_id for it in regular[pos:]]
 
 
 def list_items(trial_ids: Sequence[str], manifest: StudyManifest, key: AnswerKey) -> list[OrderItem]:

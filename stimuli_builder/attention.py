@@ -11,7 +11,7 @@ check printed its answer in the question, so a bot passed all of them unheard. N
   PCM WAV of one byte size like every compared pair, so neither file names the answer.
 * **instructed**: a label choice whose question is the study's ordinary one, with one
   of its example clips carrying a spoken instruction over the music, "Attention check.
-  Please choose answer number two". The text shows no answer.
+  Choose answer number two". The text shows no answer.
 
 The voice is a recording shipped with the package, one per study language
 (``voice/<language>/``, made once with espeak-ng by ``voice/make_voice.sh``), not speech
@@ -29,6 +29,7 @@ from pathlib import Path
 
 import numpy as np
 import soundfile as sf
+from scipy import signal
 
 from stimuli_builder.audio_prep import resample
 
@@ -36,8 +37,9 @@ VOICE_DIR = Path(__file__).parent / "voice"
 MAX_SPOKEN_OPTIONS = 10  # voice/<language>/number-1.flac .. number-10.flac
 HALF_SPEED = "half_speed"
 _INSTRUCTION = "instruction:"
-_LEAD_S = 1.0  # music before the voice starts
-_TAIL_S = 1.0  # and after it ends
+_LEAD_S = 1.0  # music before the voice starts, where the clip is long enough
+_MIN_EDGE_S = 0.25  # the least music before and after the voice
+_MAX_SPEEDUP = 1.3  # the most a voice is sped up to fit a short clip
 _DUCK_DB = 15.0  # the music under the voice
 _GAP_S = 0.12  # between "answer number" and the number
 
@@ -78,7 +80,7 @@ def _voice_file(name: str, sample_rate: int, language: str) -> np.ndarray:
 
 
 def voice(position: int, sample_rate: int, language: str = "en") -> np.ndarray:
-    """ "Attention check. Please choose answer number <position + 1>", at ``sample_rate``."""
+    """ "Attention check. Choose answer number <position + 1>", at ``sample_rate``."""
     instruction(position, language)  # range check
     gap = np.zeros(int(_GAP_S * sample_rate))
     # Every number gets the longest one's slot: "two" is shorter than "seven", and a clip's
@@ -91,21 +93,40 @@ def voice(position: int, sample_rate: int, language: str = "en") -> np.ndarray:
 
 
 def with_voice(music: np.ndarray, speech: np.ndarray, sample_rate: int) -> np.ndarray:
-    """``speech`` over ``music`` from ``_LEAD_S``, the music lowered by ``_DUCK_DB`` under it.
+    """``speech`` over ``music``, the music lowered by ``_DUCK_DB`` under it; the clip keeps
+    the music's length.
 
     The voice is set to the music's RMS before the music is lowered, so it stands about
-    15 dB above it; the clip is lengthened with silence if the music is too short.
+    15 dB above it. It starts ``_LEAD_S`` in, or centred where the music is shorter; where
+    even that leaves less than ``_MIN_EDGE_S`` of music at either end, the voice is sped
+    up to fit (at most ``_MAX_SPEEDUP``; pitch rises with it, words stay clear). The
+    earlier version lengthened the clip with silence instead: the demo's spoken examples
+    were 6.05 s where every other was 4.0 s, which told a bot which trials were checks
+    (issue 34).
     """
-    start = int(_LEAD_S * sample_rate)
+    n = music.shape[0]
+    edge = int(_MIN_EDGE_S * sample_rate)
+    room = n - 2 * edge
+    if speech.shape[0] > room:
+        if room <= 0 or speech.shape[0] > _MAX_SPEEDUP * room:
+            raise ValueError(
+                f"a spoken attention check needs a clip of at least "
+                f"{speech.shape[0] / _MAX_SPEEDUP / sample_rate + 2 * _MIN_EDGE_S:.2f} s; this one is "
+                f"{n / sample_rate:.2f} s (attention.kinds: leave 'instructed' out, or use longer examples)"
+            )
+        speech = resample_to(speech, room)
+    start = min(int(_LEAD_S * sample_rate), (n - speech.shape[0]) // 2)
     end = start + speech.shape[0]
-    n = max(music.shape[0], end + int(_TAIL_S * sample_rate))
-    bed = np.zeros(n)
-    bed[: music.shape[0]] = music
-    ramp = int(0.15 * sample_rate)  # _LEAD_S and _TAIL_S leave room for it on both sides
+    ramp = min(int(0.15 * sample_rate), edge)  # the edges leave room for it on both sides
     low = 10 ** (-_DUCK_DB / 20)
     gain = np.interp(np.arange(n), [start - ramp, start, end, end + ramp], [1.0, low, low, 1.0])
     rms_music = float(np.sqrt(np.mean(music**2)))
     rms_voice = float(np.sqrt(np.mean(speech[np.abs(speech) > 1e-3] ** 2)))
-    out = bed * gain
+    out = music * gain
     out[start:end] += speech * (rms_music / rms_voice if rms_voice > 0 else 1.0)
     return out
+
+
+def resample_to(audio: np.ndarray, n: int) -> np.ndarray:
+    """``audio`` played faster so that it lasts ``n`` samples."""
+    return np.asarray(signal.resample(audio, n))

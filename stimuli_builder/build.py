@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import logging
+import secrets
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +30,10 @@ def build_package(
     """
     config_path = Path(config_path)
     config, texts = load_config(config_path)
+    if config.study.salt is None:  # a secret of this package's (StudySection.salt)
+        config = config.model_copy(
+            update={"study": config.study.model_copy(update={"salt": secrets.token_hex(16)})}
+        )
     if config.stimuli is not None:
         if bundle_dir is not None:
             raise ArtifactError(

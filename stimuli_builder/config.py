@@ -8,6 +8,7 @@ values, so nothing is coerced: ``per_list = "6"`` is an error, not a 6).
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -35,6 +36,12 @@ class StudySection(_Section):
     instructions: str | None = None
     debrief: str | None = None
     seed: Annotated[int, Field(ge=0)] = 0
+    # A secret mixed into the seed (hex). Without it a study's design followed from its
+    # seed and the public code, and an attack that tried seeds 0 to 10^6 against study.json
+    # found the demo's (7) and with it every answer (issue 34). ``build`` draws one per
+    # package when it is absent and records it in run.json; give it here to rebuild that
+    # package exactly. Keep it, like key.json, off anything participants can reach.
+    salt: Annotated[str, Field(pattern=r"^[0-9a-f]{32,}$")] | None = None
     # Only people who arrive from Prolific (the link carries PROLIFIC_PID) may start a
     # session: a stranger who finds the URL cannot take a place (issue 16.5).
     require_prolific_id: bool = False
@@ -45,6 +52,15 @@ class StudySection(_Section):
     # questions and scale labels below, the headphone check). Consent, instructions,
     # debrief, questionnaire and any question you set here are yours, in this language.
     language: Language = "en"
+
+    @property
+    def design_seed(self) -> int:
+        """What every random choice of the design and the audio is drawn from: the seed
+        and the salt, hashed (the seed alone where there is no salt: a design built
+        without ``build``, as the tests build some)."""
+        if self.salt is None:
+            return self.seed
+        return int.from_bytes(hashlib.sha256(f"{self.seed}|{self.salt}".encode()).digest()[:8], "little")
 
 
 class CodesSection(_Section):

@@ -156,7 +156,7 @@ def start_design(config: StudyConfig) -> Design:
 
 def build_design(features: list[SelectedFeature], config: StudyConfig, foils: FoilPicker) -> Design:
     """The trials and lists for ``features`` under ``config`` (raises ValueError naming the key)."""
-    seed = config.study.seed
+    seed = config.study.design_seed
     k_lists = config.lists.count
     design = start_design(config)
     trials, lists, warnings = design.trials, design.lists, design.warnings
@@ -447,8 +447,15 @@ def _label_meta(feat: SelectedFeature, target: TargetLabel, kind: str) -> dict[s
     }
 
 
-def _references(feat: SelectedFeature, n: int) -> list[ClipSource]:
-    return [ClipSource("example", str(p), feature=feat.key) for p in feat.examples[:n]]
+def _references(feat: SelectedFeature, n: int, list_index: int) -> list[ClipSource]:
+    """A feature's examples as list ``list_index`` plays them: one render per list (ids,
+    bytes and samples of its own, see ``_Renderer.render``), so the clips of a rating
+    trial in one list do not name the answer of the same feature's label choice in
+    another to anyone holding both lists' clip ids (colluding participants, a leaked
+    study.json; issue 34: 0.53-0.59 against chance 0.25 when the ids were shared)."""
+    return [
+        ClipSource("example", str(p), use=f"list{list_index}", feature=feat.key) for p in feat.examples[:n]
+    ]
 
 
 def _choice_trial(
@@ -461,13 +468,17 @@ def _choice_trial(
 ) -> TrialSpec:
     lv = config.label_validation
     key = f"label_choice|{feat.key}|list{list_index}"
-    options = _rotate([target.label, *sorted(chosen)], target.label, position)
+    # The foils in an order drawn per trial: sorted, they told the answer as the one option
+    # out of order (0.57 against chance 0.25 in an independent attack, issue 34).
+    foils = sorted(chosen)
+    seeded_rng(config.study.design_seed, key, "foil-order").shuffle(foils)
+    options = _rotate([target.label, *foils], target.label, position)
     return TrialSpec(
         key,
         "label_choice",
         "main",
         lv.question_choice,
-        _references(feat, lv.examples_per_trial),
+        _references(feat, lv.examples_per_trial, list_index),
         options=options,
         correct_option=position,
         meta=_label_meta(feat, target, "label_choice"),
@@ -495,7 +506,7 @@ def _rating_trial(
         translator(config.study.language)(lv.question_rating).replace(
             "{label}", lv.shown_as.get(target.label, target.label)
         ),
-        _references(feat, lv.examples_per_trial),
+        _references(feat, lv.examples_per_trial, list_index),
         rating=scale,
         meta=_label_meta(feat, target, "label_rating"),
     )
@@ -516,12 +527,13 @@ def balanced_positions(
     list's trials draw their positions independently, not as one cycle per list: with three
     steering trials at positions 0, 1, 2 once each, the last one's position followed from
     the first two (issue 34.5). Of ``_POSITION_DRAWS`` such draws the one whose lists say
-    least about a trial's position from the others' (``_elimination_score``) is kept.
+    least about a trial's position from the others' (``_elimination_score``) is kept, among
+    those that keep the study's positions within one of each other.
     ``square`` picks one of two Latin squares per block, so the other candidates of a
     steering trial are balanced with the steered one.
     """
     counts = Counter(f.key for f in seq[: k_lists * m])
-    best: tuple[float, list[list[tuple[int, int]]]] | None = None
+    best: tuple[tuple[bool, float], list[list[tuple[int, int]]]] | None = None
     for _ in range(_POSITION_DRAWS):
         # The blocks' leftovers come from one shuffled, balanced pool over the whole study
         # (each feature's distinct), so the study's positions are balanced too.
@@ -547,7 +559,13 @@ def balanced_positions(
             rng.shuffle(values)
             drawn[key] = values
         out = [[drawn[f.key].pop() for f in seq[k * m : (k + 1) * m]] for k in range(k_lists)]
-        score = abs(_elimination_score(out, n_positions) - 1 / n_positions)
+        # A feature whose leftovers the pool could not give distinct took positions outside
+        # it, which can unbalance the study by two: such a draw is kept only if none is better.
+        study = Counter(p for placed in out for p, _ in placed)
+        spread = max(study.get(x, 0) for x in range(n_positions)) - min(
+            study.get(x, 0) for x in range(n_positions)
+        )
+        score = (spread > 1, abs(_elimination_score(out, n_positions) - 1 / n_positions))
         if best is None or score < best[0]:
             best = (score, out)
     assert best is not None
@@ -658,7 +676,7 @@ def _steering_trial(
         "comparison",
         "main",
         st.question,
-        _references(feat, st.references),
+        _references(feat, st.references, list_index),
         candidates=[clip_of[c] for c in order],
         options=[_CLIP_NAMES[i] for i in range(len(order))],
         correct_option=order.index("S"),
@@ -687,7 +705,7 @@ def _attention_trial(
     answer of about 1 in n of the checks that offer it. Preferring labels never answered
     before (as this did) made the least offered label the answer more often than chance."""
     key = f"attention|{kind}|list{list_index}|{i}"
-    rng = seeded_rng(config.study.seed, key)
+    rng = seeded_rng(config.study.design_seed, key)
     feat = features[int(rng.integers(len(features)))]
     clip = str(feat.examples[0])
     meta = {"check": kind, "trial_type": "attention"}
@@ -712,7 +730,7 @@ def _attention_trial(
     refs = [
         ClipSource("attention", p, use=key, transform=instruction(answer, config.study.language))
         if j == spoken
-        else ClipSource("example", p, feature=feat.key)
+        else ClipSource("example", p, use=f"list{list_index}", feature=feat.key)
         for j, p in enumerate(examples)
     ]
     return TrialSpec(
@@ -749,7 +767,7 @@ def identical_pair_trial(key: str, clip: str, answer: int, rng: np.random.Genera
 def _screening_trials(config: StudyConfig, gen: Any) -> list[TrialSpec]:
     sc = config.screening
     sr = config.audio.sample_rate
-    rng = seeded_rng(config.study.seed, "screening")
+    rng = seeded_rng(config.study.design_seed, "screening")
     targets = [i % 3 for i in range(sc.trials)]
     rng.shuffle(targets)
     question = {
@@ -791,7 +809,7 @@ def _screening_example(config: StudyConfig, gen: Any) -> tuple[ClipSource, int]:
 
     Its own draw: the example teaches what to listen for and gives away nothing about the
     scored items (their targets and roved pitches come from another generator)."""
-    rng = seeded_rng(config.study.seed, "screening-example")
+    rng = seeded_rng(config.study.design_seed, "screening-example")
     target = int(rng.integers(3))
     audio = _screening_audio(config.screening.kind, target, rng, config.audio.sample_rate)
     return gen("screening_example", audio, "screening"), target
@@ -802,7 +820,7 @@ def _practice_trials(config: StudyConfig, gen: Any) -> list[TrialSpec]:
     names = {"high": N_("High-pitched melody"), "low": N_("Low-pitched melody"), "drums": N_("Drum beat")}
     specs = []
     for i in range(config.practice.trials):
-        rng = seeded_rng(config.study.seed, "practice", i)
+        rng = seeded_rng(config.study.design_seed, "practice", i)
         kinds = ["high", "low", "drums"]
         target = kinds[i % 3]
 

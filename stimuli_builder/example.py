@@ -39,14 +39,21 @@ LABEL_WORDS = [
 ]
 
 
+CLIP_S = 4.0
+
+
 def write_example_run(root: Path, *, layers: tuple[int, ...] = (1, 3), n_features: int = 6) -> Path:
     """A run directory with features, example clips, two labelers' labels and steering pairs."""
     sr = 16000
-    t = np.arange(sr * 2) / sr
+    # sae-core's clip length (features clip_seconds): a spoken attention check needs ~3 s.
+    t = np.arange(int(sr * CLIP_S)) / sr
 
-    def tone(path: Path, freq: float, amp: float = 0.3) -> None:
+    def tone(path: Path, freq: float, amp: float = 0.3, hiss: float = 0.0) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
-        sf.write(path, amp * np.sin(2 * np.pi * freq * t) * (1 + 0.3 * np.sin(2 * np.pi * 3 * t)) / 1.3, sr)
+        audio = amp * np.sin(2 * np.pi * freq * t) * (1 + 0.3 * np.sin(2 * np.pi * 3 * t)) / 1.3
+        if hiss:  # a rougher timbre, fixed by the frequency
+            audio = audio + hiss * np.random.default_rng(int(freq * 1000)).standard_normal(t.shape[0])
+        sf.write(path, audio, sr)
 
     label_rows, word = [], 0
     for layer in layers:
@@ -75,8 +82,8 @@ def write_example_run(root: Path, *, layers: tuple[int, ...] = (1, 3), n_feature
                         rank=rank,
                         track_id=f"track_{rank}",
                         start_s=0.0,
-                        end_s=2.0,
-                        peak_time_s=1.0,
+                        end_s=CLIP_S,
+                        peak_time_s=CLIP_S / 2,
                         peak_activation=4.0,
                         path=rel,
                     )
@@ -111,7 +118,9 @@ def write_example_run(root: Path, *, layers: tuple[int, ...] = (1, 3), n_feature
         fid = 10 * f + layer
         for strength in (1.0, 2.0):
             names = {k: f"{k}_f{fid}_a{strength:g}.flac" for k in ("steered", "random")}
-            tone(root / "steering" / names["steered"], 500 + fid * strength)
+            # Steering roughens the tone: its files compress worst, as a steered clip's did in
+            # the demo (what tests of size and padding leaks rely on).
+            tone(root / "steering" / names["steered"], 500 + fid * strength, hiss=0.02)
             tone(root / "steering" / names["random"], 510 + fid * strength)
             steer_rows.append(
                 dict(

@@ -204,13 +204,41 @@ def _strategies(seen: list[_Seen], manifest: StudyManifest, audio: _Audio) -> li
 
         return choose
 
+    # Colluders pooling their lists (or anyone holding study.json) see every list's rating
+    # trials: one whose example clips are a choice trial's (same id, bytes or samples) names
+    # a label of the same feature (issue 34: 0.53-0.59 while lists shared example ids).
+    rating_trials = [t for t in manifest.trials if t.phase == "main" and t.kind == "label_rating"]
+
+    def rated_with_same_clips(s: _Seen) -> list[float] | None:
+        if s.trial.kind != "label_choice":
+            return None
+        questions = [
+            r.question.casefold()
+            for r in rating_trials
+            if any(audio.same(a, b) for a in s.trial.references for b in r.references)
+        ]
+        return _uniform(
+            len(s.trial.options), [i for i, o in enumerate(s.trial.options) if _named_in(o.text, questions)]
+        )
+
+    def out_of_order(s: _Seen) -> list[float] | None:
+        # Foils in sorted order with the answer put in among them: the answer is the option
+        # without which the rest is sorted (0.57 against chance 0.25, issue 34).
+        if s.trial.kind != "label_choice":
+            return None
+        texts = [o.text.casefold() for o in s.trial.options]
+        hit = [i for i in range(len(texts)) if (rest := texts[:i] + texts[i + 1 :]) == sorted(rest)]
+        return _uniform(len(texts), hit)
+
     out += [
+        ("the option without which the others are in alphabetical order", out_of_order),
         ("the option the list offers most often", by_count(True)),
         ("the option the list offers least often", by_count(False)),
         ("the option the study offers most often", by_count(True, study=True)),
         ("the option the study offers least often", by_count(False, study=True)),
         ("an option the list asks to rate elsewhere", by_rated(True)),
         ("an option the list does not ask to rate", by_rated(False)),
+        ("an option rated with the same example clips in any list", rated_with_same_clips),
     ]
 
     # Candidate clips: a steering trial's options are its candidates, in order; a MUSHRA
@@ -345,6 +373,11 @@ class _Audio:
             return True
         x, y = self.samples(a), self.samples(b)
         if x.shape != y.shape or x.size == 0:
+            return False
+        # A stretch from the middle (not the faded-in start) settles most pairs: the
+        # study-wide strategy compares thousands.
+        mid = slice(x.shape[0] // 2, x.shape[0] // 2 + 512)
+        if np.abs(x[mid] - y[mid]).max() > SAME_SAMPLES_STEPS:
             return False
         return bool(np.abs(x - y).max() <= SAME_SAMPLES_STEPS)
 

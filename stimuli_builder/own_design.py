@@ -71,7 +71,7 @@ def build_own_design(stimuli: OwnStimuli, config: StudyConfig) -> Design:
         _add_abx(design, stimuli, config)
     if config.lists.separate_same_feature:
         _check_separable(design)
-    seed = config.study.seed
+    seed = config.study.design_seed
     checks = plan_attention(design, config)
     # Identical pairs only (StudyConfig refuses instructed checks here): answers 0 or 1.
     answers = attention_answers(checks, seed, 2)
@@ -91,7 +91,7 @@ def _clip(stimulus: Stimulus, use: str) -> ClipSource:
 
 def _add_mushra(design: Design, stimuli: OwnStimuli, config: StudyConfig) -> None:
     mu = config.mushra
-    k_lists, seed = config.lists.count, config.study.seed
+    k_lists, seed = config.lists.count, config.study.design_seed
     by_size: dict[int, list[Item]] = defaultdict(list)
     for item in stimuli.items:
         if not item.anchors and not mu.anchors:
@@ -155,7 +155,7 @@ def _mushra_trial(item: Item, k: int, position: int, config: StudyConfig, scale:
         for name in config.mushra.anchors
     ]
     others = [*anchors, *(_clip(s, key) for s in (*item.anchors, *item.conditions))]
-    order = seeded_rng(config.study.seed, key, "candidates").permutation(len(others))
+    order = seeded_rng(config.study.design_seed, key, "candidates").permutation(len(others))
     candidates = [others[j] for j in order]
     candidates.insert(position, reference)
     return TrialSpec(
@@ -186,7 +186,7 @@ def _add_sliders(design: Design, stimuli: OwnStimuli, config: StudyConfig) -> No
         raise ValueError(f"slider.per_list: at most {len(rated)} (the clips the slider trials rate), got {m}")
     order = list(rated)
     if sl.per_list is not None:
-        seeded_rng(config.study.seed, "slider-cycle").shuffle(order)
+        seeded_rng(config.study.design_seed, "slider-cycle").shuffle(order)
     seq = list(islice(cycle(order), k_lists * m))
     scale = SliderScale(min=0, max=100, labels=list(sl.labels))
     for k in range(k_lists):

@@ -99,8 +99,9 @@ class _Renderer:
         self.seed = seed
         self.ids = ids
         self._levelled: dict[tuple[str, bool, str], np.ndarray] = {}
-        self._prepared: dict[tuple[str, bool, str], PreparedClip] = {}
+        self._prepared: dict[tuple[str, bool, str, str, str], PreparedClip] = {}
         self._id_of: dict[tuple[str, str], str] = {}  # (content sha256, use) -> clip id
+        self._starts: dict[tuple[str, str], set[int]] = {}  # (source, transform) -> starts used
         self.clips: dict[str, _Rendered] = {}
 
     def _level(self, src: ClipSource) -> np.ndarray:
@@ -110,16 +111,41 @@ class _Renderer:
                 audio = self.design.generated[src.source]
             else:
                 audio = read_source(src.source, self.spec.sample_rate)
-            audio = _transform(audio, src.transform, self.spec.sample_rate)
+            try:
+                audio = _transform(audio, src.transform, self.spec.sample_rate)
+            except ValueError as exc:
+                raise ValueError(f"{src.source}: {exc}") from exc
             self._levelled[cache] = level(audio, self.spec, normalise=src.normalise, source=src.source)
         return self._levelled[cache]
 
-    def render(self, src: ClipSource) -> str:
-        """A clip that may recur (a feature's example): rendered once, one id per content."""
-        cache = (src.source, src.normalise, src.transform)
+    def render(self, src: ClipSource, audio_format: str | None = None) -> str:
+        """A clip that may recur (a feature's example): rendered once per use, one id per
+        content and use.
+
+        A clip with a ``use`` (an example as one list plays it) gets, like a compared clip,
+        a dither and a start (0 to ``CANDIDATE_SHIFT_S``, one length for all) of its own,
+        so that neither its id, its bytes nor its decoded samples match another use's:
+        ids alone would leave the sha256 in study.json and the samples to link them.
+        """
+        cache = (src.source, src.normalise, src.transform, src.use, audio_format or "")
+        spec = self.spec if audio_format is None else dataclasses.replace(self.spec, format=audio_format)
         if cache not in self._prepared:
-            self._prepared[cache] = finish(self._level(src), self.spec)
-        return self._add(src, self._prepared[cache])
+            audio = self._level(src)
+            if src.use:
+                shift = min(int(CANDIDATE_SHIFT_S * self.spec.sample_rate), audio.shape[0] // 4)
+                rng = seeded_rng(self.seed, "render", src.source, src.transform, src.use)
+                start = int(rng.integers(shift + 1))
+                # Never another use's start: that would leave only the dither between them.
+                taken = self._starts.setdefault((src.source, src.transform), set())
+                while start in taken and len(taken) <= shift:
+                    start = (start + 1) % (shift + 1)
+                taken.add(start)
+                self._prepared[cache] = finish(
+                    audio[start : start + audio.shape[0] - shift], spec, dither=rng
+                )
+            else:
+                self._prepared[cache] = finish(audio, spec)
+        return self._add(src, self._prepared[cache], audio_format)
 
     def render_candidates(
         self, srcs: list[ClipSource], trial_key: str, max_shift_s: float = CANDIDATE_SHIFT_S
@@ -241,7 +267,14 @@ def _trial(
         both = renderer.render_candidates([*spec.references, *spec.candidates], spec.key, MATCHED_SHIFT_S)
         refs, cands = both[: len(spec.references)], both[len(spec.references) :]
     else:
-        refs = [renderer.render(c) for c in spec.references]
+        # Every clip a scored trial plays is PCM, as compared clips are: compressed, a file's
+        # size and frame sizes fingerprint its audio. A headphone check's tone was in the
+        # sound whose FLAC frames were largest (6 of 6 demo items), and participants pooling
+        # their lists matched a feature's examples across lists by file size and read a
+        # choice's answer off another list's rating (0.57-0.70, chance 0.25; issue 34).
+        # Only the practice trials keep ``audio.format``.
+        audio_format = None if spec.phase == "practice" else COMPARED_FORMAT
+        refs = [renderer.render(c, audio_format) for c in spec.references]
         cands = renderer.render_candidates(spec.candidates, spec.key)
     options = [Option(id=ids.new("o", 5), text=_(text)) for text in spec.options]
 
@@ -290,7 +323,7 @@ def write_package(
     out = Path(out)
     if out.exists() and not force:
         raise FileExistsError(f"{out} exists; pass --force to replace it")
-    seed = config.study.seed
+    seed = config.study.design_seed
     a = config.audio
     ids = _Ids()
     renderer = _Renderer(
@@ -314,16 +347,25 @@ def write_package(
     if design.screening_example is not None:
         source, target = design.screening_example
         example = ScreeningExample(
-            clip=renderer.render(source), target=target, segments=generated.interval_spans()
+            clip=renderer.render(source, COMPARED_FORMAT), target=target, segments=generated.interval_spans()
         )
-    lists = [
-        TrialList(
-            id=ids.new("l", 4),
-            trials=[trial_id[k] for k in keys_],
-            target_participants=config.lists.target_participants,
+    # study.json lists trials, and each list its main trials, in an order drawn per build
+    # (like the ids): in the design's order (sorted keys, "label_choice|3:43|list0", ...) a
+    # pooled study.json told which trials of the lists were one feature's, and so which
+    # answer another list's rating named (issue 34). Practice keeps its order.
+    shuffler = secrets.SystemRandom()
+    shuffler.shuffle(trials)
+    lists = []
+    for keys_ in design.lists:
+        main = [trial_id[k] for k in keys_ if design.trials[k].phase == "main"]
+        shuffler.shuffle(main)
+        lists.append(
+            TrialList(
+                id=ids.new("l", 4),
+                trials=[trial_id[k] for k in keys_ if design.trials[k].phase != "main"] + main,
+                target_participants=config.lists.target_participants,
+            )
         )
-        for keys_ in design.lists
-    ]
     sc = config.screening
     manifest = StudyManifest(
         study_id=config.study.id,
@@ -372,7 +414,7 @@ def write_package(
             tmp,
             "stimuli-build",
             config=config.model_dump(mode="json"),
-            seeds={"study": seed},
+            seeds={"study": config.study.seed},  # the salt is in the config recorded beside it
             inputs=[config_path, *inputs],
         ) as record:
             record.warnings = list(design.warnings)

@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # Regenerate the spoken attention-check instruction (stimuli_builder/attention.py) in each
-# study language: "Attention check. Please choose answer number" and the numbers one to
+# study language: "Attention check. Choose answer number" and the numbers one to
 # ten, each trimmed of silence and stored as 16 kHz 16-bit FLAC in voice/<language>/.
 # Needs Debian's espeak-ng; the build itself does not (it reads these files). Made with
-# eSpeak NG 1.51 at 145 words/min: voice en-us for en, de for de.
+# eSpeak NG 1.51 at 165 words/min: voice en-us for en, de for de.
 set -euo pipefail
 cd "$(dirname "$0")"
 speak() {  # language, espeak voice, instruction, ten numbers
@@ -11,10 +11,10 @@ speak() {  # language, espeak voice, instruction, ten numbers
     shift 3
     local tmp
     tmp=$(mktemp -d)
-    espeak-ng -v "$voice" -s 145 -w "$tmp/instruction.wav" "$text"
+    espeak-ng -v "$voice" -s 165 -w "$tmp/instruction.wav" "$text"
     local i=1
     for word in "$@"; do
-        espeak-ng -v "$voice" -s 145 -w "$tmp/number-$i.wav" "$word."
+        espeak-ng -v "$voice" -s 165 -w "$tmp/number-$i.wav" "$word."
         i=$((i + 1))
     done
     mkdir -p "$language"
@@ -35,7 +35,7 @@ for wav in sorted(Path(sys.argv[1]).glob("*.wav")):
 PY
     rm -rf "$tmp"
 }
-speak en en-us "Attention check. Please choose answer number" \
+speak en en-us "Attention check. Choose answer number" \
     one two three four five six seven eight nine ten
-speak de de "Aufmerksamkeitstest. Bitte wählen Sie Antwort Nummer" \
+speak de de "Aufmerksamkeitstest. Wählen Sie Antwort Nummer" \
     eins zwei drei vier fünf sechs sieben acht neun zehn

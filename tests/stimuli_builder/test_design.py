@@ -215,3 +215,22 @@ def test_every_label_is_an_instructed_checks_answer_about_one_time_in_n(
     allowance = len(checks) / n + 2 * (len(checks) * (1 / n) * (1 - 1 / n)) ** 0.5
     assert rarest_right <= allowance, (rarest_right, allowance)
     assert commonest_right <= allowance, (commonest_right, allowance)
+
+
+def test_where_a_catch_trial_falls_is_not_predictable() -> None:
+    """Issue 34, an independent attack: with 15 regular trials and 2 checks, equal chunks put
+    the checks after the 5th and 10th regular trial in every session, so a trial's place
+    said it was a check. Each check now falls at a drawn place of its stretch: over 400
+    sessions the first takes at least 6 places, and none is first or next to another."""
+    items = [OrderItem(f"t{i}", "main", f"g{i % 5}") for i in range(15)]
+    items += [OrderItem(f"a{i}", "main", None, attention=True) for i in range(2)]
+    places: list[Counter[int]] = [Counter(), Counter()]
+    for seed in range(400):
+        order = session_order(items, OrderRules(), seed)
+        att = [i for i, t in enumerate(order) if t.startswith("a")]
+        assert att[0] > 0 and att[1] - att[0] > 1, order
+        for j, place in enumerate(att):
+            places[j][place] += 1
+    assert len(places[0]) >= 6 and len(places[1]) >= 6, places
+    # Spread out still: the first in the first half of the session, the second after it.
+    assert max(places[0]) <= 8 and min(places[1]) >= 8, places

@@ -106,6 +106,7 @@ def test_check_names_every_no_listening_strategy_and_fails_a_leak(demo_package: 
     assert result.exit_code == 0, result.output
     for strategy in (
         "always option 1",
+        "the option without which the others are in alphabetical order",
         "the option the list offers most often",
         "an option the list asks to rate elsewhere",
         "the smallest candidate file",
@@ -132,6 +133,20 @@ def test_check_names_every_no_listening_strategy_and_fails_a_leak(demo_package: 
     leaks = [x for x in report.blinding_leaks if "no-listening strategy" in x]
     assert any("'the option the list offers most often'" in x and "label_choice" in x for x in leaks), leaks
     assert not report.ok
+
+    # The foils sorted, the answer put in among them (the order of issue 34's attack).
+    pkg = tmp_path / "sorted"
+    shutil.copytree(demo_package, pkg)
+    study = json.loads((pkg / "study.json").read_text())
+    for t in study["trials"]:
+        if key["trials"][t["id"]].get("trial_type") == "label_choice":
+            answer = next(o for o in t["options"] if o["id"] == key["trials"][t["id"]]["correct_option"])
+            foils = sorted((o for o in t["options"] if o is not answer), key=lambda o: o["text"].casefold())
+            foils.insert(t["options"].index(answer), answer)
+            t["options"] = foils
+    (pkg / "study.json").write_text(json.dumps(study))
+    leaks = check_package(pkg).blinding_leaks
+    assert any("alphabetical order" in x and "label_choice" in x for x in leaks), leaks
 
 
 def _inaudible_run(example_run: Path, tmp_path: Path, *, drop_distances: bool = False) -> Path:
@@ -247,3 +262,78 @@ def test_check_sees_through_padding_to_one_size(demo_package: Path, tmp_path: Pa
     assert not report.ok
     # The package as built has no such leak: one WAV size, no padding anywhere.
     assert not [x for x in check_package(demo_package).blinding_leaks if "audio data" in x]
+
+
+def test_lists_share_no_example_clip_so_pooled_lists_name_no_answer(
+    demo_package: Path, tmp_path: Path
+) -> None:
+    """Issue 34, an independent attack: a feature's example clips had one id in every list,
+    so participants pooling their lists (or anyone holding study.json) read a choice trial's
+    answer off the rating trial of another list that played the same clips: 0.53-0.59
+    against chance 0.25. Each list now plays its own render of an example (its own id,
+    bytes and samples), and linking clips by id or file across the study scores chance."""
+    manifest, key = load_study(demo_package / "study.json"), load_key(demo_package / "key.json")
+    trials = {t.id: t for t in manifest.trials}
+    lists_of: dict[str, set[str]] = defaultdict(set)
+    renders: dict[str, list[str]] = defaultdict(list)  # source -> its example clips
+    for lst in manifest.lists:
+        for tid in lst.trials:
+            for c in trials[tid].references:
+                if key.clips[c].role == "example" and trials[tid].phase == "main":
+                    lists_of[c].add(lst.id)
+                    renders[key.clips[c].source].append(c)
+    assert lists_of and all(len(v) == 1 for v in lists_of.values())
+
+    def samples(c: str) -> np.ndarray:
+        return sf.read(demo_package / manifest.clips[c].file, dtype="int16")[0].astype(np.int32)
+
+    shared = [sorted(set(v)) for v in renders.values() if len(set(v)) > 1]
+    assert len(shared) >= 4
+    for clips in shared:
+        a, b = samples(clips[0]), samples(clips[1])
+        assert manifest.clips[clips[0]].sha256 != manifest.clips[clips[1]].sha256
+        assert manifest.clips[clips[0]].duration_s == manifest.clips[clips[1]].duration_s
+        # not the same samples: more apart than the dither (check's "same" allows 4 steps)
+        assert a.shape == b.shape and np.abs(a - b).max() > 16
+
+    # The colluders' strategy, scored here: pick an option that a rating trial anywhere
+    # in the study asks about with a clip of the same id or file.
+    def file_of(c: str) -> str:
+        return hashlib.sha256((demo_package / manifest.clips[c].file).read_bytes()).hexdigest()
+
+    ratings = [t for t in manifest.trials if key.trials[t.id].trial_type == "label_rating"]
+    rated_by_file: dict[str, list[str]] = defaultdict(list)
+    for r in ratings:
+        for c in r.references:
+            rated_by_file[file_of(c)].append(r.question.casefold())
+    scores = []
+    for trial in manifest.trials:
+        if key.trials[trial.id].trial_type != "label_choice":
+            continue
+        options = [o.text.casefold() for o in trial.options]
+        correct = [o.id for o in trial.options].index(key.trials[trial.id].correct_option)
+        questions = [q for c in trial.references for q in rated_by_file[file_of(c)]]
+        chosen = [i for i, o in enumerate(options) if any(o in q for q in questions)]
+        chosen = chosen or list(range(len(options)))
+        scores.append((correct in chosen) / len(chosen))
+    assert len(scores) >= 12 and sum(scores) / len(scores) <= 0.25 + 0.1, scores
+
+    # The check scores the same strategy, and fails a package whose lists share the clips.
+    report = check_package(demo_package)
+    name = "an option rated with the same example clips in any list"
+    mine = [r for r in report.strategies if r.strategy == name]
+    assert "label_choice" in {r.trial_type for r in mine} and not any(r.leak for r in mine), mine
+    pkg = tmp_path / "pkg"
+    shutil.copytree(demo_package, pkg)
+    study = json.loads((pkg / "study.json").read_text())
+    choice_refs = {
+        key.trials[t["id"]].group: t["references"]
+        for t in study["trials"]
+        if key.trials[t["id"]].trial_type == "label_choice"
+    }
+    for t in study["trials"]:
+        if key.trials[t["id"]].trial_type == "label_rating" and key.trials[t["id"]].group in choice_refs:
+            t["references"] = choice_refs[key.trials[t["id"]].group]
+    (pkg / "study.json").write_text(json.dumps(study))
+    leaks = check_package(pkg).blinding_leaks
+    assert any(name in x and "label_choice" in x for x in leaks), leaks

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import itertools
+import json
 import logging
 import shutil
 from collections import Counter, defaultdict
@@ -259,8 +260,12 @@ def test_run_record_lists_the_csv_and_every_clip(package: Path, stimuli_dir: Pat
     assert {p.name for p in (stimuli_dir / "clips").iterdir()} <= inputs
 
 
-def test_same_seed_gives_the_same_study(stimuli_dir: Path, package: Path, tmp_path: Path) -> None:
-    build_package(stimuli_dir / "study.toml", None, tmp_path / "again")
+def test_same_seed_and_salt_give_the_same_study(stimuli_dir: Path, package: Path, tmp_path: Path) -> None:
+    salt = json.loads((package / "run.json").read_text())["config"]["study"]["salt"]
+    root = _copy(stimuli_dir, tmp_path)
+    config = root / "study.toml"
+    config.write_text(config.read_text().replace("seed = 5", f'seed = 5\nsalt = "{salt}"'))
+    build_package(config, None, tmp_path / "again")
 
     def shape(root: Path) -> list[tuple[str, ...]]:
         manifest, key = load_study(root / "study.json"), load_key(root / "key.json")

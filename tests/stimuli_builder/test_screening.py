@@ -124,3 +124,20 @@ def test_segments_time_one_reference_clip() -> None:
         Trial(**base, references=["c1", "c2"], segments=[(0.5, 1.5)])
     with pytest.raises(ValueError, match="ends after it starts"):
         Trial(**base, references=["c1"], segments=[(1.5, 0.5)])
+
+
+def test_screening_files_say_nothing_of_where_the_tone_is(example_package: Path) -> None:
+    """Issue 34, an independent attack: in FLAC the sound holding the tone was the one whose
+    frames were largest, 6 of 6 demo items from the bytes alone. The headphone check's clips
+    (and its example) are now 16-bit PCM WAV, all of one size."""
+    from artifact_schemas import load_study
+
+    manifest = load_study(example_package / "study.json")
+    clips = [c for t in manifest.trials if t.phase == "screening" for c in t.references]
+    assert manifest.screening is not None and manifest.screening.example is not None
+    clips.append(manifest.screening.example.clip)
+    assert len(clips) >= 4
+    files = [example_package / manifest.clips[c].file for c in clips]
+    assert {f.suffix for f in files} == {".wav"}
+    assert len({f.stat().st_size for f in files}) == 1
+    assert {f.read_bytes()[:4] for f in files} == {b"RIFF"}

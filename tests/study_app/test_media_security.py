@@ -32,7 +32,8 @@ def test_media_serves_own_list_with_range_etag_and_immutable_cache(
     trial = _started(participant)
     clip = trial["trial"]["references"][0]
     full = participant.client.get(clip["url"])
-    assert full.status_code == 200 and full.mimetype == "audio/flac"
+    # every clip of a scored trial is PCM WAV (issue 34), the headphone check's too
+    assert full.status_code == 200 and full.mimetype == "audio/wav"
     cache = full.headers["Cache-Control"]
     assert "immutable" in cache and "max-age=31536000" in cache and "private" in cache
     manifest = load_study(example_package / "study.json")
@@ -61,9 +62,13 @@ def test_media_refuses_other_lists_strangers_and_paths(
         for t in next(lst for lst in manifest.lists if lst.id == mine).trials
         for c in (*trials[t].references, *trials[t].candidates)
     }
-    # Not the calibration sound: every session may fetch it (the volume page). Clip ids are
-    # random per build, so which clip came first decided whether this test passed.
-    other = next(c for c in manifest.clips if c not in own and c != manifest.calibration_clip)
+    # Not the calibration sound nor the headphone check's example: every session may fetch
+    # them (the volume and screening pages). Clip ids are random per build, so which clip
+    # came first decided whether this test passed.
+    shared = {manifest.calibration_clip}
+    if manifest.screening and manifest.screening.example:
+        shared.add(manifest.screening.example.clip)
+    other = next(c for c in manifest.clips if c not in own and c not in shared)
     assert participant.client.get(f"/media/{other}").status_code == 404
     assert new_participant().client.get(f"/media/{sorted(own)[0]}").status_code == 404  # no session
     for path in ("../key.json", "..%2Fkey.json", "audio", "%2e%2e%2fstudy.json"):
@@ -76,7 +81,7 @@ def test_x_accel_redirect_when_configured(participant: Any, study_app: tuple[Fla
     app.config["MEDIA_X_ACCEL_PREFIX"] = "/_audio"
     clip = _started(participant)["trial"]["references"][0]
     response = participant.client.get(clip["url"])
-    assert response.headers["X-Accel-Redirect"] == f"/_audio/pilot/audio/{clip['id']}.flac"
+    assert response.headers["X-Accel-Redirect"] == f"/_audio/pilot/audio/{clip['id']}.wav"
     assert response.data == b""
 
 
