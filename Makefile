@@ -140,11 +140,18 @@ demo: $(STAMP) $(foreach l,$(DEMO_LAYERS),$(RUN)/features/layer_$(l)/run.json) $
 	DATABASE_URL=$(DEMO_DB) $(BIN)/study-app serve --port $(DEMO_PORT)
 
 # Benchmarks against peers need the peer installed beside this project.
+# The peers' requirements must not replace the CPU torch: pip is held to the torch it
+# installed first (a constraints file). dictionary-learning's nnsight pulls a torchvision
+# built for another torch ("operator torchvision::nms does not exist" when transformers,
+# and so sparsify, is imported); none of the peers needs it, so it is removed.
 bench-env: $(STAMP)
 	test -x .venv-bench/bin/python || $(PYTHON) -m venv .venv-bench
 	.venv-bench/bin/python -m pip install --quiet torch==2.13.0 || .venv-bench/bin/python -m pip install --quiet 'torch>=2.2'
-	.venv-bench/bin/python -m pip install --quiet sae-lens eai-sparsify dictionary-learning
-	.venv-bench/bin/python -m pip install --quiet -e .
+	.venv-bench/bin/python -c 'import torch; print(f"torch=={torch.__version__}")' > .venv-bench/constraints.txt
+	.venv-bench/bin/python -m pip install --quiet -c .venv-bench/constraints.txt sae-lens eai-sparsify dictionary-learning
+	.venv-bench/bin/python -m pip install --quiet -c .venv-bench/constraints.txt -e .
+	.venv-bench/bin/python -m pip uninstall --quiet --yes torchvision
+	.venv-bench/bin/python -c 'import torch, sparsify, sae_lens, dictionary_learning, sae_core; print("bench-env: torch", torch.__version__)'
 
 # The optional audiocraft backend needs torch 2.9.1 + torchaudio (docs/models.md).
 .venv-audiocraft/.installed: pyproject.toml

@@ -1,51 +1,62 @@
-"""Train our TopK SAE and its peers on the same activations; print the speed ratio against
-the fastest peer, EleutherAI's sparsify, with the quality of each (issue 22.5).
+"""SAE trainers as users get them: ours and its peers, each with its own training loop and
+defaults, on the same rows in the same order; which reaches the lower held-out FVU, finds
+more of a planted dictionary, and how soon (issue 38).
 
-Every coder trains on the same in-memory batches, in the same order, with the same shape
-(d_in 1024, 8192 latents, k 32, batch 4096, fp32), learning rate, AuxK and thread count:
+The shape is the user's (d_in 1024, 8192 latents, k 32, batch 4096, fp32, on planted data;
+``--acts DIR`` reads one layer of a ``sae-core extract`` directory instead: the demo's
+layer 3 is d_in 64). Every trainer gets the same batches in the same order and is scored
+on the same held-out rows (whole tracks for ``--acts``) every ``--eval-every`` steps; the
+time to a held-out FVU counts training only.
 
-* ``ours``: ``sae_core.sae.Trainer``;
-* ``sparsify``: ``eai-sparsify``'s ``SparseCoder`` (its fused sparse encoder) in a minimal
-  loop doing what its trainer does per step (AuxK on the same dead mask, gradient
-  projection, Adam, unit-norm decoder), with our learning-rate schedule (its own warm-up of
-  1000 steps would leave 60 steps at almost no learning rate);
-* ``sae_lens``: ``TopKTrainingSAE`` through its ``SAETrainer``, as its docs configure TopK
-  (dense activations; its sparse mode fails in backward on CPU with torch 2.13);
-* ``dictionary_learning``: its ``TopKTrainer`` (``update`` per batch).
+* ``ours``: ``sae_core.sae.Trainer`` with ``TrainConfig()`` and ``SaeConfig`` defaults;
+* ``sparsify``: ``eai-sparsify``'s ``SparseCoder`` stepped exactly as its ``Trainer``
+  steps it, with that trainer's defaults read from its ``TrainConfig`` (optimizer
+  ``signum``: SignSGD in schedule-free at a constant 5e-3 / sqrt(latents / 2^14), no AuxK,
+  ``b_dec`` at the first batch's mean, unit-norm decoder, the gradient parallel to the
+  decoder rows removed), scored with the schedule-free average weights (its ``eval()``, as
+  its trainer does before saving). Its trainer hooks a Hugging Face model; the benchmark
+  feeds it the rows directly, which is the only difference;
+* in the full mode also ``sae_lens`` (``TopKTrainingSAE`` through its ``SAETrainer``, the
+  learning rate its runner config defaults to) and ``dictionary_learning``
+  (``TopKTrainer`` with its defaults).
 
-Ours and sparsify, the two fastest, run three times interleaved (the machine is shared:
-the median counts); the others once. Quality on the same held-out rows: FVU, dead % (never
-fire on them) and **recovery**: the mean over the planted atoms of their best cosine with
-a decoder row (1 = every atom found; about 0.15 for a random dictionary of this size).
+Quality: held-out FVU, dead % (never fire on the held-out rows) and, on planted data,
+**recovery**: the mean over the planted atoms of their best cosine with a decoder row
+(1 = every atom found; about 0.15 for a random dictionary of this size). The planted data
+are drawn from their own seed (``PLANTED_SEED``), and no planted atom may lie within
+cosine 0.5 of any trainer's initial decoder row (an earlier version drew data and our
+initialisation from one seed, and half the atoms *were* our initial rows).
 
-The planted data are drawn from their own seed (``PLANTED_SEED``), and the script asserts
-that no planted atom is within cosine 0.5 of any initial decoder row of any coder: an
-earlier version drew data and our initialisation from seed 0, so half the atoms *were* our
-initial rows, which made ours look twice as good as it is.
+**time_to_fvu_ratio**: the common FVU is the worse of ours and sparsify's final held-out
+FVU (one both reach); the ratio is sparsify's training seconds to reach it over ours
+(above 1: ours gets there sooner).
 
 Needs the peers next to this project: ``make bench-env`` builds ``.venv-bench``, then
-``.venv-bench/bin/python benchmarks/bench_sae_train.py [--quick]``. Last line:
-``ratio_vs_sparsify=<our tokens/s over sparsify's> fvu_ours=... fvu_sparsify=...
-recovery_ours=... recovery_sparsify=...``.
+``.venv-bench/bin/python benchmarks/bench_sae_train.py [--quick] [--acts DIR --layer N]``.
+Last line: ``time_to_fvu_ratio=<x> recovery_ours=... recovery_sparsify=... fvu_ours=...
+fvu_sparsify=...`` (recovery ``n/a`` on real activations).
 
 ``--smoke`` runs the code paths in seconds at small shapes (d_in 256, 512 latents, k 16,
-batch 256, 3 steps, every peer that is installed, once): it runs the code paths; its
-numbers mean nothing. It also runs without the peers (the project's own ``.venv``): ours
-alone, the peers' fields ``n/a``. tests/sae_core/test_bench_sae_train.py runs it.
+batch 256, 6 steps, every peer that is installed): its numbers mean nothing. It also runs
+without the peers (the project's own ``.venv``): ours alone, the peers' fields ``n/a``.
+tests/sae_core/test_bench_sae_train.py runs it.
 """
 
 from __future__ import annotations
 
 import argparse
+import math
 import os
-import statistics
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
 
 import torch
 
 PLANTED_SEED = 7919  # the data's own seed: no coder initialises from it
+DATA_SEED = 104729  # the order of real rows: no trainer's seed either
 SAE_SEED = 0  # the peers' torch seed (ours initialises from its own fixed generator)
 
 
@@ -99,166 +110,231 @@ def quality(
     return err / total, 1.0 - float(fired.float().mean())
 
 
-def run_ours(
-    batches: list[torch.Tensor], holdout: torch.Tensor, cfg: dict[str, float], dictionary: torch.Tensor
-) -> dict[str, float]:
+@dataclass
+class Run:
+    """One trainer's run: training seconds, held-out FVU over training, final quality."""
+
+    curve: list[tuple[float, float]] = field(default_factory=list)  # (training seconds, FVU)
+    seconds: float = 0.0
+    fvu: float = float("nan")
+    dead: float = float("nan")
+    recovery: float | None = None
+
+    def seconds_to(self, target: float) -> float:
+        """Training seconds until the held-out FVU first reached ``target`` (inf: never)."""
+        return next((t for t, fvu in self.curve if fvu <= target + 1e-12), math.inf)
+
+
+class Scorer:
+    """Held-out FVU (and dead %, recovery at the end) of one trainer as it trains."""
+
+    def __init__(
+        self, holdout: torch.Tensor, num_latents: int, dictionary: torch.Tensor | None, every: int
+    ) -> None:
+        self.holdout, self.num_latents, self.dictionary, self.every = holdout, num_latents, dictionary, every
+
+    def score(
+        self,
+        run: Run,
+        step: int,
+        total: int,
+        encode_decode: Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]],
+        decoder_rows: Callable[[], torch.Tensor],
+    ) -> None:
+        """After ``step`` (1-based) of ``total``: a point of the curve every ``every`` steps,
+        and the final quality after the last."""
+        if step % self.every and step != total:
+            return
+        fvu, dead = quality(encode_decode, self.holdout, self.num_latents)
+        run.curve.append((run.seconds, fvu))
+        if step == total:
+            run.fvu, run.dead = fvu, dead
+            if self.dictionary is not None:
+                run.recovery = float(best_cosines(decoder_rows(), self.dictionary).mean())
+
+
+def run_ours(batches: list[torch.Tensor], shape: dict[str, int], scorer: Scorer) -> Run:
+    """``sae_core.sae.Trainer`` as ``sae-core train`` runs it: every default, one step per
+    batch (``fit`` would shuffle its own batches)."""
     from sae_core.sae import InMemoryActivations, SaeConfig, TrainConfig, Trainer
 
-    d, latents, k, lr = int(cfg["d"]), int(cfg["latents"]), int(cfg["k"]), cfg["lr"]
     data = torch.cat(batches)
     trainer = Trainer(
-        SaeConfig(d_in=d, num_latents=latents, k=k),
-        TrainConfig(batch_size=len(batches[0]), lr=lr, epochs=1.0, holdout_fraction=0.0, log_every=10**9),
+        SaeConfig(d_in=shape["d"], num_latents=shape["latents"], k=shape["k"]),
+        TrainConfig(batch_size=shape["batch"], holdout_fraction=0.0, log_every=10**9),
         InMemoryActivations(data, holdout_fraction=0.0),
         progress=False,
     )
-    assert_data_is_not_init("ours", trainer.sae.W_dec, dictionary)
-    # The shared batches in their order, one train_batch each (fit would shuffle its own).
-    trainer.start(sample=data[:16384])
+    if scorer.dictionary is not None:
+        assert_data_is_not_init("ours", trainer.sae.W_dec, scorer.dictionary)
+    run = Run()
     start = time.perf_counter()
-    for x in batches:
-        trainer.train_batch(x)
-    seconds = time.perf_counter() - start
+    trainer.start()
+    run.seconds += time.perf_counter() - start
     sae = trainer.sae
 
     def encode_decode(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         code = sae.encode(x)
-        dense = torch.zeros(len(x), latents).scatter(1, code.latent_indices, code.latent_acts)
+        dense = torch.zeros(len(x), shape["latents"]).scatter(1, code.latent_indices, code.latent_acts)
         return sae.decode(code.latent_acts, code.latent_indices), dense
 
-    fvu, dead = quality(encode_decode, holdout, latents)
-    recovery = float(best_cosines(sae.W_dec, dictionary).mean())
-    return {"seconds": seconds, "fvu": fvu, "dead": dead, "recovery": recovery}
+    for step, x in enumerate(batches, 1):
+        start = time.perf_counter()
+        trainer.train_batch(x)
+        run.seconds += time.perf_counter() - start
+        scorer.score(run, step, len(batches), encode_decode, lambda: sae.W_dec)
+    return run
 
 
-def run_sparsify(
-    batches: list[torch.Tensor], holdout: torch.Tensor, cfg: dict[str, float], dictionary: torch.Tensor
-) -> dict[str, float]:
-    """sparsify's SparseCoder, one step as its Trainer takes it, on our schedule and dead mask."""
+def run_sparsify(batches: list[torch.Tensor], shape: dict[str, int], scorer: Scorer) -> Run:
+    """sparsify's ``SparseCoder`` stepped as its ``Trainer`` steps it, with its defaults."""
     # Its Triton decoder needs a GPU; on CPU it falls back to embedding_bag, as ours does.
     os.environ.setdefault("SPARSIFY_DISABLE_TRITON", "1")
+    from schedulefree import ScheduleFreeWrapper
     from sparsify import SparseCoder, SparseCoderConfig
+    from sparsify import TrainConfig as SparsifyTrainConfig
+    from sparsify.sign_sgd import SignSGD
 
-    from sae_core.sae import SaeConfig, TrainConfig
-    from sae_core.sae.trainer import Trainer
-
-    d, latents, k = int(cfg["d"]), int(cfg["latents"]), int(cfg["k"])
-    torch.manual_seed(SAE_SEED)
-    sae = SparseCoder(d, SparseCoderConfig(num_latents=latents, k=k), device="cpu", dtype=torch.float32)
+    defaults = SparsifyTrainConfig(sae=SparseCoderConfig(num_latents=shape["latents"], k=shape["k"]))
+    if defaults.optimizer != "signum" or defaults.loss_fn != "fvu":
+        raise RuntimeError(
+            f"sparsify's defaults changed (optimizer {defaults.optimizer!r}): update the benchmark"
+        )
+    torch.manual_seed(defaults.init_seeds[0])
+    sae = SparseCoder(shape["d"], defaults.sae, device="cpu", dtype=torch.float32)
     assert sae.W_dec is not None
-    assert_data_is_not_init("sparsify", sae.W_dec, dictionary)
-    with torch.no_grad():  # what its Trainer does at step 0: b_dec = the first batch's mean
-        sae.b_dec.copy_(batches[0].mean(0))
-        sae.set_decoder_norm_to_unit_norm()
-    # Our schedule, so that both see the same learning rate at every step.
-    schedule = Trainer.__new__(Trainer)
-    schedule.cfg = TrainConfig(batch_size=len(batches[0]), lr=cfg["lr"])
-    schedule.sae_cfg = SaeConfig(d_in=d, num_latents=latents, k=k)
-    schedule.total_steps = len(batches)
-    optimizer = torch.optim.Adam(sae.parameters(), lr=cfg["lr"], eps=6.25e-10)
-    window = min(
-        schedule.sae_cfg.dead_after_tokens, max(len(batches[0]), len(batches) * len(batches[0]) // 10)
-    )
-    since_fired = torch.zeros(latents, dtype=torch.long)
-    start = time.perf_counter()
-    for step, x in enumerate(batches):
-        for group in optimizer.param_groups:
-            group["lr"] = schedule.lr_at(step)
-        out = sae(x, dead_mask=since_fired >= window)
-        loss = out.fvu + schedule.sae_cfg.auxk_alpha * out.auxk_loss
-        loss.backward()
-        sae.remove_gradient_parallel_to_decoder_directions()
-        optimizer.step()
-        optimizer.zero_grad()
-        sae.set_decoder_norm_to_unit_norm()
-        with torch.no_grad():
-            since_fired += len(x)
-            since_fired[out.latent_indices.flatten()] = 0
-    seconds = time.perf_counter() - start
+    if scorer.dictionary is not None:
+        assert_data_is_not_init("sparsify", sae.W_dec, scorer.dictionary)
+    # trainer.py, case "signum": the lr rule and the wrapper, no schedule.
+    lr = defaults.lr or 5e-3 / (sae.num_latents / 2**14) ** 0.5
+    optimizer = ScheduleFreeWrapper(SignSGD([{"params": sae.parameters(), "lr": lr}]), momentum=0.95)
+    optimizer.train()
+    since_fired = torch.zeros(sae.num_latents, dtype=torch.long)
+    run = Run()
 
     def encode_decode(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         with torch.no_grad():
             acts, idx, _ = sae.encode(x)
-            dense = torch.zeros(len(x), latents).scatter(1, idx, acts)
+            dense = torch.zeros(len(x), sae.num_latents).scatter(1, idx, acts)
             return sae.decode(acts, idx), dense
 
-    fvu, dead = quality(encode_decode, holdout, latents)
-    recovery = float(best_cosines(sae.W_dec, dictionary).mean())
-    return {"seconds": seconds, "fvu": fvu, "dead": dead, "recovery": recovery}
+    def averaged(step: int) -> None:
+        # Its trainer scores and saves the schedule-free average (optimizer.eval()).
+        optimizer.eval()
+        scorer.score(run, step, len(batches), encode_decode, lambda: sae.W_dec)
+        optimizer.train()
+
+    for step, x in enumerate(batches, 1):
+        start = time.perf_counter()
+        with torch.no_grad():
+            if step == 1:  # "initialize the encoder and decoder biases"
+                sae.b_dec.copy_(x.mean(0))
+            sae.set_decoder_norm_to_unit_norm()
+        dead_mask = since_fired > defaults.dead_feature_threshold if defaults.auxk_alpha > 0 else None
+        out = sae(x=x, y=x, dead_mask=dead_mask)
+        loss = out.fvu + defaults.auxk_alpha * out.auxk_loss + out.multi_topk_fvu / 8
+        loss.backward()
+        sae.remove_gradient_parallel_to_decoder_directions()
+        optimizer.step()
+        optimizer.zero_grad()
+        with torch.no_grad():
+            since_fired += len(x)
+            since_fired[out.latent_indices.flatten()] = 0
+        run.seconds += time.perf_counter() - start
+        if step % scorer.every == 0 or step == len(batches):
+            averaged(step)
+    return run
 
 
-def run_sae_lens(
-    batches: list[torch.Tensor], holdout: torch.Tensor, cfg: dict[str, float], dictionary: torch.Tensor
-) -> dict[str, float]:
-    from sae_lens.config import LoggingConfig, SAETrainerConfig
+def run_sae_lens(batches: list[torch.Tensor], shape: dict[str, int], scorer: Scorer) -> Run:
+    """SAELens' ``TopKTrainingSAE`` through its ``SAETrainer``, at its runner's default lr."""
+    import dataclasses
+
+    from sae_lens.config import LanguageModelSAERunnerConfig, LoggingConfig, SAETrainerConfig
     from sae_lens.saes.topk_sae import TopKTrainingSAE, TopKTrainingSAEConfig
     from sae_lens.training.sae_trainer import SAETrainer
 
-    d, latents, k = int(cfg["d"]), int(cfg["latents"]), int(cfg["k"])
+    runner = {f.name: f.default for f in dataclasses.fields(LanguageModelSAERunnerConfig)}
     torch.manual_seed(SAE_SEED)
-    sae = TopKTrainingSAE(TopKTrainingSAEConfig(d_in=d, d_sae=latents, k=k, dtype="float32"))
-    assert_data_is_not_init("sae_lens", sae.W_dec, dictionary)
-    n = sum(len(b) for b in batches)
+    sae = TopKTrainingSAE(
+        TopKTrainingSAEConfig(d_in=shape["d"], d_sae=shape["latents"], k=shape["k"], dtype="float32")
+    )
+    if scorer.dictionary is not None:
+        assert_data_is_not_init("sae_lens", sae.W_dec, scorer.dictionary)
     trainer_cfg = SAETrainerConfig(
-        total_training_samples=n,
-        train_batch_size_samples=len(batches[0]),
-        lr=cfg["lr"],
-        lr_end=cfg["lr"] / 10,
-        lr_warm_up_steps=max(1, len(batches) // 20),
+        total_training_samples=len(batches) * shape["batch"],
+        train_batch_size_samples=shape["batch"],
+        lr=runner["lr"],
+        lr_end=runner["lr_end"] if runner["lr_end"] is not None else runner["lr"] / 10,  # its post-init
+        lr_warm_up_steps=runner["lr_warm_up_steps"],
         logger=LoggingConfig(log_to_wandb=False),
     )
-    provider: Iterator[torch.Tensor] = iter(batches)
-    trainer = SAETrainer(cfg=trainer_cfg, sae=sae, data_provider=provider)
+    run = Run()
     start = time.perf_counter()
-    trainer.fit()
-    seconds = time.perf_counter() - start
+    SAETrainer(cfg=trainer_cfg, sae=sae, data_provider=iter(batches)).fit()
+    run.seconds = time.perf_counter() - start
 
     def encode_decode(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        acts = sae.encode(x)
-        acts_dense = acts.to_dense() if acts.is_sparse else acts
-        return sae.decode(acts), acts_dense
+        with torch.no_grad():
+            acts = sae.encode(x)
+            acts_dense = acts.to_dense() if acts.is_sparse else acts
+            return sae.decode(acts), acts_dense
 
-    fvu, dead = quality(encode_decode, holdout, latents)
-    recovery = float(best_cosines(sae.W_dec, dictionary).mean())
-    return {"seconds": seconds, "fvu": fvu, "dead": dead, "recovery": recovery}
+    scorer.score(run, len(batches), len(batches), encode_decode, lambda: sae.W_dec)
+    return run
 
 
-def run_dictionary_learning(
-    batches: list[torch.Tensor], holdout: torch.Tensor, cfg: dict[str, float], dictionary: torch.Tensor
-) -> dict[str, float]:
+def run_dictionary_learning(batches: list[torch.Tensor], shape: dict[str, int], scorer: Scorer) -> Run:
+    """dictionary_learning's ``TopKTrainer`` with its defaults, one ``update`` per batch."""
+    import inspect
+
     from dictionary_learning.trainers.top_k import TopKTrainer
 
-    d, latents, k = int(cfg["d"]), int(cfg["latents"]), int(cfg["k"])
+    # Its default warm-up (1000 steps) must be shorter than the run, which it asserts: a
+    # user of a shorter run shortens it, here to a twentieth.
+    warmup = inspect.signature(TopKTrainer).parameters["warmup_steps"].default
     trainer = TopKTrainer(
         steps=len(batches),
-        activation_dim=d,
-        dict_size=latents,
-        k=k,
+        warmup_steps=warmup if warmup < len(batches) else max(1, len(batches) // 20),
+        activation_dim=shape["d"],
+        dict_size=shape["latents"],
+        k=shape["k"],
         layer=0,
         lm_name="bench",
-        lr=cfg["lr"],
-        warmup_steps=max(1, len(batches) // 20),
         seed=SAE_SEED,
         device="cpu",
     )
-    assert_data_is_not_init("dictionary_learning", trainer.ae.decoder.weight.T, dictionary)
-    start = time.perf_counter()
-    for step, x in enumerate(batches):
-        trainer.update(step, x)
-    seconds = time.perf_counter() - start
+    if scorer.dictionary is not None:
+        assert_data_is_not_init("dictionary_learning", trainer.ae.decoder.weight.T, scorer.dictionary)
     ae = trainer.ae
+    run = Run()
 
     def encode_decode(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         with torch.no_grad():
             f = ae.encode(x)
             return ae.decode(f), f
 
-    fvu, dead = quality(encode_decode, holdout, latents)
-    recovery = float(best_cosines(ae.decoder.weight.T, dictionary).mean())
-    return {"seconds": seconds, "fvu": fvu, "dead": dead, "recovery": recovery}
+    for step, x in enumerate(batches):
+        start = time.perf_counter()
+        trainer.update(step, x)
+        run.seconds += time.perf_counter() - start
+        scorer.score(run, step + 1, len(batches), encode_decode, lambda: ae.decoder.weight.T)
+    return run
 
 
-PEERS = {"sparsify": run_sparsify, "sae_lens": run_sae_lens, "dictionary_learning": run_dictionary_learning}
+def real_activations(layer_dir: Path, steps: int, batch: int) -> tuple[list[torch.Tensor], torch.Tensor]:
+    """``steps`` batches of one layer's training rows (whole tracks held out, as ``sae-core
+    train`` holds them), cycling in epochs of one fixed order; and the held-out rows."""
+    from sae_core.sae import ShardedActivations
+
+    source = ShardedActivations(layer_dir, holdout_fraction=0.1)
+    train = torch.cat(list(source.batches(batch_size=1, seed=0, epoch=0, split="train")))
+    holdout = torch.cat(list(source.batches(batch_size=4096, seed=0, epoch=0, split="holdout")))
+    g = torch.Generator().manual_seed(DATA_SEED)
+    rows: list[torch.Tensor] = []
+    while sum(len(r) for r in rows) < steps * batch:
+        rows.append(train[torch.randperm(len(train), generator=g)])
+    return list(torch.cat(rows)[: steps * batch].split(batch)), holdout
 
 
 def main() -> None:
@@ -266,16 +342,19 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     size = parser.add_mutually_exclusive_group()
-    size.add_argument("--quick", action="store_true", help="few steps, one repeat, sparsify only")
+    size.add_argument("--quick", action="store_true", help="ours and sparsify only")
     size.add_argument(
         "--smoke",
         action="store_true",
         help="runs the code paths in seconds at small shapes, with whichever peers are installed "
         "(none needed); its numbers mean nothing",
     )
-    parser.add_argument("--steps", type=int, default=None, help="training steps (default 60, quick 8)")
+    parser.add_argument("--steps", type=int, default=None, help="training steps (default 200; full 1000)")
+    parser.add_argument("--eval-every", type=int, default=None, help="steps between held-out scores (10)")
+    parser.add_argument("--acts", type=Path, default=None, help="a sae-core extract directory (real rows)")
+    parser.add_argument("--layer", type=int, default=3, help="its layer (with --acts)")
+    parser.add_argument("--latents", type=int, default=None, help="SAE width (8192; smoke 512)")
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--repeats", type=int, default=None, help="interleaved runs of ours and sparsify (3)")
     args = parser.parse_args()
     os.environ.setdefault("SPARSIFY_DISABLE_TRITON", "1")
     try:
@@ -291,56 +370,61 @@ def main() -> None:
             sys.exit(2)
         print("sparsify (eai-sparsify) is not installed: ours alone (make bench-env for the peers)")
     torch.set_num_threads(args.threads)
-    steps = args.steps or (3 if args.smoke else 8 if args.quick else 60)
-    repeats = args.repeats or (1 if args.quick or args.smoke else 3)
+    steps = args.steps or (6 if args.smoke else 200 if args.quick else 1000)
+    every = args.eval_every or (2 if args.smoke else 10)
     if args.smoke:
-        cfg = {"d": 256, "latents": 512, "k": 16, "batch": 256, "lr": 2e-4 / (512 / 2**14) ** 0.5}
+        shape = {"d": 256, "latents": 512, "k": 16, "batch": 256}
         atoms, active = 1024, 16
     else:
-        cfg = {"d": 1024, "latents": 8192, "k": 32, "batch": 4096, "lr": 2e-4 / (8192 / 2**14) ** 0.5}
+        shape = {"d": 1024, "latents": 8192, "k": 32, "batch": 4096}
         atoms, active = 16384, 32
-    batch, d, latents, k = int(cfg["batch"]), int(cfg["d"]), int(cfg["latents"]), int(cfg["k"])
-    data, dictionary = planted_activations((steps + 4) * batch, d, atoms=atoms, active=active)
-    batches = list(data[: steps * batch].split(batch))
-    holdout = data[steps * batch :]
-    print(f"{steps} steps x {batch} rows, d_in {d}, {latents} latents, k {k}, fp32, {args.threads} threads")
-    runs: dict[str, list[dict[str, float]]] = {"ours": [], **({"sparsify": []} if have_sparsify else {})}
-    for _ in range(repeats):
-        runs["ours"].append(run_ours(batches, holdout, cfg, dictionary))
-        if have_sparsify:
-            runs["sparsify"].append(run_sparsify(batches, holdout, cfg, dictionary))
-    if not args.quick:
-        for name in ("sae_lens", "dictionary_learning"):
-            try:
-                runs[name] = [PEERS[name](batches, holdout, cfg, dictionary)]
-            except (ImportError, RuntimeError, NotImplementedError, TypeError) as exc:
-                print(
-                    f"{name} failed and is left out: {type(exc).__name__}: {str(exc).splitlines()[0][:160]}"
-                )
-    tokens = steps * batch
-    summary = {}
-    for name, rs in runs.items():
-        speeds = sorted(tokens / r["seconds"] for r in rs)
-        mid = rs[len(rs) // 2]
-        summary[name] = {
-            "speed": statistics.median(speeds),
-            **{k: mid[k] for k in ("fvu", "dead", "recovery")},
-        }
-        shown = " / ".join(f"{v:,.0f}" for v in (tokens / r["seconds"] for r in rs))
-        print(
-            f"{name:20s} {summary[name]['speed']:9,.0f} tokens/s ({shown})  fvu {mid['fvu']:.4f}  "
-            f"dead {mid['dead']:.2%}  recovery {mid['recovery']:.3f}"
-        )
-    ours = summary["ours"]
-    if "sparsify" in summary:
-        peer = summary["sparsify"]
-        ratio, fvu_peer = f"{ours['speed'] / peer['speed']:.2f}", f"{peer['fvu']:.4f}"
-        recovery_peer = f"{peer['recovery']:.3f}"
+    shape["latents"] = args.latents or shape["latents"]
+    dictionary: torch.Tensor | None = None
+    if args.acts is not None:
+        batches, holdout = real_activations(args.acts / f"layer_{args.layer}", steps, shape["batch"])
+        shape["d"] = batches[0].shape[1]
+        where = f"{args.acts} layer {args.layer}: {len(holdout)} held-out rows of unseen tracks"
     else:
-        ratio = fvu_peer = recovery_peer = "n/a"
+        n = steps * shape["batch"]
+        data, dictionary = planted_activations(n + 4 * shape["batch"], shape["d"], atoms=atoms, active=active)
+        batches, holdout = list(data[:n].split(shape["batch"])), data[n:]
+        where = f"planted dictionary of {atoms} atoms, {active} active per row"
     print(
-        f"ratio_vs_sparsify={ratio} fvu_ours={ours['fvu']:.4f} fvu_sparsify={fvu_peer} "
-        f"recovery_ours={ours['recovery']:.3f} recovery_sparsify={recovery_peer}"
+        f"{steps} steps x {shape['batch']} rows, d_in {shape['d']}, {shape['latents']} latents, "
+        f"k {shape['k']}, fp32, {args.threads} threads; {where}"
+    )
+    trainers = {"ours": run_ours, **({"sparsify": run_sparsify} if have_sparsify else {})}
+    if not args.quick:
+        trainers |= {"sae_lens": run_sae_lens, "dictionary_learning": run_dictionary_learning}
+    runs: dict[str, Run] = {}
+    for name, train in trainers.items():
+        scorer = Scorer(holdout, shape["latents"], dictionary, every)
+        try:
+            runs[name] = train(batches, shape, scorer)
+        except (ImportError, RuntimeError, NotImplementedError, TypeError, ValueError, AssertionError) as exc:
+            if name in ("ours", "sparsify"):
+                raise
+            print(f"{name} failed and is left out: {type(exc).__name__}: {str(exc).splitlines()[0][:160]}")
+    tokens = steps * shape["batch"]
+    common = max(runs[n].fvu for n in ("ours", "sparsify") if n in runs)
+    for name, run in runs.items():
+        recovery = "n/a" if run.recovery is None else f"{run.recovery:.3f}"
+        print(
+            f"{name:20s} {tokens / run.seconds:9,.0f} tokens/s  fvu {run.fvu:.4f}  dead {run.dead:.2%}  "
+            f"recovery {recovery}  to fvu {common:.4f}: {run.seconds_to(common):.1f} s"
+        )
+        print(f"{'':20s} fvu by training second: " + " ".join(f"{t:.1f}s:{f:.3g}" for t, f in run.curve))
+    ours = runs["ours"]
+    peer = runs.get("sparsify")
+
+    def shown(value: float | None, digits: int = 3) -> str:
+        return "n/a" if value is None else f"{value:.{digits}f}"
+
+    ratio = None if peer is None else peer.seconds_to(common) / ours.seconds_to(common)
+    print(
+        f"time_to_fvu_ratio={shown(ratio, 2)} recovery_ours={shown(ours.recovery)} "
+        f"recovery_sparsify={shown(peer and peer.recovery)} fvu_ours={ours.fvu:.4f} "
+        f"fvu_sparsify={shown(peer and peer.fvu, 4)}"
     )
 
 
