@@ -13,7 +13,7 @@ from stimuli_builder.bundle import load_bundle, select_features
 from stimuli_builder.conditions import load_conditions
 from stimuli_builder.config import StudyConfig, load_config
 from stimuli_builder.design import Design, build_design
-from stimuli_builder.foils import FoilPicker
+from stimuli_builder.foils import FoilPicker, normalise
 from stimuli_builder.own_design import build_own_design
 from stimuli_builder.package import write_package
 
@@ -30,10 +30,9 @@ def build_package(
     """
     config_path = Path(config_path)
     config, texts = load_config(config_path)
-    if config.study.salt is None:  # a secret of this package's (StudySection.salt)
-        config = config.model_copy(
-            update={"study": config.study.model_copy(update={"salt": secrets.token_hex(16)})}
-        )
+    given = config.study.salt is not None
+    if not given:  # a secret of this package's (StudySection.salt)
+        config = _salted(config)
     if config.stimuli is not None:
         if bundle_dir is not None:
             raise ArtifactError(
@@ -53,7 +52,7 @@ def build_package(
             has_value=False,
         )
     else:
-        design, inputs, parents = _run_features(config, config_path, bundle_dir)
+        config, design, inputs, parents = _run_features(config, config_path, bundle_dir, given)
     for warning in design.warnings:
         log.warning(warning)
     return write_package(
@@ -61,19 +60,59 @@ def build_package(
     )
 
 
+# Salts a build without one of its own draws, at most, looking for a design that gives no
+# answer away by construction (see _gives_away).
+SALT_DRAWS = 20
+
+
+def _salted(config: StudyConfig) -> StudyConfig:
+    return config.model_copy(
+        update={"study": config.study.model_copy(update={"salt": secrets.token_hex(16)})}
+    )
+
+
 def _run_features(
-    config: StudyConfig, config_path: Path, bundle_dir: str | Path
-) -> tuple[Design, list[Path], list[dict[str, Any]]]:
+    config: StudyConfig, config_path: Path, bundle_dir: str | Path, salt_given: bool
+) -> tuple[StudyConfig, Design, list[Path], list[dict[str, Any]]]:
+    """The design of a study of SAE features. Where the build draws its salt, it draws
+    again (up to ``SALT_DRAWS`` times) while the design gives an answer away: with a small
+    pool of labels a third of the test config's salts made a list rate the answer of one of
+    its choices, or all instructed checks share one answer, which `check` then failed."""
     bundle = load_bundle(bundle_dir)
     features = select_features(bundle, config, config_path)
     lv = config.label_validation
     pool = [] if bundle.labels is None else list(bundle.labels["label"])
     foils = FoilPicker(pool, lv.synonyms, lv.foil_strategy, lv.clap_model)
-    try:
-        design = build_design(features, config, foils)
-    except ValueError as exc:
-        raise _config_error(config_path, exc) from exc
-    return design, bundle.inputs, bundle.parents()
+    for draw in range(1 if salt_given else SALT_DRAWS):
+        if draw:
+            config = _salted(config)
+        try:
+            design = build_design(features, config, foils)
+        except ValueError as exc:
+            raise _config_error(config_path, exc) from exc
+        if not _gives_away(design):
+            break
+    return config, design, bundle.inputs, bundle.parents()
+
+
+def _gives_away(design: Design) -> bool:
+    """Whether a list rates a label that answers one of its label choices, or every
+    instructed check has one answer: what `check` reports as blinding leaks."""
+    for lst in design.lists:
+        specs = [design.trials[k] for k in lst if design.trials[k].phase == "main"]
+        answers = {
+            normalise(t.options[t.correct_option])
+            for t in specs
+            if t.kind == "label_choice" and t.correct_option is not None and "check" not in t.meta
+        }
+        if any(normalise(t.meta["label"]) in answers for t in specs if t.kind == "label_rating"):
+            return True
+    instructed = [
+        normalise(t.options[t.correct_option])
+        for t in design.trials.values()
+        if t.meta.get("check") == "instructed" and t.correct_option is not None
+    ]
+    return len(instructed) >= 2 and len(set(instructed)) == 1
 
 
 def _own_stimuli(config: StudyConfig, config_path: Path) -> tuple[Design, list[Path], list[dict[str, Any]]]:

@@ -80,14 +80,14 @@ def test_a_build_is_secret_and_its_salt_rebuilds_it_under_new_ids(
     against study.json (the demo's was 7), and with it every answer. Each build now mixes
     in a salt of its own (run.json records it): the same seed builds another study, and
     the recorded salt rebuilds the same one."""
-    config = write_config(tmp_path / "cfg")
+    config = write_config(tmp_path / "cfg", **{'salt = "c0ffee00c0ffee00c0ffee00c0ffee00"': ""})
     build_package(config, example_run, tmp_path / "a")
     build_package(config, example_run, tmp_path / "other")
     a = canonical_package(tmp_path / "a")
     assert canonical_package(tmp_path / "other")["key"] != a["key"]  # same seed, new secret
     salt = json.loads((tmp_path / "a" / "run.json").read_text())["config"]["study"]["salt"]
     assert len(salt) == 32 and salt not in (tmp_path / "a" / "study.json").read_text()
-    again = write_config(tmp_path / "cfg2", **{"seed = 3": f'seed = 3\nsalt = "{salt}"'})
+    again = write_config(tmp_path / "cfg2", **{"c0ffee00c0ffee00c0ffee00c0ffee00": salt})
     build_package(again, example_run, tmp_path / "b")
     b = canonical_package(tmp_path / "b")
     for part in ("study", "key", "audio"):
@@ -388,3 +388,17 @@ def test_package_is_readable_by_the_web_server(
     assert {m for p, m in modes.items() if (tmp_path / p).is_dir()} == {dirs}, modes
     assert {m for p, m in modes.items() if (tmp_path / p).is_file()} == {files}, modes
     assert modes["pkg/key.json"] == files
+
+
+def test_a_build_that_draws_its_salt_never_gives_an_answer_away(
+    example_run: Path, tmp_path: Path, write_config: Any
+) -> None:
+    """With a salt drawn per build, a third of this small config's designs made a list rate
+    the answer of one of its label choices (check failed them). A build that draws its salt
+    now draws again while the design gives an answer away: six builds all pass check (with
+    the first draw alone, all six passing had a chance of (2/3)^6 = 9%)."""
+    config = write_config(tmp_path / "cfg", **{'salt = "c0ffee00c0ffee00c0ffee00c0ffee00"': ""})
+    for i in range(6):
+        build_package(config, example_run, tmp_path / f"p{i}")
+        report = check_package(tmp_path / f"p{i}")
+        assert report.ok and not report.blinding_leaks, report.problems
