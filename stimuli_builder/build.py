@@ -96,8 +96,10 @@ def _run_features(
 
 
 def _gives_away(design: Design) -> bool:
-    """Whether a list rates a label that answers one of its label choices, or every
-    instructed check has one answer: what `check` reports as blinding leaks."""
+    """Whether a list rates a label that answers one of its label choices (any feature's:
+    stricter than `check`, which flags the same feature's only, as issue 34.1 asks), or
+    every instructed check has one answer (as `check` flags). The design-level twin of
+    check.py's rating and attention-answer leaks, which read a written package."""
     for lst in design.lists:
         specs = [design.trials[k] for k in lst if design.trials[k].phase == "main"]
         answers = {
