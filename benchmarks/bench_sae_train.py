@@ -4,7 +4,7 @@ more of a planted dictionary, and how soon (issue 38).
 
 The shape is the user's (d_in 1024, 8192 latents, k 32, batch 4096, fp32, on planted data;
 ``--acts DIR`` reads one layer of a ``sae-core extract`` directory instead: the demo's
-layer 3 is d_in 64). Every trainer gets the same batches in the same order and is scored
+layer 3 is d_in 128). Every trainer gets the same batches in the same order and is scored
 on the same held-out rows (whole tracks for ``--acts``) every ``--eval-every`` steps; the
 time to a held-out FVU counts training only.
 

@@ -284,13 +284,17 @@ def test_the_default_learning_rate_learns_real_activations_in_200_steps(shipped_
     """Issue 38: with Gao et al.'s long-run learning rate as the default, 200 steps left the
     dictionary near its random start on the demo's activations (held-out FVU 0.54 at 8192
     latents), and nothing said so. The default now learns them; Gao's rule, passed as
-    --lr, is kept as the reference it must beat."""
+    --lr, is kept as the reference it must beat. The encoder's starting scale (part of the
+    way to the least-squares one) gets it below what the tied scale reached (0.095)
+    without killing most latents."""
     source = ShardedActivations(shipped_model_acts, holdout_fraction=0.1)
     cfg = SaeConfig(d_in=source.d_in, num_latents=2048, k=32)
     schedule = {"batch_size": 512, "max_tokens": 200 * 512, "seed": 0, "checkpoint_every": 0}
     default = Trainer(cfg, TrainConfig(**schedule), source, progress=False).fit()  # type: ignore[arg-type]
     gao = 2e-4 / (cfg.num_latents / 2**14) ** 0.5
     reference = Trainer(cfg, TrainConfig(**schedule, lr=gao), source, progress=False).fit()  # type: ignore[arg-type]
-    assert default.holdout_fvu < 0.15, default
-    assert default.holdout_fvu < reference.holdout_fvu / 2.5, (default, reference)  # 0.095 vs 0.366
-    assert default.dead_fraction < 0.1, default
+    # Measured: 0.072 held-out, 16% dead (0.095 and few dead with the tied encoder scale,
+    # 0.069 and 42% dead at the least-squares scale; Gao's rule 0.366).
+    assert default.holdout_fvu < 0.085, default
+    assert default.holdout_fvu < reference.holdout_fvu / 2.5, (default, reference)
+    assert default.dead_fraction < 0.3, default
