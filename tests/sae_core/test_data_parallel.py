@@ -151,3 +151,53 @@ def test_two_ranks_train_the_sae_one_process_trains_on_the_same_frames(
     assert load_file(out / "layer_3" / "sae.safetensors").keys() == two_ranks.keys()
     for name, tensor in load_file(out / "layer_3" / "sae.safetensors").items():
         assert torch.equal(tensor, two_ranks[name]), name
+
+
+def test_two_ranks_interrupted_mid_epoch_resume_each_in_its_own_share(
+    tiny_model_dir: Path, corpus: Path, tmp_path: Path
+) -> None:
+    """Both ranks stop at step 10 of 18 (a checkpoint at 6); ``--resume`` puts each back in its
+    own tracks at its next forward batch, and the run ends as an uninterrupted one would: the
+    same shares, every forward pass of each share run once, all 18 steps, one history."""
+    crashing = tmp_path / "crash_at_10.py"
+    crashing.write_text(
+        "import sys\n"
+        "from sae_core.sae import Trainer\n"
+        "step = Trainer.train_batch\n"
+        "def crash(self, x):\n"
+        "    if self.step == 10:\n"
+        "        raise KeyboardInterrupt\n"
+        "    return step(self, x)\n"
+        "Trainer.train_batch = crash\n"
+        "from sae_core.cli import main\n"
+        "main()\n"
+    )
+    out = tmp_path / "run"
+    options = ["train", "--model", tiny_model_dir, "--corpus", corpus, "--out", out, "--layers", "3",
+               "--batch-size", "32", "--k", "4", "--expansion", "2", "--holdout", str(HOLDOUT),
+               "--seed", "3", "--shuffle-rows", "64", "--window-seconds", "1", "--batch-seconds", "2",
+               "--threads", "1", "--checkpoint-every", "6"]  # fmt: skip
+    cmd = [str(BIN / "torchrun"), "--standalone", "--nproc_per_node=2", str(crashing), *map(str, options)]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    stopped = subprocess.run(cmd, capture_output=True, text=True, timeout=600, check=False, env=env)
+    assert stopped.returncode != 0, stopped.stdout
+    assert not (out / "run.json").exists()  # an interrupted run is not recorded as done
+    at_stop = [json.loads((out / f"online_state.rank{r}.json").read_text()) for r in (0, 1)]
+    print("positions at the checkpoint:", at_stop)
+    assert all(0 < s["forward_passes"] < 6 for s in at_stop), at_stop  # mid-epoch, for each rank
+    checkpoint = torch.load(out / "layer_3" / "trainer_state.pt", weights_only=False)
+    assert checkpoint["step"] == 6
+
+    resumed = _two_ranks(*options, "--resume")
+    assert resumed.returncode == 0, resumed.stderr
+    states = [json.loads((out / f"online_state.rank{r}.json").read_text()) for r in (0, 1)]
+    assert [s["tracks"] for s in states] == [s["tracks"] for s in at_stop]  # each rank kept its share
+    everything = list_tracks(corpus)
+    training = {t.track_id for t in everything if stable_fraction(t.track_id) >= HOLDOUT}
+    assert not set(states[0]["tracks"]) & set(states[1]["tracks"])
+    assert set(states[0]["tracks"]) | set(states[1]["tracks"]) == training
+    assert [s["forward_passes"] for s in states] == [6, 6]  # none repeated, none skipped
+    metrics = json.loads((out / "layer_3" / "metrics.json").read_text())
+    steps = [h["step"] for h in metrics["history"]]
+    assert metrics["steps"] == 18 and steps == sorted(set(steps)), steps  # continued, not restarted
+    assert (out / "run.json").is_file()
