@@ -296,7 +296,10 @@ def test_the_default_learning_rate_learns_real_activations_in_200_steps(shipped_
     gao = 2e-4 / (cfg.num_latents / 2**14) ** 0.5
     reference = Trainer(cfg, TrainConfig(**schedule, lr=gao), source, progress=False).fit()  # type: ignore[arg-type]
     # Measured: 0.072 held-out, 16% dead (0.095 and few dead with the tied encoder scale,
-    # 0.069 and 42% dead at the least-squares scale; Gao's rule 0.366).
+    # 0.069 and 42% dead at the least-squares scale; Gao's rule 0.366). Issue 38 asked for
+    # < 0.01, sparsify's figure on the d-64 model of the time; on these 4,800 frames of
+    # today's d-128 model, at the issue's shapes (8192 latents, batches of 4096),
+    # bench_sae_train --acts reads ours 0.113 against sparsify's 0.136.
     assert default.holdout_fvu < 0.085, default
     assert default.holdout_fvu < reference.holdout_fvu / 2.5, (default, reference)
     assert default.dead_fraction < 0.3, default
