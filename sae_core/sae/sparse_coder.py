@@ -278,7 +278,8 @@ class SparseCoder(nn.Module):
     ) -> Tensor:
         """How well the top dead latents reconstruct the residual, normalised by its variance.
 
-        Overwrites ``pre`` (the kept buffer, no longer needed once the live top-k is taken)."""
+        May overwrite ``pre`` (the kept buffer, no longer needed once the live top-k is taken):
+        the masked path does, the gather of few dead columns reads it only."""
         dead = dead_mask.nonzero().squeeze(1)
         k_aux = min(self.cfg.d_in // 2, dead.numel())
         if 4 * dead.numel() < dead_mask.numel():

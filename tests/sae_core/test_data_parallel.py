@@ -161,7 +161,6 @@ def test_two_ranks_interrupted_mid_epoch_resume_each_in_its_own_share(
     same shares, every forward pass of each share run once, all 18 steps, one history."""
     crashing = tmp_path / "crash_at_10.py"
     crashing.write_text(
-        "import sys\n"
         "from sae_core.sae import Trainer\n"
         "step = Trainer.train_batch\n"
         "def crash(self, x):\n"
