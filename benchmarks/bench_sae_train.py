@@ -50,9 +50,10 @@ import math
 import os
 import sys
 import time
-from collections.abc import Callable, Generator
+from collections.abc import Callable, Generator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, overload
 
 import torch
 
@@ -66,21 +67,68 @@ def planted_dictionary(atoms: int, d: int, seed: int = PLANTED_SEED) -> torch.Te
     return torch.nn.functional.normalize(torch.randn(atoms, d, generator=g), dim=1)
 
 
-def planted_activations(
-    n: int, d: int, atoms: int, active: int, seed: int = PLANTED_SEED
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Rows built from a hidden sparse dictionary, scaled so that E||x||^2 = d; and the dictionary."""
-    dictionary = planted_dictionary(atoms, d, seed)
-    g = torch.Generator().manual_seed(seed + 1)
-    out = torch.empty(n, d)
-    for start in range(0, n, 8192):
-        m = min(8192, n - start)
-        chosen = torch.multinomial(torch.ones(m, atoms), active, generator=g)
-        mags = torch.empty(m, active).exponential_(1.0, generator=g)
-        out[start : start + m] = torch.nn.functional.embedding_bag(
-            chosen, dictionary, per_sample_weights=mags, mode="sum"
-        ) + 0.05 * torch.randn(m, d, generator=g)
-    return out * (d / out.pow(2).sum(dim=1).mean()).sqrt(), dictionary
+class PlantedBatches(Sequence[torch.Tensor]):
+    """Batches of rows built from a hidden sparse dictionary (``dictionary``), each made
+    when it is asked for, from its own generator: batch ``i`` is the same rows whoever asks
+    and whenever. The full mode's 1,000 batches of 4,096 x 1,024 rows are 16.8 GB; made
+    up front (and copied once more for our trainer's source) they were killed for memory
+    on a 24 GB machine.
+
+    Each row sums ``active`` distinct atoms with exponential magnitudes, plus noise,
+    scaled so that E||x||^2 = d (the scale read off rows of a stream no batch uses). The
+    last batch made is kept: ours and sparsify take turns on each batch (``interleaved``).
+    ``seconds``: time spent making batches, for a trainer that times its whole loop."""
+
+    def __init__(self, count: int, batch: int, d: int, atoms: int, active: int, seed: int = PLANTED_SEED):
+        self.n, self.batch, self.active, self.seed = count, batch, active, seed
+        self.dictionary = planted_dictionary(atoms, d, seed)
+        self.scale = 1.0
+        calibration = self._rows(8192, stream=0)
+        self.scale = float((d / calibration.pow(2).sum(dim=1).mean()).sqrt())
+        self._last: tuple[int, torch.Tensor] | None = None
+        self.seconds = 0.0
+
+    def _rows(self, n: int, stream: int) -> torch.Tensor:
+        # Streams 1, 2, ... are the batches; seeds seed + 1 + stream stay clear of the
+        # dictionary's own (seed) and of every coder's.
+        g = torch.Generator().manual_seed(self.seed + 1 + stream)
+        atoms = len(self.dictionary)
+        # ``active`` distinct atoms per row, uniformly: draw with replacement and draw again
+        # the rows that repeat an atom (about 3% of rows at 32 of 16,384). multinomial over
+        # a row of 16,384 weights took 1.6 s a batch.
+        chosen = torch.randint(atoms, (n, self.active), generator=g)
+        while True:
+            ordered = chosen.sort(dim=1).values
+            repeats = (ordered[:, 1:] == ordered[:, :-1]).any(dim=1).nonzero().flatten()
+            if not len(repeats):
+                break
+            chosen[repeats] = torch.randint(atoms, (len(repeats), self.active), generator=g)
+        mags = torch.empty(n, self.active).exponential_(1.0, generator=g)
+        rows = torch.nn.functional.embedding_bag(chosen, self.dictionary, per_sample_weights=mags, mode="sum")
+        return (rows + 0.05 * torch.randn(n, self.dictionary.shape[1], generator=g)) * self.scale
+
+    def __len__(self) -> int:
+        return self.n
+
+    @overload
+    def __getitem__(self, i: int) -> torch.Tensor: ...
+    @overload
+    def __getitem__(self, i: slice) -> list[torch.Tensor]: ...
+    def __getitem__(self, i: int | slice) -> torch.Tensor | list[torch.Tensor]:
+        if isinstance(i, slice):
+            return [self[j] for j in range(*i.indices(self.n))]
+        if not -self.n <= i < self.n:
+            raise IndexError(i)
+        i %= self.n
+        if self._last is None or self._last[0] != i:
+            start = time.perf_counter()
+            self._last = (i, self._rows(self.batch, stream=1 + i))
+            self.seconds += time.perf_counter() - start
+        return self._last[1]
+
+    def holdout(self, n: int) -> torch.Tensor:
+        """``n`` rows of a stream no batch uses."""
+        return self._rows(n, stream=1 + self.n)
 
 
 def best_cosines(rows: torch.Tensor, dictionary: torch.Tensor) -> torch.Tensor:
@@ -155,17 +203,25 @@ class Scorer:
 
 
 def run_ours(
-    batches: list[torch.Tensor], shape: dict[str, int], scorer: Scorer
+    batches: Sequence[torch.Tensor], shape: dict[str, int], scorer: Scorer
 ) -> Generator[None, None, Run]:
     """``sae_core.sae.Trainer`` as ``sae-core train`` runs it: every default, one step per
     batch (``fit`` would shuffle its own batches). Yields after each step (``interleaved``)."""
     from sae_core.sae import InMemoryActivations, SaeConfig, TrainConfig, Trainer
 
-    data = torch.cat(batches)
+    # The source gives the initialisation's sample (up to 65,536 rows, here the first
+    # batches') and nothing else: every step's batch comes from ``batches``; max_tokens
+    # keeps the schedule to their number.
+    sample = torch.cat([batches[i] for i in range(min(len(batches), -(-65536 // shape["batch"])))])
     trainer = Trainer(
         SaeConfig(d_in=shape["d"], num_latents=shape["latents"], k=shape["k"]),
-        TrainConfig(batch_size=shape["batch"], holdout_fraction=0.0, log_every=10**9),
-        InMemoryActivations(data, holdout_fraction=0.0),
+        TrainConfig(
+            batch_size=shape["batch"],
+            holdout_fraction=0.0,
+            log_every=10**9,
+            max_tokens=len(batches) * shape["batch"],
+        ),
+        InMemoryActivations(sample, holdout_fraction=0.0),
         progress=False,
     )
     if scorer.dictionary is not None:
@@ -191,7 +247,7 @@ def run_ours(
 
 
 def run_sparsify(
-    batches: list[torch.Tensor], shape: dict[str, int], scorer: Scorer
+    batches: Sequence[torch.Tensor], shape: dict[str, int], scorer: Scorer
 ) -> Generator[None, None, Run]:
     """sparsify's ``SparseCoder`` stepped as its ``Trainer`` steps it, with its defaults.
     Yields after each step (``interleaved``)."""
@@ -271,7 +327,7 @@ def interleaved(trainers: dict[str, Generator[None, None, Run]]) -> dict[str, Ru
     return runs
 
 
-def run_sae_lens(batches: list[torch.Tensor], shape: dict[str, int], scorer: Scorer) -> Run:
+def run_sae_lens(batches: Sequence[torch.Tensor], shape: dict[str, int], scorer: Scorer) -> Run:
     """SAELens' ``TopKTrainingSAE`` through its ``SAETrainer``, at its runner's default lr."""
     import dataclasses
 
@@ -279,7 +335,7 @@ def run_sae_lens(batches: list[torch.Tensor], shape: dict[str, int], scorer: Sco
     from sae_lens.saes.topk_sae import TopKTrainingSAE, TopKTrainingSAEConfig
     from sae_lens.training.sae_trainer import SAETrainer
 
-    runner = {f.name: f.default for f in dataclasses.fields(LanguageModelSAERunnerConfig)}
+    runner: dict[str, Any] = {f.name: f.default for f in dataclasses.fields(LanguageModelSAERunnerConfig)}
     torch.manual_seed(SAE_SEED)
     sae = TopKTrainingSAE(
         TopKTrainingSAEConfig(d_in=shape["d"], d_sae=shape["latents"], k=shape["k"], dtype="float32")
@@ -295,9 +351,11 @@ def run_sae_lens(batches: list[torch.Tensor], shape: dict[str, int], scorer: Sco
         logger=LoggingConfig(log_to_wandb=False),
     )
     run = Run()
+    made = getattr(batches, "seconds", 0.0)
     start = time.perf_counter()
     SAETrainer(cfg=trainer_cfg, sae=sae, data_provider=iter(batches)).fit()
-    run.seconds = time.perf_counter() - start
+    # Its loop pulls the batches: the time spent making planted ones is not its training.
+    run.seconds = time.perf_counter() - start - (getattr(batches, "seconds", 0.0) - made)
 
     def encode_decode(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         with torch.no_grad():
@@ -309,7 +367,7 @@ def run_sae_lens(batches: list[torch.Tensor], shape: dict[str, int], scorer: Sco
     return run
 
 
-def run_dictionary_learning(batches: list[torch.Tensor], shape: dict[str, int], scorer: Scorer) -> Run:
+def run_dictionary_learning(batches: Sequence[torch.Tensor], shape: dict[str, int], scorer: Scorer) -> Run:
     """dictionary_learning's ``TopKTrainer`` with its defaults, one ``update`` per batch."""
     import inspect
 
@@ -405,21 +463,21 @@ def main() -> None:
         atoms, active = 16384, 32
     shape["latents"] = args.latents or shape["latents"]
     dictionary: torch.Tensor | None = None
+    batches: Sequence[torch.Tensor]
     if args.acts is not None:
         batches, holdout = real_activations(args.acts / f"layer_{args.layer}", steps, shape["batch"])
         shape["d"] = batches[0].shape[1]
         where = f"{args.acts} layer {args.layer}: {len(holdout)} held-out rows of unseen tracks"
     else:
-        n = steps * shape["batch"]
-        data, dictionary = planted_activations(n + 4 * shape["batch"], shape["d"], atoms=atoms, active=active)
-        batches, holdout = list(data[:n].split(shape["batch"])), data[n:]
+        planted = PlantedBatches(steps, shape["batch"], shape["d"], atoms=atoms, active=active)
+        batches, holdout, dictionary = planted, planted.holdout(4 * shape["batch"]), planted.dictionary
         where = f"planted dictionary of {atoms} atoms, {active} active per row"
     print(
         f"{steps} steps x {shape['batch']} rows, d_in {shape['d']}, {shape['latents']} latents, "
         f"k {shape['k']}, fp32, {args.threads} threads; {where}"
     )
     steppers = {"ours": run_ours, **({"sparsify": run_sparsify} if have_sparsify else {})}
-    trainers: dict[str, Callable[[list[torch.Tensor], dict[str, int], Scorer], Run]] = {}
+    trainers: dict[str, Callable[[Sequence[torch.Tensor], dict[str, int], Scorer], Run]] = {}
     if not args.quick:
         trainers |= {"sae_lens": run_sae_lens, "dictionary_learning": run_dictionary_learning}
     # Ours and sparsify step in turn; the full mode's other peers run after, one by one.
@@ -449,8 +507,8 @@ def main() -> None:
     ratio = None if peer is None else peer.seconds_to(common) / ours.seconds_to(common)
     print(
         f"time_to_fvu_ratio={shown(ratio, 2)} recovery_ours={shown(ours.recovery)} "
-        f"recovery_sparsify={shown(peer and peer.recovery)} fvu_ours={ours.fvu:.4f} "
-        f"fvu_sparsify={shown(peer and peer.fvu, 4)}"
+        f"recovery_sparsify={shown(peer.recovery if peer else None)} fvu_ours={ours.fvu:.4f} "
+        f"fvu_sparsify={shown(peer.fvu if peer else None, 4)}"
     )
 
 
