@@ -27,6 +27,7 @@ import pandas as pd
 from scipy import optimize, stats
 from statsmodels.stats.multitest import multipletests
 
+from analysis.report_data import Report, ReportInputs
 from analysis.stats import clustered_mean
 
 CHANCE = 0.5
@@ -105,3 +106,22 @@ def _t_against_chance(rows: pd.DataFrame) -> tuple[float, float]:
         return float("nan"), float("nan")
     result = stats.ttest_1samp(per, CHANCE, alternative="greater")
     return float(result.statistic), float(result.pvalue)
+
+
+def report_tables(r: Report, inputs: ReportInputs) -> None:
+    """The ABX table, where the export has ABX trials."""
+    discrimination = abx_table(inputs.kept)
+    if len(discrimination):
+        r.add(
+            "abx",
+            discrimination,
+            "ABX: share of trials where X was named right, per condition told apart from its reference, "
+            "vs chance 1/2: the mean of the participants' own shares with its t 95% CI over participants "
+            "(df = participants - 1), one-sided t test of those shares, Holm across conditions; d' of the "
+            "independent-observation model (Macmillan & Creelman), its interval mapped from the share's; "
+            "n = trials, n_participants = participants.",
+        )
+
+
+def report_figures(r: Report, inputs: ReportInputs) -> None:
+    """None: one row per condition reads as well as a plot of it."""

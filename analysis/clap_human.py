@@ -7,7 +7,10 @@ import itertools
 import numpy as np
 import pandas as pd
 
+from analysis.report_data import Report, ReportInputs
+from analysis.report_figures import keep
 from analysis.stats import adjust_pvalues, correlation, wilson_ci
+from artifact_schemas.figures import subplots
 
 
 def per_feature(df: pd.DataFrame) -> pd.DataFrame:
@@ -94,3 +97,46 @@ def calibration(df: pd.DataFrame, bins: int = 4) -> pd.DataFrame:
             }
         )
     return pd.DataFrame(out)
+
+
+def report_tables(r: Report, inputs: ReportInputs) -> None:
+    """CLAP score against what listeners did, per feature and labeler."""
+    r.add(
+        "clap_vs_human",
+        clap_vs_human(inputs.kept, n_perm=1000),
+        "CLAP score vs human accuracy and rating per feature and labeler (n = rows, n_features = "
+        "features): Spearman/Kendall, 95% CI from a bootstrap of features, two-sided permutation test "
+        "permuting features (each feature's rows move together); Holm across the rows.",
+    )
+    r.add(
+        "clap_calibration",
+        calibration(inputs.kept),
+        "Human accuracy by CLAP-score bin (Wilson 95% CI; descriptive, no test; n = responses), and the "
+        "coverage of each threshold.",
+    )
+
+
+def _significant(r: Report) -> bool:
+    """Whether the figure's correlation (all features, accuracy, Spearman) has p_perm < .05:
+    a fitted line under a non-significant one (rho 0.065, p 0.76) shows a trend there is not."""
+    table = r.tables.get("clap_vs_human", pd.DataFrame())
+    if table.empty or "p_perm" not in table:
+        return False
+    row = table.query("scope == 'all' and human == 'accuracy' and method == 'spearman'")
+    return bool(len(row)) and float(row["p_perm"].iloc[0]) < 0.05
+
+
+def report_figures(r: Report, inputs: ReportInputs) -> None:
+    """Human accuracy against the CLAP score per feature; a fitted line where the
+    correlation is significant (or ``inputs.clap_line``)."""
+    fig, ax = subplots(figsize=(4, 3))
+    table = per_feature(inputs.kept).dropna(subset=["accuracy"])
+    if len(table) >= 2:
+        ax.scatter(table["clap_score"], table["accuracy"])
+        if table["clap_score"].nunique() > 1 and (inputs.clap_line or _significant(r)):
+            slope, intercept = np.polyfit(table["clap_score"], table["accuracy"], 1)
+            xs = np.linspace(table["clap_score"].min(), table["clap_score"].max(), 20)
+            ax.plot(xs, slope * xs + intercept, color="grey")
+    ax.set_xlabel("CLAP score of the label")
+    ax.set_ylabel("human accuracy")
+    keep(r, "clap_vs_human", fig)

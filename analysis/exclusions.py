@@ -1,4 +1,6 @@
-"""Which participants to exclude, and how many each rule removed.
+"""Which participants to exclude, and how many each rule removed; which MUSHRA
+assessors the MUSHRA tables leave out (:class:`PostScreening`, applied by
+:mod:`analysis.sliders`).
 
 The rules on the data itself (headphone screening, attention checks, clips heard, median
 reaction time) are :mod:`artifact_schemas.validity`'s: the same definition, thresholds
@@ -12,6 +14,7 @@ from typing import Any
 
 import pandas as pd
 
+from artifact_schemas.settings import check_settings, setting
 from artifact_schemas.validity import SessionFacts, ValidityRules, facts_from_answers
 
 
@@ -27,6 +30,28 @@ class ExclusionRules(ValidityRules):
     simulated_beside_participants: bool = True
     # Drop screening and practice rows after the participant rules.
     main_phase_only: bool = True
+
+
+@dataclass(frozen=True)
+class PostScreening:
+    """ITU-R BS.1534-3 §4.1.2: an assessor is left out of the MUSHRA analysis who rates
+    the hidden reference below ``reference_below`` in more than ``max_share`` of their
+    trials, or an anchor above ``anchor_above`` in more than ``max_share`` of the trials
+    that have one (``anchor_above=None``: no anchor rule).
+
+    BS.1534 names the mid-range anchor (a 7 kHz low-pass); the export does not say which
+    anchor is which, so any anchor counts: a low anchor rated above 90 is the plainer sign.
+    """
+
+    reference_below: float = setting(90.0, ge=0, le=100)
+    """MUSHRA post-screening: a hidden reference rated below this..."""
+    anchor_above: float | None = setting(90.0, ge=0, le=100)
+    """...or an anchor rated above this..."""
+    max_share: float = setting(0.15, ge=0, lt=1)
+    """...in more than this share of trials leaves the assessor out."""
+
+    def __post_init__(self) -> None:
+        check_settings(self)
 
 
 def _first(values: list[Any]) -> Any:

@@ -9,9 +9,12 @@ import pandas as pd
 from scipy import stats
 
 from analysis.agreement import Judgements, agreements_with_ci, cohen_kappa, interval_note
+from analysis.report_data import CLUSTERED_TEST, Report, ReportInputs
+from analysis.report_figures import interval, keep, share_figure
 from analysis.responses import options_offered
 from analysis.stats import adjust_pvalues, bootstrap_ci, proportion_vs_chance, wilson_ci
 from artifact_schemas import FieldError
+from artifact_schemas.figures import subplots
 
 
 def _answered_choices(df: pd.DataFrame) -> pd.DataFrame:
@@ -254,3 +257,65 @@ def inter_rater(df: pd.DataFrame, n_boot: int = 200) -> pd.DataFrame:
                 }
             )
     return pd.DataFrame(out)
+
+
+def report_tables(r: Report, inputs: ReportInputs) -> None:
+    """Label validation's tables in the report (docs/analysis.md)."""
+    kept, n_options = inputs.kept, inputs.n_options
+    # Chance is each trial's own (the export's n_options); n_options stands in only for an
+    # export without that column (choice_rows says so rather than guess).
+    shown = options_shown(kept, n_options)
+    chance = f"1/{shown}" if shown else "1/options"
+    for by, name, what in (
+        (["layer"], "label_accuracy_by_layer", "by layer"),
+        (["labeler"], "label_accuracy_by_labeler", "by labeler"),
+        (["layer", "feature_id"], "label_accuracy_by_feature", "per feature"),
+    ):
+        r.add(
+            name,
+            choice_accuracy(kept, by, n_options),
+            f"Label choice: accuracy {what} vs chance {chance} ({CLUSTERED_TEST}).",
+        )
+    r.add(
+        "label_ratings",
+        rating_summary(kept, ["labeler"], midpoint=inputs.rating_midpoint),
+        "Label ratings by labeler vs the scale midpoint: one-sample t test of the participants' mean "
+        "ratings (participants as the units: n_participants; n = ratings), its t 95% CI; Holm and BH.",
+    )
+    r.add(
+        "labeler_comparison",
+        labeler_comparison(kept),
+        "The same features rated under each labeler's label: paired difference (bootstrap 95% CI), d_z, "
+        "Wilcoxon signed-rank test; n = features rated under both labels.",
+    )
+    r.add(
+        "human_vs_automatic",
+        human_vs_automatic(kept, n_options=n_options),
+        "Labelled features (items: feature x labeler; n = items, n_features = features) whose most chosen "
+        f"label is the automatic label, vs chance {chance}: Wilson 95% CI, exact one-sided binomial "
+        "test; Cohen's kappa.",
+    )
+    r.add(
+        "inter_rater",
+        inter_rater(kept, n_boot=inputs.n_boot),
+        "Agreement between participants: Fleiss' kappa, Krippendorff's alpha, ICC(1,1) (95% CIs: jackknife "
+        "over items with t quantiles; ICC: F interval). Items are (feature, labeler target) for choices, "
+        "(feature, labeler) for ratings; n = items, n_raters = participants, n_responses = judgements; "
+        "the note says where items are too few for the interval; no test.",
+    )
+
+
+def report_figures(r: Report, inputs: ReportInputs) -> None:
+    """Accuracy by layer, and the forest plot of accuracy per feature."""
+    share_figure(r, "accuracy_by_layer", "label_accuracy_by_layer", "layer", "layer", "label accuracy")
+
+    forest = r.tables["label_accuracy_by_feature"]
+    fig, ax = subplots(figsize=(4, max(2.0, 0.25 * len(forest) + 1)))
+    if not forest.empty:
+        labels = forest["layer"].astype(str) + ":" + forest["feature_id"].astype(str)
+        est = forest["estimate"].to_numpy(dtype=float)
+        ax.errorbar(est, labels, xerr=interval(est, forest), fmt="o", capsize=3)
+        ax.axvline(float(forest["chance"].iloc[0]), ls="--", color="grey")
+        ax.set_xlim(0, 1)
+    ax.set_xlabel("label accuracy (95% CI)")
+    keep(r, "forest_features", fig)

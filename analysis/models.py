@@ -51,6 +51,7 @@ from statsmodels.tools.sm_exceptions import ConvergenceWarning
 from analysis import lme4
 from analysis.label_validation import choice_rows
 from analysis.lme4 import fit_lme4
+from analysis.report_data import Report, ReportInputs
 from analysis.stats import coefficient_table
 from analysis.steering import steering_rows
 
@@ -654,3 +655,58 @@ def _mixedlm(d: ModelDesign) -> pd.DataFrame:
             "message": "; ".join(messages),
         }
     )
+
+
+def report_tables(r: Report, inputs: ReportInputs) -> None:
+    """The correctness models over label choice and steering together, and the ratings
+    model; their rows go to ``r.model_data`` for analysis.R."""
+    # One list of designs for every engine, each with the chance of the trials it models.
+    ds = designs(inputs.kept, n_options=inputs.n_options)
+    rating = rating_design(inputs.kept, midpoint=inputs.rating_midpoint)
+    r.add(
+        "correctness_gee",
+        gee(ds),
+        "One model per question, GEE clustered by participant: label validation "
+        "(correct ~ labeler + layer) and steering detection (chose_steered ~ log strength + layer), "
+        "with offset logit(chance): the intercept is the log-odds against chance and its Wald z test "
+        "tests accuracy at chance; each row names its formula, rows and n (responses), and the note says "
+        "what was left out and the chance level. Participants are its only clusters: its intervals are "
+        "about these features, not features like them (for that, the mixed models).",
+    )
+    for d in [*ds, rating]:
+        if d.reason is None:
+            r.model_data[d.question] = (d.formula, d.family, d.data)
+    if not inputs.bayes:
+        return
+    r.add(
+        "correctness_ml_glmm",
+        ml_glmm(ds),
+        "The two models by maximum likelihood: binomial GLMMs with random intercepts for participant "
+        "and feature and offset logit(chance), so that the intercept's test tests accuracy at chance "
+        "(lme4 glmer, Laplace). Wald t intervals and t tests with between-within df (column df: "
+        "features, or participants, minus the fixed effects at that level; empty = z) for terms "
+        "constant within a feature or participant: with z, intervals of 12 features fell short in "
+        "simulation. analysis.R refits them from model_data/. Without R the model column says so: "
+        "the same model fitted in Python (Laplace, random-intercept sds by restricted likelihood).",
+    )
+    r.add(
+        "ratings_lmm",
+        ratings_lmm(rating),
+        "Label ratings: rating - midpoint ~ labeler + layer, a linear mixed model with random "
+        "intercepts for participant and feature (lme4 lmer, REML; Wald t intervals and t tests with "
+        "between-within df, column df; empty = z). "
+        "The intercept is the distance from the scale midpoint (its test: rating = midpoint); the "
+        "other coefficients are differences in rating points. analysis.R refits it from model_data/.",
+    )
+    r.add(
+        "correctness_bayes_glmm",
+        bayes_mixed(ds),
+        "The same two models as binomial GLMMs with random intercepts for participant and feature "
+        "by variational Bayes, descriptive: posterior means only, no interval and no test (its "
+        "posterior sds understate the uncertainty: its 95% intervals covered 29-86% in simulation); "
+        "the intercept is against chance (logit(chance) subtracted, as an offset would).",
+    )
+
+
+def report_figures(r: Report, inputs: ReportInputs) -> None:
+    """None: the models' tables are the figures' numbers already."""

@@ -1,13 +1,23 @@
-"""The :class:`Report` a study's analysis fills: its own module so that computing
-(``report``), drawing (``report_figures``) and rendering (``report_render``) all import
-it from below instead of from each other."""
+"""The :class:`Report` a study's analysis fills, and what every trial type's part of it
+reads (:class:`ReportInputs`): their own module so that computing (``report`` and the
+trial types' modules), drawing (``report_figures``) and rendering (``report_render``) all
+import them from below instead of from each other."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import pandas as pd
+
+from analysis.exclusions import PostScreening
+
+# The test of a share against chance, shared by the label-choice and steering captions.
+CLUSTERED_TEST = (
+    "exact one-sided binomial test and Wilson 95% CI where each participant answered once in a row, "
+    "else participant-clustered: cluster-robust SE, one-sided t test with participants - 1 df "
+    "(column test); Holm and BH across rows; n = responses, n_participants = participants"
+)
 
 
 @dataclass
@@ -20,3 +30,33 @@ class Report:
     meta: dict[str, Any] = field(default_factory=dict)
     # question -> (formula, the rows the models used): written for analysis.R
     model_data: dict[str, tuple[str, str, pd.DataFrame]] = field(default_factory=dict)
+
+    def add(self, name: str, table: pd.DataFrame, caption: str) -> None:
+        """A table and its caption, in the report's order (the order they are added)."""
+        self.tables[name] = table
+        self.captions[name] = caption
+
+
+@dataclass(frozen=True)
+class ReportInputs:
+    """What the report's parts read: the responses left after the exclusions, and the
+    settings of ``analysis.report.build_report``."""
+
+    kept: pd.DataFrame
+    n_options: int | None
+    """Options per label-choice trial, only for an export without its n_options column."""
+    rating_midpoint: float
+    post_screening: PostScreening
+    bayes: bool
+    n_boot: int
+    clap_line: bool
+
+
+class ReportPart(Protocol):
+    """A trial type's analysis in the report (or a part several types share, such as the
+    correctness models): a module with these two functions. ``analysis.report.PARTS``
+    lists them, in the report's order; a new trial type adds its module there."""
+
+    def report_tables(self, r: Report, inputs: ReportInputs) -> None: ...
+
+    def report_figures(self, r: Report, inputs: ReportInputs) -> None: ...

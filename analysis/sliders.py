@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import json
 import warnings
-from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
@@ -28,9 +27,11 @@ import statsmodels.formula.api as smf
 from scipy import stats as sps
 from statsmodels.tools.sm_exceptions import ConvergenceWarning
 
+from analysis.exclusions import PostScreening
+from analysis.report_data import Report, ReportInputs
+from analysis.report_figures import keep, scores
 from analysis.stats import adjust_pvalues, clustered_mean
 from artifact_schemas import ArtifactError
-from artifact_schemas.settings import check_settings, setting
 
 
 class SliderTrial(StrEnum):
@@ -66,28 +67,6 @@ RATING_COLUMNS = [
 
 # The slider scale of MUSHRA and slider trials (stimuli_builder makes every one 0-100).
 SCALE = (0.0, 100.0)
-
-
-@dataclass(frozen=True)
-class PostScreening:
-    """ITU-R BS.1534-3 §4.1.2: an assessor is left out of the MUSHRA analysis who rates
-    the hidden reference below ``reference_below`` in more than ``max_share`` of their
-    trials, or an anchor above ``anchor_above`` in more than ``max_share`` of the trials
-    that have one (``anchor_above=None``: no anchor rule).
-
-    BS.1534 names the mid-range anchor (a 7 kHz low-pass); the export does not say which
-    anchor is which, so any anchor counts: a low anchor rated above 90 is the plainer sign.
-    """
-
-    reference_below: float = setting(90.0, ge=0, le=100)
-    """MUSHRA post-screening: a hidden reference rated below this..."""
-    anchor_above: float | None = setting(90.0, ge=0, le=100)
-    """...or an anchor rated above this..."""
-    max_share: float = setting(0.15, ge=0, lt=1)
-    """...in more than this share of trials leaves the assessor out."""
-
-    def __post_init__(self) -> None:
-        check_settings(self)
 
 
 def slider_ratings(responses: pd.DataFrame) -> pd.DataFrame:
@@ -362,3 +341,88 @@ def _fit(rows: pd.DataFrame, formula: str) -> tuple[Any, list[str]]:
     notes = [] if fit.converged else ["MixedLM did not converge"]
     notes += sorted({f"MixedLM: {w.message}" for w in caught if "boundary" in str(w.message)})
     return fit, notes
+
+
+# The coverages quoted are those of 200 simulated studies of 20 assessors x 8 items
+# (docs/analysis.md; tests/analysis/test_sliders.py checks 60 of them).
+CLUSTERED_MEAN = (
+    "the mean of the assessors' mean ratings and its 95% CI clustered by assessor: the t interval of "
+    "those means, df = assessors - 1 (the t interval over all ratings, as BS.1534 writes it, treats an "
+    "assessor's ratings as independent: it covered the true mean in {naive} of simulated studies, this "
+    "one in {clustered}); n = ratings, n_participants = assessors; descriptive, no test"
+)
+DIFFERENCE_MODEL = (
+    "linear mixed model value ~ condition + item (fixed) with random intercepts for assessor and "
+    "assessor x condition (statsmodels MixedLM, REML; with the assessor intercept alone the intervals "
+    "covered {alone} in simulation, with both {both}); Wald 95% CI and two-sided t test with "
+    "assessors - 1 df, Holm across conditions (p_holm); n = ratings, n_participants = assessors"
+)
+
+
+def report_tables(r: Report, inputs: ReportInputs) -> None:
+    """The tables of the MUSHRA and slider trials (docs/analysis.md); none without them.
+    MUSHRA assessors are screened by ``inputs.post_screening`` (ITU-R BS.1534-3 §4.1.2)."""
+    add, ratings, rules = r.add, slider_ratings(inputs.kept), inputs.post_screening
+    mushra = ratings[ratings["trial_type"] == SliderTrial.MUSHRA]
+    if len(mushra):
+        screened = post_screening(mushra, rules)
+        kept = mushra[~mushra["participant"].isin(screened.loc[screened["excluded"], "participant"])]
+        share = f"{rules.max_share:.0%}"
+        anchor = (
+            ""
+            if rules.anchor_above is None
+            else f", or an anchor above {rules.anchor_above:g} in more than {share} of the trials with one"
+        )
+        n_kept = kept["participant"].nunique()
+        add(
+            "mushra_post_screening",
+            screened,
+            "MUSHRA post-screening (ITU-R BS.1534-3 §4.1.2): an assessor is left out of the MUSHRA tables "
+            f"who rated the hidden reference below {rules.reference_below:g} in more than {share} of "
+            f"their trials{anchor}; one row per assessor, n = their MUSHRA trials with a hidden "
+            f"reference; {n_kept} of {len(screened)} assessors kept"
+            + ("" if n_kept else ", so there are no MUSHRA means or model")
+            + ". Counts, no test.",
+        )
+        if n_kept:
+            means = CLUSTERED_MEAN.format(naive="68-72%", clustered="93-96%")
+            add(
+                "mushra_conditions",
+                condition_means(kept),
+                f"MUSHRA (ITU-R BS.1534-3) score per condition, 0-100, after post-screening: {means}.",
+            )
+            if kept["item"].nunique() > 1:
+                add(
+                    "mushra_items",
+                    condition_means(kept, ("item",)),
+                    f"MUSHRA score per item and condition, after post-screening: {means}.",
+                )
+            model = DIFFERENCE_MODEL.format(alone="72-75%", both="93-97%")
+            add(
+                "mushra_model",
+                condition_differences(kept),
+                "MUSHRA: each condition's difference from the hidden reference, after post-screening: "
+                f"{model}.",
+            )
+    single = ratings[ratings["trial_type"] == SliderTrial.SLIDER]
+    if len(single):
+        means = CLUSTERED_MEAN.format(naive="70-78%", clustered="94-96%")
+        add("slider_conditions", condition_means(single), f"Slider ratings per condition: {means}.")
+        if single["condition"].nunique() > 1:
+            model = DIFFERENCE_MODEL.format(alone="72-79%", both="94-97%")
+            add(
+                "slider_model",
+                condition_differences(single),
+                "Slider ratings: each condition's difference from the one in versus ('reference' where "
+                f"there is one, else the first by name): {model}.",
+            )
+
+
+def report_figures(r: Report, inputs: ReportInputs) -> None:
+    """Mean rating per condition with its 95% CI: the MUSHRA scores and the slider ratings."""
+    for source, name, label in (
+        ("mushra_conditions", "mushra_scores", "MUSHRA score (95% CI)"),
+        ("slider_conditions", "slider_scores", "rating (95% CI)"),
+    ):
+        if source in r.tables:
+            keep(r, name, scores(r.tables[source], label))

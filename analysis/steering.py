@@ -6,6 +6,8 @@ from collections.abc import Sequence
 
 import pandas as pd
 
+from analysis.report_data import CLUSTERED_TEST, Report, ReportInputs
+from analysis.report_figures import share_figure
 from analysis.responses import options_offered
 from analysis.stats import chisquare_uniform, proportion_vs_chance
 
@@ -48,3 +50,37 @@ def choice_counts(df: pd.DataFrame) -> pd.DataFrame:
     for r, c in zip(roles, counts, strict=True):
         table[f"n_{r}"] = c
     return table
+
+
+def report_tables(r: Report, inputs: ReportInputs) -> None:
+    """Steering detection's tables in the report (docs/analysis.md)."""
+    kept = inputs.kept
+    r.add(
+        "steering_by_feature",
+        detection(kept, ["layer", "feature_id"]),
+        "Steering detection: share choosing the steered clip per feature vs chance 1/candidates "
+        f"({CLUSTERED_TEST}).",
+    )
+    r.add(
+        "steering_by_strength",
+        detection(kept, ["strength"]),
+        f"Steering detection by strength vs chance 1/candidates ({CLUSTERED_TEST}).",
+    )
+    r.add(
+        "steering_choices",
+        choice_counts(kept),
+        "Steering: how often each candidate was chosen; chi-square test against equal shares "
+        "(descriptive: responses pooled over participants; n = responses).",
+    )
+
+
+def report_figures(r: Report, inputs: ReportInputs) -> None:
+    """The share choosing the steered clip by strength."""
+    share_figure(
+        r,
+        "steering_by_strength",
+        "steering_by_strength",
+        "strength",
+        "steering strength",
+        "chose the steered clip",
+    )

@@ -237,3 +237,52 @@ def test_bots_beside_participants_are_left_out_and_counted() -> None:
     assert per_rule["simulated session (bots beside participants)"] == 4
     assert not kept["data_source"].eq("simulated").any()
     assert build_report(df, bayes=False, n_boot=20).meta["data_source"] == "mixed"
+
+
+def test_a_trial_type_added_in_one_module_reaches_every_output(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A new trial type's analysis is one module with report_tables and report_figures,
+    named once in analysis.report.PARTS (issue 36; docs/architecture.md's recipe): its
+    table, caption and figure reach tables/, report.json and report.html with nothing
+    else changed, after the parts before it, and it reads the responses left after the
+    exclusions."""
+    import types
+
+    from analysis import report as report_module
+    from analysis.report_figures import keep
+    from artifact_schemas.figures import subplots
+
+    seen: dict[str, int] = {}
+
+    def report_tables(r: Any, inputs: Any) -> None:
+        seen["rows"] = len(inputs.kept)
+        seen["tables_before"] = len(r.tables)
+        r.add(
+            "loudness_ratings",
+            pd.DataFrame({"condition": ["loud"], "mean": [61.5]}),
+            "Loudness per condition.",
+        )
+
+    def report_figures(r: Any, inputs: Any) -> None:
+        fig, ax = subplots(figsize=(3, 2))
+        ax.bar(["loud"], [61.5])
+        keep(r, "loudness_scores", fig)
+
+    part = types.SimpleNamespace(report_tables=report_tables, report_figures=report_figures)
+    monkeypatch.setattr(report_module, "PARTS", (*report_module.PARTS, part))
+    df = simulate_export(12, 4, seed=5)
+    df.loc[df["session_id"] == df["session_id"].iloc[0], "rt_ms"] = 100.0  # one participant excluded
+    report = build_report(df, bayes=False, n_boot=20)
+    assert 0 < seen["rows"] < len(df)
+    assert list(report.tables)[-1] == "loudness_ratings" and seen["tables_before"] > 10
+    out = tmp_path / "report"
+    write_report(report, out)
+    assert (out / "tables" / "loudness_ratings.csv").read_text().splitlines()[1] == "loud,61.5"
+    saved = json.loads((out / "report.json").read_text())
+    assert (
+        "loudness_ratings" in saved["tables"]
+        and saved["captions"]["loudness_ratings"] == "Loudness per condition."
+    )
+    page = (out / "report.html").read_text()
+    assert "Loudness per condition." in page and "<figcaption>loudness scores</figcaption>" in page
