@@ -286,3 +286,19 @@ def test_a_trial_type_added_in_one_module_reaches_every_output(
     )
     page = (out / "report.html").read_text()
     assert "Loudness per condition." in page and "<figcaption>loudness scores</figcaption>" in page
+
+
+def test_a_note_in_a_table_reads_as_a_sentence_not_a_word_per_line(tmp_path: Path) -> None:
+    """The models' notes (a sentence each) were squeezed by the numbers beside them into a
+    column one word wide: three rows of the GEE table ran to a screen and a half. A cell
+    with a sentence gets a column wide enough to read, and a wide table scrolls inside the
+    page instead of past its edge."""
+    report = build_report(simulate_export(12, 4, seed=5), bayes=False, n_boot=20)
+    write_report(report, tmp_path)
+    page = (tmp_path / "report.html").read_text()
+    notes = report.tables["correctness_gee"]["note"].astype(str)
+    assert notes.str.len().max() > 60
+    cells = re.findall(r'<td class="text">([^<]*)</td>', page)
+    assert cells and any(note.replace("'", "&#39;") in cells for note in notes)
+    assert not any(re.fullmatch(r"[-0-9.e]+", c) for c in cells)  # numbers keep their own width
+    assert page.count('<div class="wide"><table>') == sum(1 for t in report.tables.values() if len(t))
