@@ -349,6 +349,24 @@ class TrialKey(_Strict):
     # the condition an abx trial tells apart from the item's reference.
     item: str | None = None
     condition: str | None = None
+    # The options the trial offers (label choice: foils + 1; steering: its clips; ABX: A
+    # and B) and the share a guess gets right, 1 / n_options: the analysis's chance, here
+    # for anyone reading the key (the export carries n_options per row). None for a trial
+    # answered on a scale. Set by the builder; packages built before them have neither.
+    n_options: Annotated[int, Field(ge=1)] | None = None
+    chance: Annotated[float, Field(gt=0, le=1)] | None = None
+
+    @model_validator(mode="after")
+    def _chance_of_its_options(self) -> TrialKey:
+        if (self.n_options is None) != (self.chance is None) or (
+            self.n_options is not None
+            and self.chance is not None
+            and abs(self.chance * self.n_options - 1) > 1e-9
+        ):
+            raise ValueError(
+                f"chance must be 1 / n_options (n_options {self.n_options}, chance {self.chance})"
+            )
+        return self
 
 
 class CompletionCodes(_Strict):
@@ -381,4 +399,15 @@ class AnswerKey(_Strict):
         missing = [t.id for t in manifest.trials if t.id not in self.trials]
         if missing:
             problems.append(f"no key for trials {missing[:5]}")
+        # A key that states the options must state the trial's: an analysis reading chance
+        # off the key would test against the wrong one.
+        miscounted = [
+            t.id
+            for t in manifest.trials
+            if t.id in self.trials
+            and (n := self.trials[t.id].n_options) is not None
+            and n != len(t.options)
+        ]
+        if miscounted:
+            problems.append(f"n_options differs from the trial's options for trials {miscounted[:5]}")
         return problems

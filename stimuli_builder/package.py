@@ -299,6 +299,8 @@ def _trial(
     key = TrialKey(
         correct_option=options[spec.correct_option].id if spec.correct_option is not None else None,
         correct_clip=cands[spec.correct_candidate] if spec.correct_candidate is not None else None,
+        n_options=len(options) or None,
+        chance=1 / len(options) if options else None,
         **spec.meta,
     )
     return trial, key

@@ -402,3 +402,32 @@ def test_a_build_that_draws_its_salt_never_gives_an_answer_away(
         build_package(config, example_run, tmp_path / f"p{i}")
         report = check_package(tmp_path / f"p{i}")
         assert report.ok and not report.blinding_leaks, report.problems
+
+
+def test_the_key_carries_each_trials_options_and_chance(example_package: Path, tmp_path: Path) -> None:
+    """Chance travels with the answers (issue 36): key.json gives every trial with options
+    its n_options and chance = 1 / n_options (label choice: foils + 1; steering: its clips;
+    attention checks: theirs), and none for a rating, so whoever reads the key tests
+    against the trial's own chance. A key whose count is not the trial's is refused."""
+    manifest = load_study(example_package / "study.json")
+    key = load_key(example_package / "key.json", manifest)
+    seen: dict[str, set[int | None]] = {}
+    for t in manifest.trials:
+        k = key.trials[t.id]
+        seen.setdefault(str(k.trial_type), set()).add(k.n_options)
+        if t.options:
+            assert k.n_options == len(t.options) and k.chance == pytest.approx(1 / len(t.options)), t.id
+        else:
+            assert k.n_options is None and k.chance is None, t.id
+    assert seen["label_choice"] == {4} and seen["steering"] == {2} and seen["label_rating"] == {None}
+
+    raw = json.loads((example_package / "key.json").read_text())
+    choice = next(t.id for t in manifest.trials if key.trials[t.id].trial_type == "label_choice")
+    raw["trials"][choice] |= {"n_options": 3, "chance": 1 / 3}
+    (tmp_path / "key.json").write_text(json.dumps(raw))
+    with pytest.raises(Exception, match="n_options differs from the trial's options"):
+        load_key(tmp_path / "key.json", manifest)
+    raw["trials"][choice] |= {"n_options": 4, "chance": 0.5}
+    (tmp_path / "key.json").write_text(json.dumps(raw))
+    with pytest.raises(Exception, match="chance must be 1 / n_options"):
+        load_key(tmp_path / "key.json")

@@ -193,6 +193,7 @@ def test_slider_trials_rate_each_condition_on_the_configured_scale(package: Path
             if t.kind != "slider":
                 continue
             assert (k.trial_type, k.group) == ("slider", k.item)
+            assert k.n_options is None and k.chance is None  # a scale has no chance level
             assert t.question == "How natural does this clip sound?" and not t.references
             assert t.sliders is not None and t.sliders.labels == ["Not at all", "Extremely"]
             (clip,) = t.candidates
@@ -214,6 +215,7 @@ def test_abx_trials_tell_each_condition_from_its_reference_with_x_on_a_as_often_
             if t.kind != "abx":
                 continue
             assert (k.trial_type, k.group) == ("abx", k.item) and [o.text for o in t.options] == ["A", "B"]
+            assert (k.n_options, k.chance) == (2, 0.5)  # the key says what a guess gets right
             a, b = (key.clips[c] for c in t.references)
             (x,) = (key.clips[c] for c in t.candidates)
             assert {a.condition, b.condition} == {"original", k.condition}
