@@ -404,9 +404,7 @@ class AnswerKey(_Strict):
         miscounted = [
             t.id
             for t in manifest.trials
-            if t.id in self.trials
-            and (n := self.trials[t.id].n_options) is not None
-            and n != len(t.options)
+            if t.id in self.trials and (n := self.trials[t.id].n_options) is not None and n != len(t.options)
         ]
         if miscounted:
             problems.append(f"n_options differs from the trial's options for trials {miscounted[:5]}")
