@@ -285,6 +285,7 @@ def consent(slug: str) -> Any:
             prolific_session_id=request.form.get("SESSION_ID") or None,
             user_agent=request.headers.get("User-Agent", ""),
             ip=request.remote_addr or "",
+            screen=request.form.get("screen", ""),
         )
     except sessions.StudyFull:
         return _refusal(study, "full")
@@ -292,8 +293,6 @@ def consent(slug: str) -> Any:
         return _refusal(study, "already")
     except sessions.RateLimited:
         return _refusal(study, "rate_limited")
-    sess.screen = request.form.get("screen", "")[:32]
-    db.session.commit()
     remember(study, sess)
     return redirect(url_for(".go", slug=slug))
 

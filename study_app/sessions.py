@@ -227,6 +227,7 @@ def start_session(
     user_agent: str,
     ip: str,
     preview_list: TrialList | None = None,
+    screen: str = "",
 ) -> StudySession:
     """Create a session on the least-filled list that is below its target, in one transaction.
 
@@ -241,6 +242,9 @@ def start_session(
     carries the session's Prolific SESSION_ID; otherwise AlreadyTakingPart when the id or
     the SESSION_ID is taken (:func:`resumable_session`, under the same lock: two arrivals
     with one SESSION_ID cannot both start).
+
+    ``screen``: the browser's screen size, as the consent form sent it (32 characters kept);
+    stored with the session in its first write (a second commit was three more round trips).
     """
     digest_of_ip = ip_digest(ip)
     if preview_list is None:
@@ -288,6 +292,7 @@ def start_session(
         user_agent=user_agent[:500],
         ip_hash=digest_of_ip,
         preview=preview_list is not None,
+        screen=screen[:32],
     )
     db.session.add(sess)
     db.session.flush()
