@@ -12,8 +12,9 @@ from artifact_schemas import AnswerKey, ArtifactError, StudyManifest
 from stimuli_builder.bundle import load_bundle, select_features
 from stimuli_builder.conditions import load_conditions
 from stimuli_builder.config import StudyConfig, load_config
-from stimuli_builder.design import Design, build_design
+from stimuli_builder.design import build_design
 from stimuli_builder.foils import FoilPicker, normalise
+from stimuli_builder.layout import Design
 from stimuli_builder.own_design import build_own_design
 from stimuli_builder.package import write_package
 

@@ -18,6 +18,7 @@ from artifact_schemas.order import attention_fits, groups_separable, list_items,
 from artifact_schemas.study import STIMULUS_ROLES
 from stimuli_builder.no_listening import StrategyResult, no_listening_strategies
 from stimuli_builder.package import CHECKSUMS, package_files
+from stimuli_builder.trial_types import OWN_TYPES
 
 # Words that would tell a participant (or a curious one reading the page source)
 # something the key holds. Option texts are labels and may say anything, so
@@ -34,7 +35,8 @@ LEAK_WORDS = (
     "correct",
     "labeler",
 )
-_COUNTED_TYPES = ("label_choice", "label_rating", "steering", "mushra")
+# Types whose lists hold a feature's (an item's) trial at most once, each in as many lists.
+_COUNTED_TYPES = ("label_choice", "label_rating", "steering", *(t.NAME for t in OWN_TYPES if t.ONCE_PER_LIST))
 
 
 @dataclass
@@ -150,8 +152,10 @@ def _check_balance(manifest: StudyManifest, key: AnswerKey, report: CheckReport)
                 f"balance: {ttype} presentations per feature differ by {spread} across lists"
             )
     _check_candidate_positions(manifest, key, report)
-    _check_hidden_reference(manifest, key, report)
-    _check_slider_balance(manifest, key, report)
+    for trial_type in OWN_TYPES:
+        found = trial_type.check(manifest, key)
+        report.problems += found.problems
+        report.balance_spread.update(found.balance_spread)
 
 
 def _check_candidate_positions(manifest: StudyManifest, key: AnswerKey, report: CheckReport) -> None:
@@ -180,52 +184,6 @@ def _check_candidate_positions(manifest: StudyManifest, key: AnswerKey, report: 
         report.steered_first[group] = positions[group][("steered", 0)] / n
         report.steering_presentations[group] = n
         report.steering_candidates = n_cands
-
-
-def _check_hidden_reference(manifest: StudyManifest, key: AnswerKey, report: CheckReport) -> None:
-    """The hidden reference of an item's MUSHRA trials takes every position equally often
-    (+- one) over the lists, as the steered clip does: no position is a good guess."""
-    by_id = {t.id: t for t in manifest.trials}
-    positions: dict[str, Counter[int]] = defaultdict(Counter)
-    sizes: dict[str, int] = {}
-    for lst in manifest.lists:
-        for tid in lst.trials:
-            t, k = by_id[tid], key.trials[tid]
-            if t.kind != "mushra" or k.item is None:
-                continue
-            hidden = [
-                i for i, c in enumerate(t.candidates) if c in key.clips and key.clips[c].role == "reference"
-            ]
-            if len(hidden) != 1:
-                report.problems.append(f"mushra trial {tid}: {len(hidden)} hidden references (expected 1)")
-                continue
-            positions[k.item][hidden[0]] += 1
-            sizes[k.item] = len(t.candidates)
-    for item, counts in sorted(positions.items()):
-        n, n_cands = sum(counts.values()), sizes[item]
-        values = [counts.get(p, 0) for p in range(n_cands)]
-        if max(values) - min(values) > 1:
-            report.problems.append(
-                f"mushra: item {item!r} has its hidden reference in positions {values} of its {n} "
-                f"presentations (each position {n / n_cands:.1f} +- 1 expected)"
-            )
-
-
-def _check_slider_balance(manifest: StudyManifest, key: AnswerKey, report: CheckReport) -> None:
-    """Each (item, condition) a slider trial rates is in as many lists as the others, +- one."""
-    by_id = {t.id: t for t in manifest.trials}
-    counts: Counter[tuple[str | None, str | None]] = Counter()
-    for lst in manifest.lists:
-        for tid in lst.trials:
-            t = by_id[tid]
-            clip = key.clips.get(t.candidates[0]) if len(t.candidates) == 1 else None
-            if key.trials[tid].trial_type == "slider" and clip is not None:
-                counts[(key.trials[tid].item, clip.condition)] += 1
-    if counts:
-        spread = max(counts.values()) - min(counts.values())
-        report.balance_spread["slider"] = spread
-        if spread > 1:
-            report.problems.append(f"balance: slider presentations per item and condition differ by {spread}")
 
 
 def _check_order(manifest: StudyManifest, key: AnswerKey, report: CheckReport) -> None:

@@ -12,20 +12,22 @@ import hashlib
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import Field, ValidationError, model_validator
 
 from artifact_schemas import ArtifactError, from_validation_error, load_toml
 from artifact_schemas.study import N_, Language, QuestionField, Slug
+from stimuli_builder.sections import Section as _Section
+from stimuli_builder.trial_types import OWN_TYPES, OwnTrialType
+from stimuli_builder.trial_types.abx import AbxSection
+from stimuli_builder.trial_types.common import Study
+from stimuli_builder.trial_types.mushra import MushraSection
+from stimuli_builder.trial_types.slider import SliderSection
 
 # Log-mel distance (dB, sae_core.clips.log_mel_distance) under which a steered or control
 # clip counts as the same audio as its baseline. Measured on the shipped mini MusicGen at
 # the demo's strength: steered clips 16+ dB from their baselines, random-direction controls
 # a median of ~7 dB (the least 3.3 dB); one clip re-rendered with fresh dither ~0 dB.
 MIN_DISTANCE_DB = 2.0
-
-
-class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
 
 
 class StudySection(_Section):
@@ -183,59 +185,6 @@ class StimuliSection(_Section):
     conditions: Annotated[str, Field(min_length=1)]
 
 
-# Slider labels, spread evenly from one end of the scale to the other (SliderScale.labels).
-SliderLabels = Annotated[
-    list[Annotated[str, Field(min_length=1, max_length=100)]], Field(min_length=2, max_length=11)
-]
-# BS.1534-3's continuous quality scale: five intervals, Bad to Excellent.
-MUSHRA_LABELS = [N_("Bad"), N_("Poor"), N_("Fair"), N_("Good"), N_("Excellent")]
-# Anchors made from each item's reference (stimuli_builder.generated.ANCHOR_CUTOFF_HZ).
-AnchorName = Literal["lp3500", "lp7000"]
-
-
-class MushraSection(_Section):
-    """MUSHRA trials (ITU-R BS.1534-3): one per item and list, every condition on a slider."""
-
-    enabled: bool = True
-    question: Annotated[str, Field(min_length=1)] = N_(
-        "Rate the basic audio quality of each clip compared with the reference."
-    )
-    anchors: list[AnchorName] = Field(default_factory=lambda: ["lp3500"])  # type: ignore[arg-type]
-    labels: SliderLabels = Field(default_factory=lambda: list(MUSHRA_LABELS))
-
-    @field_validator("anchors")
-    @classmethod
-    def _distinct(cls, anchors: list[str]) -> list[str]:
-        if len(set(anchors)) != len(anchors):
-            raise ValueError(f"each anchor once, got {anchors}")
-        return anchors
-
-
-class SliderSection(_Section):
-    """Slider trials: one clip at a time on a visual-analogue scale."""
-
-    enabled: bool = False
-    question: Annotated[str, Field(min_length=1)] = N_("How much do you like this clip?")
-    labels: SliderLabels = Field(default_factory=lambda: [N_("Not at all"), N_("Extremely")])
-    # Conditions of the CSV to rate; [] = every condition under test (role "condition").
-    conditions: list[Annotated[str, Field(min_length=1)]] = Field(default_factory=list)
-    # Slider trials per list; default: every selected (item, condition) in every list.
-    per_list: Annotated[int, Field(ge=1)] | None = None
-
-
-class AbxSection(_Section):
-    """ABX trials: A and B (the reference and a condition, in either order), then X, one of
-    the two; the participant says which. Per list, item and condition ``repeats`` trials."""
-
-    enabled: bool = False
-    question: Annotated[str, Field(min_length=1)] = N_("Which one is X: A or B?")
-    # Conditions of the CSV told apart from the reference; [] = every condition under test.
-    conditions: list[Annotated[str, Field(min_length=1)]] = Field(default_factory=list)
-    # Trials per list, item and condition; the four layouts (which clip is A, whether X is
-    # A or B) take turns, so X is A as often as B within a list when repeats is even.
-    repeats: Annotated[int, Field(ge=1, le=8)] = 2
-
-
 class StudyConfig(_Section):
     """A whole study config file."""
 
@@ -251,9 +200,20 @@ class StudyConfig(_Section):
     audio: AudioSection = Field(default_factory=AudioSection)
     questionnaire: QuestionnaireSection = Field(default_factory=QuestionnaireSection)
     stimuli: StimuliSection | None = None
+    # The trial types of your own clips, one field each (stimuli_builder.trial_types).
     mushra: MushraSection = Field(default_factory=MushraSection)
     slider: SliderSection = Field(default_factory=SliderSection)
     abx: AbxSection = Field(default_factory=AbxSection)
+
+    def own_types(self) -> list[tuple[OwnTrialType, Any]]:
+        """The enabled trial types of your own clips, each with its section, in
+        ``OWN_TYPES`` order."""
+        sections = [(t, getattr(self, t.NAME)) for t in OWN_TYPES]
+        return [(t, section) for t, section in sections if section.enabled]
+
+    def own_study(self) -> Study:
+        """What a trial type's layout needs beyond its section."""
+        return Study(lists=self.lists.count, seed=self.study.design_seed, sample_rate=self.audio.sample_rate)
 
     @model_validator(mode="before")
     @classmethod
@@ -277,8 +237,7 @@ class StudyConfig(_Section):
         if self.stimuli is not None:
             return self._own_stimuli_only()
         wrote = self.model_fields_set
-        own = (("mushra", self.mushra), ("slider", self.slider), ("abx", self.abx))
-        if any(name in wrote and section.enabled for name, section in own):
+        if any(t.NAME in wrote for t, _ in self.own_types()):
             raise ValueError(
                 'stimuli.conditions: a [stimuli] section with conditions = "conditions.csv": mushra, '
                 'slider and abx trials are about your own clips (docs/study-config.md, "Your own stimuli")'
@@ -313,7 +272,7 @@ class StudyConfig(_Section):
                 'attention.kinds: ["identical_pair"] in a study of your own clips ([stimuli]): an '
                 "instructed check looks like a label choice, which such a study never asks"
             )
-        if not (self.mushra.enabled or self.slider.enabled or self.abx.enabled):
+        if not self.own_types():
             raise ValueError("mushra.enabled: mushra, slider or abx trials enabled (all are off)")
         return self
 

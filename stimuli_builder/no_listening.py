@@ -37,6 +37,7 @@ from scipy.stats import binom
 
 from artifact_schemas import AnswerKey, StudyManifest
 from artifact_schemas.study import Trial
+from stimuli_builder.trial_types import OWN_TYPES, own_type
 
 # Above chance by more than this (10 points), and unlikely by luck (binomial p < LEAK_P),
 # is a leak.
@@ -93,8 +94,9 @@ class _Seen:
     n: int  # options to choose from (mushra: candidates)
 
 
-# Trial types whose answer is one of the trial's candidate clips.
-_CANDIDATE_TYPES = ("steering", "mushra")
+# Trial types whose answer is one of the trial's candidate clips: steering's options are
+# its candidates, and a type of your own clips may have one to find (MUSHRA's hidden reference).
+_CANDIDATE_TYPES = ("steering", *(t.NAME for t in OWN_TYPES))
 
 # A strategy: the chance of each option being chosen, from public information.
 _Choose = Callable[[_Seen], Sequence[float] | None]
@@ -109,14 +111,11 @@ def no_listening_strategies(root: Path, manifest: StudyManifest, key: AnswerKey)
             t, k = by_id[tid], key.trials[tid]
             if t.phase != "main":
                 continue
-            if t.kind == "mushra":
-                hidden = [
-                    i
-                    for i, c in enumerate(t.candidates)
-                    if c in key.clips and key.clips[c].role == "reference"
-                ]
-                if len(hidden) == 1:
-                    seen.append(_Seen(t, "mushra", hidden[0], lst.id, len(t.candidates)))
+            own = own_type(k.trial_type)
+            if own is not None and not t.options:
+                hidden = own.hidden_answer(t, key)
+                if hidden is not None:
+                    seen.append(_Seen(t, own.NAME, hidden, lst.id, len(t.candidates)))
                 continue
             ids = [o.id for o in t.options]
             if k.correct_option is None or k.correct_option not in ids:
@@ -297,7 +296,7 @@ def _strategies(seen: list[_Seen], manifest: StudyManifest, audio: _Audio) -> li
         # size, or of its samples, would give it away.
         def choose(s: _Seen) -> list[float] | None:
             t = s.trial
-            if s.trial_type != "mushra" or len(t.references) != 1:
+            if own_type(s.trial_type) is None or len(t.references) != 1:
                 return None
             return _uniform(s.n, [i for i, c in enumerate(t.candidates) if match(t.references[0], c)])
 

@@ -51,8 +51,8 @@ from stimuli_builder import generated
 from stimuli_builder.attention import transform
 from stimuli_builder.audio_prep import COMPARED_FORMAT, AudioSpec, PreparedClip, finish, level, read_source
 from stimuli_builder.config import StudyConfig
-from stimuli_builder.design import ClipSource, Design, TrialSpec, seeded_rng
 from stimuli_builder.i18n import translator
+from stimuli_builder.layout import ClipSource, Design, TrialSpec, seeded_rng
 
 CHECKSUMS = "checksums.txt"
 # The most a comparison trial's clips are shifted (cut at the start) so that the same

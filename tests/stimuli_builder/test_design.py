@@ -15,8 +15,9 @@ from artifact_schemas.order import OrderItem, session_order
 from artifact_schemas.study import OrderRules
 from stimuli_builder.bundle import load_bundle, select_features
 from stimuli_builder.config import load_config
-from stimuli_builder.design import Design, build_design
+from stimuli_builder.design import build_design
 from stimuli_builder.foils import FoilPicker, normalise
+from stimuli_builder.layout import Design
 
 
 def _design(write_config: Any, example_run: Path, tmp_path: Path, **replace: str) -> tuple[Any, Any, Design]:

@@ -489,3 +489,21 @@ def test_an_anchor_that_would_sound_like_its_reference_is_warned_about(
         build_package(root / "study.toml", None, tmp_path / "pkg")
     warned = [r.getMessage() for r in caplog.records if "mushra.anchors" in r.getMessage()]
     assert len(warned) == 1 and "lp3500 of item 'bass'" in warned[0], warned
+
+
+def test_check_finds_a_list_whose_x_is_mostly_a(package: Path, tmp_path: Path) -> None:
+    # A key whose ABX answers were all "A" in one list (as a layout that forgot to take
+    # turns would give): check names the list, since always answering A would score.
+    pkg = tmp_path / "pkg"
+    shutil.copytree(package, pkg)
+    manifest = load_study(pkg / "study.json")
+    by_id = {t.id: t for t in manifest.trials}
+    first = manifest.lists[0]
+    raw = json.loads((pkg / "key.json").read_text())
+    abx = [tid for tid in first.trials if by_id[tid].kind == "abx"]
+    for tid in abx:
+        raw["trials"][tid]["correct_option"] = by_id[tid].options[0].id
+    (pkg / "key.json").write_text(json.dumps(raw))
+    report = check_package(pkg)
+    assert not report.ok
+    assert f"abx: list {first.id} puts X on B in 0 of its {len(abx)} trials" in "\n".join(report.problems)
