@@ -100,7 +100,10 @@ def calibration(df: pd.DataFrame, bins: int = 4) -> pd.DataFrame:
 
 
 def report_tables(r: Report, inputs: ReportInputs) -> None:
-    """CLAP score against what listeners did, per feature and labeler."""
+    """CLAP score against what listeners did, per feature and labeler (label trials only)."""
+    if not inputs.has("label_choice", "label_rating"):
+        r.skip("clap_vs_human", "clap_calibration")
+        return
     r.add(
         "clap_vs_human",
         clap_vs_human(inputs.kept, n_perm=1000),
@@ -108,6 +111,9 @@ def report_tables(r: Report, inputs: ReportInputs) -> None:
         "features): Spearman/Kendall, 95% CI from a bootstrap of features, two-sided permutation test "
         "permuting features (each feature's rows move together); Holm across the rows.",
     )
+    if not inputs.has("label_choice"):
+        r.skip("clap_calibration")  # a calibration of accuracy, which only label choices have
+        return
     r.add(
         "clap_calibration",
         calibration(inputs.kept),
@@ -128,7 +134,9 @@ def _significant(r: Report) -> bool:
 
 def report_figures(r: Report, inputs: ReportInputs) -> None:
     """Human accuracy against the CLAP score per feature; a fitted line where the
-    correlation is significant (or ``inputs.clap_line``)."""
+    correlation is significant (or ``inputs.clap_line``). Accuracy is label choice's."""
+    if not inputs.has("label_choice"):
+        return
     fig, ax = subplots(figsize=(4, 3))
     table = per_feature(inputs.kept).dropna(subset=["accuracy"])
     if len(table) >= 2:

@@ -266,16 +266,48 @@ def report_tables(r: Report, inputs: ReportInputs) -> None:
     # export without that column (choice_rows says so rather than guess).
     shown = options_shown(kept, n_options)
     chance = f"1/{shown}" if shown else "1/options"
+    choice, rating = inputs.has("label_choice"), inputs.has("label_rating")
     for by, name, what in (
         (["layer"], "label_accuracy_by_layer", "by layer"),
         (["labeler"], "label_accuracy_by_labeler", "by labeler"),
         (["layer", "feature_id"], "label_accuracy_by_feature", "per feature"),
     ):
+        if choice:
+            r.add(
+                name,
+                choice_accuracy(kept, by, n_options),
+                f"Label choice: accuracy {what} vs chance {chance} ({CLUSTERED_TEST}).",
+            )
+    if rating:
+        _rating_tables(r, inputs)
+    else:
+        r.skip("label_ratings", "labeler_comparison")
+    if not choice:
+        r.skip("label_accuracy_by_layer", "label_accuracy_by_labeler", "label_accuracy_by_feature")
+        r.skip("human_vs_automatic")
+    else:
         r.add(
-            name,
-            choice_accuracy(kept, by, n_options),
-            f"Label choice: accuracy {what} vs chance {chance} ({CLUSTERED_TEST}).",
+            "human_vs_automatic",
+            human_vs_automatic(kept, n_options=n_options),
+            "Labelled features (items: feature x labeler; n = items, n_features = features) whose most "
+            f"chosen label is the automatic label, vs chance {chance}: Wilson 95% CI, exact one-sided "
+            "binomial test; Cohen's kappa.",
         )
+    if not (choice or rating):
+        r.skip("inter_rater")
+    else:
+        r.add(
+            "inter_rater",
+            inter_rater(kept, n_boot=inputs.n_boot),
+            "Agreement between participants: Fleiss' kappa, Krippendorff's alpha, ICC(1,1) (95% CIs: "
+            "jackknife over items with t quantiles; ICC: F interval). Items are (feature, labeler target) "
+            "for choices, (feature, labeler) for ratings; n = items, n_raters = participants, "
+            "n_responses = judgements; the note says where items are too few for the interval; no test.",
+        )
+
+
+def _rating_tables(r: Report, inputs: ReportInputs) -> None:
+    kept = inputs.kept
     r.add(
         "label_ratings",
         rating_summary(kept, ["labeler"], midpoint=inputs.rating_midpoint),
@@ -288,25 +320,12 @@ def report_tables(r: Report, inputs: ReportInputs) -> None:
         "The same features rated under each labeler's label: paired difference (bootstrap 95% CI), d_z, "
         "Wilcoxon signed-rank test; n = features rated under both labels.",
     )
-    r.add(
-        "human_vs_automatic",
-        human_vs_automatic(kept, n_options=n_options),
-        "Labelled features (items: feature x labeler; n = items, n_features = features) whose most chosen "
-        f"label is the automatic label, vs chance {chance}: Wilson 95% CI, exact one-sided binomial "
-        "test; Cohen's kappa.",
-    )
-    r.add(
-        "inter_rater",
-        inter_rater(kept, n_boot=inputs.n_boot),
-        "Agreement between participants: Fleiss' kappa, Krippendorff's alpha, ICC(1,1) (95% CIs: jackknife "
-        "over items with t quantiles; ICC: F interval). Items are (feature, labeler target) for choices, "
-        "(feature, labeler) for ratings; n = items, n_raters = participants, n_responses = judgements; "
-        "the note says where items are too few for the interval; no test.",
-    )
 
 
 def report_figures(r: Report, inputs: ReportInputs) -> None:
-    """Accuracy by layer, and the forest plot of accuracy per feature."""
+    """Accuracy by layer, and the forest plot of accuracy per feature (label choice only)."""
+    if "label_accuracy_by_feature" not in r.tables:
+        return
     share_figure(r, "accuracy_by_layer", "label_accuracy_by_layer", "layer", "layer", "label accuracy")
 
     forest = r.tables["label_accuracy_by_feature"]

@@ -660,9 +660,34 @@ def _mixedlm(d: ModelDesign) -> pd.DataFrame:
 def report_tables(r: Report, inputs: ReportInputs) -> None:
     """The correctness models over label choice and steering together, and the ratings
     model; their rows go to ``r.model_data`` for analysis.R."""
-    # One list of designs for every engine, each with the chance of the trials it models.
-    ds = designs(inputs.kept, n_options=inputs.n_options)
+    # One list of designs for every engine, each with the chance of the trials it models;
+    # a question the study did not ask (no trials of its type) has no model, not an empty one.
+    asked = {"label validation": inputs.has("label_choice"), "steering detection": inputs.has("steering")}
+    ds = [d for d in designs(inputs.kept, n_options=inputs.n_options) if asked[d.question]]
     rating = rating_design(inputs.kept, midpoint=inputs.rating_midpoint)
+    ratings = inputs.has("label_rating")
+    if ds:
+        _add_gee(r, ds)
+    else:
+        r.skip("correctness_gee")
+    for d in [*ds, *([rating] if ratings else [])]:
+        if d.reason is None:
+            r.model_data[d.question] = (d.formula, d.family, d.data)
+    if not inputs.bayes:
+        return
+    if ds:
+        _add_ml_glmm(r, ds)
+    if ratings:
+        _add_ratings_lmm(r, rating)
+    else:
+        r.skip("ratings_lmm")
+    if ds:
+        _add_bayes(r, ds)
+    else:
+        r.skip("correctness_ml_glmm", "correctness_bayes_glmm")
+
+
+def _add_gee(r: Report, ds: list[ModelDesign]) -> None:
     r.add(
         "correctness_gee",
         gee(ds),
@@ -673,11 +698,9 @@ def report_tables(r: Report, inputs: ReportInputs) -> None:
         "what was left out and the chance level. Participants are its only clusters: its intervals are "
         "about these features, not features like them (for that, the mixed models).",
     )
-    for d in [*ds, rating]:
-        if d.reason is None:
-            r.model_data[d.question] = (d.formula, d.family, d.data)
-    if not inputs.bayes:
-        return
+
+
+def _add_ml_glmm(r: Report, ds: list[ModelDesign]) -> None:
     r.add(
         "correctness_ml_glmm",
         ml_glmm(ds),
@@ -689,6 +712,9 @@ def report_tables(r: Report, inputs: ReportInputs) -> None:
         "simulation. analysis.R refits them from model_data/. Without R the model column says so: "
         "the same model fitted in Python (Laplace, random-intercept sds by restricted likelihood).",
     )
+
+
+def _add_ratings_lmm(r: Report, rating: ModelDesign) -> None:
     r.add(
         "ratings_lmm",
         ratings_lmm(rating),
@@ -698,6 +724,9 @@ def report_tables(r: Report, inputs: ReportInputs) -> None:
         "The intercept is the distance from the scale midpoint (its test: rating = midpoint); the "
         "other coefficients are differences in rating points. analysis.R refits it from model_data/.",
     )
+
+
+def _add_bayes(r: Report, ds: list[ModelDesign]) -> None:
     r.add(
         "correctness_bayes_glmm",
         bayes_mixed(ds),

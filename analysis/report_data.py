@@ -30,11 +30,17 @@ class Report:
     meta: dict[str, Any] = field(default_factory=dict)
     # question -> (formula, the rows the models used): written for analysis.R
     model_data: dict[str, tuple[str, str, pd.DataFrame]] = field(default_factory=dict)
+    # Tables left out because the study asked no trials of their type: the page names them.
+    skipped: list[str] = field(default_factory=list)
 
     def add(self, name: str, table: pd.DataFrame, caption: str) -> None:
         """A table and its caption, in the report's order (the order they are added)."""
         self.tables[name] = table
         self.captions[name] = caption
+
+    def skip(self, *names: str) -> None:
+        """Tables a part leaves out: the study asked no trials of their type."""
+        self.skipped += names
 
 
 @dataclass(frozen=True)
@@ -50,6 +56,12 @@ class ReportInputs:
     bayes: bool
     n_boot: int
     clap_line: bool
+
+    def has(self, *trial_types: str) -> bool:
+        """Whether the responses kept include trials of any of ``trial_types``: a part adds
+        the tables of a type only where the study asked it (an empty table that does not
+        say why is a question the study never put)."""
+        return bool(self.kept["trial_type"].isin(trial_types).any()) if "trial_type" in self.kept else False
 
 
 class ReportPart(Protocol):

@@ -125,6 +125,8 @@ def write_report(report: Report, out: str | Path) -> Path:
         "meta": report.meta,
         "tables": {k: _json_ready(v) for k, v in report.tables.items()},
         "captions": report.captions,
+        # Tables of trial types the study did not ask: left out, named here and on the page.
+        "not_in_this_study": report.skipped,
     }
     write_text_atomic(out / "report.json", json.dumps(data, indent=2, allow_nan=False, default=str))
     if report.model_data:
@@ -143,9 +145,10 @@ def write_report(report: Report, out: str | Path) -> Path:
 
 
 def _html(report: Report) -> str:
-    # A table with no rows asks a question this study's trials do not (a MUSHRA-only study
-    # has no label trials): one line names them all, instead of a heading and "no data"
-    # each (issue 36). tables/ and report.json keep every table, empty or not.
+    # A table with no rows, or one a part left out (report.skipped: a MUSHRA-only study has
+    # no label trials, and a demo whose labels left label choice out no label choices),
+    # asks a question this study's trials do not: one line names them all, instead of a
+    # heading and "no data" each (issue 36). Empty tables stay in tables/ and report.json.
     tables = [
         {
             "name": name.replace("_", " "),
@@ -159,7 +162,7 @@ def _html(report: Report) -> str:
         name.replace("_", " ")
         for name, table in report.tables.items()
         if not len(table) and name != "exclusions"
-    ]
+    ] + [name.replace("_", " ") for name in report.skipped]
     figures = [{"name": name.replace("_", " "), "svg": svg} for name, svg in report.figures.items()]
     return (
         _templates()

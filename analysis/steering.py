@@ -53,7 +53,10 @@ def choice_counts(df: pd.DataFrame) -> pd.DataFrame:
 
 
 def report_tables(r: Report, inputs: ReportInputs) -> None:
-    """Steering detection's tables in the report (docs/analysis.md)."""
+    """Steering detection's tables in the report (docs/analysis.md), where the study asked it."""
+    if not inputs.has("steering"):
+        r.skip("steering_by_feature", "steering_by_strength", "steering_choices")
+        return
     kept = inputs.kept
     r.add(
         "steering_by_feature",
@@ -76,6 +79,8 @@ def report_tables(r: Report, inputs: ReportInputs) -> None:
 
 def report_figures(r: Report, inputs: ReportInputs) -> None:
     """The share choosing the steered clip by strength."""
+    if "steering_by_strength" not in r.tables:
+        return
     share_figure(
         r,
         "steering_by_strength",

@@ -239,7 +239,7 @@ def _answer_payload(data: Any) -> dict[str, Any]:
     plays = data.get("plays", {})
     if (
         not isinstance(plays, dict)
-        or len(plays) > 64  # a trial's clips: a MUSHRA screen has up to 16 (own_design)
+        or len(plays) > 64  # a trial's clips: a MUSHRA screen has up to 16 (trial_types/mushra.py)
         or not all(
             isinstance(k, str) and isinstance(v, int) and not isinstance(v, bool) and 0 <= v < 1000
             for k, v in plays.items()

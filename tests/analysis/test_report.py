@@ -302,3 +302,25 @@ def test_a_note_in_a_table_reads_as_a_sentence_not_a_word_per_line(tmp_path: Pat
     assert cells and any(note.replace("'", "&#39;") in cells for note in notes)
     assert not any(re.fullmatch(r"[-0-9.e]+", c) for c in cells)  # numbers keep their own width
     assert page.count('<div class="wide"><table>') == sum(1 for t in report.tables.values() if len(t))
+
+
+def test_a_study_whose_build_left_label_choice_out_has_a_clean_report(
+    tmp_path: Path, check_report: Any
+) -> None:
+    # The build leaves label choice out when no label's base rate can be kept at chance (the
+    # demo's labels can do that): the study asks ratings and steering only. Its report has no
+    # label-choice table, no label-validation model and no CLAP calibration, each named as
+    # not in this study, and nothing empty that does not say why.
+    export = simulate_export(20, 6, seed=7)
+    export = export[export["trial_type"] != "label_choice"].reset_index(drop=True)
+    report = build_report(export, n_boot=20)
+    write_report(report, tmp_path / "r")
+    assert check_report(tmp_path / "r" / "report.json") == []
+    data = json.loads((tmp_path / "r" / "report.json").read_text())
+    assert {"label_ratings", "steering_by_feature", "ratings_lmm", "clap_vs_human"} <= set(data["tables"])
+    assert {r["question"] for r in data["tables"]["correctness_gee"]} == {"steering detection"}
+    gone = {"label_accuracy_by_layer", "human_vs_automatic", "clap_calibration"}
+    assert not gone & set(data["tables"]) and gone <= set(data["not_in_this_study"])
+    page = (tmp_path / "r" / "report.html").read_text()
+    assert "label accuracy by layer" in page.split('id="absent"')[1]
+    assert not (tmp_path / "r" / "tables" / "label_accuracy_by_layer.csv").exists()

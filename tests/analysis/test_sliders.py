@@ -125,8 +125,7 @@ def test_an_assessor_who_misses_the_hidden_reference_in_3_of_8_trials_is_exclude
 def test_the_report_has_the_slider_tables_and_figures(tmp_path: Path, check_report: Any) -> None:
     mushra = simulate_slider_export(20, 8, seed=3).responses
     single = simulate_slider_export(20, 6, trial_type="slider", seed=4).responses
-    # The same 20 participants answered label and steering trials too (a MUSHRA-only
-    # export leaves those tables empty, which check_report rejects for them, not for ours).
+    # The same 20 participants answered label and steering trials too.
     export = pd.concat([simulate_export(20, 6, seed=5), mushra, single], ignore_index=True)
     report = build_report(export, bayes=False, n_boot=20)
     assert set(report.tables) >= SLIDER_TABLES
@@ -139,8 +138,13 @@ def test_the_report_has_the_slider_tables_and_figures(tmp_path: Path, check_repo
     assert check_report(tmp_path / "sim" / "report.json") == []
     alone = build_report(mushra, bayes=False, n_boot=20)
     write_report(alone, tmp_path / "alone")
-    ours = [p for p in check_report(tmp_path / "alone" / "report.json") if p.startswith("mushra")]
-    assert ours == [] and {"mushra_conditions", "mushra_model"} <= set(alone.tables)
+    # A MUSHRA-only study asked no label or steering trials: their tables are left out, and
+    # named as such, rather than written empty.
+    assert check_report(tmp_path / "alone" / "report.json") == []
+    assert {"mushra_conditions", "mushra_model"} <= set(alone.tables)
+    assert not {"label_accuracy_by_layer", "steering_by_feature", "correctness_gee"} & set(alone.tables)
+    left_out = json.loads((tmp_path / "alone" / "report.json").read_text())["not_in_this_study"]
+    assert {"label_accuracy_by_layer", "steering_by_feature", "correctness_gee"} <= set(left_out)
     # The page of a MUSHRA-only study: no heading over an empty label table, one line naming them.
     page = (tmp_path / "alone" / "report.html").read_text()
     assert "<h2>label accuracy by layer</h2>" not in page and "<h2>mushra conditions</h2>" in page
