@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 import secrets
 from pathlib import Path
+from statistics import mean
 from typing import Any
 
 from artifact_schemas import AnswerKey, ArtifactError, StudyManifest
@@ -15,6 +16,7 @@ from stimuli_builder.config import StudyConfig, load_config
 from stimuli_builder.design import build_design
 from stimuli_builder.foils import FoilPicker, normalise
 from stimuli_builder.layout import Design
+from stimuli_builder.no_listening import StrategyResult, out_of_order_choice
 from stimuli_builder.own_design import build_own_design
 from stimuli_builder.package import write_package
 
@@ -115,7 +117,25 @@ def _gives_away(design: Design) -> bool:
         for t in design.trials.values()
         if t.meta.get("check") == "instructed" and t.correct_option is not None
     ]
-    return len(instructed) >= 2 and len(set(instructed)) == 1
+    return (len(instructed) >= 2 and len(set(instructed)) == 1) or _out_of_order_leaks(design)
+
+
+def _out_of_order_leaks(design: Design) -> bool:
+    """Whether "the option without which the others are in alphabetical order" scores as a
+    leak on the label choices (as `check` scores it): foils in a drawn order leave the answer
+    the one out of order in 1 of 6 trials, and on a small study's few trials that scored
+    0.48 against chance 0.25 for one salt in a few dozen (a drawn salt made it a flaky test)."""
+    scores, chances = [], []
+    for lst in design.lists:
+        for t in (design.trials[k] for k in lst):
+            if t.phase != "main" or t.kind != "label_choice" or "check" in t.meta or t.correct_option is None:
+                continue
+            scores.append(out_of_order_choice(t.options)[t.correct_option])
+            chances.append(1 / len(t.options))
+    if not scores:
+        return False
+    result = StrategyResult("label_choice", "out of order", len(scores), mean(scores), mean(chances))
+    return result.leak
 
 
 def _own_stimuli(config: StudyConfig, config_path: Path) -> tuple[Design, list[Path], list[dict[str, Any]]]:

@@ -146,6 +146,14 @@ def _uniform(n: int, chosen: Sequence[int]) -> list[float]:
     return [1 / len(chosen) if i in chosen else 0.0 for i in range(n)]
 
 
+def out_of_order_choice(texts: Sequence[str]) -> list[float]:
+    """The chance of choosing each option by "the option without which the others are in
+    alphabetical order" (also scored on a design, before it is written: build.py)."""
+    low = [t.casefold() for t in texts]
+    hit = [i for i in range(len(low)) if (rest := low[:i] + low[i + 1 :]) == sorted(rest)]
+    return _uniform(len(low), hit)
+
+
 def _always(j: int) -> _Choose:
     def choose(s: _Seen) -> list[float] | None:
         return _uniform(s.n, [j]) if j < s.n else None
@@ -225,9 +233,7 @@ def _strategies(seen: list[_Seen], manifest: StudyManifest, audio: _Audio) -> li
         # without which the rest is sorted (0.57 against chance 0.25, issue 34).
         if s.trial.kind != "label_choice":
             return None
-        texts = [o.text.casefold() for o in s.trial.options]
-        hit = [i for i in range(len(texts)) if (rest := texts[:i] + texts[i + 1 :]) == sorted(rest)]
-        return _uniform(len(texts), hit)
+        return out_of_order_choice([o.text for o in s.trial.options])
 
     out += [
         ("the option without which the others are in alphabetical order", out_of_order),
