@@ -37,7 +37,7 @@ from scipy.stats import binom
 
 from artifact_schemas import AnswerKey, StudyManifest
 from artifact_schemas.study import Trial
-from stimuli_builder.trial_types import OWN_TYPES, own_type
+from stimuli_builder.trial_types import own_type
 
 # Above chance by more than this (10 points), and unlikely by luck (binomial p < LEAK_P),
 # is a leak.
@@ -92,11 +92,11 @@ class _Seen:
     correct: int  # index of the correct option (mushra: of the hidden reference's candidate)
     list_id: str
     n: int  # options to choose from (mushra: candidates)
+    # The answer is one of the trial's candidate clips: a steering trial's options are its
+    # candidates, in order, and a type of your own clips without options may hide its answer
+    # among them (MUSHRA's hidden reference, own_type(...).hidden_answer).
+    among_candidates: bool = False
 
-
-# Trial types whose answer is one of the trial's candidate clips: steering's options are
-# its candidates, and a type of your own clips may have one to find (MUSHRA's hidden reference).
-_CANDIDATE_TYPES = ("steering", *(t.NAME for t in OWN_TYPES))
 
 # A strategy: the chance of each option being chosen, from public information.
 _Choose = Callable[[_Seen], Sequence[float] | None]
@@ -115,7 +115,7 @@ def no_listening_strategies(root: Path, manifest: StudyManifest, key: AnswerKey)
             if own is not None and not t.options:
                 hidden = own.hidden_answer(t, key)
                 if hidden is not None:
-                    seen.append(_Seen(t, own.NAME, hidden, lst.id, len(t.candidates)))
+                    seen.append(_Seen(t, own.NAME, hidden, lst.id, len(t.candidates), among_candidates=True))
                 continue
             ids = [o.id for o in t.options]
             if k.correct_option is None or k.correct_option not in ids:
@@ -123,7 +123,7 @@ def no_listening_strategies(root: Path, manifest: StudyManifest, key: AnswerKey)
             ttype: str = k.trial_type or t.kind
             if ttype == "attention":
                 ttype = f"attention:{k.check or 'attention'}"
-            seen.append(_Seen(t, ttype, ids.index(k.correct_option), lst.id, len(ids)))
+            seen.append(_Seen(t, ttype, ids.index(k.correct_option), lst.id, len(ids), ttype == "steering"))
     audio = _Audio(root, manifest)
     strategies = _strategies(seen, manifest, audio)
     results = []
@@ -251,7 +251,7 @@ def _strategies(seen: list[_Seen], manifest: StudyManifest, audio: _Audio) -> li
     def by_clip(measure: Callable[[str], float], most: bool) -> _Choose:
         def choose(s: _Seen) -> list[float] | None:
             t = s.trial
-            if s.trial_type not in _CANDIDATE_TYPES or len(t.candidates) != s.n:
+            if not s.among_candidates or len(t.candidates) != s.n:
                 return None
             values = [measure(c) for c in t.candidates]
             best = max(values) if most else min(values)
@@ -281,7 +281,7 @@ def _strategies(seen: list[_Seen], manifest: StudyManifest, audio: _Audio) -> li
     def by_repeat(pick: bool) -> _Choose:
         def choose(s: _Seen) -> list[float] | None:
             t = s.trial
-            if s.trial_type not in _CANDIDATE_TYPES or len(t.candidates) != s.n:
+            if not s.among_candidates or len(t.candidates) != s.n:
                 return None
             hit = repeats(s)
             if not pick:
