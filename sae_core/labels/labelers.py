@@ -12,6 +12,7 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import cast
 
 import librosa
 import numpy as np
@@ -178,6 +179,11 @@ def descriptor_labels(
     Key, mode and tempo need a few bars of harmony and beats: each example is analysed
     over at least ``context_seconds`` centred on it (within the track). On the synthetic
     corpus, 4 s windows got the mode right for 60% of minor-key clips, 8 s for 71%.
+
+    A word that every feature of a layer gets (of at least :data:`UNIVERSAL_MIN_FEATURES`)
+    tells none of them apart and is no label: on the demo's polyphonic corpus the bass
+    made every window "low pitched" (median YIN f0), so every feature's most agreed word,
+    the one a study asks about, was the same, and no label choice was left to ask.
     """
     rows = []
     # Features often share peaks (and so analysis windows); each window is analysed once.
@@ -220,9 +226,29 @@ def descriptor_labels(
                         "descriptor": descriptor,
                     }
                 )
-    return pd.DataFrame(
+    labels = pd.DataFrame(
         rows, columns=["feature_id", "layer", "labeler", "label", "confidence", "clap_score", "descriptor"]
     )
+    return _without_universal_words(labels, examples)
+
+
+# A layer needs this many features before a word all of them share is taken to say nothing
+# about each: with two or three, sharing a true word is likely.
+UNIVERSAL_MIN_FEATURES = 4
+
+
+def _without_universal_words(labels: pd.DataFrame, examples: pd.DataFrame) -> pd.DataFrame:
+    """``labels`` less the words every feature of their layer carries (see descriptor_labels)."""
+    features = examples.groupby("layer")["feature_id"].nunique().to_dict()
+    carriers = labels.groupby(["layer", "label"])["feature_id"].nunique().to_dict()
+    universal: set[tuple[int, str]] = set()
+    for key, n in carriers.items():
+        layer, label = cast(tuple[int, str], key)
+        if features[layer] >= UNIVERSAL_MIN_FEATURES and n == features[layer]:
+            universal.add((layer, label))
+            log.info("layer %s: every one of its %d features is '%s'; not a label", layer, n, label)
+    keep = [(a, b) not in universal for a, b in zip(labels["layer"], labels["label"], strict=True)]
+    return labels[keep].reset_index(drop=True)
 
 
 # --------------------------------------------------------------------------- CLAP

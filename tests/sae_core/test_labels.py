@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+import soundfile as sf
 
 from artifact_schemas import EXAMPLES, LABELS, ArtifactError, load_table, save_table
 from sae_core.clap import ClapScorer, build_tiny_clap
@@ -54,6 +55,37 @@ def test_descriptor_labels_match_ground_truth(corpus: Path, concept: str, word: 
     got = labels[labels["descriptor"] == concept].set_index("feature_id")["label"]
     agreement = np.mean([got.get(fid) == word.format(value) for fid, value in truth.items()])
     assert agreement >= 0.8, (concept, got.to_dict(), truth)
+
+
+def test_a_word_every_feature_of_a_layer_gets_is_no_label(corpus: Path) -> None:
+    """The demo's corpus read "low pitched" everywhere: each feature's best-agreed word was
+    the same, so a study had no label choice to ask. Such a word goes; the words that tell
+    the features apart stay, and a layer of few features keeps a word they share."""
+    meta = pd.read_csv(corpus / "metadata.csv")
+    paths = {r.track_id: str(corpus / r.path) for r in meta.itertuples()}
+    tracks = list(meta["track_id"][:6])
+    tempo = dict(zip(meta["track_id"], meta["tempo"], strict=True))
+    heads = {
+        t: sf.read(paths[t], frames=4000, dtype="float32", always_2d=True)[0].mean(axis=1) for t in tracks
+    }
+
+    def describe(y: np.ndarray, sr: int, backend: str) -> dict[str, str]:
+        # Which track the labeler read, told by its first samples (each example is a whole track).
+        track = next(t for t, head in heads.items() if np.allclose(head, y[:4000]))
+        return {"register": "low pitched", "tempo": f"{tempo[track]} tempo"}
+
+    examples = pd.DataFrame(
+        [
+            {"feature_id": fid, "layer": 0, "rank": 1, "track_id": t, "start_s": 0.0, "end_s": 10.0}
+            for fid, t in enumerate(tracks)
+        ]
+    )
+    labels = descriptor_labels(examples, paths, backend="librosa", describe=describe)
+    assert "low pitched" not in set(labels["label"])
+    assert set(labels["feature_id"]) == set(range(6))
+    assert list(labels.sort_values("feature_id")["label"]) == [f"{tempo[t]} tempo" for t in tracks]
+    few = descriptor_labels(examples[:3], paths, backend="librosa", describe=describe)
+    assert (few["label"] == "low pitched").sum() == 3
 
 
 def _clip_examples(corpus: Path, root: Path) -> pd.DataFrame:
