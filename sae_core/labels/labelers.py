@@ -183,7 +183,7 @@ def descriptor_labels(
     A word that every feature of a layer gets (of at least :data:`UNIVERSAL_MIN_FEATURES`)
     tells none of them apart and is no label: on the demo's polyphonic corpus the bass
     made every window "low pitched" (median YIN f0), so every feature's most agreed word,
-    the one a study asks about, was the same, and no label choice was left to ask.
+    the one a study's rating trials ask about, was the same.
     """
     rows = []
     # Features often share peaks (and so analysis windows); each window is analysed once.

@@ -59,7 +59,7 @@ def test_descriptor_labels_match_ground_truth(corpus: Path, concept: str, word: 
 
 def test_a_word_every_feature_of_a_layer_gets_is_no_label(corpus: Path) -> None:
     """The demo's corpus read "low pitched" everywhere: each feature's best-agreed word was
-    the same, so a study had no label choice to ask. Such a word goes; the words that tell
+    the same, and a study asked it of every feature. Such a word goes; the words that tell
     the features apart stay, and a layer of few features keeps a word they share."""
     meta = pd.read_csv(corpus / "metadata.csv")
     paths = {r.track_id: str(corpus / r.path) for r in meta.itertuples()}
