@@ -58,6 +58,8 @@ CHECKSUMS = "checksums.txt"
 # The most a comparison trial's clips are shifted (cut at the start) so that the same
 # source's samples never line up between trials; 50 ms is a fraction of a beat.
 CANDIDATE_SHIFT_S = 0.05
+# The least gap between the starts of two clips of one source in a trial (render_candidates).
+SAME_SOURCE_APART_S = 0.01
 # A MUSHRA trial's clips (open reference included) are shifted by at most this: a listener
 # switches between them while they play, and 50 ms would be heard as a jump.
 MATCHED_SHIFT_S = 0.005
@@ -175,13 +177,19 @@ class _Renderer:
         starts = [
             int(x) for x in seeded_rng(self.seed, trial_key, "start").integers(shift + 1, size=len(audios))
         ]
+        # Two clips of one source start at least this far apart: one sample apart, smooth
+        # audio's samples nearly lined up (a "same" pair differed by at most 0.005 where its
+        # music peaked at 0.1: sample-by-sample comparison told it, a luck-dependent CI failure).
+        apart = max(1, min(int(SAME_SOURCE_APART_S * self.spec.sample_rate), (shift + 1) // len(audios)))
         for i, src in enumerate(srcs):
-            taken = {
+            taken = [
                 starts[j]
                 for j in range(i)
                 if (srcs[j].source, srcs[j].transform) == (src.source, src.transform)
-            }
-            while starts[i] in taken and len(taken) <= shift:
+            ]
+            for _ in range(shift + 1):
+                if all(abs(starts[i] - t) >= apart for t in taken):
+                    break
                 starts[i] = (starts[i] + 1) % (shift + 1)
         n -= shift
         spec = dataclasses.replace(self.spec, format=COMPARED_FORMAT)

@@ -103,7 +103,9 @@ def test_attention_checks_are_answered_only_by_listening(demo_package: Path, tmp
     assert {answer(t) for t in pairs} == {0, 1}
     for t in pairs:
         a, b = (sf.read(demo_package / manifest.clips[c].file)[0] for c in t.candidates)
-        assert np.abs(a - b).max() > 0.01, t.id  # the samples never line up
+        # The samples never line up: they differ by far more than dither (16-bit steps are
+        # 3e-5), though smooth music at two nearby offsets may differ by only 0.01 or less.
+        assert np.abs(a - b).max() > 0.001, t.id
         cut = int(CANDIDATE_SHIFT_S * sr) + 1  # either clip may start later in the source
         same = max(_match(a, b[:-cut]), _match(b, a[:-cut])) > 0.99
         assert same == (t.options[answer(t)].text == "They sound the same"), t.id
