@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib
+import importlib.metadata
 import os
 import re
 import shlex
@@ -177,18 +178,15 @@ def _command_help(tool: str, command: str) -> str:
     ``--help`` as one), without a fresh interpreter importing torch for each of the ~40
     commands the docs call: that cost this test minutes of CI time."""
     import click
+    import typer
+    import typer.main
     from click.testing import CliRunner
 
-    group: click.Command
-    if tool == "study-app":
-        from study_app.cli import cli
-
-        group = cli
-    else:
-        import typer.main
-
-        module = {"sae-core": "sae_core", "stimuli-builder": "stimuli_builder"}.get(tool, "analysis")
-        group = typer.main.get_command(importlib.import_module(f"{module}.cli").app)
+    # The module the installed console script runs (pyproject's [project.scripts]).
+    (script,) = importlib.metadata.entry_points(group="console_scripts", name=tool)
+    module = importlib.import_module(script.module)
+    app = getattr(module, "app", None)
+    group: click.Command = typer.main.get_command(app) if isinstance(app, typer.Typer) else module.cli
     result = CliRunner().invoke(
         group, [command, "--help"], prog_name=tool, env={"COLUMNS": "250"}, terminal_width=250
     )
