@@ -22,7 +22,12 @@ drums concept everywhere: which 5 s of them has drums is not in the caption).
   For mode, tempo, instrument and drums: accuracy on the generations, the reader's own
   accuracy on held-out originals cut to 5 s (both halves of each track), and their ratio;
   ``prompt_adherence`` = mean of the four ratios. Beside: a shuffled-caption baseline, the
-  random tiny preset measured the same way, and chance.
+  random tiny preset measured the same way, and chance. Before generating, **caption use**:
+  the teacher-forced cross-entropy on the held-out tracks with their own captions, without
+  a caption, and with one concept's words changed (``caption_use``). A concept whose wrong
+  words cost the model nothing is one it does not read, which no sampler or guidance scale
+  can fix; it costs seconds, where the generations take minutes, so a training change can
+  be judged by it first.
 * **CLAP** (``--clap DIR``): zero-shot classification of held-out clips from prompts in
   words ("a minor key melody"), and caption-to-clip retrieval R@5; the random tiny CLAP
   is measured the same way. ``clap_zero_shot`` = mean over mode, tempo, instrument.
@@ -335,6 +340,71 @@ def generate(
     return audio
 
 
+def _swapped(row: pd.Series, concept: str) -> str:
+    """The track's caption with ``concept`` set to the next of its values (no draw, no seed)."""
+    from sae_core.synth.score import DRUMS, MODES, TEMPI, TrackConcepts
+    from sae_core.synth.timbre import INSTRUMENTS
+
+    values = {"mode": tuple(MODES), "tempo": tuple(TEMPI), "instrument": INSTRUMENTS, "drums": DRUMS}[concept]
+    fields = {f: row[f] for f in TrackConcepts.__dataclass_fields__}
+    fields[concept] = values[(values.index(fields[concept]) + 1) % len(values)]
+    return TrackConcepts(**fields).caption()
+
+
+@torch.no_grad()
+def caption_use(model_dir: Path, m: Material) -> dict[str, float]:
+    """Teacher-forced cross-entropy (nats per codebook token, as training reports it) on the
+    held-out tracks' first ``gen_seconds``: with each track's own caption (``own``), with it
+    masked out as training drops it (``none``), and with one concept's words changed to
+    another value (``mode``, ...). A model that reads a concept's words pays for wrong ones;
+    one that ignores them pays nothing, and no sampler or guidance scale can make its
+    generations follow them. Costs seconds: a forward pass per caption variant, no generation.
+    """
+    from sae_core.models.transformers_musicgen import TransformersMusicGen
+
+    adapter = TransformersMusicGen.load(str(model_dir))
+    model, tokenizer = adapter.model, adapter.tokenizer
+    pad = int(model.config.decoder.pad_token_id)  # also the start token (the adapter fills with it)
+    frames = round(m.sizes.gen_seconds * adapter.frame_rate)
+    rows = [r for _, r in m.meta.iterrows()]
+    own = [str(r["caption"]) for r in rows]
+    # "none" is the own caption under an all-zero mask: training's dropped condition.
+    variants = {"own": own, "none": own} | {c: [_swapped(r, c) for r in rows] for c in CONCEPTS}
+    totals = dict.fromkeys(variants, 0.0)
+    n = round(m.sizes.gen_seconds * SR)
+    for start in range(0, len(rows), 8):
+        audio = [_resampled(y[:n], adapter.sample_rate) for y in m.raw[start : start + 8]]
+        codes = torch.cat([adapter.encode_audio(torch.from_numpy(a).float()[None]) for a in audio])
+        ids = adapter.delayed_input_ids(codes[..., :frames])  # the adapter's own teacher forcing
+        targets = ids[:, 1:].masked_fill(ids[:, 1:] == pad, -100)
+        for name, captions in variants.items():
+            tok = tokenizer(captions[start : start + len(audio)], return_tensors="pt", padding=True)
+            mask = tok["attention_mask"] * (0 if name == "none" else 1)
+            logits = model(input_ids=tok["input_ids"], attention_mask=mask, decoder_input_ids=ids).logits
+            loss = torch.nn.functional.cross_entropy(
+                logits[:, :-1].transpose(1, 2), targets, ignore_index=-100
+            )
+            totals[name] += float(loss) * len(audio)
+    return {name: total / len(rows) for name, total in totals.items()}
+
+
+def _resampled(y: np.ndarray, sr: int) -> np.ndarray:
+    import librosa
+
+    return y if sr == SR else librosa.resample(y, orig_sr=SR, target_sr=sr)
+
+
+def print_caption_use(ours: dict[str, float], tiny: dict[str, float]) -> None:
+    def row(use: dict[str, float]) -> str:
+        changed = ", ".join(f"{c} {use[c] - use['own']:+.3f}" for c in CONCEPTS)
+        none = use["none"] - use["own"]
+        return f"own caption {use['own']:.3f}; no caption {none:+.3f}; one concept changed: {changed}"
+
+    print("  caption use (teacher-forced cross-entropy on the held-out tracks, nats per codebook token):")
+    print(f"    ours:        {row(ours)}")
+    print(f"    tiny preset: {row(tiny)}")
+
+
 def musicgen_report(model_dir: Path, m: Material, tiny_dir: Path) -> float:
     s = m.sizes
     captions = [str(c) for c in m.meta["caption"]]
@@ -356,6 +426,7 @@ def musicgen_report(model_dir: Path, m: Material, tiny_dir: Path) -> float:
         f"held-out captions, CFG 3; the readers' own accuracy on {len(crops)} held-out originals cut to "
         f"{s.gen_seconds:g} s"
     )
+    print_caption_use(caption_use(model_dir, m), caption_use(tiny_dir, m))
     ours = readings(m, generate(model_dir, captions, s.gen_seconds, s.per_caption, "ours"), truth)
     tiny = readings(m, generate(tiny_dir, captions, s.gen_seconds, s.per_caption, "tiny preset"), truth)
     print(

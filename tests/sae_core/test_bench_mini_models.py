@@ -112,5 +112,10 @@ def test_bench_mini_models_runs_every_part(tmp_path: Path) -> None:
     # every part printed its table, the peers beside
     for heading in ("codec ", "random tiny preset's codec", "MusicGen ", "shuffled", "CLAP ", "steering "):
         assert heading in run.stdout, run.stdout
+    # caption use: the model and the tiny preset, each concept's changed words priced
+    use = [line for line in run.stdout.splitlines() if "own caption" in line]
+    assert len(use) == 2 and all(
+        f"{c} " in line for c in ("mode", "tempo", "instrument", "drums") for line in use
+    )
     # strength 0 rows are left out; each steered pair and its random control are measured
     assert "2 steered pairs" in run.stdout and "random control median" in run.stdout, run.stdout
