@@ -7,15 +7,16 @@ from __future__ import annotations
 
 import math
 import shutil
-import subprocess
 import sys
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
+from typer.testing import CliRunner
 
 from sae_core.clap import ClapScorer
+from sae_core.cli import app
 from sae_core.mini.clap import ClapTrainConfig, concept_phrases, train_clap
 from sae_core.synth import synth_corpus
 
@@ -64,7 +65,9 @@ def test_training_pairs_clips_with_their_texts_and_loads_like_real_weights(
 
 
 def test_the_command_names_bad_fields(corpus: Path, tmp_path: Path) -> None:
-    base = [CLI, "train-clap", "--corpus", str(corpus), "--out", str(tmp_path / "c"), "--threads", "1"]
+    # In this process, through the same command: a subprocess each re-imported torch. No
+    # --threads: it would set this process's torch threads for the tests after.
+    base = ["train-clap", "--corpus", str(corpus), "--out", str(tmp_path / "c")]
     front_end = (
         (["--num-mel-bins", "100"], "--spec-size must be a multiple of --num-mel-bins (100)"),
         (["--hop-length", "160"], "--hop-length a 10 s clip makes 1001 frames"),
@@ -75,15 +78,13 @@ def test_the_command_names_bad_fields(corpus: Path, tmp_path: Path) -> None:
         (["--batch-size", "9"], "batch_size"),
         *front_end,
     ):
-        bad = subprocess.run([*base, *extra], capture_output=True, text=True, check=False)
-        assert bad.returncode == 2 and field in bad.stderr, (extra, bad.stderr)
-        assert "Traceback" not in bad.stderr
+        bad = CliRunner().invoke(app, [*base, *extra])
+        assert bad.exit_code == 2 and field in bad.stderr, (extra, bad.stderr)
+        assert bad.exception is None or isinstance(bad.exception, SystemExit)  # no traceback
     # Too big a batch is refused on the metadata alone, before any audio is read.
     broken = tmp_path / "broken-corpus"
     shutil.copytree(corpus, broken)
     for track in broken.glob("*.flac"):
         track.write_bytes(b"not audio")
-    early = subprocess.run(
-        [*base[:3], str(broken), *base[4:], "--batch-size", "99"], capture_output=True, text=True
-    )
-    assert early.returncode == 2 and "batch_size: the corpus has" in early.stderr, early.stderr
+    early = CliRunner().invoke(app, [*base[:2], str(broken), *base[3:], "--batch-size", "99"])
+    assert early.exit_code == 2 and "batch_size: the corpus has" in early.stderr, early.stderr

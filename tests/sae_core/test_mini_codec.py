@@ -13,7 +13,9 @@ from pathlib import Path
 
 import pytest
 import torch
+from typer.testing import CliRunner
 
+from sae_core.cli import app
 from sae_core.mini.codec import CodecTrainConfig, CodecTrainer, _Crops, load_corpus_audio, train_codec
 from sae_core.mini.loop import load_state
 from sae_core.synth import synth_corpus
@@ -118,13 +120,12 @@ def test_the_command_saves_a_loadable_codec_and_names_bad_fields(corpus16k: Path
         (["--codebook-size", "100"], "--codebook-size must be a power of two"),
         (["--steps", "4"], "resume"),  # out already holds a checkpoint
     ):
-        bad = subprocess.run([*args, *extra], capture_output=True, text=True, check=False)
-        assert bad.returncode == 2 and field in bad.stderr, (extra, bad.stderr)
-        assert "Traceback" not in bad.stderr
-    missing = subprocess.run(
-        [CLI, "train-codec", "--corpus", str(tmp_path), "--out", str(tmp_path / "x")],
-        capture_output=True,
-        text=True,
-        check=False,
+        # In this process, through the same command: a subprocess each re-imported torch.
+        # No --threads: it would set this process's torch threads for the tests after.
+        bad = CliRunner().invoke(app, [*args[1:-2], *extra])
+        assert bad.exit_code == 2 and field in bad.stderr, (extra, bad.stderr)
+        assert bad.exception is None or isinstance(bad.exception, SystemExit)  # no traceback
+    missing = CliRunner().invoke(
+        app, ["train-codec", "--corpus", str(tmp_path), "--out", str(tmp_path / "x")]
     )
-    assert missing.returncode == 2 and "corpus: no metadata.csv" in missing.stderr
+    assert missing.exit_code == 2 and "corpus: no metadata.csv" in missing.stderr
